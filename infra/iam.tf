@@ -1,0 +1,192 @@
+# Why this file exists: every IAM grant this deployment makes, and the reason
+# for each, in one place. The same grants, as a table, are in docs/deploy.md;
+# nothing here is broader than that table. Project-wide grants are made only
+# where the API has no narrower resource to grant on (listing services, reading
+# time series, writing logs); everything else is granted on the one service,
+# service account, topic, subscription, repository or bucket it is needed on.
+
+locals {
+  # Runtime service accounts of the managed services: cutover must act as each
+  # one to update its service's traffic, and as no other.
+  managed_runtime_accounts = toset([for s in values(var.managed_services) : s.runtime_service_account])
+
+  # Custom role ids allow letters, digits, '_' and '.', not '-'.
+  rollout_role_id = replace("${var.service_name}_rollout", "-", "_")
+}
+
+# ---------------------------------------------------------------------------
+# cutover's runtime identity (google_service_account.runtime)
+# ---------------------------------------------------------------------------
+
+# Exactly the Run Admin API v2 calls cutover makes, nothing else:
+# roles/run.developer would also allow creating and deleting services and
+# jobs, and roles/run.viewer cannot update. Revisions are not read through
+# their own API (the service's traffic statuses name them), so no
+# run.revisions.* permission is included.
+resource "google_project_iam_custom_role" "rollout" {
+  project     = var.project_id
+  role_id     = local.rollout_role_id
+  title       = "cutover rollout operator"
+  description = "Read Cloud Run services and change their traffic split (used by ${var.service_name})."
+  permissions = [
+    "run.operations.get",  # operations.get: wait until a traffic patch is done
+    "run.services.get",    # services.get: read traffic, revisions and cutover.dev/* annotations
+    "run.services.list",   # services.list: find managed services in CUTOVER_REGIONS
+    "run.services.update", # services.patch: write traffic and cutover.dev/* annotations
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# Grant: runtime -> the custom role above, on the project. Why: the services
+# cutover manages are created by their own pipelines, after this apply, so
+# there is no per-service resource to grant on; and services.list has only a
+# project-level scope. The actAs grants below still limit which services'
+# traffic cutover can actually change.
+resource "google_project_iam_member" "runtime_rollout" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.rollout.id
+  member  = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+# Grant: runtime -> roles/monitoring.viewer, on the project. Why: cutover reads
+# run.googleapis.com/request_count and request_latencies with timeSeries.list,
+# which is granted per project only.
+resource "google_project_iam_member" "runtime_monitoring_viewer" {
+  project = var.project_id
+  role    = "roles/monitoring.viewer"
+  member  = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+# Grant: runtime -> roles/iam.serviceAccountUser, on each managed service's
+# runtime service account only. Why: Cloud Run requires
+# iam.serviceAccounts.actAs on a service's runtime account for any update of
+# the service, a traffic-only patch included.
+resource "google_service_account_iam_member" "runtime_acts_as_managed" {
+  for_each = local.managed_runtime_accounts
+
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${each.value}"
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+# ---------------------------------------------------------------------------
+# The push identity (google_service_account.push)
+# ---------------------------------------------------------------------------
+
+# Grant: push -> roles/run.invoker, on the cutover service only. Why: Cloud Run
+# lets a push in only if the token's principal may invoke the service; this is
+# the only invoker binding cutover has (unauthenticated access is off).
+resource "google_cloud_run_v2_service_iam_member" "push_invokes_cutover" {
+  project  = var.project_id
+  location = google_cloud_run_v2_service.cutover.location
+  name     = google_cloud_run_v2_service.cutover.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.push.email}"
+}
+
+# ---------------------------------------------------------------------------
+# The Pub/Sub service agent (local.pubsub_service_agent, Google-managed)
+# ---------------------------------------------------------------------------
+
+# Grant: Pub/Sub agent -> roles/iam.serviceAccountTokenCreator, on the push
+# identity only. Why: Pub/Sub mints the OIDC token of every push as the push
+# identity.
+resource "google_service_account_iam_member" "pubsub_agent_mints_push_tokens" {
+  service_account_id = google_service_account.push.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+
+  depends_on = [google_project_service.apis]
+}
+
+# Grant: Pub/Sub agent -> roles/pubsub.publisher, on the dead-letter topic
+# only. Why: Pub/Sub forwards an undeliverable message to the dead-letter topic
+# as its service agent.
+resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" {
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter.name
+  role    = "roles/pubsub.publisher"
+  member  = local.pubsub_service_agent
+}
+
+# Grant: Pub/Sub agent -> roles/pubsub.subscriber, on each of the three push
+# subscriptions only. Why: to dead-letter a message Pub/Sub must also
+# acknowledge it on the source subscription, as its service agent.
+resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_dead_lettered" {
+  for_each = google_pubsub_subscription.push
+
+  project      = var.project_id
+  subscription = each.value.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# ---------------------------------------------------------------------------
+# The Monitoring notification service agent (local.monitoring_notification_agent)
+# ---------------------------------------------------------------------------
+
+# Grant: Monitoring notification agent -> roles/pubsub.publisher, on the
+# alerts topic only. Why: a `pubsub` notification channel publishes incidents
+# as this agent. Google creates the agent with the first such channel, hence
+# the dependency.
+resource "google_pubsub_topic_iam_member" "monitoring_agent_publishes_alerts" {
+  project = var.project_id
+  topic   = google_pubsub_topic.alerts.name
+  role    = "roles/pubsub.publisher"
+  member  = local.monitoring_notification_agent
+
+  depends_on = [google_monitoring_notification_channel.cutover]
+}
+
+# ---------------------------------------------------------------------------
+# The build identity (google_service_account.build), used by cloudbuild.yaml
+# ---------------------------------------------------------------------------
+
+# Grant: build -> roles/artifactregistry.writer, on cutover's repository only.
+# Why: the build pushes the image it built.
+resource "google_artifact_registry_repository_iam_member" "build_pushes_images" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.cutover.location
+  repository = google_artifact_registry_repository.cutover.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Grant: build -> roles/storage.objectViewer, on the source staging bucket
+# only. Why: Cloud Build fetches the source that `gcloud builds submit`
+# uploaded there as the build's identity.
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.build_source.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Grant: build -> roles/logging.logWriter, on the project. Why: a build run as
+# a user-specified service account writes its log to Cloud Logging
+# (options.logging: CLOUD_LOGGING_ONLY) as that account; log writing is
+# granted per project only.
+resource "google_project_iam_member" "build_writes_logs" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Grant: build -> roles/run.developer, on the cutover service only. Why: the
+# deploy step updates the service's image (a new revision). The grant is on
+# this one service, so the build cannot touch any other service.
+resource "google_cloud_run_v2_service_iam_member" "build_deploys_cutover" {
+  project  = var.project_id
+  location = google_cloud_run_v2_service.cutover.location
+  name     = google_cloud_run_v2_service.cutover.name
+  role     = "roles/run.developer"
+  member   = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Grant: build -> roles/iam.serviceAccountUser, on cutover's runtime account
+# only. Why: deploying a revision that runs as an account requires actAs on it.
+resource "google_service_account_iam_member" "build_acts_as_runtime" {
+  service_account_id = google_service_account.runtime.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.build.email}"
+}

@@ -1,0 +1,337 @@
+# Why this file exists: every input of the deployment. The first group places
+# and sizes it; the second lists the services cutover manages; the third is
+# cutover's own settings, one variable per CUTOVER_* environment variable,
+# each defaulting to cutover's built-in default (src/config.rs).
+
+# --- Where and what -----------------------------------------------------------
+
+variable "project_id" {
+  description = "Project to deploy cutover into. The services it manages run in the same project."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the cutover service, its image repository and its tick job; also CUTOVER_REGION."
+  type        = string
+}
+
+variable "service_name" {
+  description = "Name of the cutover Cloud Run service; also the prefix of every other resource name here."
+  type        = string
+  default     = "cutover"
+
+  validation {
+    # It is also a service account id (6 to 30 characters) with "-build" appended.
+    condition     = can(regex("^[a-z][a-z0-9-]{4,22}[a-z0-9]$", var.service_name))
+    error_message = "service_name must be 6 to 24 lowercase letters, digits or '-', starting with a letter."
+  }
+}
+
+variable "image" {
+  description = "Image of the first revision only. Until cloudbuild.yaml has deployed cutover's own image (after which Terraform ignores this), Google's public sample image answers every path, /healthz included, with 200."
+  type        = string
+  default     = "us-docker.pkg.dev/cloudrun/container/hello"
+}
+
+variable "labels" {
+  description = "Extra labels for every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+# --- Sizing and exposure of the cutover service -------------------------------
+
+variable "ingress" {
+  description = "Cloud Run ingress. INGRESS_TRAFFIC_INTERNAL_ONLY still admits Pub/Sub push from this project."
+  type        = string
+  default     = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+
+  validation {
+    condition     = contains(["INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "INGRESS_TRAFFIC_ALL"], var.ingress)
+    error_message = "ingress must be INGRESS_TRAFFIC_INTERNAL_ONLY, INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER or INGRESS_TRAFFIC_ALL."
+  }
+}
+
+variable "max_instances" {
+  description = "Upper bound on cutover instances. Its load is one tick a minute plus one event per build or incident, so one instance is busy well under 1% of the time; the second is headroom for overlapping deliveries."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.max_instances >= 1 && var.max_instances <= 10
+    error_message = "max_instances must be between 1 and 10."
+  }
+}
+
+variable "concurrency" {
+  description = "Concurrent requests per instance. Requests wait mostly on Google APIs, so a few dozen fit in one instance."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.concurrency >= 1 && var.concurrency <= 1000
+    error_message = "concurrency must be between 1 and 1000."
+  }
+}
+
+variable "cpu" {
+  description = "CPU limit of a cutover instance."
+  type        = string
+  default     = "1"
+}
+
+variable "memory" {
+  description = "Memory limit of a cutover instance."
+  type        = string
+  default     = "512Mi"
+}
+
+variable "request_timeout" {
+  description = "Cloud Run request timeout. Keep it above event_deadline and at most the push subscriptions' 60s ack deadline."
+  type        = string
+  default     = "60s"
+}
+
+variable "deletion_protection" {
+  description = "Refuse to delete the cutover service on destroy. cutover keeps no state of its own (rollout state lives in annotations on the managed services), so recreating it loses nothing."
+  type        = bool
+  default     = false
+}
+
+# --- Event delivery -------------------------------------------------------------
+
+variable "create_cloud_builds_topic" {
+  description = "Create the `cloud-builds` topic Cloud Build publishes to. Set to false if the project already has it."
+  type        = bool
+  default     = true
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of one message before Pub/Sub moves it to the dead-letter topic (5 to 100)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
+    error_message = "max_delivery_attempts must be between 5 and 100."
+  }
+}
+
+variable "push_minimum_backoff" {
+  description = "Shortest wait before Pub/Sub redelivers a message cutover answered with 503."
+  type        = string
+  default     = "10s"
+}
+
+variable "push_maximum_backoff" {
+  description = "Longest wait between redeliveries (at most 600s)."
+  type        = string
+  default     = "600s"
+}
+
+variable "tick_schedule" {
+  description = "Cron schedule of the tick, in UTC. cutover's step interval and hold timers are checked at each tick, so they resolve to this granularity."
+  type        = string
+  default     = "* * * * *"
+}
+
+variable "scheduler_region" {
+  description = "Region of the Cloud Scheduler job, where Cloud Scheduler is not offered in var.region; null means var.region."
+  type        = string
+  default     = null
+}
+
+# --- Image repository ----------------------------------------------------------
+
+variable "artifact_repository" {
+  description = "Artifact Registry repository (in var.region) that cloudbuild.yaml pushes cutover's image to."
+  type        = string
+  default     = "cutover"
+}
+
+variable "images_to_keep" {
+  description = "Newest cutover images kept regardless of age, for rollback of cutover itself."
+  type        = number
+  default     = 10
+}
+
+# --- Managed services ------------------------------------------------------------
+
+variable "managed_services" {
+  description = <<-EOT
+    Cloud Run services that cutover rolls out, keyed by service name. For each:
+    runtime_service_account: email of the account the service runs as; cutover
+      gets roles/iam.serviceAccountUser on it, and on no other account.
+    region: alert on the service in this region only (null: every region).
+    max_error_rate, max_p99_ms: alert limits (null: the cutover defaults below).
+    alert_duration: how long a limit must be exceeded before an incident opens.
+  EOT
+  type = map(object({
+    runtime_service_account = string
+    region                  = optional(string)
+    max_error_rate          = optional(number)
+    max_p99_ms              = optional(number)
+    alert_duration          = optional(string, "60s")
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for s in values(var.managed_services) : can(regex("^[^@\\s]+@[^@\\s]+\\.gserviceaccount\\.com$", s.runtime_service_account))])
+    error_message = "runtime_service_account must be a service account email (...@....gserviceaccount.com)."
+  }
+}
+
+# --- cutover settings (CUTOVER_*), defaults as in cutover ------------------------
+
+variable "regions" {
+  description = "CUTOVER_REGIONS: regions cutover watches for managed services. Empty means var.region only (cutover's default: CUTOVER_REGION)."
+  type        = list(string)
+  default     = []
+}
+
+variable "run_endpoint" {
+  description = "CUTOVER_RUN_ENDPOINT: base URL of the Cloud Run Admin API."
+  type        = string
+  default     = "https://run.googleapis.com"
+}
+
+variable "monitoring_endpoint" {
+  description = "CUTOVER_MONITORING_ENDPOINT: base URL of the Cloud Monitoring API."
+  type        = string
+  default     = "https://monitoring.googleapis.com"
+}
+
+variable "auth" {
+  description = "CUTOVER_AUTH: how cutover gets tokens for Google APIs: auto, metadata or none."
+  type        = string
+  default     = "auto"
+
+  validation {
+    condition     = contains(["auto", "metadata", "none"], var.auth)
+    error_message = "auth must be auto, metadata or none."
+  }
+}
+
+variable "smoke_path" {
+  description = "CUTOVER_SMOKE_PATH: path cutover requests on a new revision before its first step; null means no smoke check."
+  type        = string
+  default     = null
+}
+
+variable "steps" {
+  description = "CUTOVER_STEPS: traffic percentages of the new revision, in order, ending at 100."
+  type        = list(number)
+  default     = [10, 50, 100]
+
+  validation {
+    condition     = length(var.steps) > 0 && var.steps[length(var.steps) - 1] == 100 && alltrue([for i, s in var.steps : s > 0 && s <= 100 && (i == 0 || s > var.steps[max(i - 1, 0)])])
+    error_message = "steps must be increasing percentages ending at 100."
+  }
+}
+
+variable "step_interval" {
+  description = "CUTOVER_STEP_INTERVAL: time a step must stay healthy before the next one."
+  type        = string
+  default     = "5m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.step_interval))
+    error_message = "step_interval is a duration such as 5m or 1h30m."
+  }
+}
+
+variable "metrics_delay" {
+  description = "CUTOVER_METRICS_DELAY: age metrics must have before cutover trusts them (Cloud Monitoring's ingestion lag)."
+  type        = string
+  default     = "3m"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.metrics_delay))
+    error_message = "metrics_delay is a duration such as 3m."
+  }
+}
+
+variable "min_requests" {
+  description = "CUTOVER_MIN_REQUESTS: requests the new revision must have served in a step before cutover judges it."
+  type        = number
+  default     = 100
+}
+
+variable "max_hold" {
+  description = "CUTOVER_MAX_HOLD: longest a step may wait for enough requests or healthy metrics before cutover rolls back."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.max_hold))
+    error_message = "max_hold is a duration such as 1h."
+  }
+}
+
+variable "max_error_rate" {
+  description = "CUTOVER_MAX_ERROR_RATE: highest 5xx fraction of the new revision's requests that lets a step proceed. Also the default alert limit of managed services."
+  type        = number
+  default     = 0.01
+
+  validation {
+    condition     = var.max_error_rate > 0 && var.max_error_rate < 1
+    error_message = "max_error_rate is a fraction between 0 and 1."
+  }
+}
+
+variable "max_p99_ms" {
+  description = "CUTOVER_MAX_P99_MS: highest p99 latency (ms) of the new revision that lets a step proceed. Also the default alert limit of managed services."
+  type        = number
+  default     = 1000
+}
+
+variable "push_auth" {
+  description = "CUTOVER_PUSH_AUTH: google (verify the OIDC token of every push) or none. Keep google on Cloud Run: none is for local tests only."
+  type        = string
+  default     = "google"
+
+  validation {
+    condition     = contains(["google", "none"], var.push_auth)
+    error_message = "push_auth must be google or none."
+  }
+}
+
+variable "jwks_url" {
+  description = "CUTOVER_JWKS_URL: where cutover fetches the keys that sign Google's OIDC tokens."
+  type        = string
+  default     = "https://www.googleapis.com/oauth2/v3/certs"
+}
+
+variable "push_audience" {
+  description = "CUTOVER_PUSH_AUDIENCE and the pushes' token audience; null derives cutover-push/<project>/<region>/<service> (see project.tf)."
+  type        = string
+  default     = null
+}
+
+variable "extra_push_service_accounts" {
+  description = "Emails added to CUTOVER_PUSH_SERVICE_ACCOUNTS besides the push identity created here (e.g. while moving subscriptions to a new identity)."
+  type        = list(string)
+  default     = []
+}
+
+variable "event_deadline" {
+  description = "CUTOVER_EVENT_DEADLINE: time cutover gives itself per event before answering 503; below the 60s ack deadline and request_timeout."
+  type        = string
+  default     = "50s"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.event_deadline))
+    error_message = "event_deadline is a duration such as 50s."
+  }
+}
+
+variable "log_format" {
+  description = "CUTOVER_LOG_FORMAT: json (structured, for Cloud Logging) or text."
+  type        = string
+  default     = "json"
+
+  validation {
+    condition     = contains(["json", "text"], var.log_format)
+    error_message = "log_format must be json or text."
+  }
+}

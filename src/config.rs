@@ -1,0 +1,292 @@
+//! Every setting cutover reads, from the environment (Cloud Run passes configuration as env
+//! vars), with flags of the same meaning for local use.
+//!
+//! One clap struct documents each variable and its default (`cutover serve --help` lists them
+//! all). Values are parsed and validated here, at start-up: a bad value stops cutover with a
+//! message naming the variable, rather than surfacing at the first rollout.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use jiff::SignedDuration;
+
+use crate::decision::policy::{self, Policy};
+use crate::gcp::token::AuthMode;
+
+/// cutover: progressive, metrics-gated rollouts for Cloud Run, driven by Pub/Sub.
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve Pub/Sub push endpoints (what runs on Cloud Run).
+    Serve(Box<ServeArgs>),
+    /// Run an embedded end-to-end rollout against in-process fakes (no cloud account needed).
+    Demo(DemoArgs),
+}
+
+/// Push authentication mode (`CUTOVER_PUSH_AUTH`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PushAuthMode {
+    /// Verify Pub/Sub's OIDC token on every push.
+    Google,
+    /// Accept pushes without a token (the Pub/Sub emulator sends none).
+    None,
+}
+
+/// Log output format (`CUTOVER_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, as Cloud Logging reads it.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Settings of `cutover serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on (Cloud Run sets it).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Project of the managed services [default: from the metadata server].
+    #[arg(long, env = "GOOGLE_CLOUD_PROJECT")]
+    pub project: Option<String>,
+
+    /// Default region, for builds without a region substitution [default: from the metadata server].
+    #[arg(long, env = "CUTOVER_REGION")]
+    pub region: Option<String>,
+
+    /// Regions whose services ticks evaluate, comma separated [default: the default region].
+    #[arg(long, env = "CUTOVER_REGIONS", value_delimiter = ',')]
+    pub regions: Vec<String>,
+
+    /// Base URL of the Cloud Run Admin API.
+    #[arg(
+        long,
+        env = "CUTOVER_RUN_ENDPOINT",
+        default_value = "https://run.googleapis.com"
+    )]
+    pub run_endpoint: String,
+
+    /// Base URL of the Cloud Monitoring API.
+    #[arg(
+        long,
+        env = "CUTOVER_MONITORING_ENDPOINT",
+        default_value = "https://monitoring.googleapis.com"
+    )]
+    pub monitoring_endpoint: String,
+
+    /// Credentials for Google APIs: application default credentials then the metadata server
+    /// (auto), the metadata server only, or none (fakes and emulators).
+    #[arg(long, env = "CUTOVER_AUTH", value_enum, default_value = "auto")]
+    pub auth: AuthMode,
+
+    /// Metadata server host (also read by Google's auth library).
+    #[arg(long, env = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
+    pub metadata_host: String,
+
+    /// Path GET on the candidate's tag URL must answer 2xx before it gets traffic [default: no smoke check].
+    #[arg(long, env = "CUTOVER_SMOKE_PATH")]
+    pub smoke_path: Option<String>,
+
+    /// Candidate traffic steps in percent, ending at 100.
+    #[arg(long, env = "CUTOVER_STEPS", default_value = "10,50,100", value_parser = steps)]
+    pub steps: Steps,
+
+    /// Soak time: data needed per step before it is judged.
+    #[arg(long, env = "CUTOVER_STEP_INTERVAL", default_value = "5m", value_parser = duration)]
+    pub step_interval: SignedDuration,
+
+    /// How late Cloud Run metrics land; judged windows end this long before now.
+    #[arg(long, env = "CUTOVER_METRICS_DELAY", default_value = "3m", value_parser = duration)]
+    pub metrics_delay: SignedDuration,
+
+    /// Minimum candidate requests in a window to judge it.
+    #[arg(long, env = "CUTOVER_MIN_REQUESTS", default_value_t = 100)]
+    pub min_requests: u64,
+
+    /// How long a due step may stay inconclusive before the rollout pauses.
+    #[arg(long, env = "CUTOVER_MAX_HOLD", default_value = "1h", value_parser = duration)]
+    pub max_hold: SignedDuration,
+
+    /// Highest acceptable 5xx ratio (0.01 = 1%).
+    #[arg(long, env = "CUTOVER_MAX_ERROR_RATE", default_value_t = 0.01, value_parser = rate)]
+    pub max_error_rate: f64,
+
+    /// Highest acceptable p99 latency in milliseconds.
+    #[arg(long, env = "CUTOVER_MAX_P99_MS", default_value_t = 1000.0, value_parser = ms)]
+    pub max_p99_ms: f64,
+
+    /// Push authentication: verify Pub/Sub's OIDC token (google) or not (none).
+    #[arg(long, env = "CUTOVER_PUSH_AUTH", value_enum, default_value = "google")]
+    pub push_auth: PushAuthMode,
+
+    /// Where Google's token signing keys are published.
+    #[arg(
+        long,
+        env = "CUTOVER_JWKS_URL",
+        default_value = "https://www.googleapis.com/oauth2/v3/certs"
+    )]
+    pub jwks_url: String,
+
+    /// Expected `aud` of push tokens (required with CUTOVER_PUSH_AUTH=google).
+    #[arg(long, env = "CUTOVER_PUSH_AUDIENCE")]
+    pub push_audience: Option<String>,
+
+    /// Service accounts allowed to push, comma separated.
+    #[arg(long, env = "CUTOVER_PUSH_SERVICE_ACCOUNTS", value_delimiter = ',')]
+    pub push_service_accounts: Vec<String>,
+
+    /// Time budget for handling one event; keep it below the subscription's ack deadline.
+    #[arg(long, env = "CUTOVER_EVENT_DEADLINE", default_value = "50s", value_parser = duration)]
+    pub event_deadline: SignedDuration,
+
+    /// Log format.
+    #[arg(long, env = "CUTOVER_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+/// Settings of `cutover demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value = "all")]
+    pub scenario: Scenario,
+}
+
+/// Demo scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Both rollouts, one after the other.
+    All,
+    /// A healthy candidate goes 10 → 50 → 100.
+    Healthy,
+    /// A candidate with 20% 5xx is rolled back at 10%.
+    Regressed,
+}
+
+/// Validated traffic steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Steps(pub Vec<u8>);
+
+fn steps(s: &str) -> Result<Steps, String> {
+    policy::parse_steps(s).map(Steps)
+}
+
+fn duration(s: &str) -> Result<SignedDuration, String> {
+    policy::parse_duration(s)
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    policy::parse_rate(s)
+}
+
+fn ms(s: &str) -> Result<f64, String> {
+    policy::parse_ms(s)
+}
+
+/// A setting that parses but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ServeArgs {
+    /// The rollout policy these settings describe.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        let p = Policy {
+            steps: self.steps.0.clone(),
+            step_interval: self.step_interval,
+            metrics_delay: self.metrics_delay,
+            min_requests: self.min_requests,
+            max_hold: self.max_hold,
+            max_error_rate: self.max_error_rate,
+            max_p99_ms: self.max_p99_ms,
+            smoke_path: self
+                .smoke_path
+                .clone()
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| {
+                    if p.starts_with('/') {
+                        p
+                    } else {
+                        format!("/{p}")
+                    }
+                }),
+        };
+        let fail = |var, reason: &str| ConfigError {
+            var,
+            reason: reason.to_string(),
+        };
+        if !p.step_interval.is_positive() {
+            return Err(fail("CUTOVER_STEP_INTERVAL", "must be positive"));
+        }
+        if !p.max_hold.is_positive() {
+            return Err(fail("CUTOVER_MAX_HOLD", "must be positive"));
+        }
+        p.validate().map_err(|e| ConfigError {
+            var: "CUTOVER_*",
+            reason: e.to_string(),
+        })?;
+        Ok(p)
+    }
+
+    /// Checks settings that depend on each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.policy()?;
+        if self.push_auth == PushAuthMode::Google {
+            if self
+                .push_audience
+                .as_deref()
+                .is_none_or(|a| a.trim().is_empty())
+            {
+                return Err(ConfigError {
+                    var: "CUTOVER_PUSH_AUDIENCE",
+                    reason: "is required with CUTOVER_PUSH_AUTH=google (the URL or audience the push subscriptions put in their OIDC tokens); set CUTOVER_PUSH_AUTH=none only for the emulator".into(),
+                });
+            }
+            if self
+                .push_service_accounts
+                .iter()
+                .all(|s| s.trim().is_empty())
+            {
+                return Err(ConfigError {
+                    var: "CUTOVER_PUSH_SERVICE_ACCOUNTS",
+                    reason: "is required with CUTOVER_PUSH_AUTH=google (the push subscriptions' service account emails)".into(),
+                });
+            }
+        }
+        if !self.event_deadline.is_positive() {
+            return Err(ConfigError {
+                var: "CUTOVER_EVENT_DEADLINE",
+                reason: "must be positive".into(),
+            });
+        }
+        for (var, url) in [
+            ("CUTOVER_RUN_ENDPOINT", &self.run_endpoint),
+            ("CUTOVER_MONITORING_ENDPOINT", &self.monitoring_endpoint),
+            ("CUTOVER_JWKS_URL", &self.jwks_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError {
+                    var,
+                    reason: format!("{url:?} is not an http(s) URL"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-event deadline as a std duration.
+    pub fn event_deadline(&self) -> Duration {
+        Duration::from_secs(self.event_deadline.as_secs().max(1) as u64)
+    }
+}

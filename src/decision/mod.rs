@@ -1,0 +1,631 @@
+//! The decision core: observed service + evidence + policy + now → decision.
+//!
+//! Everything here is pure: no I/O, no clock, no logging. [`decide`] is called by the
+//! reconciler (`crate::reconcile`) with what it observed; when a decision needs evidence it
+//! does not have (metrics for a window, a smoke check), it says so with [`Kind::Gather`] and is
+//! called again with the evidence. That keeps every rule in one place and makes the rules
+//! testable exhaustively.
+//!
+//! # Guarantees
+//! - Every traffic write sums to 100 and names only the stable and candidate revisions.
+//! - At most one step per decision; never a step forward on inconclusive or missing evidence.
+//! - A rollback gives 100% to the recorded stable revision, and only if it is ready.
+//! - Traffic changed by hand is never overwritten: the rollout pauses instead.
+//! - Deciding again on the state a decision produced changes nothing (duplicates are harmless).
+
+pub mod judge;
+pub mod policy;
+pub mod record;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+
+use crate::metrics::{ServiceStats, Window};
+use crate::target::ServiceRef;
+
+pub use judge::{Judgement, Verdict};
+pub use policy::{Policy, PolicyError};
+pub use record::{PauseCause, Phase, Record};
+
+/// Tag cutover puts on the candidate revision (its URL lets people try it).
+pub const CANDIDATE_TAG: &str = "candidate";
+/// Tag cutover keeps on the stable revision.
+pub const STABLE_TAG: &str = "stable";
+
+/// A service as a traffic router sees it, reduced to what decisions need.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub service: ServiceRef,
+    /// The newest revision that is ready to serve.
+    pub latest_ready: Option<String>,
+    /// Who serves what now: revision → percent, only revisions with a share above 0.
+    pub allocation: BTreeMap<String, u8>,
+    /// Revisions known to be ready (the latest ready one and those routed to).
+    pub ready: BTreeSet<String>,
+    /// URL of each traffic tag, once the platform has assigned one.
+    pub tag_urls: BTreeMap<String, String>,
+    /// The service's annotations: cutover's record and any policy overrides.
+    pub annotations: BTreeMap<String, String>,
+    /// Opaque to the decision core: what the router needs to write conditionally.
+    pub version: crate::router::Version,
+}
+
+/// What woke the reconciler. It says which service, never what to do; `decide` works that out
+/// from the observed state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trigger {
+    /// A build that deployed a new revision finished: roll out the latest ready revision.
+    Build { build_id: String },
+    /// Periodic evaluation.
+    Tick,
+    /// A Monitoring incident opened for this service: roll back at once.
+    Alert {
+        incident_id: String,
+        summary: String,
+    },
+}
+
+/// Evidence gathered on the decision core's request.
+#[derive(Clone, Debug, Default)]
+pub enum Evidence {
+    /// Nothing gathered (yet).
+    #[default]
+    None,
+    /// Metrics for the requested window, or why they could not be read.
+    Metrics(Result<ServiceStats, String>),
+    /// The smoke check's result.
+    Smoke(Result<(), String>),
+}
+
+/// Evidence the decision core asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Need {
+    /// Every revision's metrics over this window.
+    Metrics(Window),
+    /// `GET` this URL; 2xx passes.
+    Smoke(String),
+}
+
+/// The kind of decision, for logs and for tests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// Ask again with this evidence.
+    Gather(Need),
+    /// A new rollout begins (or replaces an older candidate's).
+    Start,
+    /// Smoke check passed or a step was healthy: the candidate gets the next step.
+    Advance,
+    /// The candidate serves 100% and becomes stable.
+    Complete,
+    /// Waiting: soaking, or not enough data yet.
+    Hold,
+    /// All traffic back to stable.
+    Rollback,
+    /// The rollout stops and waits for a person.
+    Pause,
+    /// Nothing to do for this service.
+    Nothing,
+    /// The service cannot be handled as it is (unreadable record, invalid policy).
+    Error,
+}
+
+impl Kind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Gather(_) => "gather",
+            Kind::Start => "start",
+            Kind::Advance => "advance",
+            Kind::Complete => "complete",
+            Kind::Hold => "hold",
+            Kind::Rollback => "rollback",
+            Kind::Pause => "pause",
+            Kind::Nothing => "nothing",
+            Kind::Error => "error",
+        }
+    }
+}
+
+/// One traffic target as cutover wants it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub revision: String,
+    pub percent: u8,
+    pub tag: Option<String>,
+}
+
+/// A conditional write: traffic (unless unchanged) and the record, together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    /// `None` leaves traffic exactly as it is (pausing on a manual change).
+    pub traffic: Option<Vec<Target>>,
+    pub record: Record,
+}
+
+/// What to do, and why.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub kind: Kind,
+    pub reason: String,
+    pub write: Option<Write>,
+    /// Decide again right after the write (a smoke check follows a start).
+    pub again: bool,
+    /// The numbers a judged step used.
+    pub judgement: Option<Judgement>,
+    /// The rollout this decision is about, as it stands after the decision.
+    pub record: Option<Record>,
+    /// Thresholds in force.
+    pub policy: Option<Policy>,
+}
+
+impl Decision {
+    fn new(kind: Kind, reason: impl Into<String>) -> Decision {
+        Decision {
+            kind,
+            reason: reason.into(),
+            write: None,
+            again: false,
+            judgement: None,
+            record: None,
+            policy: None,
+        }
+    }
+
+    fn about(mut self, record: Option<&Record>, policy: Option<&Policy>) -> Decision {
+        if self.record.is_none() {
+            self.record = record.cloned();
+        }
+        if self.policy.is_none() {
+            self.policy = policy.cloned();
+        }
+        self
+    }
+
+    fn writing(
+        kind: Kind,
+        reason: String,
+        traffic: Option<Vec<Target>>,
+        mut record: Record,
+    ) -> Decision {
+        record.reason = reason.clone();
+        let mut d = Decision::new(kind, reason);
+        d.record = Some(record.clone());
+        d.write = Some(Write { traffic, record });
+        d
+    }
+}
+
+/// Decides what to do with one service.
+///
+/// `defaults` is cutover's configured policy; the service's overrides are applied here.
+pub fn decide(
+    obs: &Observed,
+    trigger: &Trigger,
+    evidence: &Evidence,
+    defaults: &Policy,
+    now: Timestamp,
+) -> Decision {
+    let record = match Record::from_annotations(&obs.annotations) {
+        Ok(r) => r,
+        Err(e) => {
+            return Decision::new(
+                Kind::Error,
+                format!(
+                    "cutover's record on the service is unreadable ({e}); fix or remove the cutover.dev/ annotations"
+                ),
+            );
+        }
+    };
+    let policy = defaults.with_overrides(&obs.annotations);
+    let d = match trigger {
+        Trigger::Alert {
+            incident_id,
+            summary,
+        } => on_alert(obs, record.as_ref(), incident_id, summary, now),
+        Trigger::Build { .. } => on_build(obs, record.as_ref(), &policy, now),
+        Trigger::Tick => match &record {
+            Some(r) if r.phase.is_running() => progress(obs, r, &policy, evidence, now),
+            Some(r) => Decision::new(
+                Kind::Nothing,
+                format!("rollout of {} is {}", r.candidate, r.phase),
+            ),
+            None => Decision::new(Kind::Nothing, "no rollout on this service"),
+        },
+    };
+    d.about(record.as_ref(), policy.as_ref().ok())
+}
+
+/// The allocation cutover's record implies.
+fn expected_allocation(r: &Record) -> BTreeMap<String, u8> {
+    let mut a = BTreeMap::new();
+    if r.percent < 100 {
+        a.insert(r.stable.clone(), 100 - r.percent);
+    }
+    if r.percent > 0 {
+        a.insert(r.candidate.clone(), r.percent);
+    }
+    a
+}
+
+fn describe(a: &BTreeMap<String, u8>) -> String {
+    if a.is_empty() {
+        return "nothing".into();
+    }
+    a.iter()
+        .map(|(r, p)| format!("{r}={p}%"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Traffic no longer matches what cutover last wrote: someone changed it by hand.
+fn drift(obs: &Observed, r: &Record) -> Option<String> {
+    let expected = expected_allocation(r);
+    (expected != obs.allocation).then(|| {
+        format!(
+            "traffic was changed outside cutover: cutover set {}, the service now routes {}",
+            describe(&expected),
+            describe(&obs.allocation)
+        )
+    })
+}
+
+fn split(r: &Record, percent: u8) -> Vec<Target> {
+    vec![
+        Target {
+            revision: r.stable.clone(),
+            percent: 100 - percent,
+            tag: Some(STABLE_TAG.into()),
+        },
+        Target {
+            revision: r.candidate.clone(),
+            percent,
+            tag: Some(CANDIDATE_TAG.into()),
+        },
+    ]
+}
+
+fn on_alert(
+    obs: &Observed,
+    record: Option<&Record>,
+    incident: &str,
+    summary: &str,
+    now: Timestamp,
+) -> Decision {
+    let Some(r) = record else {
+        return Decision::new(
+            Kind::Nothing,
+            format!("alert {incident}: no rollout on this service"),
+        );
+    };
+    let live = r.phase.is_running()
+        || matches!(r.phase, Phase::Paused(c) if c != PauseCause::ManualChange);
+    if !live {
+        return Decision::new(
+            Kind::Nothing,
+            format!(
+                "alert {incident}: rollout of {} is {}",
+                r.candidate, r.phase
+            ),
+        );
+    }
+    if let Some(d) = drift(obs, r) {
+        return Decision::new(
+            Kind::Nothing,
+            format!(
+                "alert {incident}: not rolling back, {d}; the person who changed it owns the traffic"
+            ),
+        );
+    }
+    let summary = summary.trim();
+    let why = if summary.is_empty() {
+        format!("alert {incident} opened")
+    } else {
+        format!("alert {incident} opened: {summary}")
+    };
+    rollback(obs, r, why, now)
+}
+
+fn on_build(
+    obs: &Observed,
+    record: Option<&Record>,
+    policy: &Result<Policy, PolicyError>,
+    now: Timestamp,
+) -> Decision {
+    let Some(candidate) = obs.latest_ready.clone() else {
+        return Decision::new(Kind::Nothing, "the service has no ready revision");
+    };
+    let rolled_back: &[String] = record.map(|r| r.rolled_back.as_slice()).unwrap_or(&[]);
+    if rolled_back.iter().any(|r| *r == candidate) {
+        return Decision::new(
+            Kind::Nothing,
+            format!(
+                "{candidate} was rolled back before and is not rolled out again automatically; deploy a newer revision"
+            ),
+        );
+    }
+    // A rollout still holding traffic: the build either repeats it or brings a newer candidate.
+    if let Some(r) = record.filter(|r| r.phase.is_running() || matches!(r.phase, Phase::Paused(_)))
+    {
+        if r.candidate == candidate {
+            return Decision::new(
+                Kind::Nothing,
+                format!("rollout of {candidate} is already {}", r.phase),
+            );
+        }
+        if r.stable == candidate {
+            return Decision::new(Kind::Nothing, format!("{candidate} is the stable revision"));
+        }
+        if drift(obs, r).is_none() {
+            let policy = match policy {
+                Ok(p) => p,
+                Err(e) => {
+                    return Decision::new(
+                        Kind::Error,
+                        format!("not starting a rollout of {candidate}: {e}"),
+                    );
+                }
+            };
+            let why = format!(
+                "{candidate} supersedes {}, which had {}%",
+                r.candidate, r.percent
+            );
+            return start(
+                obs,
+                candidate,
+                r.stable.clone(),
+                r.rolled_back.clone(),
+                policy,
+                why,
+                now,
+            );
+        }
+        // Traffic was changed by hand: start fresh only if it is back on a single revision.
+    }
+    let mut serving = obs.allocation.iter().filter(|(_, p)| **p == 100);
+    let Some((stable, _)) = serving.next() else {
+        return Decision::new(
+            Kind::Nothing,
+            format!(
+                "no stable revision: traffic is split ({}); a rollout starts only from one revision serving 100%",
+                describe(&obs.allocation)
+            ),
+        );
+    };
+    if *stable == candidate {
+        return Decision::new(
+            Kind::Nothing,
+            format!("{candidate} already serves all traffic"),
+        );
+    }
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => {
+            return Decision::new(
+                Kind::Error,
+                format!("not starting a rollout of {candidate}: {e}"),
+            );
+        }
+    };
+    let why = format!("new revision {candidate}; {stable} is stable");
+    start(
+        obs,
+        candidate,
+        stable.clone(),
+        rolled_back.to_vec(),
+        policy,
+        why,
+        now,
+    )
+}
+
+fn start(
+    obs: &Observed,
+    candidate: String,
+    stable: String,
+    rolled_back: Vec<String>,
+    policy: &Policy,
+    why: String,
+    now: Timestamp,
+) -> Decision {
+    if !obs.ready.contains(&stable) {
+        return Decision::new(
+            Kind::Nothing,
+            format!("not starting a rollout of {candidate}: stable revision {stable} is not ready"),
+        );
+    }
+    let mut r = Record {
+        phase: Phase::Smoke,
+        candidate,
+        stable,
+        percent: 0,
+        started: now,
+        step_started: now,
+        reason: String::new(),
+        rolled_back,
+    };
+    if policy.smoke_path.is_some() {
+        let traffic = split(&r, 0);
+        let mut d = Decision::writing(
+            Kind::Start,
+            format!("{why}: tagging it for a smoke check"),
+            Some(traffic),
+            r,
+        );
+        d.again = true;
+        return d;
+    }
+    let first = policy.steps[0];
+    r.phase = Phase::Progressing;
+    r.percent = first;
+    let traffic = split(&r, first);
+    Decision::writing(
+        Kind::Start,
+        format!("{why}: candidate gets {first}%"),
+        Some(traffic),
+        r,
+    )
+}
+
+fn pause(r: &Record, cause: PauseCause, why: String) -> Decision {
+    if r.phase == Phase::Paused(cause) {
+        return Decision::new(Kind::Nothing, format!("{why} (already paused)"));
+    }
+    let mut next = r.clone();
+    next.phase = Phase::Paused(cause);
+    Decision::writing(Kind::Pause, why, None, next)
+}
+
+fn rollback(obs: &Observed, r: &Record, why: String, now: Timestamp) -> Decision {
+    if !obs.ready.contains(&r.stable) {
+        return pause(
+            r,
+            PauseCause::StableNotReady,
+            format!(
+                "{why}; but stable revision {} is not ready, so there is nothing safe to roll back to",
+                r.stable
+            ),
+        );
+    }
+    let mut next = r.clone();
+    next.phase = Phase::RolledBack;
+    next.percent = 0;
+    next.step_started = now;
+    next.remember_rolled_back(&r.candidate);
+    let traffic = split(&next, 0);
+    Decision::writing(Kind::Rollback, why, Some(traffic), next)
+}
+
+fn advance(r: &Record, to: u8, why: String, now: Timestamp) -> Decision {
+    let mut next = r.clone();
+    next.phase = Phase::Progressing;
+    next.percent = to;
+    next.step_started = now;
+    let traffic = split(&next, to);
+    Decision::writing(
+        Kind::Advance,
+        format!("{why}: candidate gets {to}%"),
+        Some(traffic),
+        next,
+    )
+}
+
+fn complete(r: &Record, why: String, now: Timestamp) -> Decision {
+    let mut next = r.clone();
+    next.phase = Phase::Completed;
+    next.percent = 100;
+    next.step_started = now;
+    let traffic = vec![Target {
+        revision: r.candidate.clone(),
+        percent: 100,
+        tag: Some(STABLE_TAG.into()),
+    }];
+    Decision::writing(
+        Kind::Complete,
+        format!("{why}: {} is now stable", r.candidate),
+        Some(traffic),
+        next,
+    )
+}
+
+fn progress(
+    obs: &Observed,
+    r: &Record,
+    policy: &Result<Policy, PolicyError>,
+    evidence: &Evidence,
+    now: Timestamp,
+) -> Decision {
+    if let Some(d) = drift(obs, r) {
+        return pause(
+            r,
+            PauseCause::ManualChange,
+            format!("{d}; pausing and leaving it as it is"),
+        );
+    }
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => {
+            return pause(
+                r,
+                PauseCause::InvalidPolicy,
+                format!("invalid policy override, {e}"),
+            );
+        }
+    };
+    if r.phase == Phase::Smoke {
+        let Some(path) = &policy.smoke_path else {
+            return advance(r, policy.steps[0], "no smoke check configured".into(), now);
+        };
+        return match evidence {
+            Evidence::Smoke(Ok(())) => {
+                advance(r, policy.steps[0], "smoke check passed".into(), now)
+            }
+            Evidence::Smoke(Err(e)) => rollback(obs, r, format!("smoke check failed: {e}"), now),
+            _ => match obs.tag_urls.get(CANDIDATE_TAG) {
+                Some(url) => Decision::new(
+                    Kind::Gather(Need::Smoke(format!("{}{path}", url.trim_end_matches('/')))),
+                    "smoke check",
+                ),
+                None => Decision::new(Kind::Hold, "waiting for the candidate's tag URL"),
+            },
+        };
+    }
+
+    let due = r
+        .step_started
+        .saturating_add(policy.step_interval)
+        .and_then(|t| t.saturating_add(policy.metrics_delay));
+    let due = due.unwrap_or(Timestamp::MAX);
+    if now < due {
+        return Decision::new(
+            Kind::Hold,
+            format!("soaking at {}%: judged from {due}", r.percent),
+        );
+    }
+    let window = Window {
+        start: r.step_started,
+        end: now.saturating_sub(policy.metrics_delay).unwrap_or(now),
+    };
+    let held_too_long = now.duration_since(due) >= policy.max_hold;
+    let hold = |why: String, judgement: Option<Judgement>| {
+        let mut d = if held_too_long {
+            pause(
+                r,
+                PauseCause::MaxHold,
+                format!(
+                    "{why}; still no verdict {} after the step was due, pausing",
+                    policy::format_duration(policy.max_hold)
+                ),
+            )
+        } else {
+            Decision::new(Kind::Hold, why)
+        };
+        d.judgement = judgement;
+        d
+    };
+    let stats = match evidence {
+        Evidence::Metrics(Ok(stats)) => stats,
+        Evidence::Metrics(Err(e)) => {
+            return hold(format!("metrics unavailable ({e}), not judging"), None);
+        }
+        _ => return Decision::new(Kind::Gather(Need::Metrics(window)), "step is due"),
+    };
+    let j = judge::judge(stats.revisions.get(&r.candidate), stats.window, policy);
+    let mut d = match &j.verdict {
+        Verdict::Fail(why) => rollback(obs, r, format!("step {}% failed: {why}", r.percent), now),
+        Verdict::Inconclusive(why) => {
+            return hold(format!("step {}% inconclusive: {why}", r.percent), Some(j));
+        }
+        Verdict::Pass => {
+            let why = format!("step {}% healthy ({})", r.percent, j.summary());
+            match policy.next_step(r.percent) {
+                Some(next) => advance(r, next, why, now),
+                None => complete(r, why, now),
+            }
+        }
+    };
+    d.judgement = Some(j);
+    d
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! cutover's record of a rollout, kept as annotations on the target service.
+//!
+//! There is no database: the record travels in the same etag-guarded write as the traffic it
+//! describes, so the service itself always says which rollout it is in, and any cutover instance
+//! (or a restarted one) continues from it. Parse and emit live side by side here; nothing else
+//! knows the annotation keys.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+
+/// Prefix of every annotation cutover owns or reads.
+pub const PREFIX: &str = "cutover.dev/";
+
+const PHASE: &str = "cutover.dev/phase";
+const PAUSED_BY: &str = "cutover.dev/paused-by";
+const CANDIDATE: &str = "cutover.dev/candidate";
+const STABLE: &str = "cutover.dev/stable";
+const PERCENT: &str = "cutover.dev/percent";
+const STARTED: &str = "cutover.dev/started";
+const STEP_STARTED: &str = "cutover.dev/step-started";
+const REASON: &str = "cutover.dev/reason";
+const ROLLED_BACK: &str = "cutover.dev/rolled-back";
+
+/// The annotations that make up the record (written and removed by cutover alone). Other
+/// `cutover.dev/*` keys are a person's policy overrides and are never touched.
+pub const RECORD_KEYS: &[&str] = &[
+    PHASE,
+    PAUSED_BY,
+    CANDIDATE,
+    STABLE,
+    PERCENT,
+    STARTED,
+    STEP_STARTED,
+    REASON,
+    ROLLED_BACK,
+];
+
+/// How many rolled-back revisions are remembered (oldest forgotten first). Revisions only get
+/// newer, so a short memory is enough to never retry a recent failure automatically.
+pub const ROLLED_BACK_MEMORY: usize = 10;
+
+/// Annotation values are limited in size by Cloud Run (the whole map to 64 KiB); reasons are
+/// human text and are cut well below that.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// Where a rollout stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The candidate is tagged at 0% and its smoke check has not passed yet.
+    Smoke,
+    /// The candidate has `percent` of traffic and is being judged.
+    Progressing,
+    /// cutover stopped and waits for a person (or a newer revision).
+    Paused(PauseCause),
+    /// All traffic went back to stable.
+    RolledBack,
+    /// The candidate serves 100% and is the new stable revision.
+    Completed,
+}
+
+/// Why a rollout paused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PauseCause {
+    /// Someone changed traffic by hand; cutover never overwrites that.
+    ManualChange,
+    /// A due step stayed inconclusive for longer than the maximum hold.
+    MaxHold,
+    /// A `cutover.dev/*` override cannot be used.
+    InvalidPolicy,
+    /// The stable revision is not ready, so there is nothing safe to roll back to.
+    StableNotReady,
+}
+
+impl PauseCause {
+    fn as_str(self) -> &'static str {
+        match self {
+            PauseCause::ManualChange => "manual-change",
+            PauseCause::MaxHold => "max-hold",
+            PauseCause::InvalidPolicy => "invalid-policy",
+            PauseCause::StableNotReady => "stable-not-ready",
+        }
+    }
+
+    fn parse(s: &str) -> Option<PauseCause> {
+        Some(match s {
+            "manual-change" => PauseCause::ManualChange,
+            "max-hold" => PauseCause::MaxHold,
+            "invalid-policy" => PauseCause::InvalidPolicy,
+            "stable-not-ready" => PauseCause::StableNotReady,
+            _ => return None,
+        })
+    }
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Smoke => "smoke",
+            Phase::Progressing => "progressing",
+            Phase::Paused(_) => "paused",
+            Phase::RolledBack => "rolled-back",
+            Phase::Completed => "completed",
+        }
+    }
+
+    /// Smoke or progressing: ticks keep evaluating it.
+    pub fn is_running(self) -> bool {
+        matches!(self, Phase::Smoke | Phase::Progressing)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phase::Paused(c) => write!(f, "paused ({})", c.as_str()),
+            p => f.write_str(p.as_str()),
+        }
+    }
+}
+
+/// One rollout, as recorded on its service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub phase: Phase,
+    /// The revision being rolled out.
+    pub candidate: String,
+    /// The revision that served 100% when the rollout started.
+    pub stable: String,
+    /// The candidate's share of traffic as cutover last wrote it.
+    pub percent: u8,
+    /// When the rollout started.
+    pub started: Timestamp,
+    /// When traffic last moved (the current step's start).
+    pub step_started: Timestamp,
+    /// Why the record last changed, for people.
+    pub reason: String,
+    /// Revisions rolled back recently, newest last; never rolled out again automatically.
+    pub rolled_back: Vec<String>,
+}
+
+/// The record on a service cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {key}: {reason}")]
+pub struct RecordError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl Record {
+    /// Reads the record from a service's annotations; `Ok(None)` when cutover has never
+    /// touched the service.
+    pub fn from_annotations(a: &BTreeMap<String, String>) -> Result<Option<Record>, RecordError> {
+        let Some(phase) = a.get(PHASE) else {
+            return Ok(None);
+        };
+        let err = |key: &'static str, reason: String| RecordError { key, reason };
+        let need = |key: &'static str| -> Result<&str, RecordError> {
+            a.get(key)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| err(key, "missing".into()))
+        };
+        let time = |key: &'static str| -> Result<Timestamp, RecordError> {
+            need(key)?
+                .parse()
+                .map_err(|e| err(key, format!("not an RFC 3339 time: {e}")))
+        };
+        let phase = match phase.as_str() {
+            "smoke" => Phase::Smoke,
+            "progressing" => Phase::Progressing,
+            "rolled-back" => Phase::RolledBack,
+            "completed" => Phase::Completed,
+            "paused" => {
+                let cause = need(PAUSED_BY)?;
+                Phase::Paused(
+                    PauseCause::parse(cause)
+                        .ok_or_else(|| err(PAUSED_BY, format!("unknown cause {cause:?}")))?,
+                )
+            }
+            other => return Err(err(PHASE, format!("unknown phase {other:?}"))),
+        };
+        let percent: u8 = need(PERCENT)?
+            .parse()
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| err(PERCENT, "not a percentage from 0 to 100".into()))?;
+        Ok(Some(Record {
+            phase,
+            candidate: need(CANDIDATE)?.to_string(),
+            stable: need(STABLE)?.to_string(),
+            percent,
+            started: time(STARTED)?,
+            step_started: time(STEP_STARTED)?,
+            reason: a.get(REASON).cloned().unwrap_or_default(),
+            rolled_back: a
+                .get(ROLLED_BACK)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// The annotations that represent this record. Keys of [`RECORD_KEYS`] that are absent
+    /// here must be removed from the service.
+    pub fn to_annotations(&self) -> BTreeMap<String, String> {
+        let mut a = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            a.insert(k.to_string(), v);
+        };
+        put(PHASE, self.phase.as_str().to_string());
+        if let Phase::Paused(cause) = self.phase {
+            put(PAUSED_BY, cause.as_str().to_string());
+        }
+        put(CANDIDATE, self.candidate.clone());
+        put(STABLE, self.stable.clone());
+        put(PERCENT, self.percent.to_string());
+        put(STARTED, self.started.to_string());
+        put(STEP_STARTED, self.step_started.to_string());
+        let reason: String = self.reason.chars().take(MAX_REASON_CHARS).collect();
+        put(REASON, reason);
+        if !self.rolled_back.is_empty() {
+            put(ROLLED_BACK, self.rolled_back.join(","));
+        }
+        a
+    }
+
+    /// Remembers a rolled-back revision, forgetting the oldest beyond the memory size.
+    pub fn remember_rolled_back(&mut self, revision: &str) {
+        if !self.rolled_back.iter().any(|r| r == revision) {
+            self.rolled_back.push(revision.to_string());
+        }
+        let excess = self.rolled_back.len().saturating_sub(ROLLED_BACK_MEMORY);
+        self.rolled_back.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(phase: Phase) -> Record {
+        Record {
+            phase,
+            candidate: "api-00002-def".into(),
+            stable: "api-00001-abc".into(),
+            percent: 10,
+            started: "2026-08-20T10:00:00Z".parse().unwrap(),
+            step_started: "2026-08-20T10:05:00Z".parse().unwrap(),
+            reason: "step 10% passed".into(),
+            rolled_back: vec!["api-00000-old".into()],
+        }
+    }
+
+    #[test]
+    fn every_phase_round_trips_through_annotations() {
+        for phase in [
+            Phase::Smoke,
+            Phase::Progressing,
+            Phase::RolledBack,
+            Phase::Completed,
+            Phase::Paused(PauseCause::ManualChange),
+            Phase::Paused(PauseCause::MaxHold),
+            Phase::Paused(PauseCause::InvalidPolicy),
+            Phase::Paused(PauseCause::StableNotReady),
+        ] {
+            let r = record(phase);
+            let a = r.to_annotations();
+            assert!(a.keys().all(|k| RECORD_KEYS.contains(&k.as_str())));
+            assert_eq!(Record::from_annotations(&a).unwrap(), Some(r));
+        }
+    }
+
+    #[test]
+    fn no_phase_means_no_record_and_damage_is_reported() {
+        assert_eq!(Record::from_annotations(&BTreeMap::new()).unwrap(), None);
+        let mut a = record(Phase::Progressing).to_annotations();
+        a.insert(PERCENT.into(), "250".into());
+        assert_eq!(Record::from_annotations(&a).unwrap_err().key, PERCENT);
+        let mut a = record(Phase::Progressing).to_annotations();
+        a.insert(PHASE.into(), "dancing".into());
+        assert_eq!(Record::from_annotations(&a).unwrap_err().key, PHASE);
+        let mut a = record(Phase::Progressing).to_annotations();
+        a.remove(STABLE);
+        assert_eq!(Record::from_annotations(&a).unwrap_err().key, STABLE);
+    }
+
+    #[test]
+    fn rolled_back_memory_is_bounded() {
+        let mut r = record(Phase::RolledBack);
+        for i in 0..25 {
+            r.remember_rolled_back(&format!("api-{i:05}-x"));
+        }
+        r.remember_rolled_back("api-00024-x");
+        assert_eq!(r.rolled_back.len(), ROLLED_BACK_MEMORY);
+        assert_eq!(r.rolled_back.last().unwrap(), "api-00024-x");
+    }
+}

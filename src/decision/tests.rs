@@ -1,0 +1,522 @@
+//! The decision core's rules, case by case and as properties over generated states.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+use super::record::RECORD_KEYS;
+use super::*;
+use crate::metrics::{Histogram, RevisionStats, ServiceStats, Window};
+use crate::router::Version;
+
+const STABLE: &str = "api-00001-abc";
+const CANDIDATE: &str = "api-00002-def";
+const NEWER: &str = "api-00003-ghi";
+
+fn t0() -> Timestamp {
+    "2026-08-20T10:00:00Z".parse().unwrap()
+}
+
+fn mins(m: i64) -> SignedDuration {
+    SignedDuration::from_mins(m)
+}
+
+/// A service serving `alloc`, with `latest` as its latest ready revision and `record` on it.
+fn observed(alloc: &[(&str, u8)], latest: &str, record: Option<&Record>) -> Observed {
+    let allocation: BTreeMap<String, u8> = alloc.iter().filter(|(_, p)| *p > 0).map(|(r, p)| (r.to_string(), *p)).collect();
+    let mut ready: BTreeSet<String> = alloc.iter().map(|(r, _)| r.to_string()).collect();
+    ready.insert(latest.to_string());
+    ready.insert(STABLE.to_string());
+    let mut annotations = BTreeMap::from([("team.example.com/owner".to_string(), "payments".to_string())]);
+    if let Some(r) = record {
+        annotations.extend(r.to_annotations());
+    }
+    Observed {
+        service: ServiceRef::new("p", "us-central1", "api"),
+        latest_ready: Some(latest.to_string()),
+        allocation,
+        ready,
+        tag_urls: BTreeMap::from([(CANDIDATE_TAG.to_string(), "http://candidate.test".to_string())]),
+        annotations,
+        version: Version::default(),
+    }
+}
+
+fn running(percent: u8, step_started: Timestamp) -> Record {
+    Record {
+        phase: if percent == 0 { Phase::Smoke } else { Phase::Progressing },
+        candidate: CANDIDATE.into(),
+        stable: STABLE.into(),
+        percent,
+        started: t0(),
+        step_started,
+        reason: String::new(),
+        rolled_back: vec![],
+    }
+}
+
+fn split_of(r: &Record) -> Vec<(&'static str, u8)> {
+    vec![(STABLE, 100 - r.percent), (CANDIDATE, r.percent)]
+}
+
+fn stats(window: Window, requests: u64, errors: u64, latency_ms: f64) -> Evidence {
+    let bounds = vec![50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
+    let mut counts = vec![0u64; bounds.len() + 1];
+    let bucket = bounds.iter().position(|b| latency_ms < *b).unwrap_or(bounds.len());
+    counts[bucket] = requests;
+    let mut revisions = BTreeMap::new();
+    if requests > 0 {
+        revisions.insert(
+            CANDIDATE.to_string(),
+            RevisionStats {
+                requests,
+                errors_5xx: errors,
+                latency: Histogram { bounds, counts },
+            },
+        );
+    }
+    Evidence::Metrics(Ok(ServiceStats { window, revisions }))
+}
+
+fn tick() -> Trigger {
+    Trigger::Tick
+}
+
+fn build() -> Trigger {
+    Trigger::Build { build_id: "b-1".into() }
+}
+
+fn alert() -> Trigger {
+    Trigger::Alert {
+        incident_id: "0.abc".into(),
+        summary: "5xx above 5/min".into(),
+    }
+}
+
+fn percents(w: &Write) -> BTreeMap<String, u8> {
+    w.traffic
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|t| t.percent > 0)
+        .map(|t| (t.revision.clone(), t.percent))
+        .collect()
+}
+
+/// Judged once step 10% has soaked 5 minutes and metrics had 3 minutes to land.
+fn due() -> Timestamp {
+    t0() + mins(8)
+}
+
+fn judged_window() -> Window {
+    Window { start: t0(), end: t0() + mins(5) }
+}
+
+#[test]
+fn a_build_starts_at_the_first_step_with_both_revisions_tagged() {
+    let obs = observed(&[(STABLE, 100)], CANDIDATE, None);
+    let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
+    assert_eq!(d.kind, Kind::Start);
+    let w = d.write.unwrap();
+    assert_eq!(percents(&w), BTreeMap::from([(STABLE.into(), 90), (CANDIDATE.into(), 10)]));
+    let tags: Vec<_> = w.traffic.unwrap().iter().map(|t| t.tag.clone().unwrap()).collect();
+    assert_eq!(tags, vec![STABLE_TAG, CANDIDATE_TAG]);
+    assert_eq!(w.record.phase, Phase::Progressing);
+    assert_eq!(w.record.step_started, t0());
+}
+
+#[test]
+fn with_a_smoke_path_the_candidate_is_tagged_at_zero_first() {
+    let policy = Policy {
+        smoke_path: Some("/healthz".into()),
+        ..Policy::default()
+    };
+    let obs = observed(&[(STABLE, 100)], CANDIDATE, None);
+    let d = decide(&obs, &build(), &Evidence::None, &policy, t0());
+    assert_eq!(d.kind, Kind::Start);
+    assert!(d.again, "the smoke check follows at once");
+    let w = d.write.unwrap();
+    assert_eq!(percents(&w), BTreeMap::from([(STABLE.into(), 100)]));
+    assert_eq!(w.record.phase, Phase::Smoke);
+
+    let r = w.record;
+    let obs = observed(&[(STABLE, 100), (CANDIDATE, 0)], CANDIDATE, Some(&r));
+    let d = decide(&obs, &tick(), &Evidence::None, &policy, t0());
+    assert_eq!(d.kind, Kind::Gather(Need::Smoke("http://candidate.test/healthz".into())));
+    let d = decide(&obs, &tick(), &Evidence::Smoke(Err("GET answered 500".into())), &policy, t0());
+    assert_eq!(d.kind, Kind::Rollback);
+    assert_eq!(d.write.as_ref().unwrap().record.rolled_back, vec![CANDIDATE.to_string()]);
+    let d = decide(&obs, &tick(), &Evidence::Smoke(Ok(())), &policy, t0());
+    assert_eq!(d.kind, Kind::Advance);
+    assert_eq!(d.write.unwrap().record.percent, 10);
+}
+
+#[test]
+fn nothing_starts_without_a_single_stable_revision() {
+    let obs = observed(&[(STABLE, 60), (NEWER, 40)], CANDIDATE, None);
+    let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
+    assert_eq!(d.kind, Kind::Nothing);
+    assert!(d.reason.contains("no stable revision"), "{}", d.reason);
+
+    let obs = observed(&[(CANDIDATE, 100)], CANDIDATE, None);
+    let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
+    assert_eq!(d.kind, Kind::Nothing);
+    assert!(d.reason.contains("already serves all traffic"));
+}
+
+#[test]
+fn a_rolled_back_revision_is_not_rolled_out_again_but_a_newer_one_is() {
+    let mut r = running(0, t0());
+    r.phase = Phase::RolledBack;
+    r.rolled_back = vec![CANDIDATE.into()];
+    let obs = observed(&[(STABLE, 100), (CANDIDATE, 0)], CANDIDATE, Some(&r));
+    let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
+    assert_eq!(d.kind, Kind::Nothing);
+    assert!(d.reason.contains("rolled back before"));
+
+    let obs = observed(&[(STABLE, 100), (CANDIDATE, 0)], NEWER, Some(&r));
+    let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
+    assert_eq!(d.kind, Kind::Start);
+    let w = d.write.unwrap();
+    assert_eq!(w.record.candidate, NEWER);
+    assert_eq!(w.record.rolled_back, vec![CANDIDATE.to_string()], "the memory is kept");
+}
+
+#[test]
+fn a_newer_candidate_supersedes_the_running_one() {
+    let r = running(50, t0());
+    let obs = observed(&split_of(&r), NEWER, Some(&r));
+    let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0() + mins(1));
+    assert_eq!(d.kind, Kind::Start);
+    let w = d.write.unwrap();
+    assert_eq!(percents(&w), BTreeMap::from([(STABLE.into(), 90), (NEWER.into(), 10)]));
+    assert_eq!(w.record.stable, STABLE);
+    assert!(!w.traffic.unwrap().iter().any(|t| t.revision == CANDIDATE), "the superseded candidate loses its traffic");
+}
+
+#[test]
+fn a_step_soaks_before_it_is_judged() {
+    let r = running(10, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due() - SignedDuration::from_secs(1));
+    assert_eq!(d.kind, Kind::Hold);
+    let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Gather(Need::Metrics(judged_window())));
+}
+
+#[test]
+fn a_healthy_step_advances_and_the_last_one_completes() {
+    let policy = Policy::default();
+    let mut r = running(10, t0());
+    for (from, to) in [(10u8, Some(50u8)), (50, Some(100)), (100, None)] {
+        r.percent = from;
+        let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+        let d = decide(&obs, &tick(), &stats(judged_window(), 1000, 2, 150.0), &policy, due());
+        let w = d.write.clone().unwrap();
+        match to {
+            Some(to) => {
+                assert_eq!(d.kind, Kind::Advance);
+                assert_eq!(w.record.percent, to);
+                assert_eq!(percents(&w)[CANDIDATE], to);
+                assert_eq!(w.record.step_started, due(), "the next step starts now");
+            }
+            None => {
+                assert_eq!(d.kind, Kind::Complete);
+                assert_eq!(w.record.phase, Phase::Completed);
+                let t = w.traffic.unwrap();
+                assert_eq!(t, vec![Target { revision: CANDIDATE.into(), percent: 100, tag: Some(STABLE_TAG.into()) }]);
+            }
+        }
+        assert_eq!(d.judgement.unwrap().requests, 1000);
+    }
+}
+
+#[test]
+fn errors_or_latency_above_the_limits_roll_back() {
+    let r = running(10, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    for ev in [stats(judged_window(), 1000, 200, 150.0), stats(judged_window(), 1000, 0, 3000.0)] {
+        let d = decide(&obs, &tick(), &ev, &Policy::default(), due());
+        assert_eq!(d.kind, Kind::Rollback, "{}", d.reason);
+        let w = d.write.unwrap();
+        assert_eq!(percents(&w), BTreeMap::from([(STABLE.into(), 100)]));
+        assert_eq!(w.record.phase, Phase::RolledBack);
+        assert!(w.traffic.unwrap().iter().any(|t| t.revision == CANDIDATE && t.tag.as_deref() == Some(CANDIDATE_TAG)), "tag kept");
+    }
+}
+
+#[test]
+fn too_little_data_holds_then_pauses_after_the_max_hold() {
+    let r = running(10, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let policy = Policy::default();
+    let d = decide(&obs, &tick(), &stats(judged_window(), 20, 20, 150.0), &policy, due());
+    assert_eq!(d.kind, Kind::Hold, "20 failing requests are still too few to judge");
+    let late = due() + policy.max_hold;
+    let d = decide(&obs, &tick(), &stats(judged_window(), 20, 0, 150.0), &policy, late);
+    assert_eq!(d.kind, Kind::Pause);
+    let w = d.write.unwrap();
+    assert_eq!(w.traffic, None, "a pause does not move traffic");
+    assert_eq!(w.record.phase, Phase::Paused(PauseCause::MaxHold));
+}
+
+#[test]
+fn unavailable_metrics_hold_and_never_roll_back() {
+    let r = running(10, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let d = decide(&obs, &tick(), &Evidence::Metrics(Err("HTTP 500".into())), &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Hold);
+    assert!(d.write.is_none());
+}
+
+#[test]
+fn traffic_changed_by_hand_pauses_and_is_left_alone() {
+    let r = running(10, t0());
+    let obs = observed(&[(STABLE, 70), (CANDIDATE, 30)], CANDIDATE, Some(&r));
+    let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Pause);
+    let w = d.write.unwrap();
+    assert_eq!(w.traffic, None);
+    assert_eq!(w.record.phase, Phase::Paused(PauseCause::ManualChange));
+    // An alert does not override the person either.
+    let paused = w.record;
+    let obs = observed(&[(STABLE, 70), (CANDIDATE, 30)], CANDIDATE, Some(&paused));
+    let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Nothing);
+}
+
+#[test]
+fn an_alert_rolls_back_a_running_rollout_at_once() {
+    let r = running(10, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), t0() + mins(1));
+    assert_eq!(d.kind, Kind::Rollback);
+    assert!(d.reason.contains("0.abc"));
+    let obs = observed(&[(STABLE, 100)], CANDIDATE, None);
+    let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), t0());
+    assert_eq!(d.kind, Kind::Nothing);
+}
+
+#[test]
+fn an_invalid_override_pauses_a_running_rollout_and_blocks_a_new_one() {
+    let r = running(10, t0());
+    let mut obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    obs.annotations.insert("cutover.dev/steps".into(), "50,10".into());
+    let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Pause);
+    assert!(d.reason.contains("cutover.dev/steps"), "{}", d.reason);
+    let mut obs = observed(&[(STABLE, 100)], CANDIDATE, None);
+    obs.annotations.insert("cutover.dev/max-error-rate".into(), "lots".into());
+    let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
+    assert_eq!(d.kind, Kind::Error);
+    assert!(d.reason.contains("cutover.dev/max-error-rate"));
+}
+
+#[test]
+fn overrides_change_the_steps_and_limits() {
+    let mut obs = observed(&[(STABLE, 100)], CANDIDATE, None);
+    obs.annotations.insert("cutover.dev/steps".into(), "25,100".into());
+    let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
+    assert_eq!(d.write.unwrap().record.percent, 25);
+
+    let r = running(10, t0());
+    let mut obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    obs.annotations.insert("cutover.dev/max-p99-ms".into(), "100".into());
+    let d = decide(&obs, &tick(), &stats(judged_window(), 1000, 0, 150.0), &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Rollback, "150 ms breaks a 100 ms override");
+}
+
+#[test]
+fn a_stable_revision_that_is_not_ready_cannot_be_rolled_back_to() {
+    let r = running(10, t0());
+    let mut obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    obs.ready.remove(STABLE);
+    let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Pause);
+    assert_eq!(d.write.unwrap().record.phase, Phase::Paused(PauseCause::StableNotReady));
+}
+
+#[test]
+fn an_unreadable_record_is_an_error_not_a_guess() {
+    let mut obs = observed(&[(STABLE, 100)], CANDIDATE, None);
+    obs.annotations.insert("cutover.dev/phase".into(), "progressing".into());
+    let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), t0());
+    assert_eq!(d.kind, Kind::Error);
+    assert!(d.write.is_none());
+}
+
+// ---- properties over generated states ----
+
+/// The service after `w` is applied, as a router would observe it.
+fn applied(obs: &Observed, w: &Write) -> Observed {
+    let mut next = obs.clone();
+    if let Some(traffic) = &w.traffic {
+        next.allocation = traffic.iter().filter(|t| t.percent > 0).map(|t| (t.revision.clone(), t.percent)).collect();
+        for t in traffic {
+            next.ready.insert(t.revision.clone());
+        }
+    }
+    next.annotations.retain(|k, _| !RECORD_KEYS.contains(&k.as_str()));
+    next.annotations.extend(w.record.to_annotations());
+    next
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    obs: Observed,
+    trigger: Trigger,
+    evidence: Evidence,
+    policy: Policy,
+    now: Timestamp,
+}
+
+fn phase() -> impl Strategy<Value = Phase> {
+    prop_oneof![
+        Just(Phase::Smoke),
+        Just(Phase::Progressing),
+        Just(Phase::RolledBack),
+        Just(Phase::Completed),
+        Just(Phase::Paused(PauseCause::ManualChange)),
+        Just(Phase::Paused(PauseCause::MaxHold)),
+    ]
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let record = proptest::option::weighted(
+        0.85,
+        (phase(), prop::sample::select(vec![0u8, 10, 50, 100]), 0i64..120, proptest::bool::weighted(0.2)),
+    );
+    (
+        record,
+        prop::sample::select(vec![STABLE, CANDIDATE, NEWER]),
+        proptest::bool::weighted(0.2), // drifted traffic
+        proptest::bool::weighted(0.1), // stable not ready
+        prop_oneof![Just(tick()), Just(build()), Just(alert())],
+        (0u64..5000, 0u64..100, 1u32..4000, proptest::bool::weighted(0.1)),
+        0i64..180, // minutes after the step started
+        proptest::bool::weighted(0.3),
+    )
+        .prop_map(|(rec, latest, drifted, unready, trigger, (req, err_pct, lat, metrics_fail), after, smoke)| {
+            let record = rec.map(|(phase, percent, started_ago, failed_before)| {
+                let percent = match phase {
+                    Phase::Smoke | Phase::RolledBack => 0,
+                    Phase::Completed => 100,
+                    Phase::Progressing if percent == 0 => 10,
+                    _ => percent,
+                };
+                Record {
+                    phase,
+                    candidate: CANDIDATE.into(),
+                    stable: STABLE.into(),
+                    percent,
+                    started: t0() - mins(started_ago),
+                    step_started: t0(),
+                    reason: String::new(),
+                    rolled_back: if failed_before { vec![NEWER.into()] } else { vec![] },
+                }
+            });
+            let alloc: Vec<(&str, u8)> = match (&record, drifted) {
+                (_, true) => vec![(STABLE, 35), (CANDIDATE, 65)],
+                (Some(r), false) if r.phase == Phase::Completed => vec![(CANDIDATE, 100)],
+                (Some(r), false) => split_of(r),
+                (None, false) => vec![(STABLE, 100)],
+            };
+            let mut obs = observed(&alloc, latest, record.as_ref());
+            // A revision that serves traffic is ready by definition; one at 0% may not be.
+            if unready && !obs.allocation.contains_key(STABLE) && latest != STABLE {
+                obs.ready.remove(STABLE);
+            }
+            let now = t0() + mins(after);
+            let policy = Policy {
+                smoke_path: smoke.then(|| "/ready".to_string()),
+                ..Policy::default()
+            };
+            let window = Window { start: t0(), end: now - policy.metrics_delay };
+            let evidence = if metrics_fail {
+                Evidence::Metrics(Err("unavailable".into()))
+            } else {
+                stats(window, req, req * err_pct / 100 / 10, f64::from(lat))
+            };
+            Case { obs, trigger, evidence, policy, now }
+        })
+}
+
+/// Decides, answering evidence requests from the case, as the reconciler would.
+fn decide_fully(c: &Case, obs: &Observed) -> Decision {
+    let d = decide(obs, &c.trigger, &Evidence::None, &c.policy, c.now);
+    match &d.kind {
+        Kind::Gather(Need::Metrics(_)) => decide(obs, &c.trigger, &c.evidence, &c.policy, c.now),
+        Kind::Gather(Need::Smoke(_)) => decide(obs, &c.trigger, &Evidence::Smoke(Ok(())), &c.policy, c.now),
+        _ => d,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn traffic_always_sums_to_100_and_names_known_revisions(c in case()) {
+        let d = decide_fully(&c, &c.obs);
+        if let Some(Write { traffic: Some(t), .. }) = &d.write {
+            let sum: u32 = t.iter().map(|t| u32::from(t.percent)).sum();
+            prop_assert_eq!(sum, 100);
+            for target in t {
+                prop_assert!(target.percent == 0 || c.obs.ready.contains(&target.revision), "{} is not ready", target.revision);
+            }
+        }
+    }
+
+    #[test]
+    fn at_most_one_step_per_decision(c in case()) {
+        let d = decide_fully(&c, &c.obs);
+        let before = Record::from_annotations(&c.obs.annotations).unwrap();
+        if let (Some(w), Some(b)) = (&d.write, before) {
+            if w.record.candidate == b.candidate && w.traffic.is_some() {
+                let now = w.record.percent;
+                let allowed = now == 0 || now == b.percent || Some(now) == c.policy.next_step(b.percent);
+                prop_assert!(allowed, "{}% → {}%: {}", b.percent, now, d.reason);
+            }
+        }
+    }
+
+    #[test]
+    fn inconclusive_evidence_never_advances(c in case()) {
+        let d = decide_fully(&c, &c.obs);
+        if let Some(j) = &d.judgement {
+            if j.requests < c.policy.min_requests {
+                prop_assert!(!matches!(d.kind, Kind::Advance | Kind::Complete | Kind::Rollback), "{:?}: {}", d.kind, d.reason);
+            }
+        }
+        if let Evidence::Metrics(Err(_)) = c.evidence {
+            prop_assert!(!matches!(d.kind, Kind::Advance | Kind::Complete) || d.judgement.is_none());
+        }
+    }
+
+    #[test]
+    fn rollback_gives_everything_to_a_ready_stable_revision(c in case()) {
+        let d = decide_fully(&c, &c.obs);
+        if d.kind == Kind::Rollback {
+            let w = d.write.as_ref().unwrap();
+            let p = percents(w);
+            prop_assert_eq!(p.len(), 1);
+            let (rev, pct) = p.iter().next().unwrap();
+            prop_assert_eq!(*pct, 100);
+            prop_assert_eq!(rev, &w.record.stable);
+            prop_assert!(c.obs.ready.contains(rev));
+        }
+    }
+
+    #[test]
+    fn the_same_event_twice_changes_nothing_the_second_time(c in case()) {
+        let first = decide_fully(&c, &c.obs);
+        let Some(w) = &first.write else { return Ok(()) };
+        let after = applied(&c.obs, w);
+        let second = decide_fully(&c, &after);
+        if first.again {
+            // A start with a smoke check continues on the next round (as a tick), by design.
+            prop_assert_eq!(&first.kind, &Kind::Start);
+        }
+        prop_assert!(second.write.is_none(), "first {:?} ({}), then {:?} ({})", first.kind, first.reason, second.kind, second.reason);
+    }
+}

@@ -1,0 +1,392 @@
+//! Cloud Monitoring alert notifications delivered through a Pub/Sub notification channel.
+//!
+//! An alerting policy with a Pub/Sub channel publishes `{"incident": {...}, "version": "1.2"}`
+//! when an incident opens and again when it closes; "Send test notification" publishes a fixed
+//! body with `version: "test"`. cutover uses an open incident on the service under rollout as
+//! a signal to roll back, so the decoder extracts which Cloud Run service (and revision) the
+//! incident is about, either from the monitored resource (`cloud_run_revision`) or from the
+//! policy user label `cutover-service` (for policies on other resource types).
+//!
+//! The payload is loosely typed in practice: key casing is mixed, numbers arrive as strings and
+//! strings as numbers, `ended_at` is `null` or `0`, `documentation` is an object or a string,
+//! `severity` may be missing, and `observed_value` can be free text. The decoder reads only what
+//! it needs, through tolerant accessors, and never interprets `observed_value`.
+
+use serde_json::{Map, Value};
+
+use super::envelope::PushMessage;
+use super::lenient::{self, excerpt};
+use super::{DecodeError, check_service_name};
+
+/// Policy user label naming the Cloud Run service an alert is about, for policies whose
+/// monitored resource is not a Cloud Run revision.
+pub const SERVICE_LABEL: &str = "cutover-service";
+
+/// Monitored resource type of Cloud Run revisions.
+pub const CLOUD_RUN_REVISION: &str = "cloud_run_revision";
+
+/// A decoded alert incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    /// Incident id (e.g. `0.nrwotmyokd9n`); shared by the open and closed notifications.
+    pub incident_id: String,
+    /// Whether the incident opened or closed.
+    pub state: IncidentState,
+    /// `true` for Google's "Send test notification" payload (`version: "test"`).
+    pub is_test: bool,
+    /// The Cloud Run service concerned, if the incident names one.
+    pub service: Option<String>,
+    /// The Cloud Run revision concerned (resource label `revision_name`), if any.
+    pub revision: Option<String>,
+    /// Project id: resource label `project_id`, else `scoping_project_id`.
+    pub project: Option<String>,
+    /// Resource label `location` (the Cloud Run region), if any.
+    pub location: Option<String>,
+    /// The policy's display name (a resource path in test notifications); never parse it.
+    pub policy_name: String,
+    /// Google's human-readable summary.
+    pub summary: String,
+    /// Epoch seconds the incident started; `None` when absent or 0.
+    pub started_at: Option<i64>,
+    /// Monitored resource type (e.g. `cloud_run_revision`, `gce_instance`), or empty.
+    pub resource_type: String,
+}
+
+/// Incident state, compared case-insensitively (real incidents say `open`, tests `OPEN`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IncidentState {
+    /// The condition is firing.
+    Open,
+    /// The condition stopped firing (or the incident was cancelled).
+    Closed,
+    /// Anything else, as sent (empty when the state was missing).
+    Other(String),
+}
+
+impl IncidentState {
+    fn parse(s: &str) -> IncidentState {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("open") {
+            IncidentState::Open
+        } else if s.eq_ignore_ascii_case("closed") {
+            IncidentState::Closed
+        } else {
+            IncidentState::Other(excerpt(s, 64))
+        }
+    }
+}
+
+impl Incident {
+    /// Decodes an alert notification from a push message.
+    ///
+    /// Fails when the data is not a JSON object with an `incident` object carrying an
+    /// `incident_id`, or when the named service is not a valid Cloud Run service name.
+    pub fn from_message(msg: &PushMessage) -> Result<Incident, DecodeError> {
+        let root: Value = serde_json::from_slice(&msg.data)
+            .map_err(|e| DecodeError::new(format!("message data is not JSON: {e}")))?;
+        let Value::Object(root) = root else {
+            return Err(DecodeError::new("message data is not a JSON object"));
+        };
+        let incident = lenient::object(&root, "incident")
+            .ok_or_else(|| DecodeError::new("alert notification has no `incident` object"))?;
+        let is_test =
+            lenient::text(&root, "version").is_some_and(|v| v.trim().eq_ignore_ascii_case("test"));
+
+        let incident_id = lenient::non_empty_text(incident, "incident_id")
+            .ok_or_else(|| DecodeError::new("incident has no incident_id"))?;
+        let state = lenient::text(incident, "state")
+            .map(|s| IncidentState::parse(&s))
+            .unwrap_or(IncidentState::Other(String::new()));
+
+        let empty = Map::new();
+        let resource = lenient::object(incident, "resource").unwrap_or(&empty);
+        let resource_type = lenient::text(resource, "type")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        let labels = lenient::object(resource, "labels").unwrap_or(&empty);
+        let label = |key: &str| lenient::non_empty_text(labels, key);
+
+        let service = resolve_service(incident, &resource_type, labels).map_err(|e| {
+            DecodeError::new(format!("incident {}: {e}", excerpt(&incident_id, 64)))
+        })?;
+
+        Ok(Incident {
+            service,
+            revision: label("revision_name"),
+            project: label("project_id")
+                .or_else(|| lenient::non_empty_text(incident, "scoping_project_id")),
+            location: label("location"),
+            policy_name: lenient::text(incident, "policy_name").unwrap_or_default(),
+            summary: lenient::text(incident, "summary").unwrap_or_default(),
+            started_at: lenient::field(incident, "started_at")
+                .and_then(lenient::integer)
+                .filter(|t| *t != 0),
+            resource_type,
+            state,
+            is_test,
+            incident_id,
+        })
+    }
+}
+
+/// The service an incident is about: the `service_name` label of a Cloud Run revision resource,
+/// else the `cutover-service` policy user label (also accepted under `metadata.user_labels`).
+fn resolve_service(
+    incident: &Map<String, Value>,
+    resource_type: &str,
+    labels: &Map<String, Value>,
+) -> Result<Option<String>, String> {
+    let from_resource = (resource_type == CLOUD_RUN_REVISION)
+        .then(|| lenient::non_empty_text(labels, "service_name"))
+        .flatten();
+    let from_policy_label = || {
+        let policy_labels = lenient::object(incident, "policy_user_labels");
+        let metadata_labels =
+            lenient::object(incident, "metadata").and_then(|m| lenient::object(m, "user_labels"));
+        [policy_labels, metadata_labels]
+            .into_iter()
+            .flatten()
+            .find_map(|l| l.get(SERVICE_LABEL).and_then(lenient::scalar_text))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let Some(service) = from_resource.or_else(from_policy_label) else {
+        return Ok(None);
+    };
+    check_service_name(&service).map_err(|why| {
+        format!(
+            "service {:?} is not a valid Cloud Run service name: {why}",
+            excerpt(&service, 64)
+        )
+    })?;
+    Ok(Some(service))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::events::envelope::encode_push;
+
+    const ALERT_1: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/payloads/monitoring-alert-1.json"
+    ));
+    const ALERT_2: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/payloads/monitoring-alert-2.json"
+    ));
+    const ALERT_3: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/payloads/monitoring-alert-3.json"
+    ));
+    const CLOUD_RUN_ALERT: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/events/monitoring-alert-cloud-run.json"
+    ));
+
+    fn decode(data: &[u8]) -> Result<Incident, DecodeError> {
+        let t = "2026-08-20T10:04:03.509Z".parse().expect("timestamp");
+        let body = encode_push(
+            data,
+            &BTreeMap::new(),
+            "4711",
+            t,
+            "projects/p/subscriptions/alerts-push",
+        );
+        let msg = PushMessage::from_body(&serde_json::to_vec(&body).expect("serialize"))
+            .expect("envelope");
+        Incident::from_message(&msg)
+    }
+
+    fn decode_json(v: Value) -> Result<Incident, DecodeError> {
+        decode(&serde_json::to_vec(&v).expect("serialize"))
+    }
+
+    #[test]
+    fn real_open_incident_on_a_vm() {
+        let i = decode(ALERT_1).expect("decodes");
+        assert_eq!(i.incident_id, "0.nrwotmyokd9n");
+        assert_eq!(i.state, IncidentState::Open);
+        assert!(!i.is_test);
+        assert_eq!(i.resource_type, "gce_instance");
+        assert_eq!(i.service, None);
+        assert_eq!(i.revision, None);
+        assert_eq!(i.project.as_deref(), Some("flanksource-sandbox"));
+        assert_eq!(i.location, None);
+        assert_eq!(i.policy_name, "Test-incident-canary");
+        assert!(
+            i.summary
+                .starts_with("Sent packets for flanksource-sandbox")
+        );
+        assert_eq!(i.started_at, Some(1_746_178_794));
+    }
+
+    #[test]
+    fn real_closed_incident_with_free_text_observed_value() {
+        let i = decode(ALERT_2).expect("decodes");
+        assert_eq!(i.incident_id, "0.nrwo9fe1a4wg");
+        assert_eq!(i.state, IncidentState::Closed);
+        assert!(!i.is_test);
+        assert_eq!(i.started_at, Some(1_746_177_319));
+        assert!(i.summary.ends_with(".."));
+    }
+
+    #[test]
+    fn google_test_notification() {
+        let i = decode(ALERT_3).expect("decodes");
+        assert_eq!(i.incident_id, "12345");
+        assert_eq!(i.state, IncidentState::Open);
+        assert!(i.is_test);
+        assert_eq!(i.resource_type, "example_resource");
+        assert_eq!(i.service, None);
+        assert_eq!(i.project.as_deref(), Some("12345"));
+        assert_eq!(i.policy_name, "projects/12345/alertPolicies/12345");
+        assert_eq!(i.summary, "Test Incident");
+        assert_eq!(i.started_at, None, "0 means unset");
+    }
+
+    #[test]
+    fn cloud_run_revision_incident() {
+        let i = decode(CLOUD_RUN_ALERT).expect("decodes");
+        assert_eq!(i.incident_id, "0.nq1x7d4k9a00");
+        assert_eq!(i.state, IncidentState::Open);
+        assert_eq!(i.resource_type, CLOUD_RUN_REVISION);
+        assert_eq!(i.service.as_deref(), Some("api"));
+        assert_eq!(i.revision.as_deref(), Some("api-00007-kip"));
+        assert_eq!(i.project.as_deref(), Some("acme-prod"));
+        assert_eq!(i.location.as_deref(), Some("us-central1"));
+        assert_eq!(i.policy_name, "api canary 5xx");
+        assert_eq!(i.started_at, Some(1_787_220_180));
+    }
+
+    fn with_incident(patch: impl FnOnce(&mut Map<String, Value>)) -> Value {
+        let mut v: Value = serde_json::from_slice(ALERT_1).expect("json");
+        if let Some(incident) = v.get_mut("incident").and_then(Value::as_object_mut) {
+            patch(incident);
+        }
+        v
+    }
+
+    #[test]
+    fn policy_user_label_names_the_service() {
+        let v = with_incident(|i| {
+            i.insert(
+                "policy_user_labels".into(),
+                json!({"cutover-service": "checkout", "team": "x"}),
+            );
+        });
+        assert_eq!(
+            decode_json(v).expect("decodes").service.as_deref(),
+            Some("checkout")
+        );
+
+        let v = with_incident(|i| {
+            i.insert(
+                "metadata".into(),
+                json!({"system_labels": {}, "user_labels": {"cutover-service": "billing"}}),
+            );
+        });
+        assert_eq!(
+            decode_json(v).expect("decodes").service.as_deref(),
+            Some("billing")
+        );
+
+        // The resource label wins over the policy label for Cloud Run revisions.
+        let mut v: Value = serde_json::from_slice(CLOUD_RUN_ALERT).expect("json");
+        v["incident"]["policy_user_labels"] = json!({"cutover-service": "other"});
+        assert_eq!(
+            decode_json(v).expect("decodes").service.as_deref(),
+            Some("api")
+        );
+    }
+
+    #[test]
+    fn service_name_label_on_other_resources_is_ignored() {
+        let v = with_incident(|i| {
+            i.insert(
+                "resource".into(),
+                json!({"type": "gce_instance", "labels": {"service_name": "api"}}),
+            );
+        });
+        assert_eq!(decode_json(v).expect("decodes").service, None);
+    }
+
+    #[test]
+    fn invalid_service_label_is_rejected() {
+        let v = with_incident(|i| {
+            i.insert(
+                "policy_user_labels".into(),
+                json!({"cutover-service": "Not_A_Service"}),
+            );
+        });
+        let err = decode_json(v).expect_err("invalid service");
+        assert!(
+            err.reason().contains("not a valid Cloud Run service name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tolerates_oddities() {
+        let v = json!({
+            "version": 1.2,
+            "incident": {
+                "incidentId": 987,
+                "state": " Closed ",
+                "started_at": "1746178794",
+                "ended_at": 0,
+                "documentation": "plain",
+                "observed_value": "Incident cancelled because…",
+                "scoping_project_id": "proj-x",
+                "resource": {"type": "cloud_run_revision", "labels": {"service_name": "api", "revision_name": "api-00001-abc", "project_id": ""}},
+                "severity": null
+            }
+        });
+        let i = decode_json(v).expect("decodes");
+        assert_eq!(i.incident_id, "987");
+        assert_eq!(i.state, IncidentState::Closed);
+        assert_eq!(i.started_at, Some(1_746_178_794));
+        assert_eq!(i.project.as_deref(), Some("proj-x"));
+        assert_eq!(i.service.as_deref(), Some("api"));
+        assert_eq!(i.policy_name, "");
+        assert!(!i.is_test);
+
+        let i = decode_json(json!({"incident": {"incident_id": "1", "state": "ACKNOWLEDGED"}}))
+            .expect("decodes");
+        assert_eq!(i.state, IncidentState::Other("ACKNOWLEDGED".into()));
+        assert_eq!(i.resource_type, "");
+        let i = decode_json(json!({"incident": {"incident_id": "1"}})).expect("decodes");
+        assert_eq!(i.state, IncidentState::Other(String::new()));
+    }
+
+    #[test]
+    fn rejects_non_alerts() {
+        assert!(
+            decode(b"ckmcslkmcsiocm")
+                .expect_err("not json")
+                .reason()
+                .starts_with("message data is not JSON")
+        );
+        assert!(decode_json(json!({"version": "1.2"})).is_err());
+        assert!(decode_json(json!({"incident": "x"})).is_err());
+        assert_eq!(
+            decode_json(json!({"incident": {"state": "open"}}))
+                .expect_err("no id")
+                .reason(),
+            "incident has no incident_id"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(v in crate::events::envelope::tests::arb_json()) {
+            let _ = decode_json(json!({"incident": v.clone(), "version": v.clone()}));
+            let _ = decode_json(json!({"incident": {"incident_id": "1", "resource": v.clone(), "policy_user_labels": v.clone(), "metadata": {"user_labels": v.clone()}, "started_at": v.clone(), "state": v}}));
+        }
+    }
+}

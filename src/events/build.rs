@@ -1,0 +1,605 @@
+//! Cloud Build notifications: the `Build` resource Cloud Build publishes on every status change.
+//!
+//! Cloud Build publishes to the `cloud-builds` topic whenever a build changes state; the message
+//! `data` is the `Build` resource as camelCase JSON and the attributes repeat `buildId` and
+//! `status`. cutover only needs a handful of fields: the id, the status, the project and the
+//! user substitutions through which a build names the Cloud Run service (`_SERVICE_NAME`) and
+//! region (`_DEPLOY_REGION` or `_REGION`) it deployed. Everything else in the resource (steps,
+//! timings, results, provenance) varies between builds and is ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::envelope::PushMessage;
+use super::lenient::{self, excerpt};
+use super::{DecodeError, check_service_name};
+
+/// Substitution naming the Cloud Run service a build deployed.
+pub const SERVICE_SUBSTITUTION: &str = "_SERVICE_NAME";
+/// Preferred substitution naming the region the service was deployed to.
+pub const DEPLOY_REGION_SUBSTITUTION: &str = "_DEPLOY_REGION";
+/// Fallback region substitution, used when `_DEPLOY_REGION` is absent or empty.
+pub const REGION_SUBSTITUTION: &str = "_REGION";
+
+/// Longest region name accepted (Google region names are far shorter).
+const MAX_REGION_LEN: usize = 63;
+
+/// A decoded Cloud Build notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildNotification {
+    /// The build UUID (`id`, or the `buildId` attribute when the resource lacks one).
+    pub build_id: String,
+    /// The build status at the time of publishing.
+    pub status: BuildStatus,
+    /// The project **id** (not number) the build ran in, when present.
+    pub project_id: Option<String>,
+    /// The build's substitutions (built-in trigger ones and user `_FOO` ones).
+    pub substitutions: BTreeMap<String, String>,
+}
+
+/// `Build.Status`, decoded from the enum name (`"SUCCESS"`) or, leniently, its number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BuildStatus {
+    /// Created, waiting for approval or resources (`PENDING`).
+    Pending,
+    /// Queued for execution (`QUEUED`).
+    Queued,
+    /// Running (`WORKING`).
+    Working,
+    /// Finished successfully (`SUCCESS`).
+    Success,
+    /// A step failed (`FAILURE`).
+    Failure,
+    /// Cloud Build itself failed (`INTERNAL_ERROR`).
+    InternalError,
+    /// Exceeded its timeout (`TIMEOUT`).
+    Timeout,
+    /// Cancelled by a user (`CANCELLED`).
+    Cancelled,
+    /// Sat in the queue longer than its `queueTtl` (`EXPIRED`).
+    Expired,
+    /// Any other name, including `STATUS_UNKNOWN` and statuses added after this was written.
+    Unknown(String),
+}
+
+impl BuildStatus {
+    /// Decodes an enum name (surrounding whitespace and letter case are ignored).
+    pub fn from_name(name: &str) -> BuildStatus {
+        let name = name.trim();
+        match name.to_ascii_uppercase().as_str() {
+            "PENDING" => BuildStatus::Pending,
+            "QUEUED" => BuildStatus::Queued,
+            "WORKING" => BuildStatus::Working,
+            "SUCCESS" => BuildStatus::Success,
+            "FAILURE" => BuildStatus::Failure,
+            "INTERNAL_ERROR" => BuildStatus::InternalError,
+            "TIMEOUT" => BuildStatus::Timeout,
+            "CANCELLED" => BuildStatus::Cancelled,
+            "EXPIRED" => BuildStatus::Expired,
+            _ => BuildStatus::Unknown(excerpt(name, 64)),
+        }
+    }
+
+    /// Decodes the proto enum number (as sent by clients using integer enum encoding).
+    pub fn from_number(n: i64) -> BuildStatus {
+        match n {
+            10 => BuildStatus::Pending,
+            1 => BuildStatus::Queued,
+            2 => BuildStatus::Working,
+            3 => BuildStatus::Success,
+            4 => BuildStatus::Failure,
+            5 => BuildStatus::InternalError,
+            6 => BuildStatus::Timeout,
+            7 => BuildStatus::Cancelled,
+            9 => BuildStatus::Expired,
+            0 => BuildStatus::Unknown("STATUS_UNKNOWN".to_owned()),
+            other => BuildStatus::Unknown(other.to_string()),
+        }
+    }
+
+    /// The enum name as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            BuildStatus::Pending => "PENDING",
+            BuildStatus::Queued => "QUEUED",
+            BuildStatus::Working => "WORKING",
+            BuildStatus::Success => "SUCCESS",
+            BuildStatus::Failure => "FAILURE",
+            BuildStatus::InternalError => "INTERNAL_ERROR",
+            BuildStatus::Timeout => "TIMEOUT",
+            BuildStatus::Cancelled => "CANCELLED",
+            BuildStatus::Expired => "EXPIRED",
+            BuildStatus::Unknown(s) => s,
+        }
+    }
+
+    /// Whether the build has finished (successfully or not) and will not change status again.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            BuildStatus::Success
+                | BuildStatus::Failure
+                | BuildStatus::InternalError
+                | BuildStatus::Timeout
+                | BuildStatus::Cancelled
+                | BuildStatus::Expired
+        )
+    }
+
+    fn from_json(v: &Value) -> Option<BuildStatus> {
+        match v {
+            Value::String(s) if !s.trim().is_empty() => Some(BuildStatus::from_name(s)),
+            Value::Number(_) => lenient::integer(v).map(BuildStatus::from_number),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for BuildStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl BuildNotification {
+    /// Decodes a Cloud Build notification from a push message.
+    ///
+    /// The data must be a JSON `Build` object. Its `id` and `status` win; the `buildId` and
+    /// `status` attributes are used only when the resource lacks them. A build with neither
+    /// status has the proto default, `Unknown("STATUS_UNKNOWN")`. When `_SERVICE_NAME` is set it
+    /// must be a valid Cloud Run service name, and then the region substitution, if set, must
+    /// look like a region name; otherwise the message is rejected (a typo'd substitution must
+    /// not silently skip a rollout, nor reach a URL path).
+    pub fn from_message(msg: &PushMessage) -> Result<BuildNotification, DecodeError> {
+        let root: Value = serde_json::from_slice(&msg.data)
+            .map_err(|e| DecodeError::new(format!("message data is not JSON: {e}")))?;
+        let Value::Object(build) = root else {
+            return Err(DecodeError::new("message data is not a JSON object"));
+        };
+
+        let build_id = lenient::non_empty_text(&build, "id")
+            .or_else(|| attribute(msg, "buildId"))
+            .ok_or_else(|| DecodeError::new("build has no id"))?;
+
+        let status = lenient::field(&build, "status")
+            .and_then(BuildStatus::from_json)
+            .or_else(|| attribute(msg, "status").map(|s| BuildStatus::from_name(&s)))
+            .unwrap_or_else(|| BuildStatus::Unknown("STATUS_UNKNOWN".to_owned()));
+
+        let project_id = lenient::non_empty_text(&build, "projectId");
+        let substitutions = lenient::string_map(lenient::field(&build, "substitutions"));
+
+        let notification = BuildNotification {
+            build_id,
+            status,
+            project_id,
+            substitutions,
+        };
+        notification.validate()?;
+        Ok(notification)
+    }
+
+    /// The Cloud Run service the build deployed: substitution `_SERVICE_NAME`, trimmed, if
+    /// non-empty.
+    pub fn service(&self) -> Option<&str> {
+        self.substitution(SERVICE_SUBSTITUTION)
+    }
+
+    /// The region the build deployed to: `_DEPLOY_REGION`, else `_REGION` (trimmed, non-empty).
+    pub fn region(&self) -> Option<&str> {
+        self.substitution(DEPLOY_REGION_SUBSTITUTION)
+            .or_else(|| self.substitution(REGION_SUBSTITUTION))
+    }
+
+    fn substitution(&self, key: &str) -> Option<&str> {
+        self.substitutions
+            .get(key)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        let Some(service) = self.service() else {
+            return Ok(());
+        };
+        check_service_name(service).map_err(|why| {
+            DecodeError::new(format!(
+                "build {}: substitution {SERVICE_SUBSTITUTION} {:?} is not a valid Cloud Run service name: {why}",
+                excerpt(&self.build_id, 64),
+                excerpt(service, 64),
+            ))
+        })?;
+        if let Some(region) = self.region() {
+            check_region(region).map_err(|why| {
+                DecodeError::new(format!(
+                    "build {}: region substitution {:?} is not a valid region name: {why}",
+                    excerpt(&self.build_id, 64),
+                    excerpt(region, 64),
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn attribute(msg: &PushMessage, key: &str) -> Option<String> {
+    msg.attributes
+        .get(key)
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Region names (`us-central1`, `europe-west1`) are lowercase letters, digits and hyphens.
+fn check_region(region: &str) -> Result<(), String> {
+    if region.len() > MAX_REGION_LEN {
+        return Err(format!("it is longer than {MAX_REGION_LEN} characters"));
+    }
+    if !region.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("it does not start with a lowercase letter".to_owned());
+    }
+    if region
+        .chars()
+        .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+    {
+        return Err("only lowercase letters, digits and hyphens are allowed".to_owned());
+    }
+    Ok(())
+}
+
+/// The attributes Cloud Build puts on its notifications (`buildId`, `status`), for building
+/// realistic envelopes with [`encode_push`](super::encode_push).
+pub fn build_attributes(build_id: &str, status: &BuildStatus) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("buildId".to_owned(), build_id.to_owned()),
+        ("status".to_owned(), status.as_str().to_owned()),
+    ])
+}
+
+/// Builds a realistic Cloud Build `Build` JSON (the shape of a real trigger build that ends in
+/// `gcloud run deploy --no-traffic`) for tests, fakes and the demo.
+///
+/// `projectId` is `project_id`, the substitutions include `_SERVICE_NAME` = `service` and
+/// `_DEPLOY_REGION` = `region` next to the usual trigger substitutions, and `createTime` is
+/// `create_time`. `startTime` is present once the build has started and `finishTime` and
+/// `results` once it is terminal, as in real notifications.
+pub fn encode_build(
+    build_id: &str,
+    status: &BuildStatus,
+    project_id: &str,
+    service: &str,
+    region: &str,
+    create_time: Timestamp,
+) -> Vec<u8> {
+    const COMMIT: &str = "3c1f0a9e5d27b84f6a0c9e1d2b3a4f5e6d7c8b9a";
+    const TRIGGER: &str = "6b1e2f4a-9c3d-4e5f-8a7b-0c1d2e3f4a5b";
+    const PROJECT_NUMBER: &str = "123456789012";
+    let image = format!(
+        "{region}-docker.pkg.dev/{project_id}/apps/{service}:{}",
+        &COMMIT[..7]
+    );
+    let at = |secs: i64| {
+        create_time
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .unwrap_or(create_time)
+            .to_string()
+    };
+
+    let mut build = Map::new();
+    build.insert(
+        "name".to_owned(),
+        json!(format!(
+            "projects/{PROJECT_NUMBER}/locations/{region}/builds/{build_id}"
+        )),
+    );
+    build.insert("id".to_owned(), json!(build_id));
+    build.insert("projectId".to_owned(), json!(project_id));
+    build.insert("status".to_owned(), json!(status.as_str()));
+    build.insert(
+        "source".to_owned(),
+        json!({"gitSource": {"url": format!("https://github.com/example/{service}.git"), "revision": COMMIT}}),
+    );
+    build.insert("createTime".to_owned(), json!(at(0)));
+    let started = !matches!(
+        status,
+        BuildStatus::Pending | BuildStatus::Queued | BuildStatus::Expired
+    );
+    if started {
+        build.insert("startTime".to_owned(), json!(at(2)));
+    }
+    if status.is_terminal() && started {
+        build.insert("finishTime".to_owned(), json!(at(146)));
+    }
+    build.insert(
+        "steps".to_owned(),
+        json!([
+            {"name": "gcr.io/cloud-builders/docker", "args": ["build", "-t", image, "."]},
+            {"name": "gcr.io/cloud-builders/docker", "args": ["push", image]},
+            {"name": "gcr.io/google.com/cloudsdktool/cloud-sdk", "entrypoint": "gcloud",
+             "args": ["run", "deploy", service, "--image", image, "--region", region, "--no-traffic"]}
+        ]),
+    );
+    if *status == BuildStatus::Success {
+        build.insert(
+            "results".to_owned(),
+            json!({"images": [{"name": image, "digest": "sha256:5b7af4208063e6db28a20a096b0694b5b7af4208063e6db28a20a096b0694b00"}],
+                   "buildStepImages": ["", "", ""]}),
+        );
+    }
+    build.insert("timeout".to_owned(), json!("600s"));
+    build.insert("images".to_owned(), json!([image]));
+    build.insert("queueTtl".to_owned(), json!("3600s"));
+    build.insert("buildTriggerId".to_owned(), json!(TRIGGER));
+    build.insert(
+        "options".to_owned(),
+        json!({"substitutionOption": "ALLOW_LOOSE", "logging": "CLOUD_LOGGING_ONLY", "dynamicSubstitutions": true, "pool": {}}),
+    );
+    build.insert(
+        "logUrl".to_owned(),
+        json!(format!(
+            "https://console.cloud.google.com/cloud-build/builds;region={region}/{build_id}?project={PROJECT_NUMBER}"
+        )),
+    );
+    build.insert(
+        "substitutions".to_owned(),
+        json!({
+            "TRIGGER_NAME": format!("deploy-{service}"),
+            "COMMIT_SHA": COMMIT,
+            "SHORT_SHA": &COMMIT[..7],
+            "REVISION_ID": COMMIT,
+            "BRANCH_NAME": "main",
+            "REF_NAME": "main",
+            "REPO_NAME": service,
+            "REPO_FULL_NAME": format!("example/{service}"),
+            "TRIGGER_BUILD_CONFIG_PATH": "cloudbuild.yaml",
+            SERVICE_SUBSTITUTION: service,
+            DEPLOY_REGION_SUBSTITUTION: region,
+        }),
+    );
+    build.insert("tags".to_owned(), json!([format!("trigger-{TRIGGER}")]));
+    build.insert(
+        "serviceAccount".to_owned(),
+        json!(format!(
+            "projects/{project_id}/serviceAccounts/cloudbuild-deployer@{project_id}.iam.gserviceaccount.com"
+        )),
+    );
+    // Serializing a `Value` cannot fail; an empty body would be rejected downstream anyway.
+    serde_json::to_vec(&Value::Object(build)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::events::envelope::encode_push;
+
+    const BUILD_1: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/payloads/cloudbuild-1.json"
+    ));
+    const BUILD_2: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/payloads/cloudbuild-2.json"
+    ));
+    const BUILD_WITH_SERVICE: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/events/cloudbuild-service.json"
+    ));
+
+    fn t0() -> Timestamp {
+        "2026-08-20T10:04:03.509Z".parse().expect("timestamp")
+    }
+
+    /// Wraps `data` in a real-shaped envelope and decodes it again, as the push handler would.
+    fn delivered(data: &[u8], attributes: BTreeMap<String, String>) -> PushMessage {
+        let body = encode_push(
+            data,
+            &attributes,
+            "9876543210123456",
+            t0(),
+            "projects/p/subscriptions/cloud-builds-push",
+        );
+        PushMessage::from_body(&serde_json::to_vec(&body).expect("serialize")).expect("envelope")
+    }
+
+    fn decode(data: &[u8]) -> Result<BuildNotification, DecodeError> {
+        BuildNotification::from_message(&delivered(data, BTreeMap::new()))
+    }
+
+    #[test]
+    fn decodes_real_capture_1() {
+        let attrs = build_attributes(
+            "0d97c63e-a349-4bf7-80d0-8f6e21786d87",
+            &BuildStatus::Success,
+        );
+        let b = BuildNotification::from_message(&delivered(BUILD_1, attrs)).expect("decodes");
+        assert_eq!(b.build_id, "0d97c63e-a349-4bf7-80d0-8f6e21786d87");
+        assert_eq!(b.status, BuildStatus::Success);
+        assert_eq!(b.project_id.as_deref(), Some("checkpoint-distributor"));
+        assert_eq!(b.substitutions["SHORT_SHA"], "a017b5e");
+        assert_eq!(b.substitutions["TRIGGER_BUILD_CONFIG_PATH"], "");
+        assert_eq!(b.service(), None);
+        assert_eq!(b.region(), None);
+    }
+
+    #[test]
+    fn decodes_real_capture_2() {
+        let b = decode(BUILD_2).expect("decodes");
+        assert_eq!(b.build_id, "BUILD_ID");
+        assert_eq!(b.status, BuildStatus::Success);
+        assert_eq!(b.project_id.as_deref(), Some("PROJECT_ID"));
+        assert!(b.substitutions.is_empty());
+        assert_eq!(b.service(), None);
+    }
+
+    #[test]
+    fn decodes_wire_reference_example_with_service() {
+        let b = decode(BUILD_WITH_SERVICE).expect("decodes");
+        assert_eq!(b.service(), Some("api"));
+        assert_eq!(b.project_id.as_deref(), Some("acme-prod"));
+        assert_eq!(b.region(), None);
+    }
+
+    #[test]
+    fn service_and_region_precedence() {
+        let with = |subs: Value| {
+            let data = json!({"id": "b1", "status": "SUCCESS", "substitutions": subs});
+            decode(&serde_json::to_vec(&data).expect("serialize")).expect("decodes")
+        };
+        let b = with(
+            json!({"_SERVICE_NAME": " api ", "_DEPLOY_REGION": "europe-west1", "_REGION": "us-central1"}),
+        );
+        assert_eq!(b.service(), Some("api"));
+        assert_eq!(b.region(), Some("europe-west1"));
+
+        let b =
+            with(json!({"_SERVICE_NAME": "api", "_DEPLOY_REGION": "  ", "_REGION": "us-central1"}));
+        assert_eq!(b.region(), Some("us-central1"));
+
+        let b = with(json!({"_SERVICE_NAME": "api", "_REGION": "us-east4"}));
+        assert_eq!(b.region(), Some("us-east4"));
+
+        let b = with(json!({"_SERVICE_NAME": "   "}));
+        assert_eq!(b.service(), None);
+        assert_eq!(b.region(), None);
+    }
+
+    #[test]
+    fn non_json_data_is_rejected() {
+        let err = decode(b"ckmcslkmcsiocm").expect_err("not json");
+        assert!(
+            err.reason().starts_with("message data is not JSON"),
+            "{err}"
+        );
+        let err = decode(b"").expect_err("empty");
+        assert!(
+            err.reason().starts_with("message data is not JSON"),
+            "{err}"
+        );
+        let err = decode(b"[1]").expect_err("array");
+        assert_eq!(err.reason(), "message data is not a JSON object");
+    }
+
+    #[test]
+    fn missing_id_is_rejected_unless_attribute_has_it() {
+        let data = br#"{"status":"WORKING"}"#;
+        assert_eq!(decode(data).expect_err("no id").reason(), "build has no id");
+        let attrs = build_attributes("from-attr", &BuildStatus::Working);
+        let b = BuildNotification::from_message(&delivered(data, attrs)).expect("decodes");
+        assert_eq!(b.build_id, "from-attr");
+        assert_eq!(b.status, BuildStatus::Working);
+    }
+
+    #[test]
+    fn status_falls_back_to_attribute_then_default() {
+        let data = br#"{"id":"b1"}"#;
+        let b = BuildNotification::from_message(&delivered(
+            data,
+            build_attributes("b1", &BuildStatus::Queued),
+        ))
+        .expect("decodes");
+        assert_eq!(b.status, BuildStatus::Queued);
+        let b = decode(data).expect("decodes");
+        assert_eq!(b.status, BuildStatus::Unknown("STATUS_UNKNOWN".to_owned()));
+    }
+
+    #[test]
+    fn invalid_service_name_is_rejected() {
+        for bad in [
+            "API",
+            "my_service",
+            "-api",
+            "api-",
+            "9lives",
+            &"a".repeat(50),
+            "a/../../b",
+        ] {
+            let data =
+                json!({"id": "b1", "status": "SUCCESS", "substitutions": {"_SERVICE_NAME": bad}});
+            let err = decode(&serde_json::to_vec(&data).expect("serialize")).expect_err(bad);
+            assert!(
+                err.reason().contains("not a valid Cloud Run service name"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_region_is_rejected_only_with_a_service() {
+        let data = json!({"id": "b1", "status": "SUCCESS", "substitutions": {"_SERVICE_NAME": "api", "_DEPLOY_REGION": "us-central1/../x"}});
+        let err = decode(&serde_json::to_vec(&data).expect("serialize")).expect_err("bad region");
+        assert!(err.reason().contains("not a valid region name"), "{err}");
+        let data = json!({"id": "b1", "status": "SUCCESS", "substitutions": {"_REGION": "EU"}});
+        assert!(decode(&serde_json::to_vec(&data).expect("serialize")).is_ok());
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(BuildStatus::from_name("SUCCESS"), BuildStatus::Success);
+        assert_eq!(
+            BuildStatus::from_name("internal_error"),
+            BuildStatus::InternalError
+        );
+        assert_eq!(
+            BuildStatus::from_name("APPROVAL_REQUIRED"),
+            BuildStatus::Unknown("APPROVAL_REQUIRED".to_owned())
+        );
+        let b = decode(br#"{"id":"b1","status":"FLUMMOXED"}"#).expect("decodes");
+        assert_eq!(b.status, BuildStatus::Unknown("FLUMMOXED".to_owned()));
+        let b = decode(br#"{"id":"b1","status":4}"#).expect("decodes");
+        assert_eq!(b.status, BuildStatus::Failure);
+        for s in [
+            BuildStatus::Pending,
+            BuildStatus::Queued,
+            BuildStatus::Working,
+            BuildStatus::Success,
+            BuildStatus::Failure,
+            BuildStatus::InternalError,
+            BuildStatus::Timeout,
+            BuildStatus::Cancelled,
+            BuildStatus::Expired,
+        ] {
+            assert_eq!(BuildStatus::from_name(s.as_str()), s);
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        assert!(BuildStatus::Success.is_terminal());
+        assert!(BuildStatus::Expired.is_terminal());
+        assert!(!BuildStatus::Working.is_terminal());
+        assert!(!BuildStatus::Unknown("X".to_owned()).is_terminal());
+    }
+
+    #[test]
+    fn encode_build_round_trips() {
+        for status in [
+            BuildStatus::Queued,
+            BuildStatus::Working,
+            BuildStatus::Success,
+            BuildStatus::Failure,
+        ] {
+            let data = encode_build("b-42", &status, "acme-prod", "api", "us-central1", t0());
+            let msg = delivered(&data, build_attributes("b-42", &status));
+            let b = BuildNotification::from_message(&msg).expect("decodes");
+            assert_eq!(b.build_id, "b-42");
+            assert_eq!(b.status, status);
+            assert_eq!(b.project_id.as_deref(), Some("acme-prod"));
+            assert_eq!(b.service(), Some("api"));
+            assert_eq!(b.region(), Some("us-central1"));
+            let v: Value = serde_json::from_slice(&data).expect("json");
+            assert_eq!(v["finishTime"].is_string(), status.is_terminal());
+            assert_eq!(v["createTime"], "2026-08-20T10:04:03.509Z");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(data in crate::events::envelope::tests::arb_json(), attrs in prop::collection::btree_map("buildId|status|x", ".{0,8}", 0..3)) {
+            let bytes = serde_json::to_vec(&json!({"id": data.clone(), "status": data.clone(), "substitutions": data.clone()})).expect("serialize");
+            let _ = BuildNotification::from_message(&delivered(&bytes, attrs.clone()));
+            let bytes = serde_json::to_vec(&data).expect("serialize");
+            let _ = BuildNotification::from_message(&delivered(&bytes, attrs));
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Turning Pub/Sub push requests into typed cutover events.
+//!
+//! cutover learns about the world only through Pub/Sub push deliveries. This module is the
+//! boundary where those untrusted HTTP bodies become typed values; nothing past it sees raw JSON.
+//! It never panics on input: every oddity in a body is either tolerated or reported as an error.
+//!
+//! # Layers
+//!
+//! 1. **Authentication** ([`auth`]): each push request may carry an OIDC token
+//!    (`Authorization: Bearer <jwt>`) minted by Google for the subscription's service account.
+//!    [`PushAuth::check`] verifies it (RS256 only, Google issuer, exact audience, allowed
+//!    service-account email) against Google's published keys, cached with single-flight refresh.
+//!    An [`AuthError`] is answered 401, except [`AuthError::is_transient`] ones (503).
+//! 2. **Envelope** ([`envelope`]): [`PushMessage::from_body`] unwraps the push envelope
+//!    (`{"message": {...}, "subscription": ...}`) and base64-decodes `data`. A body that is not an
+//!    envelope at all is [`EnvelopeError::NotAnEnvelope`] (answer 400); an envelope whose `data` is
+//!    not base64 is [`EnvelopeError::BadData`] (ack it and log: redelivery would not help).
+//! 3. **Event payloads**, decoded from [`PushMessage::data`] according to which subscription the
+//!    message arrived on:
+//!    * [`BuildNotification`] ([`build`]): a Cloud Build `Build` resource published to the
+//!      `cloud-builds` topic on every status change. A successful build whose substitutions name
+//!      a Cloud Run service (`_SERVICE_NAME`) is what starts a rollout.
+//!    * [`Incident`] ([`alert`]): a Cloud Monitoring alert notification (schema `1.2`, or Google's
+//!      `version: "test"` notification). An open incident on the service under rollout is what
+//!      aborts it.
+//!    * Cloud Scheduler ticks need no decoder here: Scheduler publishes exactly the job's
+//!      configured `data` and `attributes`, with no Scheduler-specific fields, so a tick is just a
+//!      [`PushMessage`] whose data the receiver interprets itself.
+//!
+//!    Each decoder fails with a [`DecodeError`] carrying a human-readable reason. Such a message
+//!    is well-formed Pub/Sub but useless to cutover, so it should be acked and logged, not retried.
+//!
+//! Pub/Sub delivers at least once and may reorder, so every event here can arrive twice or out of
+//! order (a `QUEUED` build notification after `WORKING`, a `closed` incident before `open`);
+//! consumers key on the ids ([`PushMessage::message_id`], [`BuildNotification::build_id`],
+//! [`Incident::incident_id`]) and must be idempotent.
+//!
+//! # Test support
+//!
+//! [`encode_push`], [`encode_build`] and [`testing`] (a test-only signing key, its JWKS and
+//! Google-shaped claims) build realistic wire payloads for tests, fakes and the demo.
+
+pub mod alert;
+pub mod auth;
+pub mod build;
+pub mod envelope;
+mod lenient;
+
+pub use alert::{Incident, IncidentState};
+pub use auth::{AuthError, GoogleVerifier, GoogleVerifierConfig, PushAuth, PushIdentity, testing};
+pub use build::{BuildNotification, BuildStatus, build_attributes, encode_build};
+pub use envelope::{EnvelopeError, PushMessage, encode_push};
+
+/// Longest Cloud Run service name accepted (the limit Cloud Run enforces).
+pub const MAX_SERVICE_NAME_LEN: usize = 49;
+
+/// Why a well-formed push message could not be decoded into a cutover event.
+///
+/// The reason is written for humans (operators reading logs), e.g. `message data is not JSON: …`
+/// or `build has no id`. It never contains the message data itself beyond short, quoted excerpts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct DecodeError {
+    reason: String,
+}
+
+impl DecodeError {
+    /// An error with the given human-readable reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        DecodeError {
+            reason: reason.into(),
+        }
+    }
+
+    /// The human-readable reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// Checks that `name` is a valid Cloud Run service name.
+///
+/// Cloud Run service names are 1 to [`MAX_SERVICE_NAME_LEN`] characters of lowercase ASCII
+/// letters, digits and hyphens, start with a letter and do not end with a hyphen. The error is a
+/// human-readable reason (without the name itself, so callers decide how to quote it).
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    if name.len() > MAX_SERVICE_NAME_LEN {
+        return Err(format!(
+            "it is longer than {MAX_SERVICE_NAME_LEN} characters"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("it does not start with a lowercase letter".to_owned());
+    }
+    if name.ends_with('-') {
+        return Err("it ends with a hyphen".to_owned());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "it contains {bad:?}; only lowercase letters, digits and hyphens are allowed"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_name_rules() {
+        for ok in ["api", "a", "my-service-2", &"a".repeat(49)] {
+            assert_eq!(check_service_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "Api",
+            "1api",
+            "-api",
+            "api-",
+            "my_service",
+            "api.v2",
+            "ap i",
+            "apí",
+            &"a".repeat(50),
+        ] {
+            assert!(check_service_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn decode_error_displays_its_reason() {
+        let e = DecodeError::new("build has no id");
+        assert_eq!(e.to_string(), "build has no id");
+        assert_eq!(e.reason(), "build has no id");
+    }
+}

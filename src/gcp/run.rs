@@ -1,0 +1,345 @@
+//! Cloud Run Admin API v2: services get / list / patch and the operations a patch returns.
+//!
+//! Wire shapes follow `gcp-wire.md` §1: int64 as strings, defaults omitted (a 0% target has no
+//! `percent`, a pending operation no `done`), revision names short in `traffic[]` and full in
+//! `latestReadyRevision`. Services are kept both typed (for reading) and raw (so a write sends
+//! back every field exactly as read, template included: changing the template would create a
+//! revision).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::{ApiError, Google, RpcStatus};
+use crate::target::ServiceRef;
+
+/// `TrafficTarget` and `TrafficTargetStatus` (the status adds `uri`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TrafficTarget {
+    #[serde(rename = "type", deserialize_with = "allocation_type")]
+    pub kind: AllocationType,
+    pub revision: String,
+    pub percent: u8,
+    pub tag: String,
+    pub uri: String,
+}
+
+/// `TrafficTargetAllocationType`; the official SDKs send it as a number, the API as a name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AllocationType {
+    #[default]
+    Unspecified,
+    Latest,
+    Revision,
+}
+
+impl AllocationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllocationType::Unspecified => "TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED",
+            AllocationType::Latest => "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST",
+            AllocationType::Revision => "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION",
+        }
+    }
+}
+
+fn allocation_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AllocationType, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) if s == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST" => AllocationType::Latest,
+        Value::String(s) if s == "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION" => {
+            AllocationType::Revision
+        }
+        Value::Number(n) if n.as_u64() == Some(1) => AllocationType::Latest,
+        Value::Number(n) if n.as_u64() == Some(2) => AllocationType::Revision,
+        _ => AllocationType::Unspecified,
+    })
+}
+
+/// `Condition`, reduced to what cutover reads.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state: String,
+    pub message: String,
+}
+
+/// The fields of a `Service` cutover reads.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Service {
+    pub name: String,
+    pub etag: String,
+    #[serde(deserialize_with = "super::int64")]
+    pub generation: i64,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub traffic: Vec<TrafficTarget>,
+    pub traffic_statuses: Vec<TrafficTarget>,
+    pub latest_ready_revision: String,
+    pub latest_created_revision: String,
+    pub reconciling: bool,
+    pub terminal_condition: Option<Condition>,
+    pub uri: String,
+}
+
+/// A service as read: typed view plus the exact JSON, for read-modify-write.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub service: Service,
+    pub raw: Value,
+}
+
+impl Fetched {
+    fn from_value(raw: Value, method: &'static str, path: &str) -> Result<Fetched, ApiError> {
+        let service = Service::deserialize(&raw).map_err(|e| ApiError::Decode {
+            method,
+            path: path.to_string(),
+            message: format!("not a Service: {e}"),
+        })?;
+        Ok(Fetched { service, raw })
+    }
+}
+
+/// `google.longrunning.Operation`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Operation {
+    pub name: String,
+    pub done: bool,
+    pub error: Option<RpcStatus>,
+    pub response: Option<Value>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ListServicesResponse {
+    services: Vec<Value>,
+    next_page_token: String,
+}
+
+/// The last path segment: revision names come short in traffic and full elsewhere.
+pub fn short_name(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// The rpc code inside a failed Operation, as the HTTP status an API call would have used.
+fn operation_error(op: &str, e: &RpcStatus) -> ApiError {
+    let (http, status) = match e.code {
+        3 => (400, "INVALID_ARGUMENT"),
+        4 => (504, "DEADLINE_EXCEEDED"),
+        5 => (404, "NOT_FOUND"),
+        7 => (403, "PERMISSION_DENIED"),
+        8 => (429, "RESOURCE_EXHAUSTED"),
+        9 => (400, "FAILED_PRECONDITION"),
+        10 => (409, "ABORTED"),
+        13 => (500, "INTERNAL"),
+        14 => (503, "UNAVAILABLE"),
+        _ => (500, "UNKNOWN"),
+    };
+    ApiError::Status {
+        method: "operation",
+        path: op.to_string(),
+        http,
+        status: status.to_string(),
+        message: e.message.clone(),
+    }
+}
+
+/// Cloud Run Admin API v2 client.
+#[derive(Clone)]
+pub struct RunClient {
+    google: Google,
+    base: String,
+}
+
+/// Page size for listing services: large pages keep a tick over many services to few calls.
+const LIST_PAGE_SIZE: u32 = 500;
+
+impl RunClient {
+    /// `base` is `https://run.googleapis.com` or a fake's URL.
+    pub fn new(google: Google, base: &str) -> Self {
+        RunClient {
+            google,
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// `GET /v2/projects/{p}/locations/{l}/services/{s}`.
+    pub async fn get_service(
+        &self,
+        target: &ServiceRef,
+        deadline: Instant,
+    ) -> Result<Fetched, ApiError> {
+        let url = format!("{}/v2/{}", self.base, target.resource_name());
+        let raw: Value = self
+            .google
+            .call("GET", &url, |c| c.get(&url), deadline)
+            .await?;
+        Fetched::from_value(raw, "GET", &url)
+    }
+
+    /// Every service in a region, following `nextPageToken`.
+    pub async fn list_services(
+        &self,
+        project: &str,
+        region: &str,
+        deadline: Instant,
+    ) -> Result<Vec<Fetched>, ApiError> {
+        let url = format!(
+            "{}/v2/projects/{project}/locations/{region}/services",
+            self.base
+        );
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page: ListServicesResponse = self
+                .google
+                .call(
+                    "GET",
+                    &url,
+                    |c| {
+                        let mut q = vec![("pageSize", LIST_PAGE_SIZE.to_string())];
+                        if !token.is_empty() {
+                            q.push(("pageToken", token.clone()));
+                        }
+                        c.get(&url).query(&q)
+                    },
+                    deadline,
+                )
+                .await?;
+            for raw in page.services {
+                out.push(Fetched::from_value(raw, "GET", &url)?);
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// `PATCH` the whole service (as read, with changes) guarded by the `etag` it carries.
+    /// Returns the operation; see [`RunClient::wait`].
+    pub async fn patch_service(
+        &self,
+        target: &ServiceRef,
+        body: &Value,
+        deadline: Instant,
+    ) -> Result<Operation, ApiError> {
+        let url = format!("{}/v2/{}", self.base, target.resource_name());
+        self.google
+            .call("PATCH", &url, |c| c.patch(&url).json(body), deadline)
+            .await
+    }
+
+    /// `GET /v2/{operation name}`.
+    pub async fn get_operation(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Operation, ApiError> {
+        let url = format!("{}/v2/{}", self.base, name);
+        self.google
+            .call("GET", &url, |c| c.get(&url), deadline)
+            .await
+    }
+
+    /// Polls `op` until it is done and returns the service it produced.
+    pub async fn wait(&self, mut op: Operation, deadline: Instant) -> Result<Fetched, ApiError> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            if op.done {
+                if let Some(e) = &op.error {
+                    return Err(operation_error(&op.name, e));
+                }
+                let raw = op.response.take().unwrap_or(Value::Null);
+                return Fetched::from_value(raw, "GET", &op.name);
+            }
+            if op.name.is_empty() {
+                return Err(ApiError::Decode {
+                    method: "PATCH",
+                    path: String::new(),
+                    message: "operation has no name".into(),
+                });
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(ApiError::Deadline {
+                    attempts: 0,
+                    last: format!("operation {} still running", op.name),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            op = self.get_operation(&op.name.clone(), deadline).await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(name: &str) -> String {
+        let path = format!(
+            "{}/../shared/reference/payloads/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn decodes_a_captured_service() {
+        let raw: Value = serde_json::from_str(&payload("run-service-1.json")).unwrap();
+        let f = Fetched::from_value(raw, "GET", "/").unwrap();
+        let s = &f.service;
+        assert_eq!(s.generation, 2);
+        assert!(
+            s.etag.starts_with('"') && s.etag.ends_with('"'),
+            "etag keeps its quotes"
+        );
+        assert_eq!(
+            short_name(&s.latest_ready_revision),
+            "ejectrequest-00002-ruh"
+        );
+        assert_eq!(s.traffic.len(), 1);
+        assert_eq!(s.traffic[0].kind, AllocationType::Latest);
+        assert_eq!(s.traffic[0].percent, 100);
+        assert!(!s.reconciling);
+        assert_eq!(
+            s.terminal_condition.as_ref().unwrap().state,
+            "CONDITION_SUCCEEDED"
+        );
+    }
+
+    #[test]
+    fn omitted_percent_is_zero_and_numeric_enums_decode() {
+        let t: Vec<TrafficTarget> = serde_json::from_str(
+            r#"[{"type":"TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION","revision":"a","tag":"candidate"},
+                {"type":2,"revision":"b","percent":100},{"type":1,"percent":0},{"type":"SOMETHING_NEW"}]"#,
+        )
+        .unwrap();
+        assert_eq!(t[0].percent, 0);
+        assert_eq!(t[1].kind, AllocationType::Revision);
+        assert_eq!(t[2].kind, AllocationType::Latest);
+        assert_eq!(t[3].kind, AllocationType::Unspecified);
+    }
+
+    #[test]
+    fn pending_operation_has_no_done_key() {
+        let op: Operation = serde_json::from_str(
+            r#"{"name":"projects/p/locations/l/operations/1","metadata":{"@type":"type.googleapis.com/google.cloud.run.v2.Service"}}"#,
+        )
+        .unwrap();
+        assert!(!op.done);
+        let op: Operation = serde_json::from_str(
+            r#"{"name":"n","done":true,"error":{"code":10,"message":"concurrent update"}}"#,
+        )
+        .unwrap();
+        assert!(operation_error(&op.name, op.error.as_ref().unwrap()).is_conflict());
+    }
+}

@@ -1,0 +1,32 @@
+//! cutover: progressive, metrics-gated rollouts for Google Cloud Run.
+//!
+//! The loop, end to end:
+//! 1. A push request arrives ([`server`]); [`events`] decodes it into a trigger for one service.
+//! 2. [`reconcile`] observes the service through a [`router::TrafficRouter`], gathers evidence
+//!    from a [`metrics::MetricsSource`] when a step is due, and asks [`decision::decide`].
+//! 3. The decision (pure: no I/O, no clock) is written back as one etag-guarded update of the
+//!    traffic and cutover's record annotations; a conflict means someone wrote first, so the
+//!    reconciler observes again and decides again.
+//!
+//! Module map:
+//! - [`config`]: every setting, from the environment, validated at start-up.
+//! - [`server`], [`error`]: the HTTP edge and the one place that picks ack vs nack.
+//! - [`events`]: Pub/Sub push envelopes, Cloud Build and Monitoring payloads, push auth.
+//! - [`decision`]: the rules (policy, record, judge, decide).
+//! - [`reconcile`]: the imperative shell around the rules.
+//! - [`router`], [`metrics`]: the two platform seams, with Cloud Run and Cloud Monitoring.
+//! - [`gcp`]: Google REST wire types and calls.
+//! - [`sim`]: in-process fakes of the Google APIs, used by tests and `cutover demo`.
+
+pub mod clock;
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod events;
+pub mod gcp;
+pub mod metrics;
+pub mod reconcile;
+pub mod router;
+pub mod server;
+pub mod sim;
+pub mod target;

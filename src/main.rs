@@ -1,0 +1,41 @@
+//! The `cutover` binary: parse settings, start logging, run a subcommand.
+//!
+//! Kept thin so that tests and the demo drive the same library entry points.
+
+use anyhow::Context;
+use clap::Parser;
+
+use cutover::clock::Clock;
+use cutover::config::{Cli, Command, LogFormat};
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::prelude::*;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Json => registry.with(tracing_stackdriver::layer()).init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            let app = cutover::server::build(&args, Clock::System).await?;
+            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], args.port));
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            tracing::info!(%addr, project = %app.project, regions = ?app.regions, "cutover serving");
+            cutover::server::run(listener, app, cutover::server::shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Demo(_args) => Ok(()),
+    }
+}

@@ -1,0 +1,369 @@
+//! The imperative shell around the decision core: observe → gather → decide → apply.
+//!
+//! For one service and one trigger, [`Reconciler::reconcile`] reads the service, asks
+//! [`decide`] what to do, gathers the evidence it asks for (metrics, a smoke check), and applies
+//! the write conditionally. A conflict means another writer (a second cutover instance, a
+//! duplicated delivery, a person) got there first: observe again and decide again on fresh state,
+//! never re-send the stale write. Every decision becomes one [`DecisionRecord`], logged as one
+//! structured line and broadcast to whoever listens (the demo's timeline, tests).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::decision::{Decision, Evidence, Kind, Need, Observed, Policy, Record, Trigger, decide};
+use crate::metrics::MetricsSource;
+use crate::router::{RouterError, TrafficRouter};
+use crate::target::ServiceRef;
+
+/// How many times one event re-observes after losing a write race before giving up (and
+/// letting Pub/Sub redeliver). Each conflict means someone else made progress.
+const MAX_CONFLICTS: u32 = 5;
+
+/// How many services one tick evaluates at once.
+const TICK_CONCURRENCY: usize = 16;
+
+/// Why an event could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The service does not exist: the event can never be used.
+    #[error("{0}")]
+    NotFound(String),
+    /// Try again later (Pub/Sub redelivers).
+    #[error("{0}")]
+    Transient(String),
+    /// Will not succeed by retrying.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<RouterError> for ReconcileError {
+    fn from(e: RouterError) -> Self {
+        match e {
+            RouterError::NotFound(m) => ReconcileError::NotFound(m),
+            RouterError::Conflict(m) => ReconcileError::Transient(format!(
+                "still conflicting after {MAX_CONFLICTS} retries: {m}"
+            )),
+            RouterError::Transient(m) => ReconcileError::Transient(m),
+            RouterError::Permanent(m) => ReconcileError::Permanent(m),
+        }
+    }
+}
+
+/// One decision, as logged: everything a person needs to see why.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecisionRecord {
+    pub at: Timestamp,
+    pub service: String,
+    pub trigger: &'static str,
+    pub decision: &'static str,
+    pub reason: String,
+    pub candidate: Option<String>,
+    pub stable: Option<String>,
+    /// The candidate's share after this decision.
+    pub percent: Option<u8>,
+    pub phase: Option<String>,
+    pub window_start: Option<Timestamp>,
+    pub window_end: Option<Timestamp>,
+    pub requests: Option<u64>,
+    pub errors_5xx: Option<u64>,
+    pub error_rate: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub min_requests: Option<u64>,
+    pub max_error_rate: Option<f64>,
+    pub max_p99_ms: Option<f64>,
+    /// `applied`, `conflict`, `failed: …`, or `none` when nothing was to be written.
+    pub write: String,
+}
+
+impl DecisionRecord {
+    fn new(obs: &Observed, trigger: &Trigger, d: &Decision, at: Timestamp) -> Self {
+        let r: Option<&Record> = d.record.as_ref();
+        let j = d.judgement.as_ref();
+        let p: Option<&Policy> = d.policy.as_ref();
+        DecisionRecord {
+            at,
+            service: obs.service.to_string(),
+            trigger: match trigger {
+                Trigger::Build { .. } => "build",
+                Trigger::Tick => "tick",
+                Trigger::Alert { .. } => "alert",
+            },
+            decision: d.kind.as_str(),
+            reason: d.reason.clone(),
+            candidate: r.map(|r| r.candidate.clone()),
+            stable: r.map(|r| r.stable.clone()),
+            percent: r.map(|r| r.percent),
+            phase: r.map(|r| r.phase.to_string()),
+            window_start: j.map(|j| j.window.start),
+            window_end: j.map(|j| j.window.end),
+            requests: j.map(|j| j.requests),
+            errors_5xx: j.map(|j| j.errors_5xx),
+            error_rate: j.map(|j| j.error_rate),
+            p99_ms: j.and_then(|j| j.p99_ms),
+            min_requests: p.map(|p| p.min_requests),
+            max_error_rate: p.map(|p| p.max_error_rate),
+            max_p99_ms: p.map(|p| p.max_p99_ms),
+            write: if d.write.is_some() {
+                "pending".into()
+            } else {
+                "none".into()
+            },
+        }
+    }
+
+    fn log(&self) {
+        let level_warn = matches!(self.decision, "rollback" | "pause" | "error");
+        macro_rules! emit {
+            ($lvl:ident) => {
+                tracing::$lvl!(
+                    target: "cutover::decision",
+                    service = %self.service,
+                    trigger = self.trigger,
+                    decision = self.decision,
+                    reason = %self.reason,
+                    candidate = self.candidate.as_deref(),
+                    stable = self.stable.as_deref(),
+                    percent = self.percent,
+                    phase = self.phase.as_deref(),
+                    window_start = self.window_start.map(|t| t.to_string()),
+                    window_end = self.window_end.map(|t| t.to_string()),
+                    requests = self.requests,
+                    errors_5xx = self.errors_5xx,
+                    error_rate = self.error_rate,
+                    p99_ms = self.p99_ms,
+                    min_requests = self.min_requests,
+                    max_error_rate = self.max_error_rate,
+                    max_p99_ms = self.max_p99_ms,
+                    write = %self.write,
+                    "decision"
+                )
+            };
+        }
+        if level_warn {
+            emit!(warn);
+        } else {
+            emit!(info);
+        }
+    }
+}
+
+/// Checks that a candidate answers before it gets traffic.
+#[derive(Clone)]
+pub struct SmokeCheck {
+    http: reqwest::Client,
+}
+
+impl SmokeCheck {
+    pub fn new(http: reqwest::Client) -> Self {
+        SmokeCheck { http }
+    }
+
+    /// `GET url` must answer 2xx. Connection failures and 5xx are retried a few times (a new
+    /// revision may be starting); any other answer fails at once.
+    pub async fn check(&self, url: &str, deadline: Instant) -> Result<(), String> {
+        let mut last = String::new();
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                let pause = crate::gcp::backoff(attempt + 2);
+                if Instant::now() + pause >= deadline {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(10));
+            match self.http.get(url).timeout(left).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_server_error() => {
+                    last = format!("GET {url} answered {}", r.status())
+                }
+                Ok(r) => return Err(format!("GET {url} answered {}", r.status())),
+                Err(e) => last = format!("GET {url} failed: {e}"),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// What a tick did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TickReport {
+    pub services: usize,
+    pub active: usize,
+    pub decisions: Vec<DecisionRecord>,
+    pub failures: Vec<String>,
+    /// Whether any failure is worth a redelivery.
+    pub transient: bool,
+}
+
+/// Observes, decides and applies, for any router and metrics source.
+pub struct Reconciler<R, M> {
+    pub router: R,
+    pub metrics: M,
+    pub smoke: SmokeCheck,
+    pub policy: Policy,
+    pub clock: Clock,
+    decisions: broadcast::Sender<DecisionRecord>,
+}
+
+impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
+    pub fn new(router: R, metrics: M, smoke: SmokeCheck, policy: Policy, clock: Clock) -> Self {
+        let (decisions, _) = broadcast::channel(1024);
+        Reconciler {
+            router,
+            metrics,
+            smoke,
+            policy,
+            clock,
+            decisions,
+        }
+    }
+
+    /// Every decision from now on (lagging receivers lose the oldest).
+    pub fn subscribe(&self) -> broadcast::Receiver<DecisionRecord> {
+        self.decisions.subscribe()
+    }
+
+    /// Handles one trigger for one service.
+    pub async fn reconcile(
+        &self,
+        target: &ServiceRef,
+        trigger: Trigger,
+        deadline: Instant,
+    ) -> Result<Vec<DecisionRecord>, ReconcileError> {
+        let obs = self.router.observe(target, deadline).await?;
+        self.run(obs, trigger, deadline).await
+    }
+
+    /// Evaluates every service in `regions` whose rollout is running.
+    pub async fn tick(
+        self: &Arc<Self>,
+        project: &str,
+        regions: &[String],
+        deadline: Instant,
+    ) -> Result<TickReport, ReconcileError> {
+        let mut report = TickReport::default();
+        let mut active = Vec::new();
+        for region in regions {
+            let all = self.router.list(project, region, deadline).await?;
+            report.services += all.len();
+            active.extend(all.into_iter().filter(is_active));
+        }
+        report.active = active.len();
+        let results: Vec<_> = futures::stream::iter(active)
+            .map(|obs| {
+                let name = obs.service.to_string();
+                async move { (name, self.run(obs, Trigger::Tick, deadline).await) }
+            })
+            .buffer_unordered(TICK_CONCURRENCY)
+            .collect()
+            .await;
+        for (name, result) in results {
+            match result {
+                Ok(d) => report.decisions.extend(d),
+                Err(e) => {
+                    report.transient |= matches!(e, ReconcileError::Transient(_));
+                    tracing::warn!(service = %name, error = %e, "tick evaluation failed");
+                    report.failures.push(format!("{name}: {e}"));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn run(
+        &self,
+        mut obs: Observed,
+        mut trigger: Trigger,
+        deadline: Instant,
+    ) -> Result<Vec<DecisionRecord>, ReconcileError> {
+        let mut out = Vec::new();
+        let mut conflicts = 0;
+        loop {
+            let now = self.clock.now();
+            let d = self
+                .decide_with_evidence(&obs, &trigger, now, deadline)
+                .await;
+            let mut rec = DecisionRecord::new(&obs, &trigger, &d, now);
+            let Some(write) = &d.write else {
+                self.publish(rec.clone());
+                out.push(rec);
+                return Ok(out);
+            };
+            let result = self.router.apply(&obs, write, deadline).await;
+            rec.write = match &result {
+                Ok(_) => "applied".into(),
+                Err(RouterError::Conflict(_)) => {
+                    "conflict: someone wrote first; deciding again".into()
+                }
+                Err(e) => format!("failed: {e}"),
+            };
+            self.publish(rec.clone());
+            out.push(rec);
+            match result {
+                Ok(after) if d.again => {
+                    obs = after;
+                    trigger = Trigger::Tick;
+                }
+                Ok(_) => return Ok(out),
+                Err(RouterError::Conflict(_)) if conflicts < MAX_CONFLICTS => {
+                    conflicts += 1;
+                    obs = self.router.observe(&obs.service, deadline).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn decide_with_evidence(
+        &self,
+        obs: &Observed,
+        trigger: &Trigger,
+        now: Timestamp,
+        deadline: Instant,
+    ) -> Decision {
+        let mut evidence = Evidence::None;
+        // Each kind of evidence is asked for at most once per decision.
+        for _ in 0..3 {
+            let d = decide(obs, trigger, &evidence, &self.policy, now);
+            evidence = match &d.kind {
+                Kind::Gather(Need::Metrics(w)) if matches!(evidence, Evidence::None) => {
+                    Evidence::Metrics(
+                        self.metrics
+                            .service_stats(&obs.service, *w, deadline)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    )
+                }
+                Kind::Gather(Need::Smoke(url)) if matches!(evidence, Evidence::None) => {
+                    Evidence::Smoke(self.smoke.check(url, deadline).await)
+                }
+                _ => return d,
+            };
+        }
+        decide(obs, trigger, &evidence, &self.policy, now)
+    }
+
+    fn publish(&self, rec: DecisionRecord) {
+        rec.log();
+        // No listener is fine: the log line is the record of truth.
+        let _ = self.decisions.send(rec);
+    }
+}
+
+/// A service a tick must look at: its rollout is running, or its record needs a person.
+fn is_active(obs: &Observed) -> bool {
+    match Record::from_annotations(&obs.annotations) {
+        Ok(Some(r)) => r.phase.is_running(),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}

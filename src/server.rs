@@ -1,0 +1,392 @@
+//! The HTTP edge: Pub/Sub push endpoints and health, and start-up wiring.
+//!
+//! - `POST /pubsub/builds`: Cloud Build notifications; a `SUCCESS` naming `_SERVICE_NAME` starts a
+//!   rollout of that service.
+//! - `POST /pubsub/alerts`: Monitoring incidents; an open one for a service under rollout rolls
+//!   it back at once. Each push is its own request, so an alert never waits behind tick work for
+//!   other services.
+//! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_REGIONS`.
+//! - `GET /healthz`: 200.
+//!
+//! Handlers translate outcomes into [`Acked`] or [`PushError`]; `crate::error` alone decides
+//! which status code each becomes.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::config::{PushAuthMode, ServeArgs};
+use crate::decision::Trigger;
+use crate::error::{Acked, PushError};
+use crate::events::{
+    BuildNotification, BuildStatus, EnvelopeError, GoogleVerifier, GoogleVerifierConfig, Incident,
+    IncidentState, PushAuth, PushMessage,
+};
+use crate::gcp::monitoring::MonitoringClient;
+use crate::gcp::run::RunClient;
+use crate::gcp::{Google, TokenSource, metadata};
+use crate::metrics::cloud_monitoring::CloudMonitoring;
+use crate::reconcile::{DecisionRecord, ReconcileError, Reconciler, SmokeCheck};
+use crate::router::cloud_run::CloudRunRouter;
+use crate::target::ServiceRef;
+
+/// Largest push body accepted (Pub/Sub messages are at most 10 MB, but nothing cutover reads
+/// comes close to this).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The reconciler the server runs: Cloud Run traffic, Cloud Monitoring evidence.
+pub type LiveReconciler = Reconciler<CloudRunRouter, CloudMonitoring>;
+
+/// Shared server state.
+pub struct App {
+    pub reconciler: Arc<LiveReconciler>,
+    pub auth: PushAuth,
+    pub project: String,
+    pub default_region: String,
+    pub regions: Vec<String>,
+    pub event_deadline: Duration,
+    pub clock: Clock,
+}
+
+/// Why cutover could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Builds the server state from settings: clients, credentials, project and region.
+pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartError> {
+    args.validate()?;
+    let policy = args.policy()?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
+    let metadata_host = args.metadata_host.trim();
+    let project = match args
+        .project
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        Some(p) => p.to_string(),
+        None => metadata::project_id(&http, metadata_host)
+            .await
+            .map_err(|e| StartError::Setup(format!("GOOGLE_CLOUD_PROJECT is not set and {e}")))?,
+    };
+    let default_region = match args
+        .region
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        Some(r) => r.to_string(),
+        None => metadata::region(&http, metadata_host)
+            .await
+            .map_err(|e| StartError::Setup(format!("CUTOVER_REGION is not set and {e}")))?,
+    };
+    let mut regions: Vec<String> = args
+        .regions
+        .iter()
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if regions.is_empty() {
+        regions.push(default_region.clone());
+    }
+    let tokens =
+        TokenSource::new(args.auth).map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
+    let google = Google::new(http.clone(), tokens);
+    let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.run_endpoint));
+    let metrics = CloudMonitoring::new(MonitoringClient::new(google, &args.monitoring_endpoint));
+    let reconciler = Reconciler::new(
+        router,
+        metrics,
+        SmokeCheck::new(http.clone()),
+        policy,
+        clock.clone(),
+    );
+    let auth = match args.push_auth {
+        PushAuthMode::None => PushAuth::None,
+        PushAuthMode::Google => PushAuth::Google(GoogleVerifier::new(
+            GoogleVerifierConfig {
+                jwks_url: args.jwks_url.clone(),
+                audience: args.push_audience.clone().unwrap_or_default(),
+                service_accounts: args
+                    .push_service_accounts
+                    .iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                ..GoogleVerifierConfig::default()
+            },
+            http,
+        )),
+    };
+    Ok(Arc::new(App {
+        reconciler: Arc::new(reconciler),
+        auth,
+        project,
+        default_region,
+        regions,
+        event_deadline: args.event_deadline(),
+        clock,
+    }))
+}
+
+/// The routes, ready to serve.
+pub fn app(state: Arc<App>) -> Router {
+    Router::new()
+        .route("/pubsub/builds", post(builds))
+        .route("/pubsub/alerts", post(alerts))
+        .route("/pubsub/ticks", post(ticks))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM (what Cloud Run sends) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Authenticates and unwraps a push.
+async fn receive(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Result<PushMessage, Acked>, PushError> {
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match app.auth.check(authorization, app.clock.now()).await {
+        Ok(_) => {}
+        Err(e) if e.is_transient() => return Err(PushError::AuthUnavailable(e)),
+        Err(e) => return Err(PushError::Unauthorized(e)),
+    }
+    match PushMessage::from_body(body) {
+        Ok(m) => Ok(Ok(m)),
+        Err(EnvelopeError::NotAnEnvelope(why)) => Err(PushError::NotAnEnvelope(why)),
+        Err(EnvelopeError::BadData { message_id, reason }) => Ok(Err(Acked::Ignored {
+            message_id,
+            reason: format!("message data is not valid base64: {reason}"),
+        })),
+    }
+}
+
+fn deadline(app: &App) -> Instant {
+    Instant::now() + app.event_deadline
+}
+
+/// Maps a reconcile result for one message.
+fn outcome(
+    message_id: String,
+    result: Result<Vec<DecisionRecord>, ReconcileError>,
+) -> Result<Acked, PushError> {
+    match result {
+        Ok(decisions) => Ok(Acked::Handled {
+            message_id,
+            body: json!({ "decisions": decisions }),
+        }),
+        Err(ReconcileError::NotFound(reason)) => Ok(Acked::Ignored { message_id, reason }),
+        Err(ReconcileError::Permanent(reason)) => {
+            tracing::error!(message_id = %message_id, reason = %reason, "message cannot be handled");
+            Ok(Acked::Ignored { message_id, reason })
+        }
+        Err(ReconcileError::Transient(reason)) => Err(PushError::Transient { message_id, reason }),
+    }
+}
+
+async fn builds(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    respond(handle_build(&app, &headers, &body).await)
+}
+
+async fn handle_build(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Acked, PushError> {
+    let msg = match receive(app, headers, body).await? {
+        Ok(m) => m,
+        Err(acked) => return Ok(acked),
+    };
+    let id = msg.message_id.clone();
+    let build = match BuildNotification::from_message(&msg) {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(Acked::Ignored {
+                message_id: id,
+                reason: format!("not a Cloud Build notification: {e}"),
+            });
+        }
+    };
+    if build.status != BuildStatus::Success {
+        return Ok(Acked::Ignored {
+            message_id: id,
+            reason: format!("build {} is {}", build.build_id, build.status.as_str()),
+        });
+    }
+    let Some(service) = build.service() else {
+        return Ok(Acked::Ignored {
+            message_id: id,
+            reason: format!("build {} has no _SERVICE_NAME substitution", build.build_id),
+        });
+    };
+    let project = build
+        .project_id
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .unwrap_or(&app.project);
+    let region = build.region().unwrap_or(&app.default_region);
+    let target = ServiceRef::new(project, region, service);
+    tracing::info!(message_id = %id, build_id = %build.build_id, service = %target, "build finished");
+    let trigger = Trigger::Build {
+        build_id: build.build_id.clone(),
+    };
+    outcome(
+        id,
+        app.reconciler
+            .reconcile(&target, trigger, deadline(app))
+            .await,
+    )
+}
+
+async fn alerts(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    respond(handle_alert(&app, &headers, &body).await)
+}
+
+async fn handle_alert(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Acked, PushError> {
+    let msg = match receive(app, headers, body).await? {
+        Ok(m) => m,
+        Err(acked) => return Ok(acked),
+    };
+    let id = msg.message_id.clone();
+    let incident = match Incident::from_message(&msg) {
+        Ok(i) => i,
+        Err(e) => {
+            return Ok(Acked::Ignored {
+                message_id: id,
+                reason: format!("not a Monitoring incident: {e}"),
+            });
+        }
+    };
+    if incident.is_test {
+        return Ok(Acked::Ignored {
+            message_id: id,
+            reason: "test notification".into(),
+        });
+    }
+    if incident.state != IncidentState::Open {
+        return Ok(Acked::Ignored {
+            message_id: id,
+            reason: format!("incident {} is not open", incident.incident_id),
+        });
+    }
+    let Some(service) = incident.service.clone() else {
+        return Ok(Acked::Ignored {
+            message_id: id,
+            reason: format!(
+                "incident {} names no Cloud Run service (no cloud_run_revision service_name, no cutover-service label)",
+                incident.incident_id
+            ),
+        });
+    };
+    let project = incident
+        .project
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| app.project.clone());
+    let region = incident
+        .location
+        .clone()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| app.default_region.clone());
+    let target = ServiceRef::new(project, region, service);
+    tracing::warn!(message_id = %id, incident = %incident.incident_id, service = %target, "alert opened");
+    let trigger = Trigger::Alert {
+        incident_id: incident.incident_id.clone(),
+        summary: incident.summary.clone(),
+    };
+    outcome(
+        id,
+        app.reconciler
+            .reconcile(&target, trigger, deadline(app))
+            .await,
+    )
+}
+
+async fn ticks(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    respond(handle_tick(&app, &headers, &body).await)
+}
+
+async fn handle_tick(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Acked, PushError> {
+    let msg = match receive(app, headers, body).await? {
+        Ok(m) => m,
+        Err(acked) => return Ok(acked),
+    };
+    let id = msg.message_id;
+    match app
+        .reconciler
+        .tick(&app.project, &app.regions, deadline(app))
+        .await
+    {
+        Ok(report) if report.transient => Err(PushError::Transient {
+            message_id: id,
+            reason: report.failures.join("; "),
+        }),
+        Ok(report) => Ok(Acked::Handled {
+            message_id: id,
+            body: serde_json::to_value(&report).unwrap_or_default(),
+        }),
+        Err(e) => outcome(id, Err(e)),
+    }
+}
+
+fn respond(r: Result<Acked, PushError>) -> Response {
+    match r {
+        Ok(a) => a.into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,79 @@
+//! Which service a rollout is about.
+//!
+//! A Cloud Run service is named by project, region and service id; everything that names a
+//! service (events, the decision record, the API clients) uses this one type so that the three
+//! parts never travel separately.
+
+use std::fmt;
+
+/// A Cloud Run service: `projects/{project}/locations/{region}/services/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceRef {
+    pub project: String,
+    pub region: String,
+    pub name: String,
+}
+
+impl ServiceRef {
+    pub fn new(
+        project: impl Into<String>,
+        region: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        ServiceRef {
+            project: project.into(),
+            region: region.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The full resource name used by the Run Admin API v2.
+    pub fn resource_name(&self) -> String {
+        format!(
+            "projects/{}/locations/{}/services/{}",
+            self.project, self.region, self.name
+        )
+    }
+
+    /// Parses `projects/{p}/locations/{l}/services/{s}`.
+    pub fn from_resource_name(name: &str) -> Option<ServiceRef> {
+        let parts: Vec<&str> = name.split('/').collect();
+        match parts.as_slice() {
+            ["projects", p, "locations", l, "services", s]
+                if !p.is_empty() && !l.is_empty() && !s.is_empty() =>
+            {
+                Some(ServiceRef::new(*p, *l, *s))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.project, self.region, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_names_round_trip() {
+        let s = ServiceRef::new("acme-prod", "us-central1", "api");
+        assert_eq!(
+            s.resource_name(),
+            "projects/acme-prod/locations/us-central1/services/api"
+        );
+        assert_eq!(ServiceRef::from_resource_name(&s.resource_name()), Some(s));
+        assert_eq!(
+            ServiceRef::from_resource_name("projects/p/services/s"),
+            None
+        );
+        assert_eq!(
+            ServiceRef::from_resource_name("projects//locations/l/services/s"),
+            None
+        );
+    }
+}
