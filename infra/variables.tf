@@ -213,7 +213,7 @@ variable "auth" {
 }
 
 variable "smoke_path" {
-  description = "CUTOVER_SMOKE_PATH: path cutover requests on a new revision before its first step; null means no smoke check."
+  description = "CUTOVER_SMOKE_PATH: path cutover GETs on the new revision's tag URL before its first step; null means no smoke check. A managed service that requires authentication must then let cutover's account invoke it (roles/run.invoker), which this configuration does not grant."
   type        = string
   default     = null
 }
@@ -235,8 +235,8 @@ variable "step_interval" {
   default     = "5m"
 
   validation {
-    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.step_interval))
-    error_message = "step_interval is a duration such as 5m or 1h30m."
+    condition     = can(regex("^([0-9]+|([0-9]+[smhd])+)$", var.step_interval))
+    error_message = "step_interval is a duration as cutover parses it: seconds (90), or units s, m, h, d (90s, 5m, 1h30m)."
   }
 }
 
@@ -246,8 +246,8 @@ variable "metrics_delay" {
   default     = "3m"
 
   validation {
-    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.metrics_delay))
-    error_message = "metrics_delay is a duration such as 3m."
+    condition     = can(regex("^([0-9]+|([0-9]+[smhd])+)$", var.metrics_delay))
+    error_message = "metrics_delay is a duration as cutover parses it: seconds (180), or units s, m, h, d (3m)."
   }
 }
 
@@ -255,6 +255,11 @@ variable "min_requests" {
   description = "CUTOVER_MIN_REQUESTS: requests the new revision must have served in a step before cutover judges it."
   type        = number
   default     = 100
+
+  validation {
+    condition     = var.min_requests >= 0 && floor(var.min_requests) == var.min_requests
+    error_message = "min_requests must be a whole number, 0 or more."
+  }
 }
 
 variable "max_hold" {
@@ -263,8 +268,8 @@ variable "max_hold" {
   default     = "1h"
 
   validation {
-    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.max_hold))
-    error_message = "max_hold is a duration such as 1h."
+    condition     = can(regex("^([0-9]+|([0-9]+[smhd])+)$", var.max_hold))
+    error_message = "max_hold is a duration as cutover parses it: seconds (3600), or units s, m, h, d (1h)."
   }
 }
 
@@ -274,8 +279,8 @@ variable "max_error_rate" {
   default     = 0.01
 
   validation {
-    condition     = var.max_error_rate > 0 && var.max_error_rate < 1
-    error_message = "max_error_rate is a fraction between 0 and 1."
+    condition     = var.max_error_rate >= 0 && var.max_error_rate <= 1
+    error_message = "max_error_rate is a fraction from 0 to 1 (0.01 = 1%)."
   }
 }
 
@@ -283,6 +288,11 @@ variable "max_p99_ms" {
   description = "CUTOVER_MAX_P99_MS: highest p99 latency (ms) of the new revision that lets a step proceed. Also the default alert limit of managed services."
   type        = number
   default     = 1000
+
+  validation {
+    condition     = var.max_p99_ms > 0
+    error_message = "max_p99_ms must be a positive number of milliseconds."
+  }
 }
 
 variable "push_auth" {
@@ -320,8 +330,8 @@ variable "event_deadline" {
   default     = "50s"
 
   validation {
-    condition     = can(regex("^([0-9]+(ms|s|m|h))+$", var.event_deadline))
-    error_message = "event_deadline is a duration such as 50s."
+    condition     = can(regex("^([0-9]+|([0-9]+[smhd])+)$", var.event_deadline))
+    error_message = "event_deadline is a duration as cutover parses it: seconds (50), or units s, m, h, d (50s)."
   }
 }
 

@@ -15,7 +15,7 @@ use crate::gcp::token::AuthMode;
 
 /// cutover: progressive, metrics-gated rollouts for Cloud Run, driven by Pub/Sub.
 #[derive(Debug, Parser)]
-#[command(name = "cutover", version, about, long_about = None)]
+#[command(name = "cutover", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -51,25 +51,35 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Port to listen on (Cloud Run sets it).
-    #[arg(long, env = "PORT", default_value_t = 8080)]
+    #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 8080)]
     pub port: u16,
 
     /// Project of the managed services [default: from the metadata server].
-    #[arg(long, env = "GOOGLE_CLOUD_PROJECT")]
+    #[arg(
+        long,
+        env = "GOOGLE_CLOUD_PROJECT",
+        value_name = "GOOGLE_CLOUD_PROJECT"
+    )]
     pub project: Option<String>,
 
     /// Default region, for builds without a region substitution [default: from the metadata server].
-    #[arg(long, env = "CUTOVER_REGION")]
+    #[arg(long, env = "CUTOVER_REGION", value_name = "CUTOVER_REGION")]
     pub region: Option<String>,
 
     /// Regions whose services ticks evaluate, comma separated [default: the default region].
-    #[arg(long, env = "CUTOVER_REGIONS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "CUTOVER_REGIONS",
+        value_name = "CUTOVER_REGIONS",
+        value_delimiter = ','
+    )]
     pub regions: Vec<String>,
 
     /// Base URL of the Cloud Run Admin API.
     #[arg(
         long,
         env = "CUTOVER_RUN_ENDPOINT",
+        value_name = "CUTOVER_RUN_ENDPOINT",
         default_value = "https://run.googleapis.com"
     )]
     pub run_endpoint: String,
@@ -78,77 +88,111 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "CUTOVER_MONITORING_ENDPOINT",
+        value_name = "CUTOVER_MONITORING_ENDPOINT",
         default_value = "https://monitoring.googleapis.com"
     )]
     pub monitoring_endpoint: String,
 
     /// Credentials for Google APIs: application default credentials then the metadata server
     /// (auto), the metadata server only, or none (fakes and emulators).
-    #[arg(long, env = "CUTOVER_AUTH", value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        env = "CUTOVER_AUTH",
+        value_name = "CUTOVER_AUTH",
+        value_enum,
+        default_value = "auto"
+    )]
     pub auth: AuthMode,
 
     /// Metadata server host (also read by Google's auth library).
-    #[arg(long, env = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
+    #[arg(long, env = "GCE_METADATA_HOST", value_name = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
     pub metadata_host: String,
 
     /// Path GET on the candidate's tag URL must answer 2xx before it gets traffic [default: no smoke check].
-    #[arg(long, env = "CUTOVER_SMOKE_PATH")]
+    #[arg(long, env = "CUTOVER_SMOKE_PATH", value_name = "CUTOVER_SMOKE_PATH")]
     pub smoke_path: Option<String>,
 
     /// Candidate traffic steps in percent, ending at 100.
-    #[arg(long, env = "CUTOVER_STEPS", default_value = "10,50,100", value_parser = steps)]
+    #[arg(long, env = "CUTOVER_STEPS", value_name = "CUTOVER_STEPS", default_value = "10,50,100", value_parser = steps)]
     pub steps: Steps,
 
     /// Soak time: data needed per step before it is judged.
-    #[arg(long, env = "CUTOVER_STEP_INTERVAL", default_value = "5m", value_parser = duration)]
+    #[arg(long, env = "CUTOVER_STEP_INTERVAL", value_name = "CUTOVER_STEP_INTERVAL", default_value = "5m", value_parser = duration)]
     pub step_interval: SignedDuration,
 
     /// How late Cloud Run metrics land; judged windows end this long before now.
-    #[arg(long, env = "CUTOVER_METRICS_DELAY", default_value = "3m", value_parser = duration)]
+    #[arg(long, env = "CUTOVER_METRICS_DELAY", value_name = "CUTOVER_METRICS_DELAY", default_value = "3m", value_parser = duration)]
     pub metrics_delay: SignedDuration,
 
     /// Minimum candidate requests in a window to judge it.
-    #[arg(long, env = "CUTOVER_MIN_REQUESTS", default_value_t = 100)]
+    #[arg(
+        long,
+        env = "CUTOVER_MIN_REQUESTS",
+        value_name = "CUTOVER_MIN_REQUESTS",
+        default_value_t = 100
+    )]
     pub min_requests: u64,
 
     /// How long a due step may stay inconclusive before the rollout pauses.
-    #[arg(long, env = "CUTOVER_MAX_HOLD", default_value = "1h", value_parser = duration)]
+    #[arg(long, env = "CUTOVER_MAX_HOLD", value_name = "CUTOVER_MAX_HOLD", default_value = "1h", value_parser = duration)]
     pub max_hold: SignedDuration,
 
     /// Highest acceptable 5xx ratio (0.01 = 1%).
-    #[arg(long, env = "CUTOVER_MAX_ERROR_RATE", default_value_t = 0.01, value_parser = rate)]
+    #[arg(long, env = "CUTOVER_MAX_ERROR_RATE", value_name = "CUTOVER_MAX_ERROR_RATE", default_value_t = 0.01, value_parser = rate)]
     pub max_error_rate: f64,
 
     /// Highest acceptable p99 latency in milliseconds.
-    #[arg(long, env = "CUTOVER_MAX_P99_MS", default_value_t = 1000.0, value_parser = ms)]
+    #[arg(long, env = "CUTOVER_MAX_P99_MS", value_name = "CUTOVER_MAX_P99_MS", default_value_t = 1000.0, value_parser = ms)]
     pub max_p99_ms: f64,
 
     /// Push authentication: verify Pub/Sub's OIDC token (google) or not (none).
-    #[arg(long, env = "CUTOVER_PUSH_AUTH", value_enum, default_value = "google")]
+    #[arg(
+        long,
+        env = "CUTOVER_PUSH_AUTH",
+        value_name = "CUTOVER_PUSH_AUTH",
+        value_enum,
+        default_value = "google"
+    )]
     pub push_auth: PushAuthMode,
 
     /// Where Google's token signing keys are published.
     #[arg(
         long,
         env = "CUTOVER_JWKS_URL",
+        value_name = "CUTOVER_JWKS_URL",
         default_value = "https://www.googleapis.com/oauth2/v3/certs"
     )]
     pub jwks_url: String,
 
     /// Expected `aud` of push tokens (required with CUTOVER_PUSH_AUTH=google).
-    #[arg(long, env = "CUTOVER_PUSH_AUDIENCE")]
+    #[arg(
+        long,
+        env = "CUTOVER_PUSH_AUDIENCE",
+        value_name = "CUTOVER_PUSH_AUDIENCE"
+    )]
     pub push_audience: Option<String>,
 
     /// Service accounts allowed to push, comma separated.
-    #[arg(long, env = "CUTOVER_PUSH_SERVICE_ACCOUNTS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "CUTOVER_PUSH_SERVICE_ACCOUNTS",
+        value_name = "CUTOVER_PUSH_SERVICE_ACCOUNTS",
+        value_delimiter = ','
+    )]
     pub push_service_accounts: Vec<String>,
 
     /// Time budget for handling one event; keep it below the subscription's ack deadline.
-    #[arg(long, env = "CUTOVER_EVENT_DEADLINE", default_value = "50s", value_parser = duration)]
+    #[arg(long, env = "CUTOVER_EVENT_DEADLINE", value_name = "CUTOVER_EVENT_DEADLINE", default_value = "50s", value_parser = duration)]
     pub event_deadline: SignedDuration,
 
     /// Log format.
-    #[arg(long, env = "CUTOVER_LOG_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long,
+        env = "CUTOVER_LOG_FORMAT",
+        value_name = "CUTOVER_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     pub log_format: LogFormat,
 }
 

@@ -36,6 +36,6 @@ async fn main() -> anyhow::Result<()> {
             cutover::server::run(listener, app, cutover::server::shutdown_signal()).await?;
             Ok(())
         }
-        Command::Demo(_args) => Ok(()),
+        Command::Demo(args) => Ok(cutover::sim::demo::run(args.scenario).await?),
     }
 }

@@ -46,7 +46,7 @@ pub enum ReconcileError {
 impl From<RouterError> for ReconcileError {
     fn from(e: RouterError) -> Self {
         match e {
-            RouterError::NotFound(m) => ReconcileError::NotFound(m),
+            RouterError::NotFound(m) => ReconcileError::NotFound(format!("service not found: {m}")),
             RouterError::Conflict(m) => ReconcileError::Transient(format!(
                 "still conflicting after {MAX_CONFLICTS} retries: {m}"
             )),

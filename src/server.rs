@@ -111,8 +111,8 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     if regions.is_empty() {
         regions.push(default_region.clone());
     }
-    let tokens =
-        TokenSource::new(args.auth).map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
+    let tokens = TokenSource::new(args.auth, metadata_host)
+        .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     let google = Google::new(http.clone(), tokens);
     let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.run_endpoint));
     let metrics = CloudMonitoring::new(MonitoringClient::new(google, &args.monitoring_endpoint));

@@ -335,7 +335,7 @@ fn on_build(
         return Decision::new(Kind::Nothing, "the service has no ready revision");
     };
     let rolled_back: &[String] = record.map(|r| r.rolled_back.as_slice()).unwrap_or(&[]);
-    if rolled_back.iter().any(|r| *r == candidate) {
+    if rolled_back.contains(&candidate) {
         return Decision::new(
             Kind::Nothing,
             format!(

@@ -24,11 +24,16 @@ fn mins(m: i64) -> SignedDuration {
 
 /// A service serving `alloc`, with `latest` as its latest ready revision and `record` on it.
 fn observed(alloc: &[(&str, u8)], latest: &str, record: Option<&Record>) -> Observed {
-    let allocation: BTreeMap<String, u8> = alloc.iter().filter(|(_, p)| *p > 0).map(|(r, p)| (r.to_string(), *p)).collect();
+    let allocation: BTreeMap<String, u8> = alloc
+        .iter()
+        .filter(|(_, p)| *p > 0)
+        .map(|(r, p)| (r.to_string(), *p))
+        .collect();
     let mut ready: BTreeSet<String> = alloc.iter().map(|(r, _)| r.to_string()).collect();
     ready.insert(latest.to_string());
     ready.insert(STABLE.to_string());
-    let mut annotations = BTreeMap::from([("team.example.com/owner".to_string(), "payments".to_string())]);
+    let mut annotations =
+        BTreeMap::from([("team.example.com/owner".to_string(), "payments".to_string())]);
     if let Some(r) = record {
         annotations.extend(r.to_annotations());
     }
@@ -37,7 +42,10 @@ fn observed(alloc: &[(&str, u8)], latest: &str, record: Option<&Record>) -> Obse
         latest_ready: Some(latest.to_string()),
         allocation,
         ready,
-        tag_urls: BTreeMap::from([(CANDIDATE_TAG.to_string(), "http://candidate.test".to_string())]),
+        tag_urls: BTreeMap::from([(
+            CANDIDATE_TAG.to_string(),
+            "http://candidate.test".to_string(),
+        )]),
         annotations,
         version: Version::default(),
     }
@@ -45,7 +53,11 @@ fn observed(alloc: &[(&str, u8)], latest: &str, record: Option<&Record>) -> Obse
 
 fn running(percent: u8, step_started: Timestamp) -> Record {
     Record {
-        phase: if percent == 0 { Phase::Smoke } else { Phase::Progressing },
+        phase: if percent == 0 {
+            Phase::Smoke
+        } else {
+            Phase::Progressing
+        },
         candidate: CANDIDATE.into(),
         stable: STABLE.into(),
         percent,
@@ -63,7 +75,10 @@ fn split_of(r: &Record) -> Vec<(&'static str, u8)> {
 fn stats(window: Window, requests: u64, errors: u64, latency_ms: f64) -> Evidence {
     let bounds = vec![50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
     let mut counts = vec![0u64; bounds.len() + 1];
-    let bucket = bounds.iter().position(|b| latency_ms < *b).unwrap_or(bounds.len());
+    let bucket = bounds
+        .iter()
+        .position(|b| latency_ms < *b)
+        .unwrap_or(bounds.len());
     counts[bucket] = requests;
     let mut revisions = BTreeMap::new();
     if requests > 0 {
@@ -84,7 +99,9 @@ fn tick() -> Trigger {
 }
 
 fn build() -> Trigger {
-    Trigger::Build { build_id: "b-1".into() }
+    Trigger::Build {
+        build_id: "b-1".into(),
+    }
 }
 
 fn alert() -> Trigger {
@@ -110,7 +127,10 @@ fn due() -> Timestamp {
 }
 
 fn judged_window() -> Window {
-    Window { start: t0(), end: t0() + mins(5) }
+    Window {
+        start: t0(),
+        end: t0() + mins(5),
+    }
 }
 
 #[test]
@@ -119,8 +139,16 @@ fn a_build_starts_at_the_first_step_with_both_revisions_tagged() {
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
     assert_eq!(d.kind, Kind::Start);
     let w = d.write.unwrap();
-    assert_eq!(percents(&w), BTreeMap::from([(STABLE.into(), 90), (CANDIDATE.into(), 10)]));
-    let tags: Vec<_> = w.traffic.unwrap().iter().map(|t| t.tag.clone().unwrap()).collect();
+    assert_eq!(
+        percents(&w),
+        BTreeMap::from([(STABLE.into(), 90), (CANDIDATE.into(), 10)])
+    );
+    let tags: Vec<_> = w
+        .traffic
+        .unwrap()
+        .iter()
+        .map(|t| t.tag.clone().unwrap())
+        .collect();
     assert_eq!(tags, vec![STABLE_TAG, CANDIDATE_TAG]);
     assert_eq!(w.record.phase, Phase::Progressing);
     assert_eq!(w.record.step_started, t0());
@@ -143,10 +171,22 @@ fn with_a_smoke_path_the_candidate_is_tagged_at_zero_first() {
     let r = w.record;
     let obs = observed(&[(STABLE, 100), (CANDIDATE, 0)], CANDIDATE, Some(&r));
     let d = decide(&obs, &tick(), &Evidence::None, &policy, t0());
-    assert_eq!(d.kind, Kind::Gather(Need::Smoke("http://candidate.test/healthz".into())));
-    let d = decide(&obs, &tick(), &Evidence::Smoke(Err("GET answered 500".into())), &policy, t0());
+    assert_eq!(
+        d.kind,
+        Kind::Gather(Need::Smoke("http://candidate.test/healthz".into()))
+    );
+    let d = decide(
+        &obs,
+        &tick(),
+        &Evidence::Smoke(Err("GET answered 500".into())),
+        &policy,
+        t0(),
+    );
     assert_eq!(d.kind, Kind::Rollback);
-    assert_eq!(d.write.as_ref().unwrap().record.rolled_back, vec![CANDIDATE.to_string()]);
+    assert_eq!(
+        d.write.as_ref().unwrap().record.rolled_back,
+        vec![CANDIDATE.to_string()]
+    );
     let d = decide(&obs, &tick(), &Evidence::Smoke(Ok(())), &policy, t0());
     assert_eq!(d.kind, Kind::Advance);
     assert_eq!(d.write.unwrap().record.percent, 10);
@@ -180,26 +220,48 @@ fn a_rolled_back_revision_is_not_rolled_out_again_but_a_newer_one_is() {
     assert_eq!(d.kind, Kind::Start);
     let w = d.write.unwrap();
     assert_eq!(w.record.candidate, NEWER);
-    assert_eq!(w.record.rolled_back, vec![CANDIDATE.to_string()], "the memory is kept");
+    assert_eq!(
+        w.record.rolled_back,
+        vec![CANDIDATE.to_string()],
+        "the memory is kept"
+    );
 }
 
 #[test]
 fn a_newer_candidate_supersedes_the_running_one() {
     let r = running(50, t0());
     let obs = observed(&split_of(&r), NEWER, Some(&r));
-    let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0() + mins(1));
+    let d = decide(
+        &obs,
+        &build(),
+        &Evidence::None,
+        &Policy::default(),
+        t0() + mins(1),
+    );
     assert_eq!(d.kind, Kind::Start);
     let w = d.write.unwrap();
-    assert_eq!(percents(&w), BTreeMap::from([(STABLE.into(), 90), (NEWER.into(), 10)]));
+    assert_eq!(
+        percents(&w),
+        BTreeMap::from([(STABLE.into(), 90), (NEWER.into(), 10)])
+    );
     assert_eq!(w.record.stable, STABLE);
-    assert!(!w.traffic.unwrap().iter().any(|t| t.revision == CANDIDATE), "the superseded candidate loses its traffic");
+    assert!(
+        !w.traffic.unwrap().iter().any(|t| t.revision == CANDIDATE),
+        "the superseded candidate loses its traffic"
+    );
 }
 
 #[test]
 fn a_step_soaks_before_it_is_judged() {
     let r = running(10, t0());
     let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
-    let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due() - SignedDuration::from_secs(1));
+    let d = decide(
+        &obs,
+        &tick(),
+        &Evidence::None,
+        &Policy::default(),
+        due() - SignedDuration::from_secs(1),
+    );
     assert_eq!(d.kind, Kind::Hold);
     let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
     assert_eq!(d.kind, Kind::Gather(Need::Metrics(judged_window())));
@@ -212,7 +274,13 @@ fn a_healthy_step_advances_and_the_last_one_completes() {
     for (from, to) in [(10u8, Some(50u8)), (50, Some(100)), (100, None)] {
         r.percent = from;
         let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
-        let d = decide(&obs, &tick(), &stats(judged_window(), 1000, 2, 150.0), &policy, due());
+        let d = decide(
+            &obs,
+            &tick(),
+            &stats(judged_window(), 1000, 2, 150.0),
+            &policy,
+            due(),
+        );
         let w = d.write.clone().unwrap();
         match to {
             Some(to) => {
@@ -225,7 +293,14 @@ fn a_healthy_step_advances_and_the_last_one_completes() {
                 assert_eq!(d.kind, Kind::Complete);
                 assert_eq!(w.record.phase, Phase::Completed);
                 let t = w.traffic.unwrap();
-                assert_eq!(t, vec![Target { revision: CANDIDATE.into(), percent: 100, tag: Some(STABLE_TAG.into()) }]);
+                assert_eq!(
+                    t,
+                    vec![Target {
+                        revision: CANDIDATE.into(),
+                        percent: 100,
+                        tag: Some(STABLE_TAG.into())
+                    }]
+                );
             }
         }
         assert_eq!(d.judgement.unwrap().requests, 1000);
@@ -236,13 +311,22 @@ fn a_healthy_step_advances_and_the_last_one_completes() {
 fn errors_or_latency_above_the_limits_roll_back() {
     let r = running(10, t0());
     let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
-    for ev in [stats(judged_window(), 1000, 200, 150.0), stats(judged_window(), 1000, 0, 3000.0)] {
+    for ev in [
+        stats(judged_window(), 1000, 200, 150.0),
+        stats(judged_window(), 1000, 0, 3000.0),
+    ] {
         let d = decide(&obs, &tick(), &ev, &Policy::default(), due());
         assert_eq!(d.kind, Kind::Rollback, "{}", d.reason);
         let w = d.write.unwrap();
         assert_eq!(percents(&w), BTreeMap::from([(STABLE.into(), 100)]));
         assert_eq!(w.record.phase, Phase::RolledBack);
-        assert!(w.traffic.unwrap().iter().any(|t| t.revision == CANDIDATE && t.tag.as_deref() == Some(CANDIDATE_TAG)), "tag kept");
+        assert!(
+            w.traffic
+                .unwrap()
+                .iter()
+                .any(|t| t.revision == CANDIDATE && t.tag.as_deref() == Some(CANDIDATE_TAG)),
+            "tag kept"
+        );
     }
 }
 
@@ -251,10 +335,26 @@ fn too_little_data_holds_then_pauses_after_the_max_hold() {
     let r = running(10, t0());
     let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
     let policy = Policy::default();
-    let d = decide(&obs, &tick(), &stats(judged_window(), 20, 20, 150.0), &policy, due());
-    assert_eq!(d.kind, Kind::Hold, "20 failing requests are still too few to judge");
+    let d = decide(
+        &obs,
+        &tick(),
+        &stats(judged_window(), 20, 20, 150.0),
+        &policy,
+        due(),
+    );
+    assert_eq!(
+        d.kind,
+        Kind::Hold,
+        "20 failing requests are still too few to judge"
+    );
     let late = due() + policy.max_hold;
-    let d = decide(&obs, &tick(), &stats(judged_window(), 20, 0, 150.0), &policy, late);
+    let d = decide(
+        &obs,
+        &tick(),
+        &stats(judged_window(), 20, 0, 150.0),
+        &policy,
+        late,
+    );
     assert_eq!(d.kind, Kind::Pause);
     let w = d.write.unwrap();
     assert_eq!(w.traffic, None, "a pause does not move traffic");
@@ -265,7 +365,13 @@ fn too_little_data_holds_then_pauses_after_the_max_hold() {
 fn unavailable_metrics_hold_and_never_roll_back() {
     let r = running(10, t0());
     let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
-    let d = decide(&obs, &tick(), &Evidence::Metrics(Err("HTTP 500".into())), &Policy::default(), due());
+    let d = decide(
+        &obs,
+        &tick(),
+        &Evidence::Metrics(Err("HTTP 500".into())),
+        &Policy::default(),
+        due(),
+    );
     assert_eq!(d.kind, Kind::Hold);
     assert!(d.write.is_none());
 }
@@ -290,7 +396,13 @@ fn traffic_changed_by_hand_pauses_and_is_left_alone() {
 fn an_alert_rolls_back_a_running_rollout_at_once() {
     let r = running(10, t0());
     let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
-    let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), t0() + mins(1));
+    let d = decide(
+        &obs,
+        &alert(),
+        &Evidence::None,
+        &Policy::default(),
+        t0() + mins(1),
+    );
     assert_eq!(d.kind, Kind::Rollback);
     assert!(d.reason.contains("0.abc"));
     let obs = observed(&[(STABLE, 100)], CANDIDATE, None);
@@ -302,12 +414,14 @@ fn an_alert_rolls_back_a_running_rollout_at_once() {
 fn an_invalid_override_pauses_a_running_rollout_and_blocks_a_new_one() {
     let r = running(10, t0());
     let mut obs = observed(&split_of(&r), CANDIDATE, Some(&r));
-    obs.annotations.insert("cutover.dev/steps".into(), "50,10".into());
+    obs.annotations
+        .insert("cutover.dev/steps".into(), "50,10".into());
     let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
     assert_eq!(d.kind, Kind::Pause);
     assert!(d.reason.contains("cutover.dev/steps"), "{}", d.reason);
     let mut obs = observed(&[(STABLE, 100)], CANDIDATE, None);
-    obs.annotations.insert("cutover.dev/max-error-rate".into(), "lots".into());
+    obs.annotations
+        .insert("cutover.dev/max-error-rate".into(), "lots".into());
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
     assert_eq!(d.kind, Kind::Error);
     assert!(d.reason.contains("cutover.dev/max-error-rate"));
@@ -316,14 +430,22 @@ fn an_invalid_override_pauses_a_running_rollout_and_blocks_a_new_one() {
 #[test]
 fn overrides_change_the_steps_and_limits() {
     let mut obs = observed(&[(STABLE, 100)], CANDIDATE, None);
-    obs.annotations.insert("cutover.dev/steps".into(), "25,100".into());
+    obs.annotations
+        .insert("cutover.dev/steps".into(), "25,100".into());
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
     assert_eq!(d.write.unwrap().record.percent, 25);
 
     let r = running(10, t0());
     let mut obs = observed(&split_of(&r), CANDIDATE, Some(&r));
-    obs.annotations.insert("cutover.dev/max-p99-ms".into(), "100".into());
-    let d = decide(&obs, &tick(), &stats(judged_window(), 1000, 0, 150.0), &Policy::default(), due());
+    obs.annotations
+        .insert("cutover.dev/max-p99-ms".into(), "100".into());
+    let d = decide(
+        &obs,
+        &tick(),
+        &stats(judged_window(), 1000, 0, 150.0),
+        &Policy::default(),
+        due(),
+    );
     assert_eq!(d.kind, Kind::Rollback, "150 ms breaks a 100 ms override");
 }
 
@@ -334,13 +456,17 @@ fn a_stable_revision_that_is_not_ready_cannot_be_rolled_back_to() {
     obs.ready.remove(STABLE);
     let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), due());
     assert_eq!(d.kind, Kind::Pause);
-    assert_eq!(d.write.unwrap().record.phase, Phase::Paused(PauseCause::StableNotReady));
+    assert_eq!(
+        d.write.unwrap().record.phase,
+        Phase::Paused(PauseCause::StableNotReady)
+    );
 }
 
 #[test]
 fn an_unreadable_record_is_an_error_not_a_guess() {
     let mut obs = observed(&[(STABLE, 100)], CANDIDATE, None);
-    obs.annotations.insert("cutover.dev/phase".into(), "progressing".into());
+    obs.annotations
+        .insert("cutover.dev/phase".into(), "progressing".into());
     let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), t0());
     assert_eq!(d.kind, Kind::Error);
     assert!(d.write.is_none());
@@ -352,12 +478,17 @@ fn an_unreadable_record_is_an_error_not_a_guess() {
 fn applied(obs: &Observed, w: &Write) -> Observed {
     let mut next = obs.clone();
     if let Some(traffic) = &w.traffic {
-        next.allocation = traffic.iter().filter(|t| t.percent > 0).map(|t| (t.revision.clone(), t.percent)).collect();
+        next.allocation = traffic
+            .iter()
+            .filter(|t| t.percent > 0)
+            .map(|t| (t.revision.clone(), t.percent))
+            .collect();
         for t in traffic {
             next.ready.insert(t.revision.clone());
         }
     }
-    next.annotations.retain(|k, _| !RECORD_KEYS.contains(&k.as_str()));
+    next.annotations
+        .retain(|k, _| !RECORD_KEYS.contains(&k.as_str()));
     next.annotations.extend(w.record.to_annotations());
     next
 }
@@ -385,7 +516,12 @@ fn phase() -> impl Strategy<Value = Phase> {
 fn case() -> impl Strategy<Value = Case> {
     let record = proptest::option::weighted(
         0.85,
-        (phase(), prop::sample::select(vec![0u8, 10, 50, 100]), 0i64..120, proptest::bool::weighted(0.2)),
+        (
+            phase(),
+            prop::sample::select(vec![0u8, 10, 50, 100]),
+            0i64..120,
+            proptest::bool::weighted(0.2),
+        ),
     );
     (
         record,
@@ -393,53 +529,82 @@ fn case() -> impl Strategy<Value = Case> {
         proptest::bool::weighted(0.2), // drifted traffic
         proptest::bool::weighted(0.1), // stable not ready
         prop_oneof![Just(tick()), Just(build()), Just(alert())],
-        (0u64..5000, 0u64..100, 1u32..4000, proptest::bool::weighted(0.1)),
+        (
+            0u64..5000,
+            0u64..100,
+            1u32..4000,
+            proptest::bool::weighted(0.1),
+        ),
         0i64..180, // minutes after the step started
         proptest::bool::weighted(0.3),
     )
-        .prop_map(|(rec, latest, drifted, unready, trigger, (req, err_pct, lat, metrics_fail), after, smoke)| {
-            let record = rec.map(|(phase, percent, started_ago, failed_before)| {
-                let percent = match phase {
-                    Phase::Smoke | Phase::RolledBack => 0,
-                    Phase::Completed => 100,
-                    Phase::Progressing if percent == 0 => 10,
-                    _ => percent,
+        .prop_map(
+            |(
+                rec,
+                latest,
+                drifted,
+                unready,
+                trigger,
+                (req, err_pct, lat, metrics_fail),
+                after,
+                smoke,
+            )| {
+                let record = rec.map(|(phase, percent, started_ago, failed_before)| {
+                    let percent = match phase {
+                        Phase::Smoke | Phase::RolledBack => 0,
+                        Phase::Completed => 100,
+                        Phase::Progressing if percent == 0 => 10,
+                        _ => percent,
+                    };
+                    Record {
+                        phase,
+                        candidate: CANDIDATE.into(),
+                        stable: STABLE.into(),
+                        percent,
+                        started: t0() - mins(started_ago),
+                        step_started: t0(),
+                        reason: String::new(),
+                        rolled_back: if failed_before {
+                            vec![NEWER.into()]
+                        } else {
+                            vec![]
+                        },
+                    }
+                });
+                let alloc: Vec<(&str, u8)> = match (&record, drifted) {
+                    (_, true) => vec![(STABLE, 35), (CANDIDATE, 65)],
+                    (Some(r), false) if r.phase == Phase::Completed => vec![(CANDIDATE, 100)],
+                    (Some(r), false) => split_of(r),
+                    (None, false) => vec![(STABLE, 100)],
                 };
-                Record {
-                    phase,
-                    candidate: CANDIDATE.into(),
-                    stable: STABLE.into(),
-                    percent,
-                    started: t0() - mins(started_ago),
-                    step_started: t0(),
-                    reason: String::new(),
-                    rolled_back: if failed_before { vec![NEWER.into()] } else { vec![] },
+                let mut obs = observed(&alloc, latest, record.as_ref());
+                // A revision that serves traffic is ready by definition; one at 0% may not be.
+                if unready && !obs.allocation.contains_key(STABLE) && latest != STABLE {
+                    obs.ready.remove(STABLE);
                 }
-            });
-            let alloc: Vec<(&str, u8)> = match (&record, drifted) {
-                (_, true) => vec![(STABLE, 35), (CANDIDATE, 65)],
-                (Some(r), false) if r.phase == Phase::Completed => vec![(CANDIDATE, 100)],
-                (Some(r), false) => split_of(r),
-                (None, false) => vec![(STABLE, 100)],
-            };
-            let mut obs = observed(&alloc, latest, record.as_ref());
-            // A revision that serves traffic is ready by definition; one at 0% may not be.
-            if unready && !obs.allocation.contains_key(STABLE) && latest != STABLE {
-                obs.ready.remove(STABLE);
-            }
-            let now = t0() + mins(after);
-            let policy = Policy {
-                smoke_path: smoke.then(|| "/ready".to_string()),
-                ..Policy::default()
-            };
-            let window = Window { start: t0(), end: now - policy.metrics_delay };
-            let evidence = if metrics_fail {
-                Evidence::Metrics(Err("unavailable".into()))
-            } else {
-                stats(window, req, req * err_pct / 100 / 10, f64::from(lat))
-            };
-            Case { obs, trigger, evidence, policy, now }
-        })
+                let now = t0() + mins(after);
+                let policy = Policy {
+                    smoke_path: smoke.then(|| "/ready".to_string()),
+                    ..Policy::default()
+                };
+                let window = Window {
+                    start: t0(),
+                    end: now - policy.metrics_delay,
+                };
+                let evidence = if metrics_fail {
+                    Evidence::Metrics(Err("unavailable".into()))
+                } else {
+                    stats(window, req, req * err_pct / 100 / 10, f64::from(lat))
+                };
+                Case {
+                    obs,
+                    trigger,
+                    evidence,
+                    policy,
+                    now,
+                }
+            },
+        )
 }
 
 /// Decides, answering evidence requests from the case, as the reconciler would.
@@ -447,7 +612,9 @@ fn decide_fully(c: &Case, obs: &Observed) -> Decision {
     let d = decide(obs, &c.trigger, &Evidence::None, &c.policy, c.now);
     match &d.kind {
         Kind::Gather(Need::Metrics(_)) => decide(obs, &c.trigger, &c.evidence, &c.policy, c.now),
-        Kind::Gather(Need::Smoke(_)) => decide(obs, &c.trigger, &Evidence::Smoke(Ok(())), &c.policy, c.now),
+        Kind::Gather(Need::Smoke(_)) => {
+            decide(obs, &c.trigger, &Evidence::Smoke(Ok(())), &c.policy, c.now)
+        }
         _ => d,
     }
 }
@@ -471,22 +638,23 @@ proptest! {
     fn at_most_one_step_per_decision(c in case()) {
         let d = decide_fully(&c, &c.obs);
         let before = Record::from_annotations(&c.obs.annotations).unwrap();
-        if let (Some(w), Some(b)) = (&d.write, before) {
-            if w.record.candidate == b.candidate && w.traffic.is_some() {
-                let now = w.record.percent;
-                let allowed = now == 0 || now == b.percent || Some(now) == c.policy.next_step(b.percent);
-                prop_assert!(allowed, "{}% → {}%: {}", b.percent, now, d.reason);
-            }
+        if let (Some(w), Some(b)) = (&d.write, before)
+            && w.record.candidate == b.candidate
+            && w.traffic.is_some()
+        {
+            let now = w.record.percent;
+            let allowed = now == 0 || now == b.percent || Some(now) == c.policy.next_step(b.percent);
+            prop_assert!(allowed, "{}% → {}%: {}", b.percent, now, d.reason);
         }
     }
 
     #[test]
     fn inconclusive_evidence_never_advances(c in case()) {
         let d = decide_fully(&c, &c.obs);
-        if let Some(j) = &d.judgement {
-            if j.requests < c.policy.min_requests {
-                prop_assert!(!matches!(d.kind, Kind::Advance | Kind::Complete | Kind::Rollback), "{:?}: {}", d.kind, d.reason);
-            }
+        if let Some(j) = &d.judgement
+            && j.requests < c.policy.min_requests
+        {
+            prop_assert!(!matches!(d.kind, Kind::Advance | Kind::Complete | Kind::Rollback), "{:?}: {}", d.kind, d.reason);
         }
         if let Evidence::Metrics(Err(_)) = c.evidence {
             prop_assert!(!matches!(d.kind, Kind::Advance | Kind::Complete) || d.judgement.is_none());

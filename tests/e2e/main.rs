@@ -1,0 +1,13 @@
+//! End-to-end tests: the real cutover server, over real HTTP, against the in-process fakes of
+//! Cloud Run and Cloud Monitoring (and, in `emulator`, the real Pub/Sub emulator).
+//!
+//! All in one test binary so the fakes and helpers compile once.
+
+mod helpers;
+
+mod auth;
+mod config;
+mod emulator;
+mod events;
+mod faults;
+mod rollouts;
