@@ -45,10 +45,10 @@ fn free_port() -> u16 {
 }
 
 async fn emulator() -> Emulator {
-    if let Ok(host) = std::env::var("PUBSUB_EMULATOR_HOST") {
-        if !host.is_empty() {
-            return Emulator { host, child: None };
-        }
+    if let Ok(host) = std::env::var("PUBSUB_EMULATOR_HOST")
+        && !host.is_empty()
+    {
+        return Emulator { host, child: None };
     }
     let host = format!("127.0.0.1:{}", free_port());
     use std::os::unix::process::CommandExt;
@@ -72,10 +72,10 @@ async fn emulator() -> Emulator {
     };
     let started = Instant::now();
     loop {
-        if let Ok(r) = reqwest::get(format!("http://{}/", emu.host)).await {
-            if r.status().is_success() {
-                return emu;
-            }
+        if let Ok(r) = reqwest::get(format!("http://{}/", emu.host)).await
+            && r.status().is_success()
+        {
+            return emu;
         }
         assert!(
             started.elapsed() < Duration::from_secs(90),
@@ -197,9 +197,10 @@ async fn a_build_published_through_the_emulator_rolls_out_to_completion() {
                 started.elapsed() < Duration::from_secs(30),
                 "tick {minute} was not pushed"
             );
-            match tokio::time::timeout(Duration::from_millis(200), t.decisions.recv()).await {
-                Ok(Ok(d)) => seen = d.at >= now,
-                Ok(Err(_)) | Err(_) => {}
+            if let Ok(Ok(d)) =
+                tokio::time::timeout(Duration::from_millis(200), t.decisions.recv()).await
+            {
+                seen = d.at >= now;
             }
         }
         if t.annotation("shop", "cutover.dev/phase").as_deref() == Some("completed") {

@@ -157,3 +157,61 @@ async fn with_no_credentials_no_authorization_header_is_sent() {
             .all(|r| r.authorization.is_none())
     );
 }
+
+#[tokio::test]
+async fn project_and_region_come_from_the_metadata_server_when_not_configured() {
+    use clap::Parser;
+    let clock = cutover::clock::Clock::manual(t0());
+    let fake = cutover::sim::FakeGcp::start(clock.clone()).await;
+    fake.set_metadata("meta-project", "asia-northeast1");
+    let base = fake.base_url();
+    let host = fake.metadata_host();
+    let cli = cutover::config::Cli::try_parse_from([
+        "cutover",
+        "serve",
+        "--run-endpoint",
+        &base,
+        "--monitoring-endpoint",
+        &base,
+        "--metadata-host",
+        &host,
+        "--auth",
+        "none",
+        "--push-auth",
+        "none",
+    ])
+    .unwrap();
+    let cutover::config::Command::Serve(args) = cli.command else {
+        unreachable!()
+    };
+    let app = cutover::server::build(&args, clock).await.expect("starts");
+    assert_eq!(app.project, "meta-project");
+    assert_eq!(app.default_region, "asia-northeast1");
+    assert_eq!(app.regions, vec!["asia-northeast1".to_string()]);
+}
+
+#[tokio::test]
+async fn ticks_list_each_configured_region_once_and_touch_only_services_with_a_rollout() {
+    let t = spawn_app(&[]).await;
+    t.service("busy", 20.0);
+    for i in 0..5 {
+        t.service(&format!("calm{i}"), 20.0);
+    }
+    t.release("busy", RevisionProfile::healthy()).await;
+    let before = t.fake.requests().len();
+    let p = t.tick_minutes(1).await;
+    assert_eq!(p.body["services"], 6);
+    assert_eq!(p.body["active"], 1);
+    let during: Vec<_> = t.fake.requests().into_iter().skip(before).collect();
+    assert_eq!(
+        during.len(),
+        1,
+        "a soaking step needs only the listing: {during:?}"
+    );
+    assert!(
+        during[0]
+            .path
+            .ends_with(&format!("/locations/{REGION}/services"))
+    );
+    assert_eq!(t.app.regions, vec![REGION.to_string()]);
+}
