@@ -13,7 +13,8 @@
 //! - [`server`], [`error`]: the HTTP edge and the one place that picks ack vs nack.
 //! - [`events`]: Pub/Sub push envelopes, Cloud Build and Monitoring payloads, push auth.
 //! - [`decision`]: the rules (policy, record, judge, decide).
-//! - [`reconcile`]: the imperative shell around the rules.
+//! - [`reconcile`]: the imperative shell around the rules; [`flight`] keeps it to one
+//!   evaluation per service at a time.
 //! - [`router`], [`metrics`]: the two platform seams, with Cloud Run and Cloud Monitoring.
 //! - [`gcp`]: Google REST wire types and calls.
 //! - [`sim`]: in-process fakes of the Google APIs, used by tests and `cutover demo`.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod decision;
 pub mod error;
 pub mod events;
+pub mod flight;
 pub mod gcp;
 pub mod metrics;
 pub mod reconcile;

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::decision::{Decision, Evidence, Kind, Need, Observed, Policy, Record, Trigger, decide};
+use crate::flight::{Gates, Urgency};
 use crate::metrics::MetricsSource;
 use crate::router::{RouterError, TrafficRouter};
 use crate::target::ServiceRef;
@@ -202,6 +203,8 @@ pub struct TickReport {
     pub failures: Vec<String>,
     /// Whether any failure is worth a redelivery.
     pub transient: bool,
+    /// Services skipped because this instance was already evaluating them.
+    pub coalesced: usize,
 }
 
 /// Observes, decides and applies, for any router and metrics source.
@@ -212,6 +215,7 @@ pub struct Reconciler<R, M> {
     pub policy: Policy,
     pub clock: Clock,
     decisions: broadcast::Sender<DecisionRecord>,
+    gates: Arc<Gates>,
 }
 
 impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
@@ -224,6 +228,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             policy,
             clock,
             decisions,
+            gates: Arc::new(Gates::default()),
         }
     }
 
@@ -239,6 +244,14 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         trigger: Trigger,
         deadline: Instant,
     ) -> Result<Vec<DecisionRecord>, ReconcileError> {
+        let urgency = match trigger {
+            Trigger::Alert { .. } => Urgency::Urgent,
+            Trigger::Build { .. } => Urgency::Normal,
+            Trigger::Tick => Urgency::Routine,
+        };
+        let Some(_pass) = self.gates.enter(target, urgency).await else {
+            return Ok(Vec::new());
+        };
         let obs = self.router.observe(target, deadline).await?;
         self.run(obs, trigger, deadline).await
     }
@@ -261,12 +274,22 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         let results: Vec<_> = futures::stream::iter(active)
             .map(|obs| {
                 let name = obs.service.to_string();
-                async move { (name, self.run(obs, Trigger::Tick, deadline).await) }
+                async move {
+                    // Busy (or an alert waits): the evaluation in flight does this work.
+                    let Some(_pass) = self.gates.enter(&obs.service, Urgency::Routine).await else {
+                        return (name, Ok(Vec::new()), true);
+                    };
+                    (name, self.run(obs, Trigger::Tick, deadline).await, false)
+                }
             })
             .buffer_unordered(TICK_CONCURRENCY)
             .collect()
             .await;
-        for (name, result) in results {
+        for (name, result, skipped) in results {
+            if skipped {
+                report.coalesced += 1;
+                continue;
+            }
             match result {
                 Ok(d) => report.decisions.extend(d),
                 Err(e) => {

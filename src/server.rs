@@ -11,20 +11,21 @@
 //! Handlers translate outcomes into [`Acked`] or [`PushError`]; `crate::error` alone decides
 //! which status code each becomes.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::clock::Clock;
 use crate::config::{PushAuthMode, ServeArgs};
@@ -151,26 +152,58 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     }))
 }
 
+/// Time Cloud Run allows between SIGTERM and SIGKILL is 10 s; in-flight work gets this much of it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+
 /// The routes, ready to serve.
 pub fn app(state: Arc<App>) -> Router {
-    Router::new()
+    // A backstop above the per-event deadline: outbound calls are bounded by it already, this
+    // bounds everything else. 408 is a nack, so Pub/Sub redelivers.
+    let backstop = state.event_deadline + Duration::from_secs(5);
+    let push = Router::new()
         .route("/pubsub/builds", post(builds))
         .route("/pubsub/alerts", post(alerts))
         .route("/pubsub/ticks", post(ticks))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            backstop,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .merge(push)
         .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish,
+/// for at most [`SHUTDOWN_GRACE`].
 pub async fn run(
     listener: TcpListener,
     state: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
+    let server = axum::serve(listener, app(state))
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let grace = async move {
+        if stopped.wait_for(|s| *s).await.is_err() {
+            // The server ended on its own; nothing to time.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r,
+        () = grace => {
+            tracing::warn!("in-flight requests still running after the shutdown grace period; exiting");
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on SIGTERM (what Cloud Run sends) or Ctrl-C.

@@ -609,6 +609,12 @@ fn progress(
         }
         _ => return Decision::new(Kind::Gather(Need::Metrics(window)), "step is due"),
     };
+    for (k, v) in &stats.revisions {
+        eprintln!(
+            "DBG {} {} pct={} {} n={} e={} h={:?}",
+            obs.service, stats.window, r.percent, k, v.requests, v.errors_5xx, v.latency.counts
+        );
+    }
     let j = judge::judge(stats.revisions.get(&r.candidate), stats.window, policy);
     let mut d = match &j.verdict {
         Verdict::Fail(why) => rollback(obs, r, format!("step {}% failed: {why}", r.percent), now),

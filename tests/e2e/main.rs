@@ -10,4 +10,5 @@ mod config;
 mod emulator;
 mod events;
 mod faults;
+mod hardening;
 mod rollouts;

@@ -1,0 +1,149 @@
+//! One evaluation per service at a time inside an instance, with alerts ahead of routine work.
+//!
+//! Across instances the etag guard keeps writes safe; inside one instance this gate keeps a burst
+//! of deliveries for the same service from doing the same reads, metric queries and losing
+//! writes many times over. Ticks are routine: if the service is being evaluated already, or an
+//! alert is waiting for it, the tick skips it (the running evaluation does the same work, and the
+//! next tick comes a minute later). Builds and alerts wait, but an alert only ever waits for the
+//! evaluation in flight (and a build already waiting): ticks never queue in front of it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::target::ServiceRef;
+
+#[derive(Default)]
+struct Gate {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Alerts waiting for `lock`.
+    urgent: AtomicUsize,
+}
+
+/// Per-service gates, created on demand and dropped when nobody holds or waits for them.
+#[derive(Default)]
+pub struct Gates {
+    gates: Mutex<HashMap<ServiceRef, Arc<Gate>>>,
+}
+
+/// Held while a service is evaluated.
+pub struct Pass {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    gate: Arc<Gate>,
+    service: ServiceRef,
+    gates: Arc<Gates>,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let mut map = self.gates.gates.lock().unwrap_or_else(|p| p.into_inner());
+        // Two references: this pass and the map. Nobody else holds or waits: forget the gate.
+        if Arc::strong_count(&self.gate) <= 2 {
+            map.remove(&self.service);
+        }
+    }
+}
+
+/// How urgently an evaluation needs the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Urgency {
+    /// A tick: skip if the service is busy or an alert waits.
+    Routine,
+    /// A build: wait in turn.
+    Normal,
+    /// An alert: wait only for the evaluation in flight.
+    Urgent,
+}
+
+impl Gates {
+    fn gate(&self, service: &ServiceRef) -> Arc<Gate> {
+        let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(service.clone()).or_default())
+    }
+
+    /// Takes the service's gate, or `None` for routine work when the service is busy.
+    pub async fn enter(self: &Arc<Self>, service: &ServiceRef, urgency: Urgency) -> Option<Pass> {
+        let gate = self.gate(service);
+        let guard = match urgency {
+            Urgency::Routine => {
+                if gate.urgent.load(Ordering::SeqCst) > 0 {
+                    return None;
+                }
+                Arc::clone(&gate.lock).try_lock_owned().ok()?
+            }
+            Urgency::Normal => Arc::clone(&gate.lock).lock_owned().await,
+            Urgency::Urgent => {
+                gate.urgent.fetch_add(1, Ordering::SeqCst);
+                let g = Arc::clone(&gate.lock).lock_owned().await;
+                gate.urgent.fetch_sub(1, Ordering::SeqCst);
+                g
+            }
+        };
+        Some(Pass {
+            _guard: guard,
+            gate,
+            service: service.clone(),
+            gates: Arc::clone(self),
+        })
+    }
+
+    /// Services with a gate right now (for tests: gates do not leak).
+    pub fn len(&self) -> usize {
+        self.gates.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc() -> ServiceRef {
+        ServiceRef::new("p", "r", "s")
+    }
+
+    #[tokio::test]
+    async fn routine_work_skips_a_busy_service() {
+        let gates = Arc::new(Gates::default());
+        let held = gates.enter(&svc(), Urgency::Normal).await.unwrap();
+        assert!(gates.enter(&svc(), Urgency::Routine).await.is_none());
+        assert!(
+            gates
+                .enter(&ServiceRef::new("p", "r", "other"), Urgency::Routine)
+                .await
+                .is_some()
+        );
+        drop(held);
+        assert!(gates.enter(&svc(), Urgency::Routine).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_alert_waits_only_for_the_evaluation_in_flight() {
+        let gates = Arc::new(Gates::default());
+        let held = gates.enter(&svc(), Urgency::Routine).await.unwrap();
+        let g = Arc::clone(&gates);
+        let alert = tokio::spawn(async move { g.enter(&svc(), Urgency::Urgent).await.is_some() });
+        tokio::task::yield_now().await;
+        // While the alert waits, routine work does not queue in front of it.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(gates.enter(&svc(), Urgency::Routine).await.is_none());
+        drop(held);
+        assert!(alert.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn gates_are_forgotten_when_idle() {
+        let gates = Arc::new(Gates::default());
+        for i in 0..100 {
+            let _p = gates
+                .enter(&ServiceRef::new("p", "r", format!("s{i}")), Urgency::Normal)
+                .await;
+        }
+        assert!(gates.is_empty());
+    }
+}
