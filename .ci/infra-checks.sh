@@ -9,7 +9,7 @@
 #   hcl-parse        every .tf parses (python-hcl2), every infra/*.json parses
 #   tf-conventions   file header comments, a reason above every grant, no
 #                    authoritative or basic-role or public grants, every role in
-#                    the IAM table of docs/deploy.md, terraform fmt (if installed)
+#                    the IAM table in README.md (Deploy), terraform fmt (if installed)
 #   provider-schema  resource types, arguments, nested blocks, required arguments,
 #                    references, variables and module calls against the google
 #                    provider schema shipped in npm @cdktf/provider-google
@@ -124,7 +124,7 @@ run_check() {
 
 PY="$TOOLS/bin/python"
 run_check hcl-parse "$PY" .ci/infra/check_parse.py infra
-run_check tf-conventions "$PY" .ci/infra/check_conventions.py infra docs/deploy.md
+run_check tf-conventions "$PY" .ci/infra/check_conventions.py infra README.md
 run_check provider-schema "$PY" .ci/infra/check_schema.py "$SCHEMA" infra
 run_check env-agreement "$PY" .ci/infra/check_env.py "$CONFIG_RS" infra
 run_check checkov "$CHECKOV_VENV/bin/python" .ci/infra/check_checkov.py "$CHECKOV_VENV/bin/checkov" infra

@@ -1,5 +1,5 @@
 # Why this file exists: every IAM grant this deployment makes, and the reason
-# for each, in one place. The same grants, as a table, are in docs/deploy.md;
+# for each, in one place. The same grants, as a table, are in README.md (Deploy);
 # nothing here is broader than that table. Project-wide grants are made only
 # where the API has no narrower resource to grant on (listing services, reading
 # time series, writing logs); everything else is granted on the one service,

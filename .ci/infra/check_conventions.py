@@ -6,7 +6,7 @@
 * only additive `*_iam_member` grants: no authoritative `*_iam_binding`/`*_iam_policy`,
   which would silently remove grants made outside this configuration;
 * no allUsers/allAuthenticatedUsers member, no basic role (owner/editor/viewer);
-* every role and custom-role permission granted appears in docs/deploy.md (the IAM table);
+* every role and custom-role permission granted appears in README.md (the IAM table of its Deploy section);
 * every dashboard tile has a title;
 * `terraform fmt -check`, when a terraform binary is on PATH (it is not installed by
   this script: the check is skipped, and says so, where it is missing).
@@ -27,7 +27,7 @@ IAM_TYPE_RE = re.compile(r"_iam_(member|binding|policy)$|^google_project_iam_cus
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 
 
-def main(root="infra", table="docs/deploy.md"):
+def main(root="infra", table="README.md"):
     root = pathlib.Path(root)
     errors = []
     table_text = pathlib.Path(table).read_text(encoding="utf-8") if pathlib.Path(table).exists() else ""
