@@ -1,11 +1,14 @@
 //! Revision metrics from Cloud Monitoring.
 //!
-//! Two `timeSeries.list` calls per judged step, each grouped by revision so that every revision
-//! of the service (candidate and stable alike) comes back from the same query over the same
-//! window: `run.googleapis.com/request_count` split by response code class, and
-//! `run.googleapis.com/request_latencies` summed into one histogram per revision. Points are
-//! aligned to minutes; the first minute of a step can include up to a minute from before traffic
-//! moved, which only dilutes a difference and never invents one.
+//! One `timeSeries.list` call per judged step: `run.googleapis.com/request_latencies` (a
+//! distribution per request that reached the revision) grouped by revision and response code
+//! class. Each group's distribution count is its number of requests, so one answer gives every
+//! revision's requests, 5xx and latency histogram, candidate and stable alike, over the same
+//! window. `request_count` counts the same population (requests that reached an instance), so a
+//! second query would only repeat the counts at the price of another call per rollout.
+//!
+//! Points are aligned to minutes; the first minute of a step can include up to a minute from
+//! before traffic moved, which only dilutes a difference and never invents one.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +18,6 @@ use super::{Histogram, MetricsError, MetricsSource, RevisionStats, ServiceStats,
 use crate::gcp::monitoring::{MonitoringClient, Query, TimeSeries};
 use crate::target::ServiceRef;
 
-const REQUEST_COUNT: &str = "run.googleapis.com/request_count";
 const REQUEST_LATENCIES: &str = "run.googleapis.com/request_latencies";
 
 /// Reads revision metrics from Cloud Monitoring.
@@ -38,15 +40,19 @@ pub fn filter(metric: &str, target: &ServiceRef) -> String {
     )
 }
 
-fn query(metric: &str, target: &ServiceRef, window: Window, group_by: Vec<&'static str>) -> Query {
+/// The one query a judged step needs.
+pub fn query(target: &ServiceRef, window: Window) -> Query {
     Query {
-        filter: filter(metric, target),
+        filter: filter(REQUEST_LATENCIES, target),
         start: window.start,
         end: window.end,
         alignment_period_secs: 60,
         aligner: "ALIGN_DELTA",
         reducer: "REDUCE_SUM",
-        group_by,
+        group_by: vec![
+            "resource.label.revision_name",
+            "metric.label.response_code_class",
+        ],
     }
 }
 
@@ -59,42 +65,34 @@ fn revision_of(s: &TimeSeries) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
-/// Folds both answers into per-revision stats.
-pub fn fold(
-    window: Window,
-    counts: &[TimeSeries],
-    latencies: &[TimeSeries],
-) -> Result<ServiceStats, String> {
+/// Folds the answer into per-revision stats.
+pub fn fold(window: Window, series: &[TimeSeries]) -> Result<ServiceStats, String> {
     let mut revisions: BTreeMap<String, RevisionStats> = BTreeMap::new();
-    for s in counts {
+    for s in series {
         let Some(rev) = revision_of(s) else { continue };
         let is_5xx = s
             .metric
             .labels
             .get("response_code_class")
             .is_some_and(|c| c == "5xx");
-        let n: u64 = s.points.iter().filter_map(|p| p.value.as_count()).sum();
+        let mut h = Histogram::default();
+        let mut n: u64 = 0;
+        for p in &s.points {
+            if let Some(d) = &p.value.distribution_value {
+                let points = d.histogram()?;
+                // The count is authoritative; bucket counts may be trimmed or absent.
+                n = n.saturating_add(d.count.max(0) as u64);
+                h.merge(&points)?;
+            }
+        }
         let e = revisions.entry(rev.to_string()).or_default();
         e.requests = e.requests.saturating_add(n);
         if is_5xx {
             e.errors_5xx = e.errors_5xx.saturating_add(n);
         }
+        e.latency.merge(&h)?;
     }
-    for s in latencies {
-        let Some(rev) = revision_of(s) else { continue };
-        let mut h = Histogram::default();
-        for p in &s.points {
-            if let Some(d) = &p.value.distribution_value {
-                h.merge(&d.histogram()?)?;
-            }
-        }
-        revisions
-            .entry(rev.to_string())
-            .or_default()
-            .latency
-            .merge(&h)?;
-    }
-    revisions.retain(|_, r| r.requests > 0 || r.latency.total() > 0);
+    revisions.retain(|_, r| r.requests > 0);
     Ok(ServiceStats { window, revisions })
 }
 
@@ -105,37 +103,18 @@ impl MetricsSource for CloudMonitoring {
         window: Window,
         deadline: Instant,
     ) -> Result<ServiceStats, MetricsError> {
-        let counts = query(
-            REQUEST_COUNT,
-            target,
-            window,
-            vec![
-                "resource.label.revision_name",
-                "metric.label.response_code_class",
-            ],
-        );
-        let latencies = query(
-            REQUEST_LATENCIES,
-            target,
-            window,
-            vec!["resource.label.revision_name"],
-        );
-        let (counts, latencies) = tokio::join!(
-            self.client
-                .list_time_series(&target.project, &counts, deadline),
-            self.client
-                .list_time_series(&target.project, &latencies, deadline),
-        );
-        let classify = |e: crate::gcp::ApiError| {
-            if e.is_transient() {
-                MetricsError::Transient(e.to_string())
-            } else {
-                MetricsError::Permanent(e.to_string())
-            }
-        };
-        let counts = counts.map_err(classify)?;
-        let latencies = latencies.map_err(classify)?;
-        fold(window, &counts, &latencies).map_err(MetricsError::Permanent)
+        let series = self
+            .client
+            .list_time_series(&target.project, &query(target, window), deadline)
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    MetricsError::Transient(e.to_string())
+                } else {
+                    MetricsError::Permanent(e.to_string())
+                }
+            })?;
+        fold(window, &series).map_err(MetricsError::Permanent)
     }
 }
 
@@ -143,44 +122,59 @@ impl MetricsSource for CloudMonitoring {
 mod tests {
     use super::*;
 
+    fn dist(count: u64, buckets: &[u64]) -> serde_json::Value {
+        serde_json::json!({"distributionValue": {
+            "count": count.to_string(),
+            "bucketOptions": {"explicitBuckets": {"bounds": [10, 100]}},
+            "bucketCounts": buckets.iter().map(|b| b.to_string()).collect::<Vec<_>>()
+        }})
+    }
+
     #[test]
-    fn counts_and_latencies_fold_per_revision() {
-        let counts: Vec<TimeSeries> = serde_json::from_value(serde_json::json!([
-            {"metric": {"type": REQUEST_COUNT, "labels": {"response_code_class": "2xx"}},
+    fn one_query_gives_requests_errors_and_latency_per_revision() {
+        let series: Vec<TimeSeries> = serde_json::from_value(serde_json::json!([
+            {"metric": {"type": REQUEST_LATENCIES, "labels": {"response_code_class": "2xx"}},
              "resource": {"type": "cloud_run_revision", "labels": {"revision_name": "api-2"}},
-             "points": [{"value": {"int64Value": "400"}}, {"value": {"int64Value": "500"}}]},
-            {"metric": {"type": REQUEST_COUNT, "labels": {"response_code_class": "5xx"}},
+             "points": [{"value": dist(400, &[0, 400])}, {"value": dist(500, &[0, 499, 1])}]},
+            {"metric": {"type": REQUEST_LATENCIES, "labels": {"response_code_class": "5xx"}},
              "resource": {"type": "cloud_run_revision", "labels": {"revision_name": "api-2"}},
-             "points": [{"value": {"int64Value": "100"}}]},
-            {"metric": {"type": REQUEST_COUNT, "labels": {"response_code_class": "2xx"}},
+             "points": [{"value": dist(100, &[100])}]},
+            {"metric": {"type": REQUEST_LATENCIES, "labels": {"response_code_class": "2xx"}},
              "resource": {"type": "cloud_run_revision", "labels": {"revision_name": "api-1"}},
-             "points": [{"value": {"int64Value": "9000"}}]}
-        ]))
-        .unwrap();
-        let lat: Vec<TimeSeries> = serde_json::from_value(serde_json::json!([
-            {"resource": {"labels": {"revision_name": "api-2"}},
-             "points": [
-               {"value": {"distributionValue": {"count": "2", "bucketOptions": {"explicitBuckets": {"bounds": [10, 100]}}, "bucketCounts": ["0", "2"]}}},
-               {"value": {"distributionValue": {"count": "1", "bucketOptions": {"explicitBuckets": {"bounds": [10, 100]}}, "bucketCounts": ["0", "0", "1"]}}}
-             ]}
+             "points": [{"value": dist(9000, &[0, 9000])}]},
+            {"metric": {"type": REQUEST_LATENCIES, "labels": {"response_code_class": "2xx"}},
+             "resource": {"type": "cloud_run_revision", "labels": {"revision_name": "api-0"}},
+             "points": []}
         ]))
         .unwrap();
         let w = Window {
             start: "2026-08-20T10:00:00Z".parse().unwrap(),
             end: "2026-08-20T10:05:00Z".parse().unwrap(),
         };
-        let s = fold(w, &counts, &lat).unwrap();
+        let s = fold(w, &series).unwrap();
         let c = &s.revisions["api-2"];
         assert_eq!((c.requests, c.errors_5xx), (1000, 100));
-        assert_eq!(c.latency.counts, vec![0, 2, 1]);
+        assert_eq!(c.latency.counts, vec![100, 899, 1]);
         assert_eq!(s.revisions["api-1"].requests, 9000);
+        assert!(!s.revisions.contains_key("api-0"), "no requests, no entry");
     }
 
     #[test]
-    fn the_filter_pins_metric_service_and_region() {
-        let f = filter(REQUEST_COUNT, &ServiceRef::new("p", "us-central1", "api"));
-        assert!(f.contains(r#"metric.type = "run.googleapis.com/request_count""#));
-        assert!(f.contains(r#"resource.labels.service_name = "api""#));
-        assert!(f.contains(r#"resource.labels.location = "us-central1""#));
+    fn the_query_pins_metric_service_and_region_and_groups_by_revision() {
+        let w = Window {
+            start: "2026-08-20T10:00:00Z".parse().unwrap(),
+            end: "2026-08-20T10:05:00Z".parse().unwrap(),
+        };
+        let q = query(&ServiceRef::new("p", "us-central1", "api"), w);
+        assert!(
+            q.filter
+                .contains(r#"metric.type = "run.googleapis.com/request_latencies""#)
+        );
+        assert!(q.filter.contains(r#"resource.labels.service_name = "api""#));
+        assert!(
+            q.filter
+                .contains(r#"resource.labels.location = "us-central1""#)
+        );
+        assert!(q.group_by.contains(&"resource.label.revision_name"));
     }
 }
