@@ -97,6 +97,72 @@ impl Gates {
     }
 }
 
+/// At most one of something at a time; others skip rather than wait.
+#[derive(Default)]
+pub struct Once {
+    busy: std::sync::atomic::AtomicBool,
+}
+
+/// Held while the one thing runs.
+pub struct OnceGuard<'a>(&'a Once);
+
+impl Drop for OnceGuard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Release);
+    }
+}
+
+impl Once {
+    /// Starts the thing, or `None` if it is running already.
+    pub fn try_enter(&self) -> Option<OnceGuard<'_>> {
+        self.busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| OnceGuard(self))
+    }
+}
+
+/// Remembers recently handled keys (build ids), so a redelivery of one is acknowledged without
+/// reading anything. Bounded: the oldest key is forgotten first, after which a redelivery is
+/// simply handled again (harmless: deciding is idempotent).
+pub struct Recent {
+    inner: Mutex<(
+        std::collections::VecDeque<String>,
+        std::collections::HashSet<String>,
+    )>,
+    capacity: usize,
+}
+
+impl Recent {
+    pub fn new(capacity: usize) -> Self {
+        Recent {
+            inner: Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .contains(key)
+    }
+
+    pub fn insert(&self, key: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (order, set) = &mut *g;
+        if set.insert(key.to_string()) {
+            order.push_back(key.to_string());
+            while order.len() > self.capacity {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +200,27 @@ mod tests {
         assert!(gates.enter(&svc(), Urgency::Routine).await.is_none());
         drop(held);
         assert!(alert.await.unwrap());
+    }
+
+    #[test]
+    fn once_lets_one_through_at_a_time() {
+        let once = Once::default();
+        let g = once.try_enter().unwrap();
+        assert!(once.try_enter().is_none());
+        drop(g);
+        assert!(once.try_enter().is_some());
+    }
+
+    #[test]
+    fn recent_keys_are_bounded() {
+        let r = Recent::new(3);
+        for k in ["a", "b", "c", "d"] {
+            r.insert(k);
+        }
+        assert!(!r.contains("a"), "the oldest is forgotten");
+        assert!(r.contains("b") && r.contains("d"));
+        r.insert("d");
+        assert!(r.contains("b"), "re-inserting does not evict");
     }
 
     #[tokio::test]

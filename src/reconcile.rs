@@ -205,6 +205,8 @@ pub struct TickReport {
     pub transient: bool,
     /// Services skipped because this instance was already evaluating them.
     pub coalesced: usize,
+    /// The whole tick was skipped: another tick was running in this instance.
+    pub skipped: bool,
 }
 
 /// Observes, decides and applies, for any router and metrics source.
@@ -216,6 +218,7 @@ pub struct Reconciler<R, M> {
     pub clock: Clock,
     decisions: broadcast::Sender<DecisionRecord>,
     gates: Arc<Gates>,
+    ticks: crate::flight::Once,
 }
 
 impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
@@ -229,6 +232,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             clock,
             decisions,
             gates: Arc::new(Gates::default()),
+            ticks: crate::flight::Once::default(),
         }
     }
 
@@ -264,6 +268,12 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         deadline: Instant,
     ) -> Result<TickReport, ReconcileError> {
         let mut report = TickReport::default();
+        // A tick that arrives while another runs would list the same services and find them
+        // being evaluated: the running one covers it (a backlog of redelivered ticks costs one).
+        let Some(_running) = self.ticks.try_enter() else {
+            report.skipped = true;
+            return Ok(report);
+        };
         let mut active = Vec::new();
         for region in regions {
             let all = self.router.list(project, region, deadline).await?;

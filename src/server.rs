@@ -47,6 +47,9 @@ use crate::target::ServiceRef;
 /// comes close to this).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// How many handled build ids an instance remembers to short-cut redeliveries.
+const HANDLED_BUILDS_MEMORY: usize = 4096;
+
 /// The reconciler the server runs: Cloud Run traffic, Cloud Monitoring evidence.
 pub type LiveReconciler = Reconciler<CloudRunRouter, CloudMonitoring>;
 
@@ -59,6 +62,8 @@ pub struct App {
     pub regions: Vec<String>,
     pub event_deadline: Duration,
     pub clock: Clock,
+    /// Builds this instance handled recently: their redeliveries cost no API call.
+    pub handled_builds: crate::flight::Recent,
 }
 
 /// Why cutover could not start.
@@ -149,6 +154,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         regions,
         event_deadline: args.event_deadline(),
         clock,
+        handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),
     }))
 }
 
@@ -315,15 +321,27 @@ async fn handle_build(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Ack
     let region = build.region().unwrap_or(&app.default_region);
     let target = ServiceRef::new(project, region, service);
     tracing::info!(message_id = %id, build_id = %build.build_id, service = %target, "build finished");
+    let key = format!("{target}#{}", build.build_id);
+    if app.handled_builds.contains(&key) {
+        return Ok(Acked::Ignored {
+            message_id: id,
+            reason: format!(
+                "build {} was handled by this instance already (redelivery)",
+                build.build_id
+            ),
+        });
+    }
     let trigger = Trigger::Build {
         build_id: build.build_id.clone(),
     };
-    outcome(
+    let acked = outcome(
         id,
         app.reconciler
             .reconcile(&target, trigger, deadline(app))
             .await,
-    )
+    )?;
+    app.handled_builds.insert(&key);
+    Ok(acked)
 }
 
 async fn alerts(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
