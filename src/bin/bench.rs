@@ -778,24 +778,16 @@ fn wrk_available() -> bool {
         return true;
     }
     eprintln!("bench: installing wrk (Debian package)…");
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "wrk"])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-        || (Command::new("apt-get")
-            .args(["update", "-qq"])
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .stdout(Stdio::null())
             .status()
             .map(|s| s.success())
             .unwrap_or(false)
-            && Command::new("apt-get")
-                .args(["install", "-y", "-qq", "wrk"])
-                .stdout(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false));
-    installed
+    };
+    apt(&["install", "-y", "-qq", "wrk"])
+        || (apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "wrk"]))
 }
 
 fn wrk(url: &str, body: &str, seconds: u32) -> Result<(f64, String)> {
