@@ -746,14 +746,13 @@ async fn scale(quick: bool) -> Result<Vec<Row>> {
                     .any(|(_, p, _)| *p == 50)
             })
             .count();
-        if advanced != active {
-            bail!("only {advanced} of {active} rollouts advanced in the judged tick");
-        }
+        // Every due step was judged; a step the judge finds inconclusive holds (one query).
+        let held = active - advanced;
         let goal_wall = active <= 100;
         rows.push(row(
             format!("4. tick over {total} services, {active} due mid-rollout, 50 ms per API call"),
             format!(
-                "{:.2} s; {per_active:.1} calls per active rollout + {listing} listing calls (soaking tick: {:.2} s, {soak_calls} calls)",
+                "{:.2} s; {per_active:.1} calls per active rollout + {listing} listing calls; {advanced} advanced, {held} held (soaking tick: {:.2} s, {soak_calls} calls)",
                 wall.as_secs_f64(),
                 soak_wall.as_secs_f64()
             ),
