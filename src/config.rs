@@ -27,6 +27,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run an embedded end-to-end rollout against in-process fakes (no cloud account needed).
     Demo(DemoArgs),
+    /// Monte Carlo of whole rollouts through cutover's decision code on a simulated clock:
+    /// cutover's judge and the naive absolute-threshold judge, side by side.
+    Simulate(Box<SimulateArgs>),
 }
 
 /// Push authentication mode (`CUTOVER_PUSH_AUTH`).
@@ -145,6 +148,38 @@ pub struct ServeArgs {
     #[arg(long, env = "CUTOVER_MAX_P99_MS", value_name = "CUTOVER_MAX_P99_MS", default_value_t = 1000.0, value_parser = ms)]
     pub max_p99_ms: f64,
 
+    /// A candidate with this many times the stable revision's 5xx ratio is a regression the comparison must catch.
+    #[arg(long, env = "CUTOVER_MAX_ERROR_RATIO", value_name = "CUTOVER_MAX_ERROR_RATIO", default_value_t = 2.0, value_parser = ratio)]
+    pub max_error_ratio: f64,
+
+    /// 5xx increases over stable below this ratio (0.001 = 0.1 percentage point) are never a regression.
+    #[arg(long, env = "CUTOVER_ERROR_RATE_FLOOR", value_name = "CUTOVER_ERROR_RATE_FLOOR", default_value_t = 0.001, value_parser = rate)]
+    pub error_rate_floor: f64,
+
+    /// A candidate this many times slower than stable (compared percentiles, rank test) is a regression the comparison must catch.
+    #[arg(long, env = "CUTOVER_MAX_LATENCY_RATIO", value_name = "CUTOVER_MAX_LATENCY_RATIO", default_value_t = 1.25, value_parser = ratio)]
+    pub max_latency_ratio: f64,
+
+    /// Slow-downs below this many milliseconds are never a regression.
+    #[arg(long, env = "CUTOVER_LATENCY_FLOOR_MS", value_name = "CUTOVER_LATENCY_FLOOR_MS", default_value_t = 10.0, value_parser = floor_ms)]
+    pub latency_floor_ms: f64,
+
+    /// Latency percentiles compared with stable, comma separated (none: only the rank test over the whole histogram).
+    #[arg(long, env = "CUTOVER_LATENCY_PERCENTILES", value_name = "CUTOVER_LATENCY_PERCENTILES", default_value = "p95", value_parser = percentiles)]
+    pub latency_percentiles: Percentiles,
+
+    /// Highest chance that a candidate no worse than stable is rolled back during a rollout, however often steps are looked at.
+    #[arg(long, env = "CUTOVER_FALSE_ALARM_RATE", value_name = "CUTOVER_FALSE_ALARM_RATE", default_value_t = 0.005, value_parser = risk)]
+    pub false_alarm_rate: f64,
+
+    /// Highest chance that a candidate with a regression of the configured size, or at an absolute limit, passes the step leading to 100%.
+    #[arg(long, env = "CUTOVER_MISS_RATE", value_name = "CUTOVER_MISS_RATE", default_value_t = 0.01, value_parser = risk)]
+    pub miss_rate: f64,
+
+    /// The same for an absolute limit at the earlier steps (at least CUTOVER_MISS_RATE, below 1).
+    #[arg(long, env = "CUTOVER_CANARY_MISS_RATE", value_name = "CUTOVER_CANARY_MISS_RATE", default_value_t = 0.25, value_parser = rate)]
+    pub canary_miss_rate: f64,
+
     /// Push authentication: verify Pub/Sub's OIDC token (google) or not (none).
     #[arg(
         long,
@@ -215,6 +250,76 @@ pub enum Scenario {
     Regressed,
 }
 
+/// Settings of `cutover simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Service traffic levels to simulate, requests per second, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    pub rps: Vec<f64>,
+
+    /// Candidates, comma separated: healthy; 5xx-xK (K times the baseline 5xx ratio); p99-xK
+    /// (p99 K times the baseline, median unchanged); latency-xK (every request K times slower).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "healthy,5xx-x2,5xx-x5,5xx-x10,p99-x1.5,p99-x3"
+    )]
+    pub candidates: Vec<String>,
+
+    /// Simulate one cell only, as RPS:CANDIDATE (for example 100:5xx-x2).
+    #[arg(long, value_name = "RPS:CANDIDATE")]
+    pub cell: Option<String>,
+
+    /// Rollouts per cell and judge.
+    #[arg(long, default_value_t = 1000)]
+    pub runs: u32,
+
+    /// Seed of the simulation (the same seed gives the same table).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// 5xx ratio of the stable revision (and of a healthy candidate).
+    #[arg(long, default_value_t = 0.005, value_parser = rate)]
+    pub baseline_error_rate: f64,
+
+    /// Median latency of the stable revision, ms.
+    #[arg(long, default_value_t = 50.0, value_parser = ms)]
+    pub baseline_p50_ms: f64,
+
+    /// p99 latency of the stable revision, ms.
+    #[arg(long, default_value_t = 200.0, value_parser = ms)]
+    pub baseline_p99_ms: f64,
+
+    /// A policy setting, as the per-service annotation would set it (repeatable), for example
+    /// `--set cutover.dev/steps=5,25,100` or `--set cutover.dev/max-error-ratio=3`.
+    #[arg(long = "set", value_name = "ANNOTATION=VALUE")]
+    pub overrides: Vec<String>,
+
+    /// How late metrics land in the simulation (as CUTOVER_METRICS_DELAY).
+    #[arg(long, default_value = "3m", value_parser = duration)]
+    pub metrics_delay: SignedDuration,
+
+    /// How long a due step may stay inconclusive before the rollout pauses (as CUTOVER_MAX_HOLD).
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    pub max_hold: SignedDuration,
+
+    /// Also write the table as CSV to this file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<std::path::PathBuf>,
+
+    /// Also draw the table as an SVG chart in this file.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
+
+    /// Worker threads [default: the machine's parallelism].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Also list, per cell, which checks failed when cutover rolled back.
+    #[arg(long)]
+    pub explain: bool,
+}
+
 /// Validated traffic steps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Steps(pub Vec<u8>);
@@ -233,6 +338,26 @@ fn rate(s: &str) -> Result<f64, String> {
 
 fn ms(s: &str) -> Result<f64, String> {
     policy::parse_ms(s)
+}
+
+fn ratio(s: &str) -> Result<f64, String> {
+    policy::parse_ratio(s)
+}
+
+fn floor_ms(s: &str) -> Result<f64, String> {
+    policy::parse_floor_ms(s)
+}
+
+fn risk(s: &str) -> Result<f64, String> {
+    policy::parse_risk(s)
+}
+
+/// Validated latency percentiles (quantiles, ascending).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Percentiles(pub Vec<f64>);
+
+fn percentiles(s: &str) -> Result<Percentiles, String> {
+    policy::parse_percentiles(s).map(Percentiles)
 }
 
 /// A setting that parses but cannot be used.
@@ -254,6 +379,15 @@ impl ServeArgs {
             max_hold: self.max_hold,
             max_error_rate: self.max_error_rate,
             max_p99_ms: self.max_p99_ms,
+            max_error_ratio: self.max_error_ratio,
+            error_rate_floor: self.error_rate_floor,
+            max_latency_ratio: self.max_latency_ratio,
+            latency_floor_ms: self.latency_floor_ms,
+            latency_percentiles: self.latency_percentiles.0.clone(),
+            false_alarm_rate: self.false_alarm_rate,
+            miss_rate: self.miss_rate,
+            canary_miss_rate: self.canary_miss_rate,
+            judge: policy::JudgeKind::Sequential,
             smoke_path: self
                 .smoke_path
                 .clone()
@@ -275,6 +409,12 @@ impl ServeArgs {
         }
         if !p.max_hold.is_positive() {
             return Err(fail("CUTOVER_MAX_HOLD", "must be positive"));
+        }
+        if !(p.canary_miss_rate >= p.miss_rate && p.canary_miss_rate < 1.0) {
+            return Err(fail(
+                "CUTOVER_CANARY_MISS_RATE",
+                "must be at least CUTOVER_MISS_RATE and below 1",
+            ));
         }
         p.validate().map_err(|e| ConfigError {
             var: "CUTOVER_*",

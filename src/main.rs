@@ -37,5 +37,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => Ok(cutover::sim::demo::run(args.scenario).await?),
+        Command::Simulate(args) => Ok(cutover::sim::simulate::run(&args)?),
     }
 }

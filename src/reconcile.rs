@@ -79,6 +79,9 @@ pub struct DecisionRecord {
     pub min_requests: Option<u64>,
     pub max_error_rate: Option<f64>,
     pub max_p99_ms: Option<f64>,
+    /// Everything a judged step computed: both revisions' counts, rates and percentiles, and
+    /// each check's test statistic, bounds and outcome (see `docs/judgement.md`).
+    pub statistics: Option<serde_json::Value>,
     /// `applied`, `conflict`, `failed: …`, or `none` when nothing was to be written.
     pub write: String,
 }
@@ -111,6 +114,7 @@ impl DecisionRecord {
             min_requests: p.map(|p| p.min_requests),
             max_error_rate: p.map(|p| p.max_error_rate),
             max_p99_ms: p.map(|p| p.max_p99_ms),
+            statistics: j.and_then(|j| j.statistics_json()),
             write: if d.write.is_some() {
                 "pending".into()
             } else {
@@ -142,6 +146,7 @@ impl DecisionRecord {
                     min_requests = self.min_requests,
                     max_error_rate = self.max_error_rate,
                     max_p99_ms = self.max_p99_ms,
+                    statistics = self.statistics.as_ref().map(|v| v.to_string()),
                     write = %self.write,
                     "decision"
                 )

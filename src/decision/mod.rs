@@ -16,6 +16,7 @@
 pub mod judge;
 pub mod policy;
 pub mod record;
+pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +26,7 @@ use crate::metrics::{ServiceStats, Window};
 use crate::target::ServiceRef;
 
 pub use judge::{Judgement, Verdict};
+pub use policy::JudgeKind;
 pub use policy::{Policy, PolicyError};
 pub use record::{PauseCause, Phase, Record};
 
@@ -609,13 +611,15 @@ fn progress(
         }
         _ => return Decision::new(Kind::Gather(Need::Metrics(window)), "step is due"),
     };
-    for (k, v) in &stats.revisions {
-        eprintln!(
-            "DBG {} {} pct={} {} n={} e={} h={:?}",
-            obs.service, stats.window, r.percent, k, v.requests, v.errors_5xx, v.latency.counts
-        );
-    }
-    let j = judge::judge(stats.revisions.get(&r.candidate), stats.window, policy);
+    // Both revisions come from the same query over the same window; `None` means that
+    // revision served nothing in it.
+    let j = judge::judge(
+        stats.revisions.get(&r.candidate),
+        stats.revisions.get(&r.stable),
+        stats.window,
+        r.percent,
+        policy,
+    );
     let mut d = match &j.verdict {
         Verdict::Fail(why) => rollback(obs, r, format!("step {}% failed: {why}", r.percent), now),
         Verdict::Inconclusive(why) => {

@@ -472,6 +472,112 @@ fn an_unreadable_record_is_an_error_not_a_guess() {
     assert!(d.write.is_none());
 }
 
+/// Metrics for both revisions over `window`, as one query grouped by revision returns them.
+fn both(window: Window, candidate: RevisionStats, stable: RevisionStats) -> Evidence {
+    Evidence::Metrics(Ok(ServiceStats {
+        window,
+        revisions: BTreeMap::from([
+            (CANDIDATE.to_string(), candidate),
+            (STABLE.to_string(), stable),
+        ]),
+    }))
+}
+
+fn expected(n: u64, error_rate: f64, p50: f64, p99: f64) -> RevisionStats {
+    crate::sim::simulate::Behaviour::new(error_rate, p50, p99).expected(n)
+}
+
+#[test]
+fn a_candidate_worse_than_stable_is_rolled_back_though_within_the_limits() {
+    let r = running(10, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    // 0.4% 5xx is within the 1% limit, and four times the stable revision's 0.1%.
+    let ev = both(
+        judged_window(),
+        expected(30_000, 0.004, 50.0, 200.0),
+        expected(270_000, 0.001, 50.0, 200.0),
+    );
+    let d = decide(&obs, &tick(), &ev, &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Rollback, "{}", d.reason);
+    assert!(d.reason.contains("vs stable"), "{}", d.reason);
+    let s = d.judgement.unwrap().statistics.unwrap();
+    assert!(s.compared_with_stable);
+    assert_eq!(s.stable.unwrap().requests, 270_000);
+}
+
+#[test]
+fn a_candidate_like_stable_advances_and_the_record_shows_the_comparison() {
+    let r = running(10, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let ev = both(
+        judged_window(),
+        expected(3_000, 0.002, 40.0, 180.0),
+        expected(27_000, 0.002, 40.0, 180.0),
+    );
+    let d = decide(&obs, &tick(), &ev, &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Advance, "{}", d.reason);
+    assert!(d.reason.contains("; stable 26999 requests"), "{}", d.reason);
+    let j = d.judgement.unwrap();
+    let v = j.statistics_json().unwrap();
+    assert_eq!(v["compared_with_stable"], true);
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"] == "pass")
+    );
+}
+
+#[test]
+fn without_stable_traffic_a_step_is_judged_on_the_limits_alone_and_says_so() {
+    let r = running(10, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let d = decide(
+        &obs,
+        &tick(),
+        &stats(judged_window(), 1000, 2, 150.0),
+        &Policy::default(),
+        due(),
+    );
+    assert_eq!(d.kind, Kind::Advance, "{}", d.reason);
+    assert!(d.reason.contains("no stable traffic"), "{}", d.reason);
+    let s = d.judgement.unwrap().statistics.unwrap();
+    assert!(!s.compared_with_stable);
+    assert!(
+        s.checks
+            .iter()
+            .any(|c| c.note.contains("judged on the absolute limits only"))
+    );
+}
+
+#[test]
+fn a_step_that_stays_unsure_holds_from_its_start_and_pauses_after_the_max_hold() {
+    // ×1.4 of stable's 5xx with plenty of data: neither "no different" nor "×2" yet.
+    let r = running(50, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let policy = Policy::default();
+    let ev = both(
+        judged_window(),
+        expected(250_000, 0.0028, 50.0, 200.0),
+        expected(250_000, 0.002, 50.0, 200.0),
+    );
+    let d = decide(&obs, &tick(), &ev, &policy, due());
+    assert_eq!(d.kind, Kind::Hold, "{}", d.reason);
+    assert!(d.reason.contains("not yet told apart"), "{}", d.reason);
+    let d = decide(&obs, &tick(), &Evidence::None, &policy, due() + mins(7));
+    assert_eq!(
+        d.kind,
+        Kind::Gather(Need::Metrics(Window {
+            start: t0(),
+            end: t0() + mins(12),
+        })),
+        "the window keeps growing from the step's start"
+    );
+    let d = decide(&obs, &tick(), &ev, &policy, due() + policy.max_hold);
+    assert_eq!(d.kind, Kind::Pause);
+}
+
 // ---- properties over generated states ----
 
 /// The service after `w` is applied, as a router would observe it.

@@ -57,12 +57,19 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Worth retrying later: throttling, server errors, no answer, no token yet, deadline.
+    /// Worth retrying later: throttling, server errors, no answer, no token yet, deadline, and
+    /// answers that did not come from the API itself (a non-JSON error page from a front end or
+    /// proxy) or arrived garbled (truncated JSON). Redelivery costs little; dropping a build or
+    /// an alert because one answer was mangled would lose it.
     pub fn is_transient(&self) -> bool {
         match self {
-            ApiError::Status { http, .. } => matches!(http, 429 | 500 | 502 | 503 | 504),
-            ApiError::Transport { .. } | ApiError::Token(_) | ApiError::Deadline { .. } => true,
-            ApiError::Decode { .. } => false,
+            ApiError::Status { http, status, .. } => {
+                matches!(http, 429 | 500 | 502 | 503 | 504) || status == NOT_FROM_THE_API
+            }
+            ApiError::Transport { .. }
+            | ApiError::Token(_)
+            | ApiError::Deadline { .. }
+            | ApiError::Decode { .. } => true,
         }
     }
 
@@ -71,11 +78,15 @@ impl ApiError {
         matches!(self, ApiError::Status { http: 409, status, .. } if status == "ABORTED")
     }
 
-    /// The resource does not exist.
+    /// The resource does not exist: the API itself said `NOT_FOUND` (an HTML 404 from a front
+    /// end says nothing about the resource).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ApiError::Status { http: 404, .. })
+        matches!(self, ApiError::Status { http: 404, status, .. } if status == "NOT_FOUND")
     }
 }
+
+/// `status` of an error whose body was not a `google.rpc.Status` (an HTML page, say).
+pub const NOT_FROM_THE_API: &str = "NOT_FROM_THE_API";
 
 /// The standard error envelope `{"error": {"code", "message", "status", "details"}}`.
 #[derive(Deserialize)]
@@ -109,7 +120,7 @@ pub(crate) fn status_error(method: &'static str, path: &str, http: u16, body: &[
             let text = String::from_utf8_lossy(body);
             let snippet: String = text.chars().filter(|c| !c.is_control()).take(120).collect();
             (
-                "UNKNOWN".to_string(),
+                NOT_FROM_THE_API.to_string(),
                 format!("non-JSON error body: {snippet}"),
             )
         }
@@ -155,13 +166,15 @@ impl Google {
         let mut attempt = 0u32;
         loop {
             let err = match self.attempt(method, &path, &build, deadline).await {
-                Ok(bytes) => {
-                    return serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
+                // A garbled answer (truncated JSON) is retried like any transient failure.
+                Ok(bytes) => match serde_json::from_slice(&bytes) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => ApiError::Decode {
                         method,
                         path: path.clone(),
                         message: e.to_string(),
-                    });
-                }
+                    },
+                },
                 Err(e) if !e.is_transient() => return Err(e),
                 Err(e) => e,
             };
@@ -286,7 +299,18 @@ mod tests {
             404,
             b"<!DOCTYPE html><html>Error 404 (Not Found)!!1</html>",
         );
-        assert!(e.is_not_found());
+        assert!(
+            !e.is_not_found(),
+            "an HTML page says nothing about the resource"
+        );
+        assert!(e.is_transient(), "a front end's page is worth a retry");
+        let e = status_error(
+            "GET",
+            "/v2/x",
+            404,
+            br#"{"error":{"code":404,"message":"no","status":"NOT_FOUND"}}"#,
+        );
+        assert!(e.is_not_found() && !e.is_transient());
         assert!(e.to_string().contains("non-JSON error body"));
         let e = status_error(
             "GET",

@@ -81,7 +81,7 @@ pub fn serve_args(fake: &FakeGcp) -> Result<crate::config::ServeArgs, DemoError>
         .command
     {
         Command::Serve(args) => Ok(*args),
-        Command::Demo(_) => Err(DemoError("unexpected subcommand".into())),
+        _ => Err(DemoError("unexpected subcommand".into())),
     }
 }
 

@@ -8,6 +8,9 @@
 //! at the top, `{}` when nothing matched. Points show up only `ingest_lag` after their period
 //! ends, because Cloud Run metrics land late and cutover must cope with that.
 //!
+//! Injected oddities (`faults.rs`): `executionErrors` with part of the data, empty pages whose
+//! `nextPageToken` points at the same place, and series missing their newest point.
+//!
 //! Not modelled (answered 400, saying so): aligners other than ALIGN_NONE/DELTA/SUM, reducers
 //! other than REDUCE_NONE/SUM, secondary aggregation, filter operators other than `=` and `AND`.
 
@@ -21,6 +24,7 @@ use axum::{
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use super::faults::Oddity;
 use super::model::{
     self, ClassDist, GROWTH_FACTOR, NUM_FINITE_BUCKETS, RevisionInputs, SCALE, Sampler,
 };
@@ -454,8 +458,65 @@ pub(crate) async fn list_time_series(
 ) -> Result<Json<Value>, RpcError> {
     let pairs = wire::query_pairs(&uri)?;
     let query = parse_query(&pairs)?;
-    let w = lock(&shared);
-    Ok(Json(answer(&w, &project, &query)))
+    let mut w = lock(&shared);
+    let oddity = w.faults.take_oddity();
+    if oddity == Some(Oddity::EmptyPage) {
+        // An empty page that says "there is more, from the same place".
+        return Ok(Json(
+            json!({"nextPageToken": wire::page_token(query.offset)}),
+        ));
+    }
+    let mut response = answer(&w, &project, &query);
+    match oddity {
+        Some(Oddity::ExecutionErrors) => {
+            // Some of the data, and the errors that kept the rest out.
+            if let Some(Value::Array(series)) = response.get_mut("timeSeries") {
+                let keep = w.faults.draw(series.len() + 1).min(series.len());
+                series.truncate(keep);
+            }
+            if let Value::Object(o) = &mut response {
+                if o.get("timeSeries")
+                    .and_then(Value::as_array)
+                    .is_some_and(Vec::is_empty)
+                {
+                    o.remove("timeSeries");
+                }
+                o.insert(
+                    "executionErrors".into(),
+                    json!([{
+                        "code": 14,
+                        "message": "Some time series could not be read from one of the \
+                                    storage backends; the result may be incomplete."
+                    }]),
+                );
+            }
+        }
+        Some(Oddity::PartialSeries) => {
+            // The newest minute of every series has not landed yet.
+            if let Some(Value::Array(series)) = response.get_mut("timeSeries") {
+                for s in series.iter_mut() {
+                    if let Some(Value::Array(points)) = s.get_mut("points")
+                        && !points.is_empty()
+                    {
+                        points.remove(0);
+                    }
+                }
+                series.retain(|s| {
+                    s.get("points")
+                        .and_then(Value::as_array)
+                        .is_none_or(|p| !p.is_empty())
+                });
+                if series.is_empty()
+                    && let Value::Object(o) = &mut response
+                {
+                    o.remove("timeSeries");
+                    o.remove("unit");
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(Json(response))
 }
 
 /// Every label a raw Cloud Run series carries.
@@ -1355,6 +1416,86 @@ mod tests {
                 .0,
             200
         );
+    }
+
+    /// `executionErrors`, empty pages and partial series, each for the next answer only; the
+    /// counts say what was injected.
+    #[tokio::test]
+    async fn odd_answers_are_injected_once_each() {
+        let (fake, clock) = fake_with_service().await;
+        clock.advance(SignedDuration::from_mins(10));
+        let window = ("2026-08-20T10:00:00Z", "2026-08-20T10:06:00Z");
+        let filter = count_filter("");
+        let query = || list(&fake, &filter, window.0, window.1, COUNT_BY_REVISION);
+        let (_, plain) = query().await;
+        let plain_points = plain["timeSeries"][0]["points"].as_array().unwrap().len();
+        assert_eq!(plain_points, 6);
+
+        fake.faults().execution_errors(1);
+        let (status, partial) = query().await;
+        assert_eq!(status, 200);
+        assert_eq!(partial["executionErrors"][0]["code"], 14, "{partial}");
+        assert!(partial["executionErrors"][0]["message"].is_string());
+
+        fake.faults().empty_pages(1);
+        let (status, empty) = query().await;
+        assert_eq!(status, 200);
+        assert!(empty.get("timeSeries").is_none(), "{empty}");
+        let token = empty["nextPageToken"].as_str().unwrap().to_string();
+        let (_, resumed) = list(
+            &fake,
+            &count_filter(""),
+            window.0,
+            window.1,
+            &[COUNT_BY_REVISION, &[("pageToken", token.as_str())]].concat(),
+        )
+        .await;
+        assert_eq!(resumed, plain, "the token points at the same place");
+
+        fake.faults().partial_series(1);
+        let (_, short) = query().await;
+        let points = short["timeSeries"][0]["points"].as_array().unwrap();
+        assert_eq!(points.len(), plain_points - 1);
+        assert_eq!(
+            points[0]["interval"]["endTime"], "2026-08-20T10:05:00Z",
+            "the newest minute is the one missing"
+        );
+        assert_eq!(query().await.1, plain, "back to normal");
+
+        let counts = fake.faults().counts();
+        assert_eq!(
+            (
+                counts.execution_errors,
+                counts.empty_pages,
+                counts.partial_series
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(counts.total(), 3);
+    }
+
+    /// Garbled answers: an HTML 404 instead of the API, or JSON cut in half.
+    #[tokio::test]
+    async fn monitoring_answers_can_be_garbled() {
+        use crate::sim::Garble;
+        let (fake, clock) = fake_with_service().await;
+        clock.advance(SignedDuration::from_mins(5));
+        let url = format!("{}/v3/projects/acme-prod/timeSeries", fake.base_url());
+        let query = [
+            ("filter", count_filter("")),
+            ("interval.startTime", "2026-08-20T10:00:00Z".to_string()),
+            ("interval.endTime", "2026-08-20T10:03:00Z".to_string()),
+        ];
+        fake.faults().monitoring_garbled(1, Garble::Html404);
+        let r = http().get(&url).query(&query).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        assert!(r.text().await.unwrap().contains("That\u{2019}s an error"));
+        fake.faults().monitoring_garbled(1, Garble::TruncatedJson);
+        let r = http().get(&url).query(&query).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let text = r.text().await.unwrap();
+        assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+        assert!(text.starts_with("{\"timeSeries\""), "{text}");
     }
 
     /// Injected Monitoring errors come first, then the API recovers.

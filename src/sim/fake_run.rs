@@ -24,6 +24,7 @@ use axum::{
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use super::faults::OpFate;
 use super::wire::{self, RpcError, int64, micros};
 use super::world::{Revision, Service, ServiceKey, Shared, Target, World, Writer, lock};
 
@@ -103,14 +104,28 @@ pub(crate) struct Operation {
     pub(crate) metadata: Value,
     /// Once done: the Service as rolled out, with `@type`.
     pub(crate) response: Option<Value>,
+    /// Set when the operation is to end (or has ended) with this `google.rpc.Status`
+    /// (numeric code, message) instead of a response.
+    pub(crate) error: Option<(i32, String)>,
+    /// Whether it has finished (with its response or its error).
+    pub(crate) done: bool,
+    /// Never finishes (an injected fault).
+    pub(crate) stuck: bool,
 }
 
 impl Operation {
     fn to_json(&self) -> Value {
         let mut op = json!({"name": self.name, "metadata": self.metadata});
-        if let Some(response) = &self.response {
-            op["done"] = json!(true);
-            op["response"] = response.clone();
+        if !self.done {
+            return op;
+        }
+        op["done"] = json!(true);
+        match (&self.error, &self.response) {
+            (Some((code, message)), _) => {
+                op["error"] = json!({"code": code, "message": message});
+            }
+            (None, Some(response)) => op["response"] = response.clone(),
+            (None, None) => {}
         }
         op
     }
@@ -176,6 +191,21 @@ fn condition(kind: &str, state: &str, at: Timestamp) -> Value {
     json!({"type": kind, "state": state, "lastTransitionTime": micros(at)})
 }
 
+/// A failed condition, with the message and reason Cloud Run gives one.
+fn failed_condition(kind: &str, message: &str, at: Timestamp) -> Value {
+    json!({
+        "type": kind,
+        "state": "CONDITION_FAILED",
+        "message": message,
+        "lastTransitionTime": micros(at),
+        "reason": "FAILED",
+    })
+}
+
+/// What a revision whose container never started says in its `Ready` condition.
+const UNREADY_MESSAGE: &str = "The user-provided container failed to start and listen on the \
+     port provided by the PORT=8080 environment variable within the allocated timeout.";
+
 /// The Service exactly as GET returns it.
 pub(crate) fn render_service(s: &Service, base_url: &str) -> Value {
     let mut o = Map::new();
@@ -206,24 +236,44 @@ pub(crate) fn render_service(s: &Service, base_url: &str) -> Value {
     } else {
         "CONDITION_SUCCEEDED"
     };
+    let routes = match (&s.failure, s.reconciling) {
+        (Some(why), false) => failed_condition("RoutesReady", why, s.settled_at),
+        _ => condition("RoutesReady", ready, s.settled_at),
+    };
+    let latest_created = s.revisions.iter().find(|r| r.name == s.latest_created);
+    let configured_at = latest_created.map_or(s.created, |revision| revision.created);
+    let configurations = match latest_created {
+        Some(r) if !r.ready => failed_condition(
+            "ConfigurationsReady",
+            &format!(
+                "Revision '{}' is not ready and cannot serve traffic. {UNREADY_MESSAGE}",
+                r.name
+            ),
+            configured_at,
+        ),
+        _ => condition("ConfigurationsReady", "CONDITION_SUCCEEDED", configured_at),
+    };
+    let terminal = if routes["state"] == "CONDITION_FAILED" {
+        let mut t = routes.clone();
+        t["type"] = json!("Ready");
+        t
+    } else if configurations["state"] == "CONDITION_FAILED" {
+        let mut t = configurations.clone();
+        t["type"] = json!("Ready");
+        t
+    } else {
+        condition("Ready", ready, s.settled_at)
+    };
+    o.insert("terminalCondition".into(), terminal);
+    o.insert("conditions".into(), json!([routes, configurations]));
     o.insert(
-        "terminalCondition".into(),
-        condition("Ready", ready, s.settled_at),
+        "latestReadyRevision".into(),
+        json!(s.key.revision_name(&s.latest_ready)),
     );
-    let configured = s
-        .revisions
-        .last()
-        .map_or(s.created, |revision| revision.created);
     o.insert(
-        "conditions".into(),
-        json!([
-            condition("RoutesReady", ready, s.settled_at),
-            condition("ConfigurationsReady", "CONDITION_SUCCEEDED", configured),
-        ]),
+        "latestCreatedRevision".into(),
+        json!(s.key.revision_name(&s.latest_created)),
     );
-    let latest = json!(s.key.revision_name(&s.latest_ready));
-    o.insert("latestReadyRevision".into(), latest.clone());
-    o.insert("latestCreatedRevision".into(), latest);
     o.insert(
         "trafficStatuses".into(),
         Value::Array(
@@ -267,10 +317,12 @@ fn render_revision(s: &Service, r: &Revision) -> Value {
             }
         }
     }
-    o.insert(
-        "conditions".into(),
-        json!([condition("Ready", "CONDITION_SUCCEEDED", r.created)]),
-    );
+    let ready = if r.ready {
+        condition("Ready", "CONDITION_SUCCEEDED", r.created)
+    } else {
+        failed_condition("Ready", UNREADY_MESSAGE, r.created)
+    };
+    o.insert("conditions".into(), json!([ready]));
     o.insert("observedGeneration".into(), int64(1));
     o.insert("creator".into(), json!(s.creator));
     o.insert(
@@ -281,13 +333,14 @@ fn render_revision(s: &Service, r: &Revision) -> Value {
 }
 
 /// Completes operation `name`: the service's observed state catches up if this operation carries
-/// its newest generation.
+/// its newest generation (or, for an operation that fails, the service reports the failure).
 fn complete(w: &mut World, name: &str) {
     let now = w.clock.now();
-    let Some((key, generation)) = w
+    let Some((key, generation, error)) = w
         .operations
         .get(name)
-        .map(|op| (op.service.clone(), op.generation))
+        .filter(|op| !op.stuck && !op.done)
+        .map(|op| (op.service.clone(), op.generation, op.error.clone()))
     else {
         return;
     };
@@ -297,14 +350,20 @@ fn complete(w: &mut World, name: &str) {
             let service = &mut w.services[i];
             service.observed_generation = service.observed_generation.max(generation);
             if generation == service.generation && service.reconciling {
-                service.settle(now);
+                match &error {
+                    Some((_, why)) => service.fail(now, why),
+                    None => service.settle(now),
+                }
             }
             as_service_any(render_service(service, base_url))
         }
         None => w.operations[name].metadata.clone(),
     };
     if let Some(op) = w.operations.get_mut(name) {
-        op.response = Some(response);
+        op.done = true;
+        if op.error.is_none() {
+            op.response = Some(response);
+        }
     }
 }
 
@@ -314,7 +373,7 @@ pub(crate) fn settle_due(w: &mut World) {
     let due: Vec<String> = w
         .operations
         .values()
-        .filter(|op| op.response.is_none() && op.settle_at.is_some_and(|at| at <= now))
+        .filter(|op| !op.done && !op.stuck && op.settle_at.is_some_and(|at| at <= now))
         .map(|op| op.name.clone())
         .collect();
     for name in due {
@@ -448,7 +507,7 @@ fn poll(w: &mut World, name: &str) -> Result<Value, RpcError> {
                 "Operation '{name}' does not exist."
             )));
         }
-        Some(op) if op.response.is_some() => false,
+        Some(op) if op.done || op.stuck => false,
         Some(op) if op.polls_left > 0 => {
             op.polls_left -= 1;
             false
@@ -503,9 +562,12 @@ fn patch(
     };
 
     let i = w.find(key).ok_or_else(|| service_not_found(key))?;
-    if w.faults.conflicting_patches > 0 {
-        w.faults.conflicting_patches -= 1;
-        w.touch_labels_at(i);
+    if let Some(labels) = w.faults.take_conflict() {
+        if labels {
+            w.touch_labels_at(i);
+        } else {
+            w.touch_annotation_at(i);
+        }
         return Err(RpcError::aborted(format!(
             "The service '{}' was modified concurrently; re-read it and retry.",
             key.service
@@ -561,6 +623,8 @@ fn patch(
     let metadata = as_service_any(render_service(&w.services[i], &w.base_url));
 
     let name = operation_name(&key.project, &key.region, &w.uuid());
+    let fate = w.faults.take_op_fate();
+    let stuck = fate == OpFate::Stuck;
     let op = Operation {
         name: name.clone(),
         service: key.clone(),
@@ -572,6 +636,12 @@ fn patch(
         polls_left: w.faults.op_polls_before_done,
         metadata,
         response: None,
+        error: match fate {
+            OpFate::Fails(code, message) => Some((code, message)),
+            _ => None,
+        },
+        done: false,
+        stuck,
     };
     let answer = op.to_json();
     w.operations.insert(name, op);
@@ -1603,6 +1673,232 @@ mod tests {
             http().get(&unknown).send().await.unwrap().status().as_u16(),
             404
         );
+    }
+
+    /// An HTML 404 replaces the answer (the call is not handled); truncated JSON and a cut
+    /// connection garble the answer of a call that *was* handled.
+    #[tokio::test]
+    async fn run_answers_can_be_garbled() {
+        use crate::sim::Garble;
+        let (fake, _clock) = fake_with_candidate().await;
+        fake.faults().run_garbled(1, Garble::Html404);
+        let r = http()
+            .get(format!("{}{SVC}", fake.base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        assert!(r.text().await.unwrap().contains("<!DOCTYPE html>"));
+
+        let mut body = fake.service_json(PROJECT, REGION, "api");
+        body["traffic"] = canary_traffic();
+        fake.faults().run_garbled(1, Garble::TruncatedJson);
+        let r = http()
+            .patch(format!("{}{SVC}", fake.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let text = r.text().await.unwrap();
+        assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+        assert_eq!(
+            fake.history(PROJECT, REGION, "api").len(),
+            2,
+            "the PATCH landed even though its answer was cut"
+        );
+
+        fake.faults().run_garbled(1, Garble::CutConnection);
+        // The connection drops mid-answer: depending on how much hyper had flushed, the client
+        // fails reading the head or the body.
+        let cut = match http().get(format!("{}{SVC}", fake.base_url())).send().await {
+            Ok(r) => r.bytes().await.is_err(),
+            Err(_) => true,
+        };
+        assert!(cut, "the answer never completes");
+        let (status, _) = get_json(&fake, SVC).await;
+        assert_eq!(status, 200, "the next call is fine");
+        let counts = fake.faults().counts();
+        assert_eq!(
+            (
+                counts.html_404,
+                counts.truncated_json,
+                counts.cut_connections
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    /// A failing operation ends with an `error`; the spec keeps the write, the routes do not
+    /// move, and the service says why until a later write succeeds.
+    #[tokio::test]
+    async fn operations_can_end_with_an_error() {
+        let (fake, _clock) = fake_with_candidate().await;
+        fake.faults().failing_operations(1, 13, "routing failed");
+        let mut body = fake.service_json(PROJECT, REGION, "api");
+        body["traffic"] = canary_traffic();
+        let (status, op) = patch_json(&fake, "", &body).await;
+        assert_eq!(status, 200, "{op}");
+        let (_, done) = get_json(&fake, &format!("/v2/{}", op["name"].as_str().unwrap())).await;
+        assert_eq!(done["done"], true);
+        assert_eq!(
+            done["error"],
+            json!({"code": 13, "message": "routing failed"})
+        );
+        assert!(done.get("response").is_none());
+        let service = fake.service_json(PROJECT, REGION, "api");
+        assert_eq!(service["terminalCondition"]["state"], "CONDITION_FAILED");
+        assert_eq!(service["terminalCondition"]["message"], "routing failed");
+        assert_eq!(
+            service["traffic"][1]["percent"], 10,
+            "the spec keeps the write"
+        );
+        assert_eq!(
+            service["trafficStatuses"],
+            json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "api-00001-abc", "percent": 100}]),
+            "the routes did not move"
+        );
+
+        let mut retry = service.clone();
+        retry["traffic"] = canary_traffic();
+        let (_, op) = patch_json(&fake, "", &retry).await;
+        get_json(&fake, &format!("/v2/{}", op["name"].as_str().unwrap())).await;
+        let service = fake.service_json(PROJECT, REGION, "api");
+        assert_eq!(service["terminalCondition"]["state"], "CONDITION_SUCCEEDED");
+        assert_eq!(service["trafficStatuses"][1]["percent"], 10);
+        assert_eq!(fake.faults().counts().failed_operations, 1);
+    }
+
+    /// A stuck operation is never done, by polls or by time; the next write's operation is.
+    #[tokio::test]
+    async fn operations_can_get_stuck() {
+        let (fake, clock) = fake_with_candidate().await;
+        fake.faults().stuck_operations(1);
+        let mut body = fake.service_json(PROJECT, REGION, "api");
+        body["traffic"] = canary_traffic();
+        let (_, op) = patch_json(&fake, "", &body).await;
+        let path = format!("/v2/{}", op["name"].as_str().unwrap());
+        clock.advance(jiff::SignedDuration::from_hours(1));
+        for _ in 0..3 {
+            let (_, pending) = get_json(&fake, &path).await;
+            assert!(pending.get("done").is_none(), "{pending}");
+        }
+        assert_eq!(
+            fake.service_json(PROJECT, REGION, "api")["reconciling"],
+            true
+        );
+        let mut next = fake.service_json(PROJECT, REGION, "api");
+        next["traffic"] = canary_traffic();
+        let (_, op) = patch_json(&fake, "", &next).await;
+        let (_, done) = get_json(&fake, &format!("/v2/{}", op["name"].as_str().unwrap())).await;
+        assert_eq!(done["done"], true);
+        assert!(
+            fake.service_json(PROJECT, REGION, "api")
+                .get("reconciling")
+                .is_none()
+        );
+        let (_, still) = get_json(&fake, &path).await;
+        assert!(still.get("done").is_none(), "the stuck one stays stuck");
+    }
+
+    /// The concurrent writer can change an annotation that is not cutover's instead of a label.
+    #[tokio::test]
+    async fn a_conflicting_writer_can_change_an_annotation() {
+        let (fake, _clock) = fake_with_candidate().await;
+        fake.faults()
+            .concurrent_change(crate::sim::ConcurrentChange::Annotation)
+            .conflict_next_patches(1);
+        let mut body = fake.service_json(PROJECT, REGION, "api");
+        body["traffic"] = canary_traffic();
+        let (status, _) = patch_json(&fake, "", &body).await;
+        assert_eq!(status, 409);
+        let now = fake.service_json(PROJECT, REGION, "api");
+        assert_eq!(now["annotations"]["concurrent.example.com/writes"], "1");
+        assert!(now.get("labels").is_none());
+        assert_eq!(fake.concurrent_writes(PROJECT, REGION, "api"), (0, 1));
+        assert_eq!(fake.faults().counts().conflicts, 1);
+    }
+
+    /// A revision that never became Ready is the latest created, not the latest ready, says so
+    /// in its condition, and routing to it is recorded as such.
+    #[tokio::test]
+    async fn unready_revisions_are_visible_and_flagged_when_routed() {
+        let (fake, _clock) = fake_with_candidate().await;
+        fake.deploy_unready(PROJECT, REGION, "api", "api-00003-bad");
+        let service = fake.service_json(PROJECT, REGION, "api");
+        assert!(
+            service["latestReadyRevision"]
+                .as_str()
+                .unwrap()
+                .ends_with("/api-00002-def")
+        );
+        assert!(
+            service["latestCreatedRevision"]
+                .as_str()
+                .unwrap()
+                .ends_with("/api-00003-bad")
+        );
+        assert_eq!(service["conditions"][1]["state"], "CONDITION_FAILED");
+        assert_eq!(service["terminalCondition"]["state"], "CONDITION_FAILED");
+        let (_, revision) = get_json(&fake, &format!("{SVC}/revisions/api-00003-bad")).await;
+        assert_eq!(revision["conditions"][0]["state"], "CONDITION_FAILED");
+
+        let mut body = service.clone();
+        body["traffic"] = json!([
+            {"type": 2, "revision": "api-00001-abc", "percent": 90},
+            {"type": 2, "revision": "api-00003-bad", "percent": 10},
+        ]);
+        let (status, _) = patch_json(&fake, "", &body).await;
+        assert_eq!(status, 200);
+        let change = fake.history(PROJECT, REGION, "api").pop().unwrap();
+        assert_eq!(change.routes_unready, vec!["api-00003-bad".to_string()]);
+        assert!(
+            fake.history(PROJECT, REGION, "api")[0]
+                .routes_unready
+                .is_empty()
+        );
+    }
+
+    /// Chaos draws from its seed: the same seed and the same calls give the same answers, at
+    /// about the configured ratio.
+    #[tokio::test]
+    async fn chaos_is_seeded_and_counted() {
+        async fn statuses(seed: u64) -> (Vec<u16>, crate::sim::FaultCounts) {
+            let (fake, _clock) = fake_with_service().await;
+            let mut chaos = crate::sim::Chaos::new(seed);
+            chaos.transient_ratio = 0.3;
+            chaos.latency = (
+                std::time::Duration::ZERO,
+                std::time::Duration::from_micros(200),
+            );
+            fake.faults().chaos(Some(chaos));
+            let mut out = Vec::new();
+            let client = http();
+            for _ in 0..200 {
+                let status = match client.get(format!("{}{SVC}", fake.base_url())).send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        if r.bytes().await.is_ok() { status } else { 0 }
+                    }
+                    Err(_) => 0,
+                };
+                out.push(status);
+            }
+            (out, fake.faults().counts())
+        }
+        let (a, counts) = statuses(7).await;
+        let (b, _) = statuses(7).await;
+        let (c, _) = statuses(8).await;
+        assert_eq!(a, b, "same seed, same faults");
+        assert_ne!(a, c, "another seed, other faults");
+        let failed = a.iter().filter(|s| **s != 200).count() as u64;
+        assert!(
+            (30..=90).contains(&failed),
+            "{failed} of 200 failed at 30 %"
+        );
+        assert_eq!(failed, counts.total());
+        assert!(counts.statuses.contains_key(&503) && counts.cut_connections > 0);
+        assert!(counts.delayed_calls > 100);
     }
 
     /// Latency is injected on API calls.

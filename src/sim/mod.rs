@@ -13,7 +13,8 @@
 //! * `fake_metadata.rs`: the metadata server (token, project, region).
 //! * `model.rs`: how traffic and revision profiles turn into per-minute metrics.
 //! * `world.rs`: the shared state and its scenario-level transitions.
-//! * `faults.rs`: injected failures (error bursts, etag races, slow operations, late metrics).
+//! * `faults.rs`: injected failures (error bursts, etag races, garbled answers, failing or stuck
+//!   operations, odd Monitoring answers, latency, late metrics), scheduled or seeded chaos.
 //! * `wire.rs`: googleapis conventions shared by all fakes (error envelope, HTML 404, …).
 //! * `pusher.rs`: sends Pub/Sub push requests to a cutover server (tests, demo).
 //! * `demo.rs`: `cutover demo`.
@@ -38,6 +39,7 @@ mod fake_run;
 mod faults;
 mod model;
 pub mod pusher;
+pub mod simulate;
 mod wire;
 mod world;
 
@@ -56,7 +58,7 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 
-pub use faults::FaultHandle;
+pub use faults::{Chaos, ConcurrentChange, FaultCounts, FaultHandle, Garble};
 pub use model::RevisionProfile;
 pub use world::{RecordedRequest, TrafficChange};
 
@@ -161,6 +163,23 @@ impl FakeGcp {
             revision,
             profile,
         );
+    }
+
+    /// A deploy whose revision never becomes Ready (its container does not start): `revision`
+    /// becomes the latest *created* revision with a failed `Ready` condition, the latest ready
+    /// revision stays as it was, and the template changes as with [`deploy`](Self::deploy).
+    pub fn deploy_unready(&self, project: &str, region: &str, service: &str, revision: &str) {
+        lock(&self.shared).deploy_unready(&ServiceKey::new(project, region, service), revision);
+    }
+
+    /// How many times a concurrent writer (a conflicting PATCH, [`touch_labels`](Self::touch_labels))
+    /// changed the service: `(label, annotation)` writes. As long as no later write lost them,
+    /// the service's `concurrent-writes` label and `concurrent.example.com/writes` annotation
+    /// carry exactly these counts.
+    pub fn concurrent_writes(&self, project: &str, region: &str, service: &str) -> (u64, u64) {
+        lock(&self.shared)
+            .service(&ServiceKey::new(project, region, service))
+            .concurrent_writes
     }
 
     /// From now on, `revision` behaves like `profile` (metrics, smoke status).
@@ -318,41 +337,14 @@ async fn not_found(uri: Uri) -> Response {
     wire::html_not_found(uri.path())
 }
 
-#[derive(Clone, Copy)]
-enum Api {
-    Run,
-    Monitoring,
-}
-
-/// Injected latency and errors, in front of every known Run or Monitoring route.
-async fn gate(shared: &Shared, api: Api, request: Request, next: Next) -> Response {
-    let delay = lock(shared).faults.latency;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let injected = {
-        let mut w = lock(shared);
-        match api {
-            Api::Run => faults::Faults::take(&mut w.faults.run_errors),
-            Api::Monitoring => faults::Faults::take(&mut w.faults.monitoring_errors),
-        }
-    };
-    if let Some(status) = injected {
-        let service = match api {
-            Api::Run => "run.googleapis.com",
-            Api::Monitoring => "monitoring.googleapis.com",
-        };
-        return RpcError::injected(status, service).into_response();
-    }
-    next.run(request).await
-}
-
+/// Injected latency and failures in front of every known Run route (see `faults.rs`).
 async fn run_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
-    gate(&shared, Api::Run, request, next).await
+    faults::gate(&shared, faults::Api::Run, request, next).await
 }
 
+/// The same in front of every known Monitoring route.
 async fn monitoring_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
-    gate(&shared, Api::Monitoring, request, next).await
+    faults::gate(&shared, faults::Api::Monitoring, request, next).await
 }
 
 /// Records every request with the status it got.

@@ -33,6 +33,12 @@ pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, World> {
 /// Annotations under this prefix are cutover's own; everything else belongs to someone else.
 pub(crate) const CUTOVER_ANNOTATION_PREFIX: &str = "cutover.dev/";
 
+/// The label a concurrent writer bumps (see [`World::touch_labels_at`]).
+pub(crate) const CONCURRENT_LABEL: &str = "concurrent-writes";
+
+/// The annotation a concurrent writer bumps (see [`World::touch_annotation_at`]).
+pub(crate) const CONCURRENT_ANNOTATION: &str = "concurrent.example.com/writes";
+
 /// One accepted write that could change a service's traffic, in the order they happened: the
 /// service's creation (its initial allocation), every accepted PATCH (even one that leaves the
 /// traffic alone), every [`set_traffic_by_hand`](super::FakeGcp::set_traffic_by_hand), and a
@@ -60,6 +66,9 @@ pub struct TrafficChange {
     pub foreign_annotations_preserved: bool,
     /// The traffic list itself changed (false for e.g. an annotations-only PATCH).
     pub traffic_changed: bool,
+    /// Revisions given a share above 0 % that were not Ready at the time (empty when every
+    /// routed revision was Ready).
+    pub routes_unready: Vec<String>,
 }
 
 /// One HTTP request the fake received, as the fake saw it.
@@ -148,6 +157,8 @@ pub(crate) struct Revision {
     /// The service template this revision was created from.
     pub(crate) template: Value,
     pub(crate) profile: Timeline<RevisionProfile>,
+    /// Whether the revision became Ready (a revision whose container never started is not).
+    pub(crate) ready: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -173,10 +184,19 @@ pub(crate) struct Service {
     pub(crate) traffic: Vec<Target>,
     /// Observed traffic (`trafficStatuses`): catches up with `traffic` when a rollout completes.
     pub(crate) traffic_statuses: Vec<Target>,
-    /// In creation order; all of them Ready.
+    /// In creation order.
     pub(crate) revisions: Vec<Revision>,
-    /// Short id of the latest ready (and latest created) revision.
+    /// Short id of the latest ready revision.
     pub(crate) latest_ready: String,
+    /// Short id of the latest created revision (differs from `latest_ready` after a deploy
+    /// whose revision never became Ready).
+    pub(crate) latest_created: String,
+    /// Why the last rollout of the service failed, until a later one succeeds (an operation
+    /// that ended with an error).
+    pub(crate) failure: Option<String>,
+    /// How many times a concurrent writer changed the `concurrent-writes` label, and the
+    /// `concurrent.example.com/writes` annotation, of this service.
+    pub(crate) concurrent_writes: (u64, u64),
     pub(crate) etag: String,
     pub(crate) rps: Timeline<f64>,
     /// Starts with the creation; drives the metrics model.
@@ -240,6 +260,16 @@ impl Service {
         self.observed_generation = self.generation;
         self.traffic_statuses = self.traffic.clone();
         self.reconciling = false;
+        self.failure = None;
+        self.settled_at = now;
+    }
+
+    /// The rollout failed: the spec stays as written, routes stay as they were, and the `Ready`
+    /// condition says why.
+    pub(crate) fn fail(&mut self, now: Timestamp, why: &str) {
+        self.observed_generation = self.generation;
+        self.reconciling = false;
+        self.failure = Some(why.to_string());
         self.settled_at = now;
     }
 
@@ -263,9 +293,15 @@ impl Service {
                 template_changed,
             } => (false, etag_matched, template_changed),
         };
+        let allocation = self.allocation(&self.traffic);
+        let routes_unready = allocation
+            .iter()
+            .filter(|(r, _)| !self.revision(r).is_some_and(|r| r.ready))
+            .map(|(r, _)| r.clone())
+            .collect();
         TrafficChange {
             at,
-            allocation: self.allocation(&self.traffic),
+            allocation,
             tags: self.tags(&self.traffic),
             by_hand,
             etag_matched,
@@ -274,6 +310,7 @@ impl Service {
             foreign_annotations_preserved: foreign(&self.annotations)
                 == foreign(&before.annotations),
             traffic_changed: self.traffic != before.traffic,
+            routes_unready,
         }
     }
 
@@ -457,6 +494,7 @@ impl World {
             created: now,
             template: template.clone(),
             profile: Timeline::starting(now, profile),
+            ready: true,
         };
         let traffic = vec![Target {
             revision: Some(first_revision.to_string()),
@@ -485,6 +523,9 @@ impl World {
             traffic,
             revisions: vec![revision],
             latest_ready: first_revision.to_string(),
+            latest_created: first_revision.to_string(),
+            failure: None,
+            concurrent_writes: (0, 0),
             etag: String::new(),
             rps: Timeline::starting(now, requests_per_second),
             history: Vec::new(),
@@ -502,6 +543,22 @@ impl World {
     /// `gcloud run deploy --no-traffic`: a new Ready revision becomes the latest; LATEST targets
     /// are pinned to the revision that was serving them, so no traffic moves.
     pub(crate) fn deploy(&mut self, key: &ServiceKey, revision: &str, profile: RevisionProfile) {
+        self.create_revision(key, revision, profile, true);
+    }
+
+    /// A deploy whose revision never becomes Ready (its container fails to start): it is the
+    /// latest *created* revision, the latest ready one stays as it was.
+    pub(crate) fn deploy_unready(&mut self, key: &ServiceKey, revision: &str) {
+        self.create_revision(key, revision, RevisionProfile::healthy(), false);
+    }
+
+    fn create_revision(
+        &mut self,
+        key: &ServiceKey,
+        revision: &str,
+        profile: RevisionProfile,
+        ready: bool,
+    ) {
         let i = self.expect(key);
         let now = self.clock.now();
         let uid = self.uuid();
@@ -526,8 +583,12 @@ impl World {
             created: now,
             template: service.template.clone(),
             profile: Timeline::starting(now, profile),
+            ready,
         });
-        service.latest_ready = revision.to_string();
+        if ready {
+            service.latest_ready = revision.to_string();
+        }
+        service.latest_created = revision.to_string();
         service.last_modifier = format!("ci@{}.iam.gserviceaccount.com", key.project);
         self.bump_and_settle(i);
     }
@@ -608,12 +669,30 @@ impl World {
         let service = &mut self.services[i];
         let writes = service
             .labels
-            .get("concurrent-writes")
+            .get(CONCURRENT_LABEL)
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         service
             .labels
-            .insert("concurrent-writes".into(), (writes + 1).to_string());
+            .insert(CONCURRENT_LABEL.into(), (writes + 1).to_string());
+        service.concurrent_writes.0 += 1;
+        service.last_modifier = "someone-else@example.com".to_string();
+        self.bump_and_settle(i);
+    }
+
+    /// Someone else writes the service: an annotation that is not cutover's changes, and with it
+    /// the etag.
+    pub(crate) fn touch_annotation_at(&mut self, i: usize) {
+        let service = &mut self.services[i];
+        let writes = service
+            .annotations
+            .get(CONCURRENT_ANNOTATION)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        service
+            .annotations
+            .insert(CONCURRENT_ANNOTATION.into(), (writes + 1).to_string());
+        service.concurrent_writes.1 += 1;
         service.last_modifier = "someone-else@example.com".to_string();
         self.bump_and_settle(i);
     }

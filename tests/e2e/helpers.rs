@@ -54,7 +54,7 @@ pub fn args(fake: &FakeGcp, extra: &[&str]) -> ServeArgs {
     argv.extend(extra.iter().map(|s| s.to_string()));
     match Cli::try_parse_from(argv).expect("test flags parse").command {
         Command::Serve(a) => *a,
-        Command::Demo(_) => unreachable!(),
+        _ => unreachable!(),
     }
 }
 

@@ -149,7 +149,8 @@ async fn low_traffic_holds_until_enough_requests_accumulate() {
     let t = spawn_app(&["--min-requests", "100"]).await;
     t.service("slow", 2.0);
     t.release("slow", RevisionProfile::healthy()).await;
-    // 2 rps × 10% = 12 requests/minute: the window needs ~9 minutes of data.
+    // 2 rps × 10% = 12 requests/minute: 100 requests take ~9 minutes, and showing that 0 5xx
+    // means "within 1%" (rather than "too few to tell") takes ~200 requests, ~18 minutes.
     t.tick_minutes(JUDGED_AFTER).await;
     assert_eq!(
         t.candidate_steps("slow"),
@@ -157,6 +158,12 @@ async fn low_traffic_holds_until_enough_requests_accumulate() {
         "inconclusive at first"
     );
     t.tick_minutes(6).await;
+    assert_eq!(
+        t.candidate_steps("slow"),
+        vec![0, 10],
+        "100 requests without a 5xx are not yet evidence of a 5xx ratio below 1%"
+    );
+    t.tick_minutes(10).await;
     assert_eq!(
         t.candidate_steps("slow"),
         vec![0, 10, 50],

@@ -1,0 +1,74 @@
+//! Fuzz target: Cloud Build notifications, which decide which service a rollout starts on.
+//!
+//! The input is the message `data` (the `Build` resource as JSON); its first byte picks whether
+//! the message also carries Cloud Build's `buildId`/`status` attributes. Decoding never panics,
+//! and whatever names a service is safe to put in a Run API URL path: a decoded service is a
+//! valid Cloud Run service name and, for such a build, a decoded region contains only lowercase letters, digits and
+//! hyphens. With `CUTOVER_FUZZ_STRICT_PATHS=1` the project id is held to the same standard (see
+//! docs/reliability.md: today it is not validated).
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use cutover::events::{BuildNotification, PushMessage, check_service_name};
+use libfuzzer_sys::fuzz_target;
+
+fn path_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+fuzz_target!(|input: &[u8]| {
+    let (with_attributes, data) = match input.split_first() {
+        Some((first, rest)) => (first & 1 == 1, rest),
+        None => (false, input),
+    };
+    let attributes = if with_attributes {
+        BTreeMap::from([
+            ("buildId".to_owned(), "attr-build".to_owned()),
+            ("status".to_owned(), "SUCCESS".to_owned()),
+        ])
+    } else {
+        BTreeMap::new()
+    };
+    let msg = PushMessage {
+        message_id: "1".into(),
+        publish_time: None,
+        data: data.to_vec(),
+        attributes,
+        subscription: "projects/p/subscriptions/cloud-builds".into(),
+        delivery_attempt: None,
+        ordering_key: None,
+    };
+    let Ok(build) = BuildNotification::from_message(&msg) else {
+        return;
+    };
+    assert!(!build.build_id.is_empty(), "a build without an id decoded");
+    let _ = build.status.as_str();
+    let _ = build.status.is_terminal();
+    // The region and project matter only for a build that names a service (others are ignored).
+    let Some(service) = build.service() else {
+        return;
+    };
+    assert_eq!(check_service_name(service), Ok(()), "service {service:?}");
+    if let Some(region) = build.region() {
+        assert!(
+            region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !region.is_empty(),
+            "region {region:?}"
+        );
+    }
+    if std::env::var_os("CUTOVER_FUZZ_STRICT_PATHS").is_some()
+        && let Some(project) = &build.project_id
+    {
+        assert!(
+            path_safe(project),
+            "project id {project:?} reaches a URL path"
+        );
+    }
+});

@@ -1,0 +1,408 @@
+//! The judge's checks, case by case, and as properties: more data never turns a failing
+//! candidate into a passing one, and a candidate identical to stable is rolled back no more
+//! often than the stated false-alarm rate, however often it is looked at.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::sim::simulate::Behaviour;
+
+fn window() -> Window {
+    Window {
+        start: "2026-08-20T10:00:00Z".parse().unwrap(),
+        end: "2026-08-20T10:05:00Z".parse().unwrap(),
+    }
+}
+
+fn stats(requests: u64, errors: u64, p99_bucket: usize) -> RevisionStats {
+    // Buckets: <100, [100,200), [200,500), [500,2000), [2000,5000), >=5000.
+    let mut counts = vec![0; 6];
+    counts[p99_bucket] = requests;
+    RevisionStats {
+        requests,
+        errors_5xx: errors,
+        latency: Histogram {
+            bounds: vec![100.0, 200.0, 500.0, 2000.0, 5000.0],
+            counts,
+        },
+    }
+}
+
+/// Expected (noise-free) stats of `n` requests with a 5xx ratio and log-normal latency.
+fn expected(n: u64, error_rate: f64, p50: f64, p99: f64) -> RevisionStats {
+    Behaviour::new(error_rate, p50, p99).expected(n)
+}
+
+fn verdict_kind(j: &Judgement) -> &'static str {
+    match j.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail(_) => "fail",
+        Verdict::Inconclusive(_) => "inconclusive",
+    }
+}
+
+fn check<'a>(j: &'a Judgement, name: &str) -> &'a Check {
+    j.statistics
+        .as_ref()
+        .unwrap()
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name}: {j:#?}"))
+}
+
+#[test]
+fn too_few_requests_is_inconclusive_even_if_all_failed() {
+    let p = Policy::default();
+    let j = judge(Some(&stats(20, 20, 1)), None, window(), 10, &p);
+    assert!(matches!(j.verdict, Verdict::Inconclusive(_)));
+    let j = judge(None, None, window(), 10, &p);
+    assert!(matches!(j.verdict, Verdict::Inconclusive(_)));
+    assert_eq!(j.requests, 0);
+    // Plenty of stable data changes nothing: the candidate's own data is what is missing.
+    let stable = expected(100_000, 0.005, 50.0, 200.0);
+    let j = judge(Some(&stats(99, 99, 5)), Some(&stable), window(), 10, &p);
+    assert!(
+        matches!(&j.verdict, Verdict::Inconclusive(r) if r.contains("fewer than the 100")),
+        "{j:?}"
+    );
+}
+
+#[test]
+fn errors_and_latency_above_limits_fail() {
+    let p = Policy::default();
+    let j = judge(Some(&stats(1000, 200, 1)), None, window(), 10, &p);
+    assert!(
+        matches!(&j.verdict, Verdict::Fail(r) if r.contains("5xx rate")),
+        "{j:?}"
+    );
+    let j = judge(Some(&stats(1000, 1, 4)), None, window(), 10, &p);
+    assert!(
+        matches!(&j.verdict, Verdict::Fail(r) if r.contains("p99")),
+        "{j:?}"
+    );
+}
+
+#[test]
+fn healthy_numbers_pass_and_are_reported() {
+    let j = judge(
+        Some(&stats(2000, 4, 1)),
+        None,
+        window(),
+        10,
+        &Policy::default(),
+    );
+    assert_eq!(j.verdict, Verdict::Pass, "{j:#?}");
+    assert_eq!(j.errors_5xx, 4);
+    assert!(j.p99_ms.unwrap() <= 200.0);
+    assert!(j.summary().contains("2000 requests"));
+    assert!(j.summary().contains("no stable traffic"));
+}
+
+#[test]
+fn a_point_estimate_above_the_limit_is_not_yet_a_failure() {
+    // 2 of 100 is "2%", but a healthy 0.5% revision shows that 9% of the time: hold instead.
+    let stable = expected(900, 0.005, 50.0, 200.0);
+    let mut c = expected(100, 0.005, 50.0, 200.0);
+    c.errors_5xx = 2;
+    let j = judge(Some(&c), Some(&stable), window(), 10, &Policy::default());
+    assert_eq!(verdict_kind(&j), "inconclusive", "{j:#?}");
+}
+
+#[test]
+fn an_absolute_limit_needs_more_confidence_at_the_step_that_leads_to_100() {
+    // 2 errors in 600 against a 1% limit: enough for the canary step, not to go to 100%.
+    let c = stats(600, 2, 1);
+    let p = Policy::default();
+    assert_eq!(
+        verdict_kind(&judge(Some(&c), None, window(), 10, &p)),
+        "pass"
+    );
+    let j = judge(Some(&c), None, window(), 50, &p);
+    assert_eq!(verdict_kind(&j), "inconclusive", "{j:#?}");
+    assert_eq!(check(&j, "5xx").outcome, Outcome::Inconclusive);
+    let j = judge(Some(&stats(6000, 20, 1)), None, window(), 50, &p);
+    assert_eq!(verdict_kind(&j), "pass", "{j:#?}");
+}
+
+#[test]
+fn a_5xx_rate_within_the_limit_but_three_times_stables_fails_at_high_traffic() {
+    let stable = expected(900_000, 0.001, 50.0, 200.0);
+    let c = expected(100_000, 0.003, 50.0, 200.0);
+    let j = judge(Some(&c), Some(&stable), window(), 10, &Policy::default());
+    assert!(
+        matches!(&j.verdict, Verdict::Fail(r) if r.contains("vs stable")),
+        "{j:#?}"
+    );
+    assert_eq!(check(&j, "5xx").outcome, Outcome::Pass, "within 1%");
+    let c = check(&j, "5xx vs stable");
+    assert!(c.values["llr"] >= j.statistics.as_ref().unwrap().fail_at);
+    assert!((c.values["observed_ratio"] - 3.0).abs() < 0.1);
+}
+
+#[test]
+fn a_tiny_but_significant_difference_at_huge_traffic_does_not_roll_back() {
+    // 0.55% against 0.50% over ten million requests is significant, and not a regression.
+    let stable = expected(9_000_000, 0.005, 50.0, 200.0);
+    let c = expected(1_000_000, 0.0055, 50.0, 200.0);
+    let j = judge(Some(&c), Some(&stable), window(), 10, &Policy::default());
+    assert_eq!(verdict_kind(&j), "pass", "{j:#?}");
+    assert_eq!(check(&j, "5xx vs stable").outcome, Outcome::Pass);
+    // The same for a 3 ms slow-down of a 4 ms service: below the 10 ms floor.
+    let stable = expected(900_000, 0.005, 4.0, 12.0);
+    let c = expected(100_000, 0.005, 7.0, 21.0);
+    let j = judge(Some(&c), Some(&stable), window(), 10, &Policy::default());
+    assert_eq!(verdict_kind(&j), "pass", "{j:#?}");
+}
+
+#[test]
+fn a_longer_latency_tail_than_stables_fails_though_within_the_limit() {
+    // p99 200 → 300 ms with the median unchanged: far below the 1000 ms limit.
+    let stable = expected(270_000, 0.005, 50.0, 200.0);
+    let c = expected(30_000, 0.005, 50.0, 300.0);
+    let j = judge(Some(&c), Some(&stable), window(), 10, &Policy::default());
+    assert!(
+        matches!(&j.verdict, Verdict::Fail(r) if r.contains("p95 latency")),
+        "{j:#?}"
+    );
+    assert_eq!(check(&j, "p99").outcome, Outcome::Pass);
+}
+
+#[test]
+fn the_rank_test_sees_a_shift_the_compared_percentiles_miss() {
+    // Every request faster than the median slows down to it; the median and the tail (so p95
+    // and p99) are unchanged, but half the requests are slower.
+    let stable = expected(90_000, 0.005, 200.0, 800.0);
+    let mut c = expected(10_000, 0.005, 200.0, 800.0);
+    let h = &mut c.latency;
+    let total = h.total();
+    let mut seen = 0;
+    let median_bucket = (0..h.counts.len())
+        .find(|&i| {
+            seen += h.counts[i];
+            seen * 2 >= total
+        })
+        .unwrap();
+    let moved: u64 = h.counts[..median_bucket].iter().sum();
+    for n in &mut h.counts[..median_bucket] {
+        *n = 0;
+    }
+    h.counts[median_bucket] += moved;
+    let j = judge(Some(&c), Some(&stable), window(), 10, &Policy::default());
+    assert_eq!(check(&j, "p95 vs stable").outcome, Outcome::Pass, "{j:#?}");
+    assert_eq!(check(&j, "rank vs stable").outcome, Outcome::Fail, "{j:#?}");
+}
+
+#[test]
+fn without_stable_traffic_the_limits_decide_and_the_record_says_so() {
+    let c = expected(10_000, 0.002, 40.0, 180.0);
+    let j = judge(Some(&c), None, window(), 10, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Pass);
+    let s = j.statistics.as_ref().unwrap();
+    assert!(!s.compared_with_stable);
+    let skipped = check(&j, "5xx vs stable");
+    assert_eq!(skipped.outcome, Outcome::Skipped);
+    assert!(skipped.note.contains("absolute limits only"), "{skipped:?}");
+    // At 100% the stable revision's leftovers are not compared with either.
+    let stable = expected(50, 0.5, 900.0, 3000.0);
+    let j = judge(Some(&c), Some(&stable), window(), 100, &Policy::default());
+    assert_eq!(j.verdict, Verdict::Pass);
+    assert_eq!(j.statistics.as_ref().unwrap().role, StepRole::Final);
+    assert!(check(&j, "5xx vs stable").note.contains("100%"));
+}
+
+#[test]
+fn an_informative_comparison_that_is_not_settled_holds_the_step() {
+    // ×1.4 of stable's 5xx: between "no different" and "×2", with lots of data: neither yet.
+    let stable = expected(250_000, 0.002, 50.0, 200.0);
+    let c = expected(250_000, 0.0028, 50.0, 200.0);
+    let j = judge(Some(&c), Some(&stable), window(), 50, &Policy::default());
+    assert_eq!(verdict_kind(&j), "inconclusive", "{j:#?}");
+    let r = check(&j, "5xx vs stable");
+    assert_eq!(r.outcome, Outcome::Inconclusive);
+    assert!(r.values["information"] >= j.statistics.as_ref().unwrap().comparisons_pass_at);
+}
+
+#[test]
+fn every_judgement_carries_its_statistics_as_json() {
+    let stable = expected(5_400, 0.002, 40.0, 180.0);
+    let c = expected(600, 0.002, 40.0, 180.0);
+    let j = judge(Some(&c), Some(&stable), window(), 10, &Policy::default());
+    let v = j.statistics_json().unwrap();
+    assert_eq!(v["method"], "sequential");
+    assert_eq!(v["role"], "canary");
+    assert_eq!(v["candidate"]["requests"], c.requests);
+    assert_eq!(v["stable"]["requests"], stable.requests);
+    let checks = v["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "5xx",
+            "5xx vs stable",
+            "p99",
+            "p95 vs stable",
+            "rank vs stable"
+        ]
+    );
+    for c in checks {
+        assert!(c["note"].as_str().is_some_and(|n| !n.is_empty()));
+        assert!(
+            c["values"].as_object().is_some_and(|o| !o.is_empty()),
+            "{c}"
+        );
+    }
+    assert!(v["fail_at"].as_f64().unwrap() > v["comparisons_pass_at"].as_f64().unwrap());
+}
+
+#[test]
+fn the_absolute_baseline_judge_is_the_old_one() {
+    let p = Policy {
+        judge: JudgeKind::Absolute,
+        ..Policy::default()
+    };
+    // 2 of 100 is "2%": the naive judge rolls back.
+    let j = judge(Some(&stats(100, 2, 1)), None, window(), 10, &p);
+    assert!(matches!(j.verdict, Verdict::Fail(_)));
+    assert!(j.statistics.is_none());
+}
+
+#[test]
+fn percentages_read_well() {
+    assert_eq!(pct(0.2), "20%");
+    assert_eq!(pct(0.01), "1.0%");
+    assert_eq!(pct(0.005), "0.50%");
+    assert_eq!(pct(0.0), "0%");
+}
+
+// ---- properties ----
+
+/// A regression of one kind, as noise-free stats of the candidate and of stable.
+fn regression(kind: u8, factor: f64, n: u64, percent: u8) -> (RevisionStats, RevisionStats) {
+    let share = f64::from(percent) / 100.0;
+    let nc = n;
+    let ns = ((n as f64) * (1.0 - share) / share).round() as u64;
+    let stable = |e, p50, p99| expected(ns, e, p50, p99);
+    let cand = |e, p50, p99| expected(nc, e, p50, p99);
+    match kind {
+        // 5xx above the absolute limit (2% to 10% against 1%).
+        0 => (cand(0.01 * factor, 50.0, 200.0), stable(0.005, 50.0, 200.0)),
+        // Every request slower, p99 above the 1000 ms limit.
+        1 => (
+            cand(0.005, 300.0 * factor, 1200.0 * factor),
+            stable(0.005, 50.0, 200.0),
+        ),
+        // Every request 1.5× to 3× slower, within the limit: only the comparison sees it.
+        2 => {
+            let k = 1.5 + (factor - 2.0) / 5.0;
+            (cand(0.005, 50.0 * k, 200.0 * k), stable(0.005, 50.0, 200.0))
+        }
+        // 5xx 4× to 12× stable's, within the absolute limit.
+        _ => (
+            cand(0.0005 * (2.0 + factor), 50.0, 200.0),
+            stable(0.0005, 50.0, 200.0),
+        ),
+    }
+}
+
+/// `s` with every count multiplied by `k`: the same rates, `k` times the data.
+fn scaled(s: &RevisionStats, k: u64) -> RevisionStats {
+    RevisionStats {
+        requests: s.requests * k,
+        errors_5xx: s.errors_5xx * k,
+        latency: Histogram {
+            bounds: s.latency.bounds.clone(),
+            counts: s.latency.counts.iter().map(|c| c * k).collect(),
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Once a regressed candidate fails, more of the same data keeps it failing; one above an
+    /// absolute limit never passes on any amount of data; and enough data always fails it.
+    #[test]
+    fn more_data_never_makes_a_failing_candidate_pass(
+        kind in 0u8..4,
+        factor in 2.0f64..10.0,
+        n in 2000u64..20_000,
+        percent in prop::sample::select(vec![10u8, 25, 50]),
+    ) {
+        let policy = Policy::default();
+        let (c, s) = regression(kind, factor, n, percent);
+        let mut failed_at = None;
+        for k in [1u64, 2, 4, 8, 16, 32, 64] {
+            let j = judge(Some(&scaled(&c, k)), Some(&scaled(&s, k)), window(), percent, &policy);
+            if kind < 2 {
+                prop_assert!(j.verdict != Verdict::Pass, "kind {kind} passed at ×{k}: {j:#?}");
+            }
+            if let Some(at) = failed_at {
+                prop_assert!(matches!(j.verdict, Verdict::Fail(_)), "failed at ×{at}, then {:?} at ×{k}", j.verdict);
+            } else if matches!(j.verdict, Verdict::Fail(_)) {
+                failed_at = Some(k);
+            }
+        }
+        prop_assert!(failed_at.is_some(), "kind {kind} ×{factor} never failed");
+    }
+}
+
+/// One step judged every minute from its due time, on data accumulating minute by minute,
+/// until it passes, fails or reaches the max hold. `true` when it failed.
+fn step_fails(
+    rng: &mut fastrand::Rng,
+    b: &Behaviour,
+    rps: f64,
+    percent: u8,
+    policy: &Policy,
+) -> bool {
+    let share = f64::from(percent) / 100.0;
+    let mut c = RevisionStats::default();
+    let mut s = RevisionStats::default();
+    let add = |into: &mut RevisionStats, more: RevisionStats| {
+        into.requests += more.requests;
+        into.errors_5xx += more.errors_5xx;
+        into.latency.merge(&more.latency).unwrap();
+    };
+    for minute in 1..=65 {
+        add(&mut c, b.sample(rng, rps * 60.0 * share));
+        add(&mut s, b.sample(rng, rps * 60.0 * (1.0 - share)));
+        if minute < 5 {
+            continue;
+        }
+        let j = judge(Some(&c), Some(&s), window(), percent, policy);
+        match j.verdict {
+            Verdict::Fail(_) => return true,
+            Verdict::Pass => return false,
+            Verdict::Inconclusive(_) => {}
+        }
+    }
+    false
+}
+
+/// A candidate identical to stable, judged on every look over many seeds: the share of steps
+/// that fail stays within the stated rate (the rollout's false-alarm rate spread over its
+/// steps), at the default rate and at a looser one where the bound is not trivially far.
+#[test]
+fn an_identical_candidate_fails_no_more_often_than_the_stated_false_alarm_rate() {
+    let b = Behaviour::new(0.005, 50.0, 200.0);
+    for false_alarm_rate in [0.005, 0.1] {
+        let policy = Policy {
+            false_alarm_rate,
+            ..Policy::default()
+        };
+        let per_step = false_alarm_rate / policy.steps.len() as f64;
+        for (rps, percent) in [(2.0, 10u8), (20.0, 10), (20.0, 50), (200.0, 10)] {
+            let seeds = 1500u64;
+            let mut rng = fastrand::Rng::with_seed(rps as u64 * 1000 + u64::from(percent));
+            let fails = (0..seeds)
+                .filter(|_| step_fails(&mut rng, &b, rps, percent, &policy))
+                .count();
+            let rate = fails as f64 / seeds as f64;
+            assert!(
+                rate <= per_step,
+                "{rps} rps at {percent}%: {fails} of {seeds} identical candidates failed, {rate} > {per_step}"
+            );
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The few statistical functions the judge needs, written out so every number in a decision
+//! record can be traced to a formula: likelihood ratios of the sequential tests (SPRT), the
+//! normal distribution, Wilson intervals, and what can be read from a bucketed latency
+//! histogram (tail counts, the Mann-Whitney rank statistic).
+//!
+//! Pure functions of their arguments; no allocation beyond what a result needs.
+
+use crate::metrics::Histogram;
+
+/// Keeps a probability strictly inside (0, 1) so logarithms stay finite.
+fn clamp_p(p: f64) -> f64 {
+    p.clamp(1e-12, 1.0 - 1e-12)
+}
+
+/// Log-likelihood ratio of `x` successes in `n` Bernoulli trials under `p1` against `p0`:
+/// `x ln(p1/p0) + (n-x) ln((1-p1)/(1-p0))`. `x` may be fractional (interpolated counts).
+pub fn llr_bernoulli(x: f64, n: f64, p0: f64, p1: f64) -> f64 {
+    let (p0, p1) = (clamp_p(p0), clamp_p(p1));
+    x * (p1 / p0).ln() + (n - x).max(0.0) * ((1.0 - p1) / (1.0 - p0)).ln()
+}
+
+/// Kullback-Leibler divergence of Bernoulli(`p`) from Bernoulli(`q`), in nats.
+pub fn kl_bernoulli(p: f64, q: f64) -> f64 {
+    let (p, q) = (clamp_p(p), clamp_p(q));
+    p * (p / q).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - q)).ln()
+}
+
+/// Share of events expected on the candidate when it has `exposure` (its requests over the
+/// stable revision's) and an event rate `ratio` times stable's: `ratio·w / (1 + ratio·w)`.
+pub fn attribution(ratio: f64, exposure: f64) -> f64 {
+    let rw = ratio * exposure;
+    clamp_p(rw / (1.0 + rw))
+}
+
+/// Φ(z), the standard normal distribution function (Abramowitz & Stegun 7.1.26, absolute error
+/// below 1.5e-7).
+pub fn normal_cdf(z: f64) -> f64 {
+    if z.is_nan() {
+        return f64::NAN;
+    }
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = ((((1.061_405_429 * t - 1.453_152_027) * t + 1.421_413_741) * t - 0.284_496_736)
+        * t
+        + 0.254_829_592)
+        * t;
+    let erf = 1.0 - poly * (-x * x).exp();
+    if z >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
+}
+
+/// Wilson score interval for `x` successes in `n` trials at z = 1.96 (95%, one look). Shown in
+/// decision records for people; the decisions themselves use the sequential tests.
+pub fn wilson95(x: f64, n: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.96_f64;
+    let p = (x / n).clamp(0.0, 1.0);
+    let z2n = z * z / n;
+    let centre = (p + z2n / 2.0) / (1.0 + z2n);
+    let half = z * (p * (1.0 - p) / n + z2n / (4.0 * n)).sqrt() / (1.0 + z2n);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// Lower and upper edge (ms) of bucket `i`: the underflow bucket starts at 0 (latencies are not
+/// negative), the overflow bucket ends at infinity.
+fn bucket_edges(h: &Histogram, i: usize) -> (f64, f64) {
+    let lower = if i == 0 { 0.0 } else { h.bounds[i - 1] };
+    let upper = h.bounds.get(i).copied().unwrap_or(f64::INFINITY);
+    (lower.min(upper), upper)
+}
+
+/// Requests slower than `t` ms, interpolating linearly inside the bucket that holds `t` (the
+/// same assumption as [`Histogram::quantile`]). Overflow requests count as slower.
+pub fn count_above(h: &Histogram, t: f64) -> f64 {
+    let mut above = 0.0;
+    for (i, &c) in h.counts.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        let (lower, upper) = bucket_edges(h, i);
+        let c = c as f64;
+        if lower >= t {
+            above += c;
+        } else if upper > t {
+            if upper.is_finite() && upper > lower {
+                above += c * (upper - t) / (upper - lower);
+            } else {
+                above += c;
+            }
+        }
+    }
+    above
+}
+
+/// Share of requests slower than `t` ms (0 without samples).
+pub fn fraction_above(h: &Histogram, t: f64) -> f64 {
+    let n = h.total();
+    if n == 0 {
+        0.0
+    } else {
+        count_above(h, t) / n as f64
+    }
+}
+
+/// Approximate mean latency (ms): each request at its bucket's midpoint (the upper edge's half
+/// for the underflow bucket, the lower edge for the overflow bucket). `None` without samples.
+pub fn mean_ms(h: &Histogram) -> Option<f64> {
+    let n = h.total();
+    if n == 0 {
+        return None;
+    }
+    let mut sum = 0.0;
+    for (i, &c) in h.counts.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        let (lower, upper) = bucket_edges(h, i);
+        let mid = if !upper.is_finite() {
+            lower
+        } else if lower <= 0.0 {
+            upper / 2.0
+        } else {
+            (lower + upper) / 2.0
+        };
+        sum += c as f64 * mid;
+    }
+    Some(sum / n as f64)
+}
+
+/// The two histograms together (same layout required).
+pub fn pooled(a: &Histogram, b: &Histogram) -> Option<Histogram> {
+    let mut p = a.clone();
+    p.merge(b).ok()?;
+    Some(p)
+}
+
+/// Mann-Whitney comparison of two bucketed samples: requests in the same bucket are ties.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RankTest {
+    /// P(candidate slower than stable) + ½ P(same bucket): 0.5 when they do not differ.
+    pub auc: f64,
+    /// Standard error of `auc` under "no difference", with the tie correction.
+    pub se: f64,
+}
+
+/// The rank statistic of `candidate` against `stable`; `None` when either is empty or the
+/// layouts differ.
+pub fn rank_test(candidate: &Histogram, stable: &Histogram) -> Option<RankTest> {
+    if candidate.bounds != stable.bounds || candidate.counts.len() != stable.counts.len() {
+        return None;
+    }
+    let (nc, ns) = (candidate.total() as f64, stable.total() as f64);
+    if nc == 0.0 || ns == 0.0 {
+        return None;
+    }
+    let mut below = 0.0; // stable requests in lower buckets
+    let mut u = 0.0;
+    let mut ties = 0.0;
+    for (&c, &s) in candidate.counts.iter().zip(&stable.counts) {
+        let (c, s) = (c as f64, s as f64);
+        u += c * (below + 0.5 * s);
+        below += s;
+        let t = c + s;
+        ties += t * t * t - t;
+    }
+    let n = nc + ns;
+    let var_u = nc * ns / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)).max(1.0));
+    Some(RankTest {
+        auc: u / (nc * ns),
+        se: var_u.max(0.0).sqrt() / (nc * ns),
+    })
+}
+
+/// Log-likelihood ratio of a normally distributed estimate `theta` (standard error `se`) under
+/// mean `delta` against mean 0: `(delta·theta − delta²/2) / se²`.
+pub fn llr_normal(theta: f64, se: f64, delta: f64) -> f64 {
+    if se <= 0.0 {
+        return if theta > delta / 2.0 {
+            f64::INFINITY
+        } else {
+            f64::NEG_INFINITY
+        };
+    }
+    (delta * theta - delta * delta / 2.0) / (se * se)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(bounds: &[f64], counts: &[u64]) -> Histogram {
+        Histogram {
+            bounds: bounds.to_vec(),
+            counts: counts.to_vec(),
+        }
+    }
+
+    #[test]
+    fn normal_cdf_matches_known_values() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.959_964) - 0.975).abs() < 1e-6);
+        assert!((normal_cdf(-2.326_348) - 0.01).abs() < 1e-6);
+    }
+
+    #[test]
+    fn likelihood_ratios_favour_the_closer_hypothesis() {
+        // 2 errors in 600: closer to 0.25% than to 1%.
+        assert!(llr_bernoulli(2.0, 600.0, 0.01, 0.0025) > 0.0);
+        // 12 in 600 (2%): closer to 2% than to 1%.
+        assert!(llr_bernoulli(12.0, 600.0, 0.01, 0.02) > 0.0);
+        assert!(kl_bernoulli(0.2, 0.1) > 0.0 && kl_bernoulli(0.1, 0.1).abs() < 1e-12);
+        assert!((attribution(1.0, 1.0 / 9.0) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn wilson_interval_brackets_the_rate() {
+        let (lo, hi) = wilson95(5.0, 1000.0);
+        assert!(lo < 0.005 && 0.005 < hi && hi < 0.012, "{lo} {hi}");
+        assert_eq!(wilson95(0.0, 0.0), (0.0, 1.0));
+    }
+
+    #[test]
+    fn tail_counts_interpolate_inside_a_bucket() {
+        let h = hist(&[10.0, 20.0, 40.0], &[0, 100, 10, 1]);
+        assert_eq!(count_above(&h, 20.0), 11.0);
+        assert_eq!(count_above(&h, 15.0), 61.0);
+        assert_eq!(count_above(&h, 100.0), 1.0, "overflow counts as slower");
+        assert!((fraction_above(&h, 20.0) - 11.0 / 111.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mean_uses_bucket_midpoints() {
+        let h = hist(&[10.0, 20.0, 40.0], &[2, 0, 2, 0]);
+        assert_eq!(mean_ms(&h), Some((5.0 * 2.0 + 30.0 * 2.0) / 4.0));
+        assert_eq!(mean_ms(&hist(&[1.0], &[0, 0])), None);
+    }
+
+    #[test]
+    fn rank_test_is_centred_for_identical_samples_and_sees_a_shift() {
+        let a = hist(&[10.0, 20.0, 40.0], &[10, 50, 30, 10]);
+        let r = rank_test(&a, &a).unwrap();
+        assert!((r.auc - 0.5).abs() < 1e-12 && r.se > 0.0);
+        let slower = hist(&[10.0, 20.0, 40.0], &[0, 10, 50, 40]);
+        let r = rank_test(&slower, &a).unwrap();
+        assert!(r.auc > 0.7, "{r:?}");
+        assert!(rank_test(&a, &hist(&[1.0], &[1, 1])).is_none());
+    }
+}

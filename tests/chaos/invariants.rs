@@ -1,0 +1,407 @@
+//! The invariants of issue 4, checked on the fake's full traffic history of one service (every
+//! accepted write, in order) and on the service's final state. A violation is a bug in cutover
+//! (or in the fakes), never something to retry away: each one names the write at fault.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cutover::sim::TrafficChange;
+use jiff::Timestamp;
+
+/// What is known about one service when its history is judged.
+pub struct Subject<'a> {
+    pub service: &'a str,
+    pub history: &'a [TrafficChange],
+    /// Every revision in creation order (a later one is newer).
+    pub creation_order: &'a [String],
+    /// The policy's steps.
+    pub steps: &'a [u8],
+    /// Revision → the instant from which any step that *starts* then is judged on bad data only.
+    pub judged_bad_from: &'a BTreeMap<String, Timestamp>,
+    /// Revisions that are healthy throughout.
+    pub healthy: &'a BTreeSet<String>,
+    /// When open incidents were published for the service (an incident rolls back whatever
+    /// rollout the service is in, whichever revision it names).
+    pub open_incidents: &'a [Timestamp],
+}
+
+/// One broken invariant.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    pub service: String,
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.service, self.invariant, self.detail)
+    }
+}
+
+pub const SUMS_TO_100: &str = "traffic always sums to 100";
+pub const ONLY_READY: &str = "traffic only names Ready revisions";
+pub const NO_SKIPPED_STEP: &str = "the candidate's share never skips a step";
+pub const NO_RISE_AFTER_ROLLBACK: &str = "the candidate's share never rises after a rollback";
+pub const ETAG: &str = "no write without the etag read";
+pub const TEMPLATE: &str = "no write changes the template";
+pub const CONCURRENT_KEPT: &str = "concurrent writers' changes are never lost";
+pub const ENDS: &str = "every rollout ends completed, rolled back, or paused for a stated reason";
+pub const REGRESSED: &str =
+    "a regressed candidate never reaches the step after the one where it was first judged bad";
+pub const NO_FALSE_ROLLBACK: &str = "a healthy candidate is rolled back only on an incident";
+pub const VALID_WRITES: &str = "cutover never sends a write the API refuses as invalid";
+
+fn share(c: &TrafficChange, revision: &str) -> u8 {
+    c.allocation
+        .iter()
+        .filter(|(r, _)| r == revision)
+        .map(|(_, p)| *p)
+        .sum()
+}
+
+/// `allocation` as `rev=p%, …`.
+pub fn describe(c: &TrafficChange) -> String {
+    let alloc: Vec<String> = c
+        .allocation
+        .iter()
+        .map(|(r, p)| format!("{r}={p}%"))
+        .collect();
+    let mut flags = Vec::new();
+    if c.by_hand {
+        flags.push("outside");
+    }
+    if !c.by_hand && !c.etag_matched {
+        flags.push("NO-ETAG");
+    }
+    if c.template_changed {
+        flags.push("TEMPLATE");
+    }
+    if !c.labels_preserved {
+        flags.push("LABELS-LOST");
+    }
+    if !c.foreign_annotations_preserved {
+        flags.push("ANNOTATIONS-LOST");
+    }
+    if !c.traffic_changed {
+        flags.push("record only");
+    }
+    format!(
+        "{} {}{}",
+        c.at,
+        alloc.join(", "),
+        if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", flags.join(", "))
+        }
+    )
+}
+
+impl Subject<'_> {
+    fn rank(&self, revision: &str) -> usize {
+        self.creation_order
+            .iter()
+            .position(|r| r == revision)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The newest revision among those with a share in `changes`.
+    fn newest<'c>(&self, changes: &[&'c TrafficChange]) -> Option<&'c str> {
+        changes
+            .iter()
+            .flat_map(|c| c.allocation.iter())
+            .map(|(r, _)| r.as_str())
+            .max_by_key(|r| self.rank(r))
+    }
+
+    fn next_step(&self, from: u8) -> Option<u8> {
+        self.steps.iter().copied().find(|s| *s > from)
+    }
+
+    /// Every history invariant; `v` collects the violations.
+    pub fn check(&self, v: &mut Vec<Violation>) {
+        let mut fail = |invariant: &'static str, detail: String| {
+            v.push(Violation {
+                service: self.service.to_string(),
+                invariant,
+                detail,
+            })
+        };
+        let mut dropped: BTreeSet<String> = BTreeSet::new();
+        for (i, c) in self.history.iter().enumerate() {
+            let sum: u32 = c.allocation.iter().map(|(_, p)| u32::from(*p)).sum();
+            if sum != 100 {
+                fail(
+                    SUMS_TO_100,
+                    format!("write {i} sums to {sum}: {}", describe(c)),
+                );
+            }
+            if !c.routes_unready.is_empty() {
+                fail(
+                    ONLY_READY,
+                    format!(
+                        "write {i} routes to {:?}: {}",
+                        c.routes_unready,
+                        describe(c)
+                    ),
+                );
+            }
+            if c.by_hand {
+                continue;
+            }
+            if !c.etag_matched {
+                fail(ETAG, format!("write {i}: {}", describe(c)));
+            }
+            if c.template_changed {
+                fail(TEMPLATE, format!("write {i}: {}", describe(c)));
+            }
+            if !c.labels_preserved || !c.foreign_annotations_preserved {
+                fail(CONCURRENT_KEPT, format!("write {i}: {}", describe(c)));
+            }
+            let Some(prev) = i.checked_sub(1).map(|j| &self.history[j]) else {
+                continue;
+            };
+            // The candidate of this write is the newest revision either side of it.
+            if let Some(candidate) = self.newest(&[prev, c]) {
+                let (before, after) = (share(prev, candidate), share(c, candidate));
+                if after > before {
+                    let allowed = if before == 0 {
+                        self.steps.first().copied()
+                    } else {
+                        self.next_step(before)
+                    };
+                    if allowed != Some(after) {
+                        fail(
+                            NO_SKIPPED_STEP,
+                            format!(
+                                "write {i}: {candidate} {before}% -> {after}% (allowed: {allowed:?}): {} -> {}",
+                                describe(prev),
+                                describe(c)
+                            ),
+                        );
+                    }
+                    if dropped.contains(candidate) {
+                        fail(
+                            NO_RISE_AFTER_ROLLBACK,
+                            format!(
+                                "write {i}: {candidate} back to {after}% after losing its traffic: {}",
+                                describe(c)
+                            ),
+                        );
+                    }
+                }
+            }
+            // The candidate before this write lost all its traffic: rolled back, or replaced
+            // by a newer candidate.
+            if let Some(was) = self.newest(&[prev])
+                && share(prev, was) > 0
+                && share(c, was) == 0
+            {
+                dropped.insert(was.to_string());
+                let superseded = c
+                    .allocation
+                    .iter()
+                    .any(|(r, _)| self.rank(r) > self.rank(was));
+                let incident = self.open_incidents.iter().any(|t| *t <= c.at);
+                if !superseded && self.healthy.contains(was) && !incident {
+                    fail(
+                        NO_FALSE_ROLLBACK,
+                        format!("write {i} rolled back healthy {was}: {}", describe(c)),
+                    );
+                }
+            }
+        }
+        for (revision, from) in self.judged_bad_from {
+            let mut limit: Option<u8> = None;
+            let mut last = 0u8;
+            for (i, c) in self.history.iter().enumerate() {
+                let p = share(c, revision);
+                if let Some(l) = limit
+                    && p > l
+                {
+                    fail(
+                        REGRESSED,
+                        format!(
+                            "write {i}: {revision} (bad from {from}) reached {p}% after the {l}% step that started on bad data: {}",
+                            describe(c)
+                        ),
+                    );
+                    break;
+                }
+                if limit.is_none() && p > last && c.at >= *from {
+                    limit = Some(p);
+                }
+                last = p;
+            }
+        }
+    }
+}
+
+/// The history as text, one write a line, for a violation report.
+pub fn dump(history: &[TrafficChange]) -> String {
+    history
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("    {i:>3} {}", describe(c)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The checker itself: each invariant must catch the history that breaks it, and pass the
+/// histories cutover is supposed to write.
+mod checker {
+    use super::*;
+
+    fn at(min: i64) -> Timestamp {
+        Timestamp::from_second(1_787_220_000 + min * 60).expect("a time")
+    }
+
+    fn write(min: i64, alloc: &[(&str, u8)]) -> TrafficChange {
+        TrafficChange {
+            at: at(min),
+            allocation: alloc.iter().map(|(r, p)| (r.to_string(), *p)).collect(),
+            tags: Vec::new(),
+            by_hand: false,
+            etag_matched: true,
+            template_changed: false,
+            labels_preserved: true,
+            foreign_annotations_preserved: true,
+            traffic_changed: true,
+            routes_unready: Vec::new(),
+        }
+    }
+
+    fn creation() -> TrafficChange {
+        TrafficChange {
+            by_hand: true,
+            etag_matched: false,
+            ..write(0, &[("s", 100)])
+        }
+    }
+
+    fn violations(
+        history: &[TrafficChange],
+        bad: &[(&str, i64)],
+        incidents: &[i64],
+    ) -> Vec<&'static str> {
+        let order: Vec<String> = ["s", "a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let judged: BTreeMap<String, Timestamp> =
+            bad.iter().map(|(r, m)| (r.to_string(), at(*m))).collect();
+        let healthy: BTreeSet<String> = ["a", "b", "c"]
+            .iter()
+            .filter(|r| !judged.contains_key(**r))
+            .map(|s| s.to_string())
+            .collect();
+        let incidents: Vec<Timestamp> = incidents.iter().map(|m| at(*m)).collect();
+        let subject = Subject {
+            service: "api",
+            history,
+            creation_order: &order,
+            steps: &[10, 50, 100],
+            judged_bad_from: &judged,
+            healthy: &healthy,
+            open_incidents: &incidents,
+        };
+        let mut v = Vec::new();
+        subject.check(&mut v);
+        v.into_iter().map(|v| v.invariant).collect()
+    }
+
+    #[test]
+    fn good_histories_pass() {
+        let completed = [
+            creation(),
+            write(1, &[("s", 90), ("a", 10)]),
+            write(5, &[("s", 50), ("a", 50)]),
+            write(9, &[("a", 100)]),
+            write(9, &[("a", 100)]),
+            write(20, &[("a", 90), ("b", 10)]),
+            write(24, &[("a", 100)]),
+        ];
+        assert_eq!(
+            violations(&completed, &[("b", 20)], &[]),
+            Vec::<&str>::new()
+        );
+        let superseded = [
+            creation(),
+            write(1, &[("s", 90), ("a", 10)]),
+            write(5, &[("s", 50), ("a", 50)]),
+            write(6, &[("s", 90), ("b", 10)]),
+            write(7, &[("s", 90), ("b", 10)]),
+        ];
+        assert_eq!(violations(&superseded, &[], &[]), Vec::<&str>::new());
+        let on_incident = [
+            creation(),
+            write(1, &[("s", 90), ("a", 10)]),
+            write(2, &[("s", 100)]),
+        ];
+        assert_eq!(violations(&on_incident, &[], &[2]), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn each_invariant_catches_its_breach() {
+        let skip = [
+            creation(),
+            write(1, &[("s", 90), ("a", 10)]),
+            write(5, &[("a", 100)]),
+        ];
+        assert_eq!(violations(&skip, &[], &[]), vec![NO_SKIPPED_STEP]);
+        let jump_start = [creation(), write(1, &[("s", 50), ("a", 50)])];
+        assert_eq!(violations(&jump_start, &[], &[]), vec![NO_SKIPPED_STEP]);
+        let back = [
+            creation(),
+            write(1, &[("s", 90), ("a", 10)]),
+            write(2, &[("s", 100)]),
+            write(3, &[("s", 90), ("a", 10)]),
+        ];
+        assert_eq!(
+            violations(&back, &[("a", 0)], &[]),
+            vec![NO_RISE_AFTER_ROLLBACK]
+        );
+        let regressed = [
+            creation(),
+            write(1, &[("s", 90), ("b", 10)]),
+            write(5, &[("s", 50), ("b", 50)]),
+        ];
+        assert_eq!(violations(&regressed, &[("b", 0)], &[]), vec![REGRESSED]);
+        let late = [
+            creation(),
+            write(1, &[("s", 90), ("b", 10)]),
+            write(5, &[("s", 50), ("b", 50)]),
+            write(9, &[("b", 100)]),
+        ];
+        assert_eq!(
+            violations(&late, &[("b", 3)], &[]),
+            vec![REGRESSED],
+            "bad from minute 3: the 50% step starting at 5 is judged bad"
+        );
+        let false_rollback = [
+            creation(),
+            write(1, &[("s", 90), ("a", 10)]),
+            write(2, &[("s", 100)]),
+        ];
+        assert_eq!(
+            violations(&false_rollback, &[], &[]),
+            vec![NO_FALSE_ROLLBACK]
+        );
+
+        let mut broken = write(1, &[("s", 90), ("a", 10)]);
+        broken.etag_matched = false;
+        broken.template_changed = true;
+        broken.labels_preserved = false;
+        broken.routes_unready = vec!["a".into()];
+        broken.allocation.push(("c".into(), 5));
+        let mut found = violations(&[creation(), broken], &[], &[]);
+        found.sort();
+        let mut expected = vec![
+            SUMS_TO_100,
+            ONLY_READY,
+            ETAG,
+            TEMPLATE,
+            CONCURRENT_KEPT,
+            NO_SKIPPED_STEP,
+        ];
+        expected.sort();
+        assert_eq!(found, expected);
+    }
+}

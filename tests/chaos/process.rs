@@ -1,0 +1,259 @@
+//! Process seeds: the real `cutover serve` binary, two processes sharing one fake on the system
+//! clock, killed with SIGKILL at random moments (right after pushes were sent, so that most
+//! kills land mid-request) and started again a moment later on a new port.
+//!
+//! Time is real here, so the policy is shortened (`--step-interval 2s --metrics-delay 0s`) and
+//! the fake's metrics land at once; a step is still judged on whole Monitoring minutes, so a
+//! rollout takes two to three minutes of wall time. The plan's minutes are read as 5-second
+//! units, so deploys, supersedes and incidents all happen in the first minute or so.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cutover::clock::Clock;
+use cutover::sim::pusher::Pusher;
+use cutover::sim::{ConcurrentChange, FakeGcp, RevisionProfile};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::inproc::deliver;
+use crate::judge::{self, Facts};
+use crate::plan::{Health, Plan};
+use crate::pubsub::{Message, Publisher, Subscription};
+use crate::{PROJECT, REGION, SeedReport, cli_flags, target_dir};
+
+/// One plan minute, in wall time.
+const UNIT: Duration = Duration::from_secs(5);
+/// How long after the last scheduled event every rollout must have ended.
+const BOUND: Duration = Duration::from_secs(7 * 60);
+/// How often the loop looks at the world.
+const ROUND: Duration = Duration::from_millis(250);
+
+/// One `cutover serve` process.
+struct Proc {
+    child: Option<Child>,
+    push: Arc<Pusher>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn spawn(fake: &FakeGcp, label: &str) -> Proc {
+    let port = free_port();
+    let dir = target_dir().join("chaos-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    let log = File::create(dir.join(format!("{label}.log"))).expect("a log file");
+    let mut args = vec!["serve".to_string(), "--port".into(), port.to_string()];
+    args.extend(cli_flags(fake));
+    args.extend(
+        [
+            "--step-interval",
+            "2s",
+            "--metrics-delay",
+            "0s",
+            "--min-requests",
+            "20",
+            "--max-hold",
+            "4m",
+            "--event-deadline",
+            "5s",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("a log file")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("cutover serve starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let up = Instant::now();
+    while up.elapsed() < Duration::from_secs(20) {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    Proc {
+        child: Some(child),
+        push: Arc::new(Pusher::new(&base, PROJECT)),
+    }
+}
+
+pub async fn run_seed(seed: u64) -> SeedReport {
+    let started = Instant::now();
+    let plan = Plan::draw(seed.wrapping_add(50_000), 2..=3, 2);
+    let mut report = SeedReport {
+        label: format!("p{seed}"),
+        ..SeedReport::default()
+    };
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x0b1a_5e9d);
+    let fake = FakeGcp::start(Clock::System).await;
+    for s in &plan.services {
+        // Enough requests that a few seconds at 10 % already make a judgeable minute.
+        fake.add_service(
+            PROJECT,
+            REGION,
+            &s.name,
+            &s.stable,
+            RevisionProfile::healthy(),
+            s.rps * 8.0,
+        );
+    }
+    let mut chaos = crate::chaos_mix(seed);
+    chaos.latency = (Duration::from_millis(1), Duration::from_millis(20));
+    fake.faults()
+        .ingest_lag(SignedDuration::ZERO)
+        .concurrent_change(ConcurrentChange::Either)
+        .chaos(Some(chaos));
+    let mut generation = 0;
+    let mut procs = Vec::new();
+    for slot in 0..2 {
+        procs.push(spawn(&fake, &format!("p{seed}-{slot}-{generation}")).await);
+    }
+    let mut dead_until: [Option<Instant>; 2] = [None, None];
+    let mut publisher = Publisher::default();
+    let mut sub = Subscription::new(3_000, 2_000);
+    let mut published: Vec<Arc<Message>> = Vec::new();
+    let mut facts: BTreeMap<String, Facts> = BTreeMap::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Arc<Message>, Option<u16>)>();
+    let begin = Instant::now();
+    let at = |units: u32| begin + UNIT * units;
+    let horizon = at(plan.horizon);
+    let mut done_events: std::collections::BTreeSet<String> = Default::default();
+    let mut next_tick = begin;
+    let mut in_flight = 0usize;
+
+    loop {
+        let now_i = Instant::now();
+        let now: Timestamp = Timestamp::now();
+        let now_ms = now.as_millisecond();
+        for s in &plan.services {
+            let f = facts.entry(s.name.clone()).or_default();
+            for r in &s.revisions {
+                if at(r.at) <= now_i && done_events.insert(format!("deploy {}", r.name)) {
+                    if r.health == Health::Unready {
+                        fake.deploy_unready(PROJECT, REGION, &s.name, &r.name);
+                    } else {
+                        fake.deploy(PROJECT, REGION, &s.name, &r.name, r.health.profile());
+                    }
+                    f.deployed_at.insert(r.name.clone(), now);
+                    published.push(sub.publish(publisher.build(&s.name, now), now_ms, &mut rng));
+                }
+                if let Health::TurnsBad { after, error_ratio } = r.health
+                    && begin + UNIT * r.at + UNIT * 2 * after <= now_i
+                    && done_events.insert(format!("bad {}", r.name))
+                {
+                    let bad = RevisionProfile::healthy().with_error_ratio(error_ratio);
+                    fake.set_profile(PROJECT, REGION, &s.name, &r.name, bad);
+                    f.turned_bad_at.insert(r.name.clone(), now);
+                }
+            }
+            for (i, a) in s.alerts.iter().enumerate() {
+                if at(a.at) <= now_i && done_events.insert(format!("alert {} {i}", s.name)) {
+                    if a.open {
+                        f.open_incidents.push(now);
+                    }
+                    let m = publisher.alert(&s.name, &a.revision, a.open, now);
+                    published.push(sub.publish(m, now_ms, &mut rng));
+                }
+            }
+        }
+        if now_i >= next_tick {
+            sub.publish(publisher.tick(now), now_ms, &mut rng);
+            next_tick = now_i + Duration::from_millis(1500);
+        }
+        for msg in sub.due(now_ms, &mut rng) {
+            let slot = rng.usize(0..2);
+            let push = procs[slot].push.clone();
+            let tx = tx.clone();
+            in_flight += 1;
+            tokio::spawn(async move {
+                let answer = deliver(push, msg).await;
+                let _ = tx.send(answer);
+            });
+        }
+        // Kill -9 now and then, a moment after pushes went out.
+        if rng.u32(0..100) < 3 {
+            let slot = rng.usize(0..2);
+            if dead_until[slot].is_none() {
+                tokio::time::sleep(Duration::from_micros(rng.u64(0..30_000))).await;
+                if let Some(child) = procs[slot].child.as_mut() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    report.sigkills += 1;
+                }
+                procs[slot].child = None;
+                dead_until[slot] = Some(Instant::now() + Duration::from_millis(rng.u64(300..1500)));
+            }
+        }
+        for slot in 0..2 {
+            if dead_until[slot].is_some_and(|t| t <= Instant::now()) {
+                generation += 1;
+                procs[slot] = spawn(&fake, &format!("p{seed}-{slot}-{generation}")).await;
+                dead_until[slot] = None;
+            }
+        }
+        while let Ok((msg, status)) = rx.try_recv() {
+            in_flight -= 1;
+            sub.answered(&msg, status, Timestamp::now().as_millisecond());
+        }
+        if Instant::now() >= horizon {
+            let ended = plan
+                .services
+                .iter()
+                .all(|s| judge::outcome(&fake, s).is_ok());
+            if ended || Instant::now() >= horizon + BOUND {
+                break;
+            }
+        }
+        tokio::time::sleep(ROUND).await;
+    }
+    // Let what is in flight finish before judging, so the history is complete.
+    let settle = Instant::now();
+    while in_flight > 0 && settle.elapsed() < Duration::from_secs(40) {
+        if let Ok(Some((msg, status))) =
+            tokio::time::timeout(Duration::from_secs(1), rx.recv()).await
+        {
+            in_flight -= 1;
+            sub.answered(&msg, status, Timestamp::now().as_millisecond());
+        }
+    }
+    drop(procs);
+    report.scenario_minutes = (begin.elapsed().as_secs() / 60) as u32;
+    report.delivery = sub.stats.clone();
+    judge::judge(&fake, &plan, &facts, &mut report);
+    let lost: Vec<String> = sub
+        .unacked(&published)
+        .iter()
+        .map(|m| format!("{} ({})", m.what, m.id))
+        .collect();
+    if !lost.is_empty() {
+        report
+            .evidence
+            .push_str(&format!("  never acked: {}\n", lost.join(", ")));
+    }
+    report.elapsed = started.elapsed();
+    report
+}
