@@ -24,7 +24,7 @@ use axum::middleware::Next;
 use base64::Engine;
 use clap::Parser;
 use cutover::clock::Clock;
-use cutover::config::{Cli, Command as CutoverCommand, ServeArgs};
+use cutover::config::ServeArgs;
 use cutover::events::BuildStatus;
 use cutover::server::{self, App};
 use cutover::sim::pusher::Pusher;
@@ -89,38 +89,7 @@ fn since_ms(from: Timestamp, to: Timestamp) -> f64 {
 }
 
 fn serve_args(fake: &FakeGcp, extra: &[&str]) -> Result<ServeArgs> {
-    let base = fake.base_url();
-    let metadata = fake.metadata_host();
-    let mut argv: Vec<String> = [
-        "cutover",
-        "serve",
-        "--project",
-        PROJECT,
-        "--region",
-        REGION,
-        "--regions",
-        REGION,
-        "--run-endpoint",
-        &base,
-        "--monitoring-endpoint",
-        &base,
-        "--metadata-host",
-        &metadata,
-        "--auth",
-        "none",
-        "--push-auth",
-        "none",
-        "--log-format",
-        "text",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    argv.extend(extra.iter().map(|s| s.to_string()));
-    match Cli::try_parse_from(argv)?.command {
-        CutoverCommand::Serve(a) => Ok(*a),
-        _ => bail!("unexpected subcommand"),
-    }
+    cutover::sim::local::serve_args(fake, PROJECT, REGION, extra).map_err(|e| anyhow!(e))
 }
 
 /// An in-process cutover whose push arrivals on `/pubsub/alerts` are timestamped.

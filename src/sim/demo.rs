@@ -9,14 +9,13 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use clap::Parser;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::broadcast;
 
 use super::pusher::Pusher;
 use super::{FakeGcp, RevisionProfile};
 use crate::clock::Clock;
-use crate::config::{Cli, Command, Scenario};
+use crate::config::Scenario;
 use crate::events::BuildStatus;
 use crate::reconcile::DecisionRecord;
 use crate::server;
@@ -34,27 +33,7 @@ pub struct DemoError(String);
 /// Settings for the in-process server: everything explicit, so the caller's environment cannot
 /// change the demo.
 pub fn serve_args(fake: &FakeGcp) -> Result<crate::config::ServeArgs, DemoError> {
-    let base = fake.base_url();
-    let metadata = fake.metadata_host();
-    let argv = [
-        "cutover",
-        "serve",
-        "--project",
-        PROJECT,
-        "--region",
-        REGION,
-        "--regions",
-        REGION,
-        "--run-endpoint",
-        &base,
-        "--monitoring-endpoint",
-        &base,
-        "--metadata-host",
-        &metadata,
-        "--auth",
-        "none",
-        "--push-auth",
-        "none",
+    let extra = [
         "--smoke-path",
         "/healthz",
         "--steps",
@@ -73,16 +52,8 @@ pub fn serve_args(fake: &FakeGcp) -> Result<crate::config::ServeArgs, DemoError>
         "1000",
         "--event-deadline",
         "20s",
-        "--log-format",
-        "text",
     ];
-    match Cli::try_parse_from(argv)
-        .map_err(|e| DemoError(e.to_string()))?
-        .command
-    {
-        Command::Serve(args) => Ok(*args),
-        _ => Err(DemoError("unexpected subcommand".into())),
-    }
+    super::local::serve_args(fake, PROJECT, REGION, &extra).map_err(DemoError)
 }
 
 struct Run {

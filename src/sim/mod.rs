@@ -37,6 +37,7 @@ mod fake_metadata;
 mod fake_monitoring;
 mod fake_run;
 mod faults;
+pub mod local;
 mod model;
 pub mod pusher;
 pub mod simulate;

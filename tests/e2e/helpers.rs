@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use clap::Parser;
 use cutover::clock::Clock;
-use cutover::config::{Cli, Command, ServeArgs};
+use cutover::config::ServeArgs;
 use cutover::events::BuildStatus;
 use cutover::reconcile::DecisionRecord;
 use cutover::server::{self, App};
@@ -22,40 +21,9 @@ pub fn t0() -> Timestamp {
 
 /// cutover settings pointing at `fake`, with `extra` flags appended (later flags win).
 pub fn args(fake: &FakeGcp, extra: &[&str]) -> ServeArgs {
-    let base = fake.base_url();
-    let metadata = fake.metadata_host();
-    let mut argv: Vec<String> = [
-        "cutover",
-        "serve",
-        "--project",
-        PROJECT,
-        "--region",
-        REGION,
-        "--regions",
-        REGION,
-        "--run-endpoint",
-        &base,
-        "--monitoring-endpoint",
-        &base,
-        "--metadata-host",
-        &metadata,
-        "--auth",
-        "none",
-        "--push-auth",
-        "none",
-        "--event-deadline",
-        "10s",
-        "--log-format",
-        "text",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    argv.extend(extra.iter().map(|s| s.to_string()));
-    match Cli::try_parse_from(argv).expect("test flags parse").command {
-        Command::Serve(a) => *a,
-        _ => unreachable!(),
-    }
+    let mut flags = vec!["--event-deadline", "10s"];
+    flags.extend_from_slice(extra);
+    cutover::sim::local::serve_args(fake, PROJECT, REGION, &flags).expect("test flags parse")
 }
 
 /// One running cutover instance and the fakes it talks to.
