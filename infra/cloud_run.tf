@@ -23,6 +23,14 @@ locals {
     CUTOVER_MAX_HOLD              = var.max_hold
     CUTOVER_MAX_ERROR_RATE        = tostring(var.max_error_rate)
     CUTOVER_MAX_P99_MS            = tostring(var.max_p99_ms)
+    CUTOVER_MAX_ERROR_RATIO       = tostring(var.max_error_ratio)
+    CUTOVER_ERROR_RATE_FLOOR      = tostring(var.error_rate_floor)
+    CUTOVER_MAX_LATENCY_RATIO     = tostring(var.max_latency_ratio)
+    CUTOVER_LATENCY_FLOOR_MS      = tostring(var.latency_floor_ms)
+    CUTOVER_LATENCY_PERCENTILES   = var.latency_percentiles
+    CUTOVER_FALSE_ALARM_RATE      = tostring(var.false_alarm_rate)
+    CUTOVER_MISS_RATE             = tostring(var.miss_rate)
+    CUTOVER_CANARY_MISS_RATE      = tostring(var.canary_miss_rate)
     CUTOVER_PUSH_AUTH             = var.push_auth
     CUTOVER_JWKS_URL              = var.jwks_url
     CUTOVER_PUSH_AUDIENCE         = local.push_audience

@@ -295,6 +295,89 @@ variable "max_p99_ms" {
   }
 }
 
+variable "max_error_ratio" {
+  description = "CUTOVER_MAX_ERROR_RATIO: a step fails when the new revision's 5xx rate is significantly more than this many times the stable revision's (and the difference passes error_rate_floor)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.max_error_ratio > 1
+    error_message = "max_error_ratio must be above 1."
+  }
+}
+
+variable "error_rate_floor" {
+  description = "CUTOVER_ERROR_RATE_FLOOR: smallest 5xx-rate difference from stable that counts as a regression (0.001 = 0.1 percentage point), so a tiny significant difference at huge traffic does not roll back."
+  type        = number
+  default     = 0.001
+
+  validation {
+    condition     = var.error_rate_floor >= 0 && var.error_rate_floor <= 1
+    error_message = "error_rate_floor is a fraction from 0 to 1."
+  }
+}
+
+variable "max_latency_ratio" {
+  description = "CUTOVER_MAX_LATENCY_RATIO: a step fails when a compared latency percentile of the new revision is significantly more than this many times the stable revision's."
+  type        = number
+  default     = 1.25
+
+  validation {
+    condition     = var.max_latency_ratio > 1
+    error_message = "max_latency_ratio must be above 1."
+  }
+}
+
+variable "latency_floor_ms" {
+  description = "CUTOVER_LATENCY_FLOOR_MS: smallest latency difference from stable (ms) that counts as a regression."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.latency_floor_ms >= 0
+    error_message = "latency_floor_ms must not be negative."
+  }
+}
+
+variable "latency_percentiles" {
+  description = "CUTOVER_LATENCY_PERCENTILES: latency percentiles compared with the stable revision, comma separated (p50, p95, p99)."
+  type        = string
+  default     = "p95"
+}
+
+variable "false_alarm_rate" {
+  description = "CUTOVER_FALSE_ALARM_RATE: chance a healthy candidate is rolled back over a whole rollout, however often steps are looked at (sequential tests)."
+  type        = number
+  default     = 0.005
+
+  validation {
+    condition     = var.false_alarm_rate > 0 && var.false_alarm_rate <= 0.5
+    error_message = "false_alarm_rate must be above 0 and at most 0.5."
+  }
+}
+
+variable "miss_rate" {
+  description = "CUTOVER_MISS_RATE: chance a regressed candidate is passed at the step that gives it 100%."
+  type        = number
+  default     = 0.01
+
+  validation {
+    condition     = var.miss_rate > 0 && var.miss_rate <= 0.5
+    error_message = "miss_rate must be above 0 and at most 0.5."
+  }
+}
+
+variable "canary_miss_rate" {
+  description = "CUTOVER_CANARY_MISS_RATE: the same for the absolute limits on the earlier (canary) steps, where little traffic is at stake."
+  type        = number
+  default     = 0.25
+
+  validation {
+    condition     = var.canary_miss_rate >= 0 && var.canary_miss_rate <= 1
+    error_message = "canary_miss_rate is a fraction from 0 to 1."
+  }
+}
+
 variable "push_auth" {
   description = "CUTOVER_PUSH_AUTH: google (verify the OIDC token of every push) or none. Keep google on Cloud Run: none is for local tests only."
   type        = string
