@@ -319,7 +319,15 @@ async fn handle_build(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Ack
         .filter(|p| !p.is_empty())
         .unwrap_or(&app.project);
     let region = build.region().unwrap_or(&app.default_region);
-    let target = ServiceRef::new(project, region, service);
+    let target = match ServiceRef::checked(project, region, service) {
+        Ok(t) => t,
+        Err(why) => {
+            return Ok(Acked::Ignored {
+                message_id: id,
+                reason: format!("build {} names no usable service: {why}", build.build_id),
+            });
+        }
+    };
     tracing::info!(message_id = %id, build_id = %build.build_id, service = %target, "build finished");
     let key = format!("{target}#{}", build.build_id);
     if app.handled_builds.contains(&key) {
@@ -394,7 +402,18 @@ async fn handle_alert(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Ack
         .clone()
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| app.default_region.clone());
-    let target = ServiceRef::new(project, region, service);
+    let target = match ServiceRef::checked(&project, &region, &service) {
+        Ok(t) => t,
+        Err(why) => {
+            return Ok(Acked::Ignored {
+                message_id: id,
+                reason: format!(
+                    "incident {} names no usable service: {why}",
+                    incident.incident_id
+                ),
+            });
+        }
+    };
     tracing::warn!(message_id = %id, incident = %incident.incident_id, service = %target, "alert opened");
     let trigger = Trigger::Alert {
         incident_id: incident.incident_id.clone(),

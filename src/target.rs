@@ -27,6 +27,22 @@ impl ServiceRef {
         }
     }
 
+    /// A service named by an event: every part must be safe in a URL path, so a message cannot
+    /// point cutover at another resource than the one it names (`p/locations/x/services/y#`).
+    pub fn checked(project: &str, region: &str, name: &str) -> Result<ServiceRef, String> {
+        for (what, v) in [("project", project), ("region", region), ("service", name)] {
+            let safe = !v.is_empty()
+                && v.len() <= 63
+                && v.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == ':'
+                });
+            if !safe {
+                return Err(format!("{what} {v:?} is not a valid {what} id"));
+            }
+        }
+        Ok(ServiceRef::new(project, region, name))
+    }
+
     /// The full resource name used by the Run Admin API v2.
     pub fn resource_name(&self) -> String {
         format!(
@@ -58,6 +74,22 @@ impl fmt::Display for ServiceRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_from_events_must_be_path_safe() {
+        assert!(ServiceRef::checked("acme-prod", "us-central1", "api").is_ok());
+        assert!(ServiceRef::checked("123456789012", "europe-west1", "api").is_ok());
+        assert!(ServiceRef::checked("example.com:proj", "us-east1", "api").is_ok());
+        for (p, r, s) in [
+            ("p/locations/l/services/web#", "r", "api"),
+            ("p", "r/x", "api"),
+            ("p", "r", "a?b"),
+            ("", "r", "api"),
+            ("P", "r", "api"),
+        ] {
+            assert!(ServiceRef::checked(p, r, s).is_err(), "{p} {r} {s}");
+        }
+    }
 
     #[test]
     fn resource_names_round_trip() {

@@ -1,7 +1,6 @@
 //! Single faults, one at a time, against one cutover instance on a manual clock: what cutover
 //! does with each kind of misbehaviour that the chaos suite mixes together. Each test states the
-//! behaviour it pins; where cutover's behaviour is a known gap, the test says so and is ignored
-//! (see docs/reliability.md, "Findings").
+//! behaviour it pins (see also docs/reliability.md, "Findings").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -318,4 +317,66 @@ async fn a_run_api_that_keeps_answering_garbage_is_nacked() {
     let p = t.release(RevisionProfile::healthy()).await;
     assert_eq!(p.status, 503, "worth a redelivery: {}", p.body);
     assert_eq!(t.steps(), vec![0], "nothing written");
+}
+
+/// A build whose `projectId` smuggles a path (`…/services/web#`) must not make cutover touch a
+/// service the build does not name.
+///
+/// Finding F2 (docs/reliability.md), fixed: the project id of a build (and the project and
+/// location of an incident) reached the Run API URL unvalidated; now every part of the service
+/// an event names must be path-safe, or the message is acknowledged and ignored.
+#[tokio::test]
+async fn a_project_id_cannot_retarget_another_service() {
+    let t = Solo::start(&[]).await;
+    t.fake.add_service(
+        PROJECT,
+        REGION,
+        "web",
+        "web-00001-abc",
+        RevisionProfile::healthy(),
+        30.0,
+    );
+    t.fake.deploy(
+        PROJECT,
+        REGION,
+        "web",
+        "web-00002-def",
+        RevisionProfile::healthy(),
+    );
+    t.fake.deploy(
+        PROJECT,
+        REGION,
+        "api",
+        "api-00002-def",
+        RevisionProfile::healthy(),
+    );
+    let sneaky = format!("{PROJECT}/locations/{REGION}/services/web#");
+    let data = cutover::events::encode_build(
+        "b-sneaky",
+        &cutover::events::BuildStatus::Success,
+        &sneaky,
+        "api",
+        REGION,
+        t.clock.now(),
+    );
+    let attrs =
+        cutover::events::build_attributes("b-sneaky", &cutover::events::BuildStatus::Success);
+    let p = t
+        .push
+        .push(
+            "/pubsub/builds",
+            "cutover-builds",
+            &data,
+            &attrs,
+            t.clock.now(),
+        )
+        .await
+        .expect("cutover answers");
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(
+        t.fake.history(PROJECT, REGION, "web").len(),
+        1,
+        "web was written: {:?}",
+        t.fake.history(PROJECT, REGION, "web")
+    );
 }

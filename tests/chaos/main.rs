@@ -5,8 +5,9 @@
 //! Per seed (see `plan.rs`), for several services at once: two cutover instances share one
 //! [`FakeGcp`](cutover::sim::FakeGcp); every push is delivered 1–5 times and out of order
 //! (`pubsub.rs`); 20 % of API calls fail transiently and 10 % of writes conflict with a
-//! concurrent writer that changes labels or annotations (`cutover::sim::Chaos`); operations
-//! fail or hang, Monitoring answers are partial or empty; instances are killed at random points
+//! concurrent writer that changes labels or annotations (`cutover::sim::Chaos`); 2 % of answers
+//! are garbled (truncated JSON, an HTML 404); operations fail or hang, Monitoring answers are
+//! partial or empty; instances are killed at random points
 //! and restarted; candidates are healthy or regressed at random. Two kinds of seeds:
 //! * in-process (`inproc.rs`): instances run in their own tokio runtimes on a manual clock;
 //!   a kill shuts an instance's runtime down mid-request (every task dropped at its next await,
@@ -21,7 +22,7 @@
 //! Knobs (environment): `CHAOS_SEEDS=N` in-process seeds (default 4), `CHAOS_SEED=k` runs seed
 //! `k` alone, `CHAOS_FIRST_SEED` (default 1), `CHAOS_PROCESS_SEEDS=M` process seeds (default 0;
 //! CI runs 2), `CHAOS_PROCESS_SEED=k` runs process seed `k` alone, `CHAOS_PARALLEL` seeds at once
-//! (default 6).
+//! (default 6), `CHAOS_GARBLED` the ratio of garbled answers (default 0.02).
 //!
 //! `faults.rs` holds deterministic tests of single faults against one cutover instance.
 
@@ -94,14 +95,15 @@ pub fn cli_flags(fake: &FakeGcp) -> Vec<String> {
     .collect()
 }
 
-/// The fake's misbehaviour for `seed`: issue 4's mix (`Chaos::new`), plus garbled answers
-/// (truncated JSON, HTML 404) at the ratio `CHAOS_GARBLED` asks for (default 0: cutover treats
-/// them as permanent, finding F1 in docs/reliability.md).
+/// The fake's misbehaviour for `seed`: issue 4's mix (`Chaos::new`) plus garbled answers
+/// (truncated JSON, an HTML 404 from a front end) for `CHAOS_GARBLED` of the calls (default 2 %;
+/// `0` turns them off).
 pub fn chaos_mix(seed: u64) -> Chaos {
     let mut chaos = Chaos::new(seed);
-    if let Ok(v) = std::env::var("CHAOS_GARBLED") {
-        chaos.garbled_ratio = v.trim().parse().expect("CHAOS_GARBLED is a ratio");
-    }
+    chaos.garbled_ratio = match std::env::var("CHAOS_GARBLED") {
+        Ok(v) => v.trim().parse().expect("CHAOS_GARBLED is a ratio"),
+        Err(_) => 0.02,
+    };
     chaos
 }
 
