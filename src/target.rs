@@ -31,7 +31,8 @@ impl ServiceRef {
     /// point cutover at another resource than the one it names (`p/locations/x/services/y#`).
     pub fn checked(project: &str, region: &str, name: &str) -> Result<ServiceRef, String> {
         for (what, v) in [("project", project), ("region", region), ("service", name)] {
-            let safe = !v.is_empty()
+            // Starting with a letter or digit also rules out `.` and `..` segments.
+            let safe = v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
                 && v.len() <= 63
                 && v.chars().all(|c| {
                     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == ':'
@@ -86,6 +87,8 @@ mod tests {
             ("p", "r", "a?b"),
             ("", "r", "api"),
             ("P", "r", "api"),
+            ("..", "r", "api"),
+            ("p", ".", "api"),
         ] {
             assert!(ServiceRef::checked(p, r, s).is_err(), "{p} {r} {s}");
         }

