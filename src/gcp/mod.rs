@@ -304,6 +304,7 @@ mod tests {
             "an HTML page says nothing about the resource"
         );
         assert!(e.is_transient(), "a front end's page is worth a retry");
+        assert!(e.to_string().contains("non-JSON error body"));
         let e = status_error(
             "GET",
             "/v2/x",
@@ -311,7 +312,6 @@ mod tests {
             br#"{"error":{"code":404,"message":"no","status":"NOT_FOUND"}}"#,
         );
         assert!(e.is_not_found() && !e.is_transient());
-        assert!(e.to_string().contains("non-JSON error body"));
         let e = status_error(
             "GET",
             "/v2/x",
