@@ -2,34 +2,28 @@
 //!
 //! Across instances the etag guard keeps writes safe; inside one instance this gate keeps a burst
 //! of deliveries for the same service from doing the same reads, metric queries and losing
-//! writes many times over. Ticks are routine: if the service is being evaluated already, or an
-//! alert is waiting for it, the tick skips it (the running evaluation does the same work, and the
-//! next tick comes a minute later). Builds and alerts wait, but an alert only ever waits for the
-//! evaluation in flight (and a build already waiting): ticks never queue in front of it.
+//! writes many times over. Ticks are routine: if the service is being evaluated already, the tick
+//! skips it (the running evaluation does the same work, and the next tick comes a minute later).
+//! Builds and alerts wait. Since ticks never wait, they never queue in front of an alert: an alert
+//! waits only for the evaluation in flight (and a build already waiting).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use crate::target::ServiceRef;
 
-#[derive(Default)]
-struct Gate {
-    lock: Arc<tokio::sync::Mutex<()>>,
-    /// Alerts waiting for `lock`.
-    urgent: AtomicUsize,
-}
+type Gate = Arc<tokio::sync::Mutex<()>>;
 
 /// Per-service gates, created on demand and dropped when nobody holds or waits for them.
 #[derive(Default)]
 pub struct Gates {
-    gates: Mutex<HashMap<ServiceRef, Arc<Gate>>>,
+    gates: Mutex<HashMap<ServiceRef, Gate>>,
 }
 
 /// Held while a service is evaluated.
 pub struct Pass {
-    _guard: tokio::sync::OwnedMutexGuard<()>,
-    gate: Arc<Gate>,
+    guard: tokio::sync::OwnedMutexGuard<()>,
     service: ServiceRef,
     gates: Arc<Gates>,
 }
@@ -37,26 +31,24 @@ pub struct Pass {
 impl Drop for Pass {
     fn drop(&mut self) {
         let mut map = self.gates.gates.lock().unwrap_or_else(|p| p.into_inner());
-        // Two references: this pass and the map. Nobody else holds or waits: forget the gate.
-        if Arc::strong_count(&self.gate) <= 2 {
+        // Two references: the map's and this pass's. Nobody else waits: forget the gate.
+        if Arc::strong_count(tokio::sync::OwnedMutexGuard::mutex(&self.guard)) <= 2 {
             map.remove(&self.service);
         }
     }
 }
 
-/// How urgently an evaluation needs the service.
+/// How an evaluation takes the service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Urgency {
-    /// A tick: skip if the service is busy or an alert waits.
+    /// A tick: skip if the service is busy.
     Routine,
-    /// A build: wait in turn.
-    Normal,
-    /// An alert: wait only for the evaluation in flight.
-    Urgent,
+    /// A build or an alert: wait for the evaluation in flight.
+    Waits,
 }
 
 impl Gates {
-    fn gate(&self, service: &ServiceRef) -> Arc<Gate> {
+    fn gate(&self, service: &ServiceRef) -> Gate {
         let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(service.clone()).or_default())
     }
@@ -65,23 +57,11 @@ impl Gates {
     pub async fn enter(self: &Arc<Self>, service: &ServiceRef, urgency: Urgency) -> Option<Pass> {
         let gate = self.gate(service);
         let guard = match urgency {
-            Urgency::Routine => {
-                if gate.urgent.load(Ordering::SeqCst) > 0 {
-                    return None;
-                }
-                Arc::clone(&gate.lock).try_lock_owned().ok()?
-            }
-            Urgency::Normal => Arc::clone(&gate.lock).lock_owned().await,
-            Urgency::Urgent => {
-                gate.urgent.fetch_add(1, Ordering::SeqCst);
-                let g = Arc::clone(&gate.lock).lock_owned().await;
-                gate.urgent.fetch_sub(1, Ordering::SeqCst);
-                g
-            }
+            Urgency::Routine => gate.try_lock_owned().ok()?,
+            Urgency::Waits => gate.lock_owned().await,
         };
         Some(Pass {
-            _guard: guard,
-            gate,
+            guard,
             service: service.clone(),
             gates: Arc::clone(self),
         })
@@ -174,7 +154,7 @@ mod tests {
     #[tokio::test]
     async fn routine_work_skips_a_busy_service() {
         let gates = Arc::new(Gates::default());
-        let held = gates.enter(&svc(), Urgency::Normal).await.unwrap();
+        let held = gates.enter(&svc(), Urgency::Waits).await.unwrap();
         assert!(gates.enter(&svc(), Urgency::Routine).await.is_none());
         assert!(
             gates
@@ -191,7 +171,7 @@ mod tests {
         let gates = Arc::new(Gates::default());
         let held = gates.enter(&svc(), Urgency::Routine).await.unwrap();
         let g = Arc::clone(&gates);
-        let alert = tokio::spawn(async move { g.enter(&svc(), Urgency::Urgent).await.is_some() });
+        let alert = tokio::spawn(async move { g.enter(&svc(), Urgency::Waits).await.is_some() });
         tokio::task::yield_now().await;
         // While the alert waits, routine work does not queue in front of it.
         for _ in 0..10 {
@@ -228,7 +208,7 @@ mod tests {
         let gates = Arc::new(Gates::default());
         for i in 0..100 {
             let _p = gates
-                .enter(&ServiceRef::new("p", "r", format!("s{i}")), Urgency::Normal)
+                .enter(&ServiceRef::new("p", "r", format!("s{i}")), Urgency::Waits)
                 .await;
         }
         assert!(gates.is_empty());

@@ -254,8 +254,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         deadline: Instant,
     ) -> Result<Vec<DecisionRecord>, ReconcileError> {
         let urgency = match trigger {
-            Trigger::Alert { .. } => Urgency::Urgent,
-            Trigger::Build { .. } => Urgency::Normal,
+            Trigger::Alert { .. } | Trigger::Build { .. } => Urgency::Waits,
             Trigger::Tick => Urgency::Routine,
         };
         let Some(_pass) = self.gates.enter(target, urgency).await else {

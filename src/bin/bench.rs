@@ -76,6 +76,15 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// `p50 … / p99 …` of sorted milliseconds.
+fn p50_p99(sorted: &[f64]) -> String {
+    format!(
+        "p50 {} / p99 {}",
+        ms(percentile(sorted, 0.5)),
+        ms(percentile(sorted, 0.99))
+    )
+}
+
 fn ms(d: f64) -> String {
     if d < 10.0 {
         format!("{d:.2} ms")
@@ -185,71 +194,18 @@ fn rollback_patch_at(fake: &FakeGcp, service: &str) -> Option<Timestamp> {
 
 // ---- the Pub/Sub emulator over REST ----
 
-struct Emulator {
+/// The emulator's REST surface: topics, push subscriptions, publish.
+struct Rest {
     host: String,
-    child: Option<std::process::Child>,
     http: reqwest::Client,
 }
 
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = Command::new("kill")
-                .arg("--")
-                .arg(format!("-{}", c.id()))
-                .status();
-            let _ = c.kill();
-            let _ = c.wait();
+impl Rest {
+    fn new(host: &str) -> Rest {
+        Rest {
+            host: host.to_string(),
+            http: reqwest::Client::new(),
         }
-    }
-}
-
-impl Emulator {
-    async fn start() -> Result<Emulator> {
-        let http = reqwest::Client::new();
-        if let Ok(host) = std::env::var("PUBSUB_EMULATOR_HOST")
-            && !host.is_empty()
-        {
-            return Ok(Emulator {
-                host,
-                child: None,
-                http,
-            });
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let host = format!("127.0.0.1:{port}");
-        use std::os::unix::process::CommandExt;
-        let child = Command::new("gcloud")
-            .args([
-                "beta",
-                "emulators",
-                "pubsub",
-                "start",
-                &format!("--host-port={host}"),
-                &format!("--project={PROJECT}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .context("starting the Pub/Sub emulator (gcloud beta emulators pubsub start)")?;
-        let emu = Emulator {
-            host,
-            child: Some(child),
-            http,
-        };
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(90) {
-            if let Ok(r) = emu.http.get(format!("http://{}/", emu.host)).send().await
-                && r.status().is_success()
-            {
-                return Ok(emu);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        bail!("the Pub/Sub emulator did not start")
     }
 
     async fn put(&self, path: &str, body: serde_json::Value) -> Result<()> {
@@ -303,7 +259,10 @@ impl Emulator {
 
 async fn alert_end_to_end(quick: bool) -> Result<Vec<Row>> {
     let alerts = if quick { 3 } else { 20 };
-    let emu = Emulator::start().await?;
+    let process = cutover::sim::emulator::Emulator::start(PROJECT)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let emu = Rest::new(&process.host);
     let suffix = std::process::id();
 
     // The emulator's own publish → push latency, to a trivial endpoint.
@@ -369,11 +328,7 @@ async fn alert_end_to_end(quick: bool) -> Result<Vec<Row>> {
         let (ticking, ticks_sent) = (Arc::clone(&ticking), Arc::clone(&ticks_sent));
         let emu_host = emu.host.clone();
         tokio::spawn(async move {
-            let emu = Emulator {
-                host: emu_host,
-                child: None,
-                http: reqwest::Client::new(),
-            };
+            let emu = Rest::new(&emu_host);
             while ticking.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = emu
                     .publish(
@@ -447,27 +402,19 @@ async fn alert_end_to_end(quick: bool) -> Result<Vec<Row>> {
                 e2e.len(),
                 ticks_sent.load(std::sync::atomic::Ordering::Relaxed)
             ),
-            format!("p50 {} / p99 {}", ms(percentile(&e2e, 0.5)), ms(p99)),
+            p50_p99(&e2e),
             "p99 ≤ 250 ms",
             Some(p99 <= 250.0),
         ),
         row(
             "   of which publish → push to cutover (emulator)",
-            format!(
-                "p50 {} / p99 {}",
-                ms(percentile(&emu_part, 0.5)),
-                ms(percentile(&emu_part, 0.99))
-            ),
+            p50_p99(&emu_part),
             "measured, not ours",
             None,
         ),
         row(
             "   of which push received → traffic flipped (cutover)",
-            format!(
-                "p50 {} / p99 {}",
-                ms(percentile(&share, 0.5)),
-                ms(percentile(&share, 0.99))
-            ),
+            p50_p99(&share),
             "",
             None,
         ),
@@ -476,11 +423,7 @@ async fn alert_end_to_end(quick: bool) -> Result<Vec<Row>> {
                 "   emulator alone: publish → push to an empty endpoint ({} messages)",
                 baseline.len()
             ),
-            format!(
-                "p50 {} / p99 {}",
-                ms(percentile(&baseline, 0.5)),
-                ms(percentile(&baseline, 0.99))
-            ),
+            p50_p99(&baseline),
             "≈ 60 ms here (issue)",
             None,
         ),
@@ -524,7 +467,7 @@ async fn controller_overhead(quick: bool) -> Result<Vec<Row>> {
             "2. controller overhead: push received → PATCH sent ({} alerts, zero-latency fake, one GET included)",
             overhead.len()
         ),
-        format!("p50 {} / p99 {}", ms(percentile(&overhead, 0.5)), ms(p99)),
+        p50_p99(&overhead),
         "p99 ≤ 2 ms",
         Some(p99 <= 2.0),
     )])

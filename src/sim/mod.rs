@@ -33,6 +33,7 @@
 //! ```
 
 pub mod demo;
+pub mod emulator;
 mod fake_metadata;
 mod fake_monitoring;
 mod fake_run;

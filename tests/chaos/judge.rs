@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use cutover::sim::FakeGcp;
 use jiff::{SignedDuration, Timestamp};
@@ -11,6 +12,7 @@ use serde_json::Value;
 
 use crate::invariants::{self, Subject, Violation};
 use crate::plan::{Health, Plan, ServicePlan};
+use crate::pubsub::{Message, Subscription};
 use crate::{PROJECT, REGION, STEPS, SeedReport};
 
 /// What happened to a service during the run, beyond what the fake recorded.
@@ -68,6 +70,28 @@ fn record_text(fake: &FakeGcp, service: &str) -> String {
 }
 
 /// Judges every service of `plan` on `fake` into `report`.
+/// Judges a finished seed, and notes any published message that was never acknowledged.
+pub fn conclude(
+    fake: &FakeGcp,
+    plan: &Plan,
+    facts: &BTreeMap<String, Facts>,
+    sub: &Subscription,
+    published: &[Arc<Message>],
+    report: &mut SeedReport,
+) {
+    judge(fake, plan, facts, report);
+    let lost: Vec<String> = sub
+        .unacked(published)
+        .iter()
+        .map(|m| format!("{} ({})", m.what, m.id))
+        .collect();
+    if !lost.is_empty() {
+        report
+            .evidence
+            .push_str(&format!("  never acked: {}\n", lost.join(", ")));
+    }
+}
+
 pub fn judge(
     fake: &FakeGcp,
     plan: &Plan,

@@ -38,8 +38,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use cutover::config::{Cli, Command, ServeArgs};
+use cutover::config::ServeArgs;
 use cutover::sim::{Chaos, FakeGcp, FaultCounts};
 use futures::StreamExt;
 
@@ -53,46 +52,12 @@ pub const STEPS: &[u8] = &[10, 50, 100];
 
 /// cutover settings pointing at `fake`, with `extra` flags appended (later flags win).
 pub fn serve_args(fake: &FakeGcp, extra: &[String]) -> ServeArgs {
-    let mut argv = cli_flags(fake);
-    argv.extend(extra.iter().cloned());
-    let argv = ["cutover".to_string(), "serve".to_string()]
-        .into_iter()
-        .chain(argv);
-    match Cli::try_parse_from(argv)
-        .expect("chaos flags parse")
-        .command
-    {
-        Command::Serve(a) => *a,
-        _ => unreachable!("`serve` parses as Serve"),
-    }
+    cutover::sim::local::serve_args(fake, PROJECT, REGION, extra).expect("chaos flags parse")
 }
 
 /// The flags that point cutover at `fake` without credentials.
 pub fn cli_flags(fake: &FakeGcp) -> Vec<String> {
-    let base = fake.base_url();
-    [
-        "--project",
-        PROJECT,
-        "--region",
-        REGION,
-        "--regions",
-        REGION,
-        "--run-endpoint",
-        &base,
-        "--monitoring-endpoint",
-        &base,
-        "--metadata-host",
-        &fake.metadata_host(),
-        "--auth",
-        "none",
-        "--push-auth",
-        "none",
-        "--log-format",
-        "text",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    cutover::sim::local::flags(fake, PROJECT, REGION)
 }
 
 /// The fake's misbehaviour for `seed`: issue 4's mix (`Chaos::new`) plus garbled answers

@@ -243,17 +243,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     drop(procs);
     report.scenario_minutes = (begin.elapsed().as_secs() / 60) as u32;
     report.delivery = sub.stats.clone();
-    judge::judge(&fake, &plan, &facts, &mut report);
-    let lost: Vec<String> = sub
-        .unacked(&published)
-        .iter()
-        .map(|m| format!("{} ({})", m.what, m.id))
-        .collect();
-    if !lost.is_empty() {
-        report
-            .evidence
-            .push_str(&format!("  never acked: {}\n", lost.join(", ")));
-    }
+    judge::conclude(&fake, &plan, &facts, &sub, &published, &mut report);
     report.elapsed = started.elapsed();
     report
 }

@@ -6,85 +6,15 @@
 //! own emulator with `gcloud beta emulators pubsub start` on a free port and stops it after.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cutover::events::{BuildStatus, build_attributes, encode_build};
 use cutover::sim::RevisionProfile;
+use cutover::sim::emulator::Emulator;
 use google_cloud_pubsub::client::{Publisher, SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::{Message, PushConfig};
 
 use crate::helpers::*;
-
-/// An emulator this test started (stopped on drop), or one that was already running.
-struct Emulator {
-    host: String,
-    child: Option<Child>,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            // gcloud starts the Java emulator as a child: stop the whole process group.
-            let _ = Command::new("kill")
-                .arg("--")
-                .arg(format!("-{}", child.id()))
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn emulator() -> Emulator {
-    if let Ok(host) = std::env::var("PUBSUB_EMULATOR_HOST")
-        && !host.is_empty()
-    {
-        return Emulator { host, child: None };
-    }
-    let host = format!("127.0.0.1:{}", free_port());
-    use std::os::unix::process::CommandExt;
-    let child = Command::new("gcloud")
-        .args([
-            "beta",
-            "emulators",
-            "pubsub",
-            "start",
-            &format!("--host-port={host}"),
-            &format!("--project={PROJECT}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("gcloud is installed (the Pub/Sub emulator ships with it)");
-    let emu = Emulator {
-        host,
-        child: Some(child),
-    };
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://{}/", emu.host)).await
-            && r.status().is_success()
-        {
-            return emu;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "the Pub/Sub emulator did not start on {}",
-            emu.host
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 fn anonymous() -> google_cloud_auth::credentials::Credentials {
     google_cloud_auth::credentials::anonymous::Builder::new().build()
@@ -103,7 +33,9 @@ async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_published_through_the_emulator_rolls_out_to_completion() {
-    let emu = emulator().await;
+    let emu = Emulator::start(PROJECT)
+        .await
+        .expect("the Pub/Sub emulator");
     let endpoint = format!("http://{}", emu.host);
     let mut t = spawn_app(&[]).await;
     let cutover_url = t.push.base().to_string();
