@@ -111,8 +111,8 @@ pub struct ServeArgs {
     #[arg(long, env = "GCE_METADATA_HOST", value_name = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
     pub metadata_host: String,
 
-    /// Path GET on the candidate's tag URL must answer 2xx before it gets traffic [default: no smoke check].
-    #[arg(long, env = "CUTOVER_SMOKE_PATH", value_name = "CUTOVER_SMOKE_PATH")]
+    /// Path GET on the candidate's tag URL must answer 2xx before it gets traffic, e.g. /healthz [default: no smoke check].
+    #[arg(long, env = "CUTOVER_SMOKE_PATH", value_name = "CUTOVER_SMOKE_PATH", value_parser = smoke_path)]
     pub smoke_path: Option<String>,
 
     /// Candidate traffic steps in percent, ending at 100.
@@ -199,7 +199,7 @@ pub struct ServeArgs {
     )]
     pub jwks_url: String,
 
-    /// Expected `aud` of push tokens (required with CUTOVER_PUSH_AUTH=google).
+    /// Base of the expected `aud` of push tokens: /pubsub/builds expects `<this>/builds`, /pubsub/alerts `<this>/alerts`, /pubsub/ticks `<this>/ticks` (required with CUTOVER_PUSH_AUTH=google).
     #[arg(
         long,
         env = "CUTOVER_PUSH_AUDIENCE",
@@ -215,6 +215,23 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub push_service_accounts: Vec<String>,
+
+    /// Longest time from a request's first byte to the end of its headers; the connection is closed after it.
+    #[arg(long, env = "CUTOVER_HEADER_READ_TIMEOUT", value_name = "CUTOVER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: SignedDuration,
+
+    /// Longest time a connection stays open without a request (before its first one, or between keep-alive requests).
+    #[arg(long, env = "CUTOVER_IDLE_TIMEOUT", value_name = "CUTOVER_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub idle_timeout: SignedDuration,
+
+    /// Most open connections; at the cap the oldest connection without a request in progress is closed for a new one (lowered to fit the file descriptor limit).
+    #[arg(
+        long,
+        env = "CUTOVER_MAX_CONNECTIONS",
+        value_name = "CUTOVER_MAX_CONNECTIONS",
+        default_value_t = 2000
+    )]
+    pub max_connections: usize,
 
     /// Time budget for handling one event; keep it below the subscription's ack deadline.
     #[arg(long, env = "CUTOVER_EVENT_DEADLINE", value_name = "CUTOVER_EVENT_DEADLINE", default_value = "50s", value_parser = duration)]
@@ -352,6 +369,35 @@ fn risk(s: &str) -> Result<f64, String> {
     policy::parse_risk(s)
 }
 
+/// `CUTOVER_SMOKE_PATH`: an absolute path (a leading `/` is added to a value starting with a
+/// letter or digit), optionally with a query, that cannot change which host the smoke check
+/// reaches once appended to the candidate's tag URL: no `//` at its start (a scheme-relative
+/// reference), no `@` (user info), no backslash, `#`, whitespace, control or non-ASCII characters.
+/// Empty means no smoke check.
+fn smoke_path(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let path = if s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        format!("/{s}")
+    } else {
+        s.to_string()
+    };
+    if !path.starts_with('/') || path.starts_with("//") {
+        return Err(format!(
+            "{s:?} must be an absolute path such as /healthz (one leading /)"
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:?".contains(c);
+    if let Some(bad) = path.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "{s:?} contains {bad:?}; a smoke path may hold letters, digits and -._~%!$&'()*+,;=:/? only"
+        ));
+    }
+    Ok(path)
+}
+
 /// Validated latency percentiles (quantiles, ascending).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Percentiles(pub Vec<f64>);
@@ -388,17 +434,7 @@ impl ServeArgs {
             miss_rate: self.miss_rate,
             canary_miss_rate: self.canary_miss_rate,
             judge: policy::JudgeKind::Sequential,
-            smoke_path: self
-                .smoke_path
-                .clone()
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| {
-                    if p.starts_with('/') {
-                        p
-                    } else {
-                        format!("/{p}")
-                    }
-                }),
+            smoke_path: self.smoke_path.clone().filter(|p| !p.is_empty()),
         };
         let fail = |var, reason: &str| ConfigError {
             var,
@@ -454,6 +490,31 @@ impl ServeArgs {
                 reason: "must be positive".into(),
             });
         }
+        if self.push_auth == PushAuthMode::Google {
+            crate::events::auth::check_jwks_url(self.jwks_url.trim()).map_err(|reason| {
+                ConfigError {
+                    var: "CUTOVER_JWKS_URL",
+                    reason,
+                }
+            })?;
+        }
+        for (var, d) in [
+            ("CUTOVER_HEADER_READ_TIMEOUT", self.header_read_timeout),
+            ("CUTOVER_IDLE_TIMEOUT", self.idle_timeout),
+        ] {
+            if !d.is_positive() {
+                return Err(ConfigError {
+                    var,
+                    reason: "must be positive".into(),
+                });
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError {
+                var: "CUTOVER_MAX_CONNECTIONS",
+                reason: "must be at least 1".into(),
+            });
+        }
         for (var, url) in [
             ("CUTOVER_RUN_ENDPOINT", &self.run_endpoint),
             ("CUTOVER_MONITORING_ENDPOINT", &self.monitoring_endpoint),
@@ -467,6 +528,16 @@ impl ServeArgs {
             }
         }
         Ok(())
+    }
+
+    /// Limits of the listening socket.
+    pub fn transport_limits(&self) -> crate::server::transport::Limits {
+        let secs = |d: SignedDuration| Duration::from_secs(d.as_secs().max(1) as u64);
+        crate::server::transport::Limits {
+            max_connections: self.max_connections,
+            header_read_timeout: secs(self.header_read_timeout),
+            idle_timeout: secs(self.idle_timeout),
+        }
     }
 
     /// The per-event deadline as a std duration.

@@ -1,4 +1,4 @@
-//! The ack/nack policy, in one place.
+//! The ack/nack policy, and what callers are told, in one place.
 //!
 //! Pub/Sub acknowledges a push on 102/200/201/202/204 and redelivers on anything else, so the
 //! status code of each answer *is* the error-handling policy:
@@ -7,15 +7,35 @@
 //!   with the message id and reason: redelivering it would never help;
 //! - a transient failure (Google API throttled, unavailable, timed out) → 503, so Pub/Sub's
 //!   retry policy is the backoff;
-//! - a body that is not a push envelope → 400; above 1 MiB → 413 (the body limit layer);
-//! - push authentication failed → 401 (503 if the signing keys could not be fetched).
+//! - a body that is not a push envelope → 400; above [`crate::server::MAX_BODY_BYTES`] → 413
+//!   (the body limit layer);
+//! - push authentication failed → 401 (503 if the signing keys could not be fetched), answered
+//!   from the headers alone, before any of the body is read.
+//!
+//! **What the body says.** An error answer says only what kind of failure it was
+//! (`{"error": "unauthorized"}`, `{"error": "temporarily unavailable", "messageId": …}`): the
+//! caller may be anyone who can reach the port, and the detail (which claim failed, the key
+//! server's or a Google API's URL, an upstream error text) helps an attacker more than it helps
+//! Pub/Sub, which ignores the body. The detail goes to the log, one warn line per refusal.
+//!
+//! Acknowledged answers (200) keep their reasons and decisions: they go only to a caller whose
+//! push was authenticated (or to anyone when push authentication is off, which already lets
+//! them act), and they say, in cutover's own words, what was decided about the caller's own
+//! message — what a person replaying a message by hand, or the tests, need to see. Pub/Sub
+//! itself keeps no response body. They never carry token claims (authentication is over by
+//! then), and every URL in them (an upstream error naming the Run API, a tag URL in a smoke
+//! check's reason) is replaced by [`REDACTED_URL`], so internal endpoints are not disclosed even
+//! to that caller.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::events::AuthError;
+
+/// What replaces a URL in a caller-facing body.
+pub const REDACTED_URL: &str = "<url>";
 
 /// A push that was not handled.
 #[derive(Debug, thiserror::Error)]
@@ -32,22 +52,44 @@ pub enum PushError {
 
 impl IntoResponse for PushError {
     fn into_response(self) -> Response {
-        let status = match &self {
-            PushError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            PushError::AuthUnavailable(_) | PushError::Transient { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
+        let (status, body) = match &self {
+            PushError::Unauthorized(e) => {
+                tracing::warn!(error = %e, "push refused");
+                (StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}))
             }
-            PushError::NotAnEnvelope(_) => StatusCode::BAD_REQUEST,
-        };
-        match &self {
-            PushError::Unauthorized(e) => tracing::warn!(error = %e, "push refused"),
-            PushError::AuthUnavailable(e) => tracing::warn!(error = %e, "push not verifiable now"),
-            PushError::NotAnEnvelope(e) => tracing::warn!(error = %e, "push body refused"),
+            PushError::AuthUnavailable(e) => {
+                tracing::warn!(error = %e, "push not verifiable now");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "temporarily unavailable"}),
+                )
+            }
+            PushError::NotAnEnvelope(e) => {
+                tracing::warn!(error = %e, "push body refused");
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "not a Pub/Sub push envelope"}),
+                )
+            }
             PushError::Transient { message_id, reason } => {
-                tracing::warn!(message_id = %message_id, reason = %reason, "transient failure, asking Pub/Sub to redeliver")
+                tracing::warn!(message_id = %message_id, reason = %reason, "transient failure, asking Pub/Sub to redeliver");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "temporarily unavailable", "messageId": redact_urls(message_id)}),
+                )
             }
+        };
+        let mut response = (status, Json(body)).into_response();
+        if matches!(
+            self,
+            PushError::Unauthorized(_) | PushError::AuthUnavailable(_)
+        ) {
+            // The body of a refused push is never read: close rather than drain it.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        (status, Json(json!({"error": self.to_string()}))).into_response()
+        response
     }
 }
 
@@ -72,16 +114,176 @@ impl IntoResponse for Acked {
             } => {
                 body["messageId"] = json!(message_id);
                 body["outcome"] = json!("handled");
+                redact_json(&mut body);
                 (StatusCode::OK, Json(body)).into_response()
             }
             Acked::Ignored { message_id, reason } => {
                 tracing::info!(message_id = %message_id, reason = %reason, "message acknowledged and ignored");
-                (
-                    StatusCode::OK,
-                    Json(json!({"messageId": message_id, "outcome": "ignored", "reason": reason})),
-                )
-                    .into_response()
+                let mut body =
+                    json!({"messageId": message_id, "outcome": "ignored", "reason": reason});
+                redact_json(&mut body);
+                (StatusCode::OK, Json(body)).into_response()
             }
         }
+    }
+}
+
+/// `text` with every `http://…` and `https://…` URL (up to the next whitespace, quote or angle
+/// bracket, less trailing punctuation) replaced by [`REDACTED_URL`]. Matching is
+/// case-insensitive.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = find_scheme(rest) {
+        out.push_str(&rest[..start]);
+        out.push_str(REDACTED_URL);
+        let url = &rest[start..];
+        let end = url
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .unwrap_or(url.len());
+        // Punctuation ending the sentence around the URL stays.
+        let kept = url[..end].trim_end_matches([':', ',', '.', ';', ')']).len();
+        rest = &url[kept.max(1)..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Byte offset of the first `http://` or `https://` in `text`, any case.
+fn find_scheme(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    [lower.find("http://"), lower.find("https://")]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// Applies [`redact_urls`] to every string (and object key) in `value`.
+pub fn redact_json(value: &mut Value) {
+    match value {
+        Value::String(s) => {
+            if find_scheme(s).is_some() {
+                *s = redact_urls(s);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_json),
+        Value::Object(map) => {
+            let keys: Vec<String> = map
+                .keys()
+                .filter(|k| find_scheme(k).is_some())
+                .cloned()
+                .collect();
+            for key in keys {
+                if let Some(v) = map.remove(&key) {
+                    map.insert(redact_urls(&key), v);
+                }
+            }
+            map.values_mut().for_each(redact_json);
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(response: Response) -> (u16, String) {
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[test]
+    fn urls_are_redacted_in_any_case_and_position() {
+        assert_eq!(
+            redact_urls("GET https://run.googleapis.com/v2/projects/p: HTTP 503"),
+            "GET <url>: HTTP 503"
+        );
+        assert_eq!(
+            redact_urls("HTTP://a.example/x and \"http://b.example\""),
+            "<url> and \"<url>\""
+        );
+        assert_eq!(
+            redact_urls("no url here, http:/ nor https"),
+            "no url here, http:/ nor https"
+        );
+        assert_eq!(redact_urls("ends with https://"), "ends with <url>");
+    }
+
+    #[test]
+    fn json_bodies_are_redacted_throughout() {
+        let mut v = json!({
+            "decisions": [{"reason": "smoke check failed: GET http://127.0.0.1:9/__tag/x answered 302", "n": 1}],
+            "failures": ["GET https://run.googleapis.com/v2/x: timed out"],
+            "https://key.example": true,
+        });
+        redact_json(&mut v);
+        let shown = v.to_string();
+        assert!(!shown.contains("http"), "{shown}");
+        assert_eq!(v["decisions"][0]["n"], 1);
+    }
+
+    #[tokio::test]
+    async fn error_bodies_are_generic() {
+        let cases = [
+            PushError::Unauthorized(AuthError::WrongAudience(
+                "https://elsewhere.example/builds".into(),
+            )),
+            PushError::Unauthorized(AuthError::WrongEmail("intruder@evil.example".into())),
+            PushError::AuthUnavailable(AuthError::KeysUnavailable(
+                "https://www.googleapis.com/oauth2/v3/certs answered HTTP 500".into(),
+            )),
+            PushError::NotAnEnvelope("missing field `message` at line 1".into()),
+            PushError::Transient {
+                message_id: "42".into(),
+                reason:
+                    "GET https://run.googleapis.com/v2/projects/p/locations/r/services/s: HTTP 503"
+                        .into(),
+            },
+        ];
+        for e in cases {
+            let shown = e.to_string();
+            let (status, body) = body_of(e.into_response()).await;
+            assert!(status >= 400, "{shown}");
+            for secret in ["http", "aud", "email", "intruder", "googleapis", "field"] {
+                assert!(!body.contains(secret), "{shown} → {body}");
+            }
+        }
+        let (status, body) = body_of(
+            PushError::Transient {
+                message_id: "42".into(),
+                reason: "x".into(),
+            }
+            .into_response(),
+        )
+        .await;
+        assert_eq!(status, 503);
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap_or_default(),
+            json!({"error": "temporarily unavailable", "messageId": "42"})
+        );
+    }
+
+    #[tokio::test]
+    async fn acknowledged_bodies_keep_reasons_without_urls() {
+        let (status, body) = body_of(
+            Acked::Ignored {
+                message_id: "7".into(),
+                reason:
+                    "service not found: GET https://run.googleapis.com/v2/x: HTTP 404 NOT_FOUND"
+                        .into(),
+            }
+            .into_response(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        assert_eq!(
+            v["reason"],
+            "service not found: GET <url>: HTTP 404 NOT_FOUND"
+        );
     }
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use cutover::clock::Clock;
-use cutover::config::{Cli, Command, LogFormat};
+use cutover::config::{Cli, Command, LogFormat, PushAuthMode};
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::prelude::*;
@@ -27,12 +27,17 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
+            let fd_limit = cutover::server::transport::raise_fd_limit();
             let app = cutover::server::build(&args, Clock::System).await?;
+            if args.push_auth == PushAuthMode::None {
+                tracing::warn!(
+                    "CUTOVER_PUSH_AUTH=none: push requests are not authenticated, so anyone who can reach this port can start rollouts and trigger rollbacks; use it only with the Pub/Sub emulator or behind an authenticating front end"
+                );
+            }
             let addr = std::net::SocketAddr::from(([0, 0, 0, 0], args.port));
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
+            let listener = cutover::server::transport::listen(addr)
                 .with_context(|| format!("listening on {addr}"))?;
-            tracing::info!(%addr, project = %app.project, regions = ?app.regions, "cutover serving");
+            tracing::info!(%addr, project = %app.project, regions = ?app.regions, fd_limit, "cutover serving");
             cutover::server::run(listener, app, cutover::server::shutdown_signal()).await?;
             Ok(())
         }

@@ -161,19 +161,39 @@ impl DecisionRecord {
 }
 
 /// Checks that a candidate answers before it gets traffic.
+///
+/// The URL comes from the decision core: the candidate's tag URL (from Cloud Run) followed by
+/// `CUTOVER_SMOKE_PATH` (validated at start-up to be an absolute path that cannot change the
+/// authority). Before anything is sent, the check makes sure the request goes to the tag URL's
+/// host: the URL must be some base followed by exactly the configured path, and the whole URL
+/// must have the same scheme, host and port as that base, with no user info. It sends
+/// no credentials and follows no redirect: a 3xx fails the check (a candidate answering a
+/// redirect must not make cutover fetch, and count as healthy, whatever it points at, such as
+/// the metadata server).
 #[derive(Clone)]
 pub struct SmokeCheck {
     http: reqwest::Client,
+    path: Option<String>,
 }
 
 impl SmokeCheck {
-    pub fn new(http: reqwest::Client) -> Self {
-        SmokeCheck { http }
+    /// A smoke check for `path` (`CUTOVER_SMOKE_PATH`, already validated; `None` when no smoke
+    /// check is configured, in which case every check fails). Fails only if no HTTP client can
+    /// be built.
+    pub fn new(path: Option<String>) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client for smoke checks: {e}"))?;
+        Ok(SmokeCheck { http, path })
     }
 
     /// `GET url` must answer 2xx. Connection failures and 5xx are retried a few times (a new
-    /// revision may be starting); any other answer fails at once.
+    /// revision may be starting); any other answer fails at once, a redirect included.
     pub async fn check(&self, url: &str, deadline: Instant) -> Result<(), String> {
+        let target = self.target(url)?;
         let mut last = String::new();
         for attempt in 0..3u32 {
             if attempt > 0 {
@@ -186,16 +206,50 @@ impl SmokeCheck {
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(10));
-            match self.http.get(url).timeout(left).send().await {
+            match self.http.get(target.clone()).timeout(left).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) if r.status().is_server_error() => {
                     last = format!("GET {url} answered {}", r.status())
+                }
+                Ok(r) if r.status().is_redirection() => {
+                    return Err(format!(
+                        "GET {url} answered {} (a redirect; redirects are not followed)",
+                        r.status()
+                    ));
                 }
                 Ok(r) => return Err(format!("GET {url} answered {}", r.status())),
                 Err(e) => last = format!("GET {url} failed: {e}"),
             }
         }
         Err(last)
+    }
+
+    /// The URL to request, if it is the configured path on the tag URL's host.
+    fn target(&self, url: &str) -> Result<reqwest::Url, String> {
+        let refuse = |why: &str| Err(format!("smoke check of {url:?} not sent: {why}"));
+        let Some(path) = self.path.as_deref() else {
+            return refuse("no smoke path is configured");
+        };
+        let Some(base) = url.strip_suffix(path) else {
+            return refuse("it does not end with the configured smoke path");
+        };
+        let (Ok(base), Ok(full)) = (reqwest::Url::parse(base), reqwest::Url::parse(url)) else {
+            return refuse("not a URL");
+        };
+        let same_origin = base.scheme() == full.scheme()
+            && base.host_str() == full.host_str()
+            && base.port_or_known_default() == full.port_or_known_default();
+        if !same_origin || base.query().is_some() || base.fragment().is_some() {
+            return refuse("it does not go to the candidate's tag URL");
+        }
+        if !full.username().is_empty() || full.password().is_some() {
+            return refuse("it carries user info");
+        }
+        match full.scheme() {
+            "https" => Ok(full),
+            "http" if crate::events::auth::is_loopback(&full) => Ok(full),
+            _ => refuse("tag URLs are https"),
+        }
     }
 }
 

@@ -8,17 +8,28 @@
 //! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_REGIONS`.
 //! - `GET /healthz`: 200.
 //!
+//! Every push endpoint is behind [`authenticate`], a layer that checks the `Authorization`
+//! header against that endpoint's audience before any of the body is read: an unauthenticated
+//! request is answered 401 from its headers alone and its connection closed, so it costs no
+//! memory however large a body it announces. Handlers take an [`Authenticated`] proof, which
+//! only that layer produces. Connections themselves (timeouts, the connection cap) are
+//! [`transport`]'s.
+//!
 //! Handlers translate outcomes into [`Acked`] or [`PushError`]; `crate::error` alone decides
-//! which status code each becomes.
+//! which status code each becomes, and what a caller is told.
 
-use std::future::{Future, IntoFuture};
+pub mod transport;
+
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -31,9 +42,10 @@ use crate::clock::Clock;
 use crate::config::{PushAuthMode, ServeArgs};
 use crate::decision::Trigger;
 use crate::error::{Acked, PushError};
+use crate::events::auth::PushEndpoint;
 use crate::events::{
-    BuildNotification, BuildStatus, EnvelopeError, GoogleVerifier, GoogleVerifierConfig, Incident,
-    IncidentState, PushAuth, PushMessage,
+    AuthError, BuildNotification, BuildStatus, EnvelopeError, GoogleVerifier, GoogleVerifierConfig,
+    Incident, IncidentState, PushAuth, PushIdentity, PushMessage,
 };
 use crate::gcp::monitoring::MonitoringClient;
 use crate::gcp::run::RunClient;
@@ -43,9 +55,21 @@ use crate::reconcile::{DecisionRecord, ReconcileError, Reconciler, SmokeCheck};
 use crate::router::cloud_run::CloudRunRouter;
 use crate::target::ServiceRef;
 
-/// Largest push body accepted (Pub/Sub messages are at most 10 MB, but nothing cutover reads
-/// comes close to this).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest push body accepted (from an authenticated caller; others are refused before their
+/// body is read).
+///
+/// Pub/Sub allows 10 MB messages, but what is published on cutover's topics is far smaller. The
+/// largest real messages captured are Cloud Build notifications of 2.3 and 3.1 KB (one step)
+/// and Monitoring incidents of 1.6 to 2.6 KB. A build's message grows with its steps: about
+/// 0.6 KB per step (name, args, timings, status, step image digest) plus any inline `script`
+/// and the step's `$BUILDER_OUTPUT` (empty for the usual builders); an incident is bounded by
+/// its policy's documentation text (a few KB). In the push envelope the data is base64, 4/3 of
+/// its size, plus about 300 bytes. 512 KiB therefore holds about 380 KiB of JSON: a build of
+/// several hundred steps, or a hundred steps each with a few KB of inline script, over 100
+/// times the largest message seen, with half the memory per request of the former 1 MiB. A
+/// larger message is answered 413, redelivered by Pub/Sub and, after the subscription's
+/// delivery attempts, kept in the dead-letter topic: refused loudly, not lost.
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
 
 /// How many handled build ids an instance remembers to short-cut redeliveries.
 const HANDLED_BUILDS_MEMORY: usize = 4096;
@@ -64,6 +88,8 @@ pub struct App {
     pub clock: Clock,
     /// Builds this instance handled recently: their redeliveries cost no API call.
     pub handled_builds: crate::flight::Recent,
+    /// Timeouts and the connection cap of the listening socket.
+    pub transport: transport::Limits,
 }
 
 /// Why cutover could not start.
@@ -122,18 +148,14 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     let google = Google::new(http.clone(), tokens);
     let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.run_endpoint));
     let metrics = CloudMonitoring::new(MonitoringClient::new(google, &args.monitoring_endpoint));
-    let reconciler = Reconciler::new(
-        router,
-        metrics,
-        SmokeCheck::new(http.clone()),
-        policy,
-        clock.clone(),
-    );
+    // The smoke check and the key fetch have clients of their own that follow no redirect.
+    let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(StartError::Setup)?;
+    let reconciler = Reconciler::new(router, metrics, smoke, policy, clock.clone());
     let auth = match args.push_auth {
         PushAuthMode::None => PushAuth::None,
-        PushAuthMode::Google => PushAuth::Google(GoogleVerifier::new(
-            GoogleVerifierConfig {
-                jwks_url: args.jwks_url.clone(),
+        PushAuthMode::Google => PushAuth::Google(
+            GoogleVerifier::new(GoogleVerifierConfig {
+                jwks_url: args.jwks_url.trim().to_string(),
                 audience: args.push_audience.clone().unwrap_or_default(),
                 service_accounts: args
                     .push_service_accounts
@@ -142,9 +164,9 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
                     .filter(|s| !s.is_empty())
                     .collect(),
                 ..GoogleVerifierConfig::default()
-            },
-            http,
-        )),
+            })
+            .map_err(StartError::Setup)?,
+        ),
     };
     Ok(Arc::new(App {
         reconciler: Arc::new(reconciler),
@@ -155,6 +177,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         event_deadline: args.event_deadline(),
         clock,
         handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),
+        transport: args.transport_limits(),
     }))
 }
 
@@ -167,9 +190,13 @@ pub fn app(state: Arc<App>) -> Router {
     // bounds everything else. 408 is a nack, so Pub/Sub redelivers.
     let backstop = state.event_deadline + Duration::from_secs(5);
     let push = Router::new()
-        .route("/pubsub/builds", post(builds))
-        .route("/pubsub/alerts", post(alerts))
-        .route("/pubsub/ticks", post(ticks))
+        .route(PushEndpoint::Builds.path(), post(builds))
+        .route(PushEndpoint::Alerts.path(), post(alerts))
+        .route(PushEndpoint::Ticks.path(), post(ticks))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             backstop,
@@ -193,9 +220,8 @@ pub async fn run(
         shutdown.await;
         let _ = stopping.send(true);
     };
-    let server = axum::serve(listener, app(state))
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let limits = state.transport;
+    let server = transport::serve(listener, app(state), limits, signal);
     let grace = async move {
         if stopped.wait_for(|s| *s).await.is_err() {
             // The server ended on its own; nothing to time.
@@ -235,20 +261,57 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-/// Authenticates and unwraps a push.
-async fn receive(
-    app: &App,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Result<PushMessage, Acked>, PushError> {
-    let authorization = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match app.auth.check(authorization, app.clock.now()).await {
-        Ok(_) => {}
-        Err(e) if e.is_transient() => return Err(PushError::AuthUnavailable(e)),
-        Err(e) => return Err(PushError::Unauthorized(e)),
+/// Proof that a request passed [`authenticate`]: the endpoint it was checked for and, when push
+/// authentication is on, who sent it.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub endpoint: PushEndpoint,
+    pub identity: Option<PushIdentity>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = Response;
+
+    /// Fails closed (401) if the layer did not run, which only a wiring mistake can cause.
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Authenticated>()
+            .cloned()
+            .ok_or_else(|| PushError::Unauthorized(AuthError::MissingToken).into_response())
     }
+}
+
+/// Checks a push request's `Authorization` header for its endpoint, from the headers alone: a
+/// refused request is answered before its body is read (and its connection is then closed, not
+/// drained: see [`PushError`]'s response).
+async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let Some(endpoint) = PushEndpoint::from_path(req.uri().path()) else {
+        return PushError::Unauthorized(AuthError::Malformed("no push endpoint here".into()))
+            .into_response();
+    };
+    let checked = {
+        let authorization = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        app.auth
+            .check(authorization, endpoint, app.clock.now())
+            .await
+    };
+    match checked {
+        Ok(identity) => {
+            req.extensions_mut()
+                .insert(Authenticated { endpoint, identity });
+            next.run(req).await
+        }
+        Err(e) if e.is_transient() => PushError::AuthUnavailable(e).into_response(),
+        Err(e) => PushError::Unauthorized(e).into_response(),
+    }
+}
+
+/// Unwraps an (already authenticated) push.
+fn receive(body: &[u8]) -> Result<Result<PushMessage, Acked>, PushError> {
     match PushMessage::from_body(body) {
         Ok(m) => Ok(Ok(m)),
         Err(EnvelopeError::NotAnEnvelope(why)) => Err(PushError::NotAnEnvelope(why)),
@@ -282,12 +345,12 @@ fn outcome(
     }
 }
 
-async fn builds(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    respond(handle_build(&app, &headers, &body).await)
+async fn builds(State(app): State<Arc<App>>, _push: Authenticated, body: Bytes) -> Response {
+    respond(handle_build(&app, &body).await)
 }
 
-async fn handle_build(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Acked, PushError> {
-    let msg = match receive(app, headers, body).await? {
+async fn handle_build(app: &App, body: &[u8]) -> Result<Acked, PushError> {
+    let msg = match receive(body)? {
         Ok(m) => m,
         Err(acked) => return Ok(acked),
     };
@@ -352,12 +415,12 @@ async fn handle_build(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Ack
     Ok(acked)
 }
 
-async fn alerts(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    respond(handle_alert(&app, &headers, &body).await)
+async fn alerts(State(app): State<Arc<App>>, _push: Authenticated, body: Bytes) -> Response {
+    respond(handle_alert(&app, &body).await)
 }
 
-async fn handle_alert(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Acked, PushError> {
-    let msg = match receive(app, headers, body).await? {
+async fn handle_alert(app: &App, body: &[u8]) -> Result<Acked, PushError> {
+    let msg = match receive(body)? {
         Ok(m) => m,
         Err(acked) => return Ok(acked),
     };
@@ -427,12 +490,12 @@ async fn handle_alert(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Ack
     )
 }
 
-async fn ticks(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    respond(handle_tick(&app, &headers, &body).await)
+async fn ticks(State(app): State<Arc<App>>, _push: Authenticated, body: Bytes) -> Response {
+    respond(handle_tick(&app, &body).await)
 }
 
-async fn handle_tick(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Acked, PushError> {
-    let msg = match receive(app, headers, body).await? {
+async fn handle_tick(app: &App, body: &[u8]) -> Result<Acked, PushError> {
+    let msg = match receive(body)? {
         Ok(m) => m,
         Err(acked) => return Ok(acked),
     };

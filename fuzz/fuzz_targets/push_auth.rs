@@ -1,7 +1,8 @@
 //! Fuzz target: push authentication, the check every push request passes before anything else.
 //!
-//! A local JWKS server publishes cutover's test key; the verifier is configured for one
-//! audience and one push service account. The first input byte picks the attack:
+//! A local JWKS server publishes cutover's test key; the verifier is configured for one base
+//! audience and one push service account, and checks tokens for `/pubsub/builds` (audience
+//! `<base>/builds`). The first input byte picks the attack:
 //! * `0`: the rest is the whole `Authorization` header value;
 //! * `1`: the rest is `header JSON \n claims JSON \n signature bytes`, assembled into a JWT
 //!   (alg confusion, odd kids, `crit`, giant or broken segments) — never validly signed;
@@ -9,8 +10,9 @@
 //!   claim checks themselves are fuzzed.
 //!
 //! Never panics; nothing without a valid signature is accepted; a validly signed token is
-//! accepted only if Google's issuer, the exact audience, the allowed and verified email, a
-//! subject and the time window (30 s leeway) all hold.
+//! accepted only if Google's issuer, the endpoint's exact audience, the allowed and verified
+//! email, a subject, the time window (30 s leeway) and a lifetime of at most an hour (plus the
+//! leeway, from `iat` and from now) all hold.
 #![no_main]
 
 use std::io::{Read, Write};
@@ -18,10 +20,12 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cutover::events::auth::PushEndpoint;
 use cutover::events::{GoogleVerifier, GoogleVerifierConfig, PushAuth, testing};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
+/// The base audience; tokens for `/pubsub/builds` carry `<base>/builds`.
 const AUDIENCE: &str = "https://cutover.example.com/pubsub";
 const ACCOUNT: &str = "pubsub-push@acme-prod.iam.gserviceaccount.com";
 const NOW: i64 = 1_787_220_000;
@@ -62,7 +66,7 @@ fn harness() -> &'static Harness {
             jwks_url: jwks_server(),
             ..GoogleVerifierConfig::new(AUDIENCE, vec![ACCOUNT.to_string()])
         };
-        let auth = PushAuth::Google(GoogleVerifier::new(cfg, reqwest::Client::new()));
+        let auth = PushAuth::Google(GoogleVerifier::new(cfg).expect("an HTTP client"));
         Harness { rt, auth }
     })
 }
@@ -70,7 +74,8 @@ fn harness() -> &'static Harness {
 fn check(header: &str) -> bool {
     let h = harness();
     let now = jiff::Timestamp::from_second(NOW).expect("a time");
-    h.rt.block_on(h.auth.check(Some(header), now)).is_ok()
+    h.rt.block_on(h.auth.check(Some(header), PushEndpoint::Builds, now))
+        .is_ok()
 }
 
 fn number(v: Option<&Value>) -> Option<i64> {
@@ -86,7 +91,7 @@ fn acceptable(c: &Map<String, Value>) -> bool {
         s("iss"),
         Some("accounts.google.com" | "https://accounts.google.com")
     );
-    let audience = s("aud") == Some(AUDIENCE);
+    let audience = s("aud") == Some(format!("{AUDIENCE}/builds").as_str());
     let email = s("email").is_some_and(|e| e.eq_ignore_ascii_case(ACCOUNT));
     let verified = match c.get("email_verified") {
         Some(Value::Bool(b)) => *b,
@@ -95,11 +100,26 @@ fn acceptable(c: &Map<String, Value>) -> bool {
     };
     let alive = number(c.get("exp")).is_some_and(|exp| NOW < exp.saturating_add(30));
     let issued = number(c.get("iat")).is_some_and(|iat| iat <= NOW + 30);
+    let longest = 3600 + 30;
+    let short_lived = match (number(c.get("iat")), number(c.get("exp"))) {
+        (Some(iat), Some(exp)) => {
+            exp.saturating_sub(iat) <= longest && exp.saturating_sub(NOW) <= longest
+        }
+        _ => false,
+    };
     let started = match c.get("nbf") {
         None | Some(Value::Null) => true,
         v => number(v).is_some_and(|nbf| nbf <= NOW + 30),
     };
-    issuer && audience && email && verified && alive && issued && started && s("sub").is_some()
+    issuer
+        && audience
+        && email
+        && verified
+        && alive
+        && issued
+        && short_lived
+        && started
+        && s("sub").is_some()
 }
 
 fuzz_target!(|input: &[u8]| {

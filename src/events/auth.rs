@@ -4,8 +4,22 @@
 //! RS256 ID token Google signed for the subscription's service account. The token is what stops
 //! anyone who learns the endpoint URL from injecting fake "build succeeded" or "incident closed"
 //! events, so the rules are strict and fixed: RS256 only (no algorithm taken on the token's
-//! word), a key from Google's JWKS chosen by `kid`, a Google issuer, the exact configured
-//! audience, unexpired, not issued in the future, and an allowed, verified service-account email.
+//! word), a key from Google's JWKS chosen by `kid`, a Google issuer, the exact audience of the
+//! endpoint, unexpired, not issued in the future, living no longer than Google's push tokens do,
+//! and an allowed, verified service-account email.
+//!
+//! **One audience per endpoint.** `/pubsub/builds` expects `<CUTOVER_PUSH_AUDIENCE>/builds`,
+//! `/pubsub/alerts` `<…>/alerts` and `/pubsub/ticks` `<…>/ticks` (each push subscription sets
+//! its own `oidcToken.audience`), so a token captured on one endpoint cannot be replayed on
+//! another, e.g. a tick's token used to post a forged incident. Checking the envelope's
+//! `subscription` field instead would bind nothing: the field is in the request body, which
+//! the token's signature does not cover, so whoever holds a token can write any subscription
+//! name next to it.
+//!
+//! **Bounded lifetime.** Pub/Sub's tokens are valid for one hour (`exp − iat` = 3600 s). A token
+//! claiming a longer life (`exp` ten years, or 1e300 seconds, ahead), or one without `iat`, is
+//! refused, as is one whose `exp` is more than an hour (plus leeway) from now: a leaked token
+//! stays usable for at most the hour Google gives it.
 //!
 //! Google's signing keys are cached. A cold cache or an unknown `kid` triggers a fetch, but only
 //! one fetch runs at a time and requests that waited for it reuse its result (single flight), so
@@ -38,6 +52,86 @@ pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.
 /// Largest clock-skew leeway accepted; larger configured values are clamped to this.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
 
+/// Longest life (`exp − iat`, and `exp − now`) of an accepted token, before leeway: what Google
+/// gives the ID tokens Pub/Sub attaches to pushes.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The push endpoints, each with its own token audience.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PushEndpoint {
+    /// `POST /pubsub/builds`.
+    Builds,
+    /// `POST /pubsub/alerts`.
+    Alerts,
+    /// `POST /pubsub/ticks`.
+    Ticks,
+}
+
+impl PushEndpoint {
+    /// Every endpoint.
+    pub const ALL: [PushEndpoint; 3] = [
+        PushEndpoint::Builds,
+        PushEndpoint::Alerts,
+        PushEndpoint::Ticks,
+    ];
+
+    /// The last segment of the endpoint's path and of its audience (`builds`, `alerts`,
+    /// `ticks`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PushEndpoint::Builds => "builds",
+            PushEndpoint::Alerts => "alerts",
+            PushEndpoint::Ticks => "ticks",
+        }
+    }
+
+    /// The request path the endpoint is served at.
+    pub fn path(self) -> &'static str {
+        match self {
+            PushEndpoint::Builds => "/pubsub/builds",
+            PushEndpoint::Alerts => "/pubsub/alerts",
+            PushEndpoint::Ticks => "/pubsub/ticks",
+        }
+    }
+
+    /// The endpoint served at `path`, if any.
+    pub fn from_path(path: &str) -> Option<PushEndpoint> {
+        PushEndpoint::ALL.into_iter().find(|e| e.path() == path)
+    }
+
+    /// The audience tokens for this endpoint carry: `<base>/<name>` (a trailing `/` of `base`
+    /// is ignored).
+    pub fn audience(self, base: &str) -> String {
+        format!("{}/{}", base.trim_end_matches('/'), self.name())
+    }
+}
+
+/// Whether `url` may serve Google's signing keys: `https`, or plain `http` to a loopback
+/// address only (the in-process key servers of tests and the demo; nothing on a network path
+/// can tamper with loopback traffic).
+pub fn check_jwks_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
+        _ => Err(format!(
+            "{url:?} must be an https URL (plain http is accepted only for a loopback address)"
+        )),
+    }
+}
+
+/// Whether the URL's host is a loopback address or `localhost`.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// How long one JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest JWKS document read (Google's is about 2 KB).
@@ -68,15 +162,16 @@ impl PushAuth {
     /// Checks a request's `Authorization` header value.
     ///
     /// `Ok(None)` when authentication is disabled (the header is then ignored), `Ok(Some(id))`
-    /// for a valid token.
+    /// for a valid token for `endpoint`.
     pub async fn check(
         &self,
         authorization: Option<&str>,
+        endpoint: PushEndpoint,
         now: jiff::Timestamp,
     ) -> Result<Option<PushIdentity>, AuthError> {
         match self {
             PushAuth::None => Ok(None),
-            PushAuth::Google(v) => v.verify(authorization, now).await.map(Some),
+            PushAuth::Google(v) => v.verify(authorization, endpoint, now).await.map(Some),
         }
     }
 }
@@ -112,12 +207,15 @@ pub enum AuthError {
     /// `iss` is not Google.
     #[error("push token issuer {0:?} is not Google")]
     WrongIssuer(String),
-    /// `aud` is not the configured audience.
-    #[error("push token audience {0:?} is not the configured audience")]
+    /// `aud` is not the endpoint's audience.
+    #[error("push token audience {0:?} is not this endpoint's audience")]
     WrongAudience(String),
     /// `exp` is in the past (beyond the leeway).
     #[error("push token has expired")]
     Expired,
+    /// `exp` is further from `iat`, or from now, than [`MAX_TOKEN_LIFETIME`] plus the leeway.
+    #[error("push token lives longer than Google's push tokens do")]
+    TooLongLived,
     /// `iat` or `nbf` is in the future (beyond the leeway).
     #[error("push token is not valid yet (issued in the future)")]
     NotYetValid,
@@ -145,8 +243,9 @@ impl AuthError {
 pub struct GoogleVerifierConfig {
     /// Where Google's signing keys are published ([`GOOGLE_JWKS_URL`]; a local fake in tests).
     pub jwks_url: String,
-    /// The exact `aud` required: the subscription's `oidcToken.audience`, or the push endpoint
-    /// URL when that is empty.
+    /// The base of the audiences required: a token for `/pubsub/<name>` must carry exactly
+    /// `<audience>/<name>` (see [`PushEndpoint::audience`]), as set in each push subscription's
+    /// `oidcToken.audience`.
     pub audience: String,
     /// Service-account emails allowed to push (compared case-insensitively). Empty allows
     /// nobody.
@@ -235,7 +334,18 @@ impl fmt::Debug for GoogleVerifier {
 impl GoogleVerifier {
     /// A verifier with an empty key cache (keys are fetched on first use). `leeway` is clamped
     /// to [`MAX_LEEWAY`].
-    pub fn new(cfg: GoogleVerifierConfig, http: reqwest::Client) -> Self {
+    ///
+    /// The verifier fetches keys with a client of its own that follows no redirect: the key set
+    /// is trusted for where it was fetched from, so an answer pointing elsewhere is a failure
+    /// (a transient one: [`AuthError::KeysUnavailable`]), never a second fetch from wherever it
+    /// points. Fails only if no HTTP client can be built (no TLS backend).
+    pub fn new(cfg: GoogleVerifierConfig) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(FETCH_TIMEOUT)
+            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client for the signing keys: {e}"))?;
         let mut cfg = cfg;
         if cfg.leeway > MAX_LEEWAY {
             tracing::warn!(
@@ -245,14 +355,14 @@ impl GoogleVerifier {
             );
             cfg.leeway = MAX_LEEWAY;
         }
-        GoogleVerifier {
+        Ok(GoogleVerifier {
             inner: Arc::new(Inner {
                 cfg,
                 http,
                 cache: RwLock::new(KeyCache::default()),
                 refresh: tokio::sync::Mutex::new(()),
             }),
-        }
+        })
     }
 
     /// The configuration in effect (after clamping).
@@ -260,10 +370,11 @@ impl GoogleVerifier {
         &self.inner.cfg
     }
 
-    /// Verifies the `Authorization` header value of a push request at time `now`.
+    /// Verifies the `Authorization` header value of a push request to `endpoint` at time `now`.
     pub async fn verify(
         &self,
         authorization: Option<&str>,
+        endpoint: PushEndpoint,
         now: jiff::Timestamp,
     ) -> Result<PushIdentity, AuthError> {
         let token = bearer_token(authorization)?;
@@ -278,7 +389,8 @@ impl GoogleVerifier {
         validation.validate_aud = false;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(|e| jwt_error(e.kind()))?;
-        check_claims(&data.claims, &self.inner.cfg, now)
+        let audience = endpoint.audience(&self.inner.cfg.audience);
+        check_claims(&data.claims, &self.inner.cfg, &audience, now)
     }
 
     /// The key for `kid`, fetching Google's key set if needed (one fetch at a time).
@@ -385,6 +497,11 @@ impl GoogleVerifier {
             .await
             .map_err(|e| format!("fetching {url}: {e}"))?;
         let status = resp.status();
+        if status.is_redirection() {
+            return Err(format!(
+                "{url} answered HTTP {status}; redirects are not followed"
+            ));
+        }
         if !status.is_success() {
             return Err(format!("{url} answered HTTP {status}"));
         }
@@ -572,10 +689,12 @@ fn jwt_error(kind: &ErrorKind) -> AuthError {
     AuthError::Malformed(why.to_owned())
 }
 
-/// Checks the verified claims against the configuration at time `now`.
+/// Checks the verified claims against the configuration and the endpoint's `audience` at time
+/// `now`.
 fn check_claims(
     claims: &Map<String, Value>,
     cfg: &GoogleVerifierConfig,
+    audience: &str,
     now: jiff::Timestamp,
 ) -> Result<PushIdentity, AuthError> {
     let string = |name: &str| claims.get(name).and_then(Value::as_str);
@@ -587,7 +706,7 @@ fn check_claims(
     }
 
     match claims.get("aud") {
-        Some(Value::String(aud)) if *aud == cfg.audience => {}
+        Some(Value::String(aud)) if aud == audience => {}
         Some(Value::String(aud)) => {
             return Err(AuthError::WrongAudience(excerpt(aud, MAX_EXCERPT)));
         }
@@ -622,6 +741,12 @@ fn check_claims(
         .any(|t| t > now.saturating_add(leeway))
     {
         return Err(AuthError::NotYetValid);
+    }
+    let longest = i64::try_from(MAX_TOKEN_LIFETIME.as_secs())
+        .unwrap_or(i64::MAX)
+        .saturating_add(leeway);
+    if exp.saturating_sub(iat) > longest || exp.saturating_sub(now) > longest {
+        return Err(AuthError::TooLongLived);
     }
 
     let email = string("email").ok_or_else(|| missing("email"))?;
@@ -674,6 +799,9 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_787_220_000;
+    /// The base audience (`CUTOVER_PUSH_AUDIENCE`).
+    const BASE: &str = "https://cutover-3f2a1b-uc.a.run.app/push";
+    /// The audience of `/pubsub/builds`, where [`check`] sends its tokens.
     const AUD: &str = "https://cutover-3f2a1b-uc.a.run.app/push/builds";
     const SA: &str = "pubsub-push@acme-prod.iam.gserviceaccount.com";
 
@@ -724,15 +852,8 @@ mod tests {
             let app = axum::Router::new()
                 .route("/oauth2/v3/certs", axum::routing::get(certs))
                 .with_state(state.clone());
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
-            });
             JwksServer {
-                url: format!("http://{addr}/oauth2/v3/certs"),
+                url: format!("{}/oauth2/v3/certs", serve_locally(app).await),
                 state,
             }
         }
@@ -748,6 +869,18 @@ mod tests {
         fn set_failing(&self, fail: bool) {
             self.state.fail.store(fail, Ordering::SeqCst);
         }
+    }
+
+    /// Serves `app` on a loopback port; its base URL.
+    async fn serve_locally(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://{addr}")
     }
 
     async fn certs(State(s): State<ServerState>) -> Response {
@@ -768,22 +901,23 @@ mod tests {
     fn config(url: &str) -> GoogleVerifierConfig {
         GoogleVerifierConfig {
             jwks_url: url.to_owned(),
-            ..GoogleVerifierConfig::new(AUD, vec![SA.to_owned()])
+            ..GoogleVerifierConfig::new(BASE, vec![SA.to_owned()])
         }
     }
 
     fn verifier(url: &str) -> GoogleVerifier {
-        GoogleVerifier::new(config(url), reqwest::Client::new())
+        GoogleVerifier::new(config(url)).expect("a client")
     }
 
     fn verifier_with(url: &str, tweak: impl FnOnce(&mut GoogleVerifierConfig)) -> GoogleVerifier {
         let mut cfg = config(url);
         tweak(&mut cfg);
-        GoogleVerifier::new(cfg, reqwest::Client::new())
+        GoogleVerifier::new(cfg).expect("a client")
     }
 
     async fn check(v: &GoogleVerifier, token: &str) -> Result<PushIdentity, AuthError> {
-        v.verify(Some(&bearer(token)), now()).await
+        v.verify(Some(&bearer(token)), PushEndpoint::Builds, now())
+            .await
     }
 
     /// A token with a hand-made header and signature (for algorithm-confusion tests).
@@ -818,7 +952,10 @@ mod tests {
         // Through PushAuth, with a lowercase scheme.
         let auth = PushAuth::Google(v.clone());
         let header = format!("bearer {}", testing::sign(&claims()));
-        let id = auth.check(Some(&header), now()).await.expect("valid");
+        let id = auth
+            .check(Some(&header), PushEndpoint::Builds, now())
+            .await
+            .expect("valid");
         assert_eq!(id.map(|i| i.email), Some(SA.to_owned()));
     }
 
@@ -851,8 +988,16 @@ mod tests {
 
     #[tokio::test]
     async fn push_auth_none_ignores_the_header() {
-        assert_eq!(PushAuth::None.check(None, now()).await, Ok(None));
-        assert_eq!(PushAuth::None.check(Some("garbage"), now()).await, Ok(None));
+        assert_eq!(
+            PushAuth::None.check(None, PushEndpoint::Ticks, now()).await,
+            Ok(None)
+        );
+        assert_eq!(
+            PushAuth::None
+                .check(Some("garbage"), PushEndpoint::Alerts, now())
+                .await,
+            Ok(None)
+        );
     }
 
     #[tokio::test]
@@ -867,7 +1012,7 @@ mod tests {
             Some("Bearer    "),
         ] {
             assert_eq!(
-                v.verify(h, now()).await,
+                v.verify(h, PushEndpoint::Builds, now()).await,
                 Err(AuthError::MissingToken),
                 "{h:?}"
             );
@@ -881,7 +1026,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    v.verify(Some(&h), now()).await,
+                    v.verify(Some(&h), PushEndpoint::Builds, now()).await,
                     Err(AuthError::Malformed(_))
                 ),
                 "{h}"
@@ -889,7 +1034,7 @@ mod tests {
         }
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
         assert!(matches!(
-            v.verify(Some(&long), now()).await,
+            v.verify(Some(&long), PushEndpoint::Builds, now()).await,
             Err(AuthError::Malformed(_))
         ));
         assert_eq!(server.hits(), 0, "no key fetch for unusable headers");
@@ -1091,6 +1236,119 @@ mod tests {
             check(&v, &testing::sign(&c)).await,
             Err(AuthError::Malformed(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn tokens_living_longer_than_googles_are_refused() {
+        let server = JwksServer::start().await;
+        let v = verifier(&server.url); // leeway 30 s
+        let token = |iat: i64, exp: i64| testing::sign(&testing::google_claims(AUD, SA, iat, exp));
+        let year = 365 * 86_400;
+        for (what, iat, exp) in [
+            ("ten years ahead", NOW - 60, NOW + 10 * year),
+            ("an hour and 31 s", NOW - 100, NOW - 100 + 3631),
+            ("issued in 1970, expiring soon", 0, NOW + 10),
+            ("exp over an hour from now", NOW + 29, NOW + 29 + 3602),
+        ] {
+            assert_eq!(
+                check(&v, &token(iat, exp)).await,
+                Err(AuthError::TooLongLived),
+                "{what}"
+            );
+        }
+        let c = claims_with(|c| {
+            c.insert("exp".into(), json!(1e300));
+        });
+        assert_eq!(
+            check(&v, &testing::sign(&c)).await,
+            Err(AuthError::TooLongLived),
+            "exp 1e300"
+        );
+        // Google's own shape, and the leeway's edge.
+        check(&v, &token(NOW - 60, NOW + 3540))
+            .await
+            .expect("a one-hour token");
+        check(&v, &token(NOW - 100, NOW - 100 + 3630))
+            .await
+            .expect("an hour plus the leeway");
+    }
+
+    #[tokio::test]
+    async fn each_endpoint_has_its_own_audience() {
+        let server = JwksServer::start().await;
+        let v = verifier(&server.url);
+        for signed_for in PushEndpoint::ALL {
+            let c = testing::google_claims(&signed_for.audience(BASE), SA, NOW - 60, NOW + 3540);
+            let header = bearer(&testing::sign(&c));
+            for endpoint in PushEndpoint::ALL {
+                let r = v.verify(Some(&header), endpoint, now()).await;
+                if endpoint == signed_for {
+                    r.expect("the endpoint's own audience");
+                } else {
+                    assert!(
+                        matches!(r, Err(AuthError::WrongAudience(_))),
+                        "a {signed_for:?} token on {endpoint:?}: {r:?}"
+                    );
+                }
+            }
+        }
+        // The bare base audience is no endpoint's.
+        let c = testing::google_claims(BASE, SA, NOW - 60, NOW + 3540);
+        assert!(matches!(
+            check(&v, &testing::sign(&c)).await,
+            Err(AuthError::WrongAudience(_))
+        ));
+        assert_eq!(PushEndpoint::Ticks.audience("base/"), "base/ticks");
+        assert_eq!(
+            PushEndpoint::from_path("/pubsub/alerts"),
+            Some(PushEndpoint::Alerts)
+        );
+        assert_eq!(PushEndpoint::from_path("/pubsub/alerts/"), None);
+    }
+
+    #[tokio::test]
+    async fn a_redirecting_key_server_is_not_followed() {
+        let server = JwksServer::start().await;
+        let target = server.url.clone();
+        let app = axum::Router::new().route(
+            "/certs",
+            axum::routing::get(move || {
+                let target = target.clone();
+                async move { axum::response::Redirect::temporary(&target) }
+            }),
+        );
+        let v = verifier(&format!("{}/certs", serve_locally(app).await));
+        let err = check(&v, &testing::sign(&claims()))
+            .await
+            .expect_err("a redirect is no key set");
+        assert!(
+            matches!(&err, AuthError::KeysUnavailable(why) if why.contains("redirect")),
+            "{err:?}"
+        );
+        assert_eq!(server.hits(), 0, "the redirect's target was never fetched");
+    }
+
+    #[test]
+    fn key_urls_must_be_https_except_on_loopback() {
+        for ok in [
+            GOOGLE_JWKS_URL,
+            "http://127.0.0.1:8080/certs",
+            "http://127.9.9.9/certs",
+            "http://localhost:1/certs",
+            "http://[::1]:80/certs",
+        ] {
+            assert_eq!(check_jwks_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://www.googleapis.com/oauth2/v3/certs",
+            "http://127.0.0.1.evil.example/certs",
+            "http://10.0.0.1/certs",
+            "ftp://127.0.0.1/certs",
+            "www.googleapis.com/oauth2/v3/certs",
+            "",
+        ] {
+            assert!(check_jwks_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[tokio::test]
@@ -1450,7 +1708,10 @@ mod tests {
         let mut seen = 0;
         for token in &tokens {
             for header in [bearer(token), format!("Basic {token}"), token.clone()] {
-                let err = v.verify(Some(&header), now()).await.expect_err("rejected");
+                let err = v
+                    .verify(Some(&header), PushEndpoint::Builds, now())
+                    .await
+                    .expect_err("rejected");
                 for shown in [err.to_string(), format!("{err:?}")] {
                     assert!(!shown.contains(token.as_str()), "{shown}");
                     for part in token.split('.').filter(|p| p.len() > 8) {
@@ -1478,6 +1739,7 @@ mod tests {
             AuthError::WrongIssuer("i".into()),
             AuthError::WrongAudience("a".into()),
             AuthError::Expired,
+            AuthError::TooLongLived,
             AuthError::NotYetValid,
             AuthError::WrongEmail("e".into()),
             AuthError::EmailNotVerified,

@@ -2,7 +2,9 @@
 //!
 //! The demo and the tests drive cutover only through its real HTTP endpoints with real push
 //! envelopes: Cloud Build notifications, Monitoring incidents and Scheduler ticks, encoded as
-//! their producers encode them.
+//! their producers encode them. With a [`PushSigner`], each push also carries the OIDC token
+//! Pub/Sub would attach: signed with the test key, for the audience of the endpoint it is sent
+//! to (`<base>/builds`, `<base>/alerts`, `<base>/ticks`), valid for one hour.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::events::{BuildStatus, build_attributes, encode_build, encode_push};
+use crate::clock::Clock;
+use crate::events::auth::PushEndpoint;
+use crate::events::{BuildStatus, build_attributes, encode_build, encode_push, testing};
 
 /// The answer to one push.
 #[derive(Debug)]
@@ -19,14 +23,41 @@ pub struct Pushed {
     pub body: Value,
 }
 
+/// Mints the token Pub/Sub attaches to a push, with the test key (see [`testing`]).
+#[derive(Clone, Debug)]
+pub struct PushSigner {
+    /// The base audience (`CUTOVER_PUSH_AUDIENCE`); each endpoint's is `<base>/<endpoint>`.
+    pub audience: String,
+    /// The push service account (`email` claim).
+    pub email: String,
+    /// Tokens are issued at this clock's now and expire an hour later.
+    pub clock: Clock,
+}
+
+impl PushSigner {
+    /// `Bearer <token>` for a push to `endpoint`.
+    pub fn authorization(&self, endpoint: PushEndpoint) -> String {
+        let now = self.clock.now().as_second();
+        let claims = testing::google_claims(
+            &endpoint.audience(&self.audience),
+            &self.email,
+            now,
+            now + 3600,
+        );
+        testing::bearer(&testing::sign(&claims))
+    }
+}
+
 /// Posts push envelopes to one cutover server.
 pub struct Pusher {
     http: reqwest::Client,
     base: String,
     project: String,
     next_id: AtomicU64,
-    /// Sent as `Authorization` on every push when set.
+    /// Sent as `Authorization` on every push when set (it wins over `signer`).
     pub authorization: Option<String>,
+    /// Signs every push to a push endpoint, for that endpoint, when set.
+    pub signer: Option<PushSigner>,
 }
 
 impl Pusher {
@@ -39,6 +70,7 @@ impl Pusher {
             project: project.to_string(),
             next_id: AtomicU64::new(1_000_000),
             authorization: None,
+            signer: None,
         }
     }
 
@@ -58,7 +90,11 @@ impl Pusher {
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .body(body);
-        if let Some(a) = &self.authorization {
+        let signed = self
+            .signer
+            .as_ref()
+            .and_then(|s| PushEndpoint::from_path(path).map(|endpoint| s.authorization(endpoint)));
+        if let Some(a) = self.authorization.clone().or(signed) {
             req = req.header("authorization", a);
         }
         let resp = req.send().await.map_err(|e| format!("POST {path}: {e}"))?;

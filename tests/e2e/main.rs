@@ -12,3 +12,4 @@ mod events;
 mod faults;
 mod hardening;
 mod rollouts;
+mod transport;
