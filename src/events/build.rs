@@ -376,18 +376,9 @@ mod tests {
     use super::*;
     use crate::events::envelope::encode_push;
 
-    const BUILD_1: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/payloads/cloudbuild-1.json"
-    ));
-    const BUILD_2: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/payloads/cloudbuild-2.json"
-    ));
-    const BUILD_WITH_SERVICE: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/events/cloudbuild-service.json"
-    ));
+    const BUILD_1: &[u8] = crate::fixture!("payloads/cloudbuild-1.json");
+    const BUILD_2: &[u8] = crate::fixture!("payloads/cloudbuild-2.json");
+    const BUILD_WITH_SERVICE: &[u8] = crate::fixture!("events/cloudbuild-service.json");
 
     fn t0() -> Timestamp {
         "2026-08-20T10:04:03.509Z".parse().expect("timestamp")

@@ -216,10 +216,7 @@ pub(crate) mod tests {
 
     use super::*;
 
-    const PUSH_1: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/payloads/pubsub-push-1.json"
-    ));
+    const PUSH_1: &[u8] = crate::fixture!("payloads/pubsub-push-1.json");
 
     fn body_excerpt(body: &[u8]) -> String {
         lenient::excerpt(&String::from_utf8_lossy(body), 80)

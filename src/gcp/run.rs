@@ -284,17 +284,10 @@ impl RunClient {
 mod tests {
     use super::*;
 
-    fn payload(name: &str) -> String {
-        let path = format!(
-            "{}/../shared/reference/payloads/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
     #[test]
     fn decodes_a_captured_service() {
-        let raw: Value = serde_json::from_str(&payload("run-service-1.json")).unwrap();
+        let raw: Value =
+            serde_json::from_slice(crate::fixture!("payloads/run-service-1.json")).unwrap();
         let f = Fetched::from_value(raw, "GET", "/").unwrap();
         let s = &f.service;
         assert_eq!(s.generation, 2);
