@@ -1,6 +1,6 @@
 //! Cloud Monitoring API v3: `projects.timeSeries.list`.
 //!
-//! Wire shapes follow `gcp-wire.md` §2: `int64Value`, distribution `count` and `bucketCounts`
+//! Wire shapes follow `docs/gcp-wire.md` §2: `int64Value`, distribution `count` and `bucketCounts`
 //! arrive as strings, points newest first, an empty answer is `{}`. Buckets are converted to
 //! explicit bounds here, once, so nothing above this file knows the three bucket layouts.
 

@@ -1,6 +1,6 @@
 //! Cloud Run Admin API v2: services get / list / patch and the operations a patch returns.
 //!
-//! Wire shapes follow `gcp-wire.md` §1: int64 as strings, defaults omitted (a 0% target has no
+//! Wire shapes follow `docs/gcp-wire.md` §1: int64 as strings, defaults omitted (a 0% target has no
 //! `percent`, a pending operation no `done`), revision names short in `traffic[]` and full in
 //! `latestReadyRevision`. Services are kept both typed (for reading) and raw (so a write sends
 //! back every field exactly as read, template included: changing the template would create a

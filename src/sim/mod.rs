@@ -2,7 +2,7 @@
 //! axum server bound to `127.0.0.1:0`.
 //!
 //! cutover's tests and `cutover demo` cannot reach Google, so these fakes *are* Google for them:
-//! they are written from a digest of Google's API documentation (`gcp-wire.md`) and the captured
+//! they are written from a digest of Google's API documentation (`docs/gcp-wire.md`) and the captured
 //! payloads in `tests/fixtures/payloads/`, against the JSON on the wire (never against cutover's
 //! own client types), and where a fake and the reference disagree the fake is wrong. Everything
 //! time-related follows the [`Clock`] the fake was started with, so a five-minute soak on a
