@@ -46,13 +46,11 @@ def main(readme, perf):
             prose = re.sub(r"`[^`]*`", "", re.sub(r"```.*?```", "", body, flags=re.S))
             quoted |= {(norm(n, u), heading) for n, u in FIGURE_RE.findall(prose)}
     missing = sorted(q for q in quoted if q[0] not in recorded)
-    for figure, where in missing:
-        print(f"{CHECK}: {readme} ({where}) quotes {figure}, which {perf} does not record")
-    print(f"{CHECK}: {len(quoted)} figures quoted by {readme}, {len(missing)} not in {perf}")
-    return 1 if missing else 0
+    lines = [f"{readme} ({where}) quotes {figure}, which {perf} does not record" for figure, where in missing]
+    lines.append(f"{len(quoted)} figures quoted by {readme}, {len(missing)} not in {perf}")
+    print("\n".join(f"{CHECK}: {line}" for line in lines))
+    return int(bool(missing))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__.strip().splitlines()[-1])
-    sys.exit(main(*sys.argv[1:]))
+    sys.exit(main(*sys.argv[1:3]) if len(sys.argv) == 3 else __doc__.strip().splitlines()[-1])

@@ -15,8 +15,9 @@ Where the commands come from:
   console or no language), with `\\` line continuations joined, `$ ` prompts and
   comments dropped, and each `gcloud` command of a `;`, `&&`, `||` or `|` chain,
   up to any redirection; and inline code spans that start with `gcloud `. A span
-  with no flag (`gcloud builds submit`) names a command rather than giving one:
-  it is checked with `--help` (the command exists).
+  with no flag may name a command rather than give one (`gcloud run services
+  update`): if it does not get through as a command, it must get through with
+  `--help` added (the command exists).
   A file a block writes (`> service.yaml`) exists for the commands after it, as
   a minimal Cloud Run service (STUB).
 * Cloud Build files: steps whose entrypoint is gcloud (entrypoint + args), and
@@ -186,7 +187,7 @@ def markdown_commands(path):
         n = line_of[max(s for s in starts if s <= m.start())]
         for kind, cmd in split_shell(span):
             if kind == "ok" and not any(a.startswith("-") for a in cmd):
-                kind, cmd = "ok", cmd + ["--help"]
+                kind = "mention"
             found.append((f"{path}:{n}", kind, cmd, frozenset()))
     return found
 
@@ -286,6 +287,14 @@ def run(cmd, gcloud, written):
     return False, f"exit {r.returncode}: {err[:400]}"
 
 
+def check(cmd, gcloud, written, mention):
+    ok, why = run(cmd, gcloud, written)
+    if ok or not mention:
+        return ok, why
+    ok, _ = run(cmd + ["--help"], gcloud, written)
+    return ok, "a command name: exists" if ok else why
+
+
 def main(*paths):
     gcloud = shutil.which("gcloud")
     if gcloud is None:
@@ -304,7 +313,8 @@ def main(*paths):
             return 1
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
         results = [
-            pool.submit(run, [substitute(a) for a in cmd], gcloud, written) if kind == "ok" else None
+            pool.submit(check, [substitute(a) for a in cmd], gcloud, written, kind == "mention")
+            if kind != "error" else None
             for _, kind, cmd, written in found
         ]
         failed = 0
