@@ -158,6 +158,37 @@ impl DecisionRecord {
             emit!(info);
         }
     }
+
+    /// A build or alert cutover refuses without reading or writing anything (decision
+    /// `refused`): it names a service cutover does not evaluate. See `crate::events::resolve`.
+    pub fn refused(service: &str, trigger: &Trigger, reason: String, at: Timestamp) -> Self {
+        DecisionRecord {
+            at,
+            service: service.to_string(),
+            trigger: match trigger {
+                Trigger::Alert { .. } => "alert",
+                Trigger::Build { .. } => "build",
+                Trigger::Tick => "tick",
+            },
+            decision: "refused",
+            reason,
+            candidate: None,
+            stable: None,
+            percent: None,
+            phase: None,
+            window_start: None,
+            window_end: None,
+            requests: None,
+            errors_5xx: None,
+            error_rate: None,
+            p99_ms: None,
+            min_requests: None,
+            max_error_rate: None,
+            max_p99_ms: None,
+            statistics: None,
+            write: "none".into(),
+        }
+    }
 }
 
 /// Checks that a candidate answers before it gets traffic.

@@ -11,4 +11,5 @@ mod emulator;
 mod events;
 mod faults;
 mod hardening;
+mod inputs;
 mod rollouts;
