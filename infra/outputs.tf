@@ -8,8 +8,18 @@ output "service_url" {
 }
 
 output "push_audience" {
-  description = "Audience of the pushes' OIDC tokens, as set in CUTOVER_PUSH_AUDIENCE."
+  description = "Base audience of the pushes' OIDC tokens, as set in CUTOVER_PUSH_AUDIENCE; each endpoint's tokens carry it with the endpoint's name appended (push_audiences)."
   value       = local.push_audience
+}
+
+output "push_audiences" {
+  description = "Audience of the OIDC tokens pushed to each endpoint (builds, alerts, ticks)."
+  value       = local.push_audiences
+}
+
+output "cutover_regions" {
+  description = "Regions cutover evaluates (CUTOVER_REGIONS): var.region, var.regions and every managed service's region."
+  value       = local.cutover_regions
 }
 
 output "runtime_service_account" {

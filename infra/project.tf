@@ -1,30 +1,58 @@
-# Why this file exists: looks up the project (its number is part of the email of
-# every Google-managed service agent granted something in iam.tf), defines the
-# names shared by the other files, and enables every API this deployment uses.
+# Why this file exists: makes sure the Google-managed service agents that iam.tf
+# grants roles to exist before anything is granted to them, defines the names
+# shared by the other files, and enables every API this deployment uses.
+#
+# Nothing here is read at plan time: there is no data source, so a plan of a
+# fresh project does not call an API that this apply has yet to enable (a
+# `data "google_project"` would call Cloud Resource Manager during the first
+# plan). The project number is taken from the Pub/Sub service agent's email.
 
-data "google_project" "this" {
-  project_id = var.project_id
+# The Pub/Sub service agent, created now rather than whenever Google gets to it.
+# Pub/Sub mints every push's OIDC token and moves dead letters as this agent,
+# and iam.tf grants it roles on resources made here; granting to an agent that
+# does not exist yet fails ("Service account ... does not exist"), which is why
+# a fresh project used to need a second apply. This resource calls Service
+# Usage's services.generateServiceIdentity, which creates the agent if needed
+# and returns its email; every grant to the agent references that email, so
+# Terraform orders each grant after it. Only google-beta has this resource in
+# provider 6.50.0, hence the second provider (versions.tf). It has no delete:
+# on destroy it is only forgotten (the agent belongs to the project).
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.apis]
 }
 
 locals {
-  project_number = data.google_project.this.number
-
-  # Google-managed service agents. Google creates them in the project when the
-  # API is first enabled or used; they are never created here, only granted.
+  # Google-managed service agents, as IAM members.
   #   Pub/Sub: mints the OIDC tokens on push, forwards to the dead-letter topic.
-  pubsub_service_agent = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  pubsub_service_agent = "serviceAccount:${google_project_service_identity.pubsub.email}"
+  # Every service agent's email is service-<project number>@...; the number is
+  # read from the Pub/Sub agent's, so no project lookup is needed.
+  project_number = regex("^service-([0-9]+)@", google_project_service_identity.pubsub.email)[0]
   #   Cloud Monitoring notifications: publishes incidents to a `pubsub` channel.
+  #   Google creates it with the project's first `pubsub` channel; the grant to
+  #   it in iam.tf waits for the channel (monitoring.tf).
   monitoring_notification_agent = "serviceAccount:service-${local.project_number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
 
-  # Audience of the OIDC token on every push. Cloud Run accepts a token whose
-  # `aud` is the service's run.app URL or one of its `custom_audiences`; cutover
-  # additionally checks `aud` against CUTOVER_PUSH_AUDIENCE. Using the service
-  # URL would be a cycle (the URL exists only after the service, whose env needs
-  # the audience), so a custom audience string, fixed at plan time, is set in
-  # three places: the service's custom_audiences, CUTOVER_PUSH_AUDIENCE and each
-  # subscription's oidc_token.audience. It names project, region and service, so
-  # a token minted for it is of no use against any other Cloud Run service.
+  # Audiences of the pushes' OIDC tokens: one per endpoint, each the base
+  # audience (CUTOVER_PUSH_AUDIENCE) with the endpoint's name appended, e.g.
+  # cutover-push/<project>/<region>/<service>/builds. Cloud Run accepts a token
+  # whose `aud` is the service's run.app URL or one of its custom_audiences;
+  # cutover then requires `<CUTOVER_PUSH_AUDIENCE>/builds` on /pubsub/builds,
+  # `.../alerts` on /pubsub/alerts and `.../ticks` on /pubsub/ticks, so a token
+  # captured on one endpoint is refused by the two others. The service URL
+  # would be a cycle (it exists only after the service, whose env needs the
+  # audience), so the base is a fixed string, known at plan time; it names
+  # project, region and service, so a token minted for it is of no use against
+  # any other Cloud Run service.
   push_audience = coalesce(var.push_audience, "cutover-push/${var.project_id}/${var.region}/${var.service_name}")
+  push_audiences = {
+    for endpoint in ["builds", "alerts", "ticks"] : endpoint => "${local.push_audience}/${endpoint}"
+  }
 
   labels = merge({ app = "cutover" }, var.labels)
 
@@ -32,7 +60,7 @@ locals {
   required_apis = toset([
     "artifactregistry.googleapis.com",     # the image repository (build.tf)
     "cloudbuild.googleapis.com",           # builds, and the cloud-builds topic's messages
-    "cloudresourcemanager.googleapis.com", # project lookup and project-level IAM
+    "cloudresourcemanager.googleapis.com", # project-level IAM grants
     "cloudscheduler.googleapis.com",       # the per-minute tick (scheduler.tf)
     "iam.googleapis.com",                  # service accounts and the custom role
     "logging.googleapis.com",              # build logs (CLOUD_LOGGING_ONLY)

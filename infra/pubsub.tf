@@ -73,10 +73,20 @@ locals {
   # worth delivering: a build completion starts a rollout even hours later, an
   # incident matters for a day, a tick is stale after a few minutes (600s is
   # Pub/Sub's minimum).
+  #
+  # The builds subscription takes successful builds only. Cloud Build publishes
+  # on every status change (QUEUED, WORKING, then SUCCESS or a failure), with
+  # the status in the message attribute `status` ("The build's unique ID and
+  # the build's status can be found in the message.attributes field",
+  # cloud.google.com/build/docs/subscribe-build-notifications; the attribute
+  # keys are `buildId` and `status`). cutover acts on SUCCESS only, so the
+  # filter saves it 2-3 deliveries per build; Pub/Sub acknowledges what the
+  # filter drops, without counting it as a delivery attempt. A filter cannot
+  # be changed in place: changing it replaces the subscription.
   push_subscriptions = {
-    builds = { topic = local.cloud_builds_topic, path = "/pubsub/builds", retention = "604800s" }
-    alerts = { topic = google_pubsub_topic.alerts.id, path = "/pubsub/alerts", retention = "86400s" }
-    ticks  = { topic = google_pubsub_topic.ticks.id, path = "/pubsub/ticks", retention = "600s" }
+    builds = { topic = local.cloud_builds_topic, path = "/pubsub/builds", retention = "604800s", filter = "attributes.status = \"SUCCESS\"" }
+    alerts = { topic = google_pubsub_topic.alerts.id, path = "/pubsub/alerts", retention = "86400s", filter = null }
+    ticks  = { topic = google_pubsub_topic.ticks.id, path = "/pubsub/ticks", retention = "600s", filter = null }
   }
 }
 
@@ -88,17 +98,21 @@ resource "google_pubsub_subscription" "push" {
   topic   = each.value.topic
   labels  = local.labels
 
-  # Above CUTOVER_EVENT_DEADLINE (cutover answers within it), so a delivery
-  # is never redelivered while cutover is still working on it.
-  ack_deadline_seconds       = 60
+  # For a push subscription the ack deadline is also the push request's
+  # timeout; it must cover the longest time cutover can take to answer, or
+  # Pub/Sub redelivers while cutover is still working (see var.push_ack_deadline).
+  ack_deadline_seconds       = var.push_ack_deadline
   message_retention_duration = each.value.retention
+  filter                     = each.value.filter
 
   push_config {
     push_endpoint = "${google_cloud_run_v2_service.cutover.uri}${each.value.path}"
 
     oidc_token {
       service_account_email = google_service_account.push.email
-      audience              = local.push_audience
+      # One audience per endpoint (project.tf): a token captured on one
+      # endpoint is refused by the others.
+      audience = local.push_audiences[each.key]
     }
   }
 

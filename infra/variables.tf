@@ -87,9 +87,9 @@ variable "memory" {
 }
 
 variable "request_timeout" {
-  description = "Cloud Run request timeout. Keep it above event_deadline and at most the push subscriptions' 60s ack deadline."
+  description = "Cloud Run request timeout. Keep it above event_deadline + 5s (cutover's own backstop) and below push_ack_deadline."
   type        = string
-  default     = "60s"
+  default     = "90s"
 }
 
 variable "deletion_protection" {
@@ -114,6 +114,28 @@ variable "max_delivery_attempts" {
   validation {
     condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
     error_message = "max_delivery_attempts must be between 5 and 100."
+  }
+}
+
+variable "push_ack_deadline" {
+  description = <<-EOT
+    Ack deadline of the three push subscriptions, in seconds (Pub/Sub allows 10
+    to 600); for push it is also the request timeout. It must cover the longest
+    answer cutover can give, or Pub/Sub redelivers an event cutover is still
+    handling. Worst case, from the push leaving Pub/Sub: a cold start, bounded
+    by the startup probe (2 s x 15 = 30 s once the container runs; cutover
+    itself listens within about 13 ms, docs/performance.md), then the request,
+    bounded by cutover's backstop at event_deadline + 5 s = 55 s (it covers the
+    JWKS fetch, at most 5 s, and the 50 s event deadline). 30 + 55 = 85 s; the
+    default 120 s leaves 35 s for Cloud Run to place the instance and pull the
+    image before the container starts.
+  EOT
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.push_ack_deadline >= 60 && var.push_ack_deadline <= 600
+    error_message = "push_ack_deadline must be between 60 and 600 seconds (above cutover's 55 s answer bound, at most Pub/Sub's maximum)."
   }
 }
 
@@ -162,7 +184,9 @@ variable "managed_services" {
     Cloud Run services that cutover rolls out, keyed by service name. For each:
     runtime_service_account: email of the account the service runs as; cutover
       gets roles/iam.serviceAccountUser on it, and on no other account.
-    region: alert on the service in this region only (null: every region).
+    region: the service's region: alerts cover this region only, and cutover
+      evaluates it (CUTOVER_REGIONS). null: alerts cover every region, and the
+      service must be in var.region or var.regions, or its rollouts are refused.
     max_error_rate, max_p99_ms: alert limits (null: the cutover defaults below).
     alert_duration: how long a limit must be exceeded before an incident opens.
   EOT
@@ -184,7 +208,7 @@ variable "managed_services" {
 # --- cutover settings (CUTOVER_*), defaults as in cutover ------------------------
 
 variable "regions" {
-  description = "CUTOVER_REGIONS: regions cutover watches for managed services. Empty means var.region only (cutover's default: CUTOVER_REGION)."
+  description = "Regions cutover evaluates besides var.region and every managed service's region (CUTOVER_REGIONS is the union of the three, distinct and sorted). Only needed for services deployed to a region not named in managed_services."
   type        = list(string)
   default     = []
 }
@@ -408,7 +432,7 @@ variable "extra_push_service_accounts" {
 }
 
 variable "event_deadline" {
-  description = "CUTOVER_EVENT_DEADLINE: time cutover gives itself per event before answering 503; below the 60s ack deadline and request_timeout."
+  description = "CUTOVER_EVENT_DEADLINE: time cutover gives itself per event before answering 503; event_deadline + 5s must stay below request_timeout and push_ack_deadline."
   type        = string
   default     = "50s"
 

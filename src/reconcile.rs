@@ -158,6 +158,37 @@ impl DecisionRecord {
             emit!(info);
         }
     }
+
+    /// A build or alert cutover refuses without reading or writing anything (decision
+    /// `refused`): it names a service cutover does not evaluate. See `crate::events::resolve`.
+    pub fn refused(service: &str, trigger: &Trigger, reason: String, at: Timestamp) -> Self {
+        DecisionRecord {
+            at,
+            service: service.to_string(),
+            trigger: match trigger {
+                Trigger::Alert { .. } => "alert",
+                Trigger::Build { .. } => "build",
+                Trigger::Tick => "tick",
+            },
+            decision: "refused",
+            reason,
+            candidate: None,
+            stable: None,
+            percent: None,
+            phase: None,
+            window_start: None,
+            window_end: None,
+            requests: None,
+            errors_5xx: None,
+            error_rate: None,
+            p99_ms: None,
+            min_requests: None,
+            max_error_rate: None,
+            max_p99_ms: None,
+            statistics: None,
+            write: "none".into(),
+        }
+    }
 }
 
 /// Checks that a candidate answers before it gets traffic.
@@ -379,10 +410,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         let mut out = Vec::new();
         let mut conflicts = 0;
         loop {
-            let now = self.clock.now();
-            let d = self
-                .decide_with_evidence(&obs, &trigger, now, deadline)
-                .await;
+            let (d, now) = self.decide_with_evidence(&obs, &trigger, deadline).await;
             let mut rec = DecisionRecord::new(&obs, &trigger, &d, now);
             let Some(write) = &d.write else {
                 self.publish(rec.clone());
@@ -414,16 +442,31 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         }
     }
 
+    /// Decides, gathering the evidence the decision core asks for; returns the decision and the
+    /// time it was made at.
+    ///
+    /// Each call to `decide` reads the clock afresh, so the final decision, the one whose write
+    /// is sent next, is made at the time the write goes out, after any evidence gathering. A
+    /// step's start (`step-started`, the start of the window it is judged on) is that time:
+    /// stamping the event's arrival instead would count a slow Monitoring answer or smoke check
+    /// (seconds when Monitoring is retried) as soaking time at a split that was not written
+    /// yet, and shorten every step by as much. Re-deciding is safe: a later `now` leaves a due
+    /// step due and only adds to how long it has waited, and the judged window comes with the
+    /// evidence. What remains between this time and the platform accepting the write is the
+    /// write itself (its retries on 429/503 included); the record cannot carry a time later
+    /// than the request that carries it, and a step that starts a little early in the record
+    /// only lets its window begin with those seconds of the previous split, which dilutes a
+    /// difference and never invents one.
     async fn decide_with_evidence(
         &self,
         obs: &Observed,
         trigger: &Trigger,
-        now: Timestamp,
         deadline: Instant,
-    ) -> Decision {
+    ) -> (Decision, Timestamp) {
         let mut evidence = Evidence::None;
         // Each kind of evidence is asked for at most once per decision.
         for _ in 0..3 {
+            let now = self.clock.now();
             let d = decide(obs, trigger, &evidence, &self.policy, now);
             evidence = match &d.kind {
                 Kind::Gather(Need::Metrics(w)) if matches!(evidence, Evidence::None) => {
@@ -437,10 +480,11 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                 Kind::Gather(Need::Smoke(url)) if matches!(evidence, Evidence::None) => {
                     Evidence::Smoke(self.smoke.check(url, deadline).await)
                 }
-                _ => return d,
+                _ => return (d, now),
             };
         }
-        decide(obs, trigger, &evidence, &self.policy, now)
+        let now = self.clock.now();
+        (decide(obs, trigger, &evidence, &self.policy, now), now)
     }
 
     fn publish(&self, rec: DecisionRecord) {
@@ -456,5 +500,110 @@ fn is_active(obs: &Observed) -> bool {
         Ok(Some(r)) => r.phase.is_running(),
         Ok(None) => false,
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+
+    use super::*;
+    use crate::gcp::monitoring::MonitoringClient;
+    use crate::gcp::run::RunClient;
+    use crate::gcp::{Google, TokenSource};
+    use crate::metrics::cloud_monitoring::CloudMonitoring;
+    use crate::metrics::{MetricsError, ServiceStats, Window};
+    use crate::router::cloud_run::CloudRunRouter;
+    use crate::sim::testkit::{PROJECT, REGION, fake_with_candidate};
+
+    /// Cloud Monitoring that answers only after `takes` of (simulated) time, as during an outage
+    /// that the client's retries ride out.
+    struct SlowMonitoring {
+        inner: CloudMonitoring,
+        clock: Clock,
+        takes: SignedDuration,
+    }
+
+    impl MetricsSource for SlowMonitoring {
+        async fn service_stats(
+            &self,
+            target: &ServiceRef,
+            window: Window,
+            deadline: Instant,
+        ) -> Result<ServiceStats, MetricsError> {
+            self.clock.advance(self.takes);
+            self.inner.service_stats(target, window, deadline).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_starts_when_its_write_is_sent_not_when_the_event_arrived() {
+        let (fake, clock) = fake_with_candidate().await;
+        let t0 = clock.now();
+        let http = reqwest::Client::new();
+        let google = Google::new(http.clone(), TokenSource::None);
+        let outage = SignedDuration::from_secs(90);
+        let reconciler = Reconciler::new(
+            CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
+            SlowMonitoring {
+                inner: CloudMonitoring::new(MonitoringClient::new(google, &fake.base_url())),
+                clock: clock.clone(),
+                takes: outage,
+            },
+            SmokeCheck::new(None).expect("an HTTP client"),
+            Policy::default(),
+            clock.clone(),
+        );
+        let target = ServiceRef::new(PROJECT, REGION, "api");
+        let deadline = || Instant::now() + Duration::from_secs(10);
+        let step_started = || {
+            fake.service_json(PROJECT, REGION, "api")["annotations"]["cutover.dev/step-started"]
+                .as_str()
+                .unwrap()
+                .parse::<Timestamp>()
+                .unwrap()
+        };
+        let percent = || {
+            fake.service_json(PROJECT, REGION, "api")["annotations"]["cutover.dev/percent"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+
+        let build = Trigger::Build {
+            build_id: "b-1".into(),
+        };
+        reconciler
+            .reconcile(&target, build, deadline())
+            .await
+            .unwrap();
+        assert_eq!(percent(), "10");
+
+        // The 10% step is due (5-minute soak + 3-minute delay); reading its metrics takes 90 s.
+        let due = t0 + SignedDuration::from_mins(8);
+        clock.set(due);
+        let d = reconciler
+            .reconcile(&target, Trigger::Tick, deadline())
+            .await
+            .unwrap();
+        assert_eq!(d.last().unwrap().decision, "advance");
+        assert_eq!(percent(), "50");
+        let written = fake.history(PROJECT, REGION, "api").last().unwrap().at;
+        assert_eq!(written, due + outage, "the write went out after the outage");
+        assert_eq!(
+            step_started(),
+            written,
+            "the 50% step starts when its traffic was written, not when the tick arrived"
+        );
+        assert_eq!(d.last().unwrap().at, written);
+
+        // So the 50% step soaks its full interval: one second short of it, it still holds.
+        clock.set(written + SignedDuration::from_mins(8) - SignedDuration::from_secs(1));
+        let d = reconciler
+            .reconcile(&target, Trigger::Tick, deadline())
+            .await
+            .unwrap();
+        assert_eq!(d.last().unwrap().decision, "hold", "{}", d[0].reason);
+        assert_eq!(percent(), "50");
     }
 }

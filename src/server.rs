@@ -45,7 +45,7 @@ use crate::error::{Acked, PushError};
 use crate::events::auth::PushEndpoint;
 use crate::events::{
     AuthError, BuildNotification, BuildStatus, EnvelopeError, GoogleVerifier, GoogleVerifierConfig,
-    Incident, IncidentState, PushAuth, PushIdentity, PushMessage,
+    Incident, IncidentState, PushAuth, PushIdentity, PushMessage, Scope,
 };
 use crate::gcp::monitoring::MonitoringClient;
 use crate::gcp::run::RunClient;
@@ -53,7 +53,6 @@ use crate::gcp::{Google, TokenSource, metadata};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
 use crate::reconcile::{DecisionRecord, ReconcileError, Reconciler, SmokeCheck};
 use crate::router::cloud_run::CloudRunRouter;
-use crate::target::ServiceRef;
 
 /// Largest push body accepted (from an authenticated caller; others are refused before their
 /// body is read).
@@ -354,7 +353,7 @@ async fn handle_build(app: &App, body: &[u8]) -> Result<Acked, PushError> {
         Ok(m) => m,
         Err(acked) => return Ok(acked),
     };
-    let id = msg.message_id.clone();
+    let id = msg.message_id.to_string();
     let build = match BuildNotification::from_message(&msg) {
         Ok(b) => b,
         Err(e) => {
@@ -370,25 +369,20 @@ async fn handle_build(app: &App, body: &[u8]) -> Result<Acked, PushError> {
             reason: format!("build {} is {}", build.build_id, build.status.as_str()),
         });
     }
-    let Some(service) = build.service() else {
+    let Some(named) = build.named() else {
         return Ok(Acked::Ignored {
             message_id: id,
             reason: format!("build {} has no _SERVICE_NAME substitution", build.build_id),
         });
     };
-    let project = build
-        .project_id
-        .as_deref()
-        .filter(|p| !p.is_empty())
-        .unwrap_or(&app.project);
-    let region = build.region().unwrap_or(&app.default_region);
-    let target = match ServiceRef::checked(project, region, service) {
+    let trigger = Trigger::Build {
+        build_id: build.build_id.to_string(),
+    };
+    let target = match scope(app).resolve(named) {
         Ok(t) => t,
-        Err(why) => {
-            return Ok(Acked::Ignored {
-                message_id: id,
-                reason: format!("build {} names no usable service: {why}", build.build_id),
-            });
+        Err(refusal) => {
+            let event = format!("build {}", build.build_id);
+            return Ok(refusal.acked(id, &event, &trigger, app.clock.now()));
         }
     };
     tracing::info!(message_id = %id, build_id = %build.build_id, service = %target, "build finished");
@@ -402,9 +396,6 @@ async fn handle_build(app: &App, body: &[u8]) -> Result<Acked, PushError> {
             ),
         });
     }
-    let trigger = Trigger::Build {
-        build_id: build.build_id.clone(),
-    };
     let acked = outcome(
         id,
         app.reconciler
@@ -424,7 +415,7 @@ async fn handle_alert(app: &App, body: &[u8]) -> Result<Acked, PushError> {
         Ok(m) => m,
         Err(acked) => return Ok(acked),
     };
-    let id = msg.message_id.clone();
+    let id = msg.message_id.to_string();
     let incident = match Incident::from_message(&msg) {
         Ok(i) => i,
         Err(e) => {
@@ -446,7 +437,7 @@ async fn handle_alert(app: &App, body: &[u8]) -> Result<Acked, PushError> {
             reason: format!("incident {} is not open", incident.incident_id),
         });
     }
-    let Some(service) = incident.service.clone() else {
+    let Some(named) = incident.named() else {
         return Ok(Acked::Ignored {
             message_id: id,
             reason: format!(
@@ -455,33 +446,25 @@ async fn handle_alert(app: &App, body: &[u8]) -> Result<Acked, PushError> {
             ),
         });
     };
-    let project = incident
-        .project
-        .clone()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| app.project.clone());
-    let region = incident
-        .location
-        .clone()
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| app.default_region.clone());
-    let target = match ServiceRef::checked(&project, &region, &service) {
+    let trigger = Trigger::Alert {
+        incident_id: incident.incident_id.to_string(),
+        summary: incident.summary.clone(),
+    };
+    // An alert outside the evaluated scope is refused like a build there, and that is right
+    // only because no rollout of cutover's can be running there: every build outside the scope
+    // is refused before it moves traffic, so an alert there has nothing to roll back. (A rollout
+    // left behind by narrowing CUTOVER_REGIONS or changing GOOGLE_CLOUD_PROJECT is stalled
+    // already, ticks no longer look at it; this error record is then what tells the operator.)
+    // Refusing also spares a read of a project cutover may hold no permission in, and names an
+    // alert policy that is routed to the wrong cutover.
+    let target = match scope(app).resolve(named) {
         Ok(t) => t,
-        Err(why) => {
-            return Ok(Acked::Ignored {
-                message_id: id,
-                reason: format!(
-                    "incident {} names no usable service: {why}",
-                    incident.incident_id
-                ),
-            });
+        Err(refusal) => {
+            let event = format!("incident {}", incident.incident_id);
+            return Ok(refusal.acked(id, &event, &trigger, app.clock.now()));
         }
     };
     tracing::warn!(message_id = %id, incident = %incident.incident_id, service = %target, "alert opened");
-    let trigger = Trigger::Alert {
-        incident_id: incident.incident_id.clone(),
-        summary: incident.summary.clone(),
-    };
     outcome(
         id,
         app.reconciler
@@ -499,7 +482,7 @@ async fn handle_tick(app: &App, body: &[u8]) -> Result<Acked, PushError> {
         Ok(m) => m,
         Err(acked) => return Ok(acked),
     };
-    let id = msg.message_id;
+    let id = msg.message_id.to_string();
     match app
         .reconciler
         .tick(&app.project, &app.regions, deadline(app))
@@ -521,5 +504,14 @@ fn respond(r: Result<Acked, PushError>) -> Response {
     match r {
         Ok(a) => a.into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// What cutover evaluates: the project and regions its ticks list (see `crate::events::resolve`).
+fn scope(app: &App) -> Scope<'_> {
+    Scope {
+        project: &app.project,
+        default_region: &app.default_region,
+        regions: &app.regions,
     }
 }

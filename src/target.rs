@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::events::ids::{IdError, ProjectId, Region, ServiceName};
+
 /// A Cloud Run service: `projects/{project}/locations/{region}/services/{name}`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceRef {
@@ -27,21 +29,21 @@ impl ServiceRef {
         }
     }
 
-    /// A service named by an event: every part must be safe in a URL path, so a message cannot
-    /// point cutover at another resource than the one it names (`p/locations/x/services/y#`).
+    /// A service from ids checked where they entered (see `crate::events::ids`).
+    pub fn from_ids(project: &ProjectId, region: &Region, name: &ServiceName) -> ServiceRef {
+        ServiceRef::new(project.as_str(), region.as_str(), name.as_str())
+    }
+
+    /// A service named by text: each part must be a valid id of its kind (the same rules the
+    /// event decoders apply), so a string cannot point cutover at another resource than the
+    /// one it names (`p/locations/x/services/y#`) nor carry a control character.
     pub fn checked(project: &str, region: &str, name: &str) -> Result<ServiceRef, String> {
-        for (what, v) in [("project", project), ("region", region), ("service", name)] {
-            // Starting with a letter or digit also rules out `.` and `..` segments.
-            let safe = v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-                && v.len() <= 63
-                && v.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == ':'
-                });
-            if !safe {
-                return Err(format!("{what} {v:?} is not a valid {what} id"));
-            }
-        }
-        Ok(ServiceRef::new(project, region, name))
+        let e = |e: IdError| e.to_string();
+        Ok(ServiceRef::from_ids(
+            &ProjectId::parse(project).map_err(e)?,
+            &Region::parse(region).map_err(e)?,
+            &ServiceName::parse(name).map_err(e)?,
+        ))
     }
 
     /// The full resource name used by the Run Admin API v2.
@@ -89,6 +91,11 @@ mod tests {
             ("P", "r", "api"),
             ("..", "r", "api"),
             ("p", ".", "api"),
+            // One rule for service names, Cloud Run's: a letter first, at most 49 characters.
+            ("p", "r", "9lives"),
+            ("p", "r", "a.b"),
+            ("p", "r", &"a".repeat(50)),
+            ("p", "r", "api\n"),
         ] {
             assert!(ServiceRef::checked(p, r, s).is_err(), "{p} {r} {s}");
         }

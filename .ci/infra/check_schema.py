@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Check provider-schema: the closest thing to `terraform validate` that works offline.
 
-Against the google provider schema extracted by provider_schema.py it checks, in
-every module under infra/:
-* each resource and data source type exists;
+Against the google and google-beta provider schemas extracted by provider_schema.py
+it checks, in every module under infra/:
+* each resource and data source type exists (in google-beta's schema for those
+  with `provider = google-beta`, in google's for the rest);
 * each argument and nested block name exists where it is used, is written as a
   block if and only if the schema has a block there (`x { }` versus `x = ...`),
   `dynamic "x"` blocks included; required arguments are present; `id` is not set;
@@ -12,9 +13,11 @@ every module under infra/:
 * each `var.x` / `local.x` is declared, each declared variable is used;
 * each `module` call passes only the module's variables and all its required ones,
   and each `module.m.out` names an output the module declares;
-* the provider block's arguments exist; versions.tf pins the provider version
-  whose schema this is.
-Usage: check_schema.py SCHEMA.json [infra]
+* each `lifecycle { ignore_changes = [...] }` path names attributes and blocks the
+  resource has, and indexes only lists of blocks ([0]) and maps (["key"]);
+* the provider blocks' arguments exist; versions.tf pins each provider to the
+  version whose schema this is.
+Usage: check_schema.py SCHEMA.json BETA_SCHEMA.json [infra]
 """
 
 import difflib
@@ -43,9 +46,15 @@ REF_RE = re.compile(
 MODULE_REF_RE = re.compile(r"(?<![\w.])module\.([A-Za-z_][\w-]*)(?:\[[^\]]*\])?(?:\.([A-Za-z_]\w*))?")
 
 
+# One step of an ignore_changes path: `name`, `[0]` or `["key"]`.
+PATH_STEP_RE = re.compile(r'\.?([A-Za-z_][\w-]*)|\[(\d+)\]|\["([^"]*)"\]')
+BETA = "google-beta"
+
+
 class Checker:
-    def __init__(self, schema):
+    def __init__(self, schema, beta):
         self.schema = schema
+        self.beta = beta
         self.errors = []
         self.checked = {"resources": 0, "data sources": 0, "arguments": 0, "references": 0}
 
@@ -56,15 +65,53 @@ class Checker:
         close = difflib.get_close_matches(name, list(options), n=1)
         return f" (did you mean `{close[0]}`?)" if close else ""
 
+    def ignore_path(self, raw, node, where):
+        """One ignore_changes entry against the resource's schema node."""
+        path = tfload.unquote(raw)
+        if path.startswith("${") and path.endswith("}"):
+            path = path[2:-1]
+        steps, pos = [], 0
+        while pos < len(path):
+            m = PATH_STEP_RE.match(path, pos)
+            if not m or m.end() == pos:
+                self.err(where, f"ignore_changes entry `{path}` is not a path")
+                return
+            steps.append(m.groups())
+            pos = m.end()
+        spec, kind = None, "resource"
+        for name, index, key in steps:
+            if name is not None:
+                if kind != "resource":
+                    self.err(where, f"ignore_changes `{path}`: `{name}` follows a {kind}")
+                    return
+                spec = node["args"].get(name)
+                if spec is None:
+                    self.err(where, f"ignore_changes `{path}`: no attribute or block `{name}`{self.suggest(name, node['args'])}")
+                    return
+                kind = "block list" if spec["block"] and spec["node"] else spec["type"]
+            elif index is not None:
+                if kind != "block list":
+                    self.err(where, f"ignore_changes `{path}`: [{index}] indexes a {kind}, not a list of blocks")
+                    return
+                node, kind = spec["node"], "resource"
+            else:
+                if kind != "map":
+                    self.err(where, f"ignore_changes `{path}`: [\"{key}\"] indexes a {kind}, not a map")
+                    return
+                kind = "map value"
+
     def body(self, body, node, where, top_meta=()):
         present = set()
         for key, value in tfload.items(body):
             if key in top_meta:
                 if key == "lifecycle":
                     for lc in value if isinstance(value, list) else []:
-                        for k, _ in tfload.items(lc):
+                        for k, v in tfload.items(lc):
                             if k not in LIFECYCLE:
                                 self.err(where, f"lifecycle has no argument `{k}`")
+                            elif k == "ignore_changes" and isinstance(v, list):
+                                for entry in v:
+                                    self.ignore_path(entry, node, where)
                 continue
             if key == "dynamic":
                 for item in value:
@@ -111,26 +158,32 @@ class Checker:
     def module(self, mod, all_modules):
         declared = {}
         for path, (rtype, name), body in mod.blocks("resource"):
-            node = self.schema["resources"].get(rtype)
+            schema = self.beta if tfload.unquote(body.get("provider", "")) == BETA else self.schema
+            node = schema["resources"].get(rtype)
             where = f"{path}: resource {rtype}.{name}"
             self.checked["resources"] += 1
             if node is None:
-                self.err(where, f"unknown resource type{self.suggest(rtype, self.schema['resources'])}")
+                self.err(where, f"unknown resource type in {schema['package']}{self.suggest(rtype, schema['resources'])}")
                 continue
             declared[(False, rtype, name)] = node
             self.body(body, node, where, META["resource"])
         for path, (dtype, name), body in mod.blocks("data"):
-            node = self.schema["data_sources"].get(dtype)
+            schema = self.beta if tfload.unquote(body.get("provider", "")) == BETA else self.schema
+            node = schema["data_sources"].get(dtype)
             where = f"{path}: data {dtype}.{name}"
             self.checked["data sources"] += 1
             if node is None:
-                self.err(where, f"unknown data source type{self.suggest(dtype, self.schema['data_sources'])}")
+                self.err(where, f"unknown data source type in {schema['package']}{self.suggest(dtype, schema['data_sources'])}")
                 continue
             declared[(True, dtype, name)] = node
             self.body(body, node, where, META["data"])
         for path, (pname,), body in mod.blocks("provider"):
             if pname == "google":
                 self.body(body, self.schema["provider"], f"{path}: provider google", {"alias"})
+            elif pname == BETA:
+                self.body(body, self.beta["provider"], f"{path}: provider {BETA}", {"alias"})
+            else:
+                self.err(f"{path}: provider {pname}", "only the google and google-beta providers are checked here")
 
         variables = mod.variables()
         for path, (vname,), body in mod.blocks("variable"):
@@ -197,24 +250,31 @@ class Checker:
             self.err(str(mod.dir), f"variable `{v}` is declared but never used")
 
     def versions(self, root_mod):
-        want = self.schema["provider_version"]
-        pins = []
+        wants = {"google": self.schema, BETA: self.beta}
+        pins = {name: [] for name in wants}
         for path, _, body in root_mod.blocks("terraform"):
             for rp in body.get("required_providers", []):
-                google = rp.get("google")
-                if isinstance(google, dict):
-                    pins.append((path, tfload.unquote(google.get("version", ""))))
-        if not pins:
-            self.err(str(root_mod.dir), "no required_providers.google version pin")
-        for path, pin in pins:
-            if pin.strip().lstrip("=").strip() != want:
-                self.err(str(path), f"google provider pinned to {pin!r}, but the schema checked is {want}: pin \"{want}\" or bump the npm package")
+                for name in wants:
+                    spec = rp.get(name)
+                    if isinstance(spec, dict):
+                        pins[name].append((path, tfload.unquote(spec.get("version", ""))))
+        for name, schema in wants.items():
+            want = schema["provider_version"]
+            if not pins[name]:
+                self.err(str(root_mod.dir), f"no required_providers.{name} version pin")
+            for path, pin in pins[name]:
+                if pin.strip().lstrip("=").strip() != want:
+                    self.err(
+                        str(path),
+                        f"{name} provider pinned to {pin!r}, but the schema checked is {want}: pin \"{want}\" or bump the npm package",
+                    )
 
 
-def main(schema_path, root="infra"):
+def main(schema_path, beta_path, root="infra"):
     schema = json.load(open(schema_path))
+    beta = json.load(open(beta_path))
     mods = {d.resolve(): m for d, m in tfload.modules(root).items()}
-    c = Checker(schema)
+    c = Checker(schema, beta)
     root_mod = mods.get(pathlib.Path(root).resolve())
     if root_mod is None:
         print(f"{CHECK}: no .tf files in {root}/", file=sys.stderr)
@@ -226,8 +286,9 @@ def main(schema_path, root="infra"):
         tfload.fail(CHECK, e)
     counts = ", ".join(f"{n} {k}" for k, n in c.checked.items())
     print(
-        f"{CHECK}: {len(mods)} modules against {schema['package']}@{schema['package_version']} "
-        f"(google provider {schema['provider_version']}): {counts} checked, {len(c.errors)} problems"
+        f"{CHECK}: {len(mods)} modules against {schema['package']}@{schema['package_version']} and "
+        f"{beta['package']}@{beta['package_version']} (providers {schema['provider_version']}, "
+        f"{beta['provider_version']}): {counts} checked, {len(c.errors)} problems"
     )
     return 1 if c.errors else 0
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Extract the google provider's argument schema from the @cdktf/provider-google tarball.
+"""Extract the google provider's argument schema from the @cdktf/provider-google tarball
+(or google-beta's, from @cdktf/provider-google-beta: same layout).
 
 `terraform validate` needs the provider binary, which cannot be downloaded here.
 The cdktf prebuilt bindings are generated from the provider's own schema and are
@@ -179,6 +180,9 @@ def main():
         assert "number" in out["data_sources"]["google_project"]["readable"]
         assert "project" in out["provider"]["args"]
         assert len(out["resources"]) > 500 and len(out["data_sources"]) > 100
+        if out["package"].endswith("-beta"):
+            # The one resource infra/ takes from google-beta.
+            assert "email" in out["resources"]["google_project_service_identity"]["readable"]
     except (AssertionError, KeyError, TypeError) as e:
         raise SystemExit(f"provider-schema: extraction sanity check failed ({e!r}); package layout changed?")
 

@@ -2,27 +2,21 @@
 //!
 //! The input is the message `data` (the `Build` resource as JSON); its first byte picks whether
 //! the message also carries Cloud Build's `buildId`/`status` attributes. Decoding never panics;
-//! a decoded service is a valid Cloud Run service name and, for such a build, a decoded region
-//! contains only lowercase letters, digits and hyphens; and whatever service the server would
-//! act on (`ServiceRef::checked`, as `POST /pubsub/builds` does) is safe in a Run API URL path,
-//! dot segments included (finding F2 in docs/reliability.md).
+//! a refusal's reason (logged and answered) is short and printable; a decoded build's id is a
+//! valid build id (at most 64 characters, no control character), its service a valid Cloud
+//! Run service name and, for such a build, its project and region valid ids; and whatever
+//! service the server would act on (`Scope::resolve`, as `POST /pubsub/builds` does) is in the
+//! project and regions its ticks evaluate and safe in a Run API URL path, dot segments included
+//! (findings F2 and, for the scope and the bounds, issues 9 and 10 in docs/reliability.md).
 #![no_main]
+
+mod common;
 
 use std::collections::BTreeMap;
 
-use cutover::events::{BuildNotification, PushMessage, check_service_name};
-use cutover::target::ServiceRef;
+use common::{assert_loggable, check_resolution};
+use cutover::events::{BuildId, BuildNotification, MessageId, PushMessage, ServiceName};
 use libfuzzer_sys::fuzz_target;
-
-/// A URL path segment that means only itself: no separators, queries, fragments or escapes,
-/// and no dot segments (which a URL parser folds away).
-fn path_safe(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-}
 
 fuzz_target!(|input: &[u8]| {
     let (with_attributes, data) = match input.split_first() {
@@ -38,7 +32,7 @@ fuzz_target!(|input: &[u8]| {
         BTreeMap::new()
     };
     let msg = PushMessage {
-        message_id: "1".into(),
+        message_id: MessageId::parse("1").expect("a message id"),
         publish_time: None,
         data: data.to_vec(),
         attributes,
@@ -46,33 +40,27 @@ fuzz_target!(|input: &[u8]| {
         delivery_attempt: None,
         ordering_key: None,
     };
-    let Ok(build) = BuildNotification::from_message(&msg) else {
-        return;
+    let build = match BuildNotification::from_message(&msg) {
+        Ok(b) => b,
+        Err(e) => {
+            assert_loggable("decode error", e.reason(), 512);
+            return;
+        }
     };
-    assert!(!build.build_id.is_empty(), "a build without an id decoded");
-    let _ = build.status.as_str();
+    assert_eq!(BuildId::parse(&build.build_id), Ok(build.build_id.clone()));
+    assert_loggable("build id", &build.build_id, 64);
+    assert_loggable("status", build.status.as_str(), 65);
     let _ = build.status.is_terminal();
     // The region and project matter only for a build that names a service (others are ignored).
-    let Some(service) = build.service() else {
+    let Some(named) = build.named() else {
         return;
     };
-    assert_eq!(check_service_name(service), Ok(()), "service {service:?}");
-    if let Some(region) = build.region() {
-        assert!(
-            region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !region.is_empty(),
-            "region {region:?}"
-        );
+    assert_eq!(ServiceName::parse(named.service), Ok(named.service.clone()));
+    for part in [named.project.map(|p| &**p), named.region.map(|r| &**r)]
+        .into_iter()
+        .flatten()
+    {
+        assert_loggable("project or region", part, 63);
     }
-    // What the server does with the build: its project (or cutover's), its region (or
-    // cutover's default), the service.
-    let project = build.project_id.as_deref().unwrap_or("acme-prod");
-    let region = build.region().unwrap_or("us-central1");
-    if let Ok(target) = ServiceRef::checked(project, region, service) {
-        for part in [&target.project, &target.region, &target.name] {
-            assert!(path_safe(part), "{part:?} reaches a URL path");
-        }
-    }
+    check_resolution(named);
 });

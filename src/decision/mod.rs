@@ -10,6 +10,8 @@
 //! - Every traffic write sums to 100 and names only the stable and candidate revisions.
 //! - At most one step per decision; never a step forward on inconclusive or missing evidence.
 //! - A rollback gives 100% to the recorded stable revision, and only if it is ready.
+//! - A revision that lost all its traffic gets it back only from a rollback to it: a newer
+//!   candidate starts from what serves traffic now (see `superseded`).
 //! - Traffic changed by hand is never overwritten: the rollout pauses instead.
 //! - Deciding again on the state a decision produced changes nothing (duplicates are harmless).
 
@@ -367,14 +369,11 @@ fn on_build(
                     );
                 }
             };
-            let why = format!(
-                "{candidate} supersedes {}, which had {}%",
-                r.candidate, r.percent
-            );
+            let (stable, why) = superseded(r, &candidate);
             return start(
                 obs,
                 candidate,
-                r.stable.clone(),
+                stable,
                 r.rolled_back.clone(),
                 policy,
                 why,
@@ -418,6 +417,52 @@ fn on_build(
         why,
         now,
     )
+}
+
+/// The stable revision of the rollout that replaces `r` (still running or paused, its traffic
+/// as cutover wrote it), and why.
+///
+/// A newer rollout starts from what serves traffic now, as the README defines the stable (the
+/// revision serving 100%), never from a revision that lost its traffic:
+///
+/// - **At 100%** (the old candidate soaks its last step, or paused there) the old candidate
+///   serves everything: it is the new stable and keeps 90%. The recorded stable has had nothing
+///   since the last step's write; it may be scaled to zero, and giving it 90% in one write
+///   would be a rollback that no evidence asked for, with no way back to the revision that had
+///   passed every earlier step (a failing newer candidate would then be rolled back to the idle
+///   one). The old stable may also no longer be ready; that does not matter here.
+/// - **Below 100%** (10%, 50%, the smoke phase at 0%) the recorded stable never lost its traffic
+///   and is the last revision that served all of it; the old candidate, which has not, gives
+///   its share back to it, as a rollback would, without being marked as failed (it was replaced,
+///   not judged). At 10% or 50% the stable still serves most or half of the traffic and is warm
+///   for the rest. With overridden steps such as `75,100` the stable is the smaller share, and
+///   still the one proven at 100%: moving the candidate's share back to it is exactly what any
+///   rollback of that step does.
+/// - **Paused** rollouts follow the same rule by their percent: a pause (maximum hold, invalid
+///   override, stable not ready) leaves the traffic where the last step put it. Paused at 100%
+///   because the old stable is not ready, the rollout is no longer stuck: the newer one starts
+///   beside the old candidate, which serves and so is ready. Traffic that differs from the
+///   record (a manual change) never reaches this: it starts over from whatever serves 100%, or
+///   not at all.
+///
+/// Finishing the old rollout first was the alternative: it delays a release (often the fix of
+/// the one in flight) by up to the remaining steps and maximum hold, needs a queue of pending
+/// builds that cutover does not have (the record holds one rollout, and a build message is
+/// acknowledged once), and at 100% it ends where this starts: on the old candidate.
+fn superseded(r: &Record, candidate: &str) -> (String, String) {
+    if r.percent == 100 {
+        let why = format!(
+            "{candidate} supersedes {}, which serves all traffic and is now the stable revision",
+            r.candidate
+        );
+        (r.candidate.clone(), why)
+    } else {
+        let why = format!(
+            "{candidate} supersedes {}, which had {}% and gives it back to stable {}",
+            r.candidate, r.percent, r.stable
+        );
+        (r.stable.clone(), why)
+    }
 }
 
 fn start(

@@ -227,28 +227,144 @@ fn a_rolled_back_revision_is_not_rolled_out_again_but_a_newer_one_is() {
     );
 }
 
-#[test]
-fn a_newer_candidate_supersedes_the_running_one() {
-    let r = running(50, t0());
-    let obs = observed(&split_of(&r), NEWER, Some(&r));
-    let d = decide(
+/// The write a build of `NEWER` makes while `r` is on the service with its traffic as written.
+fn supersede(r: &Record, policy: &Policy, stable_ready: bool) -> Decision {
+    let alloc: Vec<(&str, u8)> = split_of(r).into_iter().filter(|(_, p)| *p > 0).collect();
+    let mut obs = observed(&alloc, NEWER, Some(r));
+    if !stable_ready {
+        assert!(
+            !obs.allocation.contains_key(STABLE),
+            "a serving revision is ready"
+        );
+        obs.ready.remove(STABLE);
+    }
+    decide(
         &obs,
         &build(),
         &Evidence::None,
-        &Policy::default(),
-        t0() + mins(1),
+        policy,
+        r.step_started + mins(2),
+    )
+}
+
+fn tags(w: &Write) -> BTreeMap<String, String> {
+    w.traffic
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter_map(|t| Some((t.tag.clone()?, t.revision.clone())))
+        .collect()
+}
+
+#[test]
+fn a_newer_candidate_below_100_percent_starts_from_the_recorded_stable() {
+    for percent in [0u8, 10, 50] {
+        let r = running(percent, t0());
+        let d = supersede(&r, &Policy::default(), true);
+        assert_eq!(d.kind, Kind::Start, "at {percent}%: {}", d.reason);
+        let w = d.write.unwrap();
+        assert_eq!(
+            percents(&w),
+            BTreeMap::from([(STABLE.into(), 90), (NEWER.into(), 10)]),
+            "at {percent}%: the stable never lost its traffic and takes the old candidate's share"
+        );
+        assert_eq!(w.record.stable, STABLE);
+        assert_eq!(w.record.candidate, NEWER);
+        assert!(
+            !w.traffic.unwrap().iter().any(|t| t.revision == CANDIDATE),
+            "the superseded candidate loses its traffic and its tag"
+        );
+        assert!(w.record.rolled_back.is_empty(), "replaced, not failed");
+    }
+}
+
+#[test]
+fn a_newer_candidate_during_the_100_percent_soak_starts_from_the_revision_serving_it() {
+    let r = running(100, t0());
+    assert_eq!(
+        r.phase,
+        Phase::Progressing,
+        "the last step is still soaking"
     );
-    assert_eq!(d.kind, Kind::Start);
+    let d = supersede(&r, &Policy::default(), true);
+    assert_eq!(d.kind, Kind::Start, "{}", d.reason);
+    assert!(d.reason.contains("serves all traffic"), "{}", d.reason);
     let w = d.write.unwrap();
     assert_eq!(
         percents(&w),
-        BTreeMap::from([(STABLE.into(), 90), (NEWER.into(), 10)])
+        BTreeMap::from([(CANDIDATE.into(), 90), (NEWER.into(), 10)]),
+        "the revision serving 100% keeps 90%; the idle old stable gets nothing back"
     );
-    assert_eq!(w.record.stable, STABLE);
-    assert!(
-        !w.traffic.unwrap().iter().any(|t| t.revision == CANDIDATE),
-        "the superseded candidate loses its traffic"
+    assert_eq!(w.record.stable, CANDIDATE);
+    assert_eq!(
+        tags(&w),
+        BTreeMap::from([
+            (STABLE_TAG.into(), CANDIDATE.into()),
+            (CANDIDATE_TAG.into(), NEWER.into())
+        ])
     );
+
+    // A failing newer candidate then goes back to the revision that served 100% before it.
+    let next = w.record;
+    let obs = observed(&[(CANDIDATE, 90), (NEWER, 10)], NEWER, Some(&next));
+    let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), due());
+    assert_eq!(d.kind, Kind::Rollback);
+    assert_eq!(
+        percents(&d.write.unwrap()),
+        BTreeMap::from([(CANDIDATE.into(), 100)])
+    );
+}
+
+#[test]
+fn a_supersede_at_100_percent_needs_no_ready_old_stable() {
+    let d = supersede(&running(100, t0()), &Policy::default(), false);
+    assert_eq!(d.kind, Kind::Start, "{}", d.reason);
+    assert_eq!(
+        percents(&d.write.unwrap()),
+        BTreeMap::from([(CANDIDATE.into(), 90), (NEWER.into(), 10)])
+    );
+}
+
+#[test]
+fn a_supersede_with_a_smoke_check_tags_the_newer_one_beside_what_serves_now() {
+    let policy = Policy {
+        smoke_path: Some("/healthz".into()),
+        ..Policy::default()
+    };
+    let d = supersede(&running(100, t0()), &policy, true);
+    assert_eq!(d.kind, Kind::Start);
+    let w = d.write.unwrap();
+    assert_eq!(percents(&w), BTreeMap::from([(CANDIDATE.into(), 100)]));
+    assert_eq!(w.record.phase, Phase::Smoke);
+    assert_eq!(w.record.stable, CANDIDATE);
+}
+
+#[test]
+fn a_paused_rollout_is_superseded_by_the_same_rule() {
+    for (cause, stable_ready) in [
+        (PauseCause::MaxHold, true),
+        (PauseCause::InvalidPolicy, true),
+        (PauseCause::StableNotReady, false),
+    ] {
+        for percent in [10u8, 50, 100] {
+            if !stable_ready && percent < 100 {
+                continue; // a revision serving traffic is ready
+            }
+            let mut r = running(percent, t0());
+            r.phase = Phase::Paused(cause);
+            // (An invalid-policy pause whose override has been fixed since.)
+            let d = supersede(&r, &Policy::default(), stable_ready);
+            assert_eq!(d.kind, Kind::Start, "{cause:?} at {percent}%: {}", d.reason);
+            let w = d.write.unwrap();
+            let from = if percent == 100 { CANDIDATE } else { STABLE };
+            assert_eq!(
+                percents(&w),
+                BTreeMap::from([(from.into(), 90), (NEWER.into(), 10)]),
+                "{cause:?} at {percent}%"
+            );
+            assert_eq!(w.record.stable, from);
+        }
+    }
 }
 
 #[test]
@@ -792,5 +908,172 @@ proptest! {
             prop_assert_eq!(&first.kind, &Kind::Start);
         }
         prop_assert!(second.write.is_none(), "first {:?} ({}), then {:?} ({})", first.kind, first.reason, second.kind, second.reason);
+    }
+}
+
+// ---- a property over generated histories ----
+
+/// The `n`-th revision of the service (a later one is newer).
+fn revision(n: usize) -> String {
+    format!("api-{n:05}-x")
+}
+
+/// What a judged step sees in a generated history.
+#[derive(Clone, Copy, Debug)]
+enum Health {
+    Pass,
+    Fail,
+    TooFew,
+    Unavailable,
+}
+
+/// One thing that happens to the service.
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    /// A newer revision is deployed with no traffic and its build arrives.
+    Deploy,
+    /// `minutes` pass and a tick arrives; a due step is judged on `health`.
+    Tick { minutes: i64, health: Health },
+    /// A Monitoring incident opens for the service.
+    Alert,
+    /// Revisions with no traffic scale away and stop being ready (the latest one stays).
+    IdleUnready,
+    /// A person gives all traffic to the revision serving the most.
+    ByHand,
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    let health = prop_oneof![
+        5 => Just(Health::Pass),
+        2 => Just(Health::Fail),
+        1 => Just(Health::TooFew),
+        1 => Just(Health::Unavailable),
+    ];
+    prop_oneof![
+        3 => Just(Event::Deploy),
+        10 => (prop::sample::select(vec![1i64, 4, 8, 9, 30, 70]), health)
+            .prop_map(|(minutes, health)| Event::Tick { minutes, health }),
+        1 => Just(Event::Alert),
+        1 => Just(Event::IdleUnready),
+        1 => Just(Event::ByHand),
+    ]
+}
+
+/// Metrics of the record's candidate over `window`, as healthy or failing as `health` says.
+fn evidence_for(obs: &Observed, window: Window, health: Health) -> Evidence {
+    let (requests, errors) = match health {
+        Health::Pass => (1000, 2),
+        Health::Fail => (1000, 200),
+        Health::TooFew => (20, 0),
+        Health::Unavailable => return Evidence::Metrics(Err("unavailable".into())),
+    };
+    let candidate = Record::from_annotations(&obs.annotations)
+        .unwrap()
+        .map(|r| r.candidate)
+        .unwrap_or_default();
+    let Evidence::Metrics(Ok(mut s)) = stats(window, requests, errors, 150.0) else {
+        unreachable!()
+    };
+    s.revisions = s
+        .revisions
+        .into_values()
+        .map(|v| (candidate.clone(), v))
+        .collect();
+    Evidence::Metrics(Ok(s))
+}
+
+/// Checks one traffic write against "a revision that lost all its traffic gets it back only
+/// from a rollback to it", then notes who lost their traffic in it.
+fn check_no_return(
+    lost: &mut BTreeSet<String>,
+    before: &BTreeMap<String, u8>,
+    after: &BTreeMap<String, u8>,
+    rollback_to: Option<&str>,
+) -> Result<(), TestCaseError> {
+    for rev in after.keys() {
+        if lost.contains(rev) {
+            prop_assert_eq!(
+                Some(rev.as_str()),
+                rollback_to,
+                "{} lost all its traffic and gets {}% back: {:?} -> {:?}",
+                rev,
+                after[rev],
+                before,
+                after
+            );
+            lost.remove(rev);
+        }
+    }
+    lost.extend(before.keys().filter(|r| !after.contains_key(*r)).cloned());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    #[test]
+    fn a_revision_that_lost_its_traffic_gets_it_back_only_from_a_rollback(
+        events in prop::collection::vec(event(), 1..40),
+        smoke in proptest::bool::weighted(0.3),
+    ) {
+        let policy = Policy {
+            smoke_path: smoke.then(|| "/ready".to_string()),
+            ..Policy::default()
+        };
+        let mut deployed = 1;
+        let mut obs = observed(&[(&revision(1), 100)], &revision(1), None);
+        obs.ready = BTreeSet::from([revision(1)]);
+        let mut now = t0();
+        let mut lost: BTreeSet<String> = BTreeSet::new();
+        for e in events {
+            let (mut trigger, health) = match e {
+                Event::Deploy => {
+                    deployed += 1;
+                    obs.latest_ready = Some(revision(deployed));
+                    obs.ready.insert(revision(deployed));
+                    (build(), Health::Pass)
+                }
+                Event::Tick { minutes, health } => {
+                    now += mins(minutes);
+                    (tick(), health)
+                }
+                Event::Alert => (alert(), Health::Pass),
+                Event::IdleUnready => {
+                    let (alloc, latest) = (&obs.allocation, &obs.latest_ready);
+                    obs.ready
+                        .retain(|r| alloc.contains_key(r) || latest.as_ref() == Some(r));
+                    continue;
+                }
+                Event::ByHand => {
+                    let top = obs.allocation.iter().max_by_key(|(_, p)| **p).map(|(r, _)| r.clone());
+                    let after = BTreeMap::from([(top.unwrap(), 100u8)]);
+                    check_no_return(&mut lost, &obs.allocation, &after, None)?;
+                    obs.allocation = after;
+                    continue;
+                }
+            };
+            // As the reconciler does: gather what is asked for, write, go on if asked to.
+            for _ in 0..3 {
+                let mut d = decide(&obs, &trigger, &Evidence::None, &policy, now);
+                d = match &d.kind {
+                    Kind::Gather(Need::Metrics(w)) => {
+                        decide(&obs, &trigger, &evidence_for(&obs, *w, health), &policy, now)
+                    }
+                    Kind::Gather(Need::Smoke(_)) => {
+                        decide(&obs, &trigger, &Evidence::Smoke(Ok(())), &policy, now)
+                    }
+                    _ => d,
+                };
+                let Some(w) = &d.write else { break };
+                let next = applied(&obs, w);
+                let to = (d.kind == Kind::Rollback).then_some(w.record.stable.as_str());
+                check_no_return(&mut lost, &obs.allocation, &next.allocation, to)?;
+                obs = next;
+                if !d.again {
+                    break;
+                }
+                trigger = tick();
+            }
+        }
     }
 }

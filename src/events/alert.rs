@@ -14,9 +14,12 @@
 
 use serde_json::{Map, Value};
 
+use super::DecodeError;
 use super::envelope::PushMessage;
+use super::ids::{self, IncidentId, ProjectId, Region, RevisionName, ServiceName};
 use super::lenient::{self, excerpt};
-use super::{DecodeError, check_service_name};
+use super::resolve::Named;
+use super::text::printable;
 
 /// Policy user label naming the Cloud Run service an alert is about, for policies whose
 /// monitored resource is not a Cloud Run revision.
@@ -25,26 +28,39 @@ pub const SERVICE_LABEL: &str = "cutover-service";
 /// Monitored resource type of Cloud Run revisions.
 pub const CLOUD_RUN_REVISION: &str = "cloud_run_revision";
 
-/// A decoded alert incident.
+/// Longest incident summary kept, in characters. Google's summaries are one sentence (about
+/// 200 characters for a Cloud Run metric alert); the summary ends up in the rollback reason,
+/// whose annotation cutover caps at 1,000 characters, so this leaves room for the rest.
+pub const MAX_SUMMARY_CHARS: usize = 512;
+
+/// Longest policy name kept, in characters (display names are short; test notifications put a
+/// resource path there).
+pub const MAX_POLICY_NAME_CHARS: usize = 256;
+
+/// Longest monitored resource type kept (real ones are like `cloud_run_revision`).
+const MAX_RESOURCE_TYPE_CHARS: usize = 128;
+
+/// A decoded alert incident: every id checked, free text bounded and printable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incident {
     /// Incident id (e.g. `0.nrwotmyokd9n`); shared by the open and closed notifications.
-    pub incident_id: String,
+    pub incident_id: IncidentId,
     /// Whether the incident opened or closed.
     pub state: IncidentState,
     /// `true` for Google's "Send test notification" payload (`version: "test"`).
     pub is_test: bool,
     /// The Cloud Run service concerned, if the incident names one.
-    pub service: Option<String>,
+    pub service: Option<ServiceName>,
     /// The Cloud Run revision concerned (resource label `revision_name`), if any.
-    pub revision: Option<String>,
+    pub revision: Option<RevisionName>,
     /// Project id: resource label `project_id`, else `scoping_project_id`.
-    pub project: Option<String>,
+    pub project: Option<ProjectId>,
     /// Resource label `location` (the Cloud Run region), if any.
-    pub location: Option<String>,
-    /// The policy's display name (a resource path in test notifications); never parse it.
+    pub location: Option<Region>,
+    /// The policy's display name (a resource path in test notifications); never parse it. At
+    /// most [`MAX_POLICY_NAME_CHARS`], printable.
     pub policy_name: String,
-    /// Google's human-readable summary.
+    /// Google's human-readable summary, at most [`MAX_SUMMARY_CHARS`], printable.
     pub summary: String,
     /// Epoch seconds the incident started; `None` when absent or 0.
     pub started_at: Option<i64>,
@@ -79,8 +95,10 @@ impl IncidentState {
 impl Incident {
     /// Decodes an alert notification from a push message.
     ///
-    /// Fails when the data is not a JSON object with an `incident` object carrying an
-    /// `incident_id`, or when the named service is not a valid Cloud Run service name.
+    /// Fails when the data is not a JSON object with an `incident` object carrying a valid
+    /// `incident_id`, or when the named service is not a valid Cloud Run service name. For an
+    /// incident that names a service, its project, location and revision must be valid too;
+    /// for one that does not (it is ignored anyway), invalid ones are dropped.
     pub fn from_message(msg: &PushMessage) -> Result<Incident, DecodeError> {
         let root: Value = serde_json::from_slice(&msg.data)
             .map_err(|e| DecodeError::new(format!("message data is not JSON: {e}")))?;
@@ -92,8 +110,10 @@ impl Incident {
         let is_test =
             lenient::text(&root, "version").is_some_and(|v| v.trim().eq_ignore_ascii_case("test"));
 
-        let incident_id = lenient::non_empty_text(incident, "incident_id")
+        let raw_id = lenient::non_empty_text(incident, "incident_id")
             .ok_or_else(|| DecodeError::new("incident has no incident_id"))?;
+        let incident_id =
+            IncidentId::parse(&raw_id).map_err(|e| DecodeError::new(e.to_string()))?;
         let state = lenient::text(incident, "state")
             .map(|s| IncidentState::parse(&s))
             .unwrap_or(IncidentState::Other(String::new()));
@@ -101,23 +121,28 @@ impl Incident {
         let empty = Map::new();
         let resource = lenient::object(incident, "resource").unwrap_or(&empty);
         let resource_type = lenient::text(resource, "type")
-            .map(|s| s.trim().to_owned())
+            .map(|s| printable(&s, MAX_RESOURCE_TYPE_CHARS))
             .unwrap_or_default();
         let labels = lenient::object(resource, "labels").unwrap_or(&empty);
         let label = |key: &str| lenient::non_empty_text(labels, key);
 
-        let service = resolve_service(incident, &resource_type, labels).map_err(|e| {
-            DecodeError::new(format!("incident {}: {e}", excerpt(&incident_id, 64)))
-        })?;
+        let invalid = |e: ids::IdError| DecodeError::new(format!("incident {incident_id}: {e}"));
+        let service = resolve_service(incident, &resource_type, labels).map_err(invalid)?;
+        let named = service.is_some();
+        let project =
+            label("project_id").or_else(|| lenient::non_empty_text(incident, "scoping_project_id"));
 
         Ok(Incident {
             service,
-            revision: label("revision_name"),
-            project: label("project_id")
-                .or_else(|| lenient::non_empty_text(incident, "scoping_project_id")),
-            location: label("location"),
-            policy_name: lenient::text(incident, "policy_name").unwrap_or_default(),
-            summary: lenient::text(incident, "summary").unwrap_or_default(),
+            revision: ids::optional(label("revision_name").as_deref(), named).map_err(invalid)?,
+            project: ids::optional(project.as_deref(), named).map_err(invalid)?,
+            location: ids::optional(label("location").as_deref(), named).map_err(invalid)?,
+            policy_name: lenient::text(incident, "policy_name")
+                .map(|s| printable(&s, MAX_POLICY_NAME_CHARS))
+                .unwrap_or_default(),
+            summary: lenient::text(incident, "summary")
+                .map(|s| printable(&s, MAX_SUMMARY_CHARS))
+                .unwrap_or_default(),
             started_at: lenient::field(incident, "started_at")
                 .and_then(lenient::integer)
                 .filter(|t| *t != 0),
@@ -125,6 +150,16 @@ impl Incident {
             state,
             is_test,
             incident_id,
+        })
+    }
+
+    /// The service this incident names, and where, for
+    /// [`Scope::resolve`](super::Scope::resolve); `None` when it names no service.
+    pub fn named(&self) -> Option<Named<'_>> {
+        Some(Named {
+            project: self.project.as_ref(),
+            region: self.location.as_ref(),
+            service: self.service.as_ref()?,
         })
     }
 }
@@ -135,7 +170,7 @@ fn resolve_service(
     incident: &Map<String, Value>,
     resource_type: &str,
     labels: &Map<String, Value>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<ServiceName>, ids::IdError> {
     let from_resource = (resource_type == CLOUD_RUN_REVISION)
         .then(|| lenient::non_empty_text(labels, "service_name"))
         .flatten();
@@ -150,16 +185,10 @@ fn resolve_service(
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
     };
-    let Some(service) = from_resource.or_else(from_policy_label) else {
-        return Ok(None);
-    };
-    check_service_name(&service).map_err(|why| {
-        format!(
-            "service {:?} is not a valid Cloud Run service name: {why}",
-            excerpt(&service, 64)
-        )
-    })?;
-    Ok(Some(service))
+    from_resource
+        .or_else(from_policy_label)
+        .map(|s| ServiceName::parse(&s))
+        .transpose()
 }
 
 #[cfg(test)]
@@ -172,22 +201,10 @@ mod tests {
     use super::*;
     use crate::events::envelope::encode_push;
 
-    const ALERT_1: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/payloads/monitoring-alert-1.json"
-    ));
-    const ALERT_2: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/payloads/monitoring-alert-2.json"
-    ));
-    const ALERT_3: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/payloads/monitoring-alert-3.json"
-    ));
-    const CLOUD_RUN_ALERT: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/events/monitoring-alert-cloud-run.json"
-    ));
+    const ALERT_1: &[u8] = crate::fixture!("payloads/monitoring-alert-1.json");
+    const ALERT_2: &[u8] = crate::fixture!("payloads/monitoring-alert-2.json");
+    const ALERT_3: &[u8] = crate::fixture!("payloads/monitoring-alert-3.json");
+    const CLOUD_RUN_ALERT: &[u8] = crate::fixture!("events/monitoring-alert-cloud-run.json");
 
     fn decode(data: &[u8]) -> Result<Incident, DecodeError> {
         let t = "2026-08-20T10:04:03.509Z".parse().expect("timestamp");
@@ -326,9 +343,57 @@ mod tests {
         });
         let err = decode_json(v).expect_err("invalid service");
         assert!(
-            err.reason().contains("not a valid Cloud Run service name"),
+            err.reason()
+                .contains("Cloud Run service name \"Not_A_Service\" is not valid"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn free_text_is_bounded_and_printable() {
+        let v = with_incident(|i| {
+            i.insert(
+                "summary".into(),
+                json!(format!(
+                    "5xx\r\nINFO forged line\u{1b}[31m {}",
+                    "x".repeat(200_000)
+                )),
+            );
+            i.insert("policy_name".into(), json!("p\n".repeat(1000)));
+        });
+        let i = decode_json(v).expect("decodes");
+        assert_eq!(i.summary.chars().count(), MAX_SUMMARY_CHARS);
+        assert!(
+            i.summary.starts_with("5xx  INFO forged line [31m x"),
+            "{}",
+            i.summary
+        );
+        assert!(i.summary.ends_with('…'));
+        assert!(i.policy_name.chars().count() <= MAX_POLICY_NAME_CHARS);
+        for text in [&i.summary, &i.policy_name] {
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn ids_that_cannot_be_valid_are_refused() {
+        for id in ["0.abc\nforged".to_owned(), "9".repeat(100_000)] {
+            let v = with_incident(|i| {
+                i.insert("incident_id".into(), json!(id));
+            });
+            let err = decode_json(v).expect_err("bad id");
+            assert!(err.reason().starts_with("incident id "), "{err}");
+            assert!(err.reason().len() < 200 && !err.reason().contains('\n'));
+        }
+        // Where the incident names a service, where it is must be usable too.
+        let mut v: Value = serde_json::from_slice(CLOUD_RUN_ALERT).expect("json");
+        v["incident"]["resource"]["labels"]["location"] = json!("us-central1/../../x");
+        let err = decode_json(v).expect_err("bad location");
+        assert!(err.reason().contains("region"), "{err}");
+        // Where it names none, an odd label is dropped: the incident is ignored anyway.
+        let mut v: Value = serde_json::from_slice(ALERT_1).expect("json");
+        v["incident"]["resource"]["labels"]["project_id"] = json!("Not A Project");
+        assert_eq!(decode_json(v).expect("decodes").project, None);
     }
 
     #[test]

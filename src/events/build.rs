@@ -13,9 +13,11 @@ use std::fmt;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use super::DecodeError;
 use super::envelope::PushMessage;
+use super::ids::{self, BuildId, ProjectId, Region, ServiceName};
 use super::lenient::{self, excerpt};
-use super::{DecodeError, check_service_name};
+use super::resolve::Named;
 
 /// Substitution naming the Cloud Run service a build deployed.
 pub const SERVICE_SUBSTITUTION: &str = "_SERVICE_NAME";
@@ -24,20 +26,21 @@ pub const DEPLOY_REGION_SUBSTITUTION: &str = "_DEPLOY_REGION";
 /// Fallback region substitution, used when `_DEPLOY_REGION` is absent or empty.
 pub const REGION_SUBSTITUTION: &str = "_REGION";
 
-/// Longest region name accepted (Google region names are far shorter).
-const MAX_REGION_LEN: usize = 63;
-
-/// A decoded Cloud Build notification.
+/// A decoded Cloud Build notification: only what cutover uses, every id checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildNotification {
-    /// The build UUID (`id`, or the `buildId` attribute when the resource lacks one).
-    pub build_id: String,
+    /// The build id (`id`, or the `buildId` attribute when the resource lacks one).
+    pub build_id: BuildId,
     /// The build status at the time of publishing.
     pub status: BuildStatus,
-    /// The project **id** (not number) the build ran in, when present.
-    pub project_id: Option<String>,
-    /// The build's substitutions (built-in trigger ones and user `_FOO` ones).
-    pub substitutions: BTreeMap<String, String>,
+    /// The project **id** (not number) the build ran in, when present (and, for a build that
+    /// names no service, valid: otherwise it is dropped, as nothing would use it).
+    pub project_id: Option<ProjectId>,
+    /// The Cloud Run service the build deployed: substitution `_SERVICE_NAME`, trimmed.
+    pub service: Option<ServiceName>,
+    /// The region it deployed to: `_DEPLOY_REGION`, else `_REGION` (trimmed, non-empty); like
+    /// the project, kept only when valid unless the build names a service.
+    pub region: Option<Region>,
 }
 
 /// `Build.Status`, decoded from the enum name (`"SUCCESS"`) or, leniently, its number.
@@ -149,10 +152,11 @@ impl BuildNotification {
     ///
     /// The data must be a JSON `Build` object. Its `id` and `status` win; the `buildId` and
     /// `status` attributes are used only when the resource lacks them. A build with neither
-    /// status has the proto default, `Unknown("STATUS_UNKNOWN")`. When `_SERVICE_NAME` is set it
-    /// must be a valid Cloud Run service name, and then the region substitution, if set, must
-    /// look like a region name; otherwise the message is rejected (a typo'd substitution must
-    /// not silently skip a rollout, nor reach a URL path).
+    /// status has the proto default, `Unknown("STATUS_UNKNOWN")`. The id must be a valid
+    /// [`BuildId`] whatever the build is. When `_SERVICE_NAME` is set it must be a valid Cloud Run
+    /// service name, and then the project and the region substitution, if set, must be valid
+    /// too; otherwise the message is rejected (a typo'd substitution must not silently skip a
+    /// rollout, nor reach a URL path or a log line).
     pub fn from_message(msg: &PushMessage) -> Result<BuildNotification, DecodeError> {
         let root: Value = serde_json::from_slice(&msg.data)
             .map_err(|e| DecodeError::new(format!("message data is not JSON: {e}")))?;
@@ -160,69 +164,61 @@ impl BuildNotification {
             return Err(DecodeError::new("message data is not a JSON object"));
         };
 
-        let build_id = lenient::non_empty_text(&build, "id")
+        let raw_id = lenient::non_empty_text(&build, "id")
             .or_else(|| attribute(msg, "buildId"))
             .ok_or_else(|| DecodeError::new("build has no id"))?;
+        let build_id = BuildId::parse(&raw_id).map_err(|e| DecodeError::new(e.to_string()))?;
 
         let status = lenient::field(&build, "status")
             .and_then(BuildStatus::from_json)
             .or_else(|| attribute(msg, "status").map(|s| BuildStatus::from_name(&s)))
             .unwrap_or_else(|| BuildStatus::Unknown("STATUS_UNKNOWN".to_owned()));
 
-        let project_id = lenient::non_empty_text(&build, "projectId");
         let substitutions = lenient::string_map(lenient::field(&build, "substitutions"));
+        let substitution = |key: &str| {
+            substitutions
+                .get(key)
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+        };
+        let service = substitution(SERVICE_SUBSTITUTION)
+            .map(ServiceName::parse)
+            .transpose()
+            .map_err(|e| invalid_substitution(&build_id, SERVICE_SUBSTITUTION, e))?;
+        let named = service.is_some();
+        let region_key = [DEPLOY_REGION_SUBSTITUTION, REGION_SUBSTITUTION]
+            .into_iter()
+            .find(|k| substitution(k).is_some());
+        let region = ids::optional(region_key.and_then(substitution), named)
+            .map_err(|e| invalid_substitution(&build_id, region_key.unwrap_or_default(), e))?;
+        let project_id = ids::optional(
+            lenient::non_empty_text(&build, "projectId").as_deref(),
+            named,
+        )
+        .map_err(|e| DecodeError::new(format!("build {build_id}: {e}")))?;
 
-        let notification = BuildNotification {
+        Ok(BuildNotification {
             build_id,
             status,
             project_id,
-            substitutions,
-        };
-        notification.validate()?;
-        Ok(notification)
+            service,
+            region,
+        })
     }
 
-    /// The Cloud Run service the build deployed: substitution `_SERVICE_NAME`, trimmed, if
-    /// non-empty.
-    pub fn service(&self) -> Option<&str> {
-        self.substitution(SERVICE_SUBSTITUTION)
+    /// The service this build names, and where, for [`Scope::resolve`](super::Scope::resolve);
+    /// `None` when it names no service.
+    pub fn named(&self) -> Option<Named<'_>> {
+        Some(Named {
+            project: self.project_id.as_ref(),
+            region: self.region.as_ref(),
+            service: self.service.as_ref()?,
+        })
     }
+}
 
-    /// The region the build deployed to: `_DEPLOY_REGION`, else `_REGION` (trimmed, non-empty).
-    pub fn region(&self) -> Option<&str> {
-        self.substitution(DEPLOY_REGION_SUBSTITUTION)
-            .or_else(|| self.substitution(REGION_SUBSTITUTION))
-    }
-
-    fn substitution(&self, key: &str) -> Option<&str> {
-        self.substitutions
-            .get(key)
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-    }
-
-    fn validate(&self) -> Result<(), DecodeError> {
-        let Some(service) = self.service() else {
-            return Ok(());
-        };
-        check_service_name(service).map_err(|why| {
-            DecodeError::new(format!(
-                "build {}: substitution {SERVICE_SUBSTITUTION} {:?} is not a valid Cloud Run service name: {why}",
-                excerpt(&self.build_id, 64),
-                excerpt(service, 64),
-            ))
-        })?;
-        if let Some(region) = self.region() {
-            check_region(region).map_err(|why| {
-                DecodeError::new(format!(
-                    "build {}: region substitution {:?} is not a valid region name: {why}",
-                    excerpt(&self.build_id, 64),
-                    excerpt(region, 64),
-                ))
-            })?;
-        }
-        Ok(())
-    }
+fn invalid_substitution(build: &BuildId, key: &str, e: ids::IdError) -> DecodeError {
+    DecodeError::new(format!("build {build}: substitution {key}: {e}"))
 }
 
 fn attribute(msg: &PushMessage, key: &str) -> Option<String> {
@@ -230,23 +226,6 @@ fn attribute(msg: &PushMessage, key: &str) -> Option<String> {
         .get(key)
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
-}
-
-/// Region names (`us-central1`, `europe-west1`) are lowercase letters, digits and hyphens.
-fn check_region(region: &str) -> Result<(), String> {
-    if region.len() > MAX_REGION_LEN {
-        return Err(format!("it is longer than {MAX_REGION_LEN} characters"));
-    }
-    if !region.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err("it does not start with a lowercase letter".to_owned());
-    }
-    if region
-        .chars()
-        .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
-    {
-        return Err("only lowercase letters, digits and hyphens are allowed".to_owned());
-    }
-    Ok(())
 }
 
 /// The attributes Cloud Build puts on its notifications (`buildId`, `status`), for building
@@ -376,18 +355,9 @@ mod tests {
     use super::*;
     use crate::events::envelope::encode_push;
 
-    const BUILD_1: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/payloads/cloudbuild-1.json"
-    ));
-    const BUILD_2: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/payloads/cloudbuild-2.json"
-    ));
-    const BUILD_WITH_SERVICE: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/events/cloudbuild-service.json"
-    ));
+    const BUILD_1: &[u8] = crate::fixture!("payloads/cloudbuild-1.json");
+    const BUILD_2: &[u8] = crate::fixture!("payloads/cloudbuild-2.json");
+    const BUILD_WITH_SERVICE: &[u8] = crate::fixture!("events/cloudbuild-service.json");
 
     fn t0() -> Timestamp {
         "2026-08-20T10:04:03.509Z".parse().expect("timestamp")
@@ -418,11 +388,9 @@ mod tests {
         let b = BuildNotification::from_message(&delivered(BUILD_1, attrs)).expect("decodes");
         assert_eq!(b.build_id, "0d97c63e-a349-4bf7-80d0-8f6e21786d87");
         assert_eq!(b.status, BuildStatus::Success);
-        assert_eq!(b.project_id.as_deref(), Some("checkpoint-distributor"));
-        assert_eq!(b.substitutions["SHORT_SHA"], "a017b5e");
-        assert_eq!(b.substitutions["TRIGGER_BUILD_CONFIG_PATH"], "");
-        assert_eq!(b.service(), None);
-        assert_eq!(b.region(), None);
+        assert_eq!(b.project_id.unwrap(), "checkpoint-distributor");
+        assert_eq!(b.service, None);
+        assert_eq!(b.region, None);
     }
 
     #[test]
@@ -430,17 +398,18 @@ mod tests {
         let b = decode(BUILD_2).expect("decodes");
         assert_eq!(b.build_id, "BUILD_ID");
         assert_eq!(b.status, BuildStatus::Success);
-        assert_eq!(b.project_id.as_deref(), Some("PROJECT_ID"));
-        assert!(b.substitutions.is_empty());
-        assert_eq!(b.service(), None);
+        // The capture's placeholder project is not a project id; a build naming no service
+        // needs none, so it is dropped rather than refused.
+        assert_eq!(b.project_id, None);
+        assert_eq!(b.service, None);
     }
 
     #[test]
     fn decodes_wire_reference_example_with_service() {
         let b = decode(BUILD_WITH_SERVICE).expect("decodes");
-        assert_eq!(b.service(), Some("api"));
-        assert_eq!(b.project_id.as_deref(), Some("acme-prod"));
-        assert_eq!(b.region(), None);
+        assert_eq!(b.service.unwrap(), "api");
+        assert_eq!(b.project_id.unwrap(), "acme-prod");
+        assert_eq!(b.region, None);
     }
 
     #[test]
@@ -452,19 +421,19 @@ mod tests {
         let b = with(
             json!({"_SERVICE_NAME": " api ", "_DEPLOY_REGION": "europe-west1", "_REGION": "us-central1"}),
         );
-        assert_eq!(b.service(), Some("api"));
-        assert_eq!(b.region(), Some("europe-west1"));
+        assert_eq!(b.service.unwrap(), "api");
+        assert_eq!(b.region.unwrap(), "europe-west1");
 
         let b =
             with(json!({"_SERVICE_NAME": "api", "_DEPLOY_REGION": "  ", "_REGION": "us-central1"}));
-        assert_eq!(b.region(), Some("us-central1"));
+        assert_eq!(b.region.unwrap(), "us-central1");
 
         let b = with(json!({"_SERVICE_NAME": "api", "_REGION": "us-east4"}));
-        assert_eq!(b.region(), Some("us-east4"));
+        assert_eq!(b.region.unwrap(), "us-east4");
 
         let b = with(json!({"_SERVICE_NAME": "   "}));
-        assert_eq!(b.service(), None);
-        assert_eq!(b.region(), None);
+        assert_eq!(b.service, None);
+        assert_eq!(b.region, None);
     }
 
     #[test]
@@ -491,6 +460,32 @@ mod tests {
         let b = BuildNotification::from_message(&delivered(data, attrs)).expect("decodes");
         assert_eq!(b.build_id, "from-attr");
         assert_eq!(b.status, BuildStatus::Working);
+    }
+
+    #[test]
+    fn an_id_that_cannot_be_a_build_id_is_refused_with_a_short_preview() {
+        for id in [
+            "x".repeat(700_000),
+            "b-1\n2026-08-20T10:00:00Z INFO forged".to_owned(),
+            "b-1\u{1b}[2J".to_owned(),
+        ] {
+            let data =
+                json!({"id": id, "status": "SUCCESS", "substitutions": {"_SERVICE_NAME": "api"}});
+            let err = decode(&serde_json::to_vec(&data).expect("serialize")).expect_err("refused");
+            assert!(err.reason().starts_with("build id "), "{err}");
+            assert!(err.reason().len() < 200, "{} bytes", err.reason().len());
+            assert!(!err.reason().chars().any(char::is_control), "{err:?}");
+        }
+        // The attribute is held to the same rule.
+        let attrs = build_attributes("b 1", &BuildStatus::Success);
+        assert!(BuildNotification::from_message(&delivered(b"{}", attrs)).is_err());
+    }
+
+    #[test]
+    fn a_build_naming_a_service_needs_a_valid_project() {
+        let data = json!({"id": "b1", "projectId": "Evil/Project", "status": "SUCCESS", "substitutions": {"_SERVICE_NAME": "api"}});
+        let err = decode(&serde_json::to_vec(&data).expect("serialize")).expect_err("bad project");
+        assert!(err.reason().contains("project id"), "{err}");
     }
 
     #[test]
@@ -521,7 +516,8 @@ mod tests {
                 json!({"id": "b1", "status": "SUCCESS", "substitutions": {"_SERVICE_NAME": bad}});
             let err = decode(&serde_json::to_vec(&data).expect("serialize")).expect_err(bad);
             assert!(
-                err.reason().contains("not a valid Cloud Run service name"),
+                err.reason().contains("Cloud Run service name")
+                    && err.reason().contains("is not valid"),
                 "{err}"
             );
         }
@@ -531,9 +527,14 @@ mod tests {
     fn invalid_region_is_rejected_only_with_a_service() {
         let data = json!({"id": "b1", "status": "SUCCESS", "substitutions": {"_SERVICE_NAME": "api", "_DEPLOY_REGION": "us-central1/../x"}});
         let err = decode(&serde_json::to_vec(&data).expect("serialize")).expect_err("bad region");
-        assert!(err.reason().contains("not a valid region name"), "{err}");
+        assert!(err.reason().contains("region"), "{err}");
+        assert!(err.reason().contains("_DEPLOY_REGION"), "{err}");
         let data = json!({"id": "b1", "status": "SUCCESS", "substitutions": {"_REGION": "EU"}});
-        assert!(decode(&serde_json::to_vec(&data).expect("serialize")).is_ok());
+        let b = decode(&serde_json::to_vec(&data).expect("serialize")).expect("no service");
+        assert_eq!(
+            b.region, None,
+            "an unusable region is dropped when nothing uses it"
+        );
     }
 
     #[test]
@@ -584,9 +585,9 @@ mod tests {
             let b = BuildNotification::from_message(&msg).expect("decodes");
             assert_eq!(b.build_id, "b-42");
             assert_eq!(b.status, status);
-            assert_eq!(b.project_id.as_deref(), Some("acme-prod"));
-            assert_eq!(b.service(), Some("api"));
-            assert_eq!(b.region(), Some("us-central1"));
+            assert_eq!(b.project_id.unwrap(), "acme-prod");
+            assert_eq!(b.service.unwrap(), "api");
+            assert_eq!(b.region.unwrap(), "us-central1");
             let v: Value = serde_json::from_slice(&data).expect("json");
             assert_eq!(v["finishTime"].is_string(), status.is_terminal());
             assert_eq!(v["createTime"], "2026-08-20T10:04:03.509Z");

@@ -16,11 +16,16 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::lenient;
+use super::ids::MessageId;
+use super::lenient::{self, excerpt};
+use super::text::printable;
 
-/// Longest message id accepted. Pub/Sub ids are short decimal strings; anything far longer is
-/// not a Pub/Sub envelope.
-const MAX_MESSAGE_ID_LEN: usize = 256;
+/// Longest subscription name accepted: `projects/` + a project id (at most 30 characters, 63
+/// with a domain scope) + `/subscriptions/` + a subscription id (at most 255).
+const MAX_SUBSCRIPTION_LEN: usize = 9 + 63 + 15 + 255;
+
+/// Longest ordering key kept (Pub/Sub's own limit is 1,024 bytes).
+const MAX_ORDERING_KEY_CHARS: usize = 1024;
 
 /// Standard-alphabet base64 that tolerates missing padding (some emulators and hand-built
 /// envelopes drop it) but nothing else.
@@ -33,26 +38,28 @@ const DATA_BASE64: GeneralPurpose = GeneralPurpose::new(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushMessage {
     /// Server-assigned message id; the key for de-duplicating redeliveries.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// When Pub/Sub accepted the message, if the envelope carried a parseable time.
     pub publish_time: Option<Timestamp>,
     /// The decoded message payload (empty when the envelope had no `data`).
     pub data: Vec<u8>,
     /// Message attributes (empty when the envelope had none).
     pub attributes: BTreeMap<String, String>,
-    /// Full subscription name (`projects/…/subscriptions/…`), or empty if absent.
+    /// Full subscription name (`projects/…/subscriptions/…`), or empty if absent. Only the
+    /// characters a subscription name can have, at most 342 of them.
     pub subscription: String,
     /// Delivery attempt counter, present only for subscriptions with a dead-letter policy.
     pub delivery_attempt: Option<u32>,
-    /// Ordering key, when the publisher set one.
+    /// Ordering key, when the publisher set one (printable, at most 1,024 characters).
     pub ordering_key: Option<String>,
 }
 
 /// Why a push request body could not be turned into a [`PushMessage`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
-    /// The body is not a push envelope at all (not JSON, no `message` object, no message id).
-    /// Answer HTTP 400: the sender is not Pub/Sub or is misconfigured.
+    /// The body is not a push envelope at all (not JSON, no `message` object, no message id, or
+    /// a message id or subscription name Pub/Sub would never send). Answer HTTP 400: the sender
+    /// is not Pub/Sub or is misconfigured.
     #[error("not a Pub/Sub push envelope: {0}")]
     NotAnEnvelope(String),
     /// The envelope is fine but its `data` is not valid base64. Redelivery cannot fix that, so
@@ -82,7 +89,10 @@ impl PushMessage {
     /// Accepts `messageId` or `message_id` and `publishTime` or `publish_time` (either or both;
     /// camelCase wins when both are present and parse), and absent `attributes`, `data`,
     /// `deliveryAttempt` and `orderingKey`. Unknown fields are ignored. A publish time that does
-    /// not parse is dropped rather than rejected.
+    /// not parse is dropped rather than rejected. The message id must be a [`MessageId`] and the
+    /// subscription, when present, must look like a subscription name: a body with anything else
+    /// there did not come from Pub/Sub ([`EnvelopeError::NotAnEnvelope`], quoting a short,
+    /// escaped preview).
     pub fn from_body(body: &[u8]) -> Result<PushMessage, EnvelopeError> {
         let root: Value = serde_json::from_slice(body)
             .map_err(|e| EnvelopeError::NotAnEnvelope(format!("body is not JSON: {e}")))?;
@@ -97,17 +107,14 @@ impl PushMessage {
             ));
         };
 
-        let message_id = ["messageId", "message_id"]
+        let raw_id = ["messageId", "message_id"]
             .iter()
             .find_map(|k| msg.get(*k).and_then(lenient::scalar_text))
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| EnvelopeError::NotAnEnvelope("message has no messageId".to_owned()))?;
-        if message_id.len() > MAX_MESSAGE_ID_LEN {
-            return Err(EnvelopeError::NotAnEnvelope(format!(
-                "message id is longer than {MAX_MESSAGE_ID_LEN} characters"
-            )));
-        }
+        let message_id =
+            MessageId::parse(&raw_id).map_err(|e| EnvelopeError::NotAnEnvelope(e.to_string()))?;
 
         let publish_time = ["publishTime", "publish_time"]
             .iter()
@@ -115,7 +122,7 @@ impl PushMessage {
             .find_map(|s| s.trim().parse::<Timestamp>().ok());
 
         let data = decode_data(msg.get("data")).map_err(|reason| EnvelopeError::BadData {
-            message_id: message_id.clone(),
+            message_id: message_id.to_string(),
             reason,
         })?;
 
@@ -124,12 +131,15 @@ impl PushMessage {
         let subscription = root
             .get("subscription")
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+            .unwrap_or_default();
+        check_subscription(subscription).map_err(EnvelopeError::NotAnEnvelope)?;
+        let subscription = subscription.to_owned();
 
         let delivery_attempt = delivery_attempt(&root).or_else(|| delivery_attempt(msg));
 
-        let ordering_key = lenient::text(msg, "orderingKey").filter(|k| !k.is_empty());
+        let ordering_key = lenient::text(msg, "orderingKey")
+            .map(|k| printable(&k, MAX_ORDERING_KEY_CHARS))
+            .filter(|k| !k.is_empty());
 
         Ok(PushMessage {
             message_id,
@@ -141,6 +151,19 @@ impl PushMessage {
             ordering_key,
         })
     }
+}
+
+/// A subscription name has letters, digits and `-_.~+%` (its id), `/` (the path) and `:` (a
+/// domain-scoped project); empty means the envelope named none.
+fn check_subscription(s: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.~+%/:".contains(c);
+    if s.len() <= MAX_SUBSCRIPTION_LEN && s.chars().all(allowed) {
+        return Ok(());
+    }
+    Err(format!(
+        "subscription {:?} is not a subscription name",
+        excerpt(s, 40)
+    ))
 }
 
 fn decode_data(v: Option<&Value>) -> Result<Vec<u8>, String> {
@@ -216,10 +239,7 @@ pub(crate) mod tests {
 
     use super::*;
 
-    const PUSH_1: &[u8] = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/payloads/pubsub-push-1.json"
-    ));
+    const PUSH_1: &[u8] = crate::fixture!("payloads/pubsub-push-1.json");
 
     fn body_excerpt(body: &[u8]) -> String {
         lenient::excerpt(&String::from_utf8_lossy(body), 80)
@@ -321,6 +341,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn ids_and_names_pubsub_would_never_send_are_refused_with_a_preview() {
+        let huge = "9".repeat(700_000);
+        for (id, sub) in [
+            (huge.as_str(), "projects/p/subscriptions/s"),
+            ("12\n34", "projects/p/subscriptions/s"),
+            ("12 34", "projects/p/subscriptions/s"),
+            ("1234", "projects/p/subscriptions/s\r\nforged"),
+            ("1234", "projects/p/subscriptions/s?x"),
+        ] {
+            let body = json!({"message": {"messageId": id, "data": "aGk="}, "subscription": sub});
+            match PushMessage::from_body(&serde_json::to_vec(&body).expect("serialize")) {
+                Err(EnvelopeError::NotAnEnvelope(why)) => {
+                    assert!(why.len() < 200, "{} bytes", why.len());
+                    assert!(!why.chars().any(char::is_control), "{why:?}");
+                }
+                other => panic!("{:?}: {other:?}", lenient::excerpt(id, 20)),
+            }
+        }
+    }
+
+    #[test]
+    fn the_ordering_key_is_kept_printable() {
+        let body = br#"{"message":{"messageId":"1","orderingKey":"api\u001b[2J\n"}}"#;
+        let m = PushMessage::from_body(body).expect("decodes");
+        assert_eq!(m.ordering_key.as_deref(), Some("api [2J"));
+    }
+
+    #[test]
     fn bad_base64_is_bad_data_with_the_id() {
         for data in [r#""***""#, r#""aGk=x""#, "17", "{}"] {
             let body = format!(r#"{{"message":{{"messageId":"42","data":{data}}}}}"#);
@@ -375,7 +423,7 @@ pub(crate) mod tests {
         assert_eq!(
             m,
             PushMessage {
-                message_id: "99".to_owned(),
+                message_id: MessageId::parse("99").expect("id"),
                 publish_time: Some(t),
                 data: b"\x00\xffbinary".to_vec(),
                 attributes: attrs,
@@ -451,7 +499,7 @@ pub(crate) mod tests {
             let m = PushMessage::from_body(&body).expect("decodes");
             prop_assert_eq!(m.data, data);
             prop_assert_eq!(m.attributes, attrs);
-            prop_assert_eq!(m.message_id, id);
+            prop_assert_eq!(m.message_id.as_str(), id.as_str());
             prop_assert_eq!(m.publish_time, Some(t));
         }
     }

@@ -117,19 +117,9 @@ fn camel_to_snake(s: &str) -> String {
     out
 }
 
-/// Shortens attacker-controlled text for error messages and logs: at most `max` characters,
-/// control characters replaced.
-pub(crate) fn excerpt(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect();
-    if s.chars().nth(max).is_some() {
-        out.push('…');
-    }
-    out
-}
+/// Previews of attacker-controlled text live with the other text rules; re-exported here for the
+/// decoders that quote what they read.
+pub(crate) use super::text::excerpt;
 
 #[cfg(test)]
 mod tests {
@@ -173,12 +163,5 @@ mod tests {
         assert_eq!(m["b"], "2");
         assert!(string_map(Some(&json!([1]))).is_empty());
         assert!(string_map(None).is_empty());
-    }
-
-    #[test]
-    fn excerpt_truncates_and_cleans() {
-        assert_eq!(excerpt("abc", 5), "abc");
-        assert_eq!(excerpt("abcdef", 3), "abc…");
-        assert_eq!(excerpt("a\nb", 5), "a\u{fffd}b");
     }
 }

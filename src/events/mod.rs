@@ -29,6 +29,14 @@
 //!
 //!    Each decoder fails with a [`DecodeError`] carrying a human-readable reason. Such a message
 //!    is well-formed Pub/Sub but useless to cutover, so it should be acked and logged, not retried.
+//! 4. **Ids and text** ([`ids`], [`text`]): every identifier a decoder returns (message, build
+//!    and incident ids, service, revision, project, region) is a checked [`ids::Id`], made once,
+//!    where it enters, with a known shape and length; free text (an incident's summary) is
+//!    bounded and stripped of control characters. Nothing past this module can log, echo or
+//!    keep an unbounded or line-breaking string from a message.
+//! 5. **Scope** ([`resolve`]): [`Scope::resolve`] turns what an event names into the service to
+//!    act on, or refuses it when no tick would ever evaluate that service (another project, a
+//!    region outside `CUTOVER_REGIONS`).
 //!
 //! Pub/Sub delivers at least once and may reorder, so every event here can arrive twice or out of
 //! order (a `QUEUED` build notification after `WORKING`, a `closed` incident before `open`);
@@ -44,15 +52,19 @@ pub mod alert;
 pub mod auth;
 pub mod build;
 pub mod envelope;
+pub mod ids;
 mod lenient;
+pub mod resolve;
+pub mod text;
 
 pub use alert::{Incident, IncidentState};
 pub use auth::{AuthError, GoogleVerifier, GoogleVerifierConfig, PushAuth, PushIdentity, testing};
 pub use build::{BuildNotification, BuildStatus, build_attributes, encode_build};
 pub use envelope::{EnvelopeError, PushMessage, encode_push};
-
-/// Longest Cloud Run service name accepted (the limit Cloud Run enforces).
-pub const MAX_SERVICE_NAME_LEN: usize = 49;
+pub use ids::{
+    BuildId, IdError, IncidentId, MessageId, ProjectId, Region, RevisionName, ServiceName,
+};
+pub use resolve::{Named, Refusal, Scope};
 
 /// Why a well-formed push message could not be decoded into a cutover event.
 ///
@@ -78,61 +90,9 @@ impl DecodeError {
     }
 }
 
-/// Checks that `name` is a valid Cloud Run service name.
-///
-/// Cloud Run service names are 1 to [`MAX_SERVICE_NAME_LEN`] characters of lowercase ASCII
-/// letters, digits and hyphens, start with a letter and do not end with a hyphen. The error is a
-/// human-readable reason (without the name itself, so callers decide how to quote it).
-pub fn check_service_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("it is empty".to_owned());
-    }
-    if name.len() > MAX_SERVICE_NAME_LEN {
-        return Err(format!(
-            "it is longer than {MAX_SERVICE_NAME_LEN} characters"
-        ));
-    }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err("it does not start with a lowercase letter".to_owned());
-    }
-    if name.ends_with('-') {
-        return Err("it ends with a hyphen".to_owned());
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(format!(
-            "it contains {bad:?}; only lowercase letters, digits and hyphens are allowed"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn service_name_rules() {
-        for ok in ["api", "a", "my-service-2", &"a".repeat(49)] {
-            assert_eq!(check_service_name(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "",
-            "Api",
-            "1api",
-            "-api",
-            "api-",
-            "my_service",
-            "api.v2",
-            "ap i",
-            "apí",
-            &"a".repeat(50),
-        ] {
-            assert!(check_service_name(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 
     #[test]
     fn decode_error_displays_its_reason() {

@@ -1,6 +1,6 @@
 //! The metadata server: project id and region when they are not configured.
 //!
-//! On Cloud Run neither is in the environment (`gcp-wire.md` §7). Requests carry
+//! On Cloud Run neither is in the environment (`docs/gcp-wire.md` §7). Requests carry
 //! `Metadata-Flavor: Google`; answers are trimmed (whether they end in a newline is not
 //! documented). The host comes from `GCE_METADATA_HOST`, like Google's own libraries.
 

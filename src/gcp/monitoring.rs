@@ -1,6 +1,6 @@
 //! Cloud Monitoring API v3: `projects.timeSeries.list`.
 //!
-//! Wire shapes follow `gcp-wire.md` §2: `int64Value`, distribution `count` and `bucketCounts`
+//! Wire shapes follow `docs/gcp-wire.md` §2: `int64Value`, distribution `count` and `bucketCounts`
 //! arrive as strings, points newest first, an empty answer is `{}`. Buckets are converted to
 //! explicit bounds here, once, so nothing above this file knows the three bucket layouts.
 
@@ -254,18 +254,10 @@ impl MonitoringClient {
 mod tests {
     use super::*;
 
-    fn payload(name: &str) -> String {
-        let path = format!(
-            "{}/../shared/reference/payloads/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
     #[test]
     fn decodes_a_captured_distribution_response() {
         let r: ListTimeSeriesResponse =
-            serde_json::from_str(&payload("timeseries-1.json")).unwrap();
+            serde_json::from_slice(crate::fixture!("payloads/timeseries-1.json")).unwrap();
         assert_eq!(r.time_series.len(), 1);
         let s = &r.time_series[0];
         assert_eq!(s.value_type, "DISTRIBUTION");
@@ -286,7 +278,7 @@ mod tests {
     #[test]
     fn decodes_a_captured_double_gauge() {
         let r: ListTimeSeriesResponse =
-            serde_json::from_str(&payload("timeseries-2.json")).unwrap();
+            serde_json::from_slice(crate::fixture!("payloads/timeseries-2.json")).unwrap();
         let p = &r.time_series[0].points[0];
         assert_eq!(p.value.as_count(), Some(1));
         assert_eq!(p.interval.start_time, p.interval.end_time);

@@ -1,6 +1,6 @@
 //! Cloud Run Admin API v2: services get / list / patch and the operations a patch returns.
 //!
-//! Wire shapes follow `gcp-wire.md` §1: int64 as strings, defaults omitted (a 0% target has no
+//! Wire shapes follow `docs/gcp-wire.md` §1: int64 as strings, defaults omitted (a 0% target has no
 //! `percent`, a pending operation no `done`), revision names short in `traffic[]` and full in
 //! `latestReadyRevision`. Services are kept both typed (for reading) and raw (so a write sends
 //! back every field exactly as read, template included: changing the template would create a
@@ -284,17 +284,10 @@ impl RunClient {
 mod tests {
     use super::*;
 
-    fn payload(name: &str) -> String {
-        let path = format!(
-            "{}/../shared/reference/payloads/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
     #[test]
     fn decodes_a_captured_service() {
-        let raw: Value = serde_json::from_str(&payload("run-service-1.json")).unwrap();
+        let raw: Value =
+            serde_json::from_slice(crate::fixture!("payloads/run-service-1.json")).unwrap();
         let f = Fetched::from_value(raw, "GET", "/").unwrap();
         let s = &f.service;
         assert_eq!(s.generation, 2);

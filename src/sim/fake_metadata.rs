@@ -1,4 +1,4 @@
-//! Fake metadata server (gcp-wire.md §7): where cutover, running on Cloud Run, gets its access
+//! Fake metadata server (docs/gcp-wire.md §7): where cutover, running on Cloud Run, gets its access
 //! token, project and region. Point `GCE_METADATA_HOST` at
 //! [`FakeGcp::metadata_host`](super::FakeGcp::metadata_host) and the official auth crate talks to
 //! this instead.

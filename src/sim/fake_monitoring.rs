@@ -1,7 +1,7 @@
 //! Fake Cloud Monitoring v3 `projects.timeSeries.list` for the two Cloud Run metrics cutover
 //! judges a step by: `run.googleapis.com/request_count` and `run.googleapis.com/request_latencies`.
 //!
-//! It parses the query the way the real API takes it (gcp-wire.md §2: a conjunction filter,
+//! It parses the query the way the real API takes it (docs/gcp-wire.md §2: a conjunction filter,
 //! `interval.*`, `aggregation.*` with repeated `groupByFields`, `view`, paging by points), asks
 //! the model (`model.rs`) for per-minute numbers of every revision, aligns and reduces them, and
 //! answers in the real shape: one series per group, points newest first, int64 as strings, `unit`
@@ -37,7 +37,7 @@ const RESOURCE_TYPE: &str = "cloud_run_revision";
 const MINUTE_MS: i64 = 60_000;
 /// Cloud Monitoring keeps these metrics six weeks; older periods are never computed.
 const RETENTION_MS: i64 = 42 * 24 * 3600 * 1000;
-/// "> 100000 or empty ⇒ 100000" (gcp-wire.md §2.1).
+/// "> 100000 or empty ⇒ 100000" (docs/gcp-wire.md §2.1).
 const MAX_PAGE_SIZE: usize = 100_000;
 
 const ALIGNERS: &[(&str, i64)] = &[
@@ -1107,24 +1107,14 @@ mod tests {
                                                        "bucketOptions": {}, "bucketCounts": null}}},
         });
         assert_eq!(ours, expected);
-        // … and, where the shared reference is checked out next to the repo, the file itself.
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/reference/payloads/timeseries-1.json"
+        // … and as the capture itself.
+        let real: Value =
+            serde_json::from_slice(crate::fixture!("payloads/timeseries-1.json")).unwrap();
+        assert_eq!(
+            key_skeleton(&real["timeSeries"][0]),
+            expected,
+            "the real payload changed?"
         );
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let real: Value = serde_json::from_str(&text).unwrap();
-                assert_eq!(
-                    key_skeleton(&real["timeSeries"][0]),
-                    expected,
-                    "the real payload changed?"
-                );
-            }
-            Err(e) => {
-                eprintln!("note: {path} not readable ({e}); compared against the key list only")
-            }
-        }
     }
 
     /// Object keys, recursively; label maps and bucket options are compared as "present".

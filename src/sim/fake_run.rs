@@ -1,7 +1,7 @@
 //! Fake Cloud Run Admin API v2: services (get, list, patch), their revisions, long-running
 //! operations, and the tag URLs a smoke check hits.
 //!
-//! Written from gcp-wire.md §0/§1/§9 and the real capture `run-service-1.json`, against the JSON
+//! Written from docs/gcp-wire.md §0/§1/§9 and the real capture `run-service-1.json`, against the JSON
 //! wire format only (no client types from the rest of the crate), because it is the ground truth
 //! cutover's tests run against: int64 as strings, defaults omitted (`percent` 0, `reconciling`
 //! false, `done` false), etags with embedded quotes, full resource names in
@@ -59,7 +59,7 @@ const LAUNCH_STAGES: &[(&str, i64)] = &[
     ("DEPRECATED", 5),
 ];
 
-/// Service fields a client may write (gcp-wire.md §1.2); everything else is output only.
+/// Service fields a client may write (docs/gcp-wire.md §1.2); everything else is output only.
 const WRITABLE_FIELDS: &[&str] = &[
     "description",
     "labels",
@@ -588,7 +588,7 @@ fn patch(
         && let Some(name) = update.template.get("revision").and_then(Value::as_str)
         && service.revision(name).is_some()
     {
-        // gcp-wire.md §1.5 / §9.5: reusing a revision name with a different template is
+        // docs/gcp-wire.md §1.5 / §9.5: reusing a revision name with a different template is
         // refused (status string UNVERIFIED; ALREADY_EXISTS is the likeliest).
         return Err(RpcError::already_exists(format!(
             "Revision named '{name}' with different configuration already exists."
@@ -598,7 +598,7 @@ fn patch(
     let now = w.clock.now();
     let modifier = w.metadata.email.clone();
     if validate_only {
-        // Validated and defaulted, not persisted: the answer is already done (gcp-wire.md §1.4
+        // Validated and defaulted, not persisted: the answer is already done (docs/gcp-wire.md §1.4
         // leaves open whether such an operation can be polled; this fake does not keep it).
         let mut preview = service.clone();
         update.apply(&mut preview, modifier);
@@ -911,7 +911,7 @@ fn parse_traffic(value: Option<Value>, service: &Service) -> Result<Vec<Target>,
         {
             // Refused synchronously with 400. A real Cloud Run may instead accept the write and
             // fail the operation ("Revision '…' does not exist or is deleted", rpc code 13);
-            // which one happens is UNVERIFIED (gcp-wire.md §1.4). The synchronous variant is the
+            // which one happens is UNVERIFIED (docs/gcp-wire.md §1.4). The synchronous variant is the
             // stricter one for tests: the bad write never lands.
             return Err(RpcError::bad_field(
                 &format!("{field}.revision"),

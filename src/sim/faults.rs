@@ -240,7 +240,7 @@ pub(crate) struct Faults {
     /// How long after a minute ends its metric points become visible.
     pub(crate) ingest_lag: SignedDuration,
     /// Emit zero-valued points for empty periods of a series that has data elsewhere in the
-    /// window (how Monitoring fills gaps is UNVERIFIED, gcp-wire.md §2.4; default: omit them).
+    /// window (how Monitoring fills gaps is UNVERIFIED, docs/gcp-wire.md §2.4; default: omit them).
     pub(crate) zero_points: bool,
     /// Probabilistic faults on top of the scheduled ones.
     pub(crate) chaos: Option<Chaos>,

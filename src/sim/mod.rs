@@ -2,10 +2,11 @@
 //! axum server bound to `127.0.0.1:0`.
 //!
 //! cutover's tests and `cutover demo` cannot reach Google, so these fakes *are* Google for them:
-//! they are written from `shared/reference/gcp-wire.md` and the captured payloads, against the
-//! JSON on the wire (never against cutover's own client types), and where a fake and the
-//! reference disagree the fake is wrong. Everything time-related follows the [`Clock`] the fake
-//! was started with, so a five-minute soak on a manual clock takes milliseconds.
+//! they are written from a digest of Google's API documentation (`docs/gcp-wire.md`) and the captured
+//! payloads in `tests/fixtures/payloads/`, against the JSON on the wire (never against cutover's
+//! own client types), and where a fake and the reference disagree the fake is wrong. Everything
+//! time-related follows the [`Clock`] the fake was started with, so a five-minute soak on a
+//! manual clock takes milliseconds.
 //!
 //! # Layout
 //! * `fake_run.rs`: Cloud Run Admin v2 — services, revisions, PATCH + operations, tag URLs.
@@ -18,6 +19,7 @@
 //! * `wire.rs`: googleapis conventions shared by all fakes (error envelope, HTML 404, …).
 //! * `pusher.rs`: sends Pub/Sub push requests to a cutover server (tests, demo).
 //! * `demo.rs`: `cutover demo`.
+//! * `fixtures.rs`: [`fixture!`](crate::fixture), the tests' access to `tests/fixtures/`.
 //!
 //! # Use
 //! ```no_run
@@ -38,6 +40,7 @@ mod fake_metadata;
 mod fake_monitoring;
 mod fake_run;
 mod faults;
+mod fixtures;
 pub mod local;
 mod model;
 pub mod pusher;

@@ -1,4 +1,4 @@
-//! The googleapis conventions every fake in `sim` shares (gcp-wire.md §0 and §8), kept in one
+//! The googleapis conventions every fake in `sim` shares (docs/gcp-wire.md §0 and §8), kept in one
 //! place so the Run, Monitoring and metadata fakes cannot drift apart: the `google.rpc.Status`
 //! error envelope, the HTML 404 that googleapis front ends answer for unknown paths, proto3-JSON
 //! scalars (int64 as strings, RFC 3339 timestamps, enums sent as names *or* numbers) and opaque

@@ -380,3 +380,56 @@ async fn a_project_id_cannot_retarget_another_service() {
         t.fake.history(PROJECT, REGION, "web")
     );
 }
+
+/// Issue 10, item 0, alone (one instance, no fault, no duplicate): a newer revision arriving
+/// while the candidate soaks at 100%, then failing, must not send traffic back to the revision
+/// the candidate replaced. Judged by the suite's own invariants, which must find nothing; before
+/// the fix they found the write `{old stable: 90, newer: 10}`.
+#[tokio::test]
+async fn a_newer_revision_during_the_100_percent_soak_gives_no_traffic_back() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::invariants::{Subject, dump};
+
+    let t = Solo::start(&[]).await;
+    t.release(RevisionProfile::healthy()).await;
+    assert!(
+        t.ticks_until(30, |t| t.annotation("percent") == "100")
+            .await,
+        "the candidate reached 100%"
+    );
+    assert_eq!(t.annotation("phase"), "progressing", "still soaking");
+    let newer = "api-00003-ghi";
+    t.fake.deploy(
+        PROJECT,
+        REGION,
+        "api",
+        newer,
+        RevisionProfile::healthy().with_error_ratio(0.3),
+    );
+    let deployed = t.clock.now();
+    assert_eq!(t.build().await.status, 200);
+    assert!(t.ticks_until(60, Solo::ended).await);
+    assert_eq!(t.annotation("phase"), "rolled-back");
+
+    let history = t.fake.history(PROJECT, REGION, "api");
+    let order = ["api-00001-abc", "api-00002-def", newer].map(String::from);
+    let subject = Subject {
+        service: "api",
+        history: &history,
+        creation_order: &order,
+        steps: crate::STEPS,
+        judged_bad_from: &BTreeMap::from([(newer.to_string(), deployed)]),
+        healthy: &BTreeSet::from(["api-00002-def".to_string()]),
+        open_incidents: &[],
+    };
+    let mut violations = Vec::new();
+    subject.check(&mut violations);
+    assert!(violations.is_empty(), "{violations:#?}\n{}", dump(&history));
+    let last = history.last().expect("writes");
+    assert_eq!(
+        last.allocation,
+        vec![("api-00002-def".to_string(), 100)],
+        "back on the revision that served 100% before the newer one"
+    );
+}

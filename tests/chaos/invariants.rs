@@ -41,7 +41,8 @@ impl std::fmt::Display for Violation {
 pub const SUMS_TO_100: &str = "traffic always sums to 100";
 pub const ONLY_READY: &str = "traffic only names Ready revisions";
 pub const NO_SKIPPED_STEP: &str = "the candidate's share never skips a step";
-pub const NO_RISE_AFTER_ROLLBACK: &str = "the candidate's share never rises after a rollback";
+pub const NO_RETURN: &str =
+    "a revision that lost all its traffic gets it back only from a rollback that names it";
 pub const ETAG: &str = "no write without the etag read";
 pub const TEMPLATE: &str = "no write changes the template";
 pub const CONCURRENT_KEPT: &str = "concurrent writers' changes are never lost";
@@ -97,6 +98,29 @@ pub fn describe(c: &TrafficChange) -> String {
     )
 }
 
+/// The revision whose traffic went to the only revision serving after `c`, if one serves all.
+fn sole(c: &TrafficChange) -> Option<&str> {
+    match c.allocation.as_slice() {
+        [(r, 100)] => Some(r),
+        _ => None,
+    }
+}
+
+/// `(back_to, from)` when `c` is a rollback: all traffic to `back_to`, tagged `stable`, from the
+/// `candidate`-tagged revision `from`, which served in `prev` and has nothing now.
+fn rollback(prev: &TrafficChange, c: &TrafficChange) -> Option<(String, String)> {
+    let back_to = sole(c)?;
+    let tagged = |tag: &str| {
+        c.tags
+            .iter()
+            .find(|(t, _)| t == tag)
+            .map(|(_, r)| r.as_str())
+    };
+    let from = tagged("candidate")?;
+    (tagged("stable") == Some(back_to) && from != back_to && share(prev, from) > 0)
+        .then(|| (back_to.to_string(), from.to_string()))
+}
+
 impl Subject<'_> {
     fn rank(&self, revision: &str) -> usize {
         self.creation_order
@@ -127,7 +151,9 @@ impl Subject<'_> {
                 detail,
             })
         };
-        let mut dropped: BTreeSet<String> = BTreeSet::new();
+        // Revisions that lost all their traffic → the revision that then served everything, if
+        // one did (the only one a rollback to them can undo).
+        let mut lost: BTreeMap<String, Option<String>> = BTreeMap::new();
         for (i, c) in self.history.iter().enumerate() {
             let sum: u32 = c.allocation.iter().map(|(_, p)| u32::from(*p)).sum();
             if sum != 100 {
@@ -145,6 +171,35 @@ impl Subject<'_> {
                         describe(c)
                     ),
                 );
+            }
+            if let Some(prev) = i.checked_sub(1).map(|j| &self.history[j]) {
+                let undone = rollback(prev, c);
+                for (revision, p) in &c.allocation {
+                    let Some(took) = lost.remove(revision) else {
+                        continue;
+                    };
+                    // A person may give traffic to whatever they like; cutover only by a
+                    // rollback that sends everything back from the revision that took it.
+                    let named = undone.as_ref().is_some_and(|(back_to, from)| {
+                        back_to == revision && took.as_deref() == Some(from.as_str())
+                    });
+                    if !c.by_hand && !named {
+                        fail(
+                            NO_RETURN,
+                            format!(
+                                "write {i}: {revision} back to {p}% after losing all its traffic{}: {} -> {}",
+                                took.map(|t| format!(" to {t}")).unwrap_or_default(),
+                                describe(prev),
+                                describe(c)
+                            ),
+                        );
+                    }
+                }
+                for (revision, _) in &prev.allocation {
+                    if share(c, revision) == 0 {
+                        lost.insert(revision.clone(), sole(c).map(String::from));
+                    }
+                }
             }
             if c.by_hand {
                 continue;
@@ -180,15 +235,6 @@ impl Subject<'_> {
                             ),
                         );
                     }
-                    if dropped.contains(candidate) {
-                        fail(
-                            NO_RISE_AFTER_ROLLBACK,
-                            format!(
-                                "write {i}: {candidate} back to {after}% after losing its traffic: {}",
-                                describe(c)
-                            ),
-                        );
-                    }
                 }
             }
             // The candidate before this write lost all its traffic: rolled back, or replaced
@@ -197,7 +243,6 @@ impl Subject<'_> {
                 && share(prev, was) > 0
                 && share(c, was) == 0
             {
-                dropped.insert(was.to_string());
                 let superseded = c
                     .allocation
                     .iter()
@@ -271,6 +316,22 @@ mod checker {
         }
     }
 
+    /// A write as cutover makes it: the first revision tagged `stable`, the second (at any
+    /// share, 0 included) `candidate`.
+    fn tagged(min: i64, stable: (&str, u8), candidate: (&str, u8)) -> TrafficChange {
+        let alloc: Vec<(&str, u8)> = [stable, candidate]
+            .into_iter()
+            .filter(|(_, p)| *p > 0)
+            .collect();
+        TrafficChange {
+            tags: vec![
+                ("stable".into(), stable.0.into()),
+                ("candidate".into(), candidate.0.into()),
+            ],
+            ..write(min, &alloc)
+        }
+    }
+
     fn creation() -> TrafficChange {
         TrafficChange {
             by_hand: true,
@@ -336,6 +397,45 @@ mod checker {
             write(2, &[("s", 100)]),
         ];
         assert_eq!(violations(&on_incident, &[], &[2]), Vec::<&str>::new());
+        // A candidate failing its 100% step gives everything back to the stable it took it from.
+        let failed_at_100 = [
+            creation(),
+            tagged(1, ("s", 90), ("a", 10)),
+            tagged(5, ("s", 50), ("a", 50)),
+            tagged(9, ("s", 0), ("a", 100)),
+            tagged(13, ("s", 100), ("a", 0)),
+        ];
+        assert_eq!(
+            violations(&failed_at_100, &[("a", 9)], &[]),
+            Vec::<&str>::new()
+        );
+        // Superseded during the 100% soak: the newer one starts beside the revision serving
+        // 100%, and goes back to it when it fails.
+        let superseded_at_100 = [
+            creation(),
+            tagged(1, ("s", 90), ("a", 10)),
+            tagged(5, ("s", 50), ("a", 50)),
+            tagged(9, ("s", 0), ("a", 100)),
+            tagged(10, ("a", 90), ("b", 10)),
+            tagged(14, ("a", 100), ("b", 0)),
+        ];
+        assert_eq!(
+            violations(&superseded_at_100, &[("b", 10)], &[]),
+            Vec::<&str>::new()
+        );
+        // A person may give traffic back to anything.
+        let by_hand = [
+            creation(),
+            tagged(1, ("s", 90), ("a", 10)),
+            tagged(5, ("s", 50), ("a", 50)),
+            tagged(9, ("s", 0), ("a", 100)),
+            TrafficChange {
+                by_hand: true,
+                etag_matched: false,
+                ..write(10, &[("s", 100)])
+            },
+        ];
+        assert_eq!(violations(&by_hand, &[], &[]), Vec::<&str>::new());
     }
 
     #[test]
@@ -354,9 +454,26 @@ mod checker {
             write(2, &[("s", 100)]),
             write(3, &[("s", 90), ("a", 10)]),
         ];
+        assert_eq!(violations(&back, &[("a", 0)], &[]), vec![NO_RETURN]);
+        // Issue 10: a newer candidate during the 100% soak sent the traffic back two releases.
+        let two_back = [
+            creation(),
+            tagged(1, ("s", 90), ("a", 10)),
+            tagged(5, ("s", 50), ("a", 50)),
+            tagged(9, ("s", 0), ("a", 100)),
+            tagged(10, ("s", 90), ("b", 10)),
+        ];
+        assert_eq!(violations(&two_back, &[], &[]), vec![NO_RETURN]);
+        // A rollback may only name the revision whose traffic the rolled-back one took.
+        let wrong_rollback = [
+            creation(),
+            tagged(1, ("s", 90), ("a", 10)),
+            tagged(2, ("s", 90), ("b", 10)),
+            tagged(3, ("a", 100), ("b", 0)),
+        ];
         assert_eq!(
-            violations(&back, &[("a", 0)], &[]),
-            vec![NO_RISE_AFTER_ROLLBACK]
+            violations(&wrong_rollback, &[("b", 2)], &[]),
+            vec![NO_RETURN]
         );
         let regressed = [
             creation(),

@@ -4,6 +4,8 @@
 //!
 //! Uses `PUBSUB_EMULATOR_HOST` when set (`.ci/run` starts the emulator); otherwise starts its
 //! own emulator with `gcloud beta emulators pubsub start` on a free port and stops it after.
+//! Without gcloud, its emulator component or Java it says it did not run and passes, unless
+//! `CUTOVER_REQUIRE_EMULATOR=1` (see `cutover::sim::emulator`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -33,9 +35,9 @@ async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_published_through_the_emulator_rolls_out_to_completion() {
-    let emu = Emulator::start(PROJECT)
-        .await
-        .expect("the Pub/Sub emulator");
+    let Some(emu) = Emulator::for_test(PROJECT).await else {
+        return;
+    };
     let endpoint = format!("http://{}", emu.host);
     let mut t = spawn_app(&[]).await;
     let cutover_url = t.push.base().to_string();

@@ -7,14 +7,6 @@ use cutover::sim::RevisionProfile;
 
 use crate::helpers::*;
 
-fn payload(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../shared/reference/payloads/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_body_that_is_not_a_push_envelope_is_refused_with_400() {
     let t = spawn_app(&[]).await;
@@ -151,7 +143,7 @@ async fn only_successful_builds_naming_a_service_start_rollouts() {
         .push(
             "/pubsub/builds",
             "b",
-            &payload("cloudbuild-1.json"),
+            cutover::fixture!("payloads/cloudbuild-1.json"),
             &BTreeMap::new(),
             t.clock.now(),
         )
@@ -177,20 +169,26 @@ async fn only_successful_builds_naming_a_service_start_rollouts() {
 #[tokio::test]
 async fn captured_alert_payloads_are_handled_as_google_sends_them() {
     let t = spawn_app(&[]).await;
-    for (file, why) in [
-        ("monitoring-alert-1.json", "names no Cloud Run service"),
-        ("monitoring-alert-2.json", "not open"),
-        ("monitoring-alert-3.json", "test notification"),
+    for (file, data, why) in [
+        (
+            "monitoring-alert-1.json",
+            cutover::fixture!("payloads/monitoring-alert-1.json"),
+            "names no Cloud Run service",
+        ),
+        (
+            "monitoring-alert-2.json",
+            cutover::fixture!("payloads/monitoring-alert-2.json"),
+            "not open",
+        ),
+        (
+            "monitoring-alert-3.json",
+            cutover::fixture!("payloads/monitoring-alert-3.json"),
+            "test notification",
+        ),
     ] {
         let p = t
             .push
-            .push(
-                "/pubsub/alerts",
-                "a",
-                &payload(file),
-                &BTreeMap::new(),
-                t.clock.now(),
-            )
+            .push("/pubsub/alerts", "a", data, &BTreeMap::new(), t.clock.now())
             .await
             .unwrap();
         assert_eq!(
@@ -212,7 +210,10 @@ async fn the_captured_push_envelope_decodes() {
     // Real envelope, no attributes, data is free text: a tick does not read its data.
     let p = t
         .push
-        .post_raw("/pubsub/ticks", payload("pubsub-push-1.json"))
+        .post_raw(
+            "/pubsub/ticks",
+            cutover::fixture!("payloads/pubsub-push-1.json").to_vec(),
+        )
         .await
         .unwrap();
     assert_eq!(p.status, 200, "{}", p.body);

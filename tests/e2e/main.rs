@@ -11,5 +11,6 @@ mod emulator;
 mod events;
 mod faults;
 mod hardening;
+mod inputs;
 mod rollouts;
 mod transport;

@@ -466,3 +466,122 @@ async fn every_decision_record_carries_the_numbers_behind_it() {
     assert!(advance.window_start.is_some() && advance.window_end.is_some());
     assert_eq!(advance.write, "applied");
 }
+
+/// Revisions that got traffic back after losing all of it, with the write that gave it.
+fn regained(t: &TestApp, service: &str) -> Vec<String> {
+    let mut lost = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let history = t.fake.history(PROJECT, REGION, service);
+    for pair in history.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        for (revision, p) in &after.allocation {
+            if lost.remove(revision) {
+                out.push(format!("{revision} back to {p}% at {}", after.at));
+            }
+        }
+        for (revision, _) in &before.allocation {
+            if !after.allocation.iter().any(|(r, _)| r == revision) {
+                lost.insert(revision.clone());
+            }
+        }
+    }
+    out
+}
+
+/// A healthy candidate soaks at `percent` (10, 50 or 100) when a newer revision that answers
+/// 30% 5xx is deployed; its rollout runs until it is rolled back. Returns the app and the
+/// newer revision.
+async fn superseded_at(service: &str, percent: u8) -> (TestApp, String) {
+    let t = spawn_app(&[]).await;
+    t.service(service, 20.0);
+    t.release(service, RevisionProfile::healthy()).await;
+    for _ in [10u8, 50, 100].iter().take_while(|p| **p < percent) {
+        t.tick_minutes(JUDGED_AFTER).await;
+    }
+    t.tick_minutes(2).await;
+    assert_eq!(
+        t.annotation(service, "cutover.dev/percent"),
+        Some(percent.to_string())
+    );
+    assert_eq!(
+        t.annotation(service, "cutover.dev/phase").as_deref(),
+        Some("progressing"),
+        "the {percent}% step is still soaking"
+    );
+    let newer = format!("{service}-00003-ghi");
+    t.fake.deploy(
+        PROJECT,
+        REGION,
+        service,
+        &newer,
+        RevisionProfile::healthy().with_error_ratio(0.3),
+    );
+    let p = t
+        .push
+        .build(
+            service,
+            REGION,
+            cutover::events::BuildStatus::Success,
+            t.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.status, 200, "{}", p.body);
+    (t, newer)
+}
+
+#[tokio::test]
+async fn superseded_below_100_percent_the_newer_revision_starts_beside_the_stable_and_fails_back_to_it()
+ {
+    for percent in [10u8, 50] {
+        let service = format!("below{percent}");
+        let (t, newer) = superseded_at(&service, percent).await;
+        assert_eq!(
+            t.split(&service),
+            vec![(stable_of(&service), 90), (newer.clone(), 10)],
+            "at {percent}%: the superseded candidate's share goes back to the stable"
+        );
+        t.tick_minutes(JUDGED_AFTER).await;
+        assert_eq!(
+            t.annotation(&service, "cutover.dev/phase").as_deref(),
+            Some("rolled-back")
+        );
+        assert_eq!(
+            t.split(&service),
+            vec![(stable_of(&service), 100)],
+            "at {percent}%: the service ends on the revision that served 100% before"
+        );
+        assert_eq!(regained(&t, &service), Vec::<String>::new());
+    }
+}
+
+#[tokio::test]
+async fn superseded_during_the_100_percent_soak_the_newer_revision_starts_from_the_one_serving_it()
+{
+    let (t, newer) = superseded_at("soak", 100).await;
+    assert_eq!(
+        t.split("soak"),
+        vec![(candidate_of("soak"), 90), (newer.clone(), 10)],
+        "the revision serving 100% keeps 90%; the old stable, idle since, gets nothing"
+    );
+    assert_eq!(
+        t.annotation("soak", "cutover.dev/stable"),
+        Some(candidate_of("soak"))
+    );
+    t.tick_minutes(JUDGED_AFTER).await;
+    assert_eq!(
+        t.annotation("soak", "cutover.dev/phase").as_deref(),
+        Some("rolled-back")
+    );
+    assert_eq!(
+        t.split("soak"),
+        vec![(candidate_of("soak"), 100)],
+        "the failing newer revision goes back to the revision that served 100% before it"
+    );
+    assert_eq!(
+        regained(&t, "soak"),
+        Vec::<String>::new(),
+        "{:#?}",
+        t.fake.history(PROJECT, REGION, "soak")
+    );
+}

@@ -22,12 +22,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use axum::Router;
-use axum::routing::get;
 use cutover::clock::Clock;
-use cutover::events::testing;
 use cutover::sim::FakeGcp;
 use cutover::sim::pusher::{PushSigner, Pusher};
+
+use crate::process::{cutover_binary, jwks, vm_rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -67,7 +66,7 @@ pub async fn run(args: Args) -> Result<()> {
     );
     let bin = cutover_binary()?;
     let fake = FakeGcp::start(Clock::System).await;
-    let jwks = key_server().await?;
+    let jwks = jwks().await?;
 
     // (b) first, on a fresh server, so that its memory is compared with a true idle figure.
     let server = Server::start(&bin, &fake, &jwks, None).await?;
@@ -102,36 +101,6 @@ pub async fn run(args: Args) -> Result<()> {
 
 fn show(v: Option<u64>) -> String {
     v.map_or("?".into(), |v| v.to_string())
-}
-
-/// The release `cutover` next to this binary, built first if missing.
-fn cutover_binary() -> Result<PathBuf> {
-    let bin = std::env::current_exe()?.with_file_name("cutover");
-    if bin.exists() {
-        return Ok(bin);
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["build", "--release", "--bin", "cutover"])
-        .status()?
-        .success();
-    if built && bin.exists() {
-        Ok(bin)
-    } else {
-        bail!(
-            "no cutover binary at {}; run cargo build --release",
-            bin.display()
-        )
-    }
-}
-
-/// Serves the test key set on loopback; returns its URL.
-async fn key_server() -> Result<String> {
-    let app = Router::new().route("/certs", get(|| async { axum::Json(testing::jwks_json()) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/certs", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
 }
 
 /// A running `cutover serve` with push authentication on.
@@ -216,9 +185,7 @@ impl Server {
     }
 
     fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+        vm_rss_kib(self.child.id()).ok()
     }
 
     fn fds(&self) -> Option<u64> {
