@@ -142,6 +142,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     if regions.is_empty() {
         regions.push(default_region.clone());
     }
+    check_scope(&project, &default_region, &regions)?;
     let tokens = TokenSource::new(args.auth, metadata_host)
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     let google = Google::new(http.clone(), tokens);
@@ -514,4 +515,17 @@ fn scope(app: &App) -> Scope<'_> {
         default_region: &app.default_region,
         regions: &app.regions,
     }
+}
+
+/// The project and regions cutover evaluates, whether set or read from the metadata server,
+/// obey Google's rules: a malformed setting stops start-up here instead of refusing every event.
+fn check_scope(project: &str, default_region: &str, regions: &[String]) -> Result<(), StartError> {
+    use crate::events::ids::{ProjectId, Region};
+    let bad = |var: &str, e: crate::events::ids::IdError| StartError::Setup(format!("{var}: {e}"));
+    ProjectId::parse(project).map_err(|e| bad("GOOGLE_CLOUD_PROJECT", e))?;
+    Region::parse(default_region).map_err(|e| bad("CUTOVER_REGION", e))?;
+    for r in regions {
+        Region::parse(r).map_err(|e| bad("CUTOVER_REGIONS", e))?;
+    }
+    Ok(())
 }

@@ -80,14 +80,17 @@ fn a_bad_value_stops_start_up_naming_the_variable() {
         ("CUTOVER_MIN_REQUESTS", "many"),
         ("CUTOVER_AUTH", "magic"),
         ("PORT", "http"),
+        ("GOOGLE_CLOUD_PROJECT", "p/locations/x"),
+        ("CUTOVER_REGION", "Europe West"),
+        ("CUTOVER_REGIONS", "us-central1,../x"),
     ] {
         let (ok, out) = cutover(
             &["serve"],
             &[
-                (var, value),
                 ("CUTOVER_PUSH_AUTH", "none"),
                 ("GOOGLE_CLOUD_PROJECT", "p"),
                 ("CUTOVER_REGION", "r"),
+                (var, value),
             ],
         );
         assert!(!ok, "{var}={value} was accepted");
