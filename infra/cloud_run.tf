@@ -48,6 +48,9 @@ locals {
     CUTOVER_PUSH_AUDIENCE         = local.push_audience
     CUTOVER_PUSH_SERVICE_ACCOUNTS = join(",", concat([google_service_account.push.email], var.extra_push_service_accounts))
     CUTOVER_EVENT_DEADLINE        = var.event_deadline
+    CUTOVER_HEADER_READ_TIMEOUT   = var.header_read_timeout
+    CUTOVER_IDLE_TIMEOUT          = var.idle_timeout
+    CUTOVER_MAX_CONNECTIONS       = tostring(var.max_connections)
     CUTOVER_LOG_FORMAT            = var.log_format
   }
 }

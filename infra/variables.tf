@@ -442,6 +442,39 @@ variable "event_deadline" {
   }
 }
 
+variable "header_read_timeout" {
+  description = "CUTOVER_HEADER_READ_TIMEOUT: longest time from a request's first byte to the end of its headers before cutover closes the connection (slow-header clients)."
+  type        = string
+  default     = "10s"
+
+  validation {
+    condition     = can(regex("^([0-9]+|([0-9]+[smhd])+)$", var.header_read_timeout))
+    error_message = "header_read_timeout is a duration as cutover parses it: seconds (10), or units s, m, h, d (10s)."
+  }
+}
+
+variable "idle_timeout" {
+  description = "CUTOVER_IDLE_TIMEOUT: longest time a connection stays open without a request (before its first, or between keep-alive requests)."
+  type        = string
+  default     = "60s"
+
+  validation {
+    condition     = can(regex("^([0-9]+|([0-9]+[smhd])+)$", var.idle_timeout))
+    error_message = "idle_timeout is a duration as cutover parses it: seconds (60), or units s, m, h, d (60s)."
+  }
+}
+
+variable "max_connections" {
+  description = "CUTOVER_MAX_CONNECTIONS: most open connections per instance; at the cap the oldest connection without a request in progress is closed for a new one. Cloud Run allows at most 1,000 concurrent requests per instance."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.max_connections >= 1
+    error_message = "max_connections must be at least 1."
+  }
+}
+
 variable "log_format" {
   description = "CUTOVER_LOG_FORMAT: json (structured, for Cloud Logging) or text."
   type        = string
