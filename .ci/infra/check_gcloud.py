@@ -104,6 +104,10 @@ def substitute(cmd):
 def split_shell(line, written=None):
     """The gcloud commands of one (joined) shell line, as argument lists; the
     files it redirects output to are added to `written`."""
+    if not re.search(r"\bgcloud\b", line):
+        # Untagged blocks are read as shell too; a line that names no gcloud (a file
+        # listing, prose with an apostrophe) has nothing to check.
+        return []
     lex = shlex.shlex(line, posix=True, punctuation_chars=";&|<>")
     lex.whitespace_split = True
     lex.commenters = "#"
