@@ -186,10 +186,21 @@ impl Record {
             .ok()
             .filter(|p| *p <= 100)
             .ok_or_else(|| err(PERCENT, "not a percentage from 0 to 100".into()))?;
+        let candidate = need(CANDIDATE)?;
+        let stable = need(STABLE)?;
+        // cutover never writes such a record (a build for the stable revision starts nothing);
+        // acting on a hand-edited one would write a split naming one revision twice and then
+        // read its own write back as a manual change (finding F3, docs/reliability.md).
+        if candidate == stable {
+            return Err(err(
+                CANDIDATE,
+                format!("names {candidate}, which is also the stable revision"),
+            ));
+        }
         Ok(Some(Record {
             phase,
-            candidate: need(CANDIDATE)?.to_string(),
-            stable: need(STABLE)?.to_string(),
+            candidate: candidate.to_string(),
+            stable: stable.to_string(),
             percent,
             started: time(STARTED)?,
             step_started: time(STEP_STARTED)?,
@@ -289,6 +300,16 @@ mod tests {
         let mut a = record(Phase::Progressing).to_annotations();
         a.remove(STABLE);
         assert_eq!(Record::from_annotations(&a).unwrap_err().key, STABLE);
+    }
+
+    #[test]
+    fn a_record_whose_candidate_is_its_stable_is_refused() {
+        let r = record(Phase::Progressing);
+        let mut a = r.to_annotations();
+        a.insert(CANDIDATE.into(), r.stable.clone());
+        let e = Record::from_annotations(&a).unwrap_err();
+        assert_eq!(e.key, CANDIDATE);
+        assert!(e.reason.contains(&r.stable), "{}", e.reason);
     }
 
     #[test]
