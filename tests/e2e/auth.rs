@@ -280,11 +280,11 @@ async fn plain_http_key_urls_are_refused_outside_loopback() {
             ],
         )
     };
-    let refused = with_jwks("http://www.googleapis.com/oauth2/v3/certs")
+    let refused = with_jwks("http://keys.example.net/certs")
         .validate()
         .unwrap_err();
     assert_eq!(refused.var, "CUTOVER_JWKS_URL");
-    with_jwks("https://www.googleapis.com/oauth2/v3/certs")
+    with_jwks("https://keys.example.net/certs")
         .validate()
         .unwrap();
     with_jwks("http://127.0.0.1:8081/certs").validate().unwrap();
