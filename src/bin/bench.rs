@@ -32,6 +32,14 @@ use cutover::sim::{FakeGcp, RevisionProfile};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
+// The probes' helpers for running the real server; the bench uses the binary and memory ones.
+#[path = "probe/process.rs"]
+#[allow(
+    dead_code,
+    reason = "the loopback key server is for the probes, which run with push auth on"
+)]
+mod process;
+
 const PROJECT: &str = "bench-project";
 const REGION: &str = "us-central1";
 
@@ -475,20 +483,6 @@ async fn controller_overhead(quick: bool) -> Result<Vec<Row>> {
 
 // ---- 3. footprint ----
 
-fn cutover_binary() -> Result<std::path::PathBuf> {
-    let here = std::env::current_exe()?;
-    let bin = here.with_file_name("cutover");
-    if !bin.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--bin", "cutover"])
-            .status()?;
-        if !status.success() || !bin.exists() {
-            bail!("build the server first: cargo build --release --bin cutover");
-        }
-    }
-    Ok(bin)
-}
-
 fn spawn_cutover(
     bin: &std::path::Path,
     port: u16,
@@ -514,14 +508,6 @@ fn spawn_cutover(
     Ok(cmd.spawn()?)
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
 /// One raw HTTP/1.1 GET; true on a 200.
 fn healthz(port: u16) -> bool {
     use std::io::{Read, Write};
@@ -540,7 +526,7 @@ fn healthz(port: u16) -> bool {
 
 async fn footprint(quick: bool) -> Result<Vec<Row>> {
     let starts = if quick { 3 } else { 25 };
-    let bin = cutover_binary()?;
+    let bin = process::cutover_binary()?;
     let size = std::fs::metadata(&bin)?.len();
     let mut times = Vec::new();
     let mut rss = Vec::new();
@@ -566,7 +552,7 @@ async fn footprint(quick: bool) -> Result<Vec<Row>> {
             healthz(port);
         }
         std::thread::sleep(Duration::from_millis(200));
-        if let Some(k) = rss_kib(child.id()) {
+        if let Ok(k) = process::vm_rss_kib(child.id()) {
             rss.push(k as f64);
         }
         let _ = child.kill();
@@ -743,7 +729,7 @@ async fn throughput(quick: bool) -> Result<Vec<Row>> {
         )]);
     }
     let seconds = if quick { 1 } else { 10 };
-    let bin = cutover_binary()?;
+    let bin = process::cutover_binary()?;
     let fake = FakeGcp::start(Clock::System).await;
     // The server under load is the real binary, a separate process.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
