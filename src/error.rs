@@ -75,7 +75,7 @@ impl IntoResponse for PushError {
                 tracing::warn!(message_id = %message_id, reason = %reason, "transient failure, asking Pub/Sub to redeliver");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    json!({"error": "temporarily unavailable", "messageId": redact_urls(message_id)}),
+                    json!({"error": "temporarily unavailable", "messageId": message_id}),
                 )
             }
         };
