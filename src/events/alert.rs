@@ -17,8 +17,9 @@ use serde_json::{Map, Value};
 use super::DecodeError;
 use super::envelope::PushMessage;
 use super::ids::{self, IncidentId, ProjectId, Region, RevisionName, ServiceName};
-use super::lenient::{self, excerpt};
+use super::lenient;
 use super::resolve::Named;
+use super::text::excerpt;
 use super::text::printable;
 
 /// Policy user label naming the Cloud Run service an alert is about, for policies whose

@@ -16,8 +16,9 @@ use serde_json::{Map, Value, json};
 use super::DecodeError;
 use super::envelope::PushMessage;
 use super::ids::{self, BuildId, ProjectId, Region, ServiceName};
-use super::lenient::{self, excerpt};
+use super::lenient;
 use super::resolve::Named;
+use super::text::excerpt;
 
 /// Substitution naming the Cloud Run service a build deployed.
 pub const SERVICE_SUBSTITUTION: &str = "_SERVICE_NAME";

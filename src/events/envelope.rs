@@ -17,8 +17,8 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::ids::MessageId;
-use super::lenient::{self, excerpt};
-use super::text::printable;
+use super::lenient;
+use super::text::{excerpt, printable};
 
 /// Longest subscription name accepted: `projects/` + a project id (at most 30 characters, 63
 /// with a domain scope) + `/subscriptions/` + a subscription id (at most 255).
@@ -242,7 +242,7 @@ pub(crate) mod tests {
     const PUSH_1: &[u8] = crate::fixture!("payloads/pubsub-push-1.json");
 
     fn body_excerpt(body: &[u8]) -> String {
-        lenient::excerpt(&String::from_utf8_lossy(body), 80)
+        excerpt(&String::from_utf8_lossy(body), 80)
     }
 
     fn ts(s: &str) -> Timestamp {
@@ -356,7 +356,7 @@ pub(crate) mod tests {
                     assert!(why.len() < 200, "{} bytes", why.len());
                     assert!(!why.chars().any(char::is_control), "{why:?}");
                 }
-                other => panic!("{:?}: {other:?}", lenient::excerpt(id, 20)),
+                other => panic!("{:?}: {other:?}", excerpt(id, 20)),
             }
         }
     }

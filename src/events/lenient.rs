@@ -117,10 +117,6 @@ fn camel_to_snake(s: &str) -> String {
     out
 }
 
-/// Previews of attacker-controlled text live with the other text rules; re-exported here for the
-/// decoders that quote what they read.
-pub(crate) use super::text::excerpt;
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
