@@ -58,7 +58,7 @@ impl From<RouterError> for ReconcileError {
 }
 
 /// One decision, as logged: everything a person needs to see why.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct DecisionRecord {
     pub at: Timestamp,
     pub service: String,
@@ -94,11 +94,7 @@ impl DecisionRecord {
         DecisionRecord {
             at,
             service: obs.service.to_string(),
-            trigger: match trigger {
-                Trigger::Build { .. } => "build",
-                Trigger::Tick => "tick",
-                Trigger::Alert { .. } => "alert",
-            },
+            trigger: trigger_name(trigger),
             decision: d.kind.as_str(),
             reason: d.reason.clone(),
             candidate: r.map(|r| r.candidate.clone()),
@@ -165,29 +161,21 @@ impl DecisionRecord {
         DecisionRecord {
             at,
             service: service.to_string(),
-            trigger: match trigger {
-                Trigger::Alert { .. } => "alert",
-                Trigger::Build { .. } => "build",
-                Trigger::Tick => "tick",
-            },
+            trigger: trigger_name(trigger),
             decision: "refused",
             reason,
-            candidate: None,
-            stable: None,
-            percent: None,
-            phase: None,
-            window_start: None,
-            window_end: None,
-            requests: None,
-            errors_5xx: None,
-            error_rate: None,
-            p99_ms: None,
-            min_requests: None,
-            max_error_rate: None,
-            max_p99_ms: None,
-            statistics: None,
             write: "none".into(),
+            ..DecisionRecord::default()
         }
+    }
+}
+
+/// How a trigger is named in decision records.
+fn trigger_name(trigger: &Trigger) -> &'static str {
+    match trigger {
+        Trigger::Build { .. } => "build",
+        Trigger::Tick => "tick",
+        Trigger::Alert { .. } => "alert",
     }
 }
 
