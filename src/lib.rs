@@ -17,7 +17,9 @@
 //!   evaluation per service at a time.
 //! - [`router`], [`metrics`]: the two platform seams, with Cloud Run and Cloud Monitoring.
 //! - [`gcp`]: Google REST wire types and calls.
-//! - [`sim`]: in-process fakes of the Google APIs, used by tests and `cutover demo`.
+//!
+//! Not here: the fakes of Google's APIs (crate `cutover-fakes`, `fakes/`, a dev-dependency) and
+//! the demo, simulator, bench and probes (crate `cutover-lab`, `lab/`).
 
 pub mod clock;
 pub mod config;
@@ -30,5 +32,4 @@ pub mod metrics;
 pub mod reconcile;
 pub mod router;
 pub mod server;
-pub mod sim;
 pub mod target;

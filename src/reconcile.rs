@@ -502,7 +502,7 @@ mod tests {
     use crate::metrics::cloud_monitoring::CloudMonitoring;
     use crate::metrics::{MetricsError, ServiceStats, Window};
     use crate::router::cloud_run::CloudRunRouter;
-    use crate::sim::testkit::{PROJECT, REGION, fake_with_candidate};
+    use cutover_fakes::testkit::{PROJECT, REGION, fake_with_candidate};
 
     /// Cloud Monitoring that answers only after `takes` of (simulated) time, as during an outage
     /// that the client's retries ride out.
@@ -526,7 +526,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_step_starts_when_its_write_is_sent_not_when_the_event_arrived() {
-        let (fake, clock) = fake_with_candidate().await;
+        let (fake, fake_clock) = fake_with_candidate().await;
+        let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
         let t0 = clock.now();
         let http = reqwest::Client::new();
         let google = Google::new(http.clone(), TokenSource::None);

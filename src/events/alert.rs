@@ -200,12 +200,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::events::envelope::encode_push;
+    use cutover_fakes::encode::encode_push;
 
-    const ALERT_1: &[u8] = crate::fixture!("payloads/monitoring-alert-1.json");
-    const ALERT_2: &[u8] = crate::fixture!("payloads/monitoring-alert-2.json");
-    const ALERT_3: &[u8] = crate::fixture!("payloads/monitoring-alert-3.json");
-    const CLOUD_RUN_ALERT: &[u8] = crate::fixture!("events/monitoring-alert-cloud-run.json");
+    const ALERT_1: &[u8] = cutover_fakes::fixture!("payloads/monitoring-alert-1.json");
+    const ALERT_2: &[u8] = cutover_fakes::fixture!("payloads/monitoring-alert-2.json");
+    const ALERT_3: &[u8] = cutover_fakes::fixture!("payloads/monitoring-alert-3.json");
+    const CLOUD_RUN_ALERT: &[u8] =
+        cutover_fakes::fixture!("events/monitoring-alert-cloud-run.json");
 
     fn decode(data: &[u8]) -> Result<Incident, DecodeError> {
         let t = "2026-08-20T10:04:03.509Z".parse().expect("timestamp");

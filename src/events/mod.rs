@@ -42,11 +42,6 @@
 //! order (a `QUEUED` build notification after `WORKING`, a `closed` incident before `open`);
 //! consumers key on the ids ([`PushMessage::message_id`], [`BuildNotification::build_id`],
 //! [`Incident::incident_id`]) and must be idempotent.
-//!
-//! # Test support
-//!
-//! [`encode_push`], [`encode_build`] and [`testing`] (a test-only signing key, its JWKS and
-//! Google-shaped claims) build realistic wire payloads for tests, fakes and the demo.
 
 pub mod alert;
 pub mod auth;
@@ -58,9 +53,9 @@ pub mod resolve;
 pub mod text;
 
 pub use alert::{Incident, IncidentState};
-pub use auth::{AuthError, GoogleVerifier, GoogleVerifierConfig, PushAuth, PushIdentity, testing};
-pub use build::{BuildNotification, BuildStatus, build_attributes, encode_build};
-pub use envelope::{EnvelopeError, PushMessage, encode_push};
+pub use auth::{AuthError, GoogleVerifier, GoogleVerifierConfig, PushAuth, PushIdentity};
+pub use build::{BuildNotification, BuildStatus};
+pub use envelope::{EnvelopeError, PushMessage};
 pub use ids::{
     BuildId, IdError, IncidentId, MessageId, ProjectId, Region, RevisionName, ServiceName,
 };

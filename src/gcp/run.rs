@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn decodes_a_captured_service() {
         let raw: Value =
-            serde_json::from_slice(crate::fixture!("payloads/run-service-1.json")).unwrap();
+            serde_json::from_slice(cutover_fakes::fixture!("payloads/run-service-1.json")).unwrap();
         let f = Fetched::from_value(raw, "GET", "/").unwrap();
         let s = &f.service;
         assert_eq!(s.generation, 2);

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use cutover::clock::Clock;
 use cutover::decision::Trigger;
 use cutover::server::{self, App};
-use cutover::sim::pusher::Pusher;
-use cutover::sim::{ConcurrentChange, FakeGcp, RevisionProfile};
 use cutover::target::ServiceRef;
-use jiff::{SignedDuration, Timestamp};
+use cutover_fakes::pusher::Pusher;
+use cutover_fakes::{ConcurrentChange, FakeGcp, RevisionProfile};
+use jiff::SignedDuration;
 
 use crate::judge::{self, Facts};
 use crate::plan::{Health, Plan};
@@ -48,9 +48,7 @@ fn flags() -> Vec<String> {
     .collect()
 }
 
-pub fn t0() -> Timestamp {
-    "2026-08-20T10:00:00Z".parse().expect("a time")
-}
+pub use crate::support::t0;
 
 /// One cutover instance in its own runtime.
 pub struct Instance {
@@ -79,15 +77,7 @@ impl Instance {
         let (app, addr) = rt
             .spawn(async move {
                 let app = server::build(&args, clock).await.expect("cutover starts");
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("a port");
-                let addr = listener.local_addr().expect("an address");
-                tokio::spawn(server::run(
-                    listener,
-                    Arc::clone(&app),
-                    std::future::pending(),
-                ));
+                let (addr, _server) = crate::support::serve(&app).await;
                 (app, addr)
             })
             .await
@@ -135,7 +125,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     };
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x00de_11ce);
     let clock = Clock::manual(t0());
-    let fake = FakeGcp::start(clock.clone()).await;
+    let fake = FakeGcp::start(crate::support::fake_clock(&clock)).await;
     for s in &plan.services {
         fake.add_service(
             PROJECT,

@@ -3,7 +3,7 @@
 //! which Monitoring incidents fire. Drawing the whole scenario up front is what makes a seed
 //! repeatable: the run only follows the plan.
 
-use cutover::sim::RevisionProfile;
+use cutover_fakes::RevisionProfile;
 
 /// How a deployed revision behaves.
 #[derive(Clone, Debug, PartialEq)]
