@@ -27,6 +27,20 @@ pub enum Command {
     Serve(Box<ServeArgs>),
 }
 
+impl ServeArgs {
+    /// The settings `cutover serve FLAGS…` runs with (the environment fills what the flags leave
+    /// out, as at start-up); the lab and the tests start cutover this way against the fakes.
+    pub fn from_flags<S: Into<std::ffi::OsString> + Clone>(
+        flags: impl IntoIterator<Item = S>,
+    ) -> Result<ServeArgs, clap::Error> {
+        let argv = ["cutover".into(), "serve".into()]
+            .into_iter()
+            .chain(flags.into_iter().map(Into::into));
+        let Command::Serve(args) = Cli::try_parse_from::<_, std::ffi::OsString>(argv)?.command;
+        Ok(*args)
+    }
+}
+
 /// Push authentication mode (`CUTOVER_PUSH_AUTH`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PushAuthMode {

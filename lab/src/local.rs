@@ -4,9 +4,8 @@
 //! [`FakeGcp`] with the flags the fakes crate spells out; here they become cutover's own
 //! settings, and a fake's clock becomes cutover's clock over the same time.
 
-use clap::Parser;
 use cutover::clock::Clock;
-use cutover::config::{Cli, Command, ServeArgs};
+use cutover::config::ServeArgs;
 use cutover_fakes::{FakeClock, FakeGcp};
 
 /// `cutover serve` settings for `project`/`region` on `fake`, plus `extra` flags (which win).
@@ -16,14 +15,9 @@ pub fn serve_args<S: AsRef<str>>(
     region: &str,
     extra: &[S],
 ) -> Result<ServeArgs, String> {
-    let argv = ["cutover".to_string(), "serve".to_string()]
-        .into_iter()
-        .chain(cutover_fakes::flags::flags(fake, project, region))
-        .chain(extra.iter().map(|s| s.as_ref().to_string()));
-    let Command::Serve(args) = Cli::try_parse_from(argv)
-        .map_err(|e| e.to_string())?
-        .command;
-    Ok(*args)
+    let flags = cutover_fakes::flags::flags(fake, project, region).into_iter();
+    ServeArgs::from_flags(flags.chain(extra.iter().map(|s| s.as_ref().to_string())))
+        .map_err(|e| e.to_string())
 }
 
 /// cutover's clock reading the same time as `clock` (a manual one moves for both).

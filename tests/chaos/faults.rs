@@ -28,16 +28,8 @@ impl Solo {
         let clock = Clock::manual(crate::support::t0());
         let fake = FakeGcp::start(crate::support::fake_clock(&clock)).await;
         fake.faults().ingest_lag(SignedDuration::from_mins(1));
-        let mut flags = vec![
-            "--step-interval",
-            "2m",
-            "--metrics-delay",
-            "1m",
-            "--min-requests",
-            "50",
-            "--event-deadline",
-            "3s",
-        ];
+        let mut flags = crate::QUICK_STEPS.to_vec();
+        flags.extend_from_slice(&["--event-deadline", "3s"]);
         flags.extend_from_slice(extra);
         let app = TestApp::start_on(PROJECT, REGION, fake, clock, &flags).await;
         app.service("api", 30.0);

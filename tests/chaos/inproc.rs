@@ -31,21 +31,11 @@ use crate::{PROJECT, REGION, SeedReport, serve_args};
 const BOUND_MINUTES: u32 = 90;
 
 fn flags() -> Vec<String> {
-    [
-        "--step-interval",
-        "2m",
-        "--metrics-delay",
-        "1m",
-        "--min-requests",
-        "50",
-        "--max-hold",
-        "30m",
-        "--event-deadline",
-        "4s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    crate::QUICK_STEPS
+        .iter()
+        .chain(&["--max-hold", "30m", "--event-deadline", "4s"])
+        .map(|s| s.to_string())
+        .collect()
 }
 
 pub use crate::support::t0;
@@ -126,16 +116,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x00de_11ce);
     let clock = Clock::manual(t0());
     let fake = FakeGcp::start(crate::support::fake_clock(&clock)).await;
-    for s in &plan.services {
-        fake.add_service(
-            PROJECT,
-            REGION,
-            &s.name,
-            &s.stable,
-            RevisionProfile::healthy(),
-            s.rps,
-        );
-    }
+    plan.add_services(&fake, 1.0);
     fake.faults()
         .ingest_lag(SignedDuration::from_mins(1))
         .concurrent_change(ConcurrentChange::Either)

@@ -52,6 +52,16 @@ pub const PROJECT: &str = "chaos-project";
 pub const REGION: &str = "europe-west1";
 /// The policy's steps (cutover's default).
 pub const STEPS: &[u8] = &[10, 50, 100];
+/// Steps judged 3 minutes after they start on a manual clock (2-minute soak, 1-minute delay),
+/// on at least 50 requests.
+pub const QUICK_STEPS: &[&str] = &[
+    "--step-interval",
+    "2m",
+    "--metrics-delay",
+    "1m",
+    "--min-requests",
+    "50",
+];
 
 /// cutover settings pointing at `fake`, with `extra` flags appended (later flags win).
 pub fn serve_args(fake: &FakeGcp, extra: &[String]) -> ServeArgs {

@@ -89,17 +89,8 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     };
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x0b1a_5e9d);
     let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
-    for s in &plan.services {
-        // Enough requests that a few seconds at 10 % already make a judgeable minute.
-        fake.add_service(
-            PROJECT,
-            REGION,
-            &s.name,
-            &s.stable,
-            RevisionProfile::healthy(),
-            s.rps * 8.0,
-        );
-    }
+    // Enough requests that a few seconds at 10 % already make a judgeable minute.
+    plan.add_services(&fake, 8.0);
     let mut chaos = crate::chaos_mix(seed);
     chaos.latency = (Duration::from_millis(1), Duration::from_millis(20));
     fake.faults()

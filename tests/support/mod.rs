@@ -12,9 +12,8 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use cutover::clock::Clock;
-use cutover::config::{Cli, Command, ServeArgs};
+use cutover::config::ServeArgs;
 use cutover::reconcile::DecisionRecord;
 use cutover::server::{self, App};
 use cutover_fakes::pusher::{Pushed, Pusher};
@@ -43,14 +42,9 @@ pub fn try_serve_args<S: AsRef<str>>(
     region: &str,
     extra: &[S],
 ) -> Result<ServeArgs, String> {
-    let argv = ["cutover".to_string(), "serve".to_string()]
-        .into_iter()
-        .chain(cutover_fakes::flags::flags(fake, project, region))
-        .chain(extra.iter().map(|s| s.as_ref().to_string()));
-    let Command::Serve(args) = Cli::try_parse_from(argv)
-        .map_err(|e| e.to_string())?
-        .command;
-    Ok(*args)
+    let flags = cutover_fakes::flags::flags(fake, project, region).into_iter();
+    ServeArgs::from_flags(flags.chain(extra.iter().map(|s| s.as_ref().to_string())))
+        .map_err(|e| e.to_string())
 }
 
 /// [`try_serve_args`] for flags that must parse.
