@@ -816,7 +816,7 @@ pub fn svg(results: &[CellResult]) -> String {
     s
 }
 
-/// `cutover simulate`.
+/// `lab simulate`.
 pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
     let cells = cells(args)?;
     let setup = setup(args)?;
