@@ -16,7 +16,7 @@
 //! - [`reconcile`]: the imperative shell around the rules; [`flight`] keeps it to one
 //!   evaluation per service at a time.
 //! - [`router`], [`metrics`]: the two platform seams, with Cloud Run and Cloud Monitoring.
-//! - [`gcp`]: Google REST wire types and calls.
+//! - [`gcp`]: Google REST wire types and calls; [`failure`]: what a failure means, decided once.
 //! - [`sim`]: in-process fakes of the Google APIs, used by tests and `cutover demo`.
 
 pub mod clock;
@@ -24,6 +24,7 @@ pub mod config;
 pub mod decision;
 pub mod error;
 pub mod events;
+pub mod failure;
 pub mod flight;
 pub mod gcp;
 pub mod metrics;

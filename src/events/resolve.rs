@@ -6,17 +6,11 @@
 //! `CUTOVER_REGIONS` ([`crate::reconcile::Reconciler::tick`]). A rollout started anywhere else
 //! would take its first step and then never be judged: its candidate would keep that share of
 //! the traffic for ever. So an event outside that scope is refused: nothing is read or
-//! written, the message is acknowledged, and the refusal is an error-level decision record
-//! naming the setting to change. Both push handlers resolve through [`Scope::resolve`], so the
-//! defaults, the checks and the refusal are the same for both.
-
-use jiff::Timestamp;
-use serde_json::json;
+//! written, the message is acknowledged, and the server records the [`Refusal`] as an
+//! error-level decision naming the setting to change. Both push handlers resolve through
+//! [`Scope::resolve`], so the defaults, the checks and the refusal are the same for both.
 
 use super::ids::{ProjectId, Region, ServiceName};
-use crate::decision::Trigger;
-use crate::error::Acked;
-use crate::reconcile::DecisionRecord;
 use crate::target::ServiceRef;
 
 /// The setting naming the one project cutover evaluates.
@@ -97,46 +91,6 @@ impl Scope<'_> {
         let region = Region::parse(region)
             .map_err(|e| refuse(region_setting, format!("{region_setting}: {e}")))?;
         Ok(ServiceRef::from_ids(&project, &region, named.service))
-    }
-}
-
-impl Refusal {
-    /// The refusal as a decision record (decision `refused`, nothing written), logged at error
-    /// level: an operator must change a setting, or a build or alert policy, for it to stop.
-    /// `event` says what was refused (`build 0d97c63e-…`).
-    pub fn record(&self, event: &str, trigger: &Trigger, at: Timestamp) -> DecisionRecord {
-        let rec = DecisionRecord::refused(
-            &self.service,
-            trigger,
-            format!("{event} refused: {}", self.why),
-            at,
-        );
-        tracing::error!(
-            target: "cutover::decision",
-            service = %rec.service,
-            trigger = rec.trigger,
-            decision = rec.decision,
-            reason = %rec.reason,
-            setting = self.setting,
-            write = %rec.write,
-            "decision"
-        );
-        rec
-    }
-
-    /// The acknowledgement for a refused message: handled (there is nothing to retry), with
-    /// the refusal as its one decision.
-    pub fn acked(
-        &self,
-        message_id: String,
-        event: &str,
-        trigger: &Trigger,
-        at: Timestamp,
-    ) -> Acked {
-        Acked::Handled {
-            message_id,
-            body: json!({ "decisions": [self.record(event, trigger, at)] }),
-        }
     }
 }
 
@@ -225,26 +179,5 @@ mod tests {
             })
             .expect_err("default region not evaluated");
         assert_eq!(refusal.setting, REGIONS_SETTING);
-    }
-
-    #[test]
-    fn a_refusal_is_an_error_record_that_writes_nothing() {
-        let refusal = Refusal {
-            service: "p/r/api".into(),
-            setting: REGIONS_SETTING,
-            why: "region r is not one cutover evaluates".into(),
-        };
-        let trigger = Trigger::Build {
-            build_id: "b-1".into(),
-        };
-        let at: Timestamp = "2026-08-20T10:00:00Z".parse().unwrap();
-        let rec = refusal.record("build b-1", &trigger, at);
-        assert_eq!(
-            (rec.decision, rec.trigger, rec.write.as_str()),
-            ("refused", "build", "none")
-        );
-        assert_eq!(rec.service, "p/r/api");
-        assert!(rec.reason.starts_with("build b-1 refused: region r"));
-        assert_eq!(rec.percent, None);
     }
 }

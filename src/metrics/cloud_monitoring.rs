@@ -107,14 +107,8 @@ impl MetricsSource for CloudMonitoring {
             .client
             .list_time_series(&target.project, &query(target, window), deadline)
             .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    MetricsError::Transient(e.to_string())
-                } else {
-                    MetricsError::Permanent(e.to_string())
-                }
-            })?;
-        fold(window, &series).map_err(MetricsError::Permanent)
+            .map_err(|e| MetricsError::new(e.kind(), e))?;
+        fold(window, &series).map_err(|e| MetricsError::Permanent(e.into()))
     }
 }
 

@@ -31,16 +31,9 @@ impl CloudRunRouter {
     }
 }
 
+/// The Run API's error, kept as the source, under the kind it was given where it was read.
 fn router_error(e: ApiError) -> RouterError {
-    if e.is_conflict() {
-        RouterError::Conflict(e.to_string())
-    } else if e.is_not_found() {
-        RouterError::NotFound(e.to_string())
-    } else if e.is_transient() {
-        RouterError::Transient(e.to_string())
-    } else {
-        RouterError::Permanent(e.to_string())
-    }
+    RouterError::new(e.kind(), e)
 }
 
 /// Reduces a fetched service to what decisions need.
