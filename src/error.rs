@@ -362,8 +362,9 @@ mod tests {
             PushError::NotAnEnvelope("missing field `message` at line 1".into()),
             PushError::Transient {
                 message_id: "42".into(),
-                source: "GET https://run.googleapis.com/v2/projects/p/locations/r/services/s: HTTP 503"
-                    .into(),
+                source:
+                    "GET https://run.googleapis.com/v2/projects/p/locations/r/services/s: HTTP 503"
+                        .into(),
             },
         ];
         for e in cases {

@@ -13,6 +13,7 @@
 //! - [`server`], [`error`]: the HTTP edge and the one place that picks ack vs nack.
 //! - [`events`]: Pub/Sub push envelopes, Cloud Build and Monitoring payloads, push auth.
 //! - [`decision`]: the rules (policy, record, judge, decide).
+//! - [`ids`], [`target`]: checked identifiers and free text, and the service they name (leaves).
 //! - [`reconcile`]: the imperative shell around the rules; [`flight`] keeps it to one
 //!   evaluation per service at a time.
 //! - [`router`], [`metrics`]: the two platform seams, with Cloud Run and Cloud Monitoring.
@@ -27,6 +28,7 @@ pub mod events;
 pub mod failure;
 pub mod flight;
 pub mod gcp;
+pub mod ids;
 pub mod metrics;
 pub mod reconcile;
 pub mod router;

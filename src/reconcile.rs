@@ -17,8 +17,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::failure::{ErrorKind, chain};
 use crate::decision::{Decision, Evidence, Kind, Need, Observed, Policy, Record, Trigger, decide};
+use crate::failure::{ErrorKind, chain};
 use crate::flight::{Gates, Urgency};
 use crate::metrics::MetricsSource;
 use crate::router::{RouterError, TrafficRouter};
@@ -541,7 +541,7 @@ mod tests {
             Policy::default(),
             clock.clone(),
         );
-        let target = ServiceRef::new(PROJECT, REGION, "api");
+        let target = ServiceRef::checked(PROJECT, REGION, "api").expect("valid ids");
         let deadline = || Instant::now() + Duration::from_secs(10);
         let step_started = || {
             fake.service_json(PROJECT, REGION, "api")["annotations"]["cutover.dev/step-started"]

@@ -44,8 +44,8 @@ use crate::decision::Trigger;
 use crate::error::{Acked, Logged, PushError, answer};
 use crate::events::auth::PushEndpoint;
 use crate::events::{
-    BuildNotification, BuildStatus, GoogleVerifier, GoogleVerifierConfig, Incident,
-    IncidentState, Named, PushAuth, Refusal, Scope,
+    BuildNotification, BuildStatus, GoogleVerifier, GoogleVerifierConfig, Incident, IncidentState,
+    Named, PushAuth, Refusal, Scope,
 };
 use crate::gcp::monitoring::MonitoringClient;
 use crate::gcp::run::RunClient;
@@ -340,7 +340,12 @@ async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
     let id = push.message_id();
     let build = match BuildNotification::from_message(&push.message) {
         Ok(b) => b,
-        Err(e) => return Ok(Acked::ignored(id, format!("not a Cloud Build notification: {e}"))),
+        Err(e) => {
+            return Ok(Acked::ignored(
+                id,
+                format!("not a Cloud Build notification: {e}"),
+            ));
+        }
     };
     if build.status != BuildStatus::Success {
         let reason = format!("build {} is {}", build.build_id, build.status.as_str());
@@ -376,7 +381,12 @@ async fn alerts(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
     let id = push.message_id();
     let incident = match Incident::from_message(&push.message) {
         Ok(i) => i,
-        Err(e) => return Ok(Acked::ignored(id, format!("not a Monitoring incident: {e}"))),
+        Err(e) => {
+            return Ok(Acked::ignored(
+                id,
+                format!("not a Monitoring incident: {e}"),
+            ));
+        }
     };
     if incident.is_test {
         return Ok(Acked::ignored(id, "test notification"));
@@ -443,8 +453,8 @@ fn scope(app: &App) -> Scope<'_> {
 /// The project and regions cutover evaluates, whether set or read from the metadata server,
 /// obey Google's rules: a malformed setting stops start-up here instead of refusing every event.
 fn check_scope(project: &str, default_region: &str, regions: &[String]) -> Result<(), StartError> {
-    use crate::events::ids::{ProjectId, Region};
-    let bad = |var: &str, e: crate::events::ids::IdError| StartError::Setup(format!("{var}: {e}"));
+    use crate::ids::{IdError, ProjectId, Region};
+    let bad = |var: &str, e: IdError| StartError::Setup(format!("{var}: {e}"));
     ProjectId::parse(project).map_err(|e| bad("GOOGLE_CLOUD_PROJECT", e))?;
     Region::parse(default_region).map_err(|e| bad("CUTOVER_REGION", e))?;
     for r in regions {

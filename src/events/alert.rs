@@ -16,11 +16,11 @@ use serde_json::{Map, Value};
 
 use super::DecodeError;
 use super::envelope::PushMessage;
-use super::ids::{self, IncidentId, ProjectId, Region, RevisionName, ServiceName};
 use super::lenient;
 use super::resolve::Named;
-use super::text::excerpt;
-use super::text::printable;
+use crate::ids::text::excerpt;
+use crate::ids::text::printable;
+use crate::ids::{self, IncidentId, ProjectId, Region, RevisionName, ServiceName};
 
 /// Policy user label naming the Cloud Run service an alert is about, for policies whose
 /// monitored resource is not a Cloud Run revision.

@@ -15,10 +15,10 @@ use serde_json::{Map, Value, json};
 
 use super::DecodeError;
 use super::envelope::PushMessage;
-use super::ids::{self, BuildId, ProjectId, Region, ServiceName};
 use super::lenient;
 use super::resolve::Named;
-use super::text::excerpt;
+use crate::ids::text::excerpt;
+use crate::ids::{self, BuildId, ProjectId, Region, ServiceName};
 
 /// Substitution naming the Cloud Run service a build deployed.
 pub const SERVICE_SUBSTITUTION: &str = "_SERVICE_NAME";

@@ -16,9 +16,9 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::ids::MessageId;
 use super::lenient;
-use super::text::{excerpt, printable};
+use crate::ids::MessageId;
+use crate::ids::text::{excerpt, printable};
 
 /// Longest subscription name accepted: `projects/` + a project id (at most 30 characters, 63
 /// with a domain scope) + `/subscriptions/` + a subscription id (at most 255).

@@ -10,7 +10,7 @@
 //! error-level decision naming the setting to change. Both push handlers resolve through
 //! [`Scope::resolve`], so the defaults, the checks and the refusal are the same for both.
 
-use super::ids::{ProjectId, Region, ServiceName};
+use crate::ids::{ProjectId, Region, ServiceName};
 use crate::target::ServiceRef;
 
 /// The setting naming the one project cutover evaluates.
@@ -90,7 +90,7 @@ impl Scope<'_> {
             .map_err(|e| refuse(PROJECT_SETTING, format!("{PROJECT_SETTING}: {e}")))?;
         let region = Region::parse(region)
             .map_err(|e| refuse(region_setting, format!("{region_setting}: {e}")))?;
-        Ok(ServiceRef::from_ids(&project, &region, named.service))
+        Ok(ServiceRef::from_ids(project, region, named.service.clone()))
     }
 }
 
@@ -129,7 +129,7 @@ mod tests {
         };
         assert_eq!(
             scope(&regions).resolve(named),
-            Ok(ServiceRef::new("acme-prod", "europe-west1", "api"))
+            Ok(ServiceRef::checked("acme-prod", "europe-west1", "api").expect("valid ids"))
         );
         let (p, r, api) = ids("acme-prod", "us-central1");
         let named = Named {
@@ -139,7 +139,7 @@ mod tests {
         };
         assert_eq!(
             scope(&regions).resolve(named),
-            Ok(ServiceRef::new("acme-prod", "us-central1", "api"))
+            Ok(ServiceRef::checked("acme-prod", "us-central1", "api").expect("valid ids"))
         );
     }
 

@@ -322,7 +322,11 @@ mod tests {
             (504, json(504, "DEADLINE_EXCEEDED").into_bytes(), Transient),
             (400, json(400, "INVALID_ARGUMENT").into_bytes(), Permanent),
             (403, json(403, "PERMISSION_DENIED").into_bytes(), Permanent),
-            (400, json(400, "FAILED_PRECONDITION").into_bytes(), Permanent),
+            (
+                400,
+                json(400, "FAILED_PRECONDITION").into_bytes(),
+                Permanent,
+            ),
         ] {
             let e = status_error("GET", "/v2/x", http, &body);
             assert_eq!(e.kind(), kind, "{e}");
@@ -341,7 +345,12 @@ mod tests {
     async fn no_answer_is_transient_and_keeps_reqwests_error() {
         let (google, url) = unreachable();
         let e = google
-            .attempt("GET", "/v2/x", &|c: &reqwest::Client| c.get(&url), deadline_in(5_000))
+            .attempt(
+                "GET",
+                "/v2/x",
+                &|c: &reqwest::Client| c.get(&url),
+                deadline_in(5_000),
+            )
             .await
             .expect_err("nothing listens");
         assert_eq!(e.kind(), ErrorKind::Transient);
@@ -368,7 +377,8 @@ mod tests {
         assert!(matches!(**last, ApiError::Transport { .. }), "{last:?}");
         let shown = chain(&e).to_string();
         assert!(
-            shown.contains("attempt(s); last error: GET http://127.0.0.1:1/v2/x: connection failed"),
+            shown
+                .contains("attempt(s); last error: GET http://127.0.0.1:1/v2/x: connection failed"),
             "{shown}"
         );
         assert!(!shown.contains("secret"), "no query in the text: {shown}");

@@ -159,7 +159,10 @@ mod tests {
             start: "2026-08-20T10:00:00Z".parse().unwrap(),
             end: "2026-08-20T10:05:00Z".parse().unwrap(),
         };
-        let q = query(&ServiceRef::new("p", "us-central1", "api"), w);
+        let q = query(
+            &ServiceRef::checked("p", "us-central1", "api").expect("valid ids"),
+            w,
+        );
         assert!(
             q.filter
                 .contains(r#"metric.type = "run.googleapis.com/request_latencies""#)

@@ -104,7 +104,10 @@ async fn a_message_whose_data_is_not_base64_is_acknowledged_and_its_reason_logge
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "ignored");
     let reason = body["reason"].as_str().unwrap_or_default();
-    assert!(reason.starts_with("message data is not valid base64"), "{body}");
+    assert!(
+        reason.starts_with("message data is not valid base64"),
+        "{body}"
+    );
     let line = logs.line("message acknowledged and ignored");
     assert!(line.contains("INFO"), "{line:?}");
     assert!(line.contains("message_id=7"), "{line:?}");
