@@ -112,28 +112,18 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         .build()
         .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
     let metadata_host = args.metadata_host.trim();
-    let project = match args
-        .project
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        Some(p) => p.to_string(),
-        None => metadata::project_id(&http, metadata_host)
-            .await
-            .map_err(|e| StartError::Setup(format!("GOOGLE_CLOUD_PROJECT is not set and {e}")))?,
-    };
-    let default_region = match args
-        .region
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-    {
-        Some(r) => r.to_string(),
-        None => metadata::region(&http, metadata_host)
-            .await
-            .map_err(|e| StartError::Setup(format!("CUTOVER_REGION is not set and {e}")))?,
-    };
+    let project = set_or_read(
+        "GOOGLE_CLOUD_PROJECT",
+        args.project.as_deref(),
+        metadata::project_id(&http, metadata_host),
+    )
+    .await?;
+    let default_region = set_or_read(
+        "CUTOVER_REGION",
+        args.region.as_deref(),
+        metadata::region(&http, metadata_host),
+    )
+    .await?;
     let mut regions: Vec<String> = args
         .regions
         .iter()
@@ -180,6 +170,21 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),
         transport: args.transport_limits(),
     }))
+}
+
+/// The setting `var` when it is set (trimmed, non-empty), else what the metadata server says
+/// (`read`, awaited only then).
+async fn set_or_read(
+    var: &str,
+    set: Option<&str>,
+    read: impl Future<Output = Result<String, String>>,
+) -> Result<String, StartError> {
+    match set.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => Ok(s.to_string()),
+        None => read
+            .await
+            .map_err(|e| StartError::Setup(format!("{var} is not set and {e}"))),
+    }
 }
 
 /// Time Cloud Run allows between SIGTERM and SIGKILL is 10 s; in-flight work gets this much of it.

@@ -159,11 +159,7 @@ impl BuildNotification {
     /// too; otherwise the message is rejected (a typo'd substitution must not silently skip a
     /// rollout, nor reach a URL path or a log line).
     pub fn from_message(msg: &PushMessage) -> Result<BuildNotification, DecodeError> {
-        let root: Value = serde_json::from_slice(&msg.data)
-            .map_err(|e| DecodeError::new(format!("message data is not JSON: {e}")))?;
-        let Value::Object(build) = root else {
-            return Err(DecodeError::new("message data is not a JSON object"));
-        };
+        let build = msg.json_object()?;
 
         let raw_id = lenient::non_empty_text(&build, "id")
             .or_else(|| attribute(msg, "buildId"))

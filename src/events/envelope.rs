@@ -16,7 +16,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::lenient;
+use super::{DecodeError, lenient};
 use crate::ids::MessageId;
 use crate::ids::text::{excerpt, printable};
 
@@ -150,6 +150,15 @@ impl PushMessage {
             delivery_attempt,
             ordering_key,
         })
+    }
+
+    /// The message data as a JSON object, as every event payload is.
+    pub fn json_object(&self) -> Result<Map<String, Value>, DecodeError> {
+        match serde_json::from_slice(&self.data) {
+            Ok(Value::Object(obj)) => Ok(obj),
+            Ok(_) => Err(DecodeError::new("message data is not a JSON object")),
+            Err(e) => Err(DecodeError::new(format!("message data is not JSON: {e}"))),
+        }
     }
 }
 
