@@ -81,6 +81,9 @@ pub type LiveReconciler = Reconciler<CloudRunRouter, CloudMonitoring>;
 pub struct App {
     pub reconciler: Arc<LiveReconciler>,
     pub auth: PushAuth,
+    /// What cutover evaluates, checked: where events are resolved ([`Scope::resolve`]).
+    pub scope: Scope,
+    /// The same settings as text, for ticks and logs.
     pub project: String,
     pub default_region: String,
     pub regions: Vec<String>,
@@ -133,7 +136,8 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     if regions.is_empty() {
         regions.push(default_region.clone());
     }
-    check_scope(&project, &default_region, &regions)?;
+    let scope = Scope::new(&project, &default_region, &regions)
+        .map_err(|(var, e)| StartError::Setup(format!("{var}: {e}")))?;
     let tokens = TokenSource::new(args.auth, metadata_host)
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     let google = Google::new(http.clone(), tokens);
@@ -162,6 +166,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     Ok(Arc::new(App {
         reconciler: Arc::new(reconciler),
         auth,
+        scope,
         project,
         default_region,
         regions,
@@ -313,7 +318,7 @@ fn target(
     trigger: &Trigger,
     event: &str,
 ) -> Result<ServiceRef, Acked> {
-    scope(app).resolve(named).map_err(|refusal| Acked::Handled {
+    app.scope.resolve(named).map_err(|refusal| Acked::Handled {
         message_id: message_id.to_owned(),
         body: json!({ "decisions": [refused(&refusal, event, trigger, app.clock.now())] }),
     })
@@ -444,28 +449,6 @@ async fn ticks(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked,
         }),
         Err(e) => answer(id, Err(e)),
     }
-}
-
-/// What cutover evaluates: the project and regions its ticks list (see `crate::events::resolve`).
-fn scope(app: &App) -> Scope<'_> {
-    Scope {
-        project: &app.project,
-        default_region: &app.default_region,
-        regions: &app.regions,
-    }
-}
-
-/// The project and regions cutover evaluates, whether set or read from the metadata server,
-/// obey Google's rules: a malformed setting stops start-up here instead of refusing every event.
-fn check_scope(project: &str, default_region: &str, regions: &[String]) -> Result<(), StartError> {
-    use crate::ids::{IdError, ProjectId, Region};
-    let bad = |var: &str, e: IdError| StartError::Setup(format!("{var}: {e}"));
-    ProjectId::parse(project).map_err(|e| bad("GOOGLE_CLOUD_PROJECT", e))?;
-    Region::parse(default_region).map_err(|e| bad("CUTOVER_REGION", e))?;
-    for r in regions {
-        Region::parse(r).map_err(|e| bad("CUTOVER_REGIONS", e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! error-level decision naming the setting to change. Both push handlers resolve through
 //! [`Scope::resolve`], so the defaults, the checks and the refusal are the same for both.
 
-use crate::ids::{ProjectId, Region, ServiceName};
+use crate::ids::{IdError, ProjectId, Region, ServiceName};
 use crate::target::ServiceRef;
 
 /// The setting naming the one project cutover evaluates.
@@ -21,15 +21,15 @@ pub const REGIONS_SETTING: &str = "CUTOVER_REGIONS";
 pub const DEFAULT_REGION_SETTING: &str = "CUTOVER_REGION";
 
 /// What cutover evaluates, as configured: the project and regions ticks list, and the region
-/// an event that names none is about.
-#[derive(Clone, Copy, Debug)]
-pub struct Scope<'a> {
+/// an event that names none is about. Made once, at start-up, from checked settings.
+#[derive(Clone, Debug)]
+pub struct Scope {
     /// `GOOGLE_CLOUD_PROJECT`.
-    pub project: &'a str,
+    pub project: ProjectId,
     /// `CUTOVER_REGION`.
-    pub default_region: &'a str,
+    pub default_region: Region,
     /// `CUTOVER_REGIONS`.
-    pub regions: &'a [String],
+    pub regions: Vec<Region>,
 }
 
 /// The service an event names, and where, as far as the event says.
@@ -52,21 +52,36 @@ pub struct Refusal {
     pub why: String,
 }
 
-impl Scope<'_> {
+impl Scope {
+    /// The scope of these settings, each checked against Google's rules; the setting that is not
+    /// a valid id, and why, otherwise.
+    pub fn new(
+        project: &str,
+        default_region: &str,
+        regions: &[String],
+    ) -> Result<Scope, (&'static str, IdError)> {
+        let region = |setting, r: &str| Region::parse(r).map_err(|e| (setting, e));
+        Ok(Scope {
+            project: ProjectId::parse(project).map_err(|e| (PROJECT_SETTING, e))?,
+            default_region: region(DEFAULT_REGION_SETTING, default_region)?,
+            regions: regions
+                .iter()
+                .map(|r| region(REGIONS_SETTING, r))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
     /// The service `named` is about (its project, else cutover's; its region, else the default
     /// region), if cutover evaluates it.
     pub fn resolve(&self, named: Named<'_>) -> Result<ServiceRef, Refusal> {
-        let project = named.project.map_or(self.project, |p| p.as_str());
-        let (region, region_setting) = match named.region {
-            Some(r) => (r.as_str(), REGIONS_SETTING),
-            None => (self.default_region, DEFAULT_REGION_SETTING),
-        };
+        let project = named.project.unwrap_or(&self.project);
+        let region = named.region.unwrap_or(&self.default_region);
         let refuse = |setting: &'static str, why: String| Refusal {
             service: format!("{project}/{region}/{}", named.service),
             setting,
             why,
         };
-        if project != self.project {
+        if *project != self.project {
             return Err(refuse(
                 PROJECT_SETTING,
                 format!(
@@ -75,22 +90,21 @@ impl Scope<'_> {
                 ),
             ));
         }
-        if !self.regions.iter().any(|r| r == region) {
+        if !self.regions.contains(region) {
+            let regions: Vec<&str> = self.regions.iter().map(|r| r.as_str()).collect();
             return Err(refuse(
                 REGIONS_SETTING,
                 format!(
                     "region {region} is not one cutover evaluates ({REGIONS_SETTING}={}): no tick would ever judge a rollout there; add {region} to {REGIONS_SETTING}",
-                    self.regions.join(",")
+                    regions.join(",")
                 ),
             ));
         }
-        // Event ids are valid by construction; what is left to check is cutover's own settings
-        // (which reach here as text).
-        let project = ProjectId::parse(project)
-            .map_err(|e| refuse(PROJECT_SETTING, format!("{PROJECT_SETTING}: {e}")))?;
-        let region = Region::parse(region)
-            .map_err(|e| refuse(region_setting, format!("{region_setting}: {e}")))?;
-        Ok(ServiceRef::from_ids(project, region, named.service.clone()))
+        Ok(ServiceRef::from_ids(
+            project.clone(),
+            region.clone(),
+            named.service.clone(),
+        ))
     }
 }
 
@@ -102,12 +116,8 @@ mod tests {
         vec!["europe-west1".into(), "us-central1".into()]
     }
 
-    fn scope(regions: &[String]) -> Scope<'_> {
-        Scope {
-            project: "acme-prod",
-            default_region: "europe-west1",
-            regions,
-        }
+    fn scope(regions: &[String]) -> Scope {
+        Scope::new("acme-prod", "europe-west1", regions).expect("valid settings")
     }
 
     fn ids(project: &str, region: &str) -> (ProjectId, Region, ServiceName) {
