@@ -390,6 +390,84 @@ mod tests {
         );
     }
 
+    /// A Run API answer, read where the gcp client reads it.
+    fn run_api(http: u16, status: &str) -> ReconcileError {
+        let body = format!(r#"{{"error":{{"code":{http},"message":"m","status":"{status}"}}}}"#);
+        let path = "https://run.googleapis.com/v2/projects/p/locations/r/services/s";
+        let api = crate::gcp::status_error("GET", path, http, body.as_bytes());
+        crate::router::RouterError::new(api.kind(), api).into()
+    }
+
+    #[tokio::test]
+    async fn each_kind_of_failure_gets_its_answer_with_the_whole_chain_as_reason() {
+        let lost = crate::router::RouterError::new(ErrorKind::Conflict, "etag");
+        for (error, status, reason) in [
+            (
+                run_api(404, "NOT_FOUND"),
+                200,
+                "service not found: GET <url>: HTTP 404 NOT_FOUND: m",
+            ),
+            (
+                run_api(403, "PERMISSION_DENIED"),
+                200,
+                "GET <url>: HTTP 403 PERMISSION_DENIED: m",
+            ),
+            (run_api(503, "UNAVAILABLE"), 503, ""),
+            (ReconcileError::Conflicts(lost), 503, ""),
+        ] {
+            let shown = chain(&error).to_string();
+            let response = match answer("9".into(), Err(error)) {
+                Ok(acked) => acked.into_response(),
+                Err(nack) => nack.into_response(),
+            };
+            let (got, body) = body_of(response).await;
+            assert_eq!(got, status, "{shown}");
+            let body: Value = serde_json::from_str(&body).unwrap_or_default();
+            if status == 200 {
+                assert_eq!(body["reason"], reason, "{shown}");
+            } else {
+                assert_eq!(
+                    body,
+                    json!({"error": "temporarily unavailable", "messageId": "9"})
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_survive_every_layer_and_the_api_error_stays_the_source() {
+        for (http, status, kind) in [
+            (404, "NOT_FOUND", ErrorKind::NotFound),
+            (409, "ABORTED", ErrorKind::Conflict),
+            (503, "UNAVAILABLE", ErrorKind::Transient),
+            (400, "INVALID_ARGUMENT", ErrorKind::Permanent),
+        ] {
+            let e = run_api(http, status);
+            assert_eq!(e.kind(), kind);
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            let mut found = false;
+            while let Some(s) = source {
+                found |= s.downcast_ref::<crate::gcp::ApiError>().is_some();
+                source = s.source();
+            }
+            // A transparent layer shows the API error as itself rather than as a source.
+            let itself = matches!(kind, ErrorKind::Transient | ErrorKind::Permanent);
+            assert!(found || itself, "{kind:?}: {}", chain(&e));
+            assert!(
+                chain(&e)
+                    .to_string()
+                    .contains(&format!("HTTP {http} {status}"))
+            );
+        }
+        let lost =
+            ReconcileError::Conflicts(crate::router::RouterError::new(ErrorKind::Conflict, "etag"));
+        assert_eq!(
+            lost.kind(),
+            ErrorKind::Transient,
+            "losing every race is retried"
+        );
+    }
+
     #[tokio::test]
     async fn acknowledged_bodies_keep_reasons_without_urls() {
         let (status, body) = body_of(
