@@ -1,48 +1,46 @@
 //! The push edge in-process, against a Google that never answers: what each kind of push is
 //! answered, and the log line each answer leaves (written by the trace layer, not by handlers).
 
-use std::io::Write;
+use std::fmt;
 use std::sync::Mutex;
 
 use axum::body::{Body, Bytes};
 use axum::http::Request;
 use clap::Parser;
+use tracing::field::Field;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 use super::*;
 use crate::config::{Cli, Command};
 
-/// Everything logged while a guard from [`Logs::capture`] lives.
+/// Every event logged while a guard from [`Logs::capture`] lives, one line each: its level,
+/// then each field as `name=value` (the message as `message=…`).
 #[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
+struct Logs(Arc<Mutex<Vec<String>>>);
 
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+impl<S: tracing::Subscriber> Layer<S> for Logs {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut line = event.metadata().level().to_string();
+        event.record(&mut |field: &Field, value: &dyn fmt::Debug| {
+            line.push_str(&format!(" {}={value:?}", field.name()));
+        });
+        self.0.lock().expect("log lines").push(line);
     }
 }
 
 impl Logs {
     fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let me = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || me.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
     }
 
     /// The first line containing `what`.
     fn line(&self, what: &str) -> String {
-        let text = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
-        text.lines()
+        let lines = self.0.lock().expect("log lines");
+        lines
+            .iter()
             .find(|l| l.contains(what))
+            .cloned()
             .unwrap_or_default()
-            .to_owned()
     }
 }
 
