@@ -348,14 +348,9 @@ fn refused(refusal: &Refusal, event: &str, trigger: &Trigger, at: Timestamp) -> 
 
 async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
     let id = push.message_id();
-    let build = match BuildNotification::from_message(&push.message) {
+    let build = match push.decode("Cloud Build notification", BuildNotification::from_message) {
         Ok(b) => b,
-        Err(e) => {
-            return Ok(Acked::ignored(
-                id,
-                format!("not a Cloud Build notification: {e}"),
-            ));
-        }
+        Err(ignored) => return Ok(ignored),
     };
     if build.status != BuildStatus::Success {
         let reason = format!("build {} is {}", build.build_id, build.status.as_str());
@@ -389,14 +384,9 @@ async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
 
 async fn alerts(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
     let id = push.message_id();
-    let incident = match Incident::from_message(&push.message) {
+    let incident = match push.decode("Monitoring incident", Incident::from_message) {
         Ok(i) => i,
-        Err(e) => {
-            return Ok(Acked::ignored(
-                id,
-                format!("not a Monitoring incident: {e}"),
-            ));
-        }
+        Err(ignored) => return Ok(ignored),
     };
     if incident.is_test {
         return Ok(Acked::ignored(id, "test notification"));

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use super::App;
 use crate::error::{Acked, PushError};
 use crate::events::auth::PushEndpoint;
-use crate::events::{AuthError, EnvelopeError, PushIdentity, PushMessage};
+use crate::events::{AuthError, DecodeError, EnvelopeError, PushIdentity, PushMessage};
 
 /// A push authenticated for its endpoint, with its envelope decoded.
 #[derive(Clone, Debug)]
@@ -35,6 +35,17 @@ impl VerifiedPush {
     /// The message id, as the answer names it.
     pub fn message_id(&self) -> String {
         self.message.message_id.to_string()
+    }
+
+    /// The message's data decoded by `decode`, or, when it is not a `what`, the acknowledgement
+    /// saying why (redelivering it would not help).
+    pub fn decode<T>(
+        &self,
+        what: &str,
+        decode: impl FnOnce(&PushMessage) -> Result<T, DecodeError>,
+    ) -> Result<T, Acked> {
+        decode(&self.message)
+            .map_err(|e| Acked::ignored(self.message_id(), format!("not a {what}: {e}")))
     }
 }
 
