@@ -92,13 +92,11 @@ pub fn answer(
             message_id,
             body: json!({ "decisions": decisions }),
         }),
-        Err(error) => match error.kind() {
-            ErrorKind::Transient | ErrorKind::Conflict => Err(PushError::Transient {
-                message_id,
-                source: error.into(),
-            }),
-            ErrorKind::NotFound | ErrorKind::Permanent => Ok(Acked::Failed { message_id, error }),
-        },
+        Err(error) if error.kind().worth_retrying() => Err(PushError::Transient {
+            message_id,
+            source: error.into(),
+        }),
+        Err(error) => Ok(Acked::Failed { message_id, error }),
     }
 }
 

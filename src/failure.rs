@@ -26,6 +26,14 @@ pub enum ErrorKind {
     Permanent,
 }
 
+impl ErrorKind {
+    /// Whether the same event may succeed later: transient failures, and lost write races
+    /// (whoever won made progress; deciding again on fresh state may do more).
+    pub fn worth_retrying(self) -> bool {
+        matches!(self, ErrorKind::Transient | ErrorKind::Conflict)
+    }
+}
+
 /// `error` and each of its sources, joined by `": "`.
 pub fn chain<'a>(error: &'a (dyn Error + 'static)) -> Chain<'a> {
     Chain(error)

@@ -376,7 +376,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             match result {
                 Ok(d) => report.decisions.extend(d),
                 Err(e) => {
-                    report.transient |= e.kind() == ErrorKind::Transient;
+                    report.transient |= e.kind().worth_retrying();
                     tracing::warn!(service = %name, error = %chain(&e), "tick evaluation failed");
                     report.failures.push(format!("{name}: {}", chain(&e)));
                 }

@@ -121,7 +121,7 @@ fuzz_target!(|input: &[u8]| {
     };
     ready.extend(latest_ready.iter().cloned());
     let obs = Observed {
-        service: ServiceRef::new("p", "us-central1", "api"),
+        service: ServiceRef::checked("p", "us-central1", "api").expect("valid ids"),
         latest_ready,
         allocation,
         ready,

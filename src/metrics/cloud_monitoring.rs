@@ -65,7 +65,6 @@ fn revision_of(s: &TimeSeries) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
-/// Folds the answer into per-revision stats.
 /// A distribution's buckets as evidence.
 fn histogram(d: &Distribution) -> Result<Histogram, String> {
     let b = d.buckets()?;
@@ -75,6 +74,7 @@ fn histogram(d: &Distribution) -> Result<Histogram, String> {
     })
 }
 
+/// Folds the answer into per-revision stats.
 pub fn fold(window: Window, series: &[TimeSeries]) -> Result<ServiceStats, String> {
     let mut revisions: BTreeMap<String, RevisionStats> = BTreeMap::new();
     for s in series {
