@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::decision::{Decision, Evidence, Kind, Need, Observed, Policy, Record, Trigger, decide};
+use crate::failure::{ErrorKind, chain};
 use crate::flight::{Gates, Urgency};
 use crate::metrics::MetricsSource;
 use crate::router::{RouterError, TrafficRouter};
@@ -30,29 +31,24 @@ const MAX_CONFLICTS: u32 = 5;
 /// How many services one tick evaluates at once.
 const TICK_CONCURRENCY: usize = 16;
 
-/// Why an event could not be handled.
+/// Why an event could not be handled: the router's error, as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// The service does not exist: the event can never be used.
-    #[error("{0}")]
-    NotFound(String),
-    /// Try again later (Pub/Sub redelivers).
-    #[error("{0}")]
-    Transient(String),
-    /// Will not succeed by retrying.
-    #[error("{0}")]
-    Permanent(String),
+    /// Every write lost its race, [`MAX_CONFLICTS`] times over: Pub/Sub redelivers.
+    #[error("still conflicting after {MAX_CONFLICTS} retries")]
+    Conflicts(#[source] RouterError),
+    /// Observing or writing failed.
+    #[error(transparent)]
+    Router(#[from] RouterError),
 }
 
-impl From<RouterError> for ReconcileError {
-    fn from(e: RouterError) -> Self {
-        match e {
-            RouterError::NotFound(m) => ReconcileError::NotFound(format!("service not found: {m}")),
-            RouterError::Conflict(m) => ReconcileError::Transient(format!(
-                "still conflicting after {MAX_CONFLICTS} retries: {m}"
-            )),
-            RouterError::Transient(m) => ReconcileError::Transient(m),
-            RouterError::Permanent(m) => ReconcileError::Permanent(m),
+impl ReconcileError {
+    /// What the failure means: losing every race is transient (someone else is making
+    /// progress); anything else is what the router said.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ReconcileError::Conflicts(_) => ErrorKind::Transient,
+            ReconcileError::Router(e) => e.kind(),
         }
     }
 }
@@ -380,9 +376,9 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             match result {
                 Ok(d) => report.decisions.extend(d),
                 Err(e) => {
-                    report.transient |= matches!(e, ReconcileError::Transient(_));
-                    tracing::warn!(service = %name, error = %e, "tick evaluation failed");
-                    report.failures.push(format!("{name}: {e}"));
+                    report.transient |= e.kind().worth_retrying();
+                    tracing::warn!(service = %name, error = %chain(&e), "tick evaluation failed");
+                    report.failures.push(format!("{name}: {}", chain(&e)));
                 }
             }
         }
@@ -408,10 +404,10 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             let result = self.router.apply(&obs, write, deadline).await;
             rec.write = match &result {
                 Ok(_) => "applied".into(),
-                Err(RouterError::Conflict(_)) => {
+                Err(e) if e.kind() == ErrorKind::Conflict => {
                     "conflict: someone wrote first; deciding again".into()
                 }
-                Err(e) => format!("failed: {e}"),
+                Err(e) => format!("failed: {}", chain(e)),
             };
             self.publish(rec.clone());
             out.push(rec);
@@ -421,7 +417,10 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                     trigger = Trigger::Tick;
                 }
                 Ok(_) => return Ok(out),
-                Err(RouterError::Conflict(_)) if conflicts < MAX_CONFLICTS => {
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    if conflicts == MAX_CONFLICTS {
+                        return Err(ReconcileError::Conflicts(e));
+                    }
                     conflicts += 1;
                     obs = self.router.observe(&obs.service, deadline).await?;
                 }
@@ -462,7 +461,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                         self.metrics
                             .service_stats(&obs.service, *w, deadline)
                             .await
-                            .map_err(|e| e.to_string()),
+                            .map_err(|e| chain(&e).to_string()),
                     )
                 }
                 Kind::Gather(Need::Smoke(url)) if matches!(evidence, Evidence::None) => {
@@ -543,7 +542,7 @@ mod tests {
             Policy::default(),
             clock.clone(),
         );
-        let target = ServiceRef::new(PROJECT, REGION, "api");
+        let target = ServiceRef::checked(PROJECT, REGION, "api").expect("valid ids");
         let deadline = || Instant::now() + Duration::from_secs(10);
         let step_started = || {
             fake.service_json(PROJECT, REGION, "api")["annotations"]["cutover.dev/step-started"]

@@ -176,7 +176,7 @@ fn start_time() -> Timestamp {
 
 fn observed(allocation: &BTreeMap<String, u8>, annotations: &BTreeMap<String, String>) -> Observed {
     Observed {
-        service: ServiceRef::new("sim", "sim-region", "sim"),
+        service: ServiceRef::checked("sim", "sim-region", "sim").expect("valid ids"),
         latest_ready: Some(CANDIDATE.to_string()),
         allocation: allocation.clone(),
         ready: BTreeSet::from([STABLE.to_string(), CANDIDATE.to_string()]),

@@ -38,7 +38,7 @@ fn observed(alloc: &[(&str, u8)], latest: &str, record: Option<&Record>) -> Obse
         annotations.extend(r.to_annotations());
     }
     Observed {
-        service: ServiceRef::new("p", "us-central1", "api"),
+        service: ServiceRef::checked("p", "us-central1", "api").expect("valid ids"),
         latest_ready: Some(latest.to_string()),
         allocation,
         ready,

@@ -39,7 +39,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::text::excerpt;
+use crate::ids::text::excerpt;
 
 /// Google's JWKS endpoint for the keys that sign ID tokens.
 pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";

@@ -13,10 +13,10 @@ use serde_json::Value;
 
 use super::DecodeError;
 use super::envelope::PushMessage;
-use super::ids::{self, BuildId, ProjectId, Region, ServiceName};
 use super::lenient;
 use super::resolve::Named;
-use super::text::excerpt;
+use crate::ids::text::excerpt;
+use crate::ids::{self, BuildId, ProjectId, Region, ServiceName};
 
 /// Substitution naming the Cloud Run service a build deployed.
 pub const SERVICE_SUBSTITUTION: &str = "_SERVICE_NAME";
@@ -157,11 +157,7 @@ impl BuildNotification {
     /// too; otherwise the message is rejected (a typo'd substitution must not silently skip a
     /// rollout, nor reach a URL path or a log line).
     pub fn from_message(msg: &PushMessage) -> Result<BuildNotification, DecodeError> {
-        let root: Value = serde_json::from_slice(&msg.data)
-            .map_err(|e| DecodeError::new(format!("message data is not JSON: {e}")))?;
-        let Value::Object(build) = root else {
-            return Err(DecodeError::new("message data is not a JSON object"));
-        };
+        let build = msg.json_object()?;
 
         let raw_id = lenient::non_empty_text(&build, "id")
             .or_else(|| attribute(msg, "buildId"))

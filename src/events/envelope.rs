@@ -16,9 +16,9 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use super::ids::MessageId;
-use super::lenient;
-use super::text::{excerpt, printable};
+use super::{DecodeError, lenient};
+use crate::ids::MessageId;
+use crate::ids::text::{excerpt, printable};
 
 /// Longest subscription name accepted: `projects/` + a project id (at most 30 characters, 63
 /// with a domain scope) + `/subscriptions/` + a subscription id (at most 255).
@@ -150,6 +150,15 @@ impl PushMessage {
             delivery_attempt,
             ordering_key,
         })
+    }
+
+    /// The message data as a JSON object, as every event payload is.
+    pub fn json_object(&self) -> Result<Map<String, Value>, DecodeError> {
+        match serde_json::from_slice(&self.data) {
+            Ok(Value::Object(obj)) => Ok(obj),
+            Ok(_) => Err(DecodeError::new("message data is not a JSON object")),
+            Err(e) => Err(DecodeError::new(format!("message data is not JSON: {e}"))),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use tokio::time::Instant;
 
 use super::{Histogram, MetricsError, MetricsSource, RevisionStats, ServiceStats, Window};
-use crate::gcp::monitoring::{MonitoringClient, Query, TimeSeries};
+use crate::gcp::monitoring::{Distribution, MonitoringClient, Query, TimeSeries};
 use crate::target::ServiceRef;
 
 const REQUEST_LATENCIES: &str = "run.googleapis.com/request_latencies";
@@ -65,6 +65,15 @@ fn revision_of(s: &TimeSeries) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
+/// A distribution's buckets as evidence.
+fn histogram(d: &Distribution) -> Result<Histogram, String> {
+    let b = d.buckets()?;
+    Ok(Histogram {
+        bounds: b.bounds,
+        counts: b.counts,
+    })
+}
+
 /// Folds the answer into per-revision stats.
 pub fn fold(window: Window, series: &[TimeSeries]) -> Result<ServiceStats, String> {
     let mut revisions: BTreeMap<String, RevisionStats> = BTreeMap::new();
@@ -79,7 +88,7 @@ pub fn fold(window: Window, series: &[TimeSeries]) -> Result<ServiceStats, Strin
         let mut n: u64 = 0;
         for p in &s.points {
             if let Some(d) = &p.value.distribution_value {
-                let points = d.histogram()?;
+                let points = histogram(d)?;
                 // The count is authoritative; bucket counts may be trimmed or absent.
                 n = n.saturating_add(d.count.max(0) as u64);
                 h.merge(&points)?;
@@ -107,14 +116,8 @@ impl MetricsSource for CloudMonitoring {
             .client
             .list_time_series(&target.project, &query(target, window), deadline)
             .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    MetricsError::Transient(e.to_string())
-                } else {
-                    MetricsError::Permanent(e.to_string())
-                }
-            })?;
-        fold(window, &series).map_err(MetricsError::Permanent)
+            .map_err(|e| MetricsError::new(e.kind(), e))?;
+        fold(window, &series).map_err(|e| MetricsError::Permanent(e.into()))
     }
 }
 
@@ -128,6 +131,17 @@ mod tests {
             "bucketOptions": {"explicitBuckets": {"bounds": [10, 100]}},
             "bucketCounts": buckets.iter().map(|b| b.to_string()).collect::<Vec<_>>()
         }})
+    }
+
+    #[test]
+    fn a_captured_distribution_reads_as_a_histogram() {
+        let r: crate::gcp::monitoring::ListTimeSeriesResponse =
+            serde_json::from_slice(cutover_fakes::fixture!("payloads/timeseries-1.json")).unwrap();
+        let d = r.time_series[0].points[0].value.distribution_value.as_ref();
+        let h = histogram(d.unwrap()).unwrap();
+        assert_eq!(h.total(), 1878, "bucket counts add up to count");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((250.0..=650.0).contains(&p99), "p99 {p99}");
     }
 
     #[test]
@@ -165,7 +179,10 @@ mod tests {
             start: "2026-08-20T10:00:00Z".parse().unwrap(),
             end: "2026-08-20T10:05:00Z".parse().unwrap(),
         };
-        let q = query(&ServiceRef::new("p", "us-central1", "api"), w);
+        let q = query(
+            &ServiceRef::checked("p", "us-central1", "api").expect("valid ids"),
+            w,
+        );
         assert!(
             q.filter
                 .contains(r#"metric.type = "run.googleapis.com/request_latencies""#)

@@ -31,16 +31,9 @@ impl CloudRunRouter {
     }
 }
 
+/// The Run API's error, kept as the source, under the kind it was given where it was read.
 fn router_error(e: ApiError) -> RouterError {
-    if e.is_conflict() {
-        RouterError::Conflict(e.to_string())
-    } else if e.is_not_found() {
-        RouterError::NotFound(e.to_string())
-    } else if e.is_transient() {
-        RouterError::Transient(e.to_string())
-    } else {
-        RouterError::Permanent(e.to_string())
-    }
+    RouterError::new(e.kind(), e)
 }
 
 /// Reduces a fetched service to what decisions need.
@@ -236,7 +229,10 @@ mod tests {
 
     #[test]
     fn observation_reduces_the_service() {
-        let o = observed(ServiceRef::new("p", "l", "api"), fetched(service()));
+        let o = observed(
+            ServiceRef::checked("p", "l", "api").expect("valid ids"),
+            fetched(service()),
+        );
         assert_eq!(o.latest_ready.as_deref(), Some("api-00002-def"));
         assert_eq!(
             o.allocation,
@@ -250,7 +246,10 @@ mod tests {
     fn latest_traffic_resolves_to_the_latest_ready_revision() {
         let mut s = service();
         s["traffic"] = json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]);
-        let o = observed(ServiceRef::new("p", "l", "api"), fetched(s));
+        let o = observed(
+            ServiceRef::checked("p", "l", "api").expect("valid ids"),
+            fetched(s),
+        );
         assert_eq!(
             o.allocation,
             BTreeMap::from([("api-00002-def".to_string(), 100)])
@@ -259,7 +258,10 @@ mod tests {
 
     #[test]
     fn the_write_changes_only_traffic_and_the_record() {
-        let o = observed(ServiceRef::new("p", "l", "api"), fetched(service()));
+        let o = observed(
+            ServiceRef::checked("p", "l", "api").expect("valid ids"),
+            fetched(service()),
+        );
         let record = Record {
             phase: Phase::Progressing,
             candidate: "api-00002-def".into(),

@@ -217,7 +217,8 @@ pub async fn run_seed(seed: u64) -> SeedReport {
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
                     match service {
                         Some(name) => {
-                            let target = ServiceRef::new(PROJECT, REGION, name);
+                            let target =
+                                ServiceRef::checked(PROJECT, REGION, &name).expect("valid ids");
                             let trigger = Trigger::Build {
                                 build_id: "chaos-direct".into(),
                             };
