@@ -450,16 +450,6 @@ impl ServeArgs {
         Ok(())
     }
 
-    /// Limits of the listening socket.
-    pub fn transport_limits(&self) -> crate::server::transport::Limits {
-        let secs = |d: SignedDuration| Duration::from_secs(d.as_secs().max(1) as u64);
-        crate::server::transport::Limits {
-            max_connections: self.max_connections,
-            header_read_timeout: secs(self.header_read_timeout),
-            idle_timeout: secs(self.idle_timeout),
-        }
-    }
-
     /// The per-event deadline as a std duration.
     pub fn event_deadline(&self) -> Duration {
         Duration::from_secs(self.event_deadline.as_secs().max(1) as u64)

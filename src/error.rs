@@ -7,7 +7,7 @@
 //!   with the message id and reason: redelivering it would never help;
 //! - a transient failure (Google API throttled, unavailable, timed out) or writes that kept
 //!   losing their race → 503, so Pub/Sub's retry policy is the backoff;
-//! - a body that is not a push envelope → 400; above [`crate::server::MAX_BODY_BYTES`] → 413
+//! - a body that is not a push envelope → 400; above `MAX_BODY_BYTES` (src/server.rs) → 413
 //!   (the body limit layer);
 //! - push authentication failed → 401 (503 if the signing keys could not be fetched), answered
 //!   from the headers alone, before any of the body is read.

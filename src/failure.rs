@@ -1,9 +1,9 @@
 //! What a failure means, decided once, and how one is shown.
 //!
-//! A failed call is classified where its answer is read ([`crate::gcp::ApiError::kind`]) into
+//! A failed call is classified where its answer is read (`ApiError::kind` in src/gcp/mod.rs) into
 //! one [`ErrorKind`]; the errors above it (`RouterError`, `MetricsError`, `ReconcileError`) keep
 //! that error as their `source` and report the same kind through their own `kind()`, so nothing
-//! re-reads an error's text to learn what it means. The HTTP edge (`crate::error`) turns the
+//! re-reads an error's text to learn what it means. The HTTP edge (src/error.rs) turns the
 //! kind into an answer. Errors display only their own part; [`chain`] shows an error with every
 //! source, for logs and for the reasons cutover records. A leaf: it imports nothing of cutover.
 

@@ -3,7 +3,7 @@
 //!
 //! A leaf: it imports nothing of cutover, so the decision core, the event decoders and the API
 //! clients can all name services and revisions with the same checked types
-//! ([`crate::target::ServiceRef`] is built from them only).
+//! (`ServiceRef` in src/target.rs is built from them only).
 //!
 //! Every id cutover acts on or logs comes from an unauthenticated-by-content message body (a
 //! valid push token says who sent it, not that its fields are sane). An [`Id`] can only be made

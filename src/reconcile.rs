@@ -152,7 +152,7 @@ impl DecisionRecord {
     }
 
     /// A build or alert cutover refuses without reading or writing anything (decision
-    /// `refused`): it names a service cutover does not evaluate. See `crate::events::resolve`.
+    /// `refused`): it names a service cutover does not evaluate. See `events/resolve.rs`.
     pub fn refused(service: &str, trigger: &Trigger, reason: String, at: Timestamp) -> Self {
         DecisionRecord {
             at,
@@ -262,7 +262,7 @@ impl SmokeCheck {
         }
         match full.scheme() {
             "https" => Ok(full),
-            "http" if crate::events::auth::is_loopback(&full) => Ok(full),
+            "http" if crate::gcp::is_loopback(&full) => Ok(full),
             _ => refuse("tag URLs are https"),
         }
     }

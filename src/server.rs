@@ -173,7 +173,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         event_deadline: args.event_deadline(),
         clock,
         handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),
-        transport: args.transport_limits(),
+        transport: transport::Limits::from_args(args),
     }))
 }
 

@@ -111,23 +111,11 @@ pub fn check_jwks_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback(&parsed) => Ok(()),
+        "http" if crate::gcp::is_loopback(&parsed) => Ok(()),
         _ => Err(format!(
             "{url:?} must be an https URL (plain http is accepted only for a loopback address)"
         )),
     }
-}
-
-/// Whether the URL's host is a loopback address or `localhost`.
-pub fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// How long one JWKS fetch may take.

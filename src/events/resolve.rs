@@ -3,7 +3,7 @@
 //! Builds and alerts name a service and, perhaps, its project and region; cutover fills in
 //! the rest from its settings and then asks one question before touching anything: would a
 //! tick ever look at this service again? Ticks list only `GOOGLE_CLOUD_PROJECT` ×
-//! `CUTOVER_REGIONS` ([`crate::reconcile::Reconciler::tick`]). A rollout started anywhere else
+//! `CUTOVER_REGIONS` (`Reconciler::tick` in src/reconcile.rs). A rollout started anywhere else
 //! would take its first step and then never be judged: its candidate would keep that share of
 //! the traffic for ever. So an event outside that scope is refused: nothing is read or
 //! written, the message is acknowledged, and the server records the [`Refusal`] as an

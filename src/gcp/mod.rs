@@ -296,6 +296,18 @@ pub(crate) fn int64_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i
     Ok(v.into_iter().map(|w| w.0).collect())
 }
 
+/// Whether the URL's host is a loopback address or `localhost`.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

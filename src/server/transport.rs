@@ -86,6 +86,18 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
+impl Limits {
+    /// The limits `cutover serve` was started with.
+    pub fn from_args(args: &crate::config::ServeArgs) -> Self {
+        let secs = |d: jiff::SignedDuration| Duration::from_secs(d.as_secs().max(1) as u64);
+        Limits {
+            max_connections: args.max_connections,
+            header_read_timeout: secs(args.header_read_timeout),
+            idle_timeout: secs(args.idle_timeout),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
