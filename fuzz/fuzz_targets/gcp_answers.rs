@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use cutover::decision::{Phase, Record, Target, Write};
 use cutover::gcp::monitoring::ListTimeSeriesResponse;
 use cutover::gcp::run::{Fetched, Service};
-use cutover::metrics::Window;
+use cutover::decision::evidence::{Histogram, Window};
 use cutover::metrics::cloud_monitoring::fold;
 use cutover::router::cloud_run::{observed, patch_body};
 use cutover::target::ServiceRef;
@@ -35,10 +35,14 @@ fn monitoring(data: &[u8]) {
         for point in &series.points {
             let _ = point.value.as_count();
             if let Some(d) = &point.value.distribution_value
-                && let Ok(h) = d.histogram()
-                && let Some(q) = h.quantile(0.99)
+                && let Ok(b) = d.buckets()
+                && let Some(q) = (Histogram {
+                    bounds: b.bounds.clone(),
+                    counts: b.counts,
+                })
+                .quantile(0.99)
             {
-                let top = h.bounds.last().copied().unwrap_or(0.0).max(0.0);
+                let top = b.bounds.last().copied().unwrap_or(0.0).max(0.0);
                 assert!(q >= 0.0 && q <= top, "p99 {q} outside [0, {top}]");
             }
         }

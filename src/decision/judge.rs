@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::metrics::{Histogram, RevisionStats, Window};
+use super::evidence::{Histogram, RevisionStats, Window};
 
 use super::policy::{self, JudgeKind, Policy};
 use super::stats;

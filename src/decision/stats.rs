@@ -5,7 +5,7 @@
 //!
 //! Pure functions of their arguments; no allocation beyond what a result needs.
 
-use crate::metrics::Histogram;
+use super::evidence::Histogram;
 
 /// Keeps a probability strictly inside (0, 1) so logarithms stay finite.
 fn clamp_p(p: f64) -> f64 {

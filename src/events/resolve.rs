@@ -115,7 +115,7 @@ impl Refusal {
             target: "cutover::decision",
             service = %rec.service,
             trigger = rec.trigger,
-            decision = rec.decision,
+            decision = rec.decision.as_str(),
             reason = %rec.reason,
             setting = self.setting,
             write = %rec.write,
@@ -240,7 +240,7 @@ mod tests {
         let at: Timestamp = "2026-08-20T10:00:00Z".parse().unwrap();
         let rec = refusal.record("build b-1", &trigger, at);
         assert_eq!(
-            (rec.decision, rec.trigger, rec.write.as_str()),
+            (rec.decision.as_str(), rec.trigger, rec.write.as_str()),
             ("refused", "build", "none")
         );
         assert_eq!(rec.service, "p/r/api");

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 
 use tokio::time::Instant;
 
-use super::{Histogram, MetricsError, MetricsSource, RevisionStats, ServiceStats, Window};
-use crate::gcp::monitoring::{MonitoringClient, Query, TimeSeries};
+use super::{MetricsError, MetricsSource};
+use crate::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
+use crate::gcp::monitoring::{Distribution, MonitoringClient, Query, TimeSeries};
 use crate::target::ServiceRef;
 
 const REQUEST_LATENCIES: &str = "run.googleapis.com/request_latencies";
@@ -65,6 +66,15 @@ fn revision_of(s: &TimeSeries) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
+/// A distribution as the judge reads it.
+fn histogram(d: &Distribution) -> Result<Histogram, String> {
+    let b = d.buckets()?;
+    Ok(Histogram {
+        bounds: b.bounds,
+        counts: b.counts,
+    })
+}
+
 /// Folds the answer into per-revision stats.
 pub fn fold(window: Window, series: &[TimeSeries]) -> Result<ServiceStats, String> {
     let mut revisions: BTreeMap<String, RevisionStats> = BTreeMap::new();
@@ -79,7 +89,7 @@ pub fn fold(window: Window, series: &[TimeSeries]) -> Result<ServiceStats, Strin
         let mut n: u64 = 0;
         for p in &s.points {
             if let Some(d) = &p.value.distribution_value {
-                let points = d.histogram()?;
+                let points = histogram(d)?;
                 // The count is authoritative; bucket counts may be trimmed or absent.
                 n = n.saturating_add(d.count.max(0) as u64);
                 h.merge(&points)?;
@@ -157,6 +167,17 @@ mod tests {
         assert_eq!(c.latency.counts, vec![100, 899, 1]);
         assert_eq!(s.revisions["api-1"].requests, 9000);
         assert!(!s.revisions.contains_key("api-0"), "no requests, no entry");
+    }
+
+    #[test]
+    fn a_captured_distribution_reads_as_a_histogram_with_its_p99() {
+        let r: crate::gcp::monitoring::ListTimeSeriesResponse =
+            serde_json::from_slice(crate::fixture!("payloads/timeseries-1.json")).unwrap();
+        let d = r.time_series[0].points[0].value.distribution_value.as_ref();
+        let h = histogram(d.unwrap()).unwrap();
+        assert_eq!(h.total(), 1878, "bucket counts add up to count");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((250.0..=650.0).contains(&p99), "p99 {p99}");
     }
 
     #[test]

@@ -23,13 +23,13 @@ use std::time::Instant;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::config::SimulateArgs;
+use crate::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
 use crate::decision::record::RECORD_KEYS;
 use crate::decision::stats::normal_cdf;
 use crate::decision::{
-    Decision, Evidence, JudgeKind, Kind, Need, Observed, Phase, Policy, Record, Trigger, decide,
+    Action, Decision, Evidence, JudgeKind, Kind, Need, Observed, Phase, Policy, Record, Trigger,
+    decide,
 };
-use crate::metrics::{Histogram, RevisionStats, ServiceStats, Window};
-use crate::router::Version;
 use crate::target::ServiceRef;
 
 const STABLE: &str = "sim-00001-stb";
@@ -343,7 +343,6 @@ fn observed(allocation: &BTreeMap<String, u8>, annotations: &BTreeMap<String, St
         ready: BTreeSet::from([STABLE.to_string(), CANDIDATE.to_string()]),
         tag_urls: BTreeMap::new(),
         annotations: annotations.clone(),
-        version: Version::default(),
     }
 }
 
@@ -372,7 +371,7 @@ pub fn run_once(
     let apply = |d: &Decision,
                  allocation: &mut BTreeMap<String, u8>,
                  annotations: &mut BTreeMap<String, String>| {
-        if let Some(w) = &d.write {
+        if let Some(w) = d.write() {
             if let Some(t) = &w.traffic {
                 *allocation = t
                     .iter()
@@ -405,7 +404,7 @@ pub fn run_once(
         let now = t0 + SignedDuration::from_mins(i64::from(minute));
         let obs = observed(&allocation, &annotations);
         let mut d = decide(&obs, &Trigger::Tick, &Evidence::None, policy, now);
-        if let Kind::Gather(Need::Metrics(w)) = &d.kind {
+        if let Action::Gather(Need::Metrics(w)) = &d.action {
             let stats = window_stats(*w, t0, &served_stable, &served_candidate, &bounds);
             d = decide(
                 &obs,
@@ -415,7 +414,7 @@ pub fn run_once(
                 now,
             );
         }
-        if matches!(d.kind, Kind::Advance | Kind::Complete)
+        if matches!(d.kind(), Kind::Advance | Kind::Complete)
             && d.judgement
                 .as_ref()
                 .is_some_and(|j| j.requests < effective.min_requests)
