@@ -129,16 +129,18 @@ pub struct ServiceStats {
     pub revisions: BTreeMap<String, RevisionStats>,
 }
 
+/// A histogram from literal bounds and counts, for tests.
+#[cfg(test)]
+pub(crate) fn hist(bounds: &[f64], counts: &[u64]) -> Histogram {
+    Histogram {
+        bounds: bounds.to_vec(),
+        counts: counts.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hist(bounds: &[f64], counts: &[u64]) -> Histogram {
-        Histogram {
-            bounds: bounds.to_vec(),
-            counts: counts.to_vec(),
-        }
-    }
 
     #[test]
     fn quantiles_interpolate_inside_the_bucket() {

@@ -474,15 +474,6 @@ fn on_build(
             return Decision::stay(Stay::Nothing, format!("{candidate} is the stable revision"));
         }
         if drift(obs, r).is_none() {
-            let policy = match policy {
-                Ok(p) => p,
-                Err(e) => {
-                    return Decision::stay(
-                        Stay::Error,
-                        format!("not starting a rollout of {candidate}: {e}"),
-                    );
-                }
-            };
             let (stable, why) = superseded(r, &candidate);
             return start(
                 obs,
@@ -512,15 +503,6 @@ fn on_build(
             format!("{candidate} already serves all traffic"),
         );
     }
-    let policy = match policy {
-        Ok(p) => p,
-        Err(e) => {
-            return Decision::stay(
-                Stay::Error,
-                format!("not starting a rollout of {candidate}: {e}"),
-            );
-        }
-    };
     let why = format!("new revision {candidate}; {stable} is stable");
     start(
         obs,
@@ -584,10 +566,19 @@ fn start(
     candidate: String,
     stable: String,
     rolled_back: Vec<String>,
-    policy: &Policy,
+    policy: &Result<Policy, PolicyError>,
     why: String,
     now: Timestamp,
 ) -> Decision {
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => {
+            return Decision::stay(
+                Stay::Error,
+                format!("not starting a rollout of {candidate}: {e}"),
+            );
+        }
+    };
     if !obs.ready.contains(&stable) {
         return Decision::stay(
             Stay::Nothing,

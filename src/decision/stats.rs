@@ -192,13 +192,7 @@ pub fn llr_normal(theta: f64, se: f64, delta: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hist(bounds: &[f64], counts: &[u64]) -> Histogram {
-        Histogram {
-            bounds: bounds.to_vec(),
-            counts: counts.to_vec(),
-        }
-    }
+    use crate::decision::evidence::hist;
 
     #[test]
     fn normal_cdf_matches_known_values() {
