@@ -556,6 +556,9 @@ fn is_active(obs: &Observed) -> bool {
 }
 
 #[cfg(test)]
+mod table;
+
+#[cfg(test)]
 mod tests {
     use jiff::SignedDuration;
 
