@@ -796,8 +796,7 @@ fn setup(args: &SimulateArgs) -> Result<Setup, SimulateError> {
         ..Policy::default()
     };
     policy
-        .validate()
-        .and_then(|_| policy.with_overrides(&overrides).map(|_| ()))
+        .with_overrides(&overrides)
         .map_err(|e| SimulateError(e.to_string()))?;
     if args.runs == 0 {
         return Err(SimulateError("--runs must be at least 1".into()));
