@@ -2,7 +2,8 @@
 //!
 //! Wire shapes follow `docs/gcp-wire.md` §2: `int64Value`, distribution `count` and `bucketCounts`
 //! arrive as strings, points newest first, an empty answer is `{}`. Buckets are converted to
-//! explicit bounds here, once, so nothing above this file knows the three bucket layouts.
+//! explicit bounds here ([`Buckets`]), once, so nothing above this file knows the three bucket
+//! layouts.
 
 use std::collections::BTreeMap;
 
@@ -122,8 +123,17 @@ pub struct Explicit {
 /// a larger claim is a malformed answer, not a reason to allocate.
 const MAX_BUCKETS: u32 = 10_000;
 
+/// A distribution's buckets with explicit bounds: `counts[i]` values fell in bucket `i`, bucket
+/// 0 is the underflow `(-inf, bounds[0])`, the last the overflow `[bounds[last], +inf)`, so
+/// `counts.len() == bounds.len() + 1` (empty without options and samples).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Buckets {
+    pub bounds: Vec<f64>,
+    pub counts: Vec<u64>,
+}
+
 impl Distribution {
-    /// The distribution's buckets with explicit bounds.
+    /// The distribution's buckets with explicit bounds, whichever layout the wire used.
     pub fn buckets(&self) -> Result<Buckets, String> {
         let o = &self.bucket_options;
         let bounds: Vec<f64> = if let Some(e) = &o.explicit_buckets {
@@ -163,15 +173,6 @@ impl Distribution {
         }
         Ok(Buckets { bounds, counts })
     }
-}
-
-/// A distribution's buckets, whatever bucket options it was sent with: `counts[i]` values fell
-/// in bucket `i`; bucket 0 is the underflow `(-inf, bounds[0])`, the last is the overflow
-/// `[bounds[last], +inf)`, so `counts.len() == bounds.len() + 1`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Buckets {
-    pub bounds: Vec<f64>,
-    pub counts: Vec<u64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -283,6 +284,7 @@ mod tests {
             1878,
             "bucket counts add up to count"
         );
+        assert!(h.bounds.windows(2).all(|w| w[0] < w[1]), "{:?}", h.bounds);
     }
 
     #[test]

@@ -40,6 +40,7 @@ enum Answer {
     Overtaken,
 }
 
+/// The router error the platform's refusal becomes.
 fn refusal(a: Answer) -> RouterError {
     match a {
         Answer::Conflict => RouterError::Conflict("etag mismatch".into()),
@@ -120,7 +121,7 @@ impl TrafficRouter for ScriptedRouter {
                 None => {}
             }
             if p.version != read.version {
-                return Err(RouterError::Conflict("etag mismatch".into()));
+                return Err(refusal(Answer::Conflict));
             }
             p.accept(write);
         }
@@ -238,6 +239,7 @@ struct Row {
     error: Option<&'static str>,
 }
 
+/// What an event's error means to Pub/Sub: redeliver (transient) or not.
 fn class(e: &ReconcileError) -> &'static str {
     match e {
         ReconcileError::NotFound(_) => "not-found",
