@@ -183,7 +183,8 @@ impl Kind {
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad` keeps width and alignment working, as for the name itself.
+        f.pad(self.as_str())
     }
 }
 

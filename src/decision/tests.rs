@@ -1083,3 +1083,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_kind_reads_as_its_name_in_records_logs_and_tables() {
+    assert_eq!(
+        serde_json::to_value(Kind::Rollback).unwrap(),
+        serde_json::json!("rollback")
+    );
+    assert!(Kind::Hold == "hold" && Kind::Refused == "refused");
+    // The demo's timeline pads the name into a column.
+    assert_eq!(format!("{:<9}|", Kind::Start), "start    |");
+    assert!(Kind::Pause.is_warning() && !Kind::Advance.is_warning());
+}
