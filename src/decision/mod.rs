@@ -56,6 +56,27 @@ pub struct Observed {
     pub annotations: BTreeMap<String, String>,
 }
 
+#[cfg(test)]
+impl Observed {
+    /// The service after `w` is applied, as a router would observe it next.
+    pub(crate) fn after(&self, w: &Write) -> Observed {
+        let mut next = self.clone();
+        if let Some(traffic) = &w.traffic {
+            next.allocation = traffic
+                .iter()
+                .filter(|t| t.percent > 0)
+                .map(|t| (t.revision.clone(), t.percent))
+                .collect();
+            next.ready
+                .extend(traffic.iter().map(|t| t.revision.clone()));
+        }
+        next.annotations
+            .retain(|k, _| !record::RECORD_KEYS.contains(&k.as_str()));
+        next.annotations.extend(w.record.to_annotations());
+        next
+    }
+}
+
 /// What woke the reconciler. It says which service, never what to do; `decide` works that out
 /// from the observed state.
 #[derive(Clone, Debug, PartialEq)]

@@ -77,9 +77,9 @@ pub trait Value: Sized {
     fn into_field(self) -> Self::Field;
 }
 
-/// Declares a kind of value: a newtype over what the policy holds, read by `$parse`.
-macro_rules! value_kind {
-    ($(#[$meta:meta])* $name:ident($field:ty) = $parse:path) => {
+/// Declares the kinds of value: each a newtype over what the policy holds, read by its parser.
+macro_rules! value_kinds {
+    ($($(#[$meta:meta])* $name:ident($field:ty) = $parse:path;)*) => {$(
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq)]
         pub struct $name(pub $field);
@@ -93,49 +93,31 @@ macro_rules! value_kind {
                 self.0
             }
         }
-    };
+    )*};
 }
 
-value_kind!(
+value_kinds! {
     /// Traffic steps in percent, strictly increasing, ending at 100 (`10,50,100`).
-    Steps(Vec<u8>) = parse_steps
-);
-value_kind!(
+    Steps(Vec<u8>) = parse_steps;
     /// A positive duration (`90s`, `5m`, `1h30m`).
-    Interval(SignedDuration) = parse_interval
-);
-value_kind!(
+    Interval(SignedDuration) = parse_interval;
     /// A duration that may be 0.
-    Delay(SignedDuration) = parse_duration
-);
-value_kind!(
+    Delay(SignedDuration) = parse_duration;
     /// A whole number.
-    Count(u64) = parse_count
-);
-value_kind!(
+    Count(u64) = parse_count;
     /// A ratio in [0, 1] (`0.01` = 1%).
-    Rate(f64) = parse_rate
-);
-value_kind!(
+    Rate(f64) = parse_rate;
     /// A ratio above 1 (`2` = twice the stable revision's).
-    Ratio(f64) = parse_ratio
-);
-value_kind!(
+    Ratio(f64) = parse_ratio;
     /// A probability above 0, at most 0.5.
-    Risk(f64) = parse_risk
-);
-value_kind!(
+    Risk(f64) = parse_risk;
     /// A positive number of milliseconds.
-    Millis(f64) = parse_ms
-);
-value_kind!(
+    Millis(f64) = parse_ms;
     /// A number of milliseconds that may be 0.
-    FloorMillis(f64) = parse_floor_ms
-);
-value_kind!(
+    FloorMillis(f64) = parse_floor_ms;
     /// Latency quantiles, ascending (`p95,p99`, or `none`).
-    Percentiles(Vec<f64>) = parse_percentiles
-);
+    Percentiles(Vec<f64>) = parse_percentiles;
+}
 
 /// Generates [`Policy`], its defaults, [`OVERRIDE_KEYS`] and [`Policy::with_overrides`] from
 /// [`policy_settings!`].

@@ -6,7 +6,6 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 use super::evidence::{Histogram, RevisionStats, ServiceStats, Window};
-use super::record::RECORD_KEYS;
 use super::*;
 
 const STABLE: &str = "api-00001-abc";
@@ -702,25 +701,6 @@ fn a_step_that_stays_unsure_holds_from_its_start_and_pauses_after_the_max_hold()
 
 // ---- properties over generated states ----
 
-/// The service after `w` is applied, as a router would observe it.
-fn applied(obs: &Observed, w: &Write) -> Observed {
-    let mut next = obs.clone();
-    if let Some(traffic) = &w.traffic {
-        next.allocation = traffic
-            .iter()
-            .filter(|t| t.percent > 0)
-            .map(|t| (t.revision.clone(), t.percent))
-            .collect();
-        for t in traffic {
-            next.ready.insert(t.revision.clone());
-        }
-    }
-    next.annotations
-        .retain(|k, _| !RECORD_KEYS.contains(&k.as_str()));
-    next.annotations.extend(w.record.to_annotations());
-    next
-}
-
 #[derive(Debug, Clone)]
 struct Case {
     obs: Observed,
@@ -907,7 +887,7 @@ proptest! {
     fn the_same_event_twice_changes_nothing_the_second_time(c in case()) {
         let first = decide_fully(&c, &c.obs);
         let Some(w) = first.write() else { return Ok(()) };
-        let after = applied(&c.obs, w);
+        let after = c.obs.after(w);
         let second = decide_fully(&c, &after);
         if first.write().is_some_and(Write::continues) {
             // A start with a smoke check continues on the next round (as a tick), by design.
@@ -1071,7 +1051,7 @@ proptest! {
                     _ => d,
                 };
                 let Some(w) = d.write() else { break };
-                let next = applied(&obs, w);
+                let next = obs.after(w);
                 let to = (d.kind() == Kind::Rollback).then_some(w.record.stable.as_str());
                 check_no_return(&mut lost, &obs.allocation, &next.allocation, to)?;
                 obs = next;

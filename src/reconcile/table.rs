@@ -11,7 +11,6 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
-use crate::decision::record::RECORD_KEYS;
 use crate::decision::{Phase, Write};
 use crate::metrics::{MetricsError, MetricsSource};
 
@@ -63,18 +62,7 @@ struct Platform {
 impl Platform {
     /// Applies `w` as the platform would, moving to a new version.
     fn accept(&mut self, w: &Write) {
-        let o = &mut self.observed;
-        if let Some(traffic) = &w.traffic {
-            o.allocation = traffic
-                .iter()
-                .filter(|t| t.percent > 0)
-                .map(|t| (t.revision.clone(), t.percent))
-                .collect();
-            o.ready.extend(traffic.iter().map(|t| t.revision.clone()));
-        }
-        o.annotations
-            .retain(|k, _| !RECORD_KEYS.contains(&k.as_str()));
-        o.annotations.extend(w.record.to_annotations());
+        self.observed = self.observed.after(w);
         self.version += 1;
         self.applied.push(w.clone());
     }
