@@ -162,22 +162,6 @@ pub struct Statistics {
     pub checks: Vec<Check>,
 }
 
-/// Judges a step: the candidate's stats against the limits and against the stable revision's
-/// stats over the same `window`. `None` stats mean that revision served nothing in the window.
-/// `percent` is the candidate's current step.
-pub fn judge(
-    candidate: Option<&RevisionStats>,
-    stable: Option<&RevisionStats>,
-    window: Window,
-    percent: u8,
-    policy: &Policy,
-) -> Judgement {
-    match policy.judge {
-        JudgeKind::Absolute => absolute_only(candidate, window, policy),
-        JudgeKind::Sequential => sequential(candidate, stable, window, percent, policy),
-    }
-}
-
 /// Boundaries of the sequential tests for one step.
 #[derive(Clone, Copy, Debug)]
 struct Bounds {
@@ -211,13 +195,19 @@ impl Bounds {
     }
 }
 
-fn sequential(
+/// Judges a step: the candidate's stats against the limits and against the stable revision's
+/// stats over the same `window`. `None` stats mean that revision served nothing in the window.
+/// `percent` is the candidate's current step.
+pub fn judge(
     candidate: Option<&RevisionStats>,
     stable: Option<&RevisionStats>,
     window: Window,
     percent: u8,
     policy: &Policy,
 ) -> Judgement {
+    if policy.judge == JudgeKind::Absolute {
+        return absolute_only(candidate, window, policy);
+    }
     let empty = RevisionStats::default();
     let c = candidate.unwrap_or(&empty);
     let role = StepRole::of(policy, percent);
