@@ -15,10 +15,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cutover::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
 use cutover::decision::policy::OVERRIDE_KEYS;
 use cutover::decision::record::RECORD_KEYS;
-use cutover::decision::{Evidence, Kind, Observed, Phase, Policy, Record, Trigger, decide};
-use cutover::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
+use cutover::decision::{Evidence, Kind, Observed, Phase, Policy, Record, Trigger, Write, decide};
 use cutover::target::ServiceRef;
 use jiff::{SignedDuration, Timestamp};
 use libfuzzer_sys::fuzz_target;

@@ -74,12 +74,14 @@ pub trait Value: Sized {
     type Field;
     /// Parses and checks a value as written; the error says what is wrong with it.
     fn parse(s: &str) -> Result<Self, String>;
+    /// Checks a value the policy holds (one built in code rather than parsed).
+    fn check(field: &Self::Field) -> Result<(), String>;
     fn into_field(self) -> Self::Field;
 }
 
 /// Declares the kinds of value: each a newtype over what the policy holds, read by its parser.
 macro_rules! value_kinds {
-    ($($(#[$meta:meta])* $name:ident($field:ty) = $parse:path;)*) => {$(
+    ($($(#[$meta:meta])* $name:ident($field:ty) = $parse:path, $check:expr;)*) => {$(
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq)]
         pub struct $name(pub $field);
@@ -88,6 +90,9 @@ macro_rules! value_kinds {
             type Field = $field;
             fn parse(s: &str) -> Result<Self, String> {
                 $parse(s).map($name)
+            }
+            fn check(field: &$field) -> Result<(), String> {
+                $check(field)
             }
             fn into_field(self) -> $field {
                 self.0
@@ -98,25 +103,25 @@ macro_rules! value_kinds {
 
 value_kinds! {
     /// Traffic steps in percent, strictly increasing, ending at 100 (`10,50,100`).
-    Steps(Vec<u8>) = parse_steps;
+    Steps(Vec<u8>) = parse_steps, |v: &Vec<u8>| validate_steps(v);
     /// A positive duration (`90s`, `5m`, `1h30m`).
-    Interval(SignedDuration) = parse_interval;
+    Interval(SignedDuration) = parse_interval, |v: &SignedDuration| positive(*v);
     /// A duration that may be 0.
-    Delay(SignedDuration) = parse_duration;
+    Delay(SignedDuration) = parse_duration, |v: &SignedDuration| not_negative(*v);
     /// A whole number.
-    Count(u64) = parse_count;
+    Count(u64) = parse_count, |_: &u64| Ok(());
     /// A ratio in [0, 1] (`0.01` = 1%).
-    Rate(f64) = parse_rate;
+    Rate(f64) = parse_rate, |v: &f64| check_rate(*v);
     /// A ratio above 1 (`2` = twice the stable revision's).
-    Ratio(f64) = parse_ratio;
+    Ratio(f64) = parse_ratio, |v: &f64| check_ratio(*v);
     /// A probability above 0, at most 0.5.
-    Risk(f64) = parse_risk;
+    Risk(f64) = parse_risk, |v: &f64| check_risk(*v);
     /// A positive number of milliseconds.
-    Millis(f64) = parse_ms;
+    Millis(f64) = parse_ms, |v: &f64| check_ms(*v);
     /// A number of milliseconds that may be 0.
-    FloorMillis(f64) = parse_floor_ms;
+    FloorMillis(f64) = parse_floor_ms, |v: &f64| check_floor_ms(*v);
     /// Latency quantiles, ascending (`p95,p99`, or `none`).
-    Percentiles(Vec<f64>) = parse_percentiles;
+    Percentiles(Vec<f64>) = parse_percentiles, |v: &Vec<f64>| check_percentiles(v);
 }
 
 /// Generates [`Policy`], its defaults, [`OVERRIDE_KEYS`] and [`Policy::with_overrides`] from
@@ -217,6 +222,24 @@ impl PolicyError {
 }
 
 impl Policy {
+    /// Checks every field of a policy built in code (parsed ones are checked as they are read),
+    /// naming the setting at fault.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        macro_rules! check_fields {
+            ($(
+                $(#[doc = $doc:literal])*
+                $field:ident: $kind:ident = $default:literal, $env:literal $(, $key:literal)?;
+            )*) => {
+                $(
+                    <$kind as Value>::check(&self.$field).map_err(|r| PolicyError::new($env, r))?;
+                )*
+            };
+        }
+        policy_settings!(check_fields);
+        self.check_combined()
+            .map_err(|r| PolicyError::new("CUTOVER_CANARY_MISS_RATE", r))
+    }
+
     /// Checks what no single value can: the canary miss rate is at least the miss rate.
     pub fn check_combined(&self) -> Result<(), String> {
         check_canary_miss_rate(self.canary_miss_rate, self.miss_rate)
@@ -235,6 +258,22 @@ pub fn parse_interval(s: &str) -> Result<SignedDuration, String> {
         Ok(d)
     } else {
         Err(format!("{:?} must be positive", s.trim()))
+    }
+}
+
+fn positive(d: SignedDuration) -> Result<(), String> {
+    if d.is_positive() {
+        Ok(())
+    } else {
+        Err("must be positive".into())
+    }
+}
+
+fn not_negative(d: SignedDuration) -> Result<(), String> {
+    if d.is_negative() {
+        Err("must not be negative".into())
+    } else {
+        Ok(())
     }
 }
 
@@ -662,6 +701,21 @@ mod tests {
             ..base
         };
         assert_eq!(p, expected);
+    }
+
+    #[test]
+    fn a_policy_built_in_code_is_checked_by_the_same_kinds() {
+        Policy::default().validate().unwrap();
+        let bad = Policy {
+            max_latency_ratio: 0.9,
+            ..Policy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "CUTOVER_MAX_LATENCY_RATIO");
+        let bad = Policy {
+            max_hold: SignedDuration::ZERO,
+            ..Policy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "CUTOVER_MAX_HOLD");
     }
 
     #[test]
