@@ -22,11 +22,13 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
 # The dependency layer: the release profile and the `cutover` binary's
-# dependencies only, exactly as Cargo.lock has them (--locked).
-RUN cargo chef cook --release --locked --bin cutover --recipe-path recipe.json
+# dependencies only, exactly as Cargo.lock has them (--locked). The repository
+# is a workspace; `-p cutover` builds the product package alone (the fakes and
+# the lab are workspace members the image never compiles).
+RUN cargo chef cook --release --locked -p cutover --bin cutover --recipe-path recipe.json
 COPY . .
 # The release profile (Cargo.toml) strips the binary.
-RUN cargo build --release --locked --bin cutover \
+RUN cargo build --release --locked -p cutover --bin cutover \
     && cp target/release/cutover /cutover
 
 FROM gcr.io/distroless/cc-debian12:nonroot

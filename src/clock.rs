@@ -15,7 +15,8 @@ use jiff::{SignedDuration, Timestamp};
 pub enum Clock {
     /// The machine's clock.
     System,
-    /// A clock that only moves when told to (tests, `cutover demo`).
+    /// A clock that only moves when told to (tests, the lab's demo); the fakes' `FakeClock`
+    /// can share its time.
     Manual(Arc<Mutex<Timestamp>>),
 }
 

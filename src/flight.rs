@@ -165,7 +165,7 @@ mod tests {
     use super::*;
 
     fn svc() -> ServiceRef {
-        ServiceRef::new("p", "r", "s")
+        ServiceRef::checked("p", "r", "s").expect("valid ids")
     }
 
     #[tokio::test]
@@ -175,7 +175,10 @@ mod tests {
         assert!(gates.enter(&svc(), Urgency::Routine).await.is_none());
         assert!(
             gates
-                .enter(&ServiceRef::new("p", "r", "other"), Urgency::Routine)
+                .enter(
+                    &ServiceRef::checked("p", "r", "other").expect("valid ids"),
+                    Urgency::Routine
+                )
                 .await
                 .is_some()
         );
@@ -238,7 +241,10 @@ mod tests {
         let gates = Arc::new(Gates::default());
         for i in 0..100 {
             let _p = gates
-                .enter(&ServiceRef::new("p", "r", format!("s{i}")), Urgency::Waits)
+                .enter(
+                    &ServiceRef::checked("p", "r", &format!("s{i}")).expect("valid ids"),
+                    Urgency::Waits,
+                )
                 .await;
         }
         assert!(gates.is_empty());

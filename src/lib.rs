@@ -13,22 +13,26 @@
 //! - [`server`], [`error`]: the HTTP edge and the one place that picks ack vs nack.
 //! - [`events`]: Pub/Sub push envelopes, Cloud Build and Monitoring payloads, push auth.
 //! - [`decision`]: the rules (policy, record, judge, decide).
+//! - [`ids`], [`target`]: checked identifiers and free text, and the service they name (leaves).
 //! - [`reconcile`]: the imperative shell around the rules; [`flight`] keeps it to one
 //!   evaluation per service at a time.
 //! - [`router`], [`metrics`]: the two platform seams, with Cloud Run and Cloud Monitoring.
-//! - [`gcp`]: Google REST wire types and calls.
-//! - [`sim`]: in-process fakes of the Google APIs, used by tests and `cutover demo`.
+//! - [`gcp`]: Google REST wire types and calls; [`failure`]: what a failure means, decided once.
+//!
+//! Not here: the fakes of Google's APIs (crate `cutover-fakes`, `fakes/`, a dev-dependency) and
+//! the demo, simulator, bench and probes (crate `cutover-lab`, `lab/`).
 
 pub mod clock;
 pub mod config;
 pub mod decision;
 pub mod error;
 pub mod events;
+pub mod failure;
 pub mod flight;
 pub mod gcp;
+pub mod ids;
 pub mod metrics;
 pub mod reconcile;
 pub mod router;
 pub mod server;
-pub mod sim;
 pub mod target;

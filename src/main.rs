@@ -1,6 +1,7 @@
 //! The `cutover` binary: parse settings, start logging, run a subcommand.
 //!
-//! Kept thin so that tests and the demo drive the same library entry points.
+//! Kept thin so that tests and the lab's demo drive the same library entry points. `serve` is
+//! its only verb: the demo and the simulator are the lab's (`lab/`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -41,7 +42,5 @@ async fn main() -> anyhow::Result<()> {
             cutover::server::run(listener, app, cutover::server::shutdown_signal()).await?;
             Ok(())
         }
-        Command::Demo(args) => Ok(cutover::sim::demo::run(args.scenario).await?),
-        Command::Simulate(args) => Ok(cutover::sim::simulate::run(&args)?),
     }
 }

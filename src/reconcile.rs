@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::decision::{
     Action, Decision, Evidence, Kind, Need, Observed, Phase, Policy, Record, Trigger, decide,
 };
+use crate::failure::{ErrorKind, chain};
 use crate::flight::{Gates, Urgency};
 use crate::metrics::MetricsSource;
 use crate::router::{Observation, RouterError, TrafficRouter};
@@ -32,29 +33,24 @@ const MAX_CONFLICTS: u32 = 5;
 /// How many services one tick evaluates at once.
 const TICK_CONCURRENCY: usize = 16;
 
-/// Why an event could not be handled.
+/// Why an event could not be handled: the router's error, as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// The service does not exist: the event can never be used.
-    #[error("{0}")]
-    NotFound(String),
-    /// Try again later (Pub/Sub redelivers).
-    #[error("{0}")]
-    Transient(String),
-    /// Will not succeed by retrying.
-    #[error("{0}")]
-    Permanent(String),
+    /// Every write lost its race, [`MAX_CONFLICTS`] times over: Pub/Sub redelivers.
+    #[error("still conflicting after {MAX_CONFLICTS} retries")]
+    Conflicts(#[source] RouterError),
+    /// Observing or writing failed.
+    #[error(transparent)]
+    Router(#[from] RouterError),
 }
 
-impl From<RouterError> for ReconcileError {
-    fn from(e: RouterError) -> Self {
-        match e {
-            RouterError::NotFound(m) => ReconcileError::NotFound(format!("service not found: {m}")),
-            RouterError::Conflict(m) => ReconcileError::Transient(format!(
-                "still conflicting after {MAX_CONFLICTS} retries: {m}"
-            )),
-            RouterError::Transient(m) => ReconcileError::Transient(m),
-            RouterError::Permanent(m) => ReconcileError::Permanent(m),
+impl ReconcileError {
+    /// What the failure means: losing every race is transient (someone else is making
+    /// progress); anything else is what the router said.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ReconcileError::Conflicts(_) => ErrorKind::Transient,
+            ReconcileError::Router(e) => e.kind(),
         }
     }
 }
@@ -440,9 +436,9 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             match result {
                 Ok(d) => report.decisions.extend(d),
                 Err(e) => {
-                    report.transient |= matches!(e, ReconcileError::Transient(_));
-                    tracing::warn!(service = %name, error = %e, "tick evaluation failed");
-                    report.failures.push(format!("{name}: {e}"));
+                    report.transient |= e.kind().worth_retrying();
+                    tracing::warn!(service = %name, error = %chain(&e), "tick evaluation failed");
+                    report.failures.push(format!("{name}: {}", chain(&e)));
                 }
             }
         }
@@ -469,10 +465,10 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             let result = self.router.apply(&read, write, deadline).await;
             rec.write = match &result {
                 Ok(_) => "applied".into(),
-                Err(RouterError::Conflict(_)) => {
+                Err(e) if e.kind() == ErrorKind::Conflict => {
                     "conflict: someone wrote first; deciding again".into()
                 }
-                Err(e) => format!("failed: {e}"),
+                Err(e) => format!("failed: {}", chain(e)),
             };
             self.publish(rec.clone());
             out.push(rec);
@@ -482,7 +478,10 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                     trigger = Trigger::Tick;
                 }
                 Ok(_) => return Ok(out),
-                Err(RouterError::Conflict(_)) if conflicts < MAX_CONFLICTS => {
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    if conflicts == MAX_CONFLICTS {
+                        return Err(ReconcileError::Conflicts(e));
+                    }
                     conflicts += 1;
                     read = self
                         .router
@@ -526,7 +525,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                         self.metrics
                             .service_stats(&obs.service, *w, deadline)
                             .await
-                            .map_err(|e| e.to_string()),
+                            .map_err(|e| chain(&e).to_string()),
                     )
                 }
                 Action::Gather(Need::Smoke(url)) if matches!(evidence, Evidence::None) => {
@@ -570,7 +569,7 @@ mod tests {
     use crate::metrics::MetricsError;
     use crate::metrics::cloud_monitoring::CloudMonitoring;
     use crate::router::cloud_run::CloudRunRouter;
-    use crate::sim::testkit::{PROJECT, REGION, fake_with_candidate};
+    use cutover_fakes::testkit::{PROJECT, REGION, fake_with_candidate};
 
     /// Cloud Monitoring that answers only after `takes` of (simulated) time, as during an outage
     /// that the client's retries ride out.
@@ -594,7 +593,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_step_starts_when_its_write_is_sent_not_when_the_event_arrived() {
-        let (fake, clock) = fake_with_candidate().await;
+        let (fake, fake_clock) = fake_with_candidate().await;
+        let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
         let t0 = clock.now();
         let http = reqwest::Client::new();
         let google = Google::new(http.clone(), TokenSource::None);
@@ -610,7 +610,7 @@ mod tests {
             Policy::default(),
             clock.clone(),
         );
-        let target = ServiceRef::new(PROJECT, REGION, "api");
+        let target = ServiceRef::checked(PROJECT, REGION, "api").expect("valid ids");
         let deadline = || Instant::now() + Duration::from_secs(10);
         let step_started = || {
             fake.service_json(PROJECT, REGION, "api")["annotations"]["cutover.dev/step-started"]

@@ -8,16 +8,17 @@
 //! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_REGIONS`.
 //! - `GET /healthz`: 200.
 //!
-//! Every push endpoint is behind [`authenticate`], a layer that checks the `Authorization`
-//! header against that endpoint's audience before any of the body is read: an unauthenticated
+//! Every push handler takes a [`VerifiedPush`], an extractor that checks the `Authorization`
+//! header against that endpoint's audience before any of the body is read (an unauthenticated
 //! request is answered 401 from its headers alone and its connection closed, so it costs no
-//! memory however large a body it announces. Handlers take an [`Authenticated`] proof, which
-//! only that layer produces. Connections themselves (timeouts, the connection cap) are
-//! [`transport`]'s.
+//! memory however large a body it announces), then decodes the push envelope. Connections
+//! themselves (timeouts, the connection cap) are [`transport`]'s.
 //!
-//! Handlers translate outcomes into [`Acked`] or [`PushError`]; `crate::error` alone decides
-//! which status code each becomes, and what a caller is told.
+//! Handlers return `Result<Acked, PushError>`; `crate::error` alone decides which status code
+//! each becomes, what a caller is told and what the log says, and the trace layer of [`app`]
+//! writes that log line once the answer is out.
 
+mod push;
 pub mod transport;
 
 use std::future::Future;
@@ -25,34 +26,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
-use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::middleware::{self, Next};
-use axum::response::IntoResponse;
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Response, StatusCode};
 use axum::routing::{get, post};
+use jiff::Timestamp;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{OnResponse, TraceLayer};
+
+pub use push::VerifiedPush;
 
 use crate::clock::Clock;
 use crate::config::{PushAuthMode, ServeArgs};
 use crate::decision::Trigger;
-use crate::error::{Acked, PushError};
+use crate::error::{Acked, Logged, PushError, answer};
 use crate::events::auth::PushEndpoint;
 use crate::events::{
-    AuthError, BuildNotification, BuildStatus, EnvelopeError, GoogleVerifier, GoogleVerifierConfig,
-    Incident, IncidentState, PushAuth, PushIdentity, PushMessage, Scope,
+    BuildNotification, BuildStatus, GoogleVerifier, GoogleVerifierConfig, Incident, IncidentState,
+    Named, PushAuth, Refusal, Scope,
 };
 use crate::gcp::monitoring::MonitoringClient;
 use crate::gcp::run::RunClient;
 use crate::gcp::{Google, TokenSource, metadata};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
-use crate::reconcile::{DecisionRecord, ReconcileError, Reconciler, SmokeCheck};
+use crate::reconcile::{DecisionRecord, Reconciler, SmokeCheck};
 use crate::router::cloud_run::CloudRunRouter;
+use crate::target::ServiceRef;
 
 /// Largest push body accepted (from an authenticated caller; others are refused before their
 /// body is read).
@@ -80,6 +81,9 @@ pub type LiveReconciler = Reconciler<CloudRunRouter, CloudMonitoring>;
 pub struct App {
     pub reconciler: Arc<LiveReconciler>,
     pub auth: PushAuth,
+    /// What cutover evaluates, checked: where events are resolved ([`Scope::resolve`]).
+    pub scope: Scope,
+    /// The same settings as text, for ticks and logs.
     pub project: String,
     pub default_region: String,
     pub regions: Vec<String>,
@@ -111,28 +115,18 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         .build()
         .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
     let metadata_host = args.metadata_host.trim();
-    let project = match args
-        .project
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        Some(p) => p.to_string(),
-        None => metadata::project_id(&http, metadata_host)
-            .await
-            .map_err(|e| StartError::Setup(format!("GOOGLE_CLOUD_PROJECT is not set and {e}")))?,
-    };
-    let default_region = match args
-        .region
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-    {
-        Some(r) => r.to_string(),
-        None => metadata::region(&http, metadata_host)
-            .await
-            .map_err(|e| StartError::Setup(format!("CUTOVER_REGION is not set and {e}")))?,
-    };
+    let project = set_or_read(
+        "GOOGLE_CLOUD_PROJECT",
+        args.project.as_deref(),
+        metadata::project_id(&http, metadata_host),
+    )
+    .await?;
+    let default_region = set_or_read(
+        "CUTOVER_REGION",
+        args.region.as_deref(),
+        metadata::region(&http, metadata_host),
+    )
+    .await?;
     let mut regions: Vec<String> = args
         .regions
         .iter()
@@ -142,7 +136,8 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     if regions.is_empty() {
         regions.push(default_region.clone());
     }
-    check_scope(&project, &default_region, &regions)?;
+    let scope = Scope::new(&project, &default_region, &regions)
+        .map_err(|(var, e)| StartError::Setup(format!("{var}: {e}")))?;
     let tokens = TokenSource::new(args.auth, metadata_host)
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     let google = Google::new(http.clone(), tokens);
@@ -171,6 +166,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     Ok(Arc::new(App {
         reconciler: Arc::new(reconciler),
         auth,
+        scope,
         project,
         default_region,
         regions,
@@ -179,6 +175,21 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),
         transport: args.transport_limits(),
     }))
+}
+
+/// The setting `var` when it is set (trimmed, non-empty), else what the metadata server says
+/// (`read`, awaited only then).
+async fn set_or_read(
+    var: &str,
+    set: Option<&str>,
+    read: impl Future<Output = Result<String, String>>,
+) -> Result<String, StartError> {
+    match set.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => Ok(s.to_string()),
+        None => read
+            .await
+            .map_err(|e| StartError::Setup(format!("{var} is not set and {e}"))),
+    }
 }
 
 /// Time Cloud Run allows between SIGTERM and SIGKILL is 10 s; in-flight work gets this much of it.
@@ -193,19 +204,36 @@ pub fn app(state: Arc<App>) -> Router {
         .route(PushEndpoint::Builds.path(), post(builds))
         .route(PushEndpoint::Alerts.path(), post(alerts))
         .route(PushEndpoint::Ticks.path(), post(ticks))
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            authenticate,
-        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             backstop,
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            TraceLayer::new_for_http()
+                .on_request(())
+                .on_response(LogAnswer)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        );
     Router::new()
         .merge(push)
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
+}
+
+/// Writes the log lines an answer carries ([`Logged`], attached by `crate::error`), once it is
+/// out: the one place push outcomes are logged. Other responses (health, 408, 413) log nothing.
+#[derive(Clone, Copy, Debug)]
+struct LogAnswer;
+
+impl<B> OnResponse<B> for LogAnswer {
+    fn on_response(self, response: &Response<B>, _latency: Duration, _span: &tracing::Span) {
+        if let Some(logged) = response.extensions().get::<Logged>() {
+            logged.log();
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish,
@@ -261,191 +289,118 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-/// Proof that a request passed [`authenticate`]: the endpoint it was checked for and, when push
-/// authentication is on, who sent it.
-#[derive(Clone, Debug)]
-pub struct Authenticated {
-    pub endpoint: PushEndpoint,
-    pub identity: Option<PushIdentity>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
-    type Rejection = Response;
-
-    /// Fails closed (401) if the layer did not run, which only a wiring mistake can cause.
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Authenticated>()
-            .cloned()
-            .ok_or_else(|| PushError::Unauthorized(AuthError::MissingToken).into_response())
-    }
-}
-
-/// Checks a push request's `Authorization` header for its endpoint, from the headers alone: a
-/// refused request is answered before its body is read (and its connection is then closed, not
-/// drained: see [`PushError`]'s response).
-async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let Some(endpoint) = PushEndpoint::from_path(req.uri().path()) else {
-        return PushError::Unauthorized(AuthError::Malformed("no push endpoint here".into()))
-            .into_response();
-    };
-    let checked = {
-        let authorization = req
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        app.auth
-            .check(authorization, endpoint, app.clock.now())
-            .await
-    };
-    match checked {
-        Ok(identity) => {
-            req.extensions_mut()
-                .insert(Authenticated { endpoint, identity });
-            next.run(req).await
-        }
-        Err(e) if e.is_transient() => PushError::AuthUnavailable(e).into_response(),
-        Err(e) => PushError::Unauthorized(e).into_response(),
-    }
-}
-
-/// Unwraps an (already authenticated) push.
-fn receive(body: &[u8]) -> Result<Result<PushMessage, Acked>, PushError> {
-    match PushMessage::from_body(body) {
-        Ok(m) => Ok(Ok(m)),
-        Err(EnvelopeError::NotAnEnvelope(why)) => Err(PushError::NotAnEnvelope(why)),
-        Err(EnvelopeError::BadData { message_id, reason }) => Ok(Err(Acked::Ignored {
-            message_id,
-            reason: format!("message data is not valid base64: {reason}"),
-        })),
-    }
-}
-
 fn deadline(app: &App) -> Instant {
     Instant::now() + app.event_deadline
 }
 
-/// Maps a reconcile result for one message.
-fn outcome(
+/// Hands one service's event to the reconciler and answers for the outcome.
+async fn reconcile(
+    app: &App,
     message_id: String,
-    result: Result<Vec<DecisionRecord>, ReconcileError>,
+    target: &ServiceRef,
+    trigger: Trigger,
 ) -> Result<Acked, PushError> {
-    match result {
-        Ok(decisions) => Ok(Acked::Handled {
-            message_id,
-            body: json!({ "decisions": decisions }),
-        }),
-        Err(ReconcileError::NotFound(reason)) => Ok(Acked::Ignored { message_id, reason }),
-        Err(ReconcileError::Permanent(reason)) => {
-            tracing::error!(message_id = %message_id, reason = %reason, "message cannot be handled");
-            Ok(Acked::Ignored { message_id, reason })
-        }
-        Err(ReconcileError::Transient(reason)) => Err(PushError::Transient { message_id, reason }),
-    }
+    answer(
+        message_id,
+        app.reconciler
+            .reconcile(target, trigger, deadline(app))
+            .await,
+    )
 }
 
-async fn builds(State(app): State<Arc<App>>, _push: Authenticated, body: Bytes) -> Response {
-    respond(handle_build(&app, &body).await)
+/// The service an event names, inside what cutover evaluates; or the acknowledgement that
+/// refuses the event (`event` says which, e.g. `build 0d97c63e-…`), logged and recorded as an
+/// error-level decision.
+fn target(
+    app: &App,
+    message_id: &str,
+    named: Named<'_>,
+    trigger: &Trigger,
+    event: &str,
+) -> Result<ServiceRef, Acked> {
+    app.scope.resolve(named).map_err(|refusal| Acked::Handled {
+        message_id: message_id.to_owned(),
+        body: json!({ "decisions": [refused(&refusal, event, trigger, app.clock.now())] }),
+    })
 }
 
-async fn handle_build(app: &App, body: &[u8]) -> Result<Acked, PushError> {
-    let msg = match receive(body)? {
-        Ok(m) => m,
-        Err(acked) => return Ok(acked),
-    };
-    let id = msg.message_id.to_string();
-    let build = match BuildNotification::from_message(&msg) {
+/// A refusal as a decision record (decision `refused`, nothing written), logged at error level:
+/// an operator must change a setting, or a build or alert policy, for it to stop.
+fn refused(refusal: &Refusal, event: &str, trigger: &Trigger, at: Timestamp) -> DecisionRecord {
+    let rec = DecisionRecord::refused(
+        &refusal.service,
+        trigger,
+        format!("{event} refused: {}", refusal.why),
+        at,
+    );
+    tracing::error!(
+        target: "cutover::decision",
+        service = %rec.service,
+        trigger = rec.trigger,
+        decision = rec.decision.as_str(),
+        reason = %rec.reason,
+        setting = refusal.setting,
+        write = %rec.write,
+        "decision"
+    );
+    rec
+}
+
+async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
+    let id = push.message_id();
+    let build = match push.decode("Cloud Build notification", BuildNotification::from_message) {
         Ok(b) => b,
-        Err(e) => {
-            return Ok(Acked::Ignored {
-                message_id: id,
-                reason: format!("not a Cloud Build notification: {e}"),
-            });
-        }
+        Err(ignored) => return Ok(ignored),
     };
     if build.status != BuildStatus::Success {
-        return Ok(Acked::Ignored {
-            message_id: id,
-            reason: format!("build {} is {}", build.build_id, build.status.as_str()),
-        });
+        let reason = format!("build {} is {}", build.build_id, build.status.as_str());
+        return Ok(Acked::ignored(id, reason));
     }
     let Some(named) = build.named() else {
-        return Ok(Acked::Ignored {
-            message_id: id,
-            reason: format!("build {} has no _SERVICE_NAME substitution", build.build_id),
-        });
+        let reason = format!("build {} has no _SERVICE_NAME substitution", build.build_id);
+        return Ok(Acked::ignored(id, reason));
     };
     let trigger = Trigger::Build {
         build_id: build.build_id.to_string(),
     };
-    let target = match scope(app).resolve(named) {
+    let event = format!("build {}", build.build_id);
+    let target = match target(&app, &id, named, &trigger, &event) {
         Ok(t) => t,
-        Err(refusal) => {
-            let event = format!("build {}", build.build_id);
-            return Ok(refusal.acked(id, &event, &trigger, app.clock.now()));
-        }
+        Err(refusal) => return Ok(refusal),
     };
     tracing::info!(message_id = %id, build_id = %build.build_id, service = %target, "build finished");
     let key = format!("{target}#{}", build.build_id);
     if app.handled_builds.contains(&key) {
-        return Ok(Acked::Ignored {
-            message_id: id,
-            reason: format!(
-                "build {} was handled by this instance already (redelivery)",
-                build.build_id
-            ),
-        });
+        let reason = format!(
+            "build {} was handled by this instance already (redelivery)",
+            build.build_id
+        );
+        return Ok(Acked::ignored(id, reason));
     }
-    let acked = outcome(
-        id,
-        app.reconciler
-            .reconcile(&target, trigger, deadline(app))
-            .await,
-    )?;
+    let acked = reconcile(&app, id, &target, trigger).await?;
     app.handled_builds.insert(&key);
     Ok(acked)
 }
 
-async fn alerts(State(app): State<Arc<App>>, _push: Authenticated, body: Bytes) -> Response {
-    respond(handle_alert(&app, &body).await)
-}
-
-async fn handle_alert(app: &App, body: &[u8]) -> Result<Acked, PushError> {
-    let msg = match receive(body)? {
-        Ok(m) => m,
-        Err(acked) => return Ok(acked),
-    };
-    let id = msg.message_id.to_string();
-    let incident = match Incident::from_message(&msg) {
+async fn alerts(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
+    let id = push.message_id();
+    let incident = match push.decode("Monitoring incident", Incident::from_message) {
         Ok(i) => i,
-        Err(e) => {
-            return Ok(Acked::Ignored {
-                message_id: id,
-                reason: format!("not a Monitoring incident: {e}"),
-            });
-        }
+        Err(ignored) => return Ok(ignored),
     };
     if incident.is_test {
-        return Ok(Acked::Ignored {
-            message_id: id,
-            reason: "test notification".into(),
-        });
+        return Ok(Acked::ignored(id, "test notification"));
     }
     if incident.state != IncidentState::Open {
-        return Ok(Acked::Ignored {
-            message_id: id,
-            reason: format!("incident {} is not open", incident.incident_id),
-        });
+        let reason = format!("incident {} is not open", incident.incident_id);
+        return Ok(Acked::ignored(id, reason));
     }
     let Some(named) = incident.named() else {
-        return Ok(Acked::Ignored {
-            message_id: id,
-            reason: format!(
-                "incident {} names no Cloud Run service (no cloud_run_revision service_name, no cutover-service label)",
-                incident.incident_id
-            ),
-        });
+        let reason = format!(
+            "incident {} names no Cloud Run service (no cloud_run_revision service_name, no cutover-service label)",
+            incident.incident_id
+        );
+        return Ok(Acked::ignored(id, reason));
     };
     let trigger = Trigger::Alert {
         incident_id: incident.incident_id.to_string(),
@@ -458,74 +413,33 @@ async fn handle_alert(app: &App, body: &[u8]) -> Result<Acked, PushError> {
     // already, ticks no longer look at it; this error record is then what tells the operator.)
     // Refusing also spares a read of a project cutover may hold no permission in, and names an
     // alert policy that is routed to the wrong cutover.
-    let target = match scope(app).resolve(named) {
+    let event = format!("incident {}", incident.incident_id);
+    let target = match target(&app, &id, named, &trigger, &event) {
         Ok(t) => t,
-        Err(refusal) => {
-            let event = format!("incident {}", incident.incident_id);
-            return Ok(refusal.acked(id, &event, &trigger, app.clock.now()));
-        }
+        Err(refusal) => return Ok(refusal),
     };
     tracing::warn!(message_id = %id, incident = %incident.incident_id, service = %target, "alert opened");
-    outcome(
-        id,
-        app.reconciler
-            .reconcile(&target, trigger, deadline(app))
-            .await,
-    )
+    reconcile(&app, id, &target, trigger).await
 }
 
-async fn ticks(State(app): State<Arc<App>>, _push: Authenticated, body: Bytes) -> Response {
-    respond(handle_tick(&app, &body).await)
-}
-
-async fn handle_tick(app: &App, body: &[u8]) -> Result<Acked, PushError> {
-    let msg = match receive(body)? {
-        Ok(m) => m,
-        Err(acked) => return Ok(acked),
-    };
-    let id = msg.message_id.to_string();
-    match app
+async fn ticks(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
+    let id = push.message_id();
+    let tick = app
         .reconciler
-        .tick(&app.project, &app.regions, deadline(app))
-        .await
-    {
+        .tick(&app.project, &app.regions, deadline(&app))
+        .await;
+    match tick {
         Ok(report) if report.transient => Err(PushError::Transient {
             message_id: id,
-            reason: report.failures.join("; "),
+            source: report.failures.join("; ").into(),
         }),
         Ok(report) => Ok(Acked::Handled {
             message_id: id,
             body: serde_json::to_value(&report).unwrap_or_default(),
         }),
-        Err(e) => outcome(id, Err(e)),
+        Err(e) => answer(id, Err(e)),
     }
 }
 
-fn respond(r: Result<Acked, PushError>) -> Response {
-    match r {
-        Ok(a) => a.into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-/// What cutover evaluates: the project and regions its ticks list (see `crate::events::resolve`).
-fn scope(app: &App) -> Scope<'_> {
-    Scope {
-        project: &app.project,
-        default_region: &app.default_region,
-        regions: &app.regions,
-    }
-}
-
-/// The project and regions cutover evaluates, whether set or read from the metadata server,
-/// obey Google's rules: a malformed setting stops start-up here instead of refusing every event.
-fn check_scope(project: &str, default_region: &str, regions: &[String]) -> Result<(), StartError> {
-    use crate::events::ids::{ProjectId, Region};
-    let bad = |var: &str, e: crate::events::ids::IdError| StartError::Setup(format!("{var}: {e}"));
-    ProjectId::parse(project).map_err(|e| bad("GOOGLE_CLOUD_PROJECT", e))?;
-    Region::parse(default_region).map_err(|e| bad("CUTOVER_REGION", e))?;
-    for r in regions {
-        Region::parse(r).map_err(|e| bad("CUTOVER_REGIONS", e))?;
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests;

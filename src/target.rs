@@ -6,43 +6,35 @@
 
 use std::fmt;
 
-use crate::events::ids::{IdError, ProjectId, Region, ServiceName};
+use crate::ids::{IdError, ProjectId, Region, ServiceName};
 
-/// A Cloud Run service: `projects/{project}/locations/{region}/services/{name}`.
+/// A Cloud Run service: `projects/{project}/locations/{region}/services/{name}`. Made only
+/// from checked ids, so none of its parts can point cutover at another resource than the one
+/// it names (`p/locations/x/services/y#`) nor carry a control character.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceRef {
-    pub project: String,
-    pub region: String,
-    pub name: String,
+    pub project: ProjectId,
+    pub region: Region,
+    pub name: ServiceName,
 }
 
 impl ServiceRef {
-    pub fn new(
-        project: impl Into<String>,
-        region: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Self {
+    /// A service from ids checked where they entered (see [`crate::ids`]).
+    pub fn from_ids(project: ProjectId, region: Region, name: ServiceName) -> ServiceRef {
         ServiceRef {
-            project: project.into(),
-            region: region.into(),
-            name: name.into(),
+            project,
+            region,
+            name,
         }
     }
 
-    /// A service from ids checked where they entered (see `crate::events::ids`).
-    pub fn from_ids(project: &ProjectId, region: &Region, name: &ServiceName) -> ServiceRef {
-        ServiceRef::new(project.as_str(), region.as_str(), name.as_str())
-    }
-
-    /// A service named by text: each part must be a valid id of its kind (the same rules the
-    /// event decoders apply), so a string cannot point cutover at another resource than the
-    /// one it names (`p/locations/x/services/y#`) nor carry a control character.
-    pub fn checked(project: &str, region: &str, name: &str) -> Result<ServiceRef, String> {
-        let e = |e: IdError| e.to_string();
+    /// A service named by text: each part must be a valid id of its kind (the rules the event
+    /// decoders apply).
+    pub fn checked(project: &str, region: &str, name: &str) -> Result<ServiceRef, IdError> {
         Ok(ServiceRef::from_ids(
-            &ProjectId::parse(project).map_err(e)?,
-            &Region::parse(region).map_err(e)?,
-            &ServiceName::parse(name).map_err(e)?,
+            ProjectId::parse(project)?,
+            Region::parse(region)?,
+            ServiceName::parse(name)?,
         ))
     }
 
@@ -54,15 +46,11 @@ impl ServiceRef {
         )
     }
 
-    /// Parses `projects/{p}/locations/{l}/services/{s}`.
+    /// Parses `projects/{p}/locations/{l}/services/{s}`; `None` unless each part is a valid id.
     pub fn from_resource_name(name: &str) -> Option<ServiceRef> {
         let parts: Vec<&str> = name.split('/').collect();
         match parts.as_slice() {
-            ["projects", p, "locations", l, "services", s]
-                if !p.is_empty() && !l.is_empty() && !s.is_empty() =>
-            {
-                Some(ServiceRef::new(*p, *l, *s))
-            }
+            ["projects", p, "locations", l, "services", s] => ServiceRef::checked(p, l, s).ok(),
             _ => None,
         }
     }
@@ -103,7 +91,7 @@ mod tests {
 
     #[test]
     fn resource_names_round_trip() {
-        let s = ServiceRef::new("acme-prod", "us-central1", "api");
+        let s = ServiceRef::checked("acme-prod", "us-central1", "api").expect("valid ids");
         assert_eq!(
             s.resource_name(),
             "projects/acme-prod/locations/us-central1/services/api"
@@ -116,6 +104,11 @@ mod tests {
         assert_eq!(
             ServiceRef::from_resource_name("projects//locations/l/services/s"),
             None
+        );
+        assert_eq!(
+            ServiceRef::from_resource_name("projects/p/locations/l/services/Bad_Name"),
+            None,
+            "a listing's names pass the same rule as an event's"
         );
     }
 }

@@ -6,7 +6,7 @@
 //! clock), then `key=value` lines; a key `@N` names the N-th known `cutover.dev/*` key.
 //!
 //! Checked, besides "never panics": a parsed record survives `to_annotations` → `from_annotations`
-//! (its reason as `events::text::printable` makes it: at most 1,000 characters, no control one);
+//! (its reason as `ids::text::printable` makes it: at most 1,000 characters, no control one);
 //! an accepted override yields a policy that validates; a decision's traffic sums to 100 and
 //! names only the record's stable and candidate revisions; a rollback targets a ready stable
 //! revision; an advance moves one step; and deciding again on the state a decision wrote, for the
@@ -68,7 +68,7 @@ fuzz_target!(|input: &[u8]| {
     if let Ok(Some(r)) = &record {
         let mut expected = r.clone();
         // What cutover writes is the printable form: bounded, no control character (issue 10).
-        expected.reason = cutover::events::text::printable(&r.reason, 1000);
+        expected.reason = cutover::ids::text::printable(&r.reason, 1000);
         let back = Record::from_annotations(&r.to_annotations());
         assert_eq!(back, Ok(Some(expected)), "record round trip");
     }
@@ -120,7 +120,7 @@ fuzz_target!(|input: &[u8]| {
     };
     ready.extend(latest_ready.iter().cloned());
     let obs = Observed {
-        service: ServiceRef::new("p", "us-central1", "api"),
+        service: ServiceRef::checked("p", "us-central1", "api").expect("valid ids"),
         latest_ready,
         allocation,
         ready,

@@ -36,13 +36,13 @@ fn monitoring(data: &[u8]) {
             let _ = point.value.as_count();
             if let Some(d) = &point.value.distribution_value
                 && let Ok(b) = d.buckets()
-                && let Some(q) = (Histogram {
-                    bounds: b.bounds.clone(),
-                    counts: b.counts,
-                })
-                .quantile(0.99)
             {
                 let top = b.bounds.last().copied().unwrap_or(0.0).max(0.0);
+                let h = Histogram {
+                    bounds: b.bounds,
+                    counts: b.counts,
+                };
+                let Some(q) = h.quantile(0.99) else { continue };
                 assert!(q >= 0.0 && q <= top, "p99 {q} outside [0, {top}]");
             }
         }
@@ -68,7 +68,7 @@ fn run(data: &[u8]) {
         return;
     };
     let seen = observed(
-        ServiceRef::new("p", "us-central1", "api"),
+        ServiceRef::checked("p", "us-central1", "api").expect("valid ids"),
         Fetched {
             service,
             raw: raw.clone(),

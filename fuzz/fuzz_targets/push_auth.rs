@@ -21,7 +21,8 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cutover::events::auth::PushEndpoint;
-use cutover::events::{GoogleVerifier, GoogleVerifierConfig, PushAuth, testing};
+use cutover::events::{GoogleVerifier, GoogleVerifierConfig, PushAuth};
+use cutover_fakes::oidc as testing;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 

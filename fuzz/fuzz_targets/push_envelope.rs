@@ -11,7 +11,8 @@
 mod common;
 
 use common::assert_loggable;
-use cutover::events::{EnvelopeError, MessageId, PushMessage, encode_push};
+use cutover::events::{EnvelopeError, MessageId, PushMessage};
+use cutover_fakes::encode::encode_push;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {

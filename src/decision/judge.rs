@@ -872,7 +872,7 @@ fn rank_relative(c: &Histogram, s: &Histogram, policy: &Policy, b: &Bounds) -> C
 }
 
 /// The judge cutover had before comparing with stable: the candidate's point estimates against
-/// the absolute limits. Kept as the baseline `cutover simulate` measures against.
+/// the absolute limits. Kept as the baseline `lab simulate` measures against.
 fn absolute_only(stats: Option<&RevisionStats>, window: Window, policy: &Policy) -> Judgement {
     let empty = RevisionStats::default();
     let s = stats.unwrap_or(&empty);

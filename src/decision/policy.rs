@@ -62,7 +62,7 @@ pub enum JudgeKind {
     #[default]
     Sequential,
     /// The candidate's own point estimates against the absolute limits only: the judge cutover
-    /// had before the comparison with stable. Kept as the baseline `cutover simulate` measures
+    /// had before the comparison with stable. Kept as the baseline `lab simulate` measures
     /// against; not a configuration setting.
     Absolute,
 }

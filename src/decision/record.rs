@@ -241,7 +241,7 @@ impl Record {
         put(PERCENT, self.percent.to_string());
         put(STARTED, self.started.to_string());
         put(STEP_STARTED, self.step_started.to_string());
-        let reason = crate::events::text::printable(&self.reason, MAX_REASON_CHARS);
+        let reason = crate::ids::text::printable(&self.reason, MAX_REASON_CHARS);
         put(REASON, reason);
         if !self.rolled_back.is_empty() {
             put(ROLLED_BACK, self.rolled_back.join(","));

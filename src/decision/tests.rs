@@ -36,7 +36,7 @@ fn observed(alloc: &[(&str, u8)], latest: &str, record: Option<&Record>) -> Obse
         annotations.extend(r.to_annotations());
     }
     Observed {
-        service: ServiceRef::new("p", "us-central1", "api"),
+        service: ServiceRef::checked("p", "us-central1", "api").expect("valid ids"),
         latest_ready: Some(latest.to_string()),
         allocation,
         ready,
@@ -605,7 +605,23 @@ fn both(window: Window, candidate: RevisionStats, stable: RevisionStats) -> Evid
 }
 
 fn expected(n: u64, error_rate: f64, p50: f64, p99: f64) -> RevisionStats {
-    crate::sim::simulate::Behaviour::new(error_rate, p50, p99).expected(n)
+    cutover_fakes::traffic::Behaviour::new(error_rate, p50, p99)
+        .expected(n)
+        .into()
+}
+
+/// The traffic model's counts (in Cloud Run's buckets) as the evidence the judge reads.
+impl From<cutover_fakes::traffic::Served> for RevisionStats {
+    fn from(served: cutover_fakes::traffic::Served) -> RevisionStats {
+        RevisionStats {
+            requests: served.requests,
+            errors_5xx: served.errors_5xx,
+            latency: Histogram {
+                bounds: cutover_fakes::traffic::bounds(),
+                counts: served.counts,
+            },
+        }
+    }
 }
 
 #[test]

@@ -16,11 +16,11 @@ use serde_json::{Map, Value};
 
 use super::DecodeError;
 use super::envelope::PushMessage;
-use super::ids::{self, IncidentId, ProjectId, Region, RevisionName, ServiceName};
 use super::lenient;
 use super::resolve::Named;
-use super::text::excerpt;
-use super::text::printable;
+use crate::ids::text::excerpt;
+use crate::ids::text::printable;
+use crate::ids::{self, IncidentId, ProjectId, Region, RevisionName, ServiceName};
 
 /// Policy user label naming the Cloud Run service an alert is about, for policies whose
 /// monitored resource is not a Cloud Run revision.
@@ -101,11 +101,7 @@ impl Incident {
     /// incident that names a service, its project, location and revision must be valid too;
     /// for one that does not (it is ignored anyway), invalid ones are dropped.
     pub fn from_message(msg: &PushMessage) -> Result<Incident, DecodeError> {
-        let root: Value = serde_json::from_slice(&msg.data)
-            .map_err(|e| DecodeError::new(format!("message data is not JSON: {e}")))?;
-        let Value::Object(root) = root else {
-            return Err(DecodeError::new("message data is not a JSON object"));
-        };
+        let root = msg.json_object()?;
         let incident = lenient::object(&root, "incident")
             .ok_or_else(|| DecodeError::new("alert notification has no `incident` object"))?;
         let is_test =
@@ -200,12 +196,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::events::envelope::encode_push;
+    use cutover_fakes::encode::encode_push;
 
-    const ALERT_1: &[u8] = crate::fixture!("payloads/monitoring-alert-1.json");
-    const ALERT_2: &[u8] = crate::fixture!("payloads/monitoring-alert-2.json");
-    const ALERT_3: &[u8] = crate::fixture!("payloads/monitoring-alert-3.json");
-    const CLOUD_RUN_ALERT: &[u8] = crate::fixture!("events/monitoring-alert-cloud-run.json");
+    const ALERT_1: &[u8] = cutover_fakes::fixture!("payloads/monitoring-alert-1.json");
+    const ALERT_2: &[u8] = cutover_fakes::fixture!("payloads/monitoring-alert-2.json");
+    const ALERT_3: &[u8] = cutover_fakes::fixture!("payloads/monitoring-alert-3.json");
+    const CLOUD_RUN_ALERT: &[u8] =
+        cutover_fakes::fixture!("events/monitoring-alert-cloud-run.json");
 
     fn decode(data: &[u8]) -> Result<Incident, DecodeError> {
         let t = "2026-08-20T10:04:03.509Z".parse().expect("timestamp");

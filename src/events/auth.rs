@@ -27,8 +27,6 @@
 //! tokens with random key ids cannot make cutover hammer the JWKS endpoint. All time checks use
 //! the caller's `now`, so tests control time.
 
-pub mod testing;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -41,7 +39,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::text::excerpt;
+use crate::ids::text::excerpt;
 
 /// Google's JWKS endpoint for the keys that sign ID tokens.
 pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
@@ -795,8 +793,8 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
 
-    use super::testing::{self, KID, bearer};
     use super::*;
+    use cutover_fakes::oidc::{self as testing, KID, bearer};
 
     const NOW: i64 = 1_787_220_000;
     /// The base audience (`CUTOVER_PUSH_AUDIENCE`).

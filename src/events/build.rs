@@ -7,18 +7,16 @@
 //! region (`_DEPLOY_REGION` or `_REGION`) it deployed. Everything else in the resource (steps,
 //! timings, results, provenance) varies between builds and is ignored.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::DecodeError;
 use super::envelope::PushMessage;
-use super::ids::{self, BuildId, ProjectId, Region, ServiceName};
 use super::lenient;
 use super::resolve::Named;
-use super::text::excerpt;
+use crate::ids::text::excerpt;
+use crate::ids::{self, BuildId, ProjectId, Region, ServiceName};
 
 /// Substitution naming the Cloud Run service a build deployed.
 pub const SERVICE_SUBSTITUTION: &str = "_SERVICE_NAME";
@@ -159,11 +157,7 @@ impl BuildNotification {
     /// too; otherwise the message is rejected (a typo'd substitution must not silently skip a
     /// rollout, nor reach a URL path or a log line).
     pub fn from_message(msg: &PushMessage) -> Result<BuildNotification, DecodeError> {
-        let root: Value = serde_json::from_slice(&msg.data)
-            .map_err(|e| DecodeError::new(format!("message data is not JSON: {e}")))?;
-        let Value::Object(build) = root else {
-            return Err(DecodeError::new("message data is not a JSON object"));
-        };
+        let build = msg.json_object()?;
 
         let raw_id = lenient::non_empty_text(&build, "id")
             .or_else(|| attribute(msg, "buildId"))
@@ -229,136 +223,36 @@ fn attribute(msg: &PushMessage, key: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The attributes Cloud Build puts on its notifications (`buildId`, `status`), for building
-/// realistic envelopes with [`encode_push`](super::encode_push).
-pub fn build_attributes(build_id: &str, status: &BuildStatus) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("buildId".to_owned(), build_id.to_owned()),
-        ("status".to_owned(), status.as_str().to_owned()),
-    ])
-}
-
-/// Builds a realistic Cloud Build `Build` JSON (the shape of a real trigger build that ends in
-/// `gcloud run deploy --no-traffic`) for tests, fakes and the demo.
-///
-/// `projectId` is `project_id`, the substitutions include `_SERVICE_NAME` = `service` and
-/// `_DEPLOY_REGION` = `region` next to the usual trigger substitutions, and `createTime` is
-/// `create_time`. `startTime` is present once the build has started and `finishTime` and
-/// `results` once it is terminal, as in real notifications.
-pub fn encode_build(
-    build_id: &str,
-    status: &BuildStatus,
-    project_id: &str,
-    service: &str,
-    region: &str,
-    create_time: Timestamp,
-) -> Vec<u8> {
-    const COMMIT: &str = "3c1f0a9e5d27b84f6a0c9e1d2b3a4f5e6d7c8b9a";
-    const TRIGGER: &str = "6b1e2f4a-9c3d-4e5f-8a7b-0c1d2e3f4a5b";
-    const PROJECT_NUMBER: &str = "123456789012";
-    let image = format!(
-        "{region}-docker.pkg.dev/{project_id}/apps/{service}:{}",
-        &COMMIT[..7]
-    );
-    let at = |secs: i64| {
-        create_time
-            .checked_add(jiff::SignedDuration::from_secs(secs))
-            .unwrap_or(create_time)
-            .to_string()
-    };
-
-    let mut build = Map::new();
-    build.insert(
-        "name".to_owned(),
-        json!(format!(
-            "projects/{PROJECT_NUMBER}/locations/{region}/builds/{build_id}"
-        )),
-    );
-    build.insert("id".to_owned(), json!(build_id));
-    build.insert("projectId".to_owned(), json!(project_id));
-    build.insert("status".to_owned(), json!(status.as_str()));
-    build.insert(
-        "source".to_owned(),
-        json!({"gitSource": {"url": format!("https://github.com/example/{service}.git"), "revision": COMMIT}}),
-    );
-    build.insert("createTime".to_owned(), json!(at(0)));
-    let started = !matches!(
-        status,
-        BuildStatus::Pending | BuildStatus::Queued | BuildStatus::Expired
-    );
-    if started {
-        build.insert("startTime".to_owned(), json!(at(2)));
-    }
-    if status.is_terminal() && started {
-        build.insert("finishTime".to_owned(), json!(at(146)));
-    }
-    build.insert(
-        "steps".to_owned(),
-        json!([
-            {"name": "gcr.io/cloud-builders/docker", "args": ["build", "-t", image, "."]},
-            {"name": "gcr.io/cloud-builders/docker", "args": ["push", image]},
-            {"name": "gcr.io/google.com/cloudsdktool/cloud-sdk", "entrypoint": "gcloud",
-             "args": ["run", "deploy", service, "--image", image, "--region", region, "--no-traffic"]}
-        ]),
-    );
-    if *status == BuildStatus::Success {
-        build.insert(
-            "results".to_owned(),
-            json!({"images": [{"name": image, "digest": "sha256:5b7af4208063e6db28a20a096b0694b5b7af4208063e6db28a20a096b0694b00"}],
-                   "buildStepImages": ["", "", ""]}),
-        );
-    }
-    build.insert("timeout".to_owned(), json!("600s"));
-    build.insert("images".to_owned(), json!([image]));
-    build.insert("queueTtl".to_owned(), json!("3600s"));
-    build.insert("buildTriggerId".to_owned(), json!(TRIGGER));
-    build.insert(
-        "options".to_owned(),
-        json!({"substitutionOption": "ALLOW_LOOSE", "logging": "CLOUD_LOGGING_ONLY", "dynamicSubstitutions": true, "pool": {}}),
-    );
-    build.insert(
-        "logUrl".to_owned(),
-        json!(format!(
-            "https://console.cloud.google.com/cloud-build/builds;region={region}/{build_id}?project={PROJECT_NUMBER}"
-        )),
-    );
-    build.insert(
-        "substitutions".to_owned(),
-        json!({
-            "TRIGGER_NAME": format!("deploy-{service}"),
-            "COMMIT_SHA": COMMIT,
-            "SHORT_SHA": &COMMIT[..7],
-            "REVISION_ID": COMMIT,
-            "BRANCH_NAME": "main",
-            "REF_NAME": "main",
-            "REPO_NAME": service,
-            "REPO_FULL_NAME": format!("example/{service}"),
-            "TRIGGER_BUILD_CONFIG_PATH": "cloudbuild.yaml",
-            SERVICE_SUBSTITUTION: service,
-            DEPLOY_REGION_SUBSTITUTION: region,
-        }),
-    );
-    build.insert("tags".to_owned(), json!([format!("trigger-{TRIGGER}")]));
-    build.insert(
-        "serviceAccount".to_owned(),
-        json!(format!(
-            "projects/{project_id}/serviceAccounts/cloudbuild-deployer@{project_id}.iam.gserviceaccount.com"
-        )),
-    );
-    // Serializing a `Value` cannot fail; an empty body would be rejected downstream anyway.
-    serde_json::to_vec(&Value::Object(build)).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
-    use super::*;
-    use crate::events::envelope::encode_push;
+    use std::collections::BTreeMap;
 
-    const BUILD_1: &[u8] = crate::fixture!("payloads/cloudbuild-1.json");
-    const BUILD_2: &[u8] = crate::fixture!("payloads/cloudbuild-2.json");
-    const BUILD_WITH_SERVICE: &[u8] = crate::fixture!("events/cloudbuild-service.json");
+    use jiff::Timestamp;
+    use serde_json::json;
+
+    use super::*;
+    use cutover_fakes::encode::encode_push;
+
+    fn build_attributes(build_id: &str, status: &BuildStatus) -> BTreeMap<String, String> {
+        cutover_fakes::encode::build_attributes(build_id, status.as_str())
+    }
+
+    fn encode_build(
+        id: &str,
+        status: &BuildStatus,
+        project: &str,
+        service: &str,
+        region: &str,
+        at: Timestamp,
+    ) -> Vec<u8> {
+        cutover_fakes::encode::encode_build(id, status.as_str(), project, service, region, at)
+    }
+
+    const BUILD_1: &[u8] = cutover_fakes::fixture!("payloads/cloudbuild-1.json");
+    const BUILD_2: &[u8] = cutover_fakes::fixture!("payloads/cloudbuild-2.json");
+    const BUILD_WITH_SERVICE: &[u8] = cutover_fakes::fixture!("events/cloudbuild-service.json");
 
     fn t0() -> Timestamp {
         "2026-08-20T10:04:03.509Z".parse().expect("timestamp")

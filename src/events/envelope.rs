@@ -6,19 +6,19 @@
 //! Google duplicates the id and time under legacy snake_case keys (`message_id`,
 //! `publish_time`), omits `attributes` and `data` when empty, and sends `deliveryAttempt` only
 //! for subscriptions with a dead-letter policy. The decoder accepts any of those shapes and
-//! ignores unknown fields; [`encode_push`] produces the real one for tests and fakes.
+//! ignores unknown fields; the fakes crate encodes the real one for tests.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::ids::MessageId;
-use super::lenient;
-use super::text::{excerpt, printable};
+use super::{DecodeError, lenient};
+use crate::ids::MessageId;
+use crate::ids::text::{excerpt, printable};
 
 /// Longest subscription name accepted: `projects/` + a project id (at most 30 characters, 63
 /// with a domain scope) + `/subscriptions/` + a subscription id (at most 255).
@@ -151,6 +151,15 @@ impl PushMessage {
             ordering_key,
         })
     }
+
+    /// The message data as a JSON object, as every event payload is.
+    pub fn json_object(&self) -> Result<Map<String, Value>, DecodeError> {
+        match serde_json::from_slice(&self.data) {
+            Ok(Value::Object(obj)) => Ok(obj),
+            Ok(_) => Err(DecodeError::new("message data is not a JSON object")),
+            Err(e) => Err(DecodeError::new(format!("message data is not JSON: {e}"))),
+        }
+    }
 }
 
 /// A subscription name has letters, digits and `-_.~+%` (its id), `/` (the path) and `:` (a
@@ -198,48 +207,16 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// Builds a push request body in the exact shape Pub/Sub sends (for tests, fakes and the demo).
-///
-/// Both id spellings and both time spellings are present, as in real deliveries; the time has
-/// Google's protobuf JSON precision (no fraction, or exactly 3 digits, truncated to the
-/// millisecond); `attributes` and `data` are omitted when empty; `data` is standard base64 with
-/// padding.
-pub fn encode_push(
-    data: &[u8],
-    attributes: &BTreeMap<String, String>,
-    message_id: &str,
-    publish_time: Timestamp,
-    subscription: &str,
-) -> Value {
-    let time = format_publish_time(publish_time);
-    let mut message = Map::new();
-    if !attributes.is_empty() {
-        message.insert("attributes".to_owned(), json!(attributes));
-    }
-    if !data.is_empty() {
-        message.insert("data".to_owned(), json!(STANDARD.encode(data)));
-    }
-    message.insert("messageId".to_owned(), json!(message_id));
-    message.insert("message_id".to_owned(), json!(message_id));
-    message.insert("publishTime".to_owned(), json!(time));
-    message.insert("publish_time".to_owned(), json!(time));
-    json!({ "message": message, "subscription": subscription })
-}
-
-fn format_publish_time(t: Timestamp) -> String {
-    let precision = if t.subsec_millisecond() == 0 { 0 } else { 3 };
-    jiff::fmt::temporal::DateTimePrinter::new()
-        .precision(Some(precision))
-        .timestamp_to_string(&t)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use proptest::prelude::*;
 
-    use super::*;
+    use serde_json::json;
 
-    const PUSH_1: &[u8] = crate::fixture!("payloads/pubsub-push-1.json");
+    use super::*;
+    use cutover_fakes::encode::encode_push;
+
+    const PUSH_1: &[u8] = cutover_fakes::fixture!("payloads/pubsub-push-1.json");
 
     fn body_excerpt(body: &[u8]) -> String {
         excerpt(&String::from_utf8_lossy(body), 80)

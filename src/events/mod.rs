@@ -29,8 +29,9 @@
 //!
 //!    Each decoder fails with a [`DecodeError`] carrying a human-readable reason. Such a message
 //!    is well-formed Pub/Sub but useless to cutover, so it should be acked and logged, not retried.
-//! 4. **Ids and text** ([`ids`], [`text`]): every identifier a decoder returns (message, build
-//!    and incident ids, service, revision, project, region) is a checked [`ids::Id`], made once,
+//! 4. **Ids and text** ([`crate::ids`], [`crate::ids::text`]): every identifier a decoder
+//!    returns (message, build and incident ids, service, revision, project, region) is a checked
+//!    [`crate::ids::Id`], made once,
 //!    where it enters, with a known shape and length; free text (an incident's summary) is
 //!    bounded and stripped of control characters. Nothing past this module can log, echo or
 //!    keep an unbounded or line-breaking string from a message.
@@ -42,28 +43,21 @@
 //! order (a `QUEUED` build notification after `WORKING`, a `closed` incident before `open`);
 //! consumers key on the ids ([`PushMessage::message_id`], [`BuildNotification::build_id`],
 //! [`Incident::incident_id`]) and must be idempotent.
-//!
-//! # Test support
-//!
-//! [`encode_push`], [`encode_build`] and [`testing`] (a test-only signing key, its JWKS and
-//! Google-shaped claims) build realistic wire payloads for tests, fakes and the demo.
 
 pub mod alert;
 pub mod auth;
 pub mod build;
 pub mod envelope;
-pub mod ids;
 mod lenient;
 pub mod resolve;
-pub mod text;
 
-pub use alert::{Incident, IncidentState};
-pub use auth::{AuthError, GoogleVerifier, GoogleVerifierConfig, PushAuth, PushIdentity, testing};
-pub use build::{BuildNotification, BuildStatus, build_attributes, encode_build};
-pub use envelope::{EnvelopeError, PushMessage, encode_push};
-pub use ids::{
+pub use crate::ids::{
     BuildId, IdError, IncidentId, MessageId, ProjectId, Region, RevisionName, ServiceName,
 };
+pub use alert::{Incident, IncidentState};
+pub use auth::{AuthError, GoogleVerifier, GoogleVerifierConfig, PushAuth, PushIdentity};
+pub use build::{BuildNotification, BuildStatus};
+pub use envelope::{EnvelopeError, PushMessage};
 pub use resolve::{Named, Refusal, Scope};
 
 /// Why a well-formed push message could not be decoded into a cutover event.

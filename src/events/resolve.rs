@@ -6,17 +6,11 @@
 //! `CUTOVER_REGIONS` ([`crate::reconcile::Reconciler::tick`]). A rollout started anywhere else
 //! would take its first step and then never be judged: its candidate would keep that share of
 //! the traffic for ever. So an event outside that scope is refused: nothing is read or
-//! written, the message is acknowledged, and the refusal is an error-level decision record
-//! naming the setting to change. Both push handlers resolve through [`Scope::resolve`], so the
-//! defaults, the checks and the refusal are the same for both.
+//! written, the message is acknowledged, and the server records the [`Refusal`] as an
+//! error-level decision naming the setting to change. Both push handlers resolve through
+//! [`Scope::resolve`], so the defaults, the checks and the refusal are the same for both.
 
-use jiff::Timestamp;
-use serde_json::json;
-
-use super::ids::{ProjectId, Region, ServiceName};
-use crate::decision::Trigger;
-use crate::error::Acked;
-use crate::reconcile::DecisionRecord;
+use crate::ids::{IdError, ProjectId, Region, ServiceName};
 use crate::target::ServiceRef;
 
 /// The setting naming the one project cutover evaluates.
@@ -27,15 +21,15 @@ pub const REGIONS_SETTING: &str = "CUTOVER_REGIONS";
 pub const DEFAULT_REGION_SETTING: &str = "CUTOVER_REGION";
 
 /// What cutover evaluates, as configured: the project and regions ticks list, and the region
-/// an event that names none is about.
-#[derive(Clone, Copy, Debug)]
-pub struct Scope<'a> {
+/// an event that names none is about. Made once, at start-up, from checked settings.
+#[derive(Clone, Debug)]
+pub struct Scope {
     /// `GOOGLE_CLOUD_PROJECT`.
-    pub project: &'a str,
+    pub project: ProjectId,
     /// `CUTOVER_REGION`.
-    pub default_region: &'a str,
+    pub default_region: Region,
     /// `CUTOVER_REGIONS`.
-    pub regions: &'a [String],
+    pub regions: Vec<Region>,
 }
 
 /// The service an event names, and where, as far as the event says.
@@ -58,21 +52,36 @@ pub struct Refusal {
     pub why: String,
 }
 
-impl Scope<'_> {
+impl Scope {
+    /// The scope of these settings, each checked against Google's rules; the setting that is not
+    /// a valid id, and why, otherwise.
+    pub fn new(
+        project: &str,
+        default_region: &str,
+        regions: &[String],
+    ) -> Result<Scope, (&'static str, IdError)> {
+        let region = |setting, r: &str| Region::parse(r).map_err(|e| (setting, e));
+        Ok(Scope {
+            project: ProjectId::parse(project).map_err(|e| (PROJECT_SETTING, e))?,
+            default_region: region(DEFAULT_REGION_SETTING, default_region)?,
+            regions: regions
+                .iter()
+                .map(|r| region(REGIONS_SETTING, r))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
     /// The service `named` is about (its project, else cutover's; its region, else the default
     /// region), if cutover evaluates it.
     pub fn resolve(&self, named: Named<'_>) -> Result<ServiceRef, Refusal> {
-        let project = named.project.map_or(self.project, |p| p.as_str());
-        let (region, region_setting) = match named.region {
-            Some(r) => (r.as_str(), REGIONS_SETTING),
-            None => (self.default_region, DEFAULT_REGION_SETTING),
-        };
+        let project = named.project.unwrap_or(&self.project);
+        let region = named.region.unwrap_or(&self.default_region);
         let refuse = |setting: &'static str, why: String| Refusal {
             service: format!("{project}/{region}/{}", named.service),
             setting,
             why,
         };
-        if project != self.project {
+        if *project != self.project {
             return Err(refuse(
                 PROJECT_SETTING,
                 format!(
@@ -81,62 +90,21 @@ impl Scope<'_> {
                 ),
             ));
         }
-        if !self.regions.iter().any(|r| r == region) {
+        if !self.regions.contains(region) {
+            let regions: Vec<&str> = self.regions.iter().map(|r| r.as_str()).collect();
             return Err(refuse(
                 REGIONS_SETTING,
                 format!(
                     "region {region} is not one cutover evaluates ({REGIONS_SETTING}={}): no tick would ever judge a rollout there; add {region} to {REGIONS_SETTING}",
-                    self.regions.join(",")
+                    regions.join(",")
                 ),
             ));
         }
-        // Event ids are valid by construction; what is left to check is cutover's own settings
-        // (which reach here as text).
-        let project = ProjectId::parse(project)
-            .map_err(|e| refuse(PROJECT_SETTING, format!("{PROJECT_SETTING}: {e}")))?;
-        let region = Region::parse(region)
-            .map_err(|e| refuse(region_setting, format!("{region_setting}: {e}")))?;
-        Ok(ServiceRef::from_ids(&project, &region, named.service))
-    }
-}
-
-impl Refusal {
-    /// The refusal as a decision record (decision `refused`, nothing written), logged at error
-    /// level: an operator must change a setting, or a build or alert policy, for it to stop.
-    /// `event` says what was refused (`build 0d97c63e-…`).
-    pub fn record(&self, event: &str, trigger: &Trigger, at: Timestamp) -> DecisionRecord {
-        let rec = DecisionRecord::refused(
-            &self.service,
-            trigger,
-            format!("{event} refused: {}", self.why),
-            at,
-        );
-        tracing::error!(
-            target: "cutover::decision",
-            service = %rec.service,
-            trigger = rec.trigger,
-            decision = rec.decision.as_str(),
-            reason = %rec.reason,
-            setting = self.setting,
-            write = %rec.write,
-            "decision"
-        );
-        rec
-    }
-
-    /// The acknowledgement for a refused message: handled (there is nothing to retry), with
-    /// the refusal as its one decision.
-    pub fn acked(
-        &self,
-        message_id: String,
-        event: &str,
-        trigger: &Trigger,
-        at: Timestamp,
-    ) -> Acked {
-        Acked::Handled {
-            message_id,
-            body: json!({ "decisions": [self.record(event, trigger, at)] }),
-        }
+        Ok(ServiceRef::from_ids(
+            project.clone(),
+            region.clone(),
+            named.service.clone(),
+        ))
     }
 }
 
@@ -148,12 +116,8 @@ mod tests {
         vec!["europe-west1".into(), "us-central1".into()]
     }
 
-    fn scope(regions: &[String]) -> Scope<'_> {
-        Scope {
-            project: "acme-prod",
-            default_region: "europe-west1",
-            regions,
-        }
+    fn scope(regions: &[String]) -> Scope {
+        Scope::new("acme-prod", "europe-west1", regions).expect("valid settings")
     }
 
     fn ids(project: &str, region: &str) -> (ProjectId, Region, ServiceName) {
@@ -175,7 +139,7 @@ mod tests {
         };
         assert_eq!(
             scope(&regions).resolve(named),
-            Ok(ServiceRef::new("acme-prod", "europe-west1", "api"))
+            Ok(ServiceRef::checked("acme-prod", "europe-west1", "api").expect("valid ids"))
         );
         let (p, r, api) = ids("acme-prod", "us-central1");
         let named = Named {
@@ -185,7 +149,7 @@ mod tests {
         };
         assert_eq!(
             scope(&regions).resolve(named),
-            Ok(ServiceRef::new("acme-prod", "us-central1", "api"))
+            Ok(ServiceRef::checked("acme-prod", "us-central1", "api").expect("valid ids"))
         );
     }
 
@@ -225,26 +189,5 @@ mod tests {
             })
             .expect_err("default region not evaluated");
         assert_eq!(refusal.setting, REGIONS_SETTING);
-    }
-
-    #[test]
-    fn a_refusal_is_an_error_record_that_writes_nothing() {
-        let refusal = Refusal {
-            service: "p/r/api".into(),
-            setting: REGIONS_SETTING,
-            why: "region r is not one cutover evaluates".into(),
-        };
-        let trigger = Trigger::Build {
-            build_id: "b-1".into(),
-        };
-        let at: Timestamp = "2026-08-20T10:00:00Z".parse().unwrap();
-        let rec = refusal.record("build b-1", &trigger, at);
-        assert_eq!(
-            (rec.decision.as_str(), rec.trigger, rec.write.as_str()),
-            ("refused", "build", "none")
-        );
-        assert_eq!(rec.service, "p/r/api");
-        assert!(rec.reason.starts_with("build b-1 refused: region r"));
-        assert_eq!(rec.percent, None);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! One file per API ([`run`], [`monitoring`], [`metadata`]) plus the pieces they share here:
 //! the `google.rpc.Status` error body, the classification of failures into transient /
-//! conflict / permanent, and the retry loop. Base URLs are injected, which is the seam the fakes
+//! conflict / not found / permanent ([`ApiError::kind`], the only place cutover decides what a
+//! failure means), and the retry loop. Base URLs are injected, which is the seam the fakes
 //! plug into. Nothing here knows about rollouts.
 
 pub mod metadata;
@@ -10,6 +11,7 @@ pub mod monitoring;
 pub mod run;
 pub mod token;
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -17,10 +19,13 @@ use tokio::time::Instant;
 
 pub use token::TokenSource;
 
+use crate::failure::{ErrorKind, chain};
+
 /// Timeout for a single HTTP attempt; the per-event deadline bounds the whole exchange.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A failed Google API call.
+/// A failed Google API call. Its [`kind`](ApiError::kind) is the one classification of
+/// failures in cutover (see [`crate::failure`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The API answered with an error status.
@@ -35,53 +40,92 @@ pub enum ApiError {
         message: String,
     },
     /// No answer: connection refused, reset, timed out.
-    #[error("{method} {path}: {message}")]
+    #[error("{method} {path}")]
     Transport {
         method: &'static str,
         path: String,
-        message: String,
+        #[source]
+        source: TransportFailure,
     },
     /// An answer that does not parse as the API's documented shape.
-    #[error("{method} {path}: unreadable response: {message}")]
+    #[error("{method} {path}: unreadable response{}", expected.map(|e| format!(": not a {e}")).unwrap_or_default())]
     Decode {
         method: &'static str,
         path: String,
-        message: String,
+        /// The resource the answer should have been, when the error says more than JSON's.
+        expected: Option<&'static str>,
+        #[source]
+        source: serde_json::Error,
     },
     /// No access token could be obtained.
-    #[error("no access token: {0}")]
-    Token(String),
-    /// The per-event deadline passed.
-    #[error("deadline exceeded after {attempts} attempt(s); last error: {last}")]
-    Deadline { attempts: u32, last: String },
+    #[error("no access token")]
+    Token(#[source] google_cloud_auth::errors::CredentialsError),
+    /// The per-event deadline passed while retrying.
+    #[error("deadline exceeded after {attempts} attempt(s); last error")]
+    Deadline {
+        attempts: u32,
+        #[source]
+        last: Box<ApiError>,
+    },
+    /// The per-event deadline passed before there was anything to retry.
+    #[error("deadline exceeded after 0 attempt(s); last error: {waiting_for}")]
+    OutOfTime { waiting_for: String },
 }
 
 impl ApiError {
-    /// Worth retrying later: throttling, server errors, no answer, no token yet, deadline, and
-    /// answers that did not come from the API itself (a non-JSON error page from a front end or
-    /// proxy) or arrived garbled (truncated JSON). Redelivery costs little; dropping a build or
-    /// an alert because one answer was mangled would lose it.
-    pub fn is_transient(&self) -> bool {
+    /// What the failure means. Worth retrying later: throttling, server errors, no answer, no
+    /// token yet, deadline, and answers that did not come from the API itself (a non-JSON error
+    /// page from a front end or proxy) or arrived garbled (truncated JSON): redelivery costs
+    /// little; dropping a build or an alert because one answer was mangled would lose it. A
+    /// conflict is a stale etag (`ABORTED`); not found is the API itself saying `NOT_FOUND` (an
+    /// HTML 404 from a front end says nothing about the resource).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ApiError::Status { http, status, .. } => {
-                matches!(http, 429 | 500 | 502 | 503 | 504) || status == NOT_FROM_THE_API
-            }
+            ApiError::Status { http, status, .. } => match (*http, status.as_str()) {
+                (409, "ABORTED") => ErrorKind::Conflict,
+                (404, "NOT_FOUND") => ErrorKind::NotFound,
+                (429 | 500 | 502 | 503 | 504, _) | (_, NOT_FROM_THE_API) => ErrorKind::Transient,
+                _ => ErrorKind::Permanent,
+            },
             ApiError::Transport { .. }
             | ApiError::Token(_)
             | ApiError::Deadline { .. }
-            | ApiError::Decode { .. } => true,
+            | ApiError::OutOfTime { .. }
+            | ApiError::Decode { .. } => ErrorKind::Transient,
         }
     }
+}
 
-    /// Someone else wrote first (stale etag): re-read and decide again.
-    pub fn is_conflict(&self) -> bool {
-        matches!(self, ApiError::Status { http: 409, status, .. } if status == "ABORTED")
+/// A request that got no answer: what went wrong, in reqwest's words less the URL it names
+/// (which can be long and carries queries); its sources are reqwest's.
+#[derive(Debug)]
+pub struct TransportFailure(reqwest::Error);
+
+impl fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.0;
+        f.write_str(if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "connection failed"
+        } else if e.is_body() || e.is_decode() {
+            "response body failed"
+        } else {
+            "request failed"
+        })
     }
+}
 
-    /// The resource does not exist: the API itself said `NOT_FOUND` (an HTML 404 from a front
-    /// end says nothing about the resource).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, ApiError::Status { http: 404, status, .. } if status == "NOT_FOUND")
+impl std::error::Error for TransportFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}
+
+impl TransportFailure {
+    /// The reqwest error itself.
+    pub fn reqwest(&self) -> &reqwest::Error {
+        &self.0
     }
 }
 
@@ -169,13 +213,14 @@ impl Google {
                 // A garbled answer (truncated JSON) is retried like any transient failure.
                 Ok(bytes) => match serde_json::from_slice(&bytes) {
                     Ok(v) => return Ok(v),
-                    Err(e) => ApiError::Decode {
+                    Err(source) => ApiError::Decode {
                         method,
                         path: path.clone(),
-                        message: e.to_string(),
+                        expected: None,
+                        source,
                     },
                 },
-                Err(e) if !e.is_transient() => return Err(e),
+                Err(e) if e.kind() != ErrorKind::Transient => return Err(e),
                 Err(e) => e,
             };
             attempt += 1;
@@ -183,10 +228,10 @@ impl Google {
             if Instant::now() + pause >= deadline {
                 return Err(ApiError::Deadline {
                     attempts: attempt,
-                    last: err.to_string(),
+                    last: Box::new(err),
                 });
             }
-            tracing::debug!(error = %err, attempt, "retrying Google API call");
+            tracing::debug!(error = %chain(&err), attempt, "retrying Google API call");
             tokio::time::sleep(pause).await;
         }
     }
@@ -200,9 +245,8 @@ impl Google {
     ) -> Result<Vec<u8>, ApiError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(ApiError::Deadline {
-                attempts: 0,
-                last: "no time left".into(),
+            return Err(ApiError::OutOfTime {
+                waiting_for: "no time left".into(),
             });
         }
         let mut req = build(&self.http).timeout(left.min(ATTEMPT_TIMEOUT));
@@ -212,7 +256,7 @@ impl Google {
         let transport = |e: reqwest::Error| ApiError::Transport {
             method,
             path: path.to_string(),
-            message: without_url(&e),
+            source: TransportFailure(e),
         };
         let resp = req.send().await.map_err(transport)?;
         let http = resp.status().as_u16();
@@ -228,27 +272,6 @@ impl Google {
 /// The URL without its query string, for error messages and logs.
 fn redact_query(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_string()
-}
-
-/// reqwest's error text without the URL it appends (which can be long and carries queries).
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "response body failed"
-    } else {
-        "request failed"
-    };
-    let mut msg = kind.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// Deserializes an int64 sent as a JSON string (proto3 JSON), also accepting a number.
@@ -278,54 +301,120 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_bodies_are_classified() {
-        let e = status_error(
-            "PATCH",
-            "/v2/x",
-            409,
-            br#"{"error":{"code":409,"message":"etag mismatch","status":"ABORTED"}}"#,
-        );
-        assert!(e.is_conflict() && !e.is_transient());
-        let e = status_error(
-            "GET",
-            "/v2/x",
-            503,
-            br#"{"error":{"code":503,"message":"down","status":"UNAVAILABLE"}}"#,
-        );
-        assert!(e.is_transient() && !e.is_conflict());
-        let e = status_error(
-            "GET",
-            "/v2/nope",
-            404,
-            b"<!DOCTYPE html><html>Error 404 (Not Found)!!1</html>",
-        );
+    fn each_answer_has_one_kind() {
+        use ErrorKind::*;
+        let json = |http: u16, status: &str| {
+            format!(r#"{{"error":{{"code":{http},"message":"m","status":"{status}"}}}}"#)
+        };
+        let html = b"<!DOCTYPE html><html>Error 404 (Not Found)!!1</html>".to_vec();
+        for (http, body, kind) in [
+            (409, json(409, "ABORTED").into_bytes(), Conflict),
+            // Only ABORTED is an etag conflict.
+            (409, json(409, "ALREADY_EXISTS").into_bytes(), Permanent),
+            (404, json(404, "NOT_FOUND").into_bytes(), NotFound),
+            // An HTML page says nothing about the resource, and a front end's page is worth a
+            // retry.
+            (404, html.clone(), Transient),
+            (502, html, Transient),
+            (429, json(429, "RESOURCE_EXHAUSTED").into_bytes(), Transient),
+            (500, json(500, "INTERNAL").into_bytes(), Transient),
+            (503, json(503, "UNAVAILABLE").into_bytes(), Transient),
+            (504, json(504, "DEADLINE_EXCEEDED").into_bytes(), Transient),
+            (400, json(400, "INVALID_ARGUMENT").into_bytes(), Permanent),
+            (403, json(403, "PERMISSION_DENIED").into_bytes(), Permanent),
+            (
+                400,
+                json(400, "FAILED_PRECONDITION").into_bytes(),
+                Permanent,
+            ),
+        ] {
+            let e = status_error("GET", "/v2/x", http, &body);
+            assert_eq!(e.kind(), kind, "{e}");
+        }
+        let e = status_error("GET", "/v2/nope", 404, b"<html>x</html>");
+        assert!(e.to_string().contains("non-JSON error body"), "{e}");
+    }
+
+    /// A client whose calls fail at once (no token, nothing listening on port 1).
+    fn unreachable() -> (Google, String) {
+        let google = Google::new(reqwest::Client::new(), TokenSource::None);
+        (google, "http://127.0.0.1:1/v2/x?secret=1".to_string())
+    }
+
+    #[tokio::test]
+    async fn no_answer_is_transient_and_keeps_reqwests_error() {
+        let (google, url) = unreachable();
+        let e = google
+            .attempt(
+                "GET",
+                "/v2/x",
+                &|c: &reqwest::Client| c.get(&url),
+                deadline_in(5_000),
+            )
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        let source = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<TransportFailure>())
+            .expect("the transport failure is the source");
+        assert!(source.reqwest().is_connect(), "{source:?}");
+        let shown = chain(&e).to_string();
+        assert!(shown.starts_with("GET /v2/x: connection failed"), "{shown}");
+        assert!(!shown.contains("secret"), "no query in the text: {shown}");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_keeps_the_last_failure_as_its_source() {
+        let (google, url) = unreachable();
+        let e = google
+            .call::<serde_json::Value>("GET", &url, |c| c.get(&url), deadline_in(30))
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        let ApiError::Deadline { last, .. } = &e else {
+            panic!("not a deadline: {e:?}")
+        };
+        assert!(matches!(**last, ApiError::Transport { .. }), "{last:?}");
+        let shown = chain(&e).to_string();
         assert!(
-            !e.is_not_found(),
-            "an HTML page says nothing about the resource"
+            shown
+                .contains("attempt(s); last error: GET http://127.0.0.1:1/v2/x: connection failed"),
+            "{shown}"
         );
-        assert!(e.is_transient(), "a front end's page is worth a retry");
-        assert!(e.to_string().contains("non-JSON error body"));
-        let e = status_error(
-            "GET",
-            "/v2/x",
-            404,
-            br#"{"error":{"code":404,"message":"no","status":"NOT_FOUND"}}"#,
+        assert!(!shown.contains("secret"), "no query in the text: {shown}");
+    }
+
+    #[test]
+    fn unreadable_answers_and_missing_tokens_are_transient_with_their_source() {
+        let source = serde_json::from_slice::<serde_json::Value>(b"{\"trunc").expect_err("bad");
+        let e = ApiError::Decode {
+            method: "GET",
+            path: "/v2/x".into(),
+            expected: Some("Service"),
+            source,
+        };
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        assert!(
+            chain(&e)
+                .to_string()
+                .starts_with("GET /v2/x: unreadable response: not a Service: EOF"),
+            "{}",
+            chain(&e)
         );
-        assert!(e.is_not_found() && !e.is_transient());
-        let e = status_error(
-            "GET",
-            "/v2/x",
-            403,
-            br#"{"error":{"code":403,"message":"denied","status":"PERMISSION_DENIED"}}"#,
+        let e = ApiError::Token(google_cloud_auth::errors::CredentialsError::from_msg(
+            true,
+            "metadata server down",
+        ));
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        assert!(
+            chain(&e).to_string().contains("metadata server down"),
+            "{}",
+            chain(&e)
         );
-        assert!(!e.is_transient());
-        let e = status_error(
-            "GET",
-            "/v2/x",
-            409,
-            br#"{"error":{"code":409,"message":"exists","status":"ALREADY_EXISTS"}}"#,
-        );
-        assert!(!e.is_conflict(), "only ABORTED is an etag conflict");
+    }
+
+    fn deadline_in(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
     }
 
     #[test]

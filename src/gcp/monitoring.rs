@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn decodes_a_captured_distribution_response() {
         let r: ListTimeSeriesResponse =
-            serde_json::from_slice(crate::fixture!("payloads/timeseries-1.json")).unwrap();
+            serde_json::from_slice(cutover_fakes::fixture!("payloads/timeseries-1.json")).unwrap();
         assert_eq!(r.time_series.len(), 1);
         let s = &r.time_series[0];
         assert_eq!(s.value_type, "DISTRIBUTION");
@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn decodes_a_captured_double_gauge() {
         let r: ListTimeSeriesResponse =
-            serde_json::from_slice(crate::fixture!("payloads/timeseries-2.json")).unwrap();
+            serde_json::from_slice(cutover_fakes::fixture!("payloads/timeseries-2.json")).unwrap();
         let p = &r.time_series[0].points[0];
         assert_eq!(p.value.as_count(), Some(1));
         assert_eq!(p.interval.start_time, p.interval.end_time);

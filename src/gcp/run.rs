@@ -97,10 +97,11 @@ pub struct Fetched {
 
 impl Fetched {
     fn from_value(raw: Value, method: &'static str, path: &str) -> Result<Fetched, ApiError> {
-        let service = Service::deserialize(&raw).map_err(|e| ApiError::Decode {
+        let service = Service::deserialize(&raw).map_err(|source| ApiError::Decode {
             method,
             path: path.to_string(),
-            message: format!("not a Service: {e}"),
+            expected: Some("Service"),
+            source,
         })?;
         Ok(Fetched { service, raw })
     }
@@ -264,13 +265,13 @@ impl RunClient {
                 return Err(ApiError::Decode {
                     method: "PATCH",
                     path: String::new(),
-                    message: "operation has no name".into(),
+                    expected: Some("running Operation"),
+                    source: serde::de::Error::missing_field("name"),
                 });
             }
             if Instant::now() + pause >= deadline {
-                return Err(ApiError::Deadline {
-                    attempts: 0,
-                    last: format!("operation {} still running", op.name),
+                return Err(ApiError::OutOfTime {
+                    waiting_for: format!("operation {} still running", op.name),
                 });
             }
             tokio::time::sleep(pause).await;
@@ -287,7 +288,7 @@ mod tests {
     #[test]
     fn decodes_a_captured_service() {
         let raw: Value =
-            serde_json::from_slice(crate::fixture!("payloads/run-service-1.json")).unwrap();
+            serde_json::from_slice(cutover_fakes::fixture!("payloads/run-service-1.json")).unwrap();
         let f = Fetched::from_value(raw, "GET", "/").unwrap();
         let s = &f.service;
         assert_eq!(s.generation, 2);
@@ -333,6 +334,9 @@ mod tests {
             r#"{"name":"n","done":true,"error":{"code":10,"message":"concurrent update"}}"#,
         )
         .unwrap();
-        assert!(operation_error(&op.name, op.error.as_ref().unwrap()).is_conflict());
+        assert_eq!(
+            operation_error(&op.name, op.error.as_ref().unwrap()).kind(),
+            crate::failure::ErrorKind::Conflict
+        );
     }
 }

@@ -66,7 +66,7 @@ impl TokenSource {
                 .access_token()
                 .await
                 .map(|t| Some(t.token))
-                .map_err(|e| ApiError::Token(e.to_string())),
+                .map_err(ApiError::Token),
         }
     }
 }

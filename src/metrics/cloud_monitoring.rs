@@ -117,14 +117,8 @@ impl MetricsSource for CloudMonitoring {
             .client
             .list_time_series(&target.project, &query(target, window), deadline)
             .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    MetricsError::Transient(e.to_string())
-                } else {
-                    MetricsError::Permanent(e.to_string())
-                }
-            })?;
-        fold(window, &series).map_err(MetricsError::Permanent)
+            .map_err(|e| MetricsError::new(e.kind(), e))?;
+        fold(window, &series).map_err(|e| MetricsError::Permanent(e.into()))
     }
 }
 
@@ -138,6 +132,17 @@ mod tests {
             "bucketOptions": {"explicitBuckets": {"bounds": [10, 100]}},
             "bucketCounts": buckets.iter().map(|b| b.to_string()).collect::<Vec<_>>()
         }})
+    }
+
+    #[test]
+    fn a_captured_distribution_reads_as_a_histogram() {
+        let r: crate::gcp::monitoring::ListTimeSeriesResponse =
+            serde_json::from_slice(cutover_fakes::fixture!("payloads/timeseries-1.json")).unwrap();
+        let d = r.time_series[0].points[0].value.distribution_value.as_ref();
+        let h = histogram(d.unwrap()).unwrap();
+        assert_eq!(h.total(), 1878, "bucket counts add up to count");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((250.0..=650.0).contains(&p99), "p99 {p99}");
     }
 
     #[test]
@@ -170,23 +175,15 @@ mod tests {
     }
 
     #[test]
-    fn a_captured_distribution_reads_as_a_histogram() {
-        let r: crate::gcp::monitoring::ListTimeSeriesResponse =
-            serde_json::from_slice(crate::fixture!("payloads/timeseries-1.json")).unwrap();
-        let d = r.time_series[0].points[0].value.distribution_value.as_ref();
-        let h = histogram(d.unwrap()).unwrap();
-        assert_eq!(h.total(), 1878, "bucket counts add up to count");
-        let p99 = h.quantile(0.99).unwrap();
-        assert!((250.0..=650.0).contains(&p99), "p99 {p99}");
-    }
-
-    #[test]
     fn the_query_pins_metric_service_and_region_and_groups_by_revision() {
         let w = Window {
             start: "2026-08-20T10:00:00Z".parse().unwrap(),
             end: "2026-08-20T10:05:00Z".parse().unwrap(),
         };
-        let q = query(&ServiceRef::new("p", "us-central1", "api"), w);
+        let q = query(
+            &ServiceRef::checked("p", "us-central1", "api").expect("valid ids"),
+            w,
+        );
         assert!(
             q.filter
                 .contains(r#"metric.type = "run.googleapis.com/request_latencies""#)

@@ -10,17 +10,40 @@ pub mod cloud_monitoring;
 use std::future::Future;
 
 use crate::decision::evidence::{ServiceStats, Window};
+use crate::failure::{Cause, ErrorKind};
 use crate::target::ServiceRef;
 
-/// Why evidence could not be gathered. Never read as "healthy".
+/// Why evidence could not be gathered, with the backend's error as its source. Never read as
+/// "healthy".
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// Worth trying again later (throttling, 5xx, timeouts).
-    #[error("metrics unavailable: {0}")]
-    Transient(String),
+    #[error("metrics unavailable")]
+    Transient(#[source] Cause),
     /// Will not get better by retrying (bad query, permissions, unreadable answer).
-    #[error("metrics query failed: {0}")]
-    Permanent(String),
+    #[error("metrics query failed")]
+    Permanent(#[source] Cause),
+}
+
+impl MetricsError {
+    /// The metrics error for a failure of kind `kind`: only a transient failure is worth asking
+    /// again.
+    pub fn new(kind: ErrorKind, source: impl Into<Cause>) -> Self {
+        match kind {
+            ErrorKind::Transient => MetricsError::Transient(source.into()),
+            ErrorKind::Conflict | ErrorKind::NotFound | ErrorKind::Permanent => {
+                MetricsError::Permanent(source.into())
+            }
+        }
+    }
+
+    /// What the failure means.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MetricsError::Transient(_) => ErrorKind::Transient,
+            MetricsError::Permanent(_) => ErrorKind::Permanent,
+        }
+    }
 }
 
 /// Where revision metrics come from.

@@ -22,7 +22,7 @@ fn t0() -> Timestamp {
 }
 
 fn target() -> ServiceRef {
-    ServiceRef::new("p", "us-central1", "api")
+    ServiceRef::checked("p", "us-central1", "api").expect("valid ids")
 }
 
 /// How the scripted platform answers one write.
@@ -42,9 +42,9 @@ enum Answer {
 /// The router error the platform's refusal becomes.
 fn refusal(a: Answer) -> RouterError {
     match a {
-        Answer::Conflict => RouterError::Conflict("etag mismatch".into()),
-        Answer::Transient => RouterError::Transient("HTTP 503".into()),
-        Answer::Permanent => RouterError::Permanent("HTTP 403: permission denied".into()),
+        Answer::Conflict => RouterError::new(ErrorKind::Conflict, "etag mismatch"),
+        Answer::Transient => RouterError::new(ErrorKind::Transient, "HTTP 503"),
+        Answer::Permanent => RouterError::new(ErrorKind::Permanent, "HTTP 403: permission denied"),
         Answer::Overtaken => unreachable!("an overtaken write is refused by its version"),
     }
 }
@@ -145,7 +145,7 @@ impl MetricsSource for ScriptedMetrics {
             Evidence::Healthy => (1000, 2),
             Evidence::TooFew => (20, 0),
             Evidence::Unavailable => {
-                return Err(MetricsError::Transient("HTTP 503".into()));
+                return Err(MetricsError::new(ErrorKind::Transient, "HTTP 503"));
             }
         };
         let bounds = vec![100.0, 200.0, 1000.0];
@@ -229,10 +229,10 @@ struct Row {
 
 /// What an event's error means to Pub/Sub: redeliver (transient) or not.
 fn class(e: &ReconcileError) -> &'static str {
-    match e {
-        ReconcileError::NotFound(_) => "not-found",
-        ReconcileError::Transient(_) => "transient",
-        ReconcileError::Permanent(_) => "permanent",
+    if e.kind().worth_retrying() {
+        "transient"
+    } else {
+        "permanent"
     }
 }
 

@@ -41,16 +41,9 @@ impl CloudRunRouter {
     }
 }
 
+/// The Run API's error, kept as the source, under the kind it was given where it was read.
 fn router_error(e: ApiError) -> RouterError {
-    if e.is_conflict() {
-        RouterError::Conflict(e.to_string())
-    } else if e.is_not_found() {
-        RouterError::NotFound(e.to_string())
-    } else if e.is_transient() {
-        RouterError::Transient(e.to_string())
-    } else {
-        RouterError::Permanent(e.to_string())
-    }
+    RouterError::new(e.kind(), e)
 }
 
 /// Reduces a fetched service to what decisions need, keeping what a write needs beside it.
@@ -251,7 +244,11 @@ mod tests {
 
     #[test]
     fn observation_reduces_the_service() {
-        let o = observed(ServiceRef::new("p", "l", "api"), fetched(service())).observed;
+        let o = observed(
+            ServiceRef::checked("p", "l", "api").expect("valid ids"),
+            fetched(service()),
+        )
+        .observed;
         assert_eq!(o.latest_ready.as_deref(), Some("api-00002-def"));
         assert_eq!(
             o.allocation,
@@ -265,7 +262,11 @@ mod tests {
     fn latest_traffic_resolves_to_the_latest_ready_revision() {
         let mut s = service();
         s["traffic"] = json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]);
-        let o = observed(ServiceRef::new("p", "l", "api"), fetched(s)).observed;
+        let o = observed(
+            ServiceRef::checked("p", "l", "api").expect("valid ids"),
+            fetched(s),
+        )
+        .observed;
         assert_eq!(
             o.allocation,
             BTreeMap::from([("api-00002-def".to_string(), 100)])
@@ -274,7 +275,10 @@ mod tests {
 
     #[test]
     fn the_write_changes_only_traffic_and_the_record() {
-        let o = observed(ServiceRef::new("p", "l", "api"), fetched(service()));
+        let o = observed(
+            ServiceRef::checked("p", "l", "api").expect("valid ids"),
+            fetched(service()),
+        );
         let record = Record {
             phase: Phase::Progressing,
             candidate: "api-00002-def".into(),

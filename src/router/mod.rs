@@ -13,6 +13,7 @@ use std::future::Future;
 use tokio::time::Instant;
 
 use crate::decision::{Observed, Write};
+use crate::failure::{Cause, ErrorKind};
 use crate::target::ServiceRef;
 
 /// One read of a service: what decisions need, and what the router needs to write after it.
@@ -25,21 +26,45 @@ pub struct Observation<V> {
     pub version: V,
 }
 
-/// Why a router call failed.
+/// Why a router call failed: the platform's error, as its source, under the kind the platform's
+/// client gave it (see [`crate::failure`]).
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
     /// The service does not exist.
-    #[error("service not found: {0}")]
-    NotFound(String),
+    #[error("service not found")]
+    NotFound(#[source] Cause),
     /// Someone else wrote since we read: observe again and decide again.
-    #[error("concurrent update: {0}")]
-    Conflict(String),
+    #[error("concurrent update")]
+    Conflict(#[source] Cause),
     /// Worth retrying later.
-    #[error("{0}")]
-    Transient(String),
+    #[error(transparent)]
+    Transient(Cause),
     /// Will not succeed by retrying.
-    #[error("{0}")]
-    Permanent(String),
+    #[error(transparent)]
+    Permanent(Cause),
+}
+
+impl RouterError {
+    /// The router error for a failure of kind `kind`.
+    pub fn new(kind: ErrorKind, source: impl Into<Cause>) -> Self {
+        let source = source.into();
+        match kind {
+            ErrorKind::NotFound => RouterError::NotFound(source),
+            ErrorKind::Conflict => RouterError::Conflict(source),
+            ErrorKind::Transient => RouterError::Transient(source),
+            ErrorKind::Permanent => RouterError::Permanent(source),
+        }
+    }
+
+    /// What the failure means.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RouterError::NotFound(_) => ErrorKind::NotFound,
+            RouterError::Conflict(_) => ErrorKind::Conflict,
+            RouterError::Transient(_) => ErrorKind::Transient,
+            RouterError::Permanent(_) => ErrorKind::Permanent,
+        }
+    }
 }
 
 /// A platform that serves revisions and splits traffic between them.

@@ -121,7 +121,7 @@ fn fd_limit() -> Option<u64> {
     #[cfg(unix)]
     {
         // `rlim_t` is 32 bits wide on some targets.
-        #[allow(clippy::useless_conversion)]
+        #[allow(clippy::useless_conversion, reason = "rlim_t is u64 on Linux")]
         nofile().map(|lim| u64::try_from(lim.rlim_cur).unwrap_or(u64::MAX))
     }
     #[cfg(not(unix))]

@@ -2,97 +2,46 @@
 //! does with each kind of misbehaviour that the chaos suite mixes together. Each test states the
 //! behaviour it pins (see also docs/reliability.md, "Findings").
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cutover::clock::Clock;
-use cutover::server;
-use cutover::sim::pusher::{Pushed, Pusher};
-use cutover::sim::{FakeGcp, Garble, RevisionProfile};
+use cutover_fakes::pusher::Pushed;
+use cutover_fakes::{FakeGcp, Garble, RevisionProfile};
 use jiff::SignedDuration;
 
-use crate::{PROJECT, REGION, serve_args};
+use crate::support::TestApp;
+use crate::{PROJECT, REGION};
 
 /// One cutover instance and its fake, on a manual clock, judging steps 3 minutes after they
-/// start (2-minute soak, 1-minute delay).
-struct Solo {
-    fake: FakeGcp,
-    clock: Clock,
-    push: Pusher,
-    _server: tokio::task::JoinHandle<std::io::Result<()>>,
+/// start (2-minute soak, 1-minute delay), with service `api` at 30 requests per second.
+struct Solo(TestApp);
+
+impl std::ops::Deref for Solo {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.0
+    }
 }
 
 impl Solo {
     async fn start(extra: &[&str]) -> Solo {
-        let clock = Clock::manual(crate::inproc::t0());
-        let fake = FakeGcp::start(clock.clone()).await;
+        let clock = Clock::manual(crate::support::t0());
+        let fake = FakeGcp::start(crate::support::fake_clock(&clock)).await;
         fake.faults().ingest_lag(SignedDuration::from_mins(1));
-        let mut flags: Vec<String> = [
-            "--step-interval",
-            "2m",
-            "--metrics-delay",
-            "1m",
-            "--min-requests",
-            "50",
-            "--event-deadline",
-            "3s",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        flags.extend(extra.iter().map(|s| s.to_string()));
-        let app = server::build(&serve_args(&fake, &flags), clock.clone())
-            .await
-            .expect("cutover starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(server::run(
-            listener,
-            Arc::clone(&app),
-            std::future::pending(),
-        ));
-        fake.add_service(
-            PROJECT,
-            REGION,
-            "api",
-            "api-00001-abc",
-            RevisionProfile::healthy(),
-            30.0,
-        );
-        Solo {
-            push: Pusher::new(&format!("http://{addr}"), PROJECT),
-            fake,
-            clock,
-            _server: server,
-        }
+        let mut flags = crate::QUICK_STEPS.to_vec();
+        flags.extend_from_slice(&["--event-deadline", "3s"]);
+        flags.extend_from_slice(extra);
+        let app = TestApp::start_on(PROJECT, REGION, fake, clock, &flags).await;
+        app.service("api", 30.0);
+        Solo(app)
     }
 
     async fn build(&self) -> Pushed {
-        self.push
-            .build(
-                "api",
-                REGION,
-                cutover::events::BuildStatus::Success,
-                self.clock.now(),
-            )
-            .await
-            .expect("cutover answers")
+        self.0.build("api").await
     }
 
     async fn release(&self, profile: RevisionProfile) -> Pushed {
-        self.fake
-            .deploy(PROJECT, REGION, "api", "api-00002-def", profile);
-        self.build().await
-    }
-
-    async fn ticks(&self, minutes: u32) {
-        for _ in 0..minutes {
-            self.clock.advance(SignedDuration::from_mins(1));
-            self.push
-                .tick(self.clock.now())
-                .await
-                .expect("cutover answers");
-        }
+        self.0.release("api", profile).await
     }
 
     /// Ticks a minute at a time until `done` holds (at most `max` minutes); whether it did.
@@ -114,26 +63,14 @@ impl Solo {
     }
 
     fn annotation(&self, key: &str) -> String {
-        self.fake.service_json(PROJECT, REGION, "api")["annotations"][format!("cutover.dev/{key}")]
-            .as_str()
+        self.0
+            .annotation("api", &format!("cutover.dev/{key}"))
             .unwrap_or_default()
-            .to_string()
     }
 
     /// The candidate's share after each accepted write, repeats folded.
     fn steps(&self) -> Vec<u8> {
-        let mut out: Vec<u8> = Vec::new();
-        for c in self.fake.history(PROJECT, REGION, "api") {
-            let p = c
-                .allocation
-                .iter()
-                .find(|(r, _)| r == "api-00002-def")
-                .map_or(0, |(_, p)| *p);
-            if out.last() != Some(&p) {
-                out.push(p);
-            }
-        }
-        out
+        self.candidate_steps("api")
     }
 }
 
@@ -351,16 +288,15 @@ async fn a_project_id_cannot_retarget_another_service() {
         RevisionProfile::healthy(),
     );
     let sneaky = format!("{PROJECT}/locations/{REGION}/services/web#");
-    let data = cutover::events::encode_build(
+    let data = cutover_fakes::encode::encode_build(
         "b-sneaky",
-        &cutover::events::BuildStatus::Success,
+        "SUCCESS",
         &sneaky,
         "api",
         REGION,
         t.clock.now(),
     );
-    let attrs =
-        cutover::events::build_attributes("b-sneaky", &cutover::events::BuildStatus::Success);
+    let attrs = cutover_fakes::encode::build_attributes("b-sneaky", "SUCCESS");
     let p = t
         .push
         .push(

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use cutover::clock::Clock;
 use cutover::decision::Trigger;
 use cutover::server::{self, App};
-use cutover::sim::pusher::Pusher;
-use cutover::sim::{ConcurrentChange, FakeGcp, RevisionProfile};
 use cutover::target::ServiceRef;
-use jiff::{SignedDuration, Timestamp};
+use cutover_fakes::pusher::Pusher;
+use cutover_fakes::{ConcurrentChange, FakeGcp, RevisionProfile};
+use jiff::SignedDuration;
 
 use crate::judge::{self, Facts};
 use crate::plan::{Health, Plan};
@@ -31,26 +31,14 @@ use crate::{PROJECT, REGION, SeedReport, serve_args};
 const BOUND_MINUTES: u32 = 90;
 
 fn flags() -> Vec<String> {
-    [
-        "--step-interval",
-        "2m",
-        "--metrics-delay",
-        "1m",
-        "--min-requests",
-        "50",
-        "--max-hold",
-        "30m",
-        "--event-deadline",
-        "4s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    crate::QUICK_STEPS
+        .iter()
+        .chain(&["--max-hold", "30m", "--event-deadline", "4s"])
+        .map(|s| s.to_string())
+        .collect()
 }
 
-pub fn t0() -> Timestamp {
-    "2026-08-20T10:00:00Z".parse().expect("a time")
-}
+pub use crate::support::t0;
 
 /// One cutover instance in its own runtime.
 pub struct Instance {
@@ -79,15 +67,7 @@ impl Instance {
         let (app, addr) = rt
             .spawn(async move {
                 let app = server::build(&args, clock).await.expect("cutover starts");
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("a port");
-                let addr = listener.local_addr().expect("an address");
-                tokio::spawn(server::run(
-                    listener,
-                    Arc::clone(&app),
-                    std::future::pending(),
-                ));
+                let (addr, _server) = crate::support::serve(&app).await;
                 (app, addr)
             })
             .await
@@ -135,17 +115,8 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     };
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x00de_11ce);
     let clock = Clock::manual(t0());
-    let fake = FakeGcp::start(clock.clone()).await;
-    for s in &plan.services {
-        fake.add_service(
-            PROJECT,
-            REGION,
-            &s.name,
-            &s.stable,
-            RevisionProfile::healthy(),
-            s.rps,
-        );
-    }
+    let fake = FakeGcp::start(crate::support::fake_clock(&clock)).await;
+    plan.add_services(&fake, 1.0);
     fake.faults()
         .ingest_lag(SignedDuration::from_mins(1))
         .concurrent_change(ConcurrentChange::Either)
@@ -246,7 +217,8 @@ pub async fn run_seed(seed: u64) -> SeedReport {
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
                     match service {
                         Some(name) => {
-                            let target = ServiceRef::new(PROJECT, REGION, name);
+                            let target =
+                                ServiceRef::checked(PROJECT, REGION, &name).expect("valid ids");
                             let trigger = Trigger::Build {
                                 build_id: "chaos-direct".into(),
                             };

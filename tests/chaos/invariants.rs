@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cutover::sim::TrafficChange;
+use cutover_fakes::TrafficChange;
 use jiff::Timestamp;
 
 /// What is known about one service when its history is judged.

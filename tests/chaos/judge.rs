@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use cutover::sim::FakeGcp;
+use cutover_fakes::FakeGcp;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 

@@ -3,9 +3,9 @@
 //! rollout invariants checked on the fake's full traffic history after each seed.
 //!
 //! Per seed (see `plan.rs`), for several services at once: two cutover instances share one
-//! [`FakeGcp`](cutover::sim::FakeGcp); every push is delivered 1–5 times and out of order
+//! [`FakeGcp`]; every push is delivered 1–5 times and out of order
 //! (`pubsub.rs`); 20 % of API calls fail transiently and 10 % of writes conflict with a
-//! concurrent writer that changes labels or annotations (`cutover::sim::Chaos`); 2 % of answers
+//! concurrent writer that changes labels or annotations (`cutover_fakes::Chaos`); 2 % of answers
 //! are garbled (truncated JSON, an HTML 404); operations fail or hang, Monitoring answers are
 //! partial or empty; instances are killed at random points
 //! and restarted; candidates are healthy or regressed at random. Two kinds of seeds:
@@ -26,6 +26,9 @@
 //!
 //! `faults.rs` holds deterministic tests of single faults against one cutover instance.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod faults;
 mod inproc;
 mod invariants;
@@ -39,7 +42,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use cutover::config::ServeArgs;
-use cutover::sim::{Chaos, FakeGcp, FaultCounts};
+use cutover_fakes::{Chaos, FakeGcp, FaultCounts};
 use futures::StreamExt;
 
 use invariants::Violation;
@@ -49,15 +52,25 @@ pub const PROJECT: &str = "chaos-project";
 pub const REGION: &str = "europe-west1";
 /// The policy's steps (cutover's default).
 pub const STEPS: &[u8] = &[10, 50, 100];
+/// Steps judged 3 minutes after they start on a manual clock (2-minute soak, 1-minute delay),
+/// on at least 50 requests.
+pub const QUICK_STEPS: &[&str] = &[
+    "--step-interval",
+    "2m",
+    "--metrics-delay",
+    "1m",
+    "--min-requests",
+    "50",
+];
 
 /// cutover settings pointing at `fake`, with `extra` flags appended (later flags win).
 pub fn serve_args(fake: &FakeGcp, extra: &[String]) -> ServeArgs {
-    cutover::sim::local::serve_args(fake, PROJECT, REGION, extra).expect("chaos flags parse")
+    support::serve_args(fake, PROJECT, REGION, extra)
 }
 
 /// The flags that point cutover at `fake` without credentials.
 pub fn cli_flags(fake: &FakeGcp) -> Vec<String> {
-    cutover::sim::local::flags(fake, PROJECT, REGION)
+    cutover_fakes::flags::flags(fake, PROJECT, REGION)
 }
 
 /// The fake's misbehaviour for `seed`: issue 4's mix (`Chaos::new`) plus garbled answers

@@ -9,19 +9,19 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cutover::clock::Clock;
-use cutover::sim::pusher::Pusher;
-use cutover::sim::{ConcurrentChange, FakeGcp, RevisionProfile};
+use cutover_fakes::pusher::Pusher;
+use cutover_fakes::{ConcurrentChange, FakeGcp, RevisionProfile};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::inproc::deliver;
 use crate::judge::{self, Facts};
 use crate::plan::{Health, Plan};
 use crate::pubsub::{Message, Publisher, Subscription};
+use crate::support::Process;
 use crate::{PROJECT, REGION, SeedReport, cli_flags, target_dir};
 
 /// One plan minute, in wall time.
@@ -31,30 +31,14 @@ const BOUND: Duration = Duration::from_secs(7 * 60);
 /// How often the loop looks at the world.
 const ROUND: Duration = Duration::from_millis(250);
 
-/// One `cutover serve` process.
+/// One `cutover serve` process and the pusher that reaches it.
 struct Proc {
-    child: Option<Child>,
+    process: Process,
     push: Arc<Pusher>,
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 async fn spawn(fake: &FakeGcp, label: &str) -> Proc {
-    let port = free_port();
+    let port = crate::support::free_port();
     let dir = target_dir().join("chaos-logs");
     let _ = std::fs::create_dir_all(&dir);
     let log = File::create(dir.join(format!("{label}.log"))).expect("a log file");
@@ -85,18 +69,13 @@ async fn spawn(fake: &FakeGcp, label: &str) -> Proc {
         .spawn()
         .expect("cutover serve starts");
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let up = Instant::now();
-    while up.elapsed() < Duration::from_secs(20) {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    Proc {
+    let process = Process {
         child: Some(child),
+        base: base.clone(),
+    };
+    process.healthy(Duration::from_secs(20)).await;
+    Proc {
+        process,
         push: Arc::new(Pusher::new(&base, PROJECT)),
     }
 }
@@ -109,18 +88,9 @@ pub async fn run_seed(seed: u64) -> SeedReport {
         ..SeedReport::default()
     };
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x0b1a_5e9d);
-    let fake = FakeGcp::start(Clock::System).await;
-    for s in &plan.services {
-        // Enough requests that a few seconds at 10 % already make a judgeable minute.
-        fake.add_service(
-            PROJECT,
-            REGION,
-            &s.name,
-            &s.stable,
-            RevisionProfile::healthy(),
-            s.rps * 8.0,
-        );
-    }
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
+    // Enough requests that a few seconds at 10 % already make a judgeable minute.
+    plan.add_services(&fake, 8.0);
     let mut chaos = crate::chaos_mix(seed);
     chaos.latency = (Duration::from_millis(1), Duration::from_millis(20));
     fake.faults()
@@ -199,12 +169,12 @@ pub async fn run_seed(seed: u64) -> SeedReport {
             let slot = rng.usize(0..2);
             if dead_until[slot].is_none() {
                 tokio::time::sleep(Duration::from_micros(rng.u64(0..30_000))).await;
-                if let Some(child) = procs[slot].child.as_mut() {
+                if let Some(child) = procs[slot].process.child.as_mut() {
                     let _ = child.kill();
                     let _ = child.wait();
                     report.sigkills += 1;
                 }
-                procs[slot].child = None;
+                procs[slot].process.child = None;
                 dead_until[slot] = Some(Instant::now() + Duration::from_millis(rng.u64(300..1500)));
             }
         }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use cutover::events::{BuildStatus, build_attributes, encode_build, encode_push};
+use cutover_fakes::encode::{build_attributes, encode_build, encode_push};
 use jiff::Timestamp;
 
 use crate::{PROJECT, REGION};
@@ -49,15 +49,8 @@ impl Publisher {
     pub fn build(&mut self, service: &str, at: Timestamp) -> Message {
         let id = self.id();
         let build_id = format!("b{id}-chaos");
-        let data = encode_build(
-            &build_id,
-            &BuildStatus::Success,
-            PROJECT,
-            service,
-            REGION,
-            at,
-        );
-        let attrs = build_attributes(&build_id, &BuildStatus::Success);
+        let data = encode_build(&build_id, "SUCCESS", PROJECT, service, REGION, at);
+        let attrs = build_attributes(&build_id, "SUCCESS");
         Message {
             body: envelope(&data, &attrs, &id, at, "cutover-builds"),
             id,
@@ -83,7 +76,7 @@ impl Publisher {
         let id = self.id();
         let state = if open { "open" } else { "closed" };
         let incident =
-            cutover::sim::pusher::incident(PROJECT, service, revision, REGION, state, at);
+            cutover_fakes::pusher::incident(PROJECT, service, revision, REGION, state, at);
         let data = serde_json::to_vec(&incident).expect("an incident");
         Message {
             body: envelope(&data, &BTreeMap::new(), &id, at, "cutover-alerts"),

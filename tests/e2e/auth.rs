@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use cutover::events::auth::PushEndpoint;
-use cutover::events::{BuildStatus, testing};
-use cutover::sim::pusher::PushSigner;
+use cutover_fakes::oidc as testing;
+use cutover_fakes::pusher::PushSigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
@@ -185,22 +185,22 @@ async fn a_token_for_one_endpoint_is_refused_on_the_others() {
     let signer = PushSigner {
         audience: AUDIENCE.to_string(),
         email: PUSHER.to_string(),
-        clock: t.clock.clone(),
+        clock: fake_clock(&t.clock),
     };
     // Each endpoint accepts its own token…
     t.push.signer = Some(signer.clone());
     assert_eq!(t.push.tick(t.clock.now()).await.unwrap().status, 200);
     assert_eq!(alert_status(&t, "closed").await, 200);
     // …and none accepts another's: a captured tick token cannot post an incident or a build.
-    t.push.authorization = Some(signer.authorization(PushEndpoint::Ticks));
+    t.push.authorization = Some(signer.authorization("ticks"));
     assert_eq!(alert_status(&t, "open").await, 401);
     let build = t
         .push
-        .build("replay", REGION, BuildStatus::Success, t.clock.now())
+        .build("replay", REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(build.status, 401);
-    t.push.authorization = Some(signer.authorization(PushEndpoint::Builds));
+    t.push.authorization = Some(signer.authorization("builds"));
     assert_eq!(t.push.tick(t.clock.now()).await.unwrap().status, 401);
 }
 
@@ -264,7 +264,7 @@ async fn unreachable_or_redirected_keys_answer_503_without_naming_them() {
 
 #[tokio::test]
 async fn plain_http_key_urls_are_refused_outside_loopback() {
-    let fake = cutover::sim::FakeGcp::start(cutover::clock::Clock::manual(t0())).await;
+    let fake = cutover_fakes::FakeGcp::start(cutover_fakes::FakeClock::manual(t0())).await;
     let with_jwks = |jwks: &str| {
         args(
             &fake,

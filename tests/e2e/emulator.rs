@@ -5,14 +5,14 @@
 //! Uses `PUBSUB_EMULATOR_HOST` when set (`.ci/run` starts the emulator); otherwise starts its
 //! own emulator with `gcloud beta emulators pubsub start` on a free port and stops it after.
 //! Without gcloud, its emulator component or Java it says it did not run and passes, unless
-//! `CUTOVER_REQUIRE_EMULATOR=1` (see `cutover::sim::emulator`).
+//! `CUTOVER_REQUIRE_EMULATOR=1` (see `cutover_fakes::emulator`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use cutover::events::{BuildStatus, build_attributes, encode_build};
-use cutover::sim::RevisionProfile;
-use cutover::sim::emulator::Emulator;
+use cutover_fakes::RevisionProfile;
+use cutover_fakes::emulator::Emulator;
+use cutover_fakes::encode::{build_attributes, encode_build};
 use google_cloud_pubsub::client::{Publisher, SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::{Message, PushConfig};
 
@@ -96,7 +96,7 @@ async fn a_build_published_through_the_emulator_rolls_out_to_completion() {
     );
     let build = encode_build(
         "5d6c1b2a-emulator",
-        &BuildStatus::Success,
+        "SUCCESS",
         PROJECT,
         "shop",
         REGION,
@@ -104,7 +104,7 @@ async fn a_build_published_through_the_emulator_rolls_out_to_completion() {
     );
     let msg = Message::new()
         .set_data(build)
-        .set_attributes(build_attributes("5d6c1b2a-emulator", &BuildStatus::Success));
+        .set_attributes(build_attributes("5d6c1b2a-emulator", "SUCCESS"));
     publishers["cloud-builds"]
         .publish(msg)
         .await

@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use cutover::events::BuildStatus;
-use cutover::sim::RevisionProfile;
+use cutover_fakes::RevisionProfile;
 
 use crate::helpers::*;
 
@@ -87,7 +86,7 @@ async fn messages_that_can_never_be_used_are_acknowledged_and_explained() {
     // A build for a service that does not exist.
     let p = t
         .push
-        .build("ghost", REGION, BuildStatus::Success, t.clock.now())
+        .build("ghost", REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(
@@ -131,12 +130,7 @@ async fn only_successful_builds_naming_a_service_start_rollouts() {
         &candidate_of("svc"),
         RevisionProfile::healthy(),
     );
-    for status in [
-        BuildStatus::Queued,
-        BuildStatus::Working,
-        BuildStatus::Failure,
-        BuildStatus::Cancelled,
-    ] {
+    for status in ["QUEUED", "WORKING", "FAILURE", "CANCELLED"] {
         let p = t
             .push
             .build("svc", REGION, status, t.clock.now())
@@ -154,7 +148,7 @@ async fn only_successful_builds_naming_a_service_start_rollouts() {
         .push(
             "/pubsub/builds",
             "b",
-            cutover::fixture!("payloads/cloudbuild-1.json"),
+            cutover_fakes::fixture!("payloads/cloudbuild-1.json"),
             &BTreeMap::new(),
             t.clock.now(),
         )
@@ -167,7 +161,7 @@ async fn only_successful_builds_naming_a_service_start_rollouts() {
     assert!(p.body["reason"].as_str().unwrap().contains("_SERVICE_NAME"));
     let p = t
         .push
-        .build("svc", REGION, BuildStatus::Success, t.clock.now())
+        .build("svc", REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(
@@ -183,17 +177,17 @@ async fn captured_alert_payloads_are_handled_as_google_sends_them() {
     for (file, data, why) in [
         (
             "monitoring-alert-1.json",
-            cutover::fixture!("payloads/monitoring-alert-1.json"),
+            cutover_fakes::fixture!("payloads/monitoring-alert-1.json"),
             "names no Cloud Run service",
         ),
         (
             "monitoring-alert-2.json",
-            cutover::fixture!("payloads/monitoring-alert-2.json"),
+            cutover_fakes::fixture!("payloads/monitoring-alert-2.json"),
             "not open",
         ),
         (
             "monitoring-alert-3.json",
-            cutover::fixture!("payloads/monitoring-alert-3.json"),
+            cutover_fakes::fixture!("payloads/monitoring-alert-3.json"),
             "test notification",
         ),
     ] {
@@ -223,7 +217,7 @@ async fn the_captured_push_envelope_decodes() {
         .push
         .post_raw(
             "/pubsub/ticks",
-            cutover::fixture!("payloads/pubsub-push-1.json").to_vec(),
+            cutover_fakes::fixture!("payloads/pubsub-push-1.json").to_vec(),
         )
         .await
         .unwrap();

@@ -1,6 +1,6 @@
 //! Google APIs misbehaving: conflicts, unavailability, server errors, and outbound auth.
 
-use cutover::sim::RevisionProfile;
+use cutover_fakes::RevisionProfile;
 
 use crate::helpers::*;
 
@@ -58,12 +58,7 @@ async fn a_run_api_that_stays_down_makes_pubsub_redeliver() {
     t.fake.faults().clear();
     let p = t
         .push
-        .build(
-            "down",
-            REGION,
-            cutover::events::BuildStatus::Success,
-            t.clock.now(),
-        )
+        .build("down", REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(p.status, 200, "the redelivery succeeds: {}", p.body);
@@ -162,7 +157,7 @@ async fn with_no_credentials_no_authorization_header_is_sent() {
 async fn project_and_region_come_from_the_metadata_server_when_not_configured() {
     use clap::Parser;
     let clock = cutover::clock::Clock::manual(t0());
-    let fake = cutover::sim::FakeGcp::start(clock.clone()).await;
+    let fake = cutover_fakes::FakeGcp::start(fake_clock(&clock)).await;
     fake.set_metadata("meta-project", "asia-northeast1");
     let base = fake.base_url();
     let host = fake.metadata_host();
@@ -181,9 +176,7 @@ async fn project_and_region_come_from_the_metadata_server_when_not_configured() 
         "none",
     ])
     .unwrap();
-    let cutover::config::Command::Serve(args) = cli.command else {
-        unreachable!()
-    };
+    let cutover::config::Command::Serve(args) = cli.command;
     let app = cutover::server::build(&args, clock).await.expect("starts");
     assert_eq!(app.project, "meta-project");
     assert_eq!(app.default_region, "asia-northeast1");

@@ -3,13 +3,12 @@
 //! answering when slow connections would exhaust the descriptors. Each test fails if its
 //! mechanism is removed.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cutover::clock::Clock;
-use cutover::events::{BuildStatus, testing};
-use cutover::sim::pusher::Pusher;
-use cutover::sim::{FakeGcp, RevisionProfile};
+use cutover_fakes::oidc as testing;
+use cutover_fakes::pusher::Pusher;
+use cutover_fakes::{FakeGcp, RevisionProfile};
 use futures::future::join_all;
 
 use crate::helpers::*;
@@ -94,7 +93,7 @@ async fn a_hanging_api_is_cut_off_at_the_event_deadline_and_nacked() {
     );
     let p = t
         .push
-        .build("hang", REGION, BuildStatus::Success, t.clock.now())
+        .build("hang", REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(p.status, 503, "a timed-out call is transient: {}", p.body);
@@ -128,33 +127,7 @@ async fn oversized_headers_are_refused() {
 
 // ---- the real binary ----
 
-struct Cutover {
-    child: Option<Child>,
-    base: String,
-}
-
-impl Cutover {
-    fn take(&mut self) -> Child {
-        self.child.take().expect("the process is still ours")
-    }
-}
-
-impl Drop for Cutover {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{Process as Cutover, free_port};
 
 async fn start_binary(fake: &FakeGcp, extra: &[(&str, &str)]) -> Cutover {
     start_binary_with(fake, extra, None).await
@@ -205,20 +178,16 @@ async fn start_binary_with(
         child: Some(cmd.spawn().unwrap()),
         base,
     };
-    for _ in 0..200 {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", cutover.base)).await
-            && r.status().is_success()
-        {
-            return cutover;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("cutover did not start");
+    assert!(
+        cutover.healthy(Duration::from_secs(5)).await,
+        "cutover did not start"
+    );
+    cutover
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_request_in_flight_finish_then_exits() {
-    let fake = FakeGcp::start(Clock::System).await;
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     fake.add_service(
         PROJECT,
         REGION,
@@ -239,7 +208,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits() {
     let mut child = cutover.take();
     let push = Pusher::new(&cutover.base, PROJECT);
     let in_flight = tokio::spawn(async move {
-        push.build("term", REGION, BuildStatus::Success, jiff::Timestamp::now())
+        push.build("term", REGION, "SUCCESS", jiff::Timestamp::now())
             .await
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -281,7 +250,7 @@ async fn tokens_never_reach_the_logs() {
     let jwks = format!("http://{}/certs", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let fake = FakeGcp::start(Clock::System).await;
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     fake.add_service(
         PROJECT,
         REGION,
@@ -328,7 +297,7 @@ async fn tokens_never_reach_the_logs() {
     let mut push = Pusher::new(&cutover.base, PROJECT);
     push.authorization = Some(format!("Bearer {good}"));
     assert_eq!(
-        push.build("logs", REGION, BuildStatus::Success, jiff::Timestamp::now())
+        push.build("logs", REGION, "SUCCESS", jiff::Timestamp::now())
             .await
             .unwrap()
             .status,
@@ -378,7 +347,7 @@ fn logs_of(mut cutover: Cutover) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_without_push_authentication_warns_once() {
-    let fake = FakeGcp::start(Clock::System).await;
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     let open = logs_of(start_binary(&fake, &[]).await);
     let warnings: Vec<&str> = open
         .lines()
@@ -416,7 +385,7 @@ async fn starting_without_push_authentication_warns_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_when_slow_connections_outnumber_the_descriptors() {
     use tokio::io::AsyncWriteExt;
-    let fake = FakeGcp::start(Clock::System).await;
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     // 128 descriptors in all, and four times as many connections that never finish their head.
     let cutover = start_binary_with(&fake, &[], Some(128)).await;
     let addr = cutover.base.trim_start_matches("http://").to_string();

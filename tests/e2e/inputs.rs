@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use cutover::events::BuildStatus;
-use cutover::sim::RevisionProfile;
-use cutover::sim::pusher::{Pushed, Pusher, incident};
+use cutover_fakes::RevisionProfile;
+use cutover_fakes::pusher::{Pushed, Pusher, incident};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -100,7 +99,7 @@ async fn a_build_for_a_region_ticks_never_evaluate_moves_no_traffic_and_is_refus
     deployed(&t, PROJECT, OTHER_REGION, "far");
     let p = t
         .push
-        .build("far", OTHER_REGION, BuildStatus::Success, t.clock.now())
+        .build("far", OTHER_REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     let d = refused(&p);
@@ -131,7 +130,7 @@ async fn a_build_for_another_project_moves_no_traffic_and_is_refused() {
     // The build ran in (and names) the other project.
     let other = Pusher::new(t.push.base(), OTHER_PROJECT);
     let p = other
-        .build("elsewhere", REGION, BuildStatus::Success, t.clock.now())
+        .build("elsewhere", REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     let d = refused(&p);
@@ -150,7 +149,7 @@ async fn rolling_in_other_region(service: &str) -> TestApp {
     deployed(&t, PROJECT, OTHER_REGION, service);
     let p = t
         .push
-        .build(service, OTHER_REGION, BuildStatus::Success, t.clock.now())
+        .build(service, OTHER_REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(

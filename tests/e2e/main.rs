@@ -3,6 +3,9 @@
 //!
 //! All in one test binary so the fakes and helpers compile once.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod helpers;
 
 mod auth;

@@ -1,6 +1,6 @@
 //! Whole rollouts through the HTTP endpoints, judged on the fake's modelled metrics.
 
-use cutover::sim::RevisionProfile;
+use cutover_fakes::RevisionProfile;
 
 use crate::helpers::*;
 
@@ -81,12 +81,7 @@ async fn a_candidate_answering_20_percent_5xx_is_back_at_0_after_its_first_judge
     // It stays rolled back: more ticks and a repeated build change nothing.
     t.tick_minutes(20).await;
     t.push
-        .build(
-            "payments",
-            REGION,
-            cutover::events::BuildStatus::Success,
-            t.clock.now(),
-        )
+        .build("payments", REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(t.candidate_steps("payments"), vec![0, 10, 0]);
@@ -241,12 +236,7 @@ async fn duplicate_deliveries_change_nothing() {
     for _ in 0..3 {
         let p = t
             .push
-            .build(
-                "dup",
-                REGION,
-                cutover::events::BuildStatus::Success,
-                t.clock.now(),
-            )
+            .build("dup", REGION, "SUCCESS", t.clock.now())
             .await
             .unwrap();
         assert_eq!(p.status, 200);
@@ -280,12 +270,7 @@ async fn a_newer_candidate_supersedes_the_rollout_in_progress() {
         RevisionProfile::healthy(),
     );
     t.push
-        .build(
-            "web",
-            REGION,
-            cutover::events::BuildStatus::Success,
-            t.clock.now(),
-        )
+        .build("web", REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(
@@ -518,12 +503,7 @@ async fn superseded_at(service: &str, percent: u8) -> (TestApp, String) {
     );
     let p = t
         .push
-        .build(
-            service,
-            REGION,
-            cutover::events::BuildStatus::Success,
-            t.clock.now(),
-        )
+        .build(service, REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(p.status, 200, "{}", p.body);

@@ -10,8 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
-use cutover::events::BuildStatus;
-use cutover::sim::RevisionProfile;
+use cutover_fakes::RevisionProfile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -238,9 +237,9 @@ async fn the_smoke_check_requests_only_the_configured_path_on_the_tag_urls_host(
 
 #[tokio::test]
 async fn smoke_paths_that_could_change_the_host_stop_start_up() {
-    let fake = cutover::sim::FakeGcp::start(cutover::clock::Clock::manual(t0())).await;
+    let fake = cutover_fakes::FakeGcp::start(cutover_fakes::FakeClock::manual(t0())).await;
     let parse = |path: &str| {
-        cutover::sim::local::serve_args(&fake, PROJECT, REGION, &["--smoke-path", path])
+        crate::support::try_serve_args(&fake, PROJECT, REGION, &["--smoke-path", path])
             .map(|a| a.smoke_path)
     };
     for bad in [
@@ -270,7 +269,7 @@ async fn acknowledged_answers_name_no_url() {
     // reason, minus the API's URL.
     let p = t
         .push
-        .build("ghost", REGION, BuildStatus::Success, t.clock.now())
+        .build("ghost", REGION, "SUCCESS", t.clock.now())
         .await
         .unwrap();
     assert_eq!(p.status, 200, "{}", p.body);

@@ -43,11 +43,7 @@ pub fn assert_loggable(what: &str, s: &str, max: usize) {
 /// the evaluated scope and path-safe; a refusal is bounded, printable and names a setting.
 pub fn check_resolution(named: Named<'_>) {
     let regions = regions();
-    let scope = Scope {
-        project: PROJECT,
-        default_region: DEFAULT_REGION,
-        regions: &regions,
-    };
+    let scope = Scope::new(PROJECT, DEFAULT_REGION, &regions).expect("valid settings");
     match scope.resolve(named) {
         Ok(ServiceRef {
             project,
@@ -55,8 +51,11 @@ pub fn check_resolution(named: Named<'_>) {
             name,
         }) => {
             assert_eq!(project, PROJECT, "acted on another project");
-            assert!(regions.contains(&region), "acted on region {region:?}");
-            for part in [&project, &region, &name] {
+            assert!(
+                regions.iter().any(|r| region == r.as_str()),
+                "acted on region {region:?}"
+            );
+            for part in [project.as_str(), region.as_str(), name.as_str()] {
                 assert!(path_safe(part), "{part:?} reaches a URL path");
                 assert_loggable("service part", part, 63);
             }

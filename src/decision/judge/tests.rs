@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::sim::simulate::Behaviour;
+use cutover_fakes::traffic::Behaviour;
 
 fn window() -> Window {
     Window {
@@ -30,7 +30,7 @@ fn stats(requests: u64, errors: u64, p99_bucket: usize) -> RevisionStats {
 
 /// Expected (noise-free) stats of `n` requests with a 5xx ratio and log-normal latency.
 fn expected(n: u64, error_rate: f64, p50: f64, p99: f64) -> RevisionStats {
-    Behaviour::new(error_rate, p50, p99).expected(n)
+    Behaviour::new(error_rate, p50, p99).expected(n).into()
 }
 
 fn verdict_kind(j: &Judgement) -> &'static str {
@@ -365,8 +365,8 @@ fn step_fails(
         into.latency.merge(&more.latency).unwrap();
     };
     for minute in 1..=65 {
-        add(&mut c, b.sample(rng, rps * 60.0 * share));
-        add(&mut s, b.sample(rng, rps * 60.0 * (1.0 - share)));
+        add(&mut c, b.sample(rng, rps * 60.0 * share).into());
+        add(&mut s, b.sample(rng, rps * 60.0 * (1.0 - share)).into());
         if minute < 5 {
             continue;
         }

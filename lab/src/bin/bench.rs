@@ -25,10 +25,9 @@ use base64::Engine;
 use clap::Parser;
 use cutover::clock::Clock;
 use cutover::config::ServeArgs;
-use cutover::events::BuildStatus;
 use cutover::server::{self, App};
-use cutover::sim::pusher::Pusher;
-use cutover::sim::{FakeGcp, RevisionProfile};
+use cutover_fakes::pusher::Pusher;
+use cutover_fakes::{FakeGcp, RevisionProfile};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
@@ -106,7 +105,7 @@ fn since_ms(from: Timestamp, to: Timestamp) -> f64 {
 }
 
 fn serve_args(fake: &FakeGcp, extra: &[&str]) -> Result<ServeArgs> {
-    cutover::sim::local::serve_args(fake, PROJECT, REGION, extra).map_err(|e| anyhow!(e))
+    cutover_lab::local::serve_args(fake, PROJECT, REGION, extra).map_err(|e| anyhow!(e))
 }
 
 /// An in-process cutover whose push arrivals on `/pubsub/alerts` are timestamped.
@@ -174,12 +173,9 @@ async fn start_rollouts(
         );
     }
     for chunk in services.chunks(50) {
-        let answers = futures::future::join_all(
-            chunk
-                .iter()
-                .map(|s| push.build(s, REGION, BuildStatus::Success, at)),
-        )
-        .await;
+        let answers =
+            futures::future::join_all(chunk.iter().map(|s| push.build(s, REGION, "SUCCESS", at)))
+                .await;
         for a in answers {
             let a = a.map_err(|e| anyhow!(e))?;
             if a.status != 200 {
@@ -267,7 +263,7 @@ impl Rest {
 
 async fn alert_end_to_end(quick: bool) -> Result<Vec<Row>> {
     let alerts = if quick { 3 } else { 20 };
-    let process = cutover::sim::emulator::Emulator::start(PROJECT)
+    let process = cutover_fakes::emulator::Emulator::start(PROJECT)
         .await
         .map_err(|e| anyhow!(e))?;
     let emu = Rest::new(&process.host);
@@ -311,7 +307,7 @@ async fn alert_end_to_end(quick: bool) -> Result<Vec<Row>> {
     }
 
     // cutover with 50 background rollouts and `alerts` target rollouts, all mid-rollout.
-    let fake = FakeGcp::start(Clock::System).await;
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     let inst = instance(&fake, Clock::System, &["--event-deadline", "20s"]).await?;
     let push = Pusher::new(&inst.base, PROJECT);
     let background: Vec<String> = (0..50).map(|i| format!("bg{i:02}")).collect();
@@ -355,7 +351,7 @@ async fn alert_end_to_end(quick: bool) -> Result<Vec<Row>> {
     let (mut e2e, mut share, mut emu_part) = (Vec::new(), Vec::new(), Vec::new());
     for s in &targets {
         let before = inst.alert_arrivals.lock().unwrap().len();
-        let incident = cutover::sim::pusher::incident(
+        let incident = cutover_fakes::pusher::incident(
             PROJECT,
             s,
             &candidate(s),
@@ -442,7 +438,7 @@ async fn alert_end_to_end(quick: bool) -> Result<Vec<Row>> {
 
 async fn controller_overhead(quick: bool) -> Result<Vec<Row>> {
     let n = if quick { 20 } else { 500 };
-    let fake = FakeGcp::start(Clock::System).await;
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     let inst = instance(&fake, Clock::System, &[]).await?;
     let push = Pusher::new(&inst.base, PROJECT);
     let services: Vec<String> = (0..n).map(|i| format!("svc{i:04}")).collect();
@@ -592,8 +588,9 @@ async fn scale(quick: bool) -> Result<Vec<Row>> {
     let total = if quick { 100 } else { 1000 };
     let mut rows = Vec::new();
     for &active in sizes {
-        let clock = Clock::manual("2026-12-01T09:00:00Z".parse()?);
-        let fake = FakeGcp::start(clock.clone()).await;
+        let fake_clock = cutover_fakes::FakeClock::manual("2026-12-01T09:00:00Z".parse()?);
+        let clock = cutover_lab::local::clock(&fake_clock);
+        let fake = FakeGcp::start(fake_clock).await;
         let inst = instance(&fake, clock.clone(), &["--event-deadline", "60s"]).await?;
         let push = Pusher::new(&inst.base, PROJECT);
         let rolling: Vec<String> = (0..active).map(|i| format!("roll{i:04}")).collect();
@@ -730,7 +727,7 @@ async fn throughput(quick: bool) -> Result<Vec<Row>> {
     }
     let seconds = if quick { 1 } else { 10 };
     let bin = process::cutover_binary()?;
-    let fake = FakeGcp::start(Clock::System).await;
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     // The server under load is the real binary, a separate process.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -758,22 +755,22 @@ async fn throughput(quick: bool) -> Result<Vec<Row>> {
             20.0,
         );
     }
-    let build_data = cutover::events::encode_build(
+    let build_data = cutover_fakes::encode::encode_build(
         "b-dup",
-        &BuildStatus::Success,
+        "SUCCESS",
         PROJECT,
         "dup",
         REGION,
         Timestamp::now(),
     );
-    let build = cutover::events::encode_push(
+    let build = cutover_fakes::encode::encode_push(
         &build_data,
-        &cutover::events::build_attributes("b-dup", &BuildStatus::Success),
+        &cutover_fakes::encode::build_attributes("b-dup", "SUCCESS"),
         "42",
         Timestamp::now(),
         "projects/p/subscriptions/builds",
     );
-    let tick = cutover::events::encode_push(
+    let tick = cutover_fakes::encode::encode_push(
         br#"{"kind":"tick"}"#,
         &BTreeMap::new(),
         "43",

@@ -3,20 +3,18 @@
 //! constructed examples). Files are embedded at compile time, so a missing one is a build error
 //! naming its path, and nothing reads beside the checkout at run time.
 
+// `__fixtures_dir!`, written by build.rs. (This crate's own tests reach the folder through its
+// manifest instead: a macro exported from an `include!` cannot be named by path in its own crate.)
+include!(concat!(env!("OUT_DIR"), "/fixtures_dir.rs"));
+
 /// The bytes of `tests/fixtures/<path>` as a `&'static [u8]`, embedded at compile time; usable
-/// in `const` items: `const PUSH: &[u8] = cutover::fixture!("payloads/pubsub-push-1.json");`
-/// (`crate::fixture!` inside this crate).
+/// in `const` items: `const PUSH: &[u8] = cutover_fakes::fixture!("payloads/pubsub-push-1.json");`
 ///
-/// The path resolves against the calling crate's `CARGO_MANIFEST_DIR`, so only this package's own
-/// code (unit tests in `src/`, `tests/`, `src/bin/`) can use it.
+/// The folder is the repository's, whichever crate calls this (`build.rs` resolves it).
 #[macro_export]
 macro_rules! fixture {
     ($path:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/",
-            $path
-        )) as &'static [u8]
+        include_bytes!(concat!($crate::__fixtures_dir!(), $path)) as &'static [u8]
     };
 }
 
@@ -27,13 +25,13 @@ mod tests {
     /// Every vendored capture says where it came from, and SOURCES.md describes no missing file.
     #[test]
     fn every_captured_payload_has_its_provenance_in_sources_md() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/payloads");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/payloads");
         let files: BTreeSet<String> = std::fs::read_dir(dir)
             .unwrap_or_else(|e| panic!("{dir}: {e}"))
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|name| name != "SOURCES.md")
             .collect();
-        let sources = std::str::from_utf8(crate::fixture!("payloads/SOURCES.md")).unwrap();
+        let sources = std::fs::read_to_string(format!("{dir}/SOURCES.md")).unwrap();
         let described: BTreeSet<String> = sources
             .lines()
             .filter_map(|l| l.strip_prefix("### "))

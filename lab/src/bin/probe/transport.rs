@@ -22,9 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cutover::clock::Clock;
-use cutover::sim::FakeGcp;
-use cutover::sim::pusher::{PushSigner, Pusher};
+use cutover_fakes::FakeGcp;
+use cutover_fakes::pusher::{PushSigner, Pusher};
 
 use crate::process::{cutover_binary, jwks, vm_rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,7 +64,7 @@ pub async fn run(args: Args) -> Result<()> {
         own_limit.map_or("unknown".into(), |l| l.to_string())
     );
     let bin = cutover_binary()?;
-    let fake = FakeGcp::start(Clock::System).await;
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     let jwks = jwks().await?;
 
     // (b) first, on a fresh server, so that its memory is compared with a true idle figure.
@@ -126,7 +125,7 @@ impl Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let mut flags = cutover::sim::local::flags(fake, PROJECT, REGION);
+        let mut flags = cutover_fakes::flags::flags(fake, PROJECT, REGION);
         flags.extend(["--port".to_string(), port.to_string()]);
         // Push authentication on: the later settings win over the fakes' `--push-auth none`.
         let auth = [
@@ -219,7 +218,7 @@ async fn signed_tick(port: u16) -> Result<(), String> {
     push.signer = Some(PushSigner {
         audience: AUDIENCE.to_string(),
         email: PUSHER.to_string(),
-        clock: Clock::System,
+        clock: cutover_fakes::FakeClock::System,
     });
     let tick = tokio::time::timeout(Duration::from_secs(5), push.tick(jiff::Timestamp::now()));
     match tick.await {

@@ -1,4 +1,9 @@
-//! Identifiers taken from messages, checked once, where they enter.
+//! Identifiers taken from messages and settings, checked once, where they enter; and free text
+//! made safe to keep ([`text`]).
+//!
+//! A leaf: it imports nothing of cutover, so the decision core, the event decoders and the API
+//! clients can all name services and revisions with the same checked types
+//! ([`crate::target::ServiceRef`] is built from them only).
 //!
 //! Every id cutover acts on or logs comes from an unauthenticated-by-content message body (a
 //! valid push token says who sent it, not that its fields are sane). An [`Id`] can only be made
@@ -17,12 +22,19 @@
 //!
 //! None of these rules admits a control character, a space, `/`, `?`, `#` or `%`, so an id is
 //! safe in a log line, a JSON body and a URL path segment as it is. Free text (an incident's
-//! summary) has no shape; it is bounded and made printable by [`super::text::printable`].
+//! summary) has no shape; it is bounded and made printable by [`text::printable`].
+//!
+//! The service name rule is the Run Admin API v2's for `serviceId` ("must begin with letter, and
+//! cannot end with hyphen; must contain fewer than 50 characters", lowercase letters, digits and
+//! hyphens like every segment of the parent path); every id cutover acts on passes it, whether
+//! it came from a build, an incident, a listing or a test.
+
+pub mod text;
 
 use std::fmt;
 use std::marker::PhantomData;
 
-use super::text::excerpt;
+use text::excerpt;
 
 /// The rule one kind of id obeys.
 pub trait Shape {
@@ -123,6 +135,18 @@ impl<S> PartialEq for Id<S> {
 }
 
 impl<S> Eq for Id<S> {}
+
+impl<S> PartialOrd for Id<S> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<S> Ord for Id<S> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
 
 impl<S> std::hash::Hash for Id<S> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {

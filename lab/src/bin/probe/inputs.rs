@@ -17,11 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use cutover::clock::Clock;
-use cutover::events::BuildStatus;
 use cutover::server::MAX_BODY_BYTES;
-use cutover::sim::pusher::{PushSigner, Pusher, incident};
-use cutover::sim::{FakeGcp, RevisionProfile};
+use cutover_fakes::pusher::{PushSigner, Pusher, incident};
+use cutover_fakes::{FakeGcp, RevisionProfile};
 use futures::StreamExt;
 use jiff::Timestamp;
 use serde_json::json;
@@ -70,7 +68,7 @@ impl Server {
         let jwks = jwks().await?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
-            .args(cutover::sim::local::flags(fake, PROJECT, REGION))
+            .args(cutover_fakes::flags::flags(fake, PROJECT, REGION))
             .args(["--port", &port.to_string(), "--log-format", "json"])
             .args(["--push-auth", "google", "--jwks-url", &jwks])
             .args(["--push-audience", AUDIENCE])
@@ -119,7 +117,7 @@ fn signed_pusher(base: &str) -> Pusher {
     p.signer = Some(PushSigner {
         audience: AUDIENCE.to_string(),
         email: PUSHER.to_string(),
-        clock: Clock::System,
+        clock: cutover_fakes::FakeClock::System,
     });
     p
 }
@@ -170,7 +168,7 @@ fn build_body(i: usize, id_bytes: usize) -> Vec<u8> {
 
 fn envelope(data: &[u8], i: usize, subscription: &str) -> Vec<u8> {
     let sub = format!("projects/{PROJECT}/subscriptions/{subscription}");
-    let v = cutover::events::encode_push(
+    let v = cutover_fakes::encode::encode_push(
         data,
         &Default::default(),
         &(5_000_000 + i).to_string(),
@@ -198,7 +196,7 @@ pub async fn run(args: Args) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("cutover-probe-inputs-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let log = args.log.clone().unwrap_or_else(|| dir.join("cutover.log"));
-    let fake = FakeGcp::start(Clock::System).await;
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     fake.add_service(
         PROJECT,
         REGION,
@@ -219,7 +217,7 @@ pub async fn run(args: Args) -> Result<()> {
 
     // Idle: started, a rollout under way (the alerts below need one), a few requests served.
     let started = push
-        .build("api", REGION, BuildStatus::Success, Timestamp::now())
+        .build("api", REGION, "SUCCESS", Timestamp::now())
         .await
         .map_err(|e| anyhow!(e))?;
     if started.status != 200 {

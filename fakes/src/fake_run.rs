@@ -1009,11 +1009,11 @@ fn answer_tag(shared: &Shared, host: &str, uri: &Uri) -> Response {
 mod tests {
     use super::super::testkit::*;
     use super::*;
-    use crate::sim::RevisionProfile;
+    use crate::RevisionProfile;
 
     const SVC: &str = "/v2/projects/acme-prod/locations/us-central1/services/api";
 
-    async fn get_json(fake: &crate::sim::FakeGcp, path: &str) -> (u16, Value) {
+    async fn get_json(fake: &crate::FakeGcp, path: &str) -> (u16, Value) {
         let response = http()
             .get(format!("{}{path}", fake.base_url()))
             .bearer_auth("fake-token-1")
@@ -1024,7 +1024,7 @@ mod tests {
         (status, response.json().await.unwrap())
     }
 
-    async fn patch_json(fake: &crate::sim::FakeGcp, query: &str, body: &Value) -> (u16, Value) {
+    async fn patch_json(fake: &crate::FakeGcp, query: &str, body: &Value) -> (u16, Value) {
         let response = http()
             .patch(format!("{}{SVC}{query}", fake.base_url()))
             .json(body)
@@ -1511,7 +1511,7 @@ mod tests {
     #[tokio::test]
     async fn outside_writers_change_the_etag() {
         let (fake, _clock) = fake_with_candidate().await;
-        let etag = |f: &crate::sim::FakeGcp| f.service_json(PROJECT, REGION, "api")["etag"].clone();
+        let etag = |f: &crate::FakeGcp| f.service_json(PROJECT, REGION, "api")["etag"].clone();
         let e0 = etag(&fake);
         fake.touch_labels(PROJECT, REGION, "api");
         let e1 = etag(&fake);
@@ -1679,7 +1679,7 @@ mod tests {
     /// connection garble the answer of a call that *was* handled.
     #[tokio::test]
     async fn run_answers_can_be_garbled() {
-        use crate::sim::Garble;
+        use crate::Garble;
         let (fake, _clock) = fake_with_candidate().await;
         fake.faults().run_garbled(1, Garble::Html404);
         let r = http()
@@ -1806,7 +1806,7 @@ mod tests {
     async fn a_conflicting_writer_can_change_an_annotation() {
         let (fake, _clock) = fake_with_candidate().await;
         fake.faults()
-            .concurrent_change(crate::sim::ConcurrentChange::Annotation)
+            .concurrent_change(crate::ConcurrentChange::Annotation)
             .conflict_next_patches(1);
         let mut body = fake.service_json(PROJECT, REGION, "api");
         body["traffic"] = canary_traffic();
@@ -1863,9 +1863,9 @@ mod tests {
     /// about the configured ratio.
     #[tokio::test]
     async fn chaos_is_seeded_and_counted() {
-        async fn statuses(seed: u64) -> (Vec<u16>, crate::sim::FaultCounts) {
+        async fn statuses(seed: u64) -> (Vec<u16>, crate::FaultCounts) {
             let (fake, _clock) = fake_with_service().await;
-            let mut chaos = crate::sim::Chaos::new(seed);
+            let mut chaos = crate::Chaos::new(seed);
             chaos.transient_ratio = 0.3;
             chaos.latency = (
                 std::time::Duration::ZERO,

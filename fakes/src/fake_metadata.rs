@@ -135,11 +135,7 @@ async fn value(
 mod tests {
     use super::super::testkit::*;
 
-    async fn get(
-        fake: &crate::sim::FakeGcp,
-        path: &str,
-        flavor: bool,
-    ) -> (u16, Option<String>, String) {
+    async fn get(fake: &crate::FakeGcp, path: &str, flavor: bool) -> (u16, Option<String>, String) {
         let mut request = http().get(format!("http://{}{path}", fake.metadata_host()));
         if flavor {
             request = request.header("Metadata-Flavor", "Google");

@@ -1,50 +1,59 @@
-//! In-process fakes of the Google APIs cutover talks to, speaking their real wire formats on one
-//! axum server bound to `127.0.0.1:0`.
+//! cutover-fakes: in-process fakes of the Google APIs cutover talks to, speaking their real wire
+//! formats on one axum server bound to `127.0.0.1:0`, and the means to drive cutover as Google
+//! would (Pub/Sub push with its OIDC token, the Pub/Sub emulator).
 //!
-//! cutover's tests and `cutover demo` cannot reach Google, so these fakes *are* Google for them:
-//! they are written from a digest of Google's API documentation (`docs/gcp-wire.md`) and the captured
-//! payloads in `tests/fixtures/payloads/`, against the JSON on the wire (never against cutover's
-//! own client types), and where a fake and the reference disagree the fake is wrong. Everything
-//! time-related follows the [`Clock`] the fake was started with, so a five-minute soak on a
-//! manual clock takes milliseconds.
+//! cutover's tests, the demo and the bench cannot reach Google, so these fakes *are* Google for
+//! them: they are written from a digest of Google's API documentation (`docs/gcp-wire.md`) and the
+//! captured payloads in `tests/fixtures/payloads/`, against the JSON on the wire. This crate does
+//! not depend on cutover at all, so it cannot borrow cutover's client types; where a fake and the
+//! reference disagree the fake is wrong. Everything time-related follows the [`FakeClock`] the
+//! fake was started with, so a five-minute soak on a manual clock takes milliseconds.
 //!
 //! # Layout
 //! * `fake_run.rs`: Cloud Run Admin v2 — services, revisions, PATCH + operations, tag URLs.
 //! * `fake_monitoring.rs`: Cloud Monitoring v3 `timeSeries.list` for Cloud Run's request metrics.
 //! * `fake_metadata.rs`: the metadata server (token, project, region).
+//! * `traffic.rs`: the one traffic model (log-normal latency, Cloud Run's latency buckets,
+//!   Poisson counts), shared by the fake Monitoring, the simulator and cutover's decision tests.
 //! * `model.rs`: how traffic and revision profiles turn into per-minute metrics.
 //! * `world.rs`: the shared state and its scenario-level transitions.
 //! * `faults.rs`: injected failures (error bursts, etag races, garbled answers, failing or stuck
 //!   operations, odd Monitoring answers, latency, late metrics), scheduled or seeded chaos.
 //! * `wire.rs`: googleapis conventions shared by all fakes (error envelope, HTML 404, …).
+//! * `clock.rs`: [`FakeClock`], the time shared with cutover's manual clock.
+//! * `encode.rs`: Pub/Sub push envelopes and Cloud Build notifications as their producers send them.
+//! * `oidc.rs`: the test-only signing key, its JWKS and Google-shaped push tokens.
 //! * `pusher.rs`: sends Pub/Sub push requests to a cutover server (tests, demo).
-//! * `demo.rs`: `cutover demo`.
-//! * `fixtures.rs`: [`fixture!`](crate::fixture), the tests' access to `tests/fixtures/`.
+//! * `emulator.rs`: starts the real Pub/Sub emulator on a free port.
+//! * `flags.rs`: the `cutover serve` flags that point cutover at a fake.
+//! * `fixtures.rs`: [`fixture!`](crate::fixture), access to the repository's `tests/fixtures/`.
 //!
 //! # Use
 //! ```no_run
 //! # async fn demo() {
-//! use cutover::{clock::Clock, sim::{FakeGcp, RevisionProfile}};
-//! let clock = Clock::manual("2026-08-20T10:00:00Z".parse().unwrap());
+//! use cutover_fakes::{FakeClock, FakeGcp, RevisionProfile};
+//! let clock = FakeClock::manual("2026-08-20T10:00:00Z".parse().unwrap());
 //! let fake = FakeGcp::start(clock.clone()).await;
 //! fake.add_service("acme-prod", "us-central1", "api", "api-00001-abc", RevisionProfile::healthy(), 100.0);
 //! fake.deploy("acme-prod", "us-central1", "api", "api-00002-def", RevisionProfile::healthy().with_error_ratio(0.2));
 //! // point CUTOVER_RUN_ENDPOINT / CUTOVER_MONITORING_ENDPOINT at fake.base_url(),
-//! // GCE_METADATA_HOST at fake.metadata_host(), then drive cutover and advance `clock`.
+//! // GCE_METADATA_HOST at fake.metadata_host(), run cutover on `clock.shared()` and advance it.
 //! # }
 //! ```
 
-pub mod demo;
+pub mod clock;
 pub mod emulator;
+pub mod encode;
 mod fake_metadata;
 mod fake_monitoring;
 mod fake_run;
 mod faults;
 mod fixtures;
-pub mod local;
+pub mod flags;
 mod model;
+pub mod oidc;
 pub mod pusher;
-pub mod simulate;
+pub mod traffic;
 mod wire;
 mod world;
 
@@ -61,8 +70,7 @@ use axum::{
 };
 use serde_json::Value;
 
-use crate::clock::Clock;
-
+pub use clock::FakeClock;
 pub use faults::{Chaos, ConcurrentChange, FaultCounts, FaultHandle, Garble};
 pub use model::RevisionProfile;
 pub use world::{RecordedRequest, TrafficChange};
@@ -100,7 +108,7 @@ impl FakeGcp {
     ///
     /// # Panics
     /// If no local port can be bound.
-    pub async fn start(clock: Clock) -> FakeGcp {
+    pub async fn start(clock: FakeClock) -> FakeGcp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("FakeGcp: cannot bind 127.0.0.1:0");
@@ -129,7 +137,7 @@ impl FakeGcp {
     }
 
     /// The clock the fake reads.
-    pub fn clock(&self) -> Clock {
+    pub fn clock(&self) -> FakeClock {
         lock(&self.shared).clock.clone()
     }
 
@@ -388,19 +396,18 @@ async fn record(State(shared): State<Shared>, request: Request, next: Next) -> R
     response
 }
 
-/// Shared fixtures for the fakes' tests.
-#[cfg(test)]
-pub(crate) mod testkit {
-    use super::{FakeGcp, RevisionProfile};
-    use crate::clock::Clock;
+/// A fake with one service (and a candidate) at a fixed time: the fakes' own tests and cutover's
+/// unit tests start from it.
+pub mod testkit {
+    use super::{FakeClock, FakeGcp, RevisionProfile};
 
-    pub(crate) const PROJECT: &str = "acme-prod";
-    pub(crate) const REGION: &str = "us-central1";
-    pub(crate) const T0: &str = "2026-08-20T10:00:00Z";
+    pub const PROJECT: &str = "acme-prod";
+    pub const REGION: &str = "us-central1";
+    pub const T0: &str = "2026-08-20T10:00:00Z";
 
     /// Service `api` serving 100 % on `api-00001-abc` at 100 rps, at `T0` on a manual clock.
-    pub(crate) async fn fake_with_service() -> (FakeGcp, Clock) {
-        let clock = Clock::manual(T0.parse().unwrap());
+    pub async fn fake_with_service() -> (FakeGcp, FakeClock) {
+        let clock = FakeClock::manual(T0.parse().unwrap());
         let fake = FakeGcp::start(clock.clone()).await;
         fake.add_service(
             PROJECT,
@@ -414,7 +421,7 @@ pub(crate) mod testkit {
     }
 
     /// The same, with candidate `api-00002-def` deployed without traffic.
-    pub(crate) async fn fake_with_candidate() -> (FakeGcp, Clock) {
+    pub async fn fake_with_candidate() -> (FakeGcp, FakeClock) {
         let (fake, clock) = fake_with_service().await;
         fake.deploy(
             PROJECT,
@@ -426,7 +433,8 @@ pub(crate) mod testkit {
         (fake, clock)
     }
 
-    pub(crate) fn http() -> reqwest::Client {
+    /// A plain HTTP client for talking to the fake.
+    pub fn http() -> reqwest::Client {
         reqwest::Client::new()
     }
 }

@@ -1,4 +1,4 @@
-//! `cutover demo`: a whole rollout loop on one machine, no cloud account needed.
+//! `lab demo`: a whole rollout loop on one machine, no cloud account needed.
 //!
 //! Starts the fake Google APIs and the real cutover server in-process on loopback, then drives
 //! them only through real HTTP push requests, on a manual clock so that 5-minute soaks take
@@ -12,13 +12,13 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::broadcast;
 
-use super::pusher::Pusher;
-use super::{FakeGcp, RevisionProfile};
-use crate::clock::Clock;
-use crate::config::Scenario;
-use crate::events::BuildStatus;
-use crate::reconcile::DecisionRecord;
-use crate::server;
+use cutover::clock::Clock;
+use cutover::reconcile::DecisionRecord;
+use cutover::server;
+use cutover_fakes::pusher::Pusher;
+use cutover_fakes::{FakeClock, FakeGcp, RevisionProfile};
+
+use crate::cli::Scenario;
 
 const PROJECT: &str = "demo-project";
 const REGION: &str = "us-central1";
@@ -32,7 +32,7 @@ pub struct DemoError(String);
 
 /// Settings for the in-process server: everything explicit, so the caller's environment cannot
 /// change the demo.
-pub fn serve_args(fake: &FakeGcp) -> Result<crate::config::ServeArgs, DemoError> {
+pub fn serve_args(fake: &FakeGcp) -> Result<cutover::config::ServeArgs, DemoError> {
     let extra = [
         "--smoke-path",
         "/healthz",
@@ -53,7 +53,7 @@ pub fn serve_args(fake: &FakeGcp) -> Result<crate::config::ServeArgs, DemoError>
         "--event-deadline",
         "20s",
     ];
-    super::local::serve_args(fake, PROJECT, REGION, &extra).map_err(DemoError)
+    crate::local::serve_args(fake, PROJECT, REGION, &extra).map_err(DemoError)
 }
 
 struct Run {
@@ -68,8 +68,9 @@ pub async fn run(scenario: Scenario) -> Result<(), DemoError> {
     let start: Timestamp = "2026-12-01T09:00:00Z"
         .parse()
         .map_err(|e| DemoError(format!("{e}")))?;
-    let clock = Clock::manual(start);
-    let fake = FakeGcp::start(clock.clone()).await;
+    let fake_clock = FakeClock::manual(start);
+    let clock = crate::local::clock(&fake_clock);
+    let fake = FakeGcp::start(fake_clock).await;
     let args = serve_args(&fake)?;
     let app = server::build(&args, clock.clone())
         .await
@@ -179,7 +180,7 @@ impl Run {
         );
         let pushed = self
             .pusher
-            .build(service, REGION, BuildStatus::Success, self.clock.now())
+            .build(service, REGION, "SUCCESS", self.clock.now())
             .await
             .map_err(DemoError)?;
         if pushed.status != 200 {
@@ -250,7 +251,7 @@ pub fn line(d: &DecisionRecord, began: Timestamp) -> String {
         .unwrap_or_else(|| "-".into());
     let errors = d
         .error_rate
-        .map(crate::decision::judge::pct)
+        .map(cutover::decision::judge::pct)
         .unwrap_or_else(|| "-".into());
     let p99 = d
         .p99_ms

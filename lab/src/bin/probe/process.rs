@@ -7,17 +7,22 @@ use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
 use axum::routing::get;
-use cutover::events::testing;
+use cutover_fakes::oidc;
 
-/// The `cutover` binary next to this one, rebuilt first so it matches the source.
+/// The product's `cutover` binary next to this one (the workspace's `target/release/`), built
+/// first with `cargo build --release -p cutover --bin cutover` so it matches the source: the
+/// lab's binaries do not depend on it, so `cargo run --bin bench` alone would not build it.
 pub(crate) fn cutover_binary() -> Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--bin", "cutover"])
+        .args(["build", "--release", "-p", "cutover", "--bin", "cutover"])
         .status()
         .context("running cargo build")?;
     let bin = std::env::current_exe()?.with_file_name("cutover");
     if !status.success() || !bin.exists() {
-        bail!("could not build the server: cargo build --release --bin cutover");
+        bail!(
+            "could not build the server ({}): cargo build --release -p cutover --bin cutover",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -34,8 +39,7 @@ pub(crate) fn vm_rss_kib(pid: u32) -> Result<u64> {
 
 /// A local JWKS endpoint publishing the test signing key; its URL.
 pub(crate) async fn jwks() -> Result<String> {
-    let app =
-        axum::Router::new().route("/certs", get(|| async { axum::Json(testing::jwks_json()) }));
+    let app = axum::Router::new().route("/certs", get(|| async { axum::Json(oidc::jwks_json()) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });

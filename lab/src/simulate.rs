@@ -1,5 +1,5 @@
-//! `cutover simulate`: Monte Carlo of whole rollouts, on a simulated clock, through the same
-//! decision code that runs in production ([`crate::decision::decide`]).
+//! `lab simulate`: Monte Carlo of whole rollouts, on a simulated clock, through the same
+//! decision code that runs in production ([`cutover::decision::decide`]).
 //!
 //! Each run is one rollout of one candidate on one service: the build starts it, a tick comes
 //! every simulated minute, and metrics for a window are what the simulated revisions served in
@@ -22,23 +22,18 @@ use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::config::SimulateArgs;
-use crate::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
-use crate::decision::record::RECORD_KEYS;
-use crate::decision::stats::normal_cdf;
-use crate::decision::{
+use crate::cli::SimulateArgs;
+use cutover::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
+use cutover::decision::record::RECORD_KEYS;
+use cutover::decision::{
     Action, Decision, Evidence, JudgeKind, Kind, Need, Observed, Phase, Policy, Record, Trigger,
     decide,
 };
-use crate::target::ServiceRef;
+use cutover::target::ServiceRef;
+use cutover_fakes::traffic::{self, Behaviour};
 
 const STABLE: &str = "sim-00001-stb";
 const CANDIDATE: &str = "sim-00002-cnd";
-/// z of the 99th percentile of the standard normal.
-const Z99: f64 = 2.326_347_874;
-/// Cloud Run's latency layout: bounds 1.4^0 … 1.4^64 ms (65 bounds, 66 buckets).
-const FINITE_BUCKETS: i32 = 64;
-const GROWTH: f64 = 1.4;
 /// A run that has not ended after this long is reported as unfinished (cannot happen with a
 /// finite max hold, but a simulation must terminate).
 const MAX_MINUTES: u32 = 24 * 60;
@@ -105,162 +100,6 @@ impl Candidate {
 pub struct Cell {
     pub rps: f64,
     pub candidate: Candidate,
-}
-
-/// What a revision does with each request: its 5xx ratio and a log-normal latency.
-#[derive(Clone, Debug)]
-pub struct Behaviour {
-    error_rate: f64,
-    /// (bucket index, probability) for the buckets a request can land in.
-    buckets: Vec<(usize, f64)>,
-}
-
-impl Behaviour {
-    pub fn new(error_rate: f64, p50_ms: f64, p99_ms: f64) -> Behaviour {
-        let mu = p50_ms.ln();
-        let sigma = (p99_ms.max(p50_ms) / p50_ms).ln() / Z99;
-        let n = (FINITE_BUCKETS + 2) as usize;
-        let cdf = |x: f64| {
-            if x <= 0.0 {
-                0.0
-            } else if !x.is_finite() {
-                1.0
-            } else if sigma < 1e-9 {
-                if x > p50_ms { 1.0 } else { 0.0 }
-            } else {
-                normal_cdf((x.ln() - mu) / sigma)
-            }
-        };
-        let buckets = (0..n)
-            .map(|b| {
-                let (lo, hi) = bucket_edges(b);
-                (b, (cdf(hi) - cdf(lo)).max(0.0))
-            })
-            .filter(|(_, p)| *p > 1e-15)
-            .collect();
-        Behaviour {
-            error_rate: error_rate.clamp(0.0, 1.0),
-            buckets,
-        }
-    }
-
-    /// Requests in one stretch of time with `lam` expected requests, split into (5xx or not) ×
-    /// latency bucket cells, each an independent Poisson count: exactly a thinned Poisson
-    /// process. Adds them to `counts` (Cloud Run's 66 buckets) and returns (requests, 5xx).
-    fn sample_into(&self, rng: &mut fastrand::Rng, lam: f64, counts: &mut [u64]) -> (u64, u64) {
-        let (mut n, mut e) = (0, 0);
-        if lam > 0.0 {
-            for &(i, p) in &self.buckets {
-                let ok = poisson(rng, lam * p * (1.0 - self.error_rate));
-                let err = poisson(rng, lam * p * self.error_rate);
-                counts[i] += ok + err;
-                n += ok + err;
-                e += err;
-            }
-        }
-        (n, e)
-    }
-
-    /// What this revision serves with `lam` expected requests (for tests of the gates).
-    pub fn sample(&self, rng: &mut fastrand::Rng, lam: f64) -> RevisionStats {
-        let bounds = layout();
-        let mut counts = vec![0; bounds.len() + 1];
-        let (requests, errors_5xx) = self.sample_into(rng, lam, &mut counts);
-        RevisionStats {
-            requests,
-            errors_5xx,
-            latency: Histogram { bounds, counts },
-        }
-    }
-
-    /// The expected stats of `n` requests, rounded (for deterministic tests of the gates).
-    pub fn expected(&self, n: u64) -> RevisionStats {
-        let bounds = layout();
-        let mut counts = vec![0; bounds.len() + 1];
-        for &(i, p) in &self.buckets {
-            counts[i] = (n as f64 * p).round() as u64;
-        }
-        let requests = counts.iter().sum();
-        RevisionStats {
-            requests,
-            errors_5xx: (requests as f64 * self.error_rate).round() as u64,
-            latency: Histogram { bounds, counts },
-        }
-    }
-}
-
-fn bucket_edges(b: usize) -> (f64, f64) {
-    let lower = if b == 0 {
-        0.0
-    } else {
-        GROWTH.powi(b as i32 - 1)
-    };
-    let upper = if b as i32 > FINITE_BUCKETS {
-        f64::INFINITY
-    } else {
-        GROWTH.powi(b as i32)
-    };
-    (lower, upper)
-}
-
-fn layout() -> Vec<f64> {
-    (0..=FINITE_BUCKETS).map(|i| GROWTH.powi(i)).collect()
-}
-
-/// ln k! (exact below 10, Stirling's series above: error below 1e-10).
-fn ln_factorial(k: u64) -> f64 {
-    const SMALL: [f64; 10] = [
-        1.0, 1.0, 2.0, 6.0, 24.0, 120.0, 720.0, 5040.0, 40320.0, 362880.0,
-    ];
-    if k < 10 {
-        return SMALL[k as usize].ln();
-    }
-    let k = k as f64;
-    let k2 = k * k;
-    k * k.ln() - k + 0.5 * (2.0 * std::f64::consts::PI * k).ln() + 1.0 / (12.0 * k)
-        - 1.0 / (360.0 * k * k2)
-        + 1.0 / (1260.0 * k * k2 * k2)
-}
-
-/// A Poisson draw: inversion for small means, Hörmann's PTRS (transformed rejection) above.
-fn poisson(rng: &mut fastrand::Rng, lam: f64) -> u64 {
-    if lam.is_nan() || lam <= 0.0 {
-        return 0;
-    }
-    if lam < 10.0 {
-        let u = rng.f64();
-        let mut k = 0u64;
-        let mut p = (-lam).exp();
-        let mut s = p;
-        while u > s && k < 10_000 {
-            k += 1;
-            p *= lam / k as f64;
-            s += p;
-        }
-        return k;
-    }
-    let slam = lam.sqrt();
-    let loglam = lam.ln();
-    let b = 0.931 + 2.53 * slam;
-    let a = -0.059 + 0.02483 * b;
-    let inv_alpha = 1.1239 + 1.1328 / (b - 3.4);
-    let vr = 0.9277 - 3.6224 / (b - 2.0);
-    loop {
-        let u = rng.f64() - 0.5;
-        let v = rng.f64();
-        let us = 0.5 - u.abs();
-        let k = ((2.0 * a / us + b) * u + lam + 0.43).floor();
-        if us >= 0.07 && v <= vr {
-            return k as u64;
-        }
-        if k < 0.0 || (us < 0.013 && v > us) {
-            continue;
-        }
-        let lhs = v.ln() + inv_alpha.ln() - (a / (us * us) + b).ln();
-        if lhs <= -lam + k * loglam - ln_factorial(k as u64) {
-            return k as u64;
-        }
-    }
 }
 
 /// What one revision served, minute by minute, as running totals.
@@ -337,7 +176,7 @@ fn start_time() -> Timestamp {
 
 fn observed(allocation: &BTreeMap<String, u8>, annotations: &BTreeMap<String, String>) -> Observed {
     Observed {
-        service: ServiceRef::new("sim", "sim-region", "sim"),
+        service: ServiceRef::checked("sim", "sim-region", "sim").expect("valid ids"),
         latest_ready: Some(CANDIDATE.to_string()),
         allocation: allocation.clone(),
         ready: BTreeSet::from([STABLE.to_string(), CANDIDATE.to_string()]),
@@ -356,7 +195,7 @@ pub fn run_once(
     seed: u64,
 ) -> RunResult {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let bounds = layout();
+    let bounds = traffic::bounds();
     let buckets = bounds.len() + 1;
     let t0 = start_time();
     let mut allocation = BTreeMap::from([(STABLE.to_string(), 100u8)]);
@@ -451,7 +290,7 @@ pub fn run_once(
                     .map(|s| {
                         s.checks
                             .iter()
-                            .filter(|c| c.outcome == crate::decision::judge::Outcome::Fail)
+                            .filter(|c| c.outcome == cutover::decision::judge::Outcome::Fail)
                             .map(|c| c.name.clone())
                             .collect()
                     })
@@ -777,15 +616,15 @@ fn setup(args: &SimulateArgs) -> Result<Setup, SimulateError> {
             ))
         })?;
         let k = k.trim();
-        let k = if k.starts_with(crate::decision::record::PREFIX) {
+        let k = if k.starts_with(cutover::decision::record::PREFIX) {
             k.to_string()
         } else {
-            format!("{}{k}", crate::decision::record::PREFIX)
+            format!("{}{k}", cutover::decision::record::PREFIX)
         };
-        if !crate::decision::policy::OVERRIDE_KEYS.contains(&k.as_str()) {
+        if !cutover::decision::policy::OVERRIDE_KEYS.contains(&k.as_str()) {
             return Err(SimulateError(format!(
                 "--set {o:?}: {k} is not a policy annotation (one of {})",
-                crate::decision::policy::OVERRIDE_KEYS.join(", ")
+                cutover::decision::policy::OVERRIDE_KEYS.join(", ")
             )));
         }
         overrides.insert(k, v.trim().to_string());
@@ -975,7 +814,7 @@ pub fn svg(results: &[CellResult]) -> String {
     s
 }
 
-/// `cutover simulate`.
+/// `lab simulate`.
 pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
     let cells = cells(args)?;
     let setup = setup(args)?;
@@ -992,7 +831,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
         pct(setup.baseline_error_rate),
         setup.baseline_p50_ms,
         setup.baseline_p99_ms,
-        crate::decision::policy::format_duration(setup.policy.step_interval),
+        cutover::decision::policy::format_duration(setup.policy.step_interval),
         if setup.overrides.is_empty() {
             String::new()
         } else {
@@ -1090,28 +929,12 @@ mod tests {
     }
 
     #[test]
-    fn poisson_draws_have_the_right_mean_and_variance() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        for lam in [0.3, 4.0, 25.0, 900.0] {
-            let n = 20_000;
-            let xs: Vec<f64> = (0..n).map(|_| poisson(&mut rng, lam) as f64).collect();
-            let mean = xs.iter().sum::<f64>() / n as f64;
-            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-            let se = (lam / n as f64).sqrt();
-            assert!((mean - lam).abs() < 5.0 * se, "λ {lam}: mean {mean}");
-            assert!((var / lam - 1.0).abs() < 0.08, "λ {lam}: variance {var}");
-        }
-    }
-
-    #[test]
     fn the_latency_model_reproduces_its_percentiles() {
-        let b = Behaviour::new(0.01, 50.0, 200.0);
-        let total: f64 = b.buckets.iter().map(|(_, p)| p).sum();
-        assert!((total - 1.0).abs() < 1e-6);
-        let mut h = Histogram::empty(layout());
-        for (i, p) in &b.buckets {
-            h.counts[*i] = (p * 1e6).round() as u64;
-        }
+        let served = Behaviour::new(0.01, 50.0, 200.0).expected(1_000_000);
+        let h = Histogram {
+            bounds: traffic::bounds(),
+            counts: served.counts,
+        };
         let p50 = h.quantile(0.5).unwrap();
         let p99 = h.quantile(0.99).unwrap();
         assert!((p50 / 50.0 - 1.0).abs() < 0.1, "p50 {p50}");

@@ -1,8 +1,8 @@
 //! Test-only signing material for push authentication: a fixed RSA key, its JWKS and helpers
 //! that mint Google-shaped OIDC tokens.
 //!
-//! Integration tests, the in-process fakes and `cutover demo` need tokens that a
-//! [`GoogleVerifier`](super::GoogleVerifier) accepts without talking to Google. They point the
+//! cutover's tests, the pusher and the demo need tokens that cutover's push verifier accepts
+//! without talking to Google. They point the
 //! verifier's `jwks_url` at a local server answering [`jwks_json`] and sign with [`sign`].
 //!
 //! **The keys below are public and protect nothing.** They were generated for cutover's tests
@@ -170,7 +170,7 @@ pub fn bearer(token: &str) -> String {
 /// # Panics
 /// If `pem` is not one of the embedded, known-good keys; that is a bug in the caller, not a
 /// reaction to input.
-pub(crate) fn sign_raw(pem: &str, kid: Option<&str>, alg: Algorithm, claims: &Value) -> String {
+pub fn sign_raw(pem: &str, kid: Option<&str>, alg: Algorithm, claims: &Value) -> String {
     let der = pem_to_der(pem).expect("embedded test key is valid PEM");
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);

@@ -1,6 +1,6 @@
 //! Free text from messages and from the world, made safe to log and to store.
 //!
-//! Ids have shapes ([`super::ids`]); text does not (an incident's summary, a policy's name, the
+//! Ids have shapes ([`super`]); text does not (an incident's summary, a policy's name, the
 //! reason cutover writes to `cutover.dev/reason`, which may quote an API's error message). Such
 //! text is bounded in length and stripped of control characters, so it can neither forge a log
 //! line (`\n` with `CUTOVER_LOG_FORMAT=text`), nor colour a terminal (ANSI escapes), nor grow a

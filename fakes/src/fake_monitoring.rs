@@ -25,9 +25,8 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::faults::Oddity;
-use super::model::{
-    self, ClassDist, GROWTH_FACTOR, NUM_FINITE_BUCKETS, RevisionInputs, SCALE, Sampler,
-};
+use super::model::{self, ClassDist, RevisionInputs, Sampler};
+use super::traffic::{GROWTH_FACTOR, NUM_FINITE_BUCKETS, SCALE};
 use super::wire::{self, RpcError, int64};
 use super::world::{Revision, Service, Shared, World, lock};
 
@@ -795,7 +794,7 @@ mod tests {
     use super::super::model::percentile_from_buckets;
     use super::super::testkit::*;
     use super::*;
-    use crate::sim::{FakeGcp, RevisionProfile};
+    use crate::{FakeGcp, RevisionProfile};
     use jiff::SignedDuration;
     use proptest::prelude::*;
 
@@ -1108,8 +1107,10 @@ mod tests {
         });
         assert_eq!(ours, expected);
         // … and as the capture itself.
-        let real: Value =
-            serde_json::from_slice(crate::fixture!("payloads/timeseries-1.json")).unwrap();
+        let real: Value = serde_json::from_slice(include_bytes!(
+            "../../tests/fixtures/payloads/timeseries-1.json"
+        ))
+        .unwrap();
         assert_eq!(
             key_skeleton(&real["timeSeries"][0]),
             expected,
@@ -1467,7 +1468,7 @@ mod tests {
     /// Garbled answers: an HTML 404 instead of the API, or JSON cut in half.
     #[tokio::test]
     async fn monitoring_answers_can_be_garbled() {
-        use crate::sim::Garble;
+        use crate::Garble;
         let (fake, clock) = fake_with_service().await;
         clock.advance(SignedDuration::from_mins(5));
         let url = format!("{}/v3/projects/acme-prod/timeSeries", fake.base_url());

@@ -9,9 +9,9 @@
 //! * A service receives `rps(t)` requests per second; a revision receives `rps(t) × share(t)`,
 //!   where `share` comes from the accepted traffic history (see `world.rs`).
 //! * Per aligned minute the expected number of requests is the integral of that rate; the expected
-//!   5xx count is the integral of `rate × error_ratio(t)`; latencies follow a log-normal with the
-//!   profile's p50 and p99 (`σ = ln(p99/p50) / z₀.₉₉`). A minute that straddles a change is a
-//!   weighted mixture of the pieces.
+//!   5xx count is the integral of `rate × error_ratio(t)`; latencies follow the log-normal of
+//!   `traffic.rs` with the profile's p50 and p99, in Cloud Run's buckets. A minute that straddles
+//!   a change is a weighted mixture of the pieces.
 //! * Expected values become integers by *randomized rounding* seeded with a hash of
 //!   (service, revision, minute): reproducible, not perfectly smooth, and exact where it matters —
 //!   5xx + the rest = total, and the bucket counts of a distribution sum to its count.
@@ -21,6 +21,8 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
+
+use crate::traffic::{BUCKETS, LogNormal, bucket_lower, bucket_midpoint, bucket_upper};
 
 /// How one revision behaves: what fraction of its requests fail, how fast it answers, and what
 /// its tagged URL answers to a smoke check.
@@ -127,17 +129,6 @@ impl<T> Timeline<T> {
         self.changes.iter().map(|(t, _)| *t)
     }
 }
-
-/// Bucket layout of `request_latencies` as cutover sees it on the wire: exponential, 64 finite
-/// buckets, growth factor 1.4, scale 1 ms (plus underflow and overflow buckets).
-pub(crate) const NUM_FINITE_BUCKETS: usize = 64;
-pub(crate) const GROWTH_FACTOR: f64 = 1.4;
-pub(crate) const SCALE: f64 = 1.0;
-/// Finite buckets plus underflow (index 0) and overflow (last index).
-pub(crate) const BUCKETS: usize = NUM_FINITE_BUCKETS + 2;
-
-/// z-score of the 99th percentile of a standard normal distribution.
-const Z99: f64 = 2.326_347_874;
 
 /// The sampled requests of one response-code class in one stretch of time: what one
 /// distribution point carries (and, through `count`, one request_count point).
@@ -265,7 +256,7 @@ impl Sampler {
             pieces.push((
                 expected * (1.0 - e),
                 expected * e,
-                LogNormal::from_profile(profile),
+                LogNormal::new(profile.p50_ms, profile.p99_ms),
             ));
         }
 
@@ -366,81 +357,6 @@ fn randomized_round(x: f64, u: f64) -> u64 {
     }
 }
 
-/// Lower edge of bucket `b` (0 for the underflow bucket).
-pub(crate) fn bucket_lower(b: usize) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        SCALE * GROWTH_FACTOR.powi(b as i32 - 1)
-    }
-}
-
-/// Upper edge of bucket `b` (infinite for the overflow bucket).
-pub(crate) fn bucket_upper(b: usize) -> f64 {
-    if b >= BUCKETS - 1 {
-        f64::INFINITY
-    } else {
-        SCALE * GROWTH_FACTOR.powi(b as i32)
-    }
-}
-
-fn bucket_midpoint(b: usize) -> f64 {
-    match b {
-        0 => SCALE / 2.0,
-        b if b >= BUCKETS - 1 => bucket_lower(b),
-        b => (bucket_lower(b) * bucket_upper(b)).sqrt(),
-    }
-}
-
-/// A log-normal latency law in milliseconds (σ = 0 means every request takes exactly the median).
-#[derive(Clone, Copy, Debug)]
-struct LogNormal {
-    mu: f64,
-    sigma: f64,
-}
-
-impl LogNormal {
-    fn from_profile(profile: &RevisionProfile) -> Self {
-        let sane = |x: f64| {
-            if x.is_finite() {
-                x.clamp(1e-3, 1e9)
-            } else {
-                1e-3
-            }
-        };
-        let p50 = sane(profile.p50_ms);
-        let p99 = sane(profile.p99_ms).max(p50);
-        LogNormal {
-            mu: p50.ln(),
-            sigma: (p99 / p50).ln() / Z99,
-        }
-    }
-
-    fn key(&self) -> (u64, u64) {
-        (self.mu.to_bits(), self.sigma.to_bits())
-    }
-
-    /// `E[X^k; lo ≤ X < hi]`.
-    fn partial_moment(&self, k: i32, lo: f64, hi: f64) -> f64 {
-        if self.sigma < 1e-9 {
-            let x = self.mu.exp();
-            return if lo <= x && x < hi { x.powi(k) } else { 0.0 };
-        }
-        let k = f64::from(k);
-        let s2 = self.sigma * self.sigma;
-        let shift = self.mu + k * s2;
-        let z = |x: f64| {
-            if x <= 0.0 {
-                f64::NEG_INFINITY
-            } else {
-                (x.ln() - shift) / self.sigma
-            }
-        };
-        let scale = (k * self.mu + k * k * s2 / 2.0).exp();
-        scale * (std_normal_cdf(z(hi)) - std_normal_cdf(z(lo))).max(0.0)
-    }
-}
-
 /// The zeroth, first and second partial moments of one log-normal in every bucket.
 struct Shape {
     moments: [[f64; BUCKETS]; 3],
@@ -458,24 +374,6 @@ impl Shape {
     }
 }
 
-/// Φ(z) for the standard normal distribution.
-fn std_normal_cdf(z: f64) -> f64 {
-    0.5 * (1.0 + erf(z / std::f64::consts::SQRT_2))
-}
-
-/// The error function, Abramowitz & Stegun formula 7.1.26 (absolute error below 1.5e-7, plenty
-/// for bucket probabilities). Infinite arguments give ±1.
-fn erf(x: f64) -> f64 {
-    let sign = if x < 0.0 { -1.0 } else { 1.0 };
-    let x = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * x);
-    let poly = ((((1.061_405_429 * t - 1.453_152_027) * t + 1.421_413_741) * t - 0.284_496_736)
-        * t
-        + 0.254_829_592)
-        * t;
-    sign * (1.0 - poly * (-x * x).exp())
-}
-
 /// The latency below which `q` of the requests in `buckets` fall, interpolating geometrically
 /// inside the bucket (the way a client would estimate a percentile from a distribution point).
 #[cfg(test)]
@@ -487,7 +385,10 @@ pub(crate) fn percentile_from_buckets(buckets: &[u64], q: f64) -> f64 {
         let n = n as f64;
         if n > 0.0 && below + n >= rank {
             let fraction = (rank - below) / n;
-            let (lo, hi) = (bucket_lower(b).max(SCALE / 2.0), bucket_upper(b));
+            let (lo, hi) = (
+                bucket_lower(b).max(crate::traffic::SCALE / 2.0),
+                bucket_upper(b),
+            );
             if !hi.is_finite() {
                 return lo;
             }
@@ -605,7 +506,7 @@ mod tests {
         let p50 = percentile_from_buckets(&minute.ok.buckets, 0.5);
         assert!((p50 / 40.0 - 1.0).abs() < 0.15, "p50 {p50}");
         // The log-normal's mean is exp(μ + σ²/2).
-        let sigma = (400.0_f64 / 40.0).ln() / Z99;
+        let sigma = (400.0_f64 / 40.0).ln() / crate::traffic::Z99;
         let mean = 40.0 * (sigma * sigma / 2.0).exp();
         assert!(
             (minute.ok.mean / mean - 1.0).abs() < 0.1,

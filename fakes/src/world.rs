@@ -5,7 +5,7 @@
 //! This file holds state and the state transitions the scenario API needs (add a service, deploy,
 //! a human editing traffic, a concurrent writer). How that state looks on the wire is the business
 //! of `fake_run.rs`, `fake_monitoring.rs` and `fake_metadata.rs`. Every timestamp comes from the
-//! [`Clock`] the fake was started with.
+//! [`FakeClock`] the fake was started with.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,7 +19,7 @@ use super::fake_run::Operation;
 use super::faults::Faults;
 use super::model::{RevisionProfile, Timeline};
 use super::wire::uuid4;
-use crate::clock::Clock;
+use crate::clock::FakeClock;
 
 /// The world behind one lock. A std mutex is enough: nothing holds it across an `.await`.
 pub(crate) type Shared = Arc<Mutex<World>>;
@@ -393,7 +393,7 @@ fn template_for_deploy(template: &Value, key: &ServiceKey, revision: &str) -> Va
 }
 
 pub(crate) struct World {
-    pub(crate) clock: Clock,
+    pub(crate) clock: FakeClock,
     /// `http://127.0.0.1:PORT`, for URLs the fake hands out.
     pub(crate) base_url: String,
     /// In creation order.
@@ -411,7 +411,7 @@ pub(crate) struct World {
 }
 
 impl World {
-    pub(crate) fn new(clock: Clock, base_url: String) -> Self {
+    pub(crate) fn new(clock: FakeClock, base_url: String) -> Self {
         World {
             clock,
             base_url,

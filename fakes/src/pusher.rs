@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::clock::Clock;
-use crate::events::auth::PushEndpoint;
-use crate::events::{BuildStatus, build_attributes, encode_build, encode_push, testing};
+use crate::clock::FakeClock;
+use crate::encode::{build_attributes, encode_build, encode_push};
+use crate::oidc;
 
 /// The answer to one push.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub struct Pushed {
     pub body: Value,
 }
 
-/// Mints the token Pub/Sub attaches to a push, with the test key (see [`testing`]).
+/// Mints the token Pub/Sub attaches to a push, with the test key (see [`oidc`]).
 #[derive(Clone, Debug)]
 pub struct PushSigner {
     /// The base audience (`CUTOVER_PUSH_AUDIENCE`); each endpoint's is `<base>/<endpoint>`.
@@ -31,20 +31,17 @@ pub struct PushSigner {
     /// The push service account (`email` claim).
     pub email: String,
     /// Tokens are issued at this clock's now and expire an hour later.
-    pub clock: Clock,
+    pub clock: FakeClock,
 }
 
 impl PushSigner {
-    /// `Bearer <token>` for a push to `endpoint`.
-    pub fn authorization(&self, endpoint: PushEndpoint) -> String {
+    /// `Bearer <token>` for a push to the endpoint named `endpoint` (`builds`, `alerts`,
+    /// `ticks`): its audience is `<base>/<endpoint>`.
+    pub fn authorization(&self, endpoint: &str) -> String {
         let now = self.clock.now().as_second();
-        let claims = testing::google_claims(
-            &endpoint.audience(&self.audience),
-            &self.email,
-            now,
-            now + 3600,
-        );
-        testing::bearer(&testing::sign(&claims))
+        let audience = format!("{}/{endpoint}", self.audience.trim_end_matches('/'));
+        let claims = oidc::google_claims(&audience, &self.email, now, now + 3600);
+        oidc::bearer(&oidc::sign(&claims))
     }
 }
 
@@ -93,7 +90,7 @@ impl Pusher {
         let signed = self
             .signer
             .as_ref()
-            .and_then(|s| PushEndpoint::from_path(path).map(|endpoint| s.authorization(endpoint)));
+            .and_then(|s| push_endpoint(path).map(|endpoint| s.authorization(endpoint)));
         if let Some(a) = self.authorization.clone().or(signed) {
             req = req.header("authorization", a);
         }
@@ -124,16 +121,16 @@ impl Pusher {
         &self,
         service: &str,
         region: &str,
-        status: BuildStatus,
+        status: &str,
         at: Timestamp,
     ) -> Result<Pushed, String> {
         let build_id = format!("b{:07x}-demo", self.next_id.load(Ordering::Relaxed));
-        let data = encode_build(&build_id, &status, &self.project, service, region, at);
+        let data = encode_build(&build_id, status, &self.project, service, region, at);
         self.push(
             "/pubsub/builds",
             "cutover-builds",
             &data,
-            &build_attributes(&build_id, &status),
+            &build_attributes(&build_id, status),
             at,
         )
         .await
@@ -171,6 +168,12 @@ impl Pusher {
         )
         .await
     }
+}
+
+/// The push endpoint served at `path` (`/pubsub/builds` → `builds`), if it is one.
+fn push_endpoint(path: &str) -> Option<&str> {
+    path.strip_prefix("/pubsub/")
+        .filter(|name| ["builds", "alerts", "ticks"].contains(name))
 }
 
 /// A Monitoring incident about a Cloud Run revision, shaped like real schema 1.2 notifications.

@@ -1,0 +1,111 @@
+//! The lab's command line: `lab demo` and `lab simulate`.
+
+use clap::{Args, Parser, Subcommand};
+use cutover::decision::policy;
+use jiff::SignedDuration;
+
+/// cutover's lab: the embedded demo and the rollout simulator (nothing here ships).
+#[derive(Debug, Parser)]
+#[command(name = "lab", about, long_about = None, args_override_self = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an embedded end-to-end rollout against in-process fakes (no cloud account needed).
+    Demo(DemoArgs),
+    /// Monte Carlo of whole rollouts through cutover's decision code on a simulated clock:
+    /// cutover's judge and the naive absolute-threshold judge, side by side.
+    Simulate(Box<SimulateArgs>),
+}
+
+/// Settings of `lab demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value = "all")]
+    pub scenario: Scenario,
+}
+
+/// Demo scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Both rollouts, one after the other.
+    All,
+    /// A healthy candidate goes 10 → 50 → 100.
+    Healthy,
+    /// A candidate with 20% 5xx is rolled back at 10%.
+    Regressed,
+}
+
+/// Settings of `lab simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Service traffic levels to simulate, requests per second, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
+    pub rps: Vec<f64>,
+
+    /// Candidates, comma separated: healthy; 5xx-xK (K times the baseline 5xx ratio); p99-xK
+    /// (p99 K times the baseline, median unchanged); latency-xK (every request K times slower).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "healthy,5xx-x2,5xx-x5,5xx-x10,p99-x1.5,p99-x3"
+    )]
+    pub candidates: Vec<String>,
+
+    /// Simulate one cell only, as RPS:CANDIDATE (for example 100:5xx-x2).
+    #[arg(long, value_name = "RPS:CANDIDATE")]
+    pub cell: Option<String>,
+
+    /// Rollouts per cell and judge.
+    #[arg(long, default_value_t = 1000)]
+    pub runs: u32,
+
+    /// Seed of the simulation (the same seed gives the same table).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// 5xx ratio of the stable revision (and of a healthy candidate).
+    #[arg(long, default_value_t = 0.005, value_parser = policy::parse_rate)]
+    pub baseline_error_rate: f64,
+
+    /// Median latency of the stable revision, ms.
+    #[arg(long, default_value_t = 50.0, value_parser = policy::parse_ms)]
+    pub baseline_p50_ms: f64,
+
+    /// p99 latency of the stable revision, ms.
+    #[arg(long, default_value_t = 200.0, value_parser = policy::parse_ms)]
+    pub baseline_p99_ms: f64,
+
+    /// A policy setting, as the per-service annotation would set it (repeatable), for example
+    /// `--set cutover.dev/steps=5,25,100` or `--set cutover.dev/max-error-ratio=3`.
+    #[arg(long = "set", value_name = "ANNOTATION=VALUE")]
+    pub overrides: Vec<String>,
+
+    /// How late metrics land in the simulation (as CUTOVER_METRICS_DELAY).
+    #[arg(long, default_value = "3m", value_parser = policy::parse_duration)]
+    pub metrics_delay: SignedDuration,
+
+    /// How long a due step may stay inconclusive before the rollout pauses (as CUTOVER_MAX_HOLD).
+    #[arg(long, default_value = "1h", value_parser = policy::parse_interval)]
+    pub max_hold: SignedDuration,
+
+    /// Also write the table as CSV to this file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<std::path::PathBuf>,
+
+    /// Also draw the table as an SVG chart in this file.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
+
+    /// Worker threads [default: the machine's parallelism].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Also list, per cell, which checks failed when cutover rolled back.
+    #[arg(long)]
+    pub explain: bool,
+}
