@@ -124,70 +124,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CUTOVER_SMOKE_PATH", value_name = "CUTOVER_SMOKE_PATH", value_parser = smoke_path)]
     pub smoke_path: Option<String>,
 
-    /// Candidate traffic steps in percent, ending at 100.
-    #[arg(long, env = "CUTOVER_STEPS", value_name = "CUTOVER_STEPS", default_value = "10,50,100", value_parser = steps)]
-    pub steps: Steps,
-
-    /// Soak time: data needed per step before it is judged.
-    #[arg(long, env = "CUTOVER_STEP_INTERVAL", value_name = "CUTOVER_STEP_INTERVAL", default_value = "5m", value_parser = duration)]
-    pub step_interval: SignedDuration,
-
-    /// How late Cloud Run metrics land; judged windows end this long before now.
-    #[arg(long, env = "CUTOVER_METRICS_DELAY", value_name = "CUTOVER_METRICS_DELAY", default_value = "3m", value_parser = duration)]
-    pub metrics_delay: SignedDuration,
-
-    /// Minimum candidate requests in a window to judge it.
-    #[arg(
-        long,
-        env = "CUTOVER_MIN_REQUESTS",
-        value_name = "CUTOVER_MIN_REQUESTS",
-        default_value_t = 100
-    )]
-    pub min_requests: u64,
-
-    /// How long a due step may stay inconclusive before the rollout pauses.
-    #[arg(long, env = "CUTOVER_MAX_HOLD", value_name = "CUTOVER_MAX_HOLD", default_value = "1h", value_parser = duration)]
-    pub max_hold: SignedDuration,
-
-    /// Highest acceptable 5xx ratio (0.01 = 1%).
-    #[arg(long, env = "CUTOVER_MAX_ERROR_RATE", value_name = "CUTOVER_MAX_ERROR_RATE", default_value_t = 0.01, value_parser = rate)]
-    pub max_error_rate: f64,
-
-    /// Highest acceptable p99 latency in milliseconds.
-    #[arg(long, env = "CUTOVER_MAX_P99_MS", value_name = "CUTOVER_MAX_P99_MS", default_value_t = 1000.0, value_parser = ms)]
-    pub max_p99_ms: f64,
-
-    /// A candidate with this many times the stable revision's 5xx ratio is a regression the comparison must catch.
-    #[arg(long, env = "CUTOVER_MAX_ERROR_RATIO", value_name = "CUTOVER_MAX_ERROR_RATIO", default_value_t = 2.0, value_parser = ratio)]
-    pub max_error_ratio: f64,
-
-    /// 5xx increases over stable below this ratio (0.001 = 0.1 percentage point) are never a regression.
-    #[arg(long, env = "CUTOVER_ERROR_RATE_FLOOR", value_name = "CUTOVER_ERROR_RATE_FLOOR", default_value_t = 0.001, value_parser = rate)]
-    pub error_rate_floor: f64,
-
-    /// A candidate this many times slower than stable (compared percentiles, rank test) is a regression the comparison must catch.
-    #[arg(long, env = "CUTOVER_MAX_LATENCY_RATIO", value_name = "CUTOVER_MAX_LATENCY_RATIO", default_value_t = 1.25, value_parser = ratio)]
-    pub max_latency_ratio: f64,
-
-    /// Slow-downs below this many milliseconds are never a regression.
-    #[arg(long, env = "CUTOVER_LATENCY_FLOOR_MS", value_name = "CUTOVER_LATENCY_FLOOR_MS", default_value_t = 10.0, value_parser = floor_ms)]
-    pub latency_floor_ms: f64,
-
-    /// Latency percentiles compared with stable, comma separated (none: only the rank test over the whole histogram).
-    #[arg(long, env = "CUTOVER_LATENCY_PERCENTILES", value_name = "CUTOVER_LATENCY_PERCENTILES", default_value = "p95", value_parser = percentiles)]
-    pub latency_percentiles: Percentiles,
-
-    /// Highest chance that a candidate no worse than stable is rolled back during a rollout, however often steps are looked at.
-    #[arg(long, env = "CUTOVER_FALSE_ALARM_RATE", value_name = "CUTOVER_FALSE_ALARM_RATE", default_value_t = 0.005, value_parser = risk)]
-    pub false_alarm_rate: f64,
-
-    /// Highest chance that a candidate with a regression of the configured size, or at an absolute limit, passes the step leading to 100%.
-    #[arg(long, env = "CUTOVER_MISS_RATE", value_name = "CUTOVER_MISS_RATE", default_value_t = 0.01, value_parser = risk)]
-    pub miss_rate: f64,
-
-    /// The same for an absolute limit at the earlier steps (at least CUTOVER_MISS_RATE, below 1).
-    #[arg(long, env = "CUTOVER_CANARY_MISS_RATE", value_name = "CUTOVER_CANARY_MISS_RATE", default_value_t = 0.25, value_parser = rate)]
-    pub canary_miss_rate: f64,
+    /// The rollout policy's settings.
+    #[command(flatten)]
+    pub policy_args: PolicyArgs,
 
     /// Push authentication: verify Pub/Sub's OIDC token (google) or not (none).
     #[arg(
@@ -257,36 +196,47 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
-/// Validated traffic steps.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Steps(pub Vec<u8>);
+/// Generates [`PolicyArgs`] from the table of policy settings
+/// (`crate::decision::policy::policy_settings!`): each setting's flag, variable, default and
+/// help come from its line there.
+macro_rules! policy_args {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $kind:ident = $default:literal, $env:literal $(, $key:literal)?;
+    )*) => {
+        /// The rollout policy's settings of `cutover serve`, each parsed and checked once.
+        #[derive(Debug, Args)]
+        pub struct PolicyArgs {
+            $(
+                $(#[doc = $doc])*
+                #[arg(
+                    long,
+                    env = $env,
+                    value_name = $env,
+                    default_value = $default,
+                    value_parser = <policy::$kind as policy::Value>::parse
+                )]
+                pub $field: policy::$kind,
+            )*
+        }
 
-fn steps(s: &str) -> Result<Steps, String> {
-    policy::parse_steps(s).map(Steps)
+        impl PolicyArgs {
+            /// The policy these settings describe (no smoke check; see [`ServeArgs::policy`]).
+            fn policy(&self) -> Policy {
+                Policy {
+                    $( $field: policy::Value::into_field(self.$field.clone()), )*
+                    judge: policy::JudgeKind::Sequential,
+                    smoke_path: None,
+                }
+            }
+        }
+    };
 }
+
+policy::policy_settings!(policy_args);
 
 fn duration(s: &str) -> Result<SignedDuration, String> {
     policy::parse_duration(s)
-}
-
-fn rate(s: &str) -> Result<f64, String> {
-    policy::parse_rate(s)
-}
-
-fn ms(s: &str) -> Result<f64, String> {
-    policy::parse_ms(s)
-}
-
-fn ratio(s: &str) -> Result<f64, String> {
-    policy::parse_ratio(s)
-}
-
-fn floor_ms(s: &str) -> Result<f64, String> {
-    policy::parse_floor_ms(s)
-}
-
-fn risk(s: &str) -> Result<f64, String> {
-    policy::parse_risk(s)
 }
 
 /// `CUTOVER_SMOKE_PATH`: an absolute path (a leading `/` is added to a value starting with a
@@ -318,14 +268,6 @@ fn smoke_path(s: &str) -> Result<String, String> {
     Ok(path)
 }
 
-/// Validated latency percentiles (quantiles, ascending).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Percentiles(pub Vec<f64>);
-
-fn percentiles(s: &str) -> Result<Percentiles, String> {
-    policy::parse_percentiles(s).map(Percentiles)
-}
-
 /// A setting that parses but cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {reason}")]
@@ -337,44 +279,11 @@ pub struct ConfigError {
 impl ServeArgs {
     /// The rollout policy these settings describe.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
-        let p = Policy {
-            steps: self.steps.0.clone(),
-            step_interval: self.step_interval,
-            metrics_delay: self.metrics_delay,
-            min_requests: self.min_requests,
-            max_hold: self.max_hold,
-            max_error_rate: self.max_error_rate,
-            max_p99_ms: self.max_p99_ms,
-            max_error_ratio: self.max_error_ratio,
-            error_rate_floor: self.error_rate_floor,
-            max_latency_ratio: self.max_latency_ratio,
-            latency_floor_ms: self.latency_floor_ms,
-            latency_percentiles: self.latency_percentiles.0.clone(),
-            false_alarm_rate: self.false_alarm_rate,
-            miss_rate: self.miss_rate,
-            canary_miss_rate: self.canary_miss_rate,
-            judge: policy::JudgeKind::Sequential,
-            smoke_path: self.smoke_path.clone().filter(|p| !p.is_empty()),
-        };
-        let fail = |var, reason: &str| ConfigError {
-            var,
-            reason: reason.to_string(),
-        };
-        if !p.step_interval.is_positive() {
-            return Err(fail("CUTOVER_STEP_INTERVAL", "must be positive"));
-        }
-        if !p.max_hold.is_positive() {
-            return Err(fail("CUTOVER_MAX_HOLD", "must be positive"));
-        }
-        if !(p.canary_miss_rate >= p.miss_rate && p.canary_miss_rate < 1.0) {
-            return Err(fail(
-                "CUTOVER_CANARY_MISS_RATE",
-                "must be at least CUTOVER_MISS_RATE and below 1",
-            ));
-        }
-        p.validate().map_err(|e| ConfigError {
-            var: "CUTOVER_*",
-            reason: e.to_string(),
+        let mut p = self.policy_args.policy();
+        p.smoke_path = self.smoke_path.clone().filter(|p| !p.is_empty());
+        p.check_combined().map_err(|reason| ConfigError {
+            var: "CUTOVER_CANARY_MISS_RATE",
+            reason,
         })?;
         Ok(p)
     }
@@ -453,5 +362,51 @@ impl ServeArgs {
     /// The per-event deadline as a std duration.
     pub fn event_deadline(&self) -> Duration {
         Duration::from_secs(self.event_deadline.as_secs().max(1) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The policy settings alone, parsed as `cutover serve` parses them.
+    #[derive(Debug, Parser)]
+    struct OnlyPolicy {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    }
+
+    #[test]
+    fn the_command_line_defaults_are_the_policy_defaults() {
+        let unset = OnlyPolicy::try_parse_from(["cutover"]).expect("every setting has a default");
+        assert_eq!(unset.policy.policy(), Policy::default());
+    }
+
+    #[test]
+    fn a_policy_setting_is_parsed_once_with_its_kind_and_named_when_bad() {
+        let set = OnlyPolicy::try_parse_from([
+            "cutover",
+            "--steps=25,100",
+            "--step-interval=90s",
+            "--max-error-rate=0.02",
+            "--latency-percentiles=p99,p50",
+        ])
+        .unwrap();
+        let p = set.policy.policy();
+        assert_eq!(p.steps, vec![25, 100]);
+        assert_eq!(p.step_interval.as_secs(), 90);
+        assert_eq!(p.max_error_rate, 0.02);
+        assert_eq!(p.latency_percentiles, vec![0.5, 0.99]);
+        for bad in [
+            "--step-interval=0s",
+            "--max-error-rate=5%",
+            "--max-error-ratio=1",
+        ] {
+            let e = OnlyPolicy::try_parse_from(["cutover", bad]).unwrap_err();
+            let flag = bad.split('=').next().unwrap();
+            assert!(e.to_string().contains(flag), "{bad}: {e}");
+        }
     }
 }

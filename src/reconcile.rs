@@ -17,11 +17,13 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::decision::{Decision, Evidence, Kind, Need, Observed, Policy, Record, Trigger, decide};
+use crate::decision::{
+    Action, Decision, Evidence, Kind, Need, Observed, Phase, Policy, Record, Trigger, decide,
+};
 use crate::failure::{ErrorKind, chain};
 use crate::flight::{Gates, Urgency};
 use crate::metrics::MetricsSource;
-use crate::router::{RouterError, TrafficRouter};
+use crate::router::{Observation, RouterError, TrafficRouter};
 use crate::target::ServiceRef;
 
 /// How many times one event re-observes after losing a write race before giving up (and
@@ -53,50 +55,153 @@ impl ReconcileError {
     }
 }
 
-/// One decision, as logged: everything a person needs to see why.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct DecisionRecord {
-    pub at: Timestamp,
-    pub service: String,
-    pub trigger: &'static str,
-    pub decision: &'static str,
-    pub reason: String,
-    pub candidate: Option<String>,
-    pub stable: Option<String>,
-    /// The candidate's share after this decision.
-    pub percent: Option<u8>,
-    pub phase: Option<String>,
-    pub window_start: Option<Timestamp>,
-    pub window_end: Option<Timestamp>,
-    pub requests: Option<u64>,
-    pub errors_5xx: Option<u64>,
-    pub error_rate: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub min_requests: Option<u64>,
-    pub max_error_rate: Option<f64>,
-    pub max_p99_ms: Option<f64>,
-    /// Everything a judged step computed: both revisions' counts, rates and percentiles, and
-    /// each check's test statistic, bounds and outcome (see `docs/judgement.md`).
-    pub statistics: Option<serde_json::Value>,
-    /// `applied`, `conflict`, `failed: …`, or `none` when nothing was to be written.
-    pub write: String,
+/// Declares [`DecisionRecord`] from one list of fields: each field is serialised (tick answers,
+/// listeners) and written to the decision's log line under the same name ([`LogField`] says
+/// how; absent values are left out of the line). `at` is the log line's own time.
+macro_rules! decision_record {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(#[$at_meta:meta])* pub at: Timestamp,
+            $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $(#[$at_meta])* pub at: Timestamp,
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl $name {
+            /// Logs the record as one structured line (`target: cutover::decision`).
+            fn log(&self) {
+                if self.decision.is_warning() {
+                    tracing::warn!(
+                        target: "cutover::decision",
+                        $( $field = LogField::log_value(&self.$field), )*
+                        "decision"
+                    );
+                } else {
+                    tracing::info!(
+                        target: "cutover::decision",
+                        $( $field = LogField::log_value(&self.$field), )*
+                        "decision"
+                    );
+                }
+            }
+        }
+    };
 }
 
+decision_record! {
+    /// One decision, as logged: everything a person needs to see why.
+    #[derive(Clone, Debug, Default, Serialize)]
+    pub struct DecisionRecord {
+        pub at: Timestamp,
+        pub service: String,
+        pub trigger: &'static str,
+        pub decision: Kind,
+        pub reason: String,
+        pub candidate: Option<String>,
+        pub stable: Option<String>,
+        /// The candidate's share after this decision.
+        pub percent: Option<u8>,
+        pub phase: Option<Phase>,
+        pub window_start: Option<Timestamp>,
+        pub window_end: Option<Timestamp>,
+        pub requests: Option<u64>,
+        pub errors_5xx: Option<u64>,
+        pub error_rate: Option<f64>,
+        pub p99_ms: Option<f64>,
+        pub min_requests: Option<u64>,
+        pub max_error_rate: Option<f64>,
+        pub max_p99_ms: Option<f64>,
+        /// Everything a judged step computed: both revisions' counts, rates and percentiles, and
+        /// each check's test statistic, bounds and outcome (see `docs/judgement.md`).
+        pub statistics: Option<serde_json::Value>,
+        /// `applied`, `conflict`, `failed: …`, or `none` when nothing was to be written.
+        pub write: String,
+    }
+}
+
+/// How a record's field is written in its log line: text as text, numbers as numbers, times and
+/// nested JSON as their text, absent values not at all.
+trait LogField {
+    type Value<'a>: tracing::Value
+    where
+        Self: 'a;
+    fn log_value(&self) -> Self::Value<'_>;
+}
+
+impl LogField for String {
+    type Value<'a> = tracing::field::DisplayValue<&'a String>;
+    fn log_value(&self) -> Self::Value<'_> {
+        tracing::field::display(self)
+    }
+}
+
+impl LogField for &'static str {
+    type Value<'a> = &'static str;
+    fn log_value(&self) -> Self::Value<'_> {
+        self
+    }
+}
+
+impl LogField for Kind {
+    type Value<'a> = &'static str;
+    fn log_value(&self) -> Self::Value<'_> {
+        self.as_str()
+    }
+}
+
+impl LogField for Option<String> {
+    type Value<'a> = Option<&'a str>;
+    fn log_value(&self) -> Self::Value<'_> {
+        self.as_deref()
+    }
+}
+
+/// Numbers, logged as they are.
+macro_rules! log_as_is {
+    ($($t:ty),*) => {$(
+        impl LogField for Option<$t> {
+            type Value<'a> = Option<$t>;
+            fn log_value(&self) -> Self::Value<'_> {
+                *self
+            }
+        }
+    )*};
+}
+log_as_is!(u8, u64, f64);
+
+/// Values logged as their text.
+macro_rules! log_as_text {
+    ($($t:ty),*) => {$(
+        impl LogField for Option<$t> {
+            type Value<'a> = Option<String>;
+            fn log_value(&self) -> Self::Value<'_> {
+                self.as_ref().map(ToString::to_string)
+            }
+        }
+    )*};
+}
+log_as_text!(Timestamp, Phase, serde_json::Value);
+
 impl DecisionRecord {
-    fn new(obs: &Observed, trigger: &Trigger, d: &Decision, at: Timestamp) -> Self {
-        let r: Option<&Record> = d.record.as_ref();
+    fn new(service: &ServiceRef, trigger: &Trigger, d: &Decision, at: Timestamp) -> Self {
+        let r = d.record.as_ref();
         let j = d.judgement.as_ref();
-        let p: Option<&Policy> = d.policy.as_ref();
+        let p = d.policy.as_ref();
         DecisionRecord {
             at,
-            service: obs.service.to_string(),
-            trigger: trigger_name(trigger),
-            decision: d.kind.as_str(),
+            service: service.to_string(),
+            trigger: trigger.name(),
+            decision: d.kind(),
             reason: d.reason.clone(),
             candidate: r.map(|r| r.candidate.clone()),
             stable: r.map(|r| r.stable.clone()),
             percent: r.map(|r| r.percent),
-            phase: r.map(|r| r.phase.to_string()),
+            phase: r.map(|r| r.phase),
             window_start: j.map(|j| j.window.start),
             window_end: j.map(|j| j.window.end),
             requests: j.map(|j| j.requests),
@@ -107,47 +212,11 @@ impl DecisionRecord {
             max_error_rate: p.map(|p| p.max_error_rate),
             max_p99_ms: p.map(|p| p.max_p99_ms),
             statistics: j.and_then(|j| j.statistics_json()),
-            write: if d.write.is_some() {
+            write: if d.write().is_some() {
                 "pending".into()
             } else {
                 "none".into()
             },
-        }
-    }
-
-    fn log(&self) {
-        let level_warn = matches!(self.decision, "rollback" | "pause" | "error");
-        macro_rules! emit {
-            ($lvl:ident) => {
-                tracing::$lvl!(
-                    target: "cutover::decision",
-                    service = %self.service,
-                    trigger = self.trigger,
-                    decision = self.decision,
-                    reason = %self.reason,
-                    candidate = self.candidate.as_deref(),
-                    stable = self.stable.as_deref(),
-                    percent = self.percent,
-                    phase = self.phase.as_deref(),
-                    window_start = self.window_start.map(|t| t.to_string()),
-                    window_end = self.window_end.map(|t| t.to_string()),
-                    requests = self.requests,
-                    errors_5xx = self.errors_5xx,
-                    error_rate = self.error_rate,
-                    p99_ms = self.p99_ms,
-                    min_requests = self.min_requests,
-                    max_error_rate = self.max_error_rate,
-                    max_p99_ms = self.max_p99_ms,
-                    statistics = self.statistics.as_ref().map(|v| v.to_string()),
-                    write = %self.write,
-                    "decision"
-                )
-            };
-        }
-        if level_warn {
-            emit!(warn);
-        } else {
-            emit!(info);
         }
     }
 
@@ -157,24 +226,14 @@ impl DecisionRecord {
         DecisionRecord {
             at,
             service: service.to_string(),
-            trigger: trigger_name(trigger),
-            decision: "refused",
+            trigger: trigger.name(),
+            decision: Kind::Refused,
             reason,
             write: "none".into(),
             ..DecisionRecord::default()
         }
     }
 }
-
-/// How a trigger is named in decision records.
-fn trigger_name(trigger: &Trigger) -> &'static str {
-    match trigger {
-        Trigger::Build { .. } => "build",
-        Trigger::Tick => "tick",
-        Trigger::Alert { .. } => "alert",
-    }
-}
-
 /// Checks that a candidate answers before it gets traffic.
 ///
 /// The URL comes from the decision core: the candidate's tag URL (from Cloud Run) followed by
@@ -351,18 +410,19 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         for region in regions {
             let all = self.router.list(project, region, deadline).await?;
             report.services += all.len();
-            active.extend(all.into_iter().filter(is_active));
+            active.extend(all.into_iter().filter(|read| is_active(&read.observed)));
         }
         report.active = active.len();
         let results: Vec<_> = futures::stream::iter(active)
-            .map(|obs| {
-                let name = obs.service.to_string();
+            .map(|read| {
+                let name = read.observed.service.to_string();
                 async move {
                     // Busy (or an alert waits): the evaluation in flight does this work.
-                    let Some(_pass) = self.gates.enter(&obs.service, Urgency::Routine).await else {
+                    let service = &read.observed.service;
+                    let Some(_pass) = self.gates.enter(service, Urgency::Routine).await else {
                         return (name, Ok(Vec::new()), true);
                     };
-                    (name, self.run(obs, Trigger::Tick, deadline).await, false)
+                    (name, self.run(read, Trigger::Tick, deadline).await, false)
                 }
             })
             .buffer_unordered(TICK_CONCURRENCY)
@@ -387,21 +447,22 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
 
     async fn run(
         &self,
-        mut obs: Observed,
+        mut read: Observation<R::Version>,
         mut trigger: Trigger,
         deadline: Instant,
     ) -> Result<Vec<DecisionRecord>, ReconcileError> {
         let mut out = Vec::new();
         let mut conflicts = 0;
         loop {
-            let (d, now) = self.decide_with_evidence(&obs, &trigger, deadline).await;
-            let mut rec = DecisionRecord::new(&obs, &trigger, &d, now);
-            let Some(write) = &d.write else {
+            let obs = &read.observed;
+            let (d, now) = self.decide_with_evidence(obs, &trigger, deadline).await;
+            let mut rec = DecisionRecord::new(&obs.service, &trigger, &d, now);
+            let Some(write) = d.write() else {
                 self.publish(rec.clone());
                 out.push(rec);
                 return Ok(out);
             };
-            let result = self.router.apply(&obs, write, deadline).await;
+            let result = self.router.apply(&read, write, deadline).await;
             rec.write = match &result {
                 Ok(_) => "applied".into(),
                 Err(e) if e.kind() == ErrorKind::Conflict => {
@@ -412,8 +473,8 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             self.publish(rec.clone());
             out.push(rec);
             match result {
-                Ok(after) if d.again => {
-                    obs = after;
+                Ok(after) if write.continues() => {
+                    read = after;
                     trigger = Trigger::Tick;
                 }
                 Ok(_) => return Ok(out),
@@ -422,7 +483,10 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                         return Err(ReconcileError::Conflicts(e));
                     }
                     conflicts += 1;
-                    obs = self.router.observe(&obs.service, deadline).await?;
+                    read = self
+                        .router
+                        .observe(&read.observed.service, deadline)
+                        .await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -455,8 +519,8 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         for _ in 0..3 {
             let now = self.clock.now();
             let d = decide(obs, trigger, &evidence, &self.policy, now);
-            evidence = match &d.kind {
-                Kind::Gather(Need::Metrics(w)) if matches!(evidence, Evidence::None) => {
+            evidence = match &d.action {
+                Action::Gather(Need::Metrics(w)) if matches!(evidence, Evidence::None) => {
                     Evidence::Metrics(
                         self.metrics
                             .service_stats(&obs.service, *w, deadline)
@@ -464,7 +528,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                             .map_err(|e| chain(&e).to_string()),
                     )
                 }
-                Kind::Gather(Need::Smoke(url)) if matches!(evidence, Evidence::None) => {
+                Action::Gather(Need::Smoke(url)) if matches!(evidence, Evidence::None) => {
                     Evidence::Smoke(self.smoke.check(url, deadline).await)
                 }
                 _ => return (d, now),
@@ -491,15 +555,19 @@ fn is_active(obs: &Observed) -> bool {
 }
 
 #[cfg(test)]
+mod table;
+
+#[cfg(test)]
 mod tests {
     use jiff::SignedDuration;
 
     use super::*;
+    use crate::decision::evidence::{ServiceStats, Window};
     use crate::gcp::monitoring::MonitoringClient;
     use crate::gcp::run::RunClient;
     use crate::gcp::{Google, TokenSource};
+    use crate::metrics::MetricsError;
     use crate::metrics::cloud_monitoring::CloudMonitoring;
-    use crate::metrics::{MetricsError, ServiceStats, Window};
     use crate::router::cloud_run::CloudRunRouter;
     use cutover_fakes::testkit::{PROJECT, REGION, fake_with_candidate};
 

@@ -337,7 +337,7 @@ fn refused(refusal: &Refusal, event: &str, trigger: &Trigger, at: Timestamp) -> 
         target: "cutover::decision",
         service = %rec.service,
         trigger = rec.trigger,
-        decision = rec.decision,
+        decision = rec.decision.as_str(),
         reason = %rec.reason,
         setting = refusal.setting,
         write = %rec.write,

@@ -15,11 +15,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cutover::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
 use cutover::decision::policy::OVERRIDE_KEYS;
 use cutover::decision::record::RECORD_KEYS;
-use cutover::decision::{Evidence, Kind, Observed, Phase, Policy, Record, Trigger, decide};
-use cutover::metrics::{Histogram, RevisionStats, ServiceStats, Window};
-use cutover::router::Version;
+use cutover::decision::{Evidence, Kind, Observed, Phase, Policy, Record, Trigger, Write, decide};
 use cutover::target::ServiceRef;
 use jiff::{SignedDuration, Timestamp};
 use libfuzzer_sys::fuzz_target;
@@ -127,7 +126,6 @@ fuzz_target!(|input: &[u8]| {
         ready,
         tag_urls: BTreeMap::new(),
         annotations: a.clone(),
-        version: Version::default(),
     };
     let trigger = match c[0] % 3 {
         0 => Trigger::Tick,
@@ -189,7 +187,7 @@ fuzz_target!(|input: &[u8]| {
     };
 
     let d = decide(&obs, &trigger, &evidence, &defaults, now);
-    let Some(write) = &d.write else {
+    let Some(write) = d.write() else {
         return;
     };
     if let Some(traffic) = &write.traffic {
@@ -203,13 +201,13 @@ fuzz_target!(|input: &[u8]| {
             );
         }
     }
-    if d.kind == Kind::Rollback {
+    if d.kind() == Kind::Rollback {
         assert!(
             obs.ready.contains(&write.record.stable),
             "rollback to an unready stable"
         );
     }
-    if d.kind == Kind::Advance
+    if d.kind() == Kind::Advance
         && let (Ok(Some(before)), Ok(p)) = (&record, &policy)
     {
         let expected = if before.phase == Phase::Smoke {
@@ -239,15 +237,15 @@ fuzz_target!(|input: &[u8]| {
         annotations: after,
         ..obs.clone()
     };
-    if d.again {
+    if d.write().is_some_and(Write::continues) {
         return;
     }
     let d2 = decide(&obs2, &trigger, &evidence, &defaults, now);
     assert!(
-        d2.write.is_none(),
+        d2.write().is_none(),
         "the same event twice wrote twice: {:?} then {:?} ({})",
-        d.kind,
-        d2.kind,
+        d.kind(),
+        d2.kind(),
         d2.reason
     );
 });

@@ -11,10 +11,10 @@
 
 use std::collections::BTreeMap;
 
+use cutover::decision::evidence::{Histogram, Window};
 use cutover::decision::{Phase, Record, Target, Write};
 use cutover::gcp::monitoring::ListTimeSeriesResponse;
 use cutover::gcp::run::{Fetched, Service};
-use cutover::metrics::{Histogram, Window};
 use cutover::metrics::cloud_monitoring::fold;
 use cutover::router::cloud_run::{observed, patch_body};
 use cutover::target::ServiceRef;
@@ -67,13 +67,14 @@ fn run(data: &[u8]) {
     let Ok(service) = serde_json::from_value::<Service>(raw.clone()) else {
         return;
     };
-    let obs = observed(
+    let seen = observed(
         ServiceRef::checked("p", "us-central1", "api").expect("valid ids"),
         Fetched {
             service,
             raw: raw.clone(),
         },
     );
+    let obs = &seen.observed;
     let stable = obs
         .allocation
         .keys()
@@ -109,7 +110,7 @@ fn run(data: &[u8]) {
             rolled_back: vec![],
         },
     };
-    let body = patch_body(&obs, &write);
+    let body = patch_body(&seen, &write);
     if let Value::Object(read) = &raw {
         assert_eq!(
             body.get("template"),
@@ -119,7 +120,7 @@ fn run(data: &[u8]) {
         assert_eq!(body.get("labels"), read.get("labels"), "labels changed");
         assert_eq!(
             body.get("etag").and_then(Value::as_str),
-            Some(obs.version.etag.as_str()),
+            Some(seen.version.etag.as_str()),
             "etag not sent back"
         );
         let foreign = |v: Option<&Value>| -> BTreeMap<String, Value> {

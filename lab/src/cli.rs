@@ -90,7 +90,7 @@ pub struct SimulateArgs {
     pub metrics_delay: SignedDuration,
 
     /// How long a due step may stay inconclusive before the rollout pauses (as CUTOVER_MAX_HOLD).
-    #[arg(long, default_value = "1h", value_parser = policy::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = policy::parse_interval)]
     pub max_hold: SignedDuration,
 
     /// Also write the table as CSV to this file.

@@ -193,7 +193,7 @@ impl Run {
         for _ in 0..MAX_MINUTES {
             if let Some(end) = last
                 .as_ref()
-                .filter(|d| matches!(d.decision, "complete" | "rollback" | "pause"))
+                .filter(|d| matches!(d.decision.as_str(), "complete" | "rollback" | "pause"))
             {
                 println!();
                 return Ok(end.clone());

@@ -23,12 +23,12 @@ use std::time::Instant;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::cli::SimulateArgs;
+use cutover::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
 use cutover::decision::record::RECORD_KEYS;
 use cutover::decision::{
-    Decision, Evidence, JudgeKind, Kind, Need, Observed, Phase, Policy, Record, Trigger, decide,
+    Action, Decision, Evidence, JudgeKind, Kind, Need, Observed, Phase, Policy, Record, Trigger,
+    decide,
 };
-use cutover::metrics::{Histogram, RevisionStats, ServiceStats, Window};
-use cutover::router::Version;
 use cutover::target::ServiceRef;
 use cutover_fakes::traffic::{self, Behaviour};
 
@@ -182,7 +182,6 @@ fn observed(allocation: &BTreeMap<String, u8>, annotations: &BTreeMap<String, St
         ready: BTreeSet::from([STABLE.to_string(), CANDIDATE.to_string()]),
         tag_urls: BTreeMap::new(),
         annotations: annotations.clone(),
-        version: Version::default(),
     }
 }
 
@@ -211,7 +210,7 @@ pub fn run_once(
     let apply = |d: &Decision,
                  allocation: &mut BTreeMap<String, u8>,
                  annotations: &mut BTreeMap<String, String>| {
-        if let Some(w) = &d.write {
+        if let Some(w) = d.write() {
             if let Some(t) = &w.traffic {
                 *allocation = t
                     .iter()
@@ -244,7 +243,7 @@ pub fn run_once(
         let now = t0 + SignedDuration::from_mins(i64::from(minute));
         let obs = observed(&allocation, &annotations);
         let mut d = decide(&obs, &Trigger::Tick, &Evidence::None, policy, now);
-        if let Kind::Gather(Need::Metrics(w)) = &d.kind {
+        if let Action::Gather(Need::Metrics(w)) = &d.action {
             let stats = window_stats(*w, t0, &served_stable, &served_candidate, &bounds);
             d = decide(
                 &obs,
@@ -254,7 +253,7 @@ pub fn run_once(
                 now,
             );
         }
-        if matches!(d.kind, Kind::Advance | Kind::Complete)
+        if matches!(d.kind(), Kind::Advance | Kind::Complete)
             && d.judgement
                 .as_ref()
                 .is_some_and(|j| j.requests < effective.min_requests)
@@ -636,8 +635,7 @@ fn setup(args: &SimulateArgs) -> Result<Setup, SimulateError> {
         ..Policy::default()
     };
     policy
-        .validate()
-        .and_then(|_| policy.with_overrides(&overrides).map(|_| ()))
+        .with_overrides(&overrides)
         .map_err(|e| SimulateError(e.to_string()))?;
     if args.runs == 0 {
         return Err(SimulateError("--runs must be at least 1".into()));

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::metrics::{Histogram, RevisionStats, Window};
+use super::evidence::{Histogram, RevisionStats, Window};
 
 use super::policy::{self, JudgeKind, Policy};
 use super::stats;
@@ -162,22 +162,6 @@ pub struct Statistics {
     pub checks: Vec<Check>,
 }
 
-/// Judges a step: the candidate's stats against the limits and against the stable revision's
-/// stats over the same `window`. `None` stats mean that revision served nothing in the window.
-/// `percent` is the candidate's current step.
-pub fn judge(
-    candidate: Option<&RevisionStats>,
-    stable: Option<&RevisionStats>,
-    window: Window,
-    percent: u8,
-    policy: &Policy,
-) -> Judgement {
-    match policy.judge {
-        JudgeKind::Absolute => absolute_only(candidate, window, policy),
-        JudgeKind::Sequential => sequential(candidate, stable, window, percent, policy),
-    }
-}
-
 /// Boundaries of the sequential tests for one step.
 #[derive(Clone, Copy, Debug)]
 struct Bounds {
@@ -211,13 +195,19 @@ impl Bounds {
     }
 }
 
-fn sequential(
+/// Judges a step: the candidate's stats against the limits and against the stable revision's
+/// stats over the same `window`. `None` stats mean that revision served nothing in the window.
+/// `percent` is the candidate's current step.
+pub fn judge(
     candidate: Option<&RevisionStats>,
     stable: Option<&RevisionStats>,
     window: Window,
     percent: u8,
     policy: &Policy,
 ) -> Judgement {
+    if policy.judge == JudgeKind::Absolute {
+        return absolute_only(candidate, window, policy);
+    }
     let empty = RevisionStats::default();
     let c = candidate.unwrap_or(&empty);
     let role = StepRole::of(policy, percent);
@@ -348,6 +338,32 @@ fn absolute_outcome(llr_fail: f64, llr_pass: f64, b: &Bounds) -> Outcome {
     }
 }
 
+/// The note of an absolute limit's check: `what` against `limit`, with `detail` (what the fail
+/// and the open outcome say before their evidence) and the two likelihood ratios.
+fn limit_note(
+    outcome: Outcome,
+    what: &str,
+    limit: &str,
+    detail: (&str, &str),
+    (llr_fail, llr_pass): (f64, f64),
+    b: &Bounds,
+) -> String {
+    match outcome {
+        Outcome::Fail => format!(
+            "{what} is above the limit {limit} ({}evidence {llr_fail:.1} ≥ {:.1})",
+            detail.0, b.fail
+        ),
+        Outcome::Pass => format!(
+            "{what} is within the limit {limit} (evidence {llr_pass:.1} ≥ {:.1})",
+            b.limits_pass
+        ),
+        _ => format!(
+            "{what} is not yet shown to be within the limit {limit} ({}evidence {llr_pass:.1}, {:.1} needed)",
+            detail.1, b.limits_pass
+        ),
+    }
+}
+
 /// How a comparison with stable ended, before it is worded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reading {
@@ -403,6 +419,154 @@ fn relative_reading(llr: f64, info: f64, practical: bool, b: &Bounds) -> Reading
     }
 }
 
+/// How one comparison with stable words each [`Reading`]. `{what}` and the comparison's own
+/// names are filled in by the caller, `{ratio}` and `{e}` (the evidence the reading rests on, as
+/// a parenthesis) by [`Wording::note`].
+struct Wording {
+    regressed: &'static str,
+    below_floor: &'static str,
+    confirmed: &'static str,
+    not_informative: &'static str,
+    leaning: &'static str,
+    open: &'static str,
+}
+
+impl Wording {
+    /// The note for `reading`: its wording with `words`, the regression `ratio` and the
+    /// evidence filled in.
+    fn note(
+        &self,
+        reading: Reading,
+        words: &[(&str, &str)],
+        ratio: f64,
+        llr: f64,
+        info: f64,
+        b: &Bounds,
+    ) -> String {
+        let (wording, evidence) = match reading {
+            Reading::Regressed => (self.regressed, format!("evidence {llr:.1} ≥ {:.1}", b.fail)),
+            Reading::BelowFloor => (self.below_floor, format!("evidence {llr:.1}")),
+            Reading::Confirmed => (
+                self.confirmed,
+                format!("evidence {:.1} ≥ {:.1}", -llr, b.comparisons_pass),
+            ),
+            Reading::NotInformative => (
+                self.not_informative,
+                format!("information {info:.1} < {:.1}", b.comparisons_pass),
+            ),
+            Reading::Leaning => (self.leaning, format!("evidence {llr:.1} ≥ {:.1}", b.lean)),
+            Reading::Open => (
+                self.open,
+                format!(
+                    "evidence {llr:.1}: passes at ≤ −{:.1}, rolls back at ≥ {:.1}",
+                    b.comparisons_pass, b.fail
+                ),
+            ),
+        };
+        let ratio = format!("{ratio:.2}");
+        let mut all = vec![("ratio", ratio.as_str()), ("e", evidence.as_str())];
+        all.extend_from_slice(words);
+        fill(wording, &all)
+    }
+}
+
+/// `template` with each `{name}` replaced by its value in `words`, in one pass (a value is never
+/// read as a template itself).
+fn fill(template: &str, words: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after.find('}').and_then(|close| {
+            let name = &after[..close];
+            let value = words.iter().find(|(n, _)| *n == name)?.1;
+            Some((value, close))
+        });
+        match value {
+            Some((value, close)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+const ERRORS_VS_STABLE: Wording = Wording {
+    regressed: "{what} is worse than stable ({e} for ×{ratio} over ×1)",
+    below_floor: "{what}: worse than stable, but by less than the floor of {floor} ({e})",
+    confirmed: "{what}: no ×{ratio} regression ({e})",
+    not_informative: "{what}: {events} 5xx in all are too few to tell ×{ratio} from ×1 ({e}), the absolute limit decides",
+    leaning: "{what} leans towards a ×{ratio} regression ({e}) on too few 5xx to settle it",
+    open: "{what} is not yet told apart from a ×{ratio} regression ({e})",
+};
+
+const TAIL_VS_STABLE: Wording = Wording {
+    regressed: "{what}: the candidate is slower ({e} for ×{ratio} slower over ×1)",
+    below_floor: "{what}: slower than stable, but by less than the floor of {floor} ms ({e})",
+    confirmed: "{what}: not ×{ratio} slower ({e})",
+    not_informative: "{what}: too few slow requests to tell ×{ratio} slower from ×1 ({e}), the absolute limit decides",
+    leaning: "{what} leans towards ×{ratio} slower ({e}) on too few slow requests to settle it",
+    open: "{what} is not yet told apart from ×{ratio} slower ({e})",
+};
+
+const RANK_VS_STABLE: Wording = Wording {
+    regressed: "latency shifted: {what} (rank test, {e} for ×{ratio} slower over ×1)",
+    below_floor: "latency distribution: {what}, slower on average by {shift} ms, less than the floor of {floor} ms ({e})",
+    confirmed: "latency distribution: {what}, not ×{ratio} slower ({e})",
+    not_informative: "latency distribution: {what}, too few requests to tell ×{ratio} slower from ×1 ({e})",
+    leaning: "latency distribution: {what} leans towards ×{ratio} slower ({e}) on too few requests to settle it",
+    open: "latency distribution: {what}, not yet told apart from ×{ratio} slower ({e})",
+};
+
+/// A comparison with stable as a check.
+fn compared(
+    name: String,
+    reading: Reading,
+    note: String,
+    values: BTreeMap<&'static str, f64>,
+) -> Check {
+    Check {
+        name,
+        outcome: reading.outcome(),
+        reading: Some(reading.name()),
+        note,
+        values,
+    }
+}
+
+/// The sequential test of a comparison that conditions on events (5xx, slow requests): under
+/// "no difference" each event lands on the candidate with the share its exposure `w` (its
+/// requests over stable's) gives it, under the regression with the share an event rate `rho`
+/// times stable's gives it.
+struct Attributed {
+    /// The candidate's share of events if equal, and if regressed.
+    pi0: f64,
+    pi1: f64,
+    /// Evidence for the regression against "no difference".
+    llr: f64,
+    /// The evidence a true regression would produce on average.
+    info: f64,
+}
+
+/// `xc` and `xs` events on candidate and stable; `events_if_regressed` is how many events the
+/// regression would bring in all.
+fn attributed(xc: f64, xs: f64, w: f64, rho: f64, events_if_regressed: f64) -> Attributed {
+    let (pi0, pi1) = (stats::attribution(1.0, w), stats::attribution(rho, w));
+    Attributed {
+        pi0,
+        pi1,
+        llr: xc * (pi1 / pi0).ln() + xs * ((1.0 - pi1) / (1.0 - pi0)).ln(),
+        info: events_if_regressed * stats::kl_bernoulli(pi1, pi0),
+    }
+}
+
 fn errors_absolute(
     c: &RevisionStats,
     reference: Option<&RevisionStats>,
@@ -450,23 +614,14 @@ fn errors_absolute(
             ("llr_pass", llr_pass),
         ]);
         let outcome = absolute_outcome(llr_fail, llr_pass, b);
-        let note = match outcome {
-            Outcome::Fail => format!(
-                "{what} is above the limit {} (evidence {llr_fail:.1} ≥ {:.1})",
-                pct(limit),
-                b.fail
-            ),
-            Outcome::Pass => format!(
-                "{what} is within the limit {} (evidence {llr_pass:.1} ≥ {:.1})",
-                pct(limit),
-                b.limits_pass
-            ),
-            _ => format!(
-                "{what} is not yet shown to be within the limit {} (evidence {llr_pass:.1}, {:.1} needed)",
-                pct(limit),
-                b.limits_pass
-            ),
-        };
+        let note = limit_note(
+            outcome,
+            &what,
+            &pct(limit),
+            ("", ""),
+            (llr_fail, llr_pass),
+            b,
+        );
         (outcome, note)
     };
     Check {
@@ -492,9 +647,8 @@ fn errors_relative(c: &RevisionStats, s: &RevisionStats, policy: &Policy, b: &Bo
     } else {
         policy.max_error_ratio
     };
-    let (pi0, pi1) = (stats::attribution(1.0, w), stats::attribution(ratio, w));
-    let llr = xc * (pi1 / pi0).ln() + xs * ((1.0 - pi1) / (1.0 - pi0)).ln();
-    let info = pooled * (nc * ratio + ns) * stats::kl_bernoulli(pi1, pi0);
+    let test = attributed(xc, xs, w, ratio, pooled * (nc * ratio + ns));
+    let (pi0, pi1, llr, info) = (test.pi0, test.pi1, test.llr, test.info);
     let observed = if rs > 0.0 { rc / rs } else { f64::NAN };
     let reading = relative_reading(llr, info, rc - rs >= policy.error_rate_floor, b);
     let times = if observed.is_finite() {
@@ -511,39 +665,21 @@ fn errors_relative(c: &RevisionStats, s: &RevisionStats, policy: &Policy, b: &Bo
         s.errors_5xx,
         s.requests
     );
-    let note = match reading {
-        Reading::Regressed => format!(
-            "{what} is worse than stable (evidence {llr:.1} ≥ {:.1} for ×{ratio:.2} over ×1)",
-            b.fail
-        ),
-        Reading::BelowFloor => format!(
-            "{what}: worse than stable, but by less than the floor of {} (evidence {llr:.1})",
-            pct(policy.error_rate_floor)
-        ),
-        Reading::Confirmed => format!(
-            "{what}: no ×{ratio:.2} regression (evidence {:.1} ≥ {:.1})",
-            -llr, b.comparisons_pass
-        ),
-        Reading::NotInformative => format!(
-            "{what}: {:.0} 5xx in all are too few to tell ×{ratio:.2} from ×1 (information {info:.1} < {:.1}), the absolute limit decides",
-            xc + xs,
-            b.comparisons_pass
-        ),
-        Reading::Leaning => format!(
-            "{what} leans towards a ×{ratio:.2} regression (evidence {llr:.1} ≥ {:.1}) on too few 5xx to settle it",
-            b.lean
-        ),
-        Reading::Open => format!(
-            "{what} is not yet told apart from a ×{ratio:.2} regression (evidence {llr:.1}: passes at ≤ −{:.1}, rolls back at ≥ {:.1})",
-            b.comparisons_pass, b.fail
-        ),
-    };
-    Check {
-        name: "5xx vs stable".into(),
-        outcome: reading.outcome(),
-        reading: Some(reading.name()),
+    let events = format!("{:.0}", xc + xs);
+    let floor = pct(policy.error_rate_floor);
+    let note = ERRORS_VS_STABLE.note(
+        reading,
+        &[("what", &what), ("events", &events), ("floor", &floor)],
+        ratio,
+        llr,
+        info,
+        b,
+    );
+    compared(
+        "5xx vs stable".into(),
+        reading,
         note,
-        values: BTreeMap::from([
+        BTreeMap::from([
             ("candidate_rate", rc),
             ("stable_rate", rs),
             ("observed_ratio", observed),
@@ -554,7 +690,7 @@ fn errors_relative(c: &RevisionStats, s: &RevisionStats, policy: &Policy, b: &Bo
             ("llr", llr),
             ("information", info),
         ]),
-    }
+    )
 }
 
 fn latency_absolute(
@@ -579,21 +715,18 @@ fn latency_absolute(
     let llr_pass = stats::llr_bernoulli(x, n, tail, good);
     let outcome = absolute_outcome(llr_fail, llr_pass, b);
     let what = format!("p99 latency {p99:.0} ms");
-    let note = match outcome {
-        Outcome::Fail => format!(
-            "{what} is above the limit {limit:.0} ms ({} of requests slower than {limit:.0} ms, evidence {llr_fail:.1} ≥ {:.1})",
-            pct(share),
-            b.fail
-        ),
-        Outcome::Pass => format!(
-            "{what} is within the limit {limit:.0} ms (evidence {llr_pass:.1} ≥ {:.1})",
-            b.limits_pass
-        ),
-        _ => format!(
-            "{what} is not yet shown to be within the limit {limit:.0} ms ({x:.0} of {n:.0} slower, evidence {llr_pass:.1}, {:.1} needed)",
-            b.limits_pass
-        ),
-    };
+    let detail = (
+        format!("{} of requests slower than {limit:.0} ms, ", pct(share)),
+        format!("{x:.0} of {n:.0} slower, "),
+    );
+    let note = limit_note(
+        outcome,
+        &what,
+        &format!("{limit:.0} ms"),
+        (&detail.0, &detail.1),
+        (llr_fail, llr_pass),
+        b,
+    );
     Check {
         name: "p99".into(),
         outcome,
@@ -640,11 +773,9 @@ fn tail_relative(c: &Histogram, s: &Histogram, q: f64, policy: &Policy, b: &Boun
     let f0 = stats::fraction_above(s, t);
     let f1 = stats::fraction_above(s, t / ratio);
     let rho = if f0 > 0.0 { f1 / f0 } else { 50.0 }.clamp(1.1, 50.0);
-    let w = nc / ns;
-    let (pi0, pi1) = (stats::attribution(1.0, w), stats::attribution(rho, w));
-    let llr = xc * (pi1 / pi0).ln() + xs * ((1.0 - pi1) / (1.0 - pi0)).ln();
     let pooled_tail = (xc + xs) / (nc + ns);
-    let info = pooled_tail * (nc * rho + ns) * stats::kl_bernoulli(pi1, pi0);
+    let test = attributed(xc, xs, nc / ns, rho, pooled_tail * (nc * rho + ns));
+    let (llr, info) = (test.llr, test.info);
     let reading = relative_reading(llr, info, qc - qs >= policy.latency_floor_ms, b);
     let p = policy::fmt_percentile(q);
     let what = format!(
@@ -652,38 +783,20 @@ fn tail_relative(c: &Histogram, s: &Histogram, q: f64, policy: &Policy, b: &Boun
         pct(xc / nc),
         pct(xs / ns)
     );
-    let note = match reading {
-        Reading::Regressed => format!(
-            "{what}: the candidate is slower (evidence {llr:.1} ≥ {:.1} for ×{ratio:.2} slower over ×1)",
-            b.fail
-        ),
-        Reading::BelowFloor => format!(
-            "{what}: slower than stable, but by less than the floor of {:.0} ms (evidence {llr:.1})",
-            policy.latency_floor_ms
-        ),
-        Reading::Confirmed => format!(
-            "{what}: not ×{ratio:.2} slower (evidence {:.1} ≥ {:.1})",
-            -llr, b.comparisons_pass
-        ),
-        Reading::NotInformative => format!(
-            "{what}: too few slow requests to tell ×{ratio:.2} slower from ×1 (information {info:.1} < {:.1}), the absolute limit decides",
-            b.comparisons_pass
-        ),
-        Reading::Leaning => format!(
-            "{what} leans towards ×{ratio:.2} slower (evidence {llr:.1} ≥ {:.1}) on too few slow requests to settle it",
-            b.lean
-        ),
-        Reading::Open => format!(
-            "{what} is not yet told apart from ×{ratio:.2} slower (evidence {llr:.1}: passes at ≤ −{:.1}, rolls back at ≥ {:.1})",
-            b.comparisons_pass, b.fail
-        ),
-    };
-    Check {
+    let floor = format!("{:.0}", policy.latency_floor_ms);
+    let note = TAIL_VS_STABLE.note(
+        reading,
+        &[("what", &what), ("floor", &floor)],
+        ratio,
+        llr,
+        info,
+        b,
+    );
+    compared(
         name,
-        outcome: reading.outcome(),
-        reading: Some(reading.name()),
+        reading,
         note,
-        values: BTreeMap::from([
+        BTreeMap::from([
             ("quantile", q),
             ("candidate_ms", qc),
             ("stable_ms", qs),
@@ -697,7 +810,7 @@ fn tail_relative(c: &Histogram, s: &Histogram, q: f64, policy: &Policy, b: &Boun
             ("llr", llr),
             ("information", info),
         ]),
-    }
+    )
 }
 
 /// The whole distribution: Mann-Whitney's P(candidate slower than stable), tested sequentially
@@ -730,38 +843,21 @@ fn rank_relative(c: &Histogram, s: &Histogram, policy: &Policy, b: &Bounds) -> C
         pct(rt.auc),
         q(c, 0.5)
     );
-    let note = match reading {
-        Reading::Regressed => format!(
-            "latency shifted: {what} (rank test, evidence {llr:.1} ≥ {:.1} for ×{ratio:.2} slower over ×1)",
-            b.fail
-        ),
-        Reading::BelowFloor => format!(
-            "latency distribution: {what}, slower on average by {mean_shift:.1} ms, less than the floor of {:.0} ms (evidence {llr:.1})",
-            policy.latency_floor_ms
-        ),
-        Reading::Confirmed => format!(
-            "latency distribution: {what}, not ×{ratio:.2} slower (evidence {:.1} ≥ {:.1})",
-            -llr, b.comparisons_pass
-        ),
-        Reading::NotInformative => format!(
-            "latency distribution: {what}, too few requests to tell ×{ratio:.2} slower from ×1 (information {info:.1} < {:.1})",
-            b.comparisons_pass
-        ),
-        Reading::Leaning => format!(
-            "latency distribution: {what} leans towards ×{ratio:.2} slower (evidence {llr:.1} ≥ {:.1}) on too few requests to settle it",
-            b.lean
-        ),
-        Reading::Open => format!(
-            "latency distribution: {what}, not yet told apart from ×{ratio:.2} slower (evidence {llr:.1}: passes at ≤ −{:.1}, rolls back at ≥ {:.1})",
-            b.comparisons_pass, b.fail
-        ),
-    };
-    Check {
-        name: name.into(),
-        outcome: reading.outcome(),
-        reading: Some(reading.name()),
+    let shift = format!("{mean_shift:.1}");
+    let floor = format!("{:.0}", policy.latency_floor_ms);
+    let note = RANK_VS_STABLE.note(
+        reading,
+        &[("what", &what), ("shift", &shift), ("floor", &floor)],
+        ratio,
+        llr,
+        info,
+        b,
+    );
+    compared(
+        name.into(),
+        reading,
         note,
-        values: BTreeMap::from([
+        BTreeMap::from([
             ("p_candidate_slower", rt.auc),
             ("standard_error", rt.se),
             ("p_if_regressed", 0.5 + delta),
@@ -772,7 +868,7 @@ fn rank_relative(c: &Histogram, s: &Histogram, policy: &Policy, b: &Bounds) -> C
             ("llr", llr),
             ("information", info),
         ]),
-    }
+    )
 }
 
 /// The judge cutover had before comparing with stable: the candidate's point estimates against

@@ -2,7 +2,7 @@
 //!
 //! Everything here is pure: no I/O, no clock, no logging. [`decide`] is called by the
 //! reconciler (`crate::reconcile`) with what it observed; when a decision needs evidence it
-//! does not have (metrics for a window, a smoke check), it says so with [`Kind::Gather`] and is
+//! does not have (metrics for a window, a smoke check), it says so with [`Action::Gather`] and is
 //! called again with the evidence. That keeps every rule in one place and makes the rules
 //! testable exhaustively.
 //!
@@ -15,17 +15,20 @@
 //! - Traffic changed by hand is never overwritten: the rollout pauses instead.
 //! - Deciding again on the state a decision produced changes nothing (duplicates are harmless).
 
+pub mod evidence;
 pub mod judge;
 pub mod policy;
 pub mod record;
 pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use jiff::Timestamp;
+use serde::Serialize;
 
-use crate::metrics::{ServiceStats, Window};
 use crate::target::ServiceRef;
+use evidence::{ServiceStats, Window};
 
 pub use judge::{Judgement, Verdict};
 pub use policy::JudgeKind;
@@ -51,8 +54,27 @@ pub struct Observed {
     pub tag_urls: BTreeMap<String, String>,
     /// The service's annotations: cutover's record and any policy overrides.
     pub annotations: BTreeMap<String, String>,
-    /// Opaque to the decision core: what the router needs to write conditionally.
-    pub version: crate::router::Version,
+}
+
+#[cfg(test)]
+impl Observed {
+    /// The service after `w` is applied, as a router would observe it next.
+    pub(crate) fn after(&self, w: &Write) -> Observed {
+        let mut next = self.clone();
+        if let Some(traffic) = &w.traffic {
+            next.allocation = traffic
+                .iter()
+                .filter(|t| t.percent > 0)
+                .map(|t| (t.revision.clone(), t.percent))
+                .collect();
+            next.ready
+                .extend(traffic.iter().map(|t| t.revision.clone()));
+        }
+        next.annotations
+            .retain(|k, _| !record::RECORD_KEYS.contains(&k.as_str()));
+        next.annotations.extend(w.record.to_annotations());
+        next
+    }
 }
 
 /// What woke the reconciler. It says which service, never what to do; `decide` works that out
@@ -68,6 +90,17 @@ pub enum Trigger {
         incident_id: String,
         summary: String,
     },
+}
+
+impl Trigger {
+    /// How decision records name the trigger.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Trigger::Build { .. } => "build",
+            Trigger::Tick => "tick",
+            Trigger::Alert { .. } => "alert",
+        }
+    }
 }
 
 /// Evidence gathered on the decision core's request.
@@ -91,33 +124,66 @@ pub enum Need {
     Smoke(String),
 }
 
-/// The kind of decision, for logs and for tests.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Kind {
-    /// Ask again with this evidence.
-    Gather(Need),
+/// What a decision writes: traffic and the record, or (a pause) the record alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
     /// A new rollout begins (or replaces an older candidate's).
     Start,
     /// Smoke check passed or a step was healthy: the candidate gets the next step.
     Advance,
     /// The candidate serves 100% and becomes stable.
     Complete,
-    /// Waiting: soaking, or not enough data yet.
-    Hold,
     /// All traffic back to stable.
     Rollback,
-    /// The rollout stops and waits for a person.
+    /// The rollout stops and waits for a person (traffic stays as it is).
     Pause,
+}
+
+/// Why a decision writes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stay {
+    /// Waiting: soaking, or not enough data yet.
+    Hold,
     /// Nothing to do for this service.
     Nothing,
     /// The service cannot be handled as it is (unreadable record, invalid policy).
     Error,
 }
 
+/// What the reconciler does with a decision; each case carries exactly what it needs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Write the split and the record in one conditional update.
+    Write(Change, Write),
+    /// Gather this evidence, then decide again.
+    Gather(Need),
+    /// Write nothing.
+    Stay(Stay),
+}
+
+/// The kind of decision, as decision records name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Gather,
+    Start,
+    Advance,
+    Complete,
+    Hold,
+    Rollback,
+    Pause,
+    #[default]
+    Nothing,
+    Error,
+    /// Never made by [`decide`]: an event naming a service cutover does not evaluate is
+    /// refused before anything is read (see `crate::events::resolve`).
+    Refused,
+}
+
 impl Kind {
-    pub fn as_str(&self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Gather(_) => "gather",
+            Kind::Gather => "gather",
             Kind::Start => "start",
             Kind::Advance => "advance",
             Kind::Complete => "complete",
@@ -126,7 +192,27 @@ impl Kind {
             Kind::Pause => "pause",
             Kind::Nothing => "nothing",
             Kind::Error => "error",
+            Kind::Refused => "refused",
         }
+    }
+
+    /// A decision a person should look at (logged as a warning).
+    pub fn is_warning(self) -> bool {
+        matches!(self, Kind::Rollback | Kind::Pause | Kind::Error)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad` keeps width and alignment working, as for the name itself.
+        f.pad(self.as_str())
+    }
+}
+
+/// A kind compares with its name, as records are read (`decision == "rollback"`).
+impl PartialEq<&str> for Kind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -146,14 +232,19 @@ pub struct Write {
     pub record: Record,
 }
 
-/// What to do, and why.
-#[derive(Clone, Debug)]
+impl Write {
+    /// A write that leaves the candidate in its smoke phase is followed at once by the next
+    /// decision (its smoke check), without waiting for a tick.
+    pub fn continues(&self) -> bool {
+        self.record.phase == Phase::Smoke
+    }
+}
+
+/// What to do, and why: the action, and the facts a decision record shows.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
-    pub kind: Kind,
+    pub action: Action,
     pub reason: String,
-    pub write: Option<Write>,
-    /// Decide again right after the write (a smoke check follows a start).
-    pub again: bool,
     /// The numbers a judged step used.
     pub judgement: Option<Judgement>,
     /// The rollout this decision is about, as it stands after the decision.
@@ -163,16 +254,43 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(kind: Kind, reason: impl Into<String>) -> Decision {
+    fn new(action: Action, reason: impl Into<String>) -> Decision {
         Decision {
-            kind,
+            action,
             reason: reason.into(),
-            write: None,
-            again: false,
             judgement: None,
             record: None,
             policy: None,
         }
+    }
+
+    fn stay(stay: Stay, reason: impl Into<String>) -> Decision {
+        Decision::new(Action::Stay(stay), reason)
+    }
+
+    fn gather(need: Need, reason: impl Into<String>) -> Decision {
+        Decision::new(Action::Gather(need), reason)
+    }
+
+    fn writing(
+        change: Change,
+        reason: String,
+        traffic: Option<Vec<Target>>,
+        mut record: Record,
+    ) -> Decision {
+        record.reason = reason.clone();
+        let mut d = Decision::new(
+            Action::Write(
+                change,
+                Write {
+                    traffic,
+                    record: record.clone(),
+                },
+            ),
+            reason,
+        );
+        d.record = Some(record);
+        d
     }
 
     fn about(mut self, record: Option<&Record>, policy: Option<&Policy>) -> Decision {
@@ -185,17 +303,35 @@ impl Decision {
         self
     }
 
-    fn writing(
-        kind: Kind,
-        reason: String,
-        traffic: Option<Vec<Target>>,
-        mut record: Record,
-    ) -> Decision {
-        record.reason = reason.clone();
-        let mut d = Decision::new(kind, reason);
-        d.record = Some(record.clone());
-        d.write = Some(Write { traffic, record });
-        d
+    /// The kind of decision, for records and logs.
+    pub fn kind(&self) -> Kind {
+        match &self.action {
+            Action::Write(Change::Start, _) => Kind::Start,
+            Action::Write(Change::Advance, _) => Kind::Advance,
+            Action::Write(Change::Complete, _) => Kind::Complete,
+            Action::Write(Change::Rollback, _) => Kind::Rollback,
+            Action::Write(Change::Pause, _) => Kind::Pause,
+            Action::Gather(_) => Kind::Gather,
+            Action::Stay(Stay::Hold) => Kind::Hold,
+            Action::Stay(Stay::Nothing) => Kind::Nothing,
+            Action::Stay(Stay::Error) => Kind::Error,
+        }
+    }
+
+    /// The write to apply, if any.
+    pub fn write(&self) -> Option<&Write> {
+        match &self.action {
+            Action::Write(_, w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The evidence asked for, if any.
+    pub fn need(&self) -> Option<&Need> {
+        match &self.action {
+            Action::Gather(n) => Some(n),
+            _ => None,
+        }
     }
 }
 
@@ -212,8 +348,8 @@ pub fn decide(
     let record = match Record::from_annotations(&obs.annotations) {
         Ok(r) => r,
         Err(e) => {
-            return Decision::new(
-                Kind::Error,
+            return Decision::stay(
+                Stay::Error,
                 format!(
                     "cutover's record on the service is unreadable ({e}); fix or remove the cutover.dev/ annotations"
                 ),
@@ -229,11 +365,11 @@ pub fn decide(
         Trigger::Build { .. } => on_build(obs, record.as_ref(), &policy, now),
         Trigger::Tick => match &record {
             Some(r) if r.phase.is_running() => progress(obs, r, &policy, evidence, now),
-            Some(r) => Decision::new(
-                Kind::Nothing,
+            Some(r) => Decision::stay(
+                Stay::Nothing,
                 format!("rollout of {} is {}", r.candidate, r.phase),
             ),
-            None => Decision::new(Kind::Nothing, "no rollout on this service"),
+            None => Decision::stay(Stay::Nothing, "no rollout on this service"),
         },
     };
     d.about(record.as_ref(), policy.as_ref().ok())
@@ -296,16 +432,16 @@ fn on_alert(
     now: Timestamp,
 ) -> Decision {
     let Some(r) = record else {
-        return Decision::new(
-            Kind::Nothing,
+        return Decision::stay(
+            Stay::Nothing,
             format!("alert {incident}: no rollout on this service"),
         );
     };
     let live = r.phase.is_running()
         || matches!(r.phase, Phase::Paused(c) if c != PauseCause::ManualChange);
     if !live {
-        return Decision::new(
-            Kind::Nothing,
+        return Decision::stay(
+            Stay::Nothing,
             format!(
                 "alert {incident}: rollout of {} is {}",
                 r.candidate, r.phase
@@ -313,8 +449,8 @@ fn on_alert(
         );
     }
     if let Some(d) = drift(obs, r) {
-        return Decision::new(
-            Kind::Nothing,
+        return Decision::stay(
+            Stay::Nothing,
             format!(
                 "alert {incident}: not rolling back, {d}; the person who changed it owns the traffic"
             ),
@@ -336,12 +472,12 @@ fn on_build(
     now: Timestamp,
 ) -> Decision {
     let Some(candidate) = obs.latest_ready.clone() else {
-        return Decision::new(Kind::Nothing, "the service has no ready revision");
+        return Decision::stay(Stay::Nothing, "the service has no ready revision");
     };
     let rolled_back: &[String] = record.map(|r| r.rolled_back.as_slice()).unwrap_or(&[]);
     if rolled_back.contains(&candidate) {
-        return Decision::new(
-            Kind::Nothing,
+        return Decision::stay(
+            Stay::Nothing,
             format!(
                 "{candidate} was rolled back before and is not rolled out again automatically; deploy a newer revision"
             ),
@@ -351,24 +487,15 @@ fn on_build(
     if let Some(r) = record.filter(|r| r.phase.is_running() || matches!(r.phase, Phase::Paused(_)))
     {
         if r.candidate == candidate {
-            return Decision::new(
-                Kind::Nothing,
+            return Decision::stay(
+                Stay::Nothing,
                 format!("rollout of {candidate} is already {}", r.phase),
             );
         }
         if r.stable == candidate {
-            return Decision::new(Kind::Nothing, format!("{candidate} is the stable revision"));
+            return Decision::stay(Stay::Nothing, format!("{candidate} is the stable revision"));
         }
         if drift(obs, r).is_none() {
-            let policy = match policy {
-                Ok(p) => p,
-                Err(e) => {
-                    return Decision::new(
-                        Kind::Error,
-                        format!("not starting a rollout of {candidate}: {e}"),
-                    );
-                }
-            };
             let (stable, why) = superseded(r, &candidate);
             return start(
                 obs,
@@ -384,8 +511,8 @@ fn on_build(
     }
     let mut serving = obs.allocation.iter().filter(|(_, p)| **p == 100);
     let Some((stable, _)) = serving.next() else {
-        return Decision::new(
-            Kind::Nothing,
+        return Decision::stay(
+            Stay::Nothing,
             format!(
                 "no stable revision: traffic is split ({}); a rollout starts only from one revision serving 100%",
                 describe(&obs.allocation)
@@ -393,20 +520,11 @@ fn on_build(
         );
     };
     if *stable == candidate {
-        return Decision::new(
-            Kind::Nothing,
+        return Decision::stay(
+            Stay::Nothing,
             format!("{candidate} already serves all traffic"),
         );
     }
-    let policy = match policy {
-        Ok(p) => p,
-        Err(e) => {
-            return Decision::new(
-                Kind::Error,
-                format!("not starting a rollout of {candidate}: {e}"),
-            );
-        }
-    };
     let why = format!("new revision {candidate}; {stable} is stable");
     start(
         obs,
@@ -470,13 +588,22 @@ fn start(
     candidate: String,
     stable: String,
     rolled_back: Vec<String>,
-    policy: &Policy,
+    policy: &Result<Policy, PolicyError>,
     why: String,
     now: Timestamp,
 ) -> Decision {
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => {
+            return Decision::stay(
+                Stay::Error,
+                format!("not starting a rollout of {candidate}: {e}"),
+            );
+        }
+    };
     if !obs.ready.contains(&stable) {
-        return Decision::new(
-            Kind::Nothing,
+        return Decision::stay(
+            Stay::Nothing,
             format!("not starting a rollout of {candidate}: stable revision {stable} is not ready"),
         );
     }
@@ -492,21 +619,19 @@ fn start(
     };
     if policy.smoke_path.is_some() {
         let traffic = split(&r, 0);
-        let mut d = Decision::writing(
-            Kind::Start,
+        return Decision::writing(
+            Change::Start,
             format!("{why}: tagging it for a smoke check"),
             Some(traffic),
             r,
         );
-        d.again = true;
-        return d;
     }
     let first = policy.steps[0];
     r.phase = Phase::Progressing;
     r.percent = first;
     let traffic = split(&r, first);
     Decision::writing(
-        Kind::Start,
+        Change::Start,
         format!("{why}: candidate gets {first}%"),
         Some(traffic),
         r,
@@ -515,11 +640,11 @@ fn start(
 
 fn pause(r: &Record, cause: PauseCause, why: String) -> Decision {
     if r.phase == Phase::Paused(cause) {
-        return Decision::new(Kind::Nothing, format!("{why} (already paused)"));
+        return Decision::stay(Stay::Nothing, format!("{why} (already paused)"));
     }
     let mut next = r.clone();
     next.phase = Phase::Paused(cause);
-    Decision::writing(Kind::Pause, why, None, next)
+    Decision::writing(Change::Pause, why, None, next)
 }
 
 fn rollback(obs: &Observed, r: &Record, why: String, now: Timestamp) -> Decision {
@@ -539,7 +664,7 @@ fn rollback(obs: &Observed, r: &Record, why: String, now: Timestamp) -> Decision
     next.step_started = now;
     next.remember_rolled_back(&r.candidate);
     let traffic = split(&next, 0);
-    Decision::writing(Kind::Rollback, why, Some(traffic), next)
+    Decision::writing(Change::Rollback, why, Some(traffic), next)
 }
 
 fn advance(r: &Record, to: u8, why: String, now: Timestamp) -> Decision {
@@ -549,7 +674,7 @@ fn advance(r: &Record, to: u8, why: String, now: Timestamp) -> Decision {
     next.step_started = now;
     let traffic = split(&next, to);
     Decision::writing(
-        Kind::Advance,
+        Change::Advance,
         format!("{why}: candidate gets {to}%"),
         Some(traffic),
         next,
@@ -567,7 +692,7 @@ fn complete(r: &Record, why: String, now: Timestamp) -> Decision {
         tag: Some(STABLE_TAG.into()),
     }];
     Decision::writing(
-        Kind::Complete,
+        Change::Complete,
         format!("{why}: {} is now stable", r.candidate),
         Some(traffic),
         next,
@@ -608,11 +733,11 @@ fn progress(
             }
             Evidence::Smoke(Err(e)) => rollback(obs, r, format!("smoke check failed: {e}"), now),
             _ => match obs.tag_urls.get(CANDIDATE_TAG) {
-                Some(url) => Decision::new(
-                    Kind::Gather(Need::Smoke(format!("{}{path}", url.trim_end_matches('/')))),
+                Some(url) => Decision::gather(
+                    Need::Smoke(format!("{}{path}", url.trim_end_matches('/'))),
                     "smoke check",
                 ),
-                None => Decision::new(Kind::Hold, "waiting for the candidate's tag URL"),
+                None => Decision::stay(Stay::Hold, "waiting for the candidate's tag URL"),
             },
         };
     }
@@ -623,8 +748,8 @@ fn progress(
         .and_then(|t| t.saturating_add(policy.metrics_delay));
     let due = due.unwrap_or(Timestamp::MAX);
     if now < due {
-        return Decision::new(
-            Kind::Hold,
+        return Decision::stay(
+            Stay::Hold,
             format!("soaking at {}%: judged from {due}", r.percent),
         );
     }
@@ -644,7 +769,7 @@ fn progress(
                 ),
             )
         } else {
-            Decision::new(Kind::Hold, why)
+            Decision::stay(Stay::Hold, why)
         };
         d.judgement = judgement;
         d
@@ -654,7 +779,7 @@ fn progress(
         Evidence::Metrics(Err(e)) => {
             return hold(format!("metrics unavailable ({e}), not judging"), None);
         }
-        _ => return Decision::new(Kind::Gather(Need::Metrics(window)), "step is due"),
+        _ => return Decision::gather(Need::Metrics(window), "step is due"),
     };
     // Both revisions come from the same query over the same window; `None` means that
     // revision served nothing in it.

@@ -1,46 +1,59 @@
 //! The rules a rollout follows: steps, soak time, thresholds, and how long to wait for data.
 //!
-//! Defaults come from cutover's configuration; a service may override some of them with
-//! `cutover.dev/*` annotations. Everything is validated here, once, so the rest of the decision
-//! core can trust a [`Policy`]: steps strictly increase and end at 100, durations are positive,
-//! rates are in range. An invalid override is an error the decision reports, never a silent
-//! fallback to the default.
+//! Every setting is one line of [`policy_settings!`]: its field, its kind of value, its
+//! default as written, its environment variable and, if a service may override it, its
+//! `cutover.dev/*` annotation. The [`Policy`] struct, its defaults and the overrides come from
+//! that table here; the command line (`crate::config`) comes from the same table. Each kind of
+//! value ([`Rate`], [`Ratio`], [`Millis`], [`Interval`], …) is parsed and checked once, where it
+//! is read, so the rest of the decision core can trust a [`Policy`]: steps strictly increase
+//! and end at 100, durations are positive, rates are in range. An invalid override is an error
+//! the decision reports, never a silent fallback to the default.
 
 use std::collections::BTreeMap;
 
 use jiff::SignedDuration;
 
-/// Annotation keys a service may set to override cutover's defaults.
-pub const OVERRIDE_STEPS: &str = "cutover.dev/steps";
-pub const OVERRIDE_STEP_INTERVAL: &str = "cutover.dev/step-interval";
-pub const OVERRIDE_MAX_ERROR_RATE: &str = "cutover.dev/max-error-rate";
-pub const OVERRIDE_MAX_P99_MS: &str = "cutover.dev/max-p99-ms";
-pub const OVERRIDE_MIN_REQUESTS: &str = "cutover.dev/min-requests";
-pub const OVERRIDE_MAX_ERROR_RATIO: &str = "cutover.dev/max-error-ratio";
-pub const OVERRIDE_ERROR_RATE_FLOOR: &str = "cutover.dev/error-rate-floor";
-pub const OVERRIDE_MAX_LATENCY_RATIO: &str = "cutover.dev/max-latency-ratio";
-pub const OVERRIDE_LATENCY_FLOOR_MS: &str = "cutover.dev/latency-floor-ms";
-pub const OVERRIDE_LATENCY_PERCENTILES: &str = "cutover.dev/latency-percentiles";
-pub const OVERRIDE_FALSE_ALARM_RATE: &str = "cutover.dev/false-alarm-rate";
-pub const OVERRIDE_MISS_RATE: &str = "cutover.dev/miss-rate";
-pub const OVERRIDE_CANARY_MISS_RATE: &str = "cutover.dev/canary-miss-rate";
-
-/// Every override key, for documentation and for telling them apart from cutover's record.
-pub const OVERRIDE_KEYS: &[&str] = &[
-    OVERRIDE_STEPS,
-    OVERRIDE_STEP_INTERVAL,
-    OVERRIDE_MAX_ERROR_RATE,
-    OVERRIDE_MAX_P99_MS,
-    OVERRIDE_MIN_REQUESTS,
-    OVERRIDE_MAX_ERROR_RATIO,
-    OVERRIDE_ERROR_RATE_FLOOR,
-    OVERRIDE_MAX_LATENCY_RATIO,
-    OVERRIDE_LATENCY_FLOOR_MS,
-    OVERRIDE_LATENCY_PERCENTILES,
-    OVERRIDE_FALSE_ALARM_RATE,
-    OVERRIDE_MISS_RATE,
-    OVERRIDE_CANARY_MISS_RATE,
-];
+/// The policy settings, one a line: `field: Kind = "default", "ENV_VAR"`, then the
+/// per-service annotation for those a service may override, after the help text people read
+/// in `cutover serve --help`. Expands `$then! { … }` with the table, so that every consumer is
+/// generated from these lines.
+macro_rules! policy_settings {
+    ($then:ident) => {
+        $then! {
+            /// Candidate traffic steps in percent, ending at 100.
+            steps: Steps = "10,50,100", "CUTOVER_STEPS", "cutover.dev/steps";
+            /// Soak time: data needed per step before it is judged.
+            step_interval: Interval = "5m", "CUTOVER_STEP_INTERVAL", "cutover.dev/step-interval";
+            /// How late Cloud Run metrics land; judged windows end this long before now.
+            metrics_delay: Delay = "3m", "CUTOVER_METRICS_DELAY";
+            /// Minimum candidate requests in a window to judge it.
+            min_requests: Count = "100", "CUTOVER_MIN_REQUESTS", "cutover.dev/min-requests";
+            /// How long a due step may stay inconclusive before the rollout pauses.
+            max_hold: Interval = "1h", "CUTOVER_MAX_HOLD";
+            /// Highest acceptable 5xx ratio (0.01 = 1%).
+            max_error_rate: Rate = "0.01", "CUTOVER_MAX_ERROR_RATE", "cutover.dev/max-error-rate";
+            /// Highest acceptable p99 latency in milliseconds.
+            max_p99_ms: Millis = "1000", "CUTOVER_MAX_P99_MS", "cutover.dev/max-p99-ms";
+            /// A candidate with this many times the stable revision's 5xx ratio is a regression the comparison must catch.
+            max_error_ratio: Ratio = "2", "CUTOVER_MAX_ERROR_RATIO", "cutover.dev/max-error-ratio";
+            /// 5xx increases over stable below this ratio (0.001 = 0.1 percentage point) are never a regression.
+            error_rate_floor: Rate = "0.001", "CUTOVER_ERROR_RATE_FLOOR", "cutover.dev/error-rate-floor";
+            /// A candidate this many times slower than stable (compared percentiles, rank test) is a regression the comparison must catch.
+            max_latency_ratio: Ratio = "1.25", "CUTOVER_MAX_LATENCY_RATIO", "cutover.dev/max-latency-ratio";
+            /// Slow-downs below this many milliseconds are never a regression.
+            latency_floor_ms: FloorMillis = "10", "CUTOVER_LATENCY_FLOOR_MS", "cutover.dev/latency-floor-ms";
+            /// Latency percentiles compared with stable, comma separated (none: only the rank test over the whole histogram).
+            latency_percentiles: Percentiles = "p95", "CUTOVER_LATENCY_PERCENTILES", "cutover.dev/latency-percentiles";
+            /// Highest chance that a candidate no worse than stable is rolled back during a rollout, however often steps are looked at.
+            false_alarm_rate: Risk = "0.005", "CUTOVER_FALSE_ALARM_RATE", "cutover.dev/false-alarm-rate";
+            /// Highest chance that a candidate with a regression of the configured size, or at an absolute limit, passes the step leading to 100%.
+            miss_rate: Risk = "0.01", "CUTOVER_MISS_RATE", "cutover.dev/miss-rate";
+            /// The same for an absolute limit at the earlier steps (at least CUTOVER_MISS_RATE, below 1).
+            canary_miss_rate: Rate = "0.25", "CUTOVER_CANARY_MISS_RATE", "cutover.dev/canary-miss-rate";
+        }
+    };
+}
+pub(crate) use policy_settings;
 
 /// Which judge decides a step (see `docs/judgement.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,76 +67,141 @@ pub enum JudgeKind {
     Absolute,
 }
 
-/// How a rollout proceeds and what counts as healthy.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Policy {
-    /// Candidate traffic percentages, strictly increasing, ending at 100.
-    pub steps: Vec<u8>,
-    /// How much data a step needs before it is judged (its soak time).
-    pub step_interval: SignedDuration,
-    /// How late metrics land; the judged window ends this long before now.
-    pub metrics_delay: SignedDuration,
-    /// Fewer candidate requests than this in the window is "not enough data".
-    pub min_requests: u64,
-    /// How long a due step may stay inconclusive before the rollout pauses.
-    pub max_hold: SignedDuration,
-    /// 5xx / all above this fails the step.
-    pub max_error_rate: f64,
-    /// p99 latency (ms) above this fails the step.
-    pub max_p99_ms: f64,
-    /// A candidate whose 5xx rate is this many times the stable revision's is a regression the
-    /// comparison must catch (the alternative of its sequential test). Above 1.
-    pub max_error_ratio: f64,
-    /// Practical floor of the 5xx comparison: an increase over stable smaller than this ratio
-    /// (0.001 = 0.1 percentage point) is never treated as a regression.
-    pub error_rate_floor: f64,
-    /// A candidate this many times slower than stable (at a compared percentile, or overall for
-    /// the rank test) is a regression the comparison must catch. Above 1.
-    pub max_latency_ratio: f64,
-    /// Practical floor of the latency comparison: a slow-down smaller than this many
-    /// milliseconds is never treated as a regression.
-    pub latency_floor_ms: f64,
-    /// Latency quantiles compared with stable (0.95 = p95), ascending; may be empty.
-    pub latency_percentiles: Vec<f64>,
-    /// Highest chance that a candidate no worse than stable (and within the limits) is rolled
-    /// back during one rollout, however many times its steps are looked at.
-    pub false_alarm_rate: f64,
-    /// Highest chance that a candidate with a regression of the configured size, or sitting at
-    /// an absolute limit, passes the step that leads to 100% (and any step's informative
-    /// comparison with stable).
-    pub miss_rate: f64,
-    /// The same for an absolute limit at the earlier (canary) steps, where a wrong pass only
-    /// moves the candidate to the next judged step. At least `miss_rate`.
-    pub canary_miss_rate: f64,
-    /// Which judge decides (the sequential comparison unless a simulation says otherwise).
-    pub judge: JudgeKind,
-    /// When set, `GET {candidate tag URL}{path}` must answer 2xx before any traffic moves.
-    pub smoke_path: Option<String>,
+/// A kind of policy value: how it is read and checked, the same for the command line, the
+/// defaults and the annotations.
+pub trait Value: Sized {
+    /// What [`Policy`] holds.
+    type Field;
+    /// Parses and checks a value as written; the error says what is wrong with it.
+    fn parse(s: &str) -> Result<Self, String>;
+    /// Checks a value the policy holds (one built in code rather than parsed).
+    fn check(field: &Self::Field) -> Result<(), String>;
+    fn into_field(self) -> Self::Field;
 }
 
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            steps: vec![10, 50, 100],
-            step_interval: SignedDuration::from_mins(5),
-            metrics_delay: SignedDuration::from_mins(3),
-            min_requests: 100,
-            max_hold: SignedDuration::from_hours(1),
-            max_error_rate: 0.01,
-            max_p99_ms: 1000.0,
-            max_error_ratio: 2.0,
-            error_rate_floor: 0.001,
-            max_latency_ratio: 1.25,
-            latency_floor_ms: 10.0,
-            latency_percentiles: vec![0.95],
-            false_alarm_rate: 0.005,
-            miss_rate: 0.01,
-            canary_miss_rate: 0.25,
-            judge: JudgeKind::Sequential,
-            smoke_path: None,
+/// Declares the kinds of value: each a newtype over what the policy holds, read by its parser.
+macro_rules! value_kinds {
+    ($($(#[$meta:meta])* $name:ident($field:ty) = $parse:path, $check:expr;)*) => {$(
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $name(pub $field);
+
+        impl Value for $name {
+            type Field = $field;
+            fn parse(s: &str) -> Result<Self, String> {
+                $parse(s).map($name)
+            }
+            fn check(field: &$field) -> Result<(), String> {
+                $check(field)
+            }
+            fn into_field(self) -> $field {
+                self.0
+            }
         }
-    }
+    )*};
 }
+
+value_kinds! {
+    /// Traffic steps in percent, strictly increasing, ending at 100 (`10,50,100`).
+    Steps(Vec<u8>) = parse_steps, |v: &Vec<u8>| validate_steps(v);
+    /// A positive duration (`90s`, `5m`, `1h30m`).
+    Interval(SignedDuration) = parse_interval, |v: &SignedDuration| positive(*v);
+    /// A duration that may be 0.
+    Delay(SignedDuration) = parse_duration, |v: &SignedDuration| not_negative(*v);
+    /// A whole number.
+    Count(u64) = parse_count, |_: &u64| Ok(());
+    /// A ratio in [0, 1] (`0.01` = 1%).
+    Rate(f64) = parse_rate, |v: &f64| check_rate(*v);
+    /// A ratio above 1 (`2` = twice the stable revision's).
+    Ratio(f64) = parse_ratio, |v: &f64| check_ratio(*v);
+    /// A probability above 0, at most 0.5.
+    Risk(f64) = parse_risk, |v: &f64| check_risk(*v);
+    /// A positive number of milliseconds.
+    Millis(f64) = parse_ms, |v: &f64| check_ms(*v);
+    /// A number of milliseconds that may be 0.
+    FloorMillis(f64) = parse_floor_ms, |v: &f64| check_floor_ms(*v);
+    /// Latency quantiles, ascending (`p95,p99`, or `none`).
+    Percentiles(Vec<f64>) = parse_percentiles, |v: &Vec<f64>| check_percentiles(v);
+}
+
+/// Generates [`Policy`], its defaults, [`OVERRIDE_KEYS`] and [`Policy::with_overrides`] from
+/// [`policy_settings!`].
+macro_rules! policy {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $kind:ident = $default:literal, $env:literal $(, $key:literal)?;
+    )*) => {
+        /// How a rollout proceeds and what counts as healthy.
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct Policy {
+            $(
+                $(#[doc = $doc])*
+                pub $field: <$kind as Value>::Field,
+            )*
+            /// Which judge decides (the sequential comparison unless a simulation says
+            /// otherwise).
+            pub judge: JudgeKind,
+            /// When set, `GET {candidate tag URL}{path}` must answer 2xx before any traffic
+            /// moves.
+            pub smoke_path: Option<String>,
+        }
+
+        impl Default for Policy {
+            /// The defaults of the table, which are also the command line's.
+            fn default() -> Self {
+                Policy {
+                    $(
+                        $field: <$kind as Value>::parse($default)
+                            .expect(concat!("the default of ", $env, " is valid"))
+                            .into_field(),
+                    )*
+                    judge: JudgeKind::Sequential,
+                    smoke_path: None,
+                }
+            }
+        }
+
+        /// Every annotation a service may set to override cutover's defaults.
+        pub const OVERRIDE_KEYS: &[&str] = &[$($($key,)?)*];
+
+        impl Policy {
+            /// This policy with a service's `cutover.dev/*` overrides applied.
+            ///
+            /// # Errors
+            /// The first override that does not parse or is out of range, naming its
+            /// annotation.
+            pub fn with_overrides(
+                &self,
+                annotations: &BTreeMap<String, String>,
+            ) -> Result<Policy, PolicyError> {
+                let mut p = self.clone();
+                $($(
+                    if let Some(v) = annotations.get($key) {
+                        p.$field = <$kind as Value>::parse(v.trim())
+                            .map_err(|r| PolicyError::new($key, r))?
+                            .into_field();
+                    }
+                )?)*
+                // Overrides may combine into something invalid (a canary miss rate below the
+                // miss rate).
+                p.check_combined().map_err(|r| {
+                    let key = if annotations.contains_key(CANARY_MISS_RATE_KEY) {
+                        CANARY_MISS_RATE_KEY
+                    } else {
+                        MISS_RATE_KEY
+                    };
+                    PolicyError::new(key, r)
+                })?;
+                Ok(p)
+            }
+        }
+    };
+}
+
+policy_settings!(policy);
+
+const MISS_RATE_KEY: &str = "cutover.dev/miss-rate";
+const CANARY_MISS_RATE_KEY: &str = "cutover.dev/canary-miss-rate";
 
 /// A policy value that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -144,117 +222,66 @@ impl PolicyError {
 }
 
 impl Policy {
-    /// Checks every field, naming the one at fault.
+    /// Checks every field of a policy built in code (parsed ones are checked as they are read),
+    /// naming the setting at fault.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        validate_steps(&self.steps).map_err(|r| PolicyError::new("steps", r))?;
-        if !self.step_interval.is_positive() {
-            return Err(PolicyError::new("step interval", "must be positive"));
+        macro_rules! check_fields {
+            ($(
+                $(#[doc = $doc:literal])*
+                $field:ident: $kind:ident = $default:literal, $env:literal $(, $key:literal)?;
+            )*) => {
+                $(
+                    <$kind as Value>::check(&self.$field).map_err(|r| PolicyError::new($env, r))?;
+                )*
+            };
         }
-        if self.metrics_delay.is_negative() {
-            return Err(PolicyError::new("metrics delay", "must not be negative"));
-        }
-        if !self.max_hold.is_positive() {
-            return Err(PolicyError::new("max hold", "must be positive"));
-        }
-        check_rate(self.max_error_rate).map_err(|r| PolicyError::new("max error rate", r))?;
-        check_ms(self.max_p99_ms).map_err(|r| PolicyError::new("max p99 ms", r))?;
-        check_ratio(self.max_error_ratio).map_err(|r| PolicyError::new("max error ratio", r))?;
-        check_rate(self.error_rate_floor).map_err(|r| PolicyError::new("error rate floor", r))?;
-        check_ratio(self.max_latency_ratio)
-            .map_err(|r| PolicyError::new("max latency ratio", r))?;
-        check_floor_ms(self.latency_floor_ms)
-            .map_err(|r| PolicyError::new("latency floor ms", r))?;
-        check_percentiles(&self.latency_percentiles)
-            .map_err(|r| PolicyError::new("latency percentiles", r))?;
-        check_risk(self.false_alarm_rate).map_err(|r| PolicyError::new("false alarm rate", r))?;
-        check_risk(self.miss_rate).map_err(|r| PolicyError::new("miss rate", r))?;
-        check_canary_miss_rate(self.canary_miss_rate, self.miss_rate)
-            .map_err(|r| PolicyError::new("canary miss rate", r))?;
-        Ok(())
+        policy_settings!(check_fields);
+        self.check_combined()
+            .map_err(|r| PolicyError::new("CUTOVER_CANARY_MISS_RATE", r))
     }
 
-    /// This policy with a service's `cutover.dev/*` overrides applied.
-    ///
-    /// # Errors
-    /// The first override that does not parse or is out of range, naming its annotation.
-    pub fn with_overrides(
-        &self,
-        annotations: &BTreeMap<String, String>,
-    ) -> Result<Policy, PolicyError> {
-        let mut p = self.clone();
-        let get = |k: &str| annotations.get(k).map(|v| v.trim());
-        if let Some(v) = get(OVERRIDE_STEPS) {
-            p.steps = parse_steps(v).map_err(|r| PolicyError::new(OVERRIDE_STEPS, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_STEP_INTERVAL) {
-            p.step_interval =
-                parse_duration(v).map_err(|r| PolicyError::new(OVERRIDE_STEP_INTERVAL, r))?;
-            if !p.step_interval.is_positive() {
-                return Err(PolicyError::new(OVERRIDE_STEP_INTERVAL, "must be positive"));
-            }
-        }
-        if let Some(v) = get(OVERRIDE_MAX_ERROR_RATE) {
-            p.max_error_rate =
-                parse_rate(v).map_err(|r| PolicyError::new(OVERRIDE_MAX_ERROR_RATE, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_MAX_P99_MS) {
-            p.max_p99_ms = parse_ms(v).map_err(|r| PolicyError::new(OVERRIDE_MAX_P99_MS, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_MIN_REQUESTS) {
-            p.min_requests = v.parse().map_err(|_| {
-                PolicyError::new(
-                    OVERRIDE_MIN_REQUESTS,
-                    format!("{v:?} is not a whole number"),
-                )
-            })?;
-        }
-        if let Some(v) = get(OVERRIDE_MAX_ERROR_RATIO) {
-            p.max_error_ratio =
-                parse_ratio(v).map_err(|r| PolicyError::new(OVERRIDE_MAX_ERROR_RATIO, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_ERROR_RATE_FLOOR) {
-            p.error_rate_floor =
-                parse_rate(v).map_err(|r| PolicyError::new(OVERRIDE_ERROR_RATE_FLOOR, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_MAX_LATENCY_RATIO) {
-            p.max_latency_ratio =
-                parse_ratio(v).map_err(|r| PolicyError::new(OVERRIDE_MAX_LATENCY_RATIO, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_LATENCY_FLOOR_MS) {
-            p.latency_floor_ms =
-                parse_floor_ms(v).map_err(|r| PolicyError::new(OVERRIDE_LATENCY_FLOOR_MS, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_LATENCY_PERCENTILES) {
-            p.latency_percentiles = parse_percentiles(v)
-                .map_err(|r| PolicyError::new(OVERRIDE_LATENCY_PERCENTILES, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_FALSE_ALARM_RATE) {
-            p.false_alarm_rate =
-                parse_risk(v).map_err(|r| PolicyError::new(OVERRIDE_FALSE_ALARM_RATE, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_MISS_RATE) {
-            p.miss_rate = parse_risk(v).map_err(|r| PolicyError::new(OVERRIDE_MISS_RATE, r))?;
-        }
-        if let Some(v) = get(OVERRIDE_CANARY_MISS_RATE) {
-            p.canary_miss_rate =
-                parse_rate(v).map_err(|r| PolicyError::new(OVERRIDE_CANARY_MISS_RATE, r))?;
-        }
-        // Overrides may combine into something invalid (a canary miss rate below the miss rate).
-        if let Err(r) = check_canary_miss_rate(p.canary_miss_rate, p.miss_rate) {
-            let key = if annotations.contains_key(OVERRIDE_CANARY_MISS_RATE) {
-                OVERRIDE_CANARY_MISS_RATE
-            } else {
-                OVERRIDE_MISS_RATE
-            };
-            return Err(PolicyError::new(key, r));
-        }
-        Ok(p)
+    /// Checks what no single value can: the canary miss rate is at least the miss rate.
+    pub fn check_combined(&self) -> Result<(), String> {
+        check_canary_miss_rate(self.canary_miss_rate, self.miss_rate)
     }
 
     /// The step after `percent`, or `None` when `percent` is already the last one.
     pub fn next_step(&self, percent: u8) -> Option<u8> {
         self.steps.iter().copied().find(|s| *s > percent)
     }
+}
+
+/// Parses a positive duration.
+pub fn parse_interval(s: &str) -> Result<SignedDuration, String> {
+    let d = parse_duration(s)?;
+    if d.is_positive() {
+        Ok(d)
+    } else {
+        Err(format!("{:?} must be positive", s.trim()))
+    }
+}
+
+fn positive(d: SignedDuration) -> Result<(), String> {
+    if d.is_positive() {
+        Ok(())
+    } else {
+        Err("must be positive".into())
+    }
+}
+
+fn not_negative(d: SignedDuration) -> Result<(), String> {
+    if d.is_negative() {
+        Err("must not be negative".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a whole number.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))
 }
 
 /// Parses `10,50,100`.
@@ -548,23 +575,35 @@ mod tests {
     fn overrides_apply_and_name_the_bad_annotation() {
         let base = Policy::default();
         let mut a = BTreeMap::new();
-        a.insert(OVERRIDE_STEPS.to_string(), "25,100".to_string());
-        a.insert(OVERRIDE_STEP_INTERVAL.to_string(), "10m".to_string());
-        a.insert(OVERRIDE_MAX_ERROR_RATE.to_string(), "0.05".to_string());
-        a.insert(OVERRIDE_MAX_P99_MS.to_string(), "250".to_string());
-        a.insert(OVERRIDE_MIN_REQUESTS.to_string(), "20".to_string());
+        a.insert("cutover.dev/steps".to_string(), "25,100".to_string());
+        a.insert("cutover.dev/step-interval".to_string(), "10m".to_string());
+        a.insert("cutover.dev/max-error-rate".to_string(), "0.05".to_string());
+        a.insert("cutover.dev/max-p99-ms".to_string(), "250".to_string());
+        a.insert("cutover.dev/min-requests".to_string(), "20".to_string());
         a.insert("other.example.com/x".to_string(), "ignored".to_string());
-        a.insert(OVERRIDE_MAX_ERROR_RATIO.to_string(), "3".to_string());
-        a.insert(OVERRIDE_ERROR_RATE_FLOOR.to_string(), "0.002".to_string());
-        a.insert(OVERRIDE_MAX_LATENCY_RATIO.to_string(), "1.5".to_string());
-        a.insert(OVERRIDE_LATENCY_FLOOR_MS.to_string(), "0".to_string());
+        a.insert("cutover.dev/max-error-ratio".to_string(), "3".to_string());
         a.insert(
-            OVERRIDE_LATENCY_PERCENTILES.to_string(),
+            "cutover.dev/error-rate-floor".to_string(),
+            "0.002".to_string(),
+        );
+        a.insert(
+            "cutover.dev/max-latency-ratio".to_string(),
+            "1.5".to_string(),
+        );
+        a.insert("cutover.dev/latency-floor-ms".to_string(), "0".to_string());
+        a.insert(
+            "cutover.dev/latency-percentiles".to_string(),
             "p99, p50".to_string(),
         );
-        a.insert(OVERRIDE_FALSE_ALARM_RATE.to_string(), "0.01".to_string());
-        a.insert(OVERRIDE_MISS_RATE.to_string(), "0.05".to_string());
-        a.insert(OVERRIDE_CANARY_MISS_RATE.to_string(), "0.5".to_string());
+        a.insert(
+            "cutover.dev/false-alarm-rate".to_string(),
+            "0.01".to_string(),
+        );
+        a.insert("cutover.dev/miss-rate".to_string(), "0.05".to_string());
+        a.insert(
+            "cutover.dev/canary-miss-rate".to_string(),
+            "0.5".to_string(),
+        );
         let p = base.with_overrides(&a).unwrap();
         assert_eq!(p.max_error_ratio, 3.0);
         assert_eq!(p.error_rate_floor, 0.002);
@@ -574,16 +613,16 @@ mod tests {
         assert_eq!(p.false_alarm_rate, 0.01);
         assert_eq!(p.miss_rate, 0.05);
         assert_eq!(p.canary_miss_rate, 0.5);
-        p.validate().unwrap();
+        p.check_combined().unwrap();
         assert_eq!(p.steps, vec![25, 100]);
         assert_eq!(p.step_interval.as_secs(), 600);
         assert_eq!(p.max_error_rate, 0.05);
         assert_eq!(p.max_p99_ms, 250.0);
         assert_eq!(p.min_requests, 20);
 
-        a.insert(OVERRIDE_MAX_ERROR_RATE.to_string(), "5%".to_string());
+        a.insert("cutover.dev/max-error-rate".to_string(), "5%".to_string());
         let err = base.with_overrides(&a).unwrap_err();
-        assert_eq!(err.key, OVERRIDE_MAX_ERROR_RATE);
+        assert_eq!(err.key, "cutover.dev/max-error-rate");
         assert!(err.to_string().contains("cutover.dev/max-error-rate"));
     }
 
@@ -600,18 +639,83 @@ mod tests {
         assert!(parse_risk("0").is_err() && parse_risk("0.6").is_err());
         assert!(parse_floor_ms("-1").is_err() && parse_floor_ms("0").is_ok());
         let base = Policy::default();
-        base.validate().unwrap();
-        let a = BTreeMap::from([(OVERRIDE_MISS_RATE.to_string(), "0.4".to_string())]);
+        base.check_combined().unwrap();
+        let a = BTreeMap::from([("cutover.dev/miss-rate".to_string(), "0.4".to_string())]);
         let err = base.with_overrides(&a).unwrap_err();
         assert_eq!(
-            err.key, OVERRIDE_MISS_RATE,
+            err.key, "cutover.dev/miss-rate",
             "a miss rate above the canary miss rate"
         );
-        let a = BTreeMap::from([(OVERRIDE_MAX_ERROR_RATIO.to_string(), "0.5".to_string())]);
+        let a = BTreeMap::from([("cutover.dev/max-error-ratio".to_string(), "0.5".to_string())]);
         assert_eq!(
             base.with_overrides(&a).unwrap_err().key,
-            OVERRIDE_MAX_ERROR_RATIO
+            "cutover.dev/max-error-ratio"
         );
+    }
+
+    #[test]
+    fn every_override_key_reads_its_setting_and_names_itself_when_bad() {
+        let base = Policy::default();
+        for key in OVERRIDE_KEYS {
+            let a = BTreeMap::from([(key.to_string(), "bogus".to_string())]);
+            let err = base.with_overrides(&a).unwrap_err();
+            assert_eq!(err.key, *key, "{err}");
+        }
+        // And each key moves its own setting: all of them together change every field they
+        // name (a value other than the default for each).
+        let a: BTreeMap<String, String> = [
+            ("steps", "20,100"),
+            ("step-interval", "7m"),
+            ("min-requests", "7"),
+            ("max-error-rate", "0.07"),
+            ("max-p99-ms", "700"),
+            ("max-error-ratio", "7"),
+            ("error-rate-floor", "0.007"),
+            ("max-latency-ratio", "1.7"),
+            ("latency-floor-ms", "7"),
+            ("latency-percentiles", "p70"),
+            ("false-alarm-rate", "0.07"),
+            ("miss-rate", "0.07"),
+            ("canary-miss-rate", "0.7"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("cutover.dev/{k}"), v.to_string()))
+        .collect();
+        assert_eq!(a.len(), OVERRIDE_KEYS.len());
+        assert!(a.keys().all(|k| OVERRIDE_KEYS.contains(&k.as_str())));
+        let p = base.with_overrides(&a).unwrap();
+        let expected = Policy {
+            steps: vec![20, 100],
+            step_interval: SignedDuration::from_mins(7),
+            min_requests: 7,
+            max_error_rate: 0.07,
+            max_p99_ms: 700.0,
+            max_error_ratio: 7.0,
+            error_rate_floor: 0.007,
+            max_latency_ratio: 1.7,
+            latency_floor_ms: 7.0,
+            latency_percentiles: vec![0.7],
+            false_alarm_rate: 0.07,
+            miss_rate: 0.07,
+            canary_miss_rate: 0.7,
+            ..base
+        };
+        assert_eq!(p, expected);
+    }
+
+    #[test]
+    fn a_policy_built_in_code_is_checked_by_the_same_kinds() {
+        Policy::default().validate().unwrap();
+        let bad = Policy {
+            max_latency_ratio: 0.9,
+            ..Policy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "CUTOVER_MAX_LATENCY_RATIO");
+        let bad = Policy {
+            max_hold: SignedDuration::ZERO,
+            ..Policy::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "CUTOVER_MAX_HOLD");
     }
 
     #[test]

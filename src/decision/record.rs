@@ -120,6 +120,13 @@ impl fmt::Display for Phase {
     }
 }
 
+/// Decision records show a phase as people read it (`paused (max-hold)`).
+impl serde::Serialize for Phase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// One rollout, as recorded on its service.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {

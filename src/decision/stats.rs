@@ -5,7 +5,7 @@
 //!
 //! Pure functions of their arguments; no allocation beyond what a result needs.
 
-use crate::metrics::Histogram;
+use super::evidence::Histogram;
 
 /// Keeps a probability strictly inside (0, 1) so logarithms stay finite.
 fn clamp_p(p: f64) -> f64 {
@@ -192,13 +192,7 @@ pub fn llr_normal(theta: f64, se: f64, delta: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hist(bounds: &[f64], counts: &[u64]) -> Histogram {
-        Histogram {
-            bounds: bounds.to_vec(),
-            counts: counts.to_vec(),
-        }
-    }
+    use crate::decision::evidence::hist;
 
     #[test]
     fn normal_cdf_matches_known_values() {

@@ -5,10 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
-use super::record::RECORD_KEYS;
+use super::evidence::{Histogram, RevisionStats, ServiceStats, Window};
 use super::*;
-use crate::metrics::{Histogram, RevisionStats, ServiceStats, Window};
-use crate::router::Version;
 
 const STABLE: &str = "api-00001-abc";
 const CANDIDATE: &str = "api-00002-def";
@@ -47,7 +45,6 @@ fn observed(alloc: &[(&str, u8)], latest: &str, record: Option<&Record>) -> Obse
             "http://candidate.test".to_string(),
         )]),
         annotations,
-        version: Version::default(),
     }
 }
 
@@ -137,8 +134,8 @@ fn judged_window() -> Window {
 fn a_build_starts_at_the_first_step_with_both_revisions_tagged() {
     let obs = observed(&[(STABLE, 100)], CANDIDATE, None);
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
-    assert_eq!(d.kind, Kind::Start);
-    let w = d.write.unwrap();
+    assert_eq!(d.kind(), Kind::Start);
+    let w = d.write().cloned().unwrap();
     assert_eq!(
         percents(&w),
         BTreeMap::from([(STABLE.into(), 90), (CANDIDATE.into(), 10)])
@@ -162,9 +159,12 @@ fn with_a_smoke_path_the_candidate_is_tagged_at_zero_first() {
     };
     let obs = observed(&[(STABLE, 100)], CANDIDATE, None);
     let d = decide(&obs, &build(), &Evidence::None, &policy, t0());
-    assert_eq!(d.kind, Kind::Start);
-    assert!(d.again, "the smoke check follows at once");
-    let w = d.write.unwrap();
+    assert_eq!(d.kind(), Kind::Start);
+    assert!(
+        d.write().is_some_and(Write::continues),
+        "the smoke check follows at once"
+    );
+    let w = d.write().cloned().unwrap();
     assert_eq!(percents(&w), BTreeMap::from([(STABLE.into(), 100)]));
     assert_eq!(w.record.phase, Phase::Smoke);
 
@@ -172,8 +172,8 @@ fn with_a_smoke_path_the_candidate_is_tagged_at_zero_first() {
     let obs = observed(&[(STABLE, 100), (CANDIDATE, 0)], CANDIDATE, Some(&r));
     let d = decide(&obs, &tick(), &Evidence::None, &policy, t0());
     assert_eq!(
-        d.kind,
-        Kind::Gather(Need::Smoke("http://candidate.test/healthz".into()))
+        d.action,
+        Action::Gather(Need::Smoke("http://candidate.test/healthz".into()))
     );
     let d = decide(
         &obs,
@@ -182,26 +182,26 @@ fn with_a_smoke_path_the_candidate_is_tagged_at_zero_first() {
         &policy,
         t0(),
     );
-    assert_eq!(d.kind, Kind::Rollback);
+    assert_eq!(d.kind(), Kind::Rollback);
     assert_eq!(
-        d.write.as_ref().unwrap().record.rolled_back,
+        d.write().unwrap().record.rolled_back,
         vec![CANDIDATE.to_string()]
     );
     let d = decide(&obs, &tick(), &Evidence::Smoke(Ok(())), &policy, t0());
-    assert_eq!(d.kind, Kind::Advance);
-    assert_eq!(d.write.unwrap().record.percent, 10);
+    assert_eq!(d.kind(), Kind::Advance);
+    assert_eq!(d.write().cloned().unwrap().record.percent, 10);
 }
 
 #[test]
 fn nothing_starts_without_a_single_stable_revision() {
     let obs = observed(&[(STABLE, 60), (NEWER, 40)], CANDIDATE, None);
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
-    assert_eq!(d.kind, Kind::Nothing);
+    assert_eq!(d.kind(), Kind::Nothing);
     assert!(d.reason.contains("no stable revision"), "{}", d.reason);
 
     let obs = observed(&[(CANDIDATE, 100)], CANDIDATE, None);
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
-    assert_eq!(d.kind, Kind::Nothing);
+    assert_eq!(d.kind(), Kind::Nothing);
     assert!(d.reason.contains("already serves all traffic"));
 }
 
@@ -212,13 +212,13 @@ fn a_rolled_back_revision_is_not_rolled_out_again_but_a_newer_one_is() {
     r.rolled_back = vec![CANDIDATE.into()];
     let obs = observed(&[(STABLE, 100), (CANDIDATE, 0)], CANDIDATE, Some(&r));
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
-    assert_eq!(d.kind, Kind::Nothing);
+    assert_eq!(d.kind(), Kind::Nothing);
     assert!(d.reason.contains("rolled back before"));
 
     let obs = observed(&[(STABLE, 100), (CANDIDATE, 0)], NEWER, Some(&r));
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
-    assert_eq!(d.kind, Kind::Start);
-    let w = d.write.unwrap();
+    assert_eq!(d.kind(), Kind::Start);
+    let w = d.write().cloned().unwrap();
     assert_eq!(w.record.candidate, NEWER);
     assert_eq!(
         w.record.rolled_back,
@@ -261,8 +261,8 @@ fn a_newer_candidate_below_100_percent_starts_from_the_recorded_stable() {
     for percent in [0u8, 10, 50] {
         let r = running(percent, t0());
         let d = supersede(&r, &Policy::default(), true);
-        assert_eq!(d.kind, Kind::Start, "at {percent}%: {}", d.reason);
-        let w = d.write.unwrap();
+        assert_eq!(d.kind(), Kind::Start, "at {percent}%: {}", d.reason);
+        let w = d.write().cloned().unwrap();
         assert_eq!(
             percents(&w),
             BTreeMap::from([(STABLE.into(), 90), (NEWER.into(), 10)]),
@@ -287,9 +287,9 @@ fn a_newer_candidate_during_the_100_percent_soak_starts_from_the_revision_servin
         "the last step is still soaking"
     );
     let d = supersede(&r, &Policy::default(), true);
-    assert_eq!(d.kind, Kind::Start, "{}", d.reason);
+    assert_eq!(d.kind(), Kind::Start, "{}", d.reason);
     assert!(d.reason.contains("serves all traffic"), "{}", d.reason);
-    let w = d.write.unwrap();
+    let w = d.write().cloned().unwrap();
     assert_eq!(
         percents(&w),
         BTreeMap::from([(CANDIDATE.into(), 90), (NEWER.into(), 10)]),
@@ -308,9 +308,9 @@ fn a_newer_candidate_during_the_100_percent_soak_starts_from_the_revision_servin
     let next = w.record;
     let obs = observed(&[(CANDIDATE, 90), (NEWER, 10)], NEWER, Some(&next));
     let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), due());
-    assert_eq!(d.kind, Kind::Rollback);
+    assert_eq!(d.kind(), Kind::Rollback);
     assert_eq!(
-        percents(&d.write.unwrap()),
+        percents(&d.write().cloned().unwrap()),
         BTreeMap::from([(CANDIDATE.into(), 100)])
     );
 }
@@ -318,9 +318,9 @@ fn a_newer_candidate_during_the_100_percent_soak_starts_from_the_revision_servin
 #[test]
 fn a_supersede_at_100_percent_needs_no_ready_old_stable() {
     let d = supersede(&running(100, t0()), &Policy::default(), false);
-    assert_eq!(d.kind, Kind::Start, "{}", d.reason);
+    assert_eq!(d.kind(), Kind::Start, "{}", d.reason);
     assert_eq!(
-        percents(&d.write.unwrap()),
+        percents(&d.write().cloned().unwrap()),
         BTreeMap::from([(CANDIDATE.into(), 90), (NEWER.into(), 10)])
     );
 }
@@ -332,8 +332,8 @@ fn a_supersede_with_a_smoke_check_tags_the_newer_one_beside_what_serves_now() {
         ..Policy::default()
     };
     let d = supersede(&running(100, t0()), &policy, true);
-    assert_eq!(d.kind, Kind::Start);
-    let w = d.write.unwrap();
+    assert_eq!(d.kind(), Kind::Start);
+    let w = d.write().cloned().unwrap();
     assert_eq!(percents(&w), BTreeMap::from([(CANDIDATE.into(), 100)]));
     assert_eq!(w.record.phase, Phase::Smoke);
     assert_eq!(w.record.stable, CANDIDATE);
@@ -354,8 +354,13 @@ fn a_paused_rollout_is_superseded_by_the_same_rule() {
             r.phase = Phase::Paused(cause);
             // (An invalid-policy pause whose override has been fixed since.)
             let d = supersede(&r, &Policy::default(), stable_ready);
-            assert_eq!(d.kind, Kind::Start, "{cause:?} at {percent}%: {}", d.reason);
-            let w = d.write.unwrap();
+            assert_eq!(
+                d.kind(),
+                Kind::Start,
+                "{cause:?} at {percent}%: {}",
+                d.reason
+            );
+            let w = d.write().cloned().unwrap();
             let from = if percent == 100 { CANDIDATE } else { STABLE };
             assert_eq!(
                 percents(&w),
@@ -378,9 +383,9 @@ fn a_step_soaks_before_it_is_judged() {
         &Policy::default(),
         due() - SignedDuration::from_secs(1),
     );
-    assert_eq!(d.kind, Kind::Hold);
+    assert_eq!(d.kind(), Kind::Hold);
     let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
-    assert_eq!(d.kind, Kind::Gather(Need::Metrics(judged_window())));
+    assert_eq!(d.action, Action::Gather(Need::Metrics(judged_window())));
 }
 
 #[test]
@@ -397,16 +402,16 @@ fn a_healthy_step_advances_and_the_last_one_completes() {
             &policy,
             due(),
         );
-        let w = d.write.clone().unwrap();
+        let w = d.write().cloned().unwrap();
         match to {
             Some(to) => {
-                assert_eq!(d.kind, Kind::Advance);
+                assert_eq!(d.kind(), Kind::Advance);
                 assert_eq!(w.record.percent, to);
                 assert_eq!(percents(&w)[CANDIDATE], to);
                 assert_eq!(w.record.step_started, due(), "the next step starts now");
             }
             None => {
-                assert_eq!(d.kind, Kind::Complete);
+                assert_eq!(d.kind(), Kind::Complete);
                 assert_eq!(w.record.phase, Phase::Completed);
                 let t = w.traffic.unwrap();
                 assert_eq!(
@@ -432,8 +437,8 @@ fn errors_or_latency_above_the_limits_roll_back() {
         stats(judged_window(), 1000, 0, 3000.0),
     ] {
         let d = decide(&obs, &tick(), &ev, &Policy::default(), due());
-        assert_eq!(d.kind, Kind::Rollback, "{}", d.reason);
-        let w = d.write.unwrap();
+        assert_eq!(d.kind(), Kind::Rollback, "{}", d.reason);
+        let w = d.write().cloned().unwrap();
         assert_eq!(percents(&w), BTreeMap::from([(STABLE.into(), 100)]));
         assert_eq!(w.record.phase, Phase::RolledBack);
         assert!(
@@ -459,7 +464,7 @@ fn too_little_data_holds_then_pauses_after_the_max_hold() {
         due(),
     );
     assert_eq!(
-        d.kind,
+        d.kind(),
         Kind::Hold,
         "20 failing requests are still too few to judge"
     );
@@ -471,8 +476,8 @@ fn too_little_data_holds_then_pauses_after_the_max_hold() {
         &policy,
         late,
     );
-    assert_eq!(d.kind, Kind::Pause);
-    let w = d.write.unwrap();
+    assert_eq!(d.kind(), Kind::Pause);
+    let w = d.write().cloned().unwrap();
     assert_eq!(w.traffic, None, "a pause does not move traffic");
     assert_eq!(w.record.phase, Phase::Paused(PauseCause::MaxHold));
 }
@@ -488,8 +493,8 @@ fn unavailable_metrics_hold_and_never_roll_back() {
         &Policy::default(),
         due(),
     );
-    assert_eq!(d.kind, Kind::Hold);
-    assert!(d.write.is_none());
+    assert_eq!(d.kind(), Kind::Hold);
+    assert!(d.write().is_none());
 }
 
 #[test]
@@ -497,15 +502,15 @@ fn traffic_changed_by_hand_pauses_and_is_left_alone() {
     let r = running(10, t0());
     let obs = observed(&[(STABLE, 70), (CANDIDATE, 30)], CANDIDATE, Some(&r));
     let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
-    assert_eq!(d.kind, Kind::Pause);
-    let w = d.write.unwrap();
+    assert_eq!(d.kind(), Kind::Pause);
+    let w = d.write().cloned().unwrap();
     assert_eq!(w.traffic, None);
     assert_eq!(w.record.phase, Phase::Paused(PauseCause::ManualChange));
     // An alert does not override the person either.
     let paused = w.record;
     let obs = observed(&[(STABLE, 70), (CANDIDATE, 30)], CANDIDATE, Some(&paused));
     let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), due());
-    assert_eq!(d.kind, Kind::Nothing);
+    assert_eq!(d.kind(), Kind::Nothing);
 }
 
 #[test]
@@ -519,11 +524,11 @@ fn an_alert_rolls_back_a_running_rollout_at_once() {
         &Policy::default(),
         t0() + mins(1),
     );
-    assert_eq!(d.kind, Kind::Rollback);
+    assert_eq!(d.kind(), Kind::Rollback);
     assert!(d.reason.contains("0.abc"));
     let obs = observed(&[(STABLE, 100)], CANDIDATE, None);
     let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), t0());
-    assert_eq!(d.kind, Kind::Nothing);
+    assert_eq!(d.kind(), Kind::Nothing);
 }
 
 #[test]
@@ -533,13 +538,13 @@ fn an_invalid_override_pauses_a_running_rollout_and_blocks_a_new_one() {
     obs.annotations
         .insert("cutover.dev/steps".into(), "50,10".into());
     let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
-    assert_eq!(d.kind, Kind::Pause);
+    assert_eq!(d.kind(), Kind::Pause);
     assert!(d.reason.contains("cutover.dev/steps"), "{}", d.reason);
     let mut obs = observed(&[(STABLE, 100)], CANDIDATE, None);
     obs.annotations
         .insert("cutover.dev/max-error-rate".into(), "lots".into());
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
-    assert_eq!(d.kind, Kind::Error);
+    assert_eq!(d.kind(), Kind::Error);
     assert!(d.reason.contains("cutover.dev/max-error-rate"));
 }
 
@@ -549,7 +554,7 @@ fn overrides_change_the_steps_and_limits() {
     obs.annotations
         .insert("cutover.dev/steps".into(), "25,100".into());
     let d = decide(&obs, &build(), &Evidence::None, &Policy::default(), t0());
-    assert_eq!(d.write.unwrap().record.percent, 25);
+    assert_eq!(d.write().cloned().unwrap().record.percent, 25);
 
     let r = running(10, t0());
     let mut obs = observed(&split_of(&r), CANDIDATE, Some(&r));
@@ -562,7 +567,7 @@ fn overrides_change_the_steps_and_limits() {
         &Policy::default(),
         due(),
     );
-    assert_eq!(d.kind, Kind::Rollback, "150 ms breaks a 100 ms override");
+    assert_eq!(d.kind(), Kind::Rollback, "150 ms breaks a 100 ms override");
 }
 
 #[test]
@@ -571,9 +576,9 @@ fn a_stable_revision_that_is_not_ready_cannot_be_rolled_back_to() {
     let mut obs = observed(&split_of(&r), CANDIDATE, Some(&r));
     obs.ready.remove(STABLE);
     let d = decide(&obs, &alert(), &Evidence::None, &Policy::default(), due());
-    assert_eq!(d.kind, Kind::Pause);
+    assert_eq!(d.kind(), Kind::Pause);
     assert_eq!(
-        d.write.unwrap().record.phase,
+        d.write().cloned().unwrap().record.phase,
         Phase::Paused(PauseCause::StableNotReady)
     );
 }
@@ -584,8 +589,8 @@ fn an_unreadable_record_is_an_error_not_a_guess() {
     obs.annotations
         .insert("cutover.dev/phase".into(), "progressing".into());
     let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), t0());
-    assert_eq!(d.kind, Kind::Error);
-    assert!(d.write.is_none());
+    assert_eq!(d.kind(), Kind::Error);
+    assert!(d.write().is_none());
 }
 
 /// Metrics for both revisions over `window`, as one query grouped by revision returns them.
@@ -630,7 +635,7 @@ fn a_candidate_worse_than_stable_is_rolled_back_though_within_the_limits() {
         expected(270_000, 0.001, 50.0, 200.0),
     );
     let d = decide(&obs, &tick(), &ev, &Policy::default(), due());
-    assert_eq!(d.kind, Kind::Rollback, "{}", d.reason);
+    assert_eq!(d.kind(), Kind::Rollback, "{}", d.reason);
     assert!(d.reason.contains("vs stable"), "{}", d.reason);
     let s = d.judgement.unwrap().statistics.unwrap();
     assert!(s.compared_with_stable);
@@ -647,7 +652,7 @@ fn a_candidate_like_stable_advances_and_the_record_shows_the_comparison() {
         expected(27_000, 0.002, 40.0, 180.0),
     );
     let d = decide(&obs, &tick(), &ev, &Policy::default(), due());
-    assert_eq!(d.kind, Kind::Advance, "{}", d.reason);
+    assert_eq!(d.kind(), Kind::Advance, "{}", d.reason);
     assert!(d.reason.contains("; stable 26999 requests"), "{}", d.reason);
     let j = d.judgement.unwrap();
     let v = j.statistics_json().unwrap();
@@ -672,7 +677,7 @@ fn without_stable_traffic_a_step_is_judged_on_the_limits_alone_and_says_so() {
         &Policy::default(),
         due(),
     );
-    assert_eq!(d.kind, Kind::Advance, "{}", d.reason);
+    assert_eq!(d.kind(), Kind::Advance, "{}", d.reason);
     assert!(d.reason.contains("no stable traffic"), "{}", d.reason);
     let s = d.judgement.unwrap().statistics.unwrap();
     assert!(!s.compared_with_stable);
@@ -695,41 +700,22 @@ fn a_step_that_stays_unsure_holds_from_its_start_and_pauses_after_the_max_hold()
         expected(250_000, 0.002, 50.0, 200.0),
     );
     let d = decide(&obs, &tick(), &ev, &policy, due());
-    assert_eq!(d.kind, Kind::Hold, "{}", d.reason);
+    assert_eq!(d.kind(), Kind::Hold, "{}", d.reason);
     assert!(d.reason.contains("not yet told apart"), "{}", d.reason);
     let d = decide(&obs, &tick(), &Evidence::None, &policy, due() + mins(7));
     assert_eq!(
-        d.kind,
-        Kind::Gather(Need::Metrics(Window {
+        d.action,
+        Action::Gather(Need::Metrics(Window {
             start: t0(),
             end: t0() + mins(12),
         })),
         "the window keeps growing from the step's start"
     );
     let d = decide(&obs, &tick(), &ev, &policy, due() + policy.max_hold);
-    assert_eq!(d.kind, Kind::Pause);
+    assert_eq!(d.kind(), Kind::Pause);
 }
 
 // ---- properties over generated states ----
-
-/// The service after `w` is applied, as a router would observe it.
-fn applied(obs: &Observed, w: &Write) -> Observed {
-    let mut next = obs.clone();
-    if let Some(traffic) = &w.traffic {
-        next.allocation = traffic
-            .iter()
-            .filter(|t| t.percent > 0)
-            .map(|t| (t.revision.clone(), t.percent))
-            .collect();
-        for t in traffic {
-            next.ready.insert(t.revision.clone());
-        }
-    }
-    next.annotations
-        .retain(|k, _| !RECORD_KEYS.contains(&k.as_str()));
-    next.annotations.extend(w.record.to_annotations());
-    next
-}
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -848,9 +834,9 @@ fn case() -> impl Strategy<Value = Case> {
 /// Decides, answering evidence requests from the case, as the reconciler would.
 fn decide_fully(c: &Case, obs: &Observed) -> Decision {
     let d = decide(obs, &c.trigger, &Evidence::None, &c.policy, c.now);
-    match &d.kind {
-        Kind::Gather(Need::Metrics(_)) => decide(obs, &c.trigger, &c.evidence, &c.policy, c.now),
-        Kind::Gather(Need::Smoke(_)) => {
+    match &d.action {
+        Action::Gather(Need::Metrics(_)) => decide(obs, &c.trigger, &c.evidence, &c.policy, c.now),
+        Action::Gather(Need::Smoke(_)) => {
             decide(obs, &c.trigger, &Evidence::Smoke(Ok(())), &c.policy, c.now)
         }
         _ => d,
@@ -863,7 +849,7 @@ proptest! {
     #[test]
     fn traffic_always_sums_to_100_and_names_known_revisions(c in case()) {
         let d = decide_fully(&c, &c.obs);
-        if let Some(Write { traffic: Some(t), .. }) = &d.write {
+        if let Some(Write { traffic: Some(t), .. }) = d.write() {
             let sum: u32 = t.iter().map(|t| u32::from(t.percent)).sum();
             prop_assert_eq!(sum, 100);
             for target in t {
@@ -876,7 +862,7 @@ proptest! {
     fn at_most_one_step_per_decision(c in case()) {
         let d = decide_fully(&c, &c.obs);
         let before = Record::from_annotations(&c.obs.annotations).unwrap();
-        if let (Some(w), Some(b)) = (&d.write, before)
+        if let (Some(w), Some(b)) = (d.write(), before)
             && w.record.candidate == b.candidate
             && w.traffic.is_some()
         {
@@ -892,18 +878,18 @@ proptest! {
         if let Some(j) = &d.judgement
             && j.requests < c.policy.min_requests
         {
-            prop_assert!(!matches!(d.kind, Kind::Advance | Kind::Complete | Kind::Rollback), "{:?}: {}", d.kind, d.reason);
+            prop_assert!(!matches!(d.kind(), Kind::Advance | Kind::Complete | Kind::Rollback), "{:?}: {}", d.kind(), d.reason);
         }
         if let Evidence::Metrics(Err(_)) = c.evidence {
-            prop_assert!(!matches!(d.kind, Kind::Advance | Kind::Complete) || d.judgement.is_none());
+            prop_assert!(!matches!(d.kind(), Kind::Advance | Kind::Complete) || d.judgement.is_none());
         }
     }
 
     #[test]
     fn rollback_gives_everything_to_a_ready_stable_revision(c in case()) {
         let d = decide_fully(&c, &c.obs);
-        if d.kind == Kind::Rollback {
-            let w = d.write.as_ref().unwrap();
+        if d.kind() == Kind::Rollback {
+            let w = d.write().unwrap();
             let p = percents(w);
             prop_assert_eq!(p.len(), 1);
             let (rev, pct) = p.iter().next().unwrap();
@@ -916,14 +902,14 @@ proptest! {
     #[test]
     fn the_same_event_twice_changes_nothing_the_second_time(c in case()) {
         let first = decide_fully(&c, &c.obs);
-        let Some(w) = &first.write else { return Ok(()) };
-        let after = applied(&c.obs, w);
+        let Some(w) = first.write() else { return Ok(()) };
+        let after = c.obs.after(w);
         let second = decide_fully(&c, &after);
-        if first.again {
+        if first.write().is_some_and(Write::continues) {
             // A start with a smoke check continues on the next round (as a tick), by design.
-            prop_assert_eq!(&first.kind, &Kind::Start);
+            prop_assert_eq!(first.kind(), Kind::Start);
         }
-        prop_assert!(second.write.is_none(), "first {:?} ({}), then {:?} ({})", first.kind, first.reason, second.kind, second.reason);
+        prop_assert!(second.write().is_none(), "first {:?} ({}), then {:?} ({})", first.kind(), first.reason, second.kind(), second.reason);
     }
 }
 
@@ -1071,25 +1057,37 @@ proptest! {
             // As the reconciler does: gather what is asked for, write, go on if asked to.
             for _ in 0..3 {
                 let mut d = decide(&obs, &trigger, &Evidence::None, &policy, now);
-                d = match &d.kind {
-                    Kind::Gather(Need::Metrics(w)) => {
+                d = match &d.action {
+                    Action::Gather(Need::Metrics(w)) => {
                         decide(&obs, &trigger, &evidence_for(&obs, *w, health), &policy, now)
                     }
-                    Kind::Gather(Need::Smoke(_)) => {
+                    Action::Gather(Need::Smoke(_)) => {
                         decide(&obs, &trigger, &Evidence::Smoke(Ok(())), &policy, now)
                     }
                     _ => d,
                 };
-                let Some(w) = &d.write else { break };
-                let next = applied(&obs, w);
-                let to = (d.kind == Kind::Rollback).then_some(w.record.stable.as_str());
+                let Some(w) = d.write() else { break };
+                let next = obs.after(w);
+                let to = (d.kind() == Kind::Rollback).then_some(w.record.stable.as_str());
                 check_no_return(&mut lost, &obs.allocation, &next.allocation, to)?;
                 obs = next;
-                if !d.again {
+                if !d.write().is_some_and(Write::continues) {
                     break;
                 }
                 trigger = tick();
             }
         }
     }
+}
+
+#[test]
+fn a_kind_reads_as_its_name_in_records_logs_and_tables() {
+    assert_eq!(
+        serde_json::to_value(Kind::Rollback).unwrap(),
+        serde_json::json!("rollback")
+    );
+    assert!(Kind::Hold == "hold" && Kind::Refused == "refused");
+    // The demo's timeline pads the name into a column.
+    assert_eq!(format!("{:<9}|", Kind::Start), "start    |");
+    assert!(Kind::Pause.is_warning() && !Kind::Advance.is_warning());
 }

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 
 use tokio::time::Instant;
 
-use super::{Histogram, MetricsError, MetricsSource, RevisionStats, ServiceStats, Window};
+use super::{MetricsError, MetricsSource};
+use crate::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
 use crate::gcp::monitoring::{Distribution, MonitoringClient, Query, TimeSeries};
 use crate::target::ServiceRef;
 
@@ -65,7 +66,7 @@ fn revision_of(s: &TimeSeries) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
-/// A distribution's buckets as evidence.
+/// A distribution as the judge reads it.
 fn histogram(d: &Distribution) -> Result<Histogram, String> {
     let b = d.buckets()?;
     Ok(Histogram {

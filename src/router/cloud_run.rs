@@ -12,12 +12,22 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{RouterError, TrafficRouter, Version};
+use super::{Observation, RouterError, TrafficRouter};
 use crate::decision::record::RECORD_KEYS;
 use crate::decision::{CANDIDATE_TAG, Observed, STABLE_TAG, Write};
 use crate::gcp::ApiError;
 use crate::gcp::run::{AllocationType, Fetched, RunClient, short_name};
 use crate::target::ServiceRef;
+
+/// What a guarded write needs of a read: the etag and the service exactly as read.
+#[derive(Clone, Debug)]
+pub struct Version {
+    /// Cloud Run's concurrency token.
+    pub etag: String,
+    /// The service exactly as read, sent back with only traffic and cutover's annotations
+    /// changed.
+    pub body: Arc<Value>,
+}
 
 /// Routes traffic through the Cloud Run Admin API v2.
 #[derive(Clone)]
@@ -36,8 +46,8 @@ fn router_error(e: ApiError) -> RouterError {
     RouterError::new(e.kind(), e)
 }
 
-/// Reduces a fetched service to what decisions need.
-pub fn observed(target: ServiceRef, f: Fetched) -> Observed {
+/// Reduces a fetched service to what decisions need, keeping what a write needs beside it.
+pub fn observed(target: ServiceRef, f: Fetched) -> Observation<Version> {
     let s = &f.service;
     let latest_ready = (!s.latest_ready_revision.is_empty())
         .then(|| short_name(&s.latest_ready_revision).to_string());
@@ -63,13 +73,16 @@ pub fn observed(target: ServiceRef, f: Fetched) -> Observed {
             tag_urls.insert(t.tag.clone(), t.uri.clone());
         }
     }
-    Observed {
+    let observed = Observed {
         service: target,
         latest_ready,
         allocation,
         ready,
         tag_urls,
         annotations: s.annotations.clone(),
+    };
+    Observation {
+        observed,
         version: Version {
             etag: s.etag.clone(),
             body: Arc::new(f.raw),
@@ -78,8 +91,8 @@ pub fn observed(target: ServiceRef, f: Fetched) -> Observed {
 }
 
 /// The body of the guarded write: the service as read, traffic and record replaced.
-pub fn patch_body(observed: &Observed, write: &Write) -> Value {
-    let mut body = (*observed.version.body).clone();
+pub fn patch_body(read: &Observation<Version>, write: &Write) -> Value {
+    let mut body = (*read.version.body).clone();
     let Some(obj) = body.as_object_mut() else {
         return body;
     };
@@ -140,16 +153,18 @@ pub fn patch_body(observed: &Observed, write: &Write) -> Value {
         }
         obj.insert("traffic".into(), Value::Array(traffic));
     }
-    obj.insert("etag".into(), Value::String(observed.version.etag.clone()));
+    obj.insert("etag".into(), Value::String(read.version.etag.clone()));
     body
 }
 
 impl TrafficRouter for CloudRunRouter {
+    type Version = Version;
+
     async fn observe(
         &self,
         target: &ServiceRef,
         deadline: Instant,
-    ) -> Result<Observed, RouterError> {
+    ) -> Result<Observation<Version>, RouterError> {
         let f = self
             .run
             .get_service(target, deadline)
@@ -163,7 +178,7 @@ impl TrafficRouter for CloudRunRouter {
         project: &str,
         region: &str,
         deadline: Instant,
-    ) -> Result<Vec<Observed>, RouterError> {
+    ) -> Result<Vec<Observation<Version>>, RouterError> {
         let all = self
             .run
             .list_services(project, region, deadline)
@@ -180,12 +195,12 @@ impl TrafficRouter for CloudRunRouter {
 
     async fn apply(
         &self,
-        observed_now: &Observed,
+        read: &Observation<Version>,
         write: &Write,
         deadline: Instant,
-    ) -> Result<Observed, RouterError> {
-        let body = patch_body(observed_now, write);
-        let target = &observed_now.service;
+    ) -> Result<Observation<Version>, RouterError> {
+        let body = patch_body(read, write);
+        let target = &read.observed.service;
         let op = self
             .run
             .patch_service(target, &body, deadline)
@@ -232,7 +247,8 @@ mod tests {
         let o = observed(
             ServiceRef::checked("p", "l", "api").expect("valid ids"),
             fetched(service()),
-        );
+        )
+        .observed;
         assert_eq!(o.latest_ready.as_deref(), Some("api-00002-def"));
         assert_eq!(
             o.allocation,
@@ -249,7 +265,8 @@ mod tests {
         let o = observed(
             ServiceRef::checked("p", "l", "api").expect("valid ids"),
             fetched(s),
-        );
+        )
+        .observed;
         assert_eq!(
             o.allocation,
             BTreeMap::from([("api-00002-def".to_string(), 100)])

@@ -1,7 +1,7 @@
 //! Traffic routing: the seam between decisions and a serving platform.
 //!
-//! A router observes a service (who serves what, which revisions are ready, cutover's record,
-//! and a version token) and applies a [`Write`] conditionally on that token. Writing the split
+//! A router observes a service (who serves what, which revisions are ready, cutover's record)
+//! together with its own version of it, and applies a [`Write`] conditionally on that version. Writing the split
 //! and the record in one guarded call is what makes duplicate deliveries, reordering and several
 //! cutover instances harmless: whoever writes second with a stale version is refused and decides
 //! again on fresh state. Cloud Run is the one backend today ([`cloud_run`]).
@@ -9,7 +9,6 @@
 pub mod cloud_run;
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::time::Instant;
 
@@ -17,14 +16,14 @@ use crate::decision::{Observed, Write};
 use crate::failure::{Cause, ErrorKind};
 use crate::target::ServiceRef;
 
-/// What a router needs to write conditionally: the version token and the object as read.
-#[derive(Clone, Debug, Default)]
-pub struct Version {
-    /// The platform's concurrency token (Cloud Run's `etag`).
-    pub etag: String,
-    /// The object exactly as read, sent back with only traffic and cutover's annotations
-    /// changed.
-    pub body: Arc<serde_json::Value>,
+/// One read of a service: what decisions need, and what the router needs to write after it.
+#[derive(Clone, Debug)]
+pub struct Observation<V> {
+    /// The service as the decision core sees it.
+    pub observed: Observed,
+    /// The router's own version of what it read ([`TrafficRouter::Version`]), handed back to
+    /// [`TrafficRouter::apply`].
+    pub version: V,
 }
 
 /// Why a router call failed: the platform's error, as its source, under the kind the platform's
@@ -71,15 +70,19 @@ impl RouterError {
 /// A platform that serves revisions and splits traffic between them.
 ///
 /// # Guarantees
-/// `apply` writes nothing unless the service is still at `observed.version`; it changes only
-/// traffic and cutover's own record, never anything that would create a revision.
+/// `apply` writes nothing unless the service is still at the version it was read at; it changes
+/// only traffic and cutover's own record, never anything that would create a revision.
 pub trait TrafficRouter: Send + Sync + 'static {
+    /// What a conditional write needs of the read it follows (Cloud Run: the `etag` and the
+    /// service as read). Opaque to everyone but the router.
+    type Version: Send + Sync + 'static;
+
     /// Reads one service.
     fn observe(
         &self,
         target: &ServiceRef,
         deadline: Instant,
-    ) -> impl Future<Output = Result<Observed, RouterError>> + Send;
+    ) -> impl Future<Output = Result<Observation<Self::Version>, RouterError>> + Send;
 
     /// Reads every service of a region (one listing, no per-service calls).
     fn list(
@@ -87,14 +90,14 @@ pub trait TrafficRouter: Send + Sync + 'static {
         project: &str,
         region: &str,
         deadline: Instant,
-    ) -> impl Future<Output = Result<Vec<Observed>, RouterError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Observation<Self::Version>>, RouterError>> + Send;
 
-    /// Writes traffic and record, conditional on `observed.version`, and returns the service
-    /// as it is once the platform has applied the change.
+    /// Writes traffic and record, conditional on the version `read` was made at, and returns
+    /// the service as it is once the platform has applied the change.
     fn apply(
         &self,
-        observed: &Observed,
+        read: &Observation<Self::Version>,
         write: &Write,
         deadline: Instant,
-    ) -> impl Future<Output = Result<Observed, RouterError>> + Send;
+    ) -> impl Future<Output = Result<Observation<Self::Version>, RouterError>> + Send;
 }
