@@ -2,7 +2,7 @@
 //!
 //! The decision core asks for request counts, 5xx counts and a latency histogram per revision
 //! over a window, and judges on these types alone; where they come from (Cloud Monitoring
-//! today, see `crate::metrics`) is not its concern. Zero traffic is a value (an empty
+//! today, see src/metrics/) is not its concern. Zero traffic is a value (an empty
 //! [`RevisionStats`]), which the judge reads as "inconclusive".
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The decision core: observed service + evidence + policy + now → decision.
 //!
 //! Everything here is pure: no I/O, no clock, no logging. [`decide`] is called by the
-//! reconciler (`crate::reconcile`) with what it observed; when a decision needs evidence it
+//! reconciler (src/reconcile.rs) with what it observed; when a decision needs evidence it
 //! does not have (metrics for a window, a smoke check), it says so with [`Action::Gather`] and is
 //! called again with the evidence. That keeps every rule in one place and makes the rules
 //! testable exhaustively.
@@ -176,7 +176,7 @@ pub enum Kind {
     Nothing,
     Error,
     /// Never made by [`decide`]: an event naming a service cutover does not evaluate is
-    /// refused before anything is read (see `crate::events::resolve`).
+    /// refused before anything is read (see src/events/resolve.rs).
     Refused,
 }
 

@@ -3,7 +3,7 @@
 //! Every setting is one line of [`policy_settings!`]: its field, its kind of value, its
 //! default as written, its environment variable and, if a service may override it, its
 //! `cutover.dev/*` annotation. The [`Policy`] struct, its defaults and the overrides come from
-//! that table here; the command line (`crate::config`) comes from the same table. Each kind of
+//! that table here; the command line (src/config.rs) comes from the same table. Each kind of
 //! value ([`Rate`], [`Ratio`], [`Millis`], [`Interval`], …) is parsed and checked once, where it
 //! is read, so the rest of the decision core can trust a [`Policy`]: steps strictly increase
 //! and end at 100, durations are positive, rates are in range. An invalid override is an error

@@ -329,4 +329,28 @@ mod tests {
         assert_eq!(r.rolled_back.len(), ROLLED_BACK_MEMORY);
         assert_eq!(r.rolled_back.last().unwrap(), "api-00024-x");
     }
+
+    #[test]
+    fn the_reason_annotation_is_printable_whatever_wrote_the_reason() {
+        // A reason may quote an API's error text or a smoke check's answer, not only checked
+        // event fields: the annotation is made printable where it is written.
+        let record = Record {
+            phase: Phase::RolledBack,
+            candidate: "api-00002-def".into(),
+            stable: "api-00001-abc".into(),
+            percent: 0,
+            started: jiff::Timestamp::UNIX_EPOCH,
+            step_started: jiff::Timestamp::UNIX_EPOCH,
+            reason: format!("alert opened: 5xx\r\nforged\u{1b}[31m {}", "x".repeat(5000)),
+            rolled_back: Vec::new(),
+        };
+        let a = record.to_annotations();
+        let reason = &a["cutover.dev/reason"];
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        assert!(
+            reason.starts_with("alert opened: 5xx  forged [31m x"),
+            "{reason}"
+        );
+        assert_eq!(reason.chars().count(), 1000);
+    }
 }

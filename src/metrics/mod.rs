@@ -1,6 +1,6 @@
 //! Where evidence about revisions comes from.
 //!
-//! This is the second of cutover's two seams (the first is [`crate::router`]). The decision core
+//! This is the second of cutover's two seams (the first is the router, src/router/). The decision core
 //! asks for request counts, 5xx counts and a latency histogram per revision over a window (its
 //! [`evidence`](crate::decision::evidence) types); [`MetricsSource`] is how a backend answers.
 //! A transport failure is an error and never reads as healthy.
