@@ -43,6 +43,8 @@ locals {
     CUTOVER_FALSE_ALARM_RATE      = tostring(var.false_alarm_rate)
     CUTOVER_MISS_RATE             = tostring(var.miss_rate)
     CUTOVER_CANARY_MISS_RATE      = tostring(var.canary_miss_rate)
+    CUTOVER_BAKE                  = var.bake
+    CUTOVER_MODE                  = var.mode
     CUTOVER_PUSH_AUTH             = var.push_auth
     CUTOVER_JWKS_URL              = var.jwks_url
     CUTOVER_PUSH_AUDIENCE         = local.push_audience

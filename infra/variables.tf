@@ -402,6 +402,28 @@ variable "canary_miss_rate" {
   }
 }
 
+variable "bake" {
+  description = "CUTOVER_BAKE: after the last step passes, how long the previous stable revision stays tagged and an alert or a failed absolute check rolls back to it; 0 completes at once."
+  type        = string
+  default     = "10m"
+
+  validation {
+    condition     = can(regex("^([0-9]+|([0-9]+[smhd])+)$", var.bake))
+    error_message = "bake is a duration as cutover parses it: seconds (600), or units s, m, h, d (10m); 0 for none."
+  }
+}
+
+variable "mode" {
+  description = "CUTOVER_MODE: live (move traffic) or shadow (decide and log every decision, marked shadow, and write nothing to the services). Shadow keeps its rollouts in memory: set max_instances = 1 while shadowing."
+  type        = string
+  default     = "live"
+
+  validation {
+    condition     = contains(["live", "shadow"], var.mode)
+    error_message = "mode must be live or shadow."
+  }
+}
+
 variable "push_auth" {
   description = "CUTOVER_PUSH_AUTH: google (verify the OIDC token of every push) or none. Keep google on Cloud Run: none is for local tests only."
   type        = string

@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::decision::policy::Mode;
 use crate::decision::{
     Action, Decision, Evidence, Kind, Need, Observed, Phase, Policy, Record, Trigger, decide,
 };
@@ -99,6 +100,8 @@ decision_record! {
     pub struct DecisionRecord {
         pub at: Timestamp,
         pub service: String,
+        /// `shadow`: the decision was made and recorded, and nothing was written.
+        pub mode: Mode,
         pub trigger: &'static str,
         pub decision: Kind,
         pub reason: String,
@@ -154,6 +157,13 @@ impl LogField for Kind {
     }
 }
 
+impl LogField for Mode {
+    type Value<'a> = &'static str;
+    fn log_value(&self) -> Self::Value<'_> {
+        self.as_str()
+    }
+}
+
 impl LogField for Option<String> {
     type Value<'a> = Option<&'a str>;
     fn log_value(&self) -> Self::Value<'_> {
@@ -195,6 +205,7 @@ impl DecisionRecord {
         DecisionRecord {
             at,
             service: service.to_string(),
+            mode: Mode::Live,
             trigger: trigger.name(),
             decision: d.kind(),
             reason: d.reason.clone(),
@@ -352,6 +363,7 @@ pub struct Reconciler<R, M> {
     decisions: broadcast::Sender<DecisionRecord>,
     gates: Arc<Gates>,
     ticks: crate::flight::Once,
+    shadow: shadow::ShadowBook,
 }
 
 impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
@@ -366,6 +378,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             decisions,
             gates: Arc::new(Gates::default()),
             ticks: crate::flight::Once::default(),
+            shadow: shadow::ShadowBook::default(),
         }
     }
 
@@ -389,7 +402,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             return Ok(Vec::new());
         };
         let obs = self.router.observe(target, deadline).await?;
-        self.run(obs, trigger, deadline).await
+        self.run(self.overlay(obs), trigger, deadline).await
     }
 
     /// Evaluates every service in `regions` whose rollout is running.
@@ -410,7 +423,11 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         for region in regions {
             let all = self.router.list(project, region, deadline).await?;
             report.services += all.len();
-            active.extend(all.into_iter().filter(|read| is_active(&read.observed)));
+            active.extend(
+                all.into_iter()
+                    .map(|read| self.overlay(read))
+                    .filter(|read| is_active(&read.observed)),
+            );
         }
         report.active = active.len();
         let results: Vec<_> = futures::stream::iter(active)
@@ -457,11 +474,27 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             let obs = &read.observed;
             let (d, now) = self.decide_with_evidence(obs, &trigger, deadline).await;
             let mut rec = DecisionRecord::new(&obs.service, &trigger, &d, now);
+            rec.mode = self.policy.mode_for(&obs.annotations);
             let Some(write) = d.write() else {
                 self.publish(rec.clone());
                 out.push(rec);
                 return Ok(out);
             };
+            if rec.mode == Mode::Shadow {
+                rec.write = "shadow: not written".into();
+                self.publish(rec.clone());
+                out.push(rec);
+                let after = self.shadow.remember(obs, write);
+                if !write.continues() {
+                    return Ok(out);
+                }
+                read = Observation {
+                    observed: after,
+                    version: read.version,
+                };
+                trigger = Trigger::Tick;
+                continue;
+            }
             let result = self.router.apply(&read, write, deadline).await;
             rec.write = match &result {
                 Ok(_) => "applied".into(),
@@ -483,10 +516,11 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                         return Err(ReconcileError::Conflicts(e));
                     }
                     conflicts += 1;
-                    read = self
-                        .router
-                        .observe(&read.observed.service, deadline)
-                        .await?;
+                    read = self.overlay(
+                        self.router
+                            .observe(&read.observed.service, deadline)
+                            .await?,
+                    );
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -538,6 +572,17 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         (decide(obs, trigger, &evidence, &self.policy, now), now)
     }
 
+    /// The read as a shadow rollout of its service would have left it; a service in live mode
+    /// is read as it is (and any shadow rollout it had is forgotten).
+    fn overlay(&self, mut read: Observation<R::Version>) -> Observation<R::Version> {
+        if self.policy.mode_for(&read.observed.annotations) == Mode::Shadow {
+            read.observed = self.shadow.overlay(read.observed);
+        } else {
+            self.shadow.forget(&read.observed.service);
+        }
+        read
+    }
+
     fn publish(&self, rec: DecisionRecord) {
         rec.log();
         // No listener is fine: the log line is the record of truth.
@@ -553,6 +598,8 @@ fn is_active(obs: &Observed) -> bool {
         Err(_) => true,
     }
 }
+
+mod shadow;
 
 #[cfg(test)]
 mod table;

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Check env-agreement: the environment Terraform gives cutover matches what cutover reads.
 
-cutover's settings are clap arguments in src/config.rs, each with `env = "NAME"`.
+cutover's settings are clap arguments in src/config.rs, each with `env = "NAME"`, and the
+policy settings, whose clap arguments config.rs generates from the one table in
+src/decision/policy.rs (`field: Kind = "default", "NAME"`).
 Terraform sets the container environment in google_cloud_run_v2_service resources,
 either as literal `env { name = "..." }` blocks or as `dynamic "env"` blocks whose
 for_each is (a `for` over) a map in `locals`; the map's keys are the names.
@@ -41,6 +43,7 @@ STR_DEFAULT_RE = re.compile(r'\bdefault_value\s*=\s*"((?:[^"\\]|\\.)*)"')
 LIT_DEFAULT_RE = re.compile(r"\bdefault_value_t\s*=\s*(-?[0-9][0-9_.]*|true|false)\s*(?:,|$)")
 LIST_DEFAULT_RE = re.compile(r"\bdefault_values(?:_t)?\s*=\s*\[([^\]]*)\]")
 ATTR_START_RE = re.compile(r"#\[\s*(?:arg|clap)\s*\(")
+POLICY_ROW_RE = re.compile(r'^\s*\w+:\s*\w+\s*=\s*"((?:[^"\\]|\\.)*)",\s*"([A-Z][A-Z0-9_]*)"', re.M)
 
 
 def attributes(text):
@@ -158,6 +161,10 @@ def main(config="src/config.rs", root="infra"):
         tfload.fail(CHECK, f"{config} not found: cannot tell which variables cutover reads")
         return 1
     reads = cutover_reads(config.read_text(encoding="utf-8"))
+    policy = config.parent / "decision" / "policy.rs"
+    if policy.exists():
+        for default, name in POLICY_ROW_RE.findall(policy.read_text(encoding="utf-8")):
+            reads[name] = default
     if not reads:
         tfload.fail(CHECK, f"no `env = \"...\"` in {config}")
         return 1

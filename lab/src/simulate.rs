@@ -629,9 +629,13 @@ fn setup(args: &SimulateArgs) -> Result<Setup, SimulateError> {
         }
         overrides.insert(k, v.trim().to_string());
     }
+    // No bake: the simulator measures the judgement of steps, and "completed" is the last
+    // step passing, as in docs/judgement.md. A `--set cutover.dev/bake=…` still adds one (the
+    // rollout then ends when the bake does).
     let policy = Policy {
         metrics_delay: args.metrics_delay,
         max_hold: args.max_hold,
+        bake: SignedDuration::ZERO,
         ..Policy::default()
     };
     policy

@@ -131,6 +131,9 @@ pub enum Change {
     Start,
     /// Smoke check passed or a step was healthy: the candidate gets the next step.
     Advance,
+    /// The last step was healthy: the candidate keeps 100% and bakes, the previous stable
+    /// still tagged.
+    Bake,
     /// The candidate serves 100% and becomes stable.
     Complete,
     /// All traffic back to stable.
@@ -168,6 +171,7 @@ pub enum Kind {
     Gather,
     Start,
     Advance,
+    Bake,
     Complete,
     Hold,
     Rollback,
@@ -186,6 +190,7 @@ impl Kind {
             Kind::Gather => "gather",
             Kind::Start => "start",
             Kind::Advance => "advance",
+            Kind::Bake => "bake",
             Kind::Complete => "complete",
             Kind::Hold => "hold",
             Kind::Rollback => "rollback",
@@ -308,6 +313,7 @@ impl Decision {
         match &self.action {
             Action::Write(Change::Start, _) => Kind::Start,
             Action::Write(Change::Advance, _) => Kind::Advance,
+            Action::Write(Change::Bake, _) => Kind::Bake,
             Action::Write(Change::Complete, _) => Kind::Complete,
             Action::Write(Change::Rollback, _) => Kind::Rollback,
             Action::Write(Change::Pause, _) => Kind::Pause,
@@ -457,11 +463,17 @@ fn on_alert(
         );
     }
     let summary = summary.trim();
-    let why = if summary.is_empty() {
+    let mut why = if summary.is_empty() {
         format!("alert {incident} opened")
     } else {
         format!("alert {incident} opened: {summary}")
     };
+    if r.phase == Phase::Baking {
+        why = format!(
+            "{why} during the bake of {}; back to the previous stable {}",
+            r.candidate, r.stable
+        );
+    }
     rollback(obs, r, why, now)
 }
 
@@ -543,7 +555,7 @@ fn on_build(
 /// A newer rollout starts from what serves traffic now, as the README defines the stable (the
 /// revision serving 100%), never from a revision that lost its traffic:
 ///
-/// - **At 100%** (the old candidate soaks its last step, or paused there) the old candidate
+/// - **At 100%** (the old candidate soaks its last step, bakes, or paused there) the old candidate
 ///   serves everything: it is the new stable and keeps 90%. The recorded stable has had nothing
 ///   since the last step's write; it may be scaled to zero, and giving it 90% in one write
 ///   would be a rollback that no evidence asked for, with no way back to the revision that had
@@ -699,6 +711,111 @@ fn complete(r: &Record, why: String, now: Timestamp) -> Decision {
     )
 }
 
+/// The last step passed with a bake configured: the candidate keeps 100%, and the split is
+/// written again as it stands (the previous stable at 0% with its `stable` tag, the candidate
+/// with its own), so the revision a rollback goes to stays tagged, and so routable and ready
+/// in the service's traffic, for the whole bake.
+fn start_bake(r: &Record, why: String, policy: &Policy, now: Timestamp) -> Decision {
+    let mut next = r.clone();
+    next.phase = Phase::Baking;
+    next.percent = 100;
+    next.step_started = now;
+    let ends = now.saturating_add(policy.bake).unwrap_or(Timestamp::MAX);
+    let traffic = split(&next, 100);
+    Decision::writing(
+        Change::Bake,
+        format!(
+            "{why}: baking for {} until {ends}; an alert or a failed absolute check until then rolls back to {}",
+            policy::format_duration(policy.bake),
+            r.stable
+        ),
+        Some(traffic),
+        next,
+    )
+}
+
+/// A tick during the bake: the candidate serves everything, so there is no stable traffic to
+/// compare with and its own data is judged against the absolute limits alone, over the window
+/// that follows the last step's (from the bake's start less the metrics delay, when that step's
+/// judged window ended). A failed check rolls back at once; anything else waits for the bake
+/// to end, and then completes (the last step was already judged healthy: missing or
+/// inconclusive data during the bake is no reason to hold the rollout, and alerts still
+/// watch). No maximum hold applies: the bake ends by itself.
+fn baking(
+    obs: &Observed,
+    r: &Record,
+    policy: &Policy,
+    evidence: &Evidence,
+    now: Timestamp,
+) -> Decision {
+    let ends = r
+        .step_started
+        .saturating_add(policy.bake)
+        .unwrap_or(Timestamp::MAX);
+    let window = Window {
+        start: r
+            .step_started
+            .saturating_sub(policy.metrics_delay)
+            .unwrap_or(r.step_started),
+        end: now.saturating_sub(policy.metrics_delay).unwrap_or(now),
+    };
+    let (judgement, unjudged) = match evidence {
+        Evidence::Metrics(Ok(stats)) => (
+            Some(judge::judge(
+                stats.revisions.get(&r.candidate),
+                None,
+                stats.window,
+                r.percent,
+                policy,
+            )),
+            None,
+        ),
+        Evidence::Metrics(Err(e)) => (None, Some(format!("metrics unavailable ({e})"))),
+        _ if window.end > window.start => {
+            return Decision::gather(Need::Metrics(window), "baking: checking the candidate");
+        }
+        _ => (None, Some("no data yet".to_string())),
+    };
+    let status = match (&judgement, unjudged) {
+        (Some(j), _) => match &j.verdict {
+            Verdict::Fail(why) => {
+                let mut d = rollback(
+                    obs,
+                    r,
+                    format!(
+                        "failed during the bake of {}: {why}; back to the previous stable {}",
+                        r.candidate, r.stable
+                    ),
+                    now,
+                );
+                d.judgement = judgement;
+                return d;
+            }
+            Verdict::Inconclusive(why) => format!("no verdict yet ({why})"),
+            Verdict::Pass => format!("within the limits ({})", j.summary()),
+        },
+        (None, Some(why)) => why,
+        (None, None) => String::new(),
+    };
+    let mut d = if now >= ends {
+        complete(
+            r,
+            format!(
+                "bake of {} over without an alert or a failed check, {status}",
+                policy::format_duration(policy.bake)
+            ),
+            now,
+        )
+    } else {
+        Decision::stay(
+            Stay::Hold,
+            format!("baking at 100%, {status}; complete at {ends}"),
+        )
+    };
+    d.judgement = judgement;
+    d
+}
+
 fn progress(
     obs: &Observed,
     r: &Record,
@@ -723,6 +840,9 @@ fn progress(
             );
         }
     };
+    if r.phase == Phase::Baking {
+        return baking(obs, r, policy, evidence, now);
+    }
     if r.phase == Phase::Smoke {
         let Some(path) = &policy.smoke_path else {
             return advance(r, policy.steps[0], "no smoke check configured".into(), now);
@@ -799,6 +919,7 @@ fn progress(
             let why = format!("step {}% healthy ({})", r.percent, j.summary());
             match policy.next_step(r.percent) {
                 Some(next) => advance(r, next, why, now),
+                None if policy.bake.is_positive() => start_bake(r, why, policy, now),
                 None => complete(r, why, now),
             }
         }

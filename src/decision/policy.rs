@@ -50,6 +50,10 @@ macro_rules! policy_settings {
             miss_rate: Risk = "0.01", "CUTOVER_MISS_RATE", "cutover.dev/miss-rate";
             /// The same for an absolute limit at the earlier steps (at least CUTOVER_MISS_RATE, below 1).
             canary_miss_rate: Rate = "0.25", "CUTOVER_CANARY_MISS_RATE", "cutover.dev/canary-miss-rate";
+            /// After the last step passes, how long the previous stable revision stays tagged and an alert or a failed absolute check rolls back to it (0: complete at once).
+            bake: Delay = "10m", "CUTOVER_BAKE", "cutover.dev/bake";
+            /// live: move traffic; shadow: decide and record every decision, write nothing.
+            mode: ModeName = "live", "CUTOVER_MODE", "cutover.dev/mode";
         }
     };
 }
@@ -122,6 +126,53 @@ value_kinds! {
     FloorMillis(f64) = parse_floor_ms, |v: &f64| check_floor_ms(*v);
     /// Latency quantiles, ascending (`p95,p99`, or `none`).
     Percentiles(Vec<f64>) = parse_percentiles, |v: &Vec<f64>| check_percentiles(v);
+    /// `live` or `shadow`.
+    ModeName(Mode) = Mode::parse, |_: &Mode| Ok(());
+}
+
+/// Whether cutover moves traffic or only says what it would do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Decisions are written: traffic moves and the record is kept on the service.
+    #[default]
+    Live,
+    /// Decisions are made and recorded (marked `"mode":"shadow"`), and nothing is written.
+    Shadow,
+}
+
+impl Mode {
+    /// Parses `live` or `shadow`.
+    pub fn parse(s: &str) -> Result<Mode, String> {
+        match s.trim() {
+            "live" => Ok(Mode::Live),
+            "shadow" => Ok(Mode::Shadow),
+            other => Err(format!("{other:?} is not a mode: live or shadow")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Live => "live",
+            Mode::Shadow => "shadow",
+        }
+    }
+}
+
+/// The annotation a service sets to choose its own mode.
+pub const MODE_KEY: &str = "cutover.dev/mode";
+
+impl Policy {
+    /// The mode for a service with these annotations: its `cutover.dev/mode` override, else
+    /// this policy's. Read apart from the other overrides, so that a bad one elsewhere does
+    /// not turn a shadowed service live; an unreadable mode is shadow (writing nothing is the
+    /// side that cannot hurt; the decision reports the bad override).
+    pub fn mode_for(&self, annotations: &BTreeMap<String, String>) -> Mode {
+        match annotations.get(MODE_KEY) {
+            Some(v) => Mode::parse(v).unwrap_or(Mode::Shadow),
+            None => self.mode,
+        }
+    }
 }
 
 /// Generates [`Policy`], its defaults, [`OVERRIDE_KEYS`] and [`Policy::with_overrides`] from
@@ -677,6 +728,8 @@ mod tests {
             ("false-alarm-rate", "0.07"),
             ("miss-rate", "0.07"),
             ("canary-miss-rate", "0.7"),
+            ("bake", "7m"),
+            ("mode", "shadow"),
         ]
         .into_iter()
         .map(|(k, v)| (format!("cutover.dev/{k}"), v.to_string()))
@@ -698,6 +751,8 @@ mod tests {
             false_alarm_rate: 0.07,
             miss_rate: 0.07,
             canary_miss_rate: 0.7,
+            bake: SignedDuration::from_mins(7),
+            mode: Mode::Shadow,
             ..base
         };
         assert_eq!(p, expected);

@@ -54,6 +54,10 @@ pub enum Phase {
     Progressing,
     /// cutover stopped and waits for a person (or a newer revision).
     Paused(PauseCause),
+    /// The candidate serves 100% and passed its last step; for the bake (`CUTOVER_BAKE`, from
+    /// `step_started`) the previous stable keeps its `stable` tag, and an alert or a failed
+    /// absolute check rolls back to it.
+    Baking,
     /// All traffic went back to stable.
     RolledBack,
     /// The candidate serves 100% and is the new stable revision.
@@ -100,14 +104,15 @@ impl Phase {
             Phase::Smoke => "smoke",
             Phase::Progressing => "progressing",
             Phase::Paused(_) => "paused",
+            Phase::Baking => "baking",
             Phase::RolledBack => "rolled-back",
             Phase::Completed => "completed",
         }
     }
 
-    /// Smoke or progressing: ticks keep evaluating it.
+    /// Smoke, progressing or baking: ticks keep evaluating it, and an alert rolls it back.
     pub fn is_running(self) -> bool {
-        matches!(self, Phase::Smoke | Phase::Progressing)
+        matches!(self, Phase::Smoke | Phase::Progressing | Phase::Baking)
     }
 }
 
@@ -177,6 +182,7 @@ impl Record {
         let phase = match phase.as_str() {
             "smoke" => Phase::Smoke,
             "progressing" => Phase::Progressing,
+            "baking" => Phase::Baking,
             "rolled-back" => Phase::RolledBack,
             "completed" => Phase::Completed,
             "paused" => {
@@ -281,6 +287,7 @@ mod tests {
         for phase in [
             Phase::Smoke,
             Phase::Progressing,
+            Phase::Baking,
             Phase::RolledBack,
             Phase::Completed,
             Phase::Paused(PauseCause::ManualChange),

@@ -9,6 +9,7 @@ mod support;
 mod helpers;
 
 mod auth;
+mod bake;
 mod config;
 mod emulator;
 mod events;
@@ -16,4 +17,5 @@ mod faults;
 mod hardening;
 mod inputs;
 mod rollouts;
+mod shadow;
 mod transport;

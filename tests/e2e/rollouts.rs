@@ -7,6 +7,8 @@ use crate::helpers::*;
 /// The default policy: 5-minute soak + 3-minute metrics delay, so a step is judged 8 minutes
 /// after traffic moved.
 const JUDGED_AFTER: u32 = 8;
+/// The default bake after the last step (`CUTOVER_BAKE`).
+const BAKE: u32 = 10;
 
 #[tokio::test]
 async fn a_healthy_candidate_goes_10_50_100_and_becomes_stable() {
@@ -27,6 +29,12 @@ async fn a_healthy_candidate_goes_10_50_100_and_becomes_stable() {
     t.tick_minutes(JUDGED_AFTER).await;
     assert_eq!(t.split("checkout"), vec![(candidate_of("checkout"), 100)]);
     t.tick_minutes(JUDGED_AFTER).await;
+    assert_eq!(
+        t.annotation("checkout", "cutover.dev/phase").as_deref(),
+        Some("baking"),
+        "the last step passed: the bake begins"
+    );
+    t.tick_minutes(BAKE).await;
     assert_eq!(
         t.annotation("checkout", "cutover.dev/phase").as_deref(),
         Some("completed")
@@ -294,7 +302,7 @@ async fn a_restarted_cutover_continues_from_the_annotations() {
     drop(first);
 
     let second = spawn_on(fake, clock, &[]).await;
-    second.tick_minutes(JUDGED_AFTER * 2).await;
+    second.tick_minutes(JUDGED_AFTER * 2 + BAKE).await;
     assert_eq!(second.candidate_steps("resume"), vec![0, 10, 50, 100]);
     assert_eq!(
         second.annotation("resume", "cutover.dev/phase").as_deref(),
