@@ -774,6 +774,26 @@ mod tests {
     }
 
     #[test]
+    fn a_service_chooses_its_own_mode_and_an_unreadable_one_writes_nothing() {
+        let live = Policy::default();
+        assert_eq!(live.mode, Mode::Live);
+        let with = |v: &str| BTreeMap::from([(MODE_KEY.to_string(), v.to_string())]);
+        assert_eq!(live.mode_for(&BTreeMap::new()), Mode::Live);
+        assert_eq!(live.mode_for(&with("shadow")), Mode::Shadow);
+        assert_eq!(live.mode_for(&with("shadwo")), Mode::Shadow);
+        let shadow = Policy {
+            mode: Mode::Shadow,
+            ..Policy::default()
+        };
+        assert_eq!(shadow.mode_for(&with("live")), Mode::Live);
+        assert_eq!(
+            live.with_overrides(&with("shadwo")).unwrap_err().key,
+            MODE_KEY,
+            "the decision still reports the bad annotation"
+        );
+    }
+
+    #[test]
     fn next_step_walks_the_list() {
         let p = Policy::default();
         assert_eq!(p.next_step(0), Some(10));

@@ -105,3 +105,39 @@ async fn a_failing_rollout_in_shadow_makes_the_decisions_of_live_mode_and_writes
     );
     assert_eq!(shadow("payments", profile).await, live);
 }
+
+#[tokio::test]
+async fn one_service_can_be_shadowed_while_the_others_go_live() {
+    let mut t = spawn_app(&[]).await;
+    t.service("watched", 20.0);
+    t.service("trusted", 20.0);
+    t.fake
+        .set_annotation(PROJECT, REGION, "watched", "cutover.dev/mode", "shadow");
+    t.release("watched", RevisionProfile::healthy()).await;
+    t.release("trusted", RevisionProfile::healthy()).await;
+    t.tick_minutes(8).await;
+    let patched: Vec<String> = t
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.path)
+        .collect();
+    assert!(!patched.is_empty() && patched.iter().all(|p| p.ends_with("/services/trusted")));
+    assert_eq!(t.split("watched"), vec![(stable_of("watched"), 100)]);
+    assert_eq!(t.annotation("watched", "cutover.dev/phase"), None);
+    assert_eq!(t.candidate_steps("trusted"), vec![0, 10, 50]);
+    let decisions = t.drain();
+    let watched: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.service.ends_with("/watched"))
+        .collect();
+    assert!(watched.iter().any(|d| d.decision == "start"), "{watched:?}");
+    assert!(watched.iter().all(|d| d.mode == Mode::Shadow));
+    assert!(
+        decisions
+            .iter()
+            .filter(|d| d.service.ends_with("/trusted"))
+            .all(|d| d.mode == Mode::Live)
+    );
+}
