@@ -30,17 +30,17 @@ fn bake_window(now: Timestamp) -> Window {
     }
 }
 
+/// The 100% step of `obs` judged healthy when it is due.
+fn healthy_last_step(obs: &Observed, policy: &Policy) -> Decision {
+    let evidence = stats(judged_window(), 1000, 2, 150.0);
+    decide(obs, &tick(), &evidence, policy, due())
+}
+
 #[test]
 fn a_healthy_last_step_bakes_with_the_previous_stable_still_tagged() {
     let r = running(100, t0());
     let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
-    let d = decide(
-        &obs,
-        &tick(),
-        &stats(judged_window(), 1000, 2, 150.0),
-        &Policy::default(),
-        due(),
-    );
+    let d = healthy_last_step(&obs, &Policy::default());
     assert_eq!(d.kind(), Kind::Bake, "{}", d.reason);
     let w = d.write().cloned().unwrap();
     assert_eq!(w.record.phase, Phase::Baking);
@@ -179,25 +179,13 @@ fn a_bake_of_zero_completes_at_the_last_step_as_before() {
         bake: SignedDuration::ZERO,
         ..Policy::default()
     };
-    let d = decide(
-        &obs,
-        &tick(),
-        &stats(judged_window(), 1000, 2, 150.0),
-        &policy,
-        due(),
-    );
+    let d = healthy_last_step(&obs, &policy);
     assert_eq!(d.kind(), Kind::Complete, "{}", d.reason);
     let mut overridden = obs.clone();
     overridden
         .annotations
         .insert("cutover.dev/bake".into(), "0".into());
-    let d = decide(
-        &overridden,
-        &tick(),
-        &stats(judged_window(), 1000, 2, 150.0),
-        &Policy::default(),
-        due(),
-    );
+    let d = healthy_last_step(&overridden, &Policy::default());
     assert_eq!(
         d.kind(),
         Kind::Complete,
