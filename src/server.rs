@@ -332,10 +332,10 @@ fn resolve(
     named: Named<'_>,
     trigger: &Trigger,
     event: &str,
-) -> Result<ServiceRef, DecisionRecord> {
+) -> Result<ServiceRef, Box<DecisionRecord>> {
     app.scope
         .resolve(named)
-        .map_err(|refusal| refused(&refusal, event, trigger, app.clock.now()))
+        .map_err(|refusal| Box::new(refused(&refusal, event, trigger, app.clock.now())))
 }
 
 /// A refusal as a decision record (decision `refused`, nothing written), logged at error level:
@@ -395,7 +395,7 @@ async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
         match resolve(&app, named, &trigger, &event) {
             Ok(t) if !targets.contains(&t) => targets.push(t),
             Ok(_) => {}
-            Err(refusal) => refusals.push(refusal),
+            Err(refusal) => refusals.push(*refusal),
         }
     }
     let skipped = build.skipped();
@@ -430,8 +430,9 @@ async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
         }
     }
     // One target and nothing else to say: the answer of that one reconciliation, as for alerts.
-    let alone = targets.len() == 1 && refusals.is_empty() && skipped.is_empty();
-    if alone
+    if targets.len() == 1
+        && refusals.is_empty()
+        && skipped.is_empty()
         && redelivered.is_empty()
         && let Some(outcome) = outcomes.pop()
     {
