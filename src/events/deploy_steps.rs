@@ -417,23 +417,28 @@ fn target(
         ));
     }
     let service = checked(name, "service", ServiceName::parse).map_err(why_not)?;
-    let region = line
-        .value("region")
-        .or(env.region.as_deref())
-        .map(|r| checked(r, "region", Region::parse))
-        .transpose()
-        .map_err(why_not)?;
-    let project = line
-        .value("project")
-        .or(env.project.as_deref())
-        .map(|p| checked(p, "project", ProjectId::parse))
-        .transpose()
-        .map_err(why_not)?;
+    let region = setting(line, "region", env.region.as_deref(), Region::parse).map_err(why_not)?;
+    let project =
+        setting(line, "project", env.project.as_deref(), ProjectId::parse).map_err(why_not)?;
     Ok(DeployTarget {
         service,
         region,
         project,
     })
+}
+
+/// The id `--flag` gives (else the step's environment, `from_env`), checked; `None` when
+/// neither says.
+fn setting<T, E: std::fmt::Display>(
+    line: &CommandLine,
+    flag: &str,
+    from_env: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, String> {
+    line.value(flag)
+        .or(from_env)
+        .map(|raw| checked(raw, flag, parse))
+        .transpose()
 }
 
 /// `raw` as a checked id, or why not: a variable left in it (the message expands the build's

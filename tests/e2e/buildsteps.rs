@@ -2,7 +2,6 @@
 //! --region R --no-traffic`, no `_SERVICE_NAME`): each such step starts that service's rollout,
 //! in its own region, and a step that already gave its revision all traffic starts none.
 
-use cutover_fakes::RevisionProfile;
 use cutover_fakes::encode::build_attributes;
 use cutover_fakes::pusher::Pushed;
 use serde_json::{Value, json};
@@ -65,38 +64,26 @@ async fn push_build(t: &TestApp, build: &Value) -> Pushed {
 /// A service in `region` serving 100% on its stable revision, with a candidate deployed
 /// without traffic.
 fn deployed(t: &TestApp, region: &str, service: &str) {
-    t.fake.add_service(
-        PROJECT,
-        region,
-        service,
-        &stable_of(service),
-        RevisionProfile::healthy(),
-        20.0,
-    );
-    t.fake.deploy(
-        PROJECT,
-        region,
-        service,
-        &candidate_of(service),
-        RevisionProfile::healthy(),
-    );
+    t.deployed_in(PROJECT, region, service);
 }
 
-/// The candidate's share after each traffic change of `service` in `region`, repeats folded.
+/// The candidate's share after each traffic change of `service` in `region`, from 0.
 fn steps(t: &TestApp, region: &str, service: &str) -> Vec<u8> {
-    let candidate = candidate_of(service);
-    let mut out = vec![0];
-    for change in t.fake.history(PROJECT, region, service) {
-        let p = change
-            .allocation
-            .iter()
-            .find(|(r, _)| *r == candidate)
-            .map_or(0, |(_, p)| *p);
-        if out.last() != Some(&p) {
-            out.push(p);
-        }
+    let mut out = t.candidate_steps_in(region, service);
+    if out.first() != Some(&0) {
+        out.insert(0, 0);
     }
     out
+}
+
+/// Asserts that `p` was acknowledged (200) with `outcome` (`handled`, `ignored`).
+fn assert_acked(p: &Pushed, outcome: &str) {
+    assert_eq!(
+        (p.status, p.body["outcome"].as_str()),
+        (200, Some(outcome)),
+        "{}",
+        p.body
+    );
 }
 
 #[tokio::test]
@@ -107,12 +94,7 @@ async fn a_build_shaped_like_the_captured_one_starts_the_rollout_in_the_steps_re
     deployed(&t, REGION, "distributor-service-dev");
     let build = captured_build("b-captured-1", captured_args(&["--no-traffic"]));
     let p = push_build(&t, &build).await;
-    assert_eq!(
-        (p.status, p.body["outcome"].as_str()),
-        (200, Some("handled")),
-        "{}",
-        p.body
-    );
+    assert_acked(&p, "handled");
     assert_eq!(steps(&t, OTHER_REGION, "distributor-service-dev"), [0, 10]);
     assert_eq!(
         steps(&t, REGION, "distributor-service-dev"),
@@ -145,22 +127,12 @@ async fn a_build_with_two_deploy_steps_starts_two_rollouts() {
          "args": ["-c", format!("gcloud run services update worker \\\n  --region={OTHER_REGION} \\\n  --image=img --no-traffic")]}
     ]);
     let p = push_build(&t, &build).await;
-    assert_eq!(
-        (p.status, p.body["outcome"].as_str()),
-        (200, Some("handled")),
-        "{}",
-        p.body
-    );
+    assert_acked(&p, "handled");
     assert_eq!(steps(&t, REGION, "api"), [0, 10]);
     assert_eq!(steps(&t, OTHER_REGION, "worker"), [0, 10]);
     // A redelivery to this instance starts nothing twice.
     let p = push_build(&t, &build).await;
-    assert_eq!(
-        (p.status, p.body["outcome"].as_str()),
-        (200, Some("ignored")),
-        "{}",
-        p.body
-    );
+    assert_acked(&p, "ignored");
     assert!(
         p.body["reason"].as_str().unwrap().contains("redelivery"),
         "{}",
@@ -177,12 +149,7 @@ async fn a_deploy_step_without_no_traffic_starts_nothing_and_the_ack_says_why() 
     // The captured build exactly as Cloud Build sent it: its deploy has no --no-traffic.
     let build = captured_build("b-captured-2", captured_args(&[]));
     let p = push_build(&t, &build).await;
-    assert_eq!(
-        (p.status, p.body["outcome"].as_str()),
-        (200, Some("ignored")),
-        "{}",
-        p.body
-    );
+    assert_acked(&p, "ignored");
     let reason = p.body["reason"].as_str().expect("a reason");
     assert!(
         reason.contains("`gcloud run deploy distributor-service-dev`: no --no-traffic"),
@@ -206,12 +173,7 @@ async fn each_target_is_resolved_and_answered_on_its_own() {
         {"name": "gcr.io/cloud-builders/gcloud", "args": ["run", "deploy", "web", "--region", REGION]}
     ]);
     let p = push_build(&t, &build).await;
-    assert_eq!(
-        (p.status, p.body["outcome"].as_str()),
-        (200, Some("handled")),
-        "{}",
-        p.body
-    );
+    assert_acked(&p, "handled");
     assert_eq!(steps(&t, REGION, "api"), [0, 10]);
     let decisions = p.body["decisions"].as_array().expect("decisions");
     assert!(
@@ -253,12 +215,7 @@ async fn a_transient_failure_of_the_targets_is_a_nack_and_the_redelivery_starts_
     assert_eq!(p.status, 503, "a transient failure is a nack: {}", p.body);
     t.fake.faults().clear();
     let p = push_build(&t, &build).await;
-    assert_eq!(
-        (p.status, p.body["outcome"].as_str()),
-        (200, Some("handled")),
-        "{}",
-        p.body
-    );
+    assert_acked(&p, "handled");
     assert_eq!(steps(&t, REGION, "api"), [0, 10]);
     assert_eq!(steps(&t, REGION, "worker"), [0, 10]);
 }

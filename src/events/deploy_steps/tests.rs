@@ -34,8 +34,9 @@ fn targets(steps: Value) -> Vec<String> {
     targets
 }
 
-fn decode(build: &Value) -> BuildNotification {
-    let msg = PushMessage {
+/// `build` as the data of a push message, without attributes.
+fn message(build: &Value) -> PushMessage {
+    PushMessage {
         message_id: MessageId::parse("1").expect("a message id"),
         publish_time: None,
         data: serde_json::to_vec(build).expect("serialize"),
@@ -43,8 +44,11 @@ fn decode(build: &Value) -> BuildNotification {
         subscription: "projects/p/subscriptions/cutover-builds".into(),
         delivery_attempt: None,
         ordering_key: None,
-    };
-    BuildNotification::from_message(&msg).expect("decodes")
+    }
+}
+
+fn decode(build: &Value) -> BuildNotification {
+    BuildNotification::from_message(&message(build)).expect("decodes")
 }
 
 fn captured() -> Value {
@@ -367,16 +371,7 @@ fn a_bad_region_substitution_refuses_the_build_only_when_a_step_needs_it() {
         json!({"id": "b1", "status": "SUCCESS", "substitutions": {"_REGION": "Europe/West"},
             "steps": [{"name": "gcr.io/cloud-builders/gcloud", "args": args}]})
     };
-    let msg = |v: &Value| PushMessage {
-        message_id: MessageId::parse("1").expect("a message id"),
-        publish_time: None,
-        data: serde_json::to_vec(v).expect("serialize"),
-        attributes: Default::default(),
-        subscription: "s".into(),
-        delivery_attempt: None,
-        ordering_key: None,
-    };
-    let err = BuildNotification::from_message(&msg(&data(json!([
+    let err = BuildNotification::from_message(&message(&data(json!([
         "run",
         "deploy",
         "api",
@@ -384,7 +379,7 @@ fn a_bad_region_substitution_refuses_the_build_only_when_a_step_needs_it() {
     ]))))
     .expect_err("the step needs the substitution");
     assert!(err.reason().contains("_REGION"), "{err}");
-    let b = BuildNotification::from_message(&msg(&data(json!([
+    let b = BuildNotification::from_message(&message(&data(json!([
         "run",
         "deploy",
         "api",
