@@ -39,13 +39,13 @@ pub struct BuildNotification {
     pub build_id: BuildId,
     /// The build status at the time of publishing.
     pub status: BuildStatus,
-    /// The project **id** (not number) the build ran in, when present (and, for a build that
-    /// names no service, valid: otherwise it is dropped, as nothing would use it).
+    /// The project **id** (not number) the build ran in, when present (and, when no target of
+    /// the build needs it, valid: otherwise it is dropped, as nothing would use it).
     pub project_id: Option<ProjectId>,
     /// The Cloud Run service the build deployed: substitution `_SERVICE_NAME`, trimmed.
     pub service: Option<ServiceName>,
     /// The region it deployed to: `_DEPLOY_REGION`, else `_REGION` (trimmed, non-empty); like
-    /// the project, kept only when valid unless the build names a service.
+    /// the project, kept only when valid unless a target of the build needs it.
     pub region: Option<Region>,
     /// Without `_SERVICE_NAME`: the `gcloud run deploy` and `run services update` commands of
     /// its steps, each the service it rolls out or why it starts no rollout (empty otherwise).
@@ -165,7 +165,10 @@ impl BuildNotification {
     /// [`BuildId`] whatever the build is. When `_SERVICE_NAME` is set it must be a valid Cloud Run
     /// service name, and then the project and the region substitution, if set, must be valid
     /// too; otherwise the message is rejected (a typo'd substitution must not silently skip a
-    /// rollout, nor reach a URL path or a log line).
+    /// rollout, nor reach a URL path or a log line). Without `_SERVICE_NAME` its steps are read
+    /// for deploy commands ([`deploy_steps`]); the project and region substitution are then held
+    /// to the same rule when a `--no-traffic` deploy leaves its project or region to them, and a
+    /// deploy command that starts no rollout is kept with its reason, not rejected.
     pub fn from_message(msg: &PushMessage) -> Result<BuildNotification, DecodeError> {
         let build = msg.json_object()?;
 
