@@ -291,6 +291,7 @@ fn simple_commands(script: &str) -> Vec<Vec<String>> {
 /// `--clear-…` flag: a word after one of these is an argument, not the flag's value.
 const SWITCHES: &[&str] = &[
     "allow-unauthenticated",
+    "allow-unencrypted-build",
     "async",
     "automatic-updates",
     "cpu-boost",
@@ -397,7 +398,15 @@ fn target(
     };
     let command = format!("{command} {}", quote(name));
     let why_not = |why: String| format!("`{command}`: {why}");
-    let platform = line.value("platform").or(env.platform.as_deref());
+    // A cluster (`--cluster`, `--context`, `--kubeconfig`) means Cloud Run for Anthos.
+    let on_cluster = ["cluster", "context", "kubeconfig"]
+        .into_iter()
+        .any(|f| line.has(f))
+        .then_some("gke");
+    let platform = line
+        .value("platform")
+        .or(env.platform.as_deref())
+        .or(on_cluster);
     if let Some(platform) = platform.filter(|p| *p != "managed") {
         return Err(why_not(format!(
             "--platform {} is not Cloud Run (fully managed), which cutover rolls out",

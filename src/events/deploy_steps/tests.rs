@@ -201,6 +201,17 @@ fn commands_that_start_no_rollout_say_why() {
             "not Cloud Run (fully managed)",
         ),
         (
+            json!([
+                "run",
+                "deploy",
+                "api",
+                "--no-traffic",
+                "--cluster=c1",
+                "--cluster-location=us-central1-a"
+            ]),
+            "not Cloud Run (fully managed)",
+        ),
+        (
             json!(["run", "deploy", "$SERVICE", "--no-traffic"]),
             "is a variable the build message does not expand",
         ),
