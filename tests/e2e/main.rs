@@ -9,6 +9,7 @@ mod support;
 mod helpers;
 
 mod auth;
+mod buildsteps;
 mod config;
 mod emulator;
 mod events;

@@ -157,6 +157,26 @@ impl TestApp {
         );
     }
 
+    /// A service in `project`/`region` serving 100% on its healthy stable revision at 20
+    /// requests per second, with a candidate freshly deployed without traffic.
+    pub fn deployed_in(&self, project: &str, region: &str, service: &str) {
+        self.fake.add_service(
+            project,
+            region,
+            service,
+            &stable_of(service),
+            RevisionProfile::healthy(),
+            20.0,
+        );
+        self.fake.deploy(
+            project,
+            region,
+            service,
+            &candidate_of(service),
+            RevisionProfile::healthy(),
+        );
+    }
+
     /// The build notification of a successful deploy of `service`.
     pub async fn build(&self, service: &str) -> Pushed {
         self.push
@@ -202,9 +222,14 @@ impl TestApp {
 
     /// The candidate's share after each accepted traffic change, repeats folded.
     pub fn candidate_steps(&self, service: &str) -> Vec<u8> {
+        self.candidate_steps_in(&self.region, service)
+    }
+
+    /// [`TestApp::candidate_steps`] of a service in `region`.
+    pub fn candidate_steps_in(&self, region: &str, service: &str) -> Vec<u8> {
         let candidate = candidate_of(service);
         let mut out: Vec<u8> = Vec::new();
-        for change in self.fake.history(&self.project, &self.region, service) {
+        for change in self.fake.history(&self.project, region, service) {
             let p = change
                 .allocation
                 .iter()
