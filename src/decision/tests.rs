@@ -62,6 +62,7 @@ fn running(percent: u8, step_started: Timestamp) -> Record {
         step_started,
         reason: String::new(),
         rolled_back: vec![],
+        history: Default::default(),
     }
 }
 
@@ -793,6 +794,7 @@ fn case() -> impl Strategy<Value = Case> {
                         } else {
                             vec![]
                         },
+                        history: Default::default(),
                     }
                 });
                 let alloc: Vec<(&str, u8)> = match (&record, drifted) {
