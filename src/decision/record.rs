@@ -45,8 +45,10 @@ pub const RECORD_KEYS: &[&str] = &[
 /// newer, so a short memory is enough to never retry a recent failure automatically.
 pub const ROLLED_BACK_MEMORY: usize = 10;
 
-/// Annotation values are limited in size by Cloud Run (the whole map to 64 KiB); reasons are
-/// human text and are cut well below that.
+/// Annotation values are limited in size by Cloud Run (Run v2 follows Kubernetes' rules: 256 KiB
+/// for all of a service's annotations together); reasons are human text and are cut well below
+/// that. The largest record cutover can write is measured by
+/// `worst_case_record_fits_cloud_runs_annotation_limit` below (28,457 bytes).
 const MAX_REASON_CHARS: usize = 1000;
 
 /// Where a rollout stands.
@@ -457,5 +459,58 @@ mod tests {
             "{reason}"
         );
         assert_eq!(reason.chars().count(), 1000);
+    }
+    /// The largest record cutover can write, measured against Cloud Run's annotation limit
+    /// (Run v2 follows Kubernetes' rules: 256 KiB for all of a resource's annotations together;
+    /// this file keeps the record under a quarter of that). Every free-text field at its cut,
+    /// in 4-byte characters, every number at its longest. Prints the figure:
+    /// `cargo test --lib worst_case_record -- --nocapture`.
+    #[test]
+    fn worst_case_record_fits_cloud_runs_annotation_limit() {
+        let wide = |n: usize| "\u{1d11e}".repeat(n);
+        let revision = |i: usize| format!("{}-{i:05}-abc", "s".repeat(49));
+        let mut r = Record {
+            phase: Phase::Paused(PauseCause::StableNotReady),
+            candidate: revision(2),
+            stable: revision(1),
+            percent: 100,
+            started: Timestamp::MAX,
+            step_started: Timestamp::MAX,
+            reason: wide(5000),
+            rolled_back: Vec::new(),
+            history: History::default(),
+        };
+        for i in 0..ROLLED_BACK_MEMORY + 3 {
+            r.remember_rolled_back(&revision(100 + i));
+        }
+        for _ in 0..HISTORY_MEMORY + 3 {
+            r.history.push(Entry {
+                at: Timestamp::MAX,
+                decision: "rollback".into(),
+                trigger: "cutover promote".into(),
+                actor: wide(500),
+                percent: 100,
+                reason: wide(500),
+                judged: Some(Judged {
+                    n: u64::MAX,
+                    e: u64::MAX,
+                    p99: Some(-f64::MIN_POSITIVE),
+                    min: u64::MAX,
+                    max_er: -f64::MIN_POSITIVE,
+                    max_p99: -f64::MIN_POSITIVE,
+                }),
+            });
+        }
+        let a = r.to_annotations();
+        let bytes: usize = a.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let history = a[HISTORY].len();
+        println!(
+            "worst-case cutover record: {bytes} bytes of annotations ({history} of them the history of {HISTORY_MEMORY} decisions); Cloud Run (Kubernetes rules) allows 262144 for all annotations"
+        );
+        assert!(bytes < 64 * 1024, "{bytes} bytes");
+        assert_eq!(
+            Record::from_annotations(&a).unwrap().unwrap().history,
+            r.history
+        );
     }
 }
