@@ -64,38 +64,9 @@ pub struct ClientArgs {
     )]
     pub region: Vec<String>,
 
-    /// Base URL of the Cloud Run Admin API.
-    #[arg(
-        long,
-        env = "CUTOVER_RUN_ENDPOINT",
-        value_name = "CUTOVER_RUN_ENDPOINT",
-        default_value = "https://run.googleapis.com"
-    )]
-    pub run_endpoint: String,
-
-    /// Base URL of the Cloud Monitoring API.
-    #[arg(
-        long,
-        env = "CUTOVER_MONITORING_ENDPOINT",
-        value_name = "CUTOVER_MONITORING_ENDPOINT",
-        default_value = "https://monitoring.googleapis.com"
-    )]
-    pub monitoring_endpoint: String,
-
-    /// Credentials: application default credentials then the metadata server (auto), the
-    /// metadata server only, or none (fakes).
-    #[arg(
-        long,
-        env = "CUTOVER_AUTH",
-        value_name = "CUTOVER_AUTH",
-        value_enum,
-        default_value = "auto"
-    )]
-    pub auth: AuthMode,
-
-    /// Metadata server host.
-    #[arg(long, env = "GCE_METADATA_HOST", value_name = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
-    pub metadata_host: String,
+    /// Where Google's APIs are and which credentials reach them.
+    #[command(flatten)]
+    pub google: GoogleArgs,
 
     /// Who is acting, when the credentials do not say (user credentials, CUTOVER_AUTH=none);
     /// a service account's own email is used when known.
@@ -114,13 +85,7 @@ pub struct ClientArgs {
 impl ClientArgs {
     /// The policy the server would apply (set the same `CUTOVER_*` values as the server).
     pub fn policy(&self) -> Result<Policy, ConfigError> {
-        let mut p = self.policy_args.policy();
-        p.smoke_path = self.smoke_path.clone().filter(|p| !p.is_empty());
-        p.check_combined().map_err(|reason| ConfigError {
-            var: "CUTOVER_CANARY_MISS_RATE",
-            reason,
-        })?;
-        Ok(p)
+        self.policy_args.with_smoke_path(self.smoke_path.as_deref())
     }
 }
 
@@ -194,6 +159,44 @@ impl ServeArgs {
     }
 }
 
+/// Where Google's APIs are and which credentials reach them: the same settings for `cutover
+/// serve` and the operator verbs (tests point both at the fakes).
+#[derive(Debug, Args)]
+pub struct GoogleArgs {
+    /// Base URL of the Cloud Run Admin API.
+    #[arg(
+        long,
+        env = "CUTOVER_RUN_ENDPOINT",
+        value_name = "CUTOVER_RUN_ENDPOINT",
+        default_value = "https://run.googleapis.com"
+    )]
+    pub run_endpoint: String,
+
+    /// Base URL of the Cloud Monitoring API.
+    #[arg(
+        long,
+        env = "CUTOVER_MONITORING_ENDPOINT",
+        value_name = "CUTOVER_MONITORING_ENDPOINT",
+        default_value = "https://monitoring.googleapis.com"
+    )]
+    pub monitoring_endpoint: String,
+
+    /// Credentials for Google APIs: application default credentials then the metadata server
+    /// (auto), the metadata server only, or none (fakes and emulators).
+    #[arg(
+        long,
+        env = "CUTOVER_AUTH",
+        value_name = "CUTOVER_AUTH",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub auth: AuthMode,
+
+    /// Metadata server host (also read by Google's auth library).
+    #[arg(long, env = "GCE_METADATA_HOST", value_name = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
+    pub metadata_host: String,
+}
+
 /// Push authentication mode (`CUTOVER_PUSH_AUTH`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PushAuthMode {
@@ -240,38 +243,9 @@ pub struct ServeArgs {
     )]
     pub regions: Vec<String>,
 
-    /// Base URL of the Cloud Run Admin API.
-    #[arg(
-        long,
-        env = "CUTOVER_RUN_ENDPOINT",
-        value_name = "CUTOVER_RUN_ENDPOINT",
-        default_value = "https://run.googleapis.com"
-    )]
-    pub run_endpoint: String,
-
-    /// Base URL of the Cloud Monitoring API.
-    #[arg(
-        long,
-        env = "CUTOVER_MONITORING_ENDPOINT",
-        value_name = "CUTOVER_MONITORING_ENDPOINT",
-        default_value = "https://monitoring.googleapis.com"
-    )]
-    pub monitoring_endpoint: String,
-
-    /// Credentials for Google APIs: application default credentials then the metadata server
-    /// (auto), the metadata server only, or none (fakes and emulators).
-    #[arg(
-        long,
-        env = "CUTOVER_AUTH",
-        value_name = "CUTOVER_AUTH",
-        value_enum,
-        default_value = "auto"
-    )]
-    pub auth: AuthMode,
-
-    /// Metadata server host (also read by Google's auth library).
-    #[arg(long, env = "GCE_METADATA_HOST", value_name = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
-    pub metadata_host: String,
+    /// Where Google's APIs are and which credentials reach them.
+    #[command(flatten)]
+    pub google: GoogleArgs,
 
     /// Path GET on the candidate's tag URL must answer 2xx before it gets traffic, e.g. /healthz [default: no smoke check].
     #[arg(long, env = "CUTOVER_SMOKE_PATH", value_name = "CUTOVER_SMOKE_PATH", value_parser = smoke_path)]
@@ -388,6 +362,20 @@ macro_rules! policy_args {
 
 policy::policy_settings!(policy_args);
 
+impl PolicyArgs {
+    /// The whole policy: these settings, the smoke path (`CUTOVER_SMOKE_PATH`, empty meaning
+    /// none), checked together.
+    fn with_smoke_path(&self, smoke_path: Option<&str>) -> Result<Policy, ConfigError> {
+        let mut p = self.policy();
+        p.smoke_path = smoke_path.filter(|p| !p.is_empty()).map(String::from);
+        p.check_combined().map_err(|reason| ConfigError {
+            var: "CUTOVER_CANARY_MISS_RATE",
+            reason,
+        })?;
+        Ok(p)
+    }
+}
+
 fn duration(s: &str) -> Result<SignedDuration, String> {
     policy::parse_duration(s)
 }
@@ -432,13 +420,7 @@ pub struct ConfigError {
 impl ServeArgs {
     /// The rollout policy these settings describe.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
-        let mut p = self.policy_args.policy();
-        p.smoke_path = self.smoke_path.clone().filter(|p| !p.is_empty());
-        p.check_combined().map_err(|reason| ConfigError {
-            var: "CUTOVER_CANARY_MISS_RATE",
-            reason,
-        })?;
-        Ok(p)
+        self.policy_args.with_smoke_path(self.smoke_path.as_deref())
     }
 
     /// Checks settings that depend on each other.
@@ -498,8 +480,11 @@ impl ServeArgs {
             });
         }
         for (var, url) in [
-            ("CUTOVER_RUN_ENDPOINT", &self.run_endpoint),
-            ("CUTOVER_MONITORING_ENDPOINT", &self.monitoring_endpoint),
+            ("CUTOVER_RUN_ENDPOINT", &self.google.run_endpoint),
+            (
+                "CUTOVER_MONITORING_ENDPOINT",
+                &self.google.monitoring_endpoint,
+            ),
             ("CUTOVER_JWKS_URL", &self.jwks_url),
         ] {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

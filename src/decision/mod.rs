@@ -449,7 +449,8 @@ fn expected_allocation(r: &Record) -> BTreeMap<String, u8> {
     a
 }
 
-pub(crate) fn describe(a: &BTreeMap<String, u8>) -> String {
+/// An allocation as people read it: `rev-a=90%, rev-b=10%`, or `nothing`.
+pub fn describe(a: &BTreeMap<String, u8>) -> String {
     if a.is_empty() {
         return "nothing".into();
     }

@@ -68,12 +68,14 @@ impl Client {
             .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("HTTP client")?;
-        let tokens = TokenSource::new(args.auth, args.metadata_host.trim())
+        let tokens = TokenSource::new(args.google.auth, args.google.metadata_host.trim())
             .map_err(|e| anyhow::anyhow!("CUTOVER_AUTH: {e}"))?;
         let google = Google::new(http.clone(), tokens);
-        let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.run_endpoint));
-        let metrics =
-            CloudMonitoring::new(MonitoringClient::new(google, &args.monitoring_endpoint));
+        let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.google.run_endpoint));
+        let metrics = CloudMonitoring::new(MonitoringClient::new(
+            google,
+            &args.google.monitoring_endpoint,
+        ));
         let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(anyhow::Error::msg)?;
         let reconciler = Reconciler::new(router, metrics, smoke, policy.clone(), clock);
         Ok(Client {
@@ -96,6 +98,20 @@ impl Client {
         };
         ServiceRef::checked(&self.project, region, service)
             .map_err(|e| anyhow::anyhow!("{service}: {e}"))
+    }
+}
+
+impl Client {
+    /// Reads one service; one that does not exist is an error saying so.
+    async fn observe(&self, service: &str) -> anyhow::Result<crate::decision::Observed> {
+        let target = self.target(service)?;
+        let read = self
+            .reconciler
+            .router
+            .observe(&target, deadline())
+            .await
+            .map_err(|e| not_found(&target, e))?;
+        Ok(read.observed)
     }
 }
 
@@ -123,16 +139,7 @@ pub async fn run(command: Command, clock: Clock) -> anyhow::Result<u8> {
             let c = Client::new(a.client, clock.clone())?;
             let now = clock.now();
             let rows = match &a.service {
-                Some(name) => {
-                    let target = c.target(name)?;
-                    let read = c
-                        .reconciler
-                        .router
-                        .observe(&target, deadline())
-                        .await
-                        .map_err(|e| not_found(&target, e))?;
-                    vec![show::Row::of(&read.observed, &c.policy, now)]
-                }
+                Some(name) => vec![show::Row::of(&c.observe(name).await?, &c.policy, now)],
                 None => {
                     let mut rows = Vec::new();
                     for region in &c.regions {
@@ -156,14 +163,7 @@ pub async fn run(command: Command, clock: Clock) -> anyhow::Result<u8> {
         }
         Command::History(a) => {
             let c = Client::new(a.client, clock)?;
-            let target = c.target(&a.service)?;
-            let read = c
-                .reconciler
-                .router
-                .observe(&target, deadline())
-                .await
-                .map_err(|e| not_found(&target, e))?;
-            print!("{}", show::history(&read.observed)?);
+            print!("{}", show::history(&c.observe(&a.service).await?)?);
             Ok(0)
         }
         Command::Plan(a) => {
@@ -205,9 +205,9 @@ async fn act(
     let c = Client::new(args, clock)?;
     let target = c.target(service)?;
     let actor = actor::resolve(
-        c.args.auth,
+        c.args.google.auth,
         &c.http,
-        c.args.metadata_host.trim(),
+        c.args.google.metadata_host.trim(),
         c.args.actor.as_deref(),
     )
     .await?;

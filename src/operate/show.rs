@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::Output;
 use crate::decision::record::Entry;
-use crate::decision::{Decision, Observed, Phase, Policy, Record};
+use crate::decision::{Decision, Observed, Phase, Policy, Record, describe};
 use crate::reconcile::DecisionRecord;
 use crate::target::ServiceRef;
 
@@ -101,16 +101,6 @@ fn or_dash<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "-".into(), ToString::to_string)
 }
 
-fn traffic(t: &BTreeMap<String, u8>) -> String {
-    if t.is_empty() {
-        return "-".into();
-    }
-    t.iter()
-        .map(|(r, p)| format!("{r}={p}%"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Columns padded to their widest cell.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -155,7 +145,7 @@ pub fn status(rows: &[Row], output: Output) -> anyhow::Result<String> {
                 r.phase.clone(),
                 or_dash(&r.candidate),
                 or_dash(&r.stable),
-                traffic(&r.traffic),
+                describe(&r.traffic),
                 r.step.map_or_else(|| "-".into(), |p| format!("{p}%")),
                 or_dash(&r.step_started),
                 or_dash(&r.next_judgement),

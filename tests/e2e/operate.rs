@@ -263,3 +263,35 @@ async fn a_verb_racing_twenty_ticks_keeps_every_traffic_invariant() {
         invariants::dump(&history)
     );
 }
+
+#[tokio::test]
+async fn the_actor_is_the_credentials_account_when_known_and_a_name_is_required_otherwise() {
+    let t = app().await;
+    t.service("who", 20.0);
+    t.release("who", RevisionProfile::healthy()).await;
+    let mut flags = t.verb_flags();
+    flags.retain(|f| f != "--actor" && f != "alice");
+    let verb = |extra: &[&str], flags: &[String]| {
+        let mut argv: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        argv.extend_from_slice(flags);
+        crate::support::run_verb(argv)
+    };
+
+    // No credentials, no name: nothing is written.
+    let anonymous = verb(&["pause", "who"], &flags).await;
+    assert_eq!(anonymous.code, 1, "{anonymous:?}");
+    assert!(anonymous.stderr.contains("--actor NAME"), "{anonymous:?}");
+    assert_eq!(
+        t.annotation("who", "cutover.dev/phase").as_deref(),
+        Some("progressing")
+    );
+
+    // The metadata server's account is known: it is the actor, whatever name is given.
+    let auth = flags.iter().position(|f| f == "none").expect("--auth none");
+    flags[auth] = "metadata".into();
+    let r = verb(&["pause", "who", "--actor", "mallory"], &flags).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let actor = t.annotation("who", "cutover.dev/actor").unwrap();
+    assert!(actor.ends_with(".iam.gserviceaccount.com"), "{actor}");
+    assert!(r.stdout.contains(&format!("paused by {actor}")), "{r:?}");
+}
