@@ -115,7 +115,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
-    let metadata_host = args.metadata_host.trim();
+    let metadata_host = args.google.metadata_host.trim();
     let project = set_or_read(
         "GOOGLE_CLOUD_PROJECT",
         args.project.as_deref(),
@@ -139,11 +139,14 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     }
     let scope = Scope::new(&project, &default_region, &regions)
         .map_err(|(var, e)| StartError::Setup(format!("{var}: {e}")))?;
-    let tokens = TokenSource::new(args.auth, metadata_host)
+    let tokens = TokenSource::new(args.google.auth, metadata_host)
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     let google = Google::new(http.clone(), tokens);
-    let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.run_endpoint));
-    let metrics = CloudMonitoring::new(MonitoringClient::new(google, &args.monitoring_endpoint));
+    let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.google.run_endpoint));
+    let metrics = CloudMonitoring::new(MonitoringClient::new(
+        google,
+        &args.google.monitoring_endpoint,
+    ));
     // The smoke check and the key fetch have clients of their own that follow no redirect.
     let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(StartError::Setup)?;
     let reconciler = Reconciler::new(router, metrics, smoke, policy, clock.clone());

@@ -16,5 +16,6 @@ mod events;
 mod faults;
 mod hardening;
 mod inputs;
+mod operate;
 mod rollouts;
 mod transport;
