@@ -34,6 +34,7 @@ ALLOWED = {
     "reconcile": LEAVES | {"decision", "router", "metrics", "flight", "gcp"},
     "config": LEAVES | {"decision", "gcp", "events"},
     "error": LEAVES | {"gcp", "events", "router", "metrics", "reconcile"},
+    "operate": LEAVES | {"config", "decision", "gcp", "metrics", "reconcile", "router"},
     "server": LEAVES | {"config", "decision", "error", "events", "flight", "gcp", "metrics", "reconcile", "router"},
 }
 

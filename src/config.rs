@@ -25,6 +25,122 @@ pub struct Cli {
 pub enum Command {
     /// Serve Pub/Sub push endpoints (what runs on Cloud Run).
     Serve(Box<ServeArgs>),
+    /// Where rollouts stand: every active one in the regions, or the named service's.
+    Status(Box<StatusArgs>),
+    /// A service's recent rollout decisions, with their numbers and thresholds.
+    History(Box<ServiceArgs>),
+    /// What the next tick would decide for a service now, and why (reads only).
+    Plan(Box<ServiceArgs>),
+    /// Start a rollout of the latest ready revision, or of --revision.
+    Start(Box<StartArgs>),
+    /// Give the candidate more traffic: --to PERCENT (then judged), or --full (completes now).
+    Promote(Box<PromoteArgs>),
+    /// Send all traffic back to stable; the candidate is never rolled out again automatically.
+    Rollback(Box<ServiceArgs>),
+    /// Stop judging a running rollout; traffic stays as it is.
+    Pause(Box<ServiceArgs>),
+    /// Judge a paused rollout again, from the traffic as it is now.
+    Resume(Box<ServiceArgs>),
+}
+
+/// How the operator verbs reach Google: the caller's own credentials and the same endpoint
+/// settings as `cutover serve` (never the cutover server itself).
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Project of the service(s).
+    #[arg(
+        long,
+        env = "GOOGLE_CLOUD_PROJECT",
+        value_name = "GOOGLE_CLOUD_PROJECT"
+    )]
+    pub project: Option<String>,
+
+    /// Region(s), comma separated (a verb on one service takes one).
+    #[arg(
+        long,
+        env = "CUTOVER_REGIONS",
+        value_name = "REGION",
+        value_delimiter = ','
+    )]
+    pub region: Vec<String>,
+
+    /// Where Google's APIs are and which credentials reach them.
+    #[command(flatten)]
+    pub google: GoogleArgs,
+
+    /// Who is acting, when the credentials do not say (user credentials, CUTOVER_AUTH=none);
+    /// a service account's own email is used when known.
+    #[arg(long, value_name = "NAME")]
+    pub actor: Option<String>,
+
+    /// The smoke path the server uses (`plan` and `start` run the same check).
+    #[arg(long, env = "CUTOVER_SMOKE_PATH", value_name = "CUTOVER_SMOKE_PATH", value_parser = smoke_path)]
+    pub smoke_path: Option<String>,
+
+    /// The server's policy settings (the service's `cutover.dev/*` overrides apply on top).
+    #[command(flatten)]
+    pub policy_args: PolicyArgs,
+}
+
+impl ClientArgs {
+    /// The policy the server would apply (set the same `CUTOVER_*` values as the server).
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        self.policy_args.with_smoke_path(self.smoke_path.as_deref())
+    }
+}
+
+/// How `status` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns, for people.
+    Table,
+    /// One JSON document, for programs.
+    Json,
+}
+
+/// `cutover status [SERVICE]`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this service (exit 1 if it does not exist).
+    pub service: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A verb on one service.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    pub service: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `cutover start SERVICE [--revision R]`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    pub service: String,
+    /// The revision to roll out [default: the latest ready one]; naming it also replaces a
+    /// rollout of another candidate, or rolls out a revision that was rolled back.
+    #[arg(long)]
+    pub revision: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `cutover promote SERVICE [--to PERCENT | --full]`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    pub service: String,
+    /// Give the candidate this share; the step is then judged like any other.
+    #[arg(long, value_name = "PERCENT", conflicts_with = "full", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub to: Option<u8>,
+    /// 100% now, completing the rollout without judging it further [the default].
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 impl ServeArgs {
@@ -36,9 +152,49 @@ impl ServeArgs {
         let argv = ["cutover".into(), "serve".into()]
             .into_iter()
             .chain(flags.into_iter().map(Into::into));
-        let Command::Serve(args) = Cli::try_parse_from::<_, std::ffi::OsString>(argv)?.command;
-        Ok(*args)
+        match Cli::try_parse_from::<_, std::ffi::OsString>(argv)?.command {
+            Command::Serve(args) => Ok(*args),
+            _ => unreachable!("the argument list starts with serve"),
+        }
     }
+}
+
+/// Where Google's APIs are and which credentials reach them: the same settings for `cutover
+/// serve` and the operator verbs (tests point both at the fakes).
+#[derive(Debug, Args)]
+pub struct GoogleArgs {
+    /// Base URL of the Cloud Run Admin API.
+    #[arg(
+        long,
+        env = "CUTOVER_RUN_ENDPOINT",
+        value_name = "CUTOVER_RUN_ENDPOINT",
+        default_value = "https://run.googleapis.com"
+    )]
+    pub run_endpoint: String,
+
+    /// Base URL of the Cloud Monitoring API.
+    #[arg(
+        long,
+        env = "CUTOVER_MONITORING_ENDPOINT",
+        value_name = "CUTOVER_MONITORING_ENDPOINT",
+        default_value = "https://monitoring.googleapis.com"
+    )]
+    pub monitoring_endpoint: String,
+
+    /// Credentials for Google APIs: application default credentials then the metadata server
+    /// (auto), the metadata server only, or none (fakes and emulators).
+    #[arg(
+        long,
+        env = "CUTOVER_AUTH",
+        value_name = "CUTOVER_AUTH",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub auth: AuthMode,
+
+    /// Metadata server host (also read by Google's auth library).
+    #[arg(long, env = "GCE_METADATA_HOST", value_name = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
+    pub metadata_host: String,
 }
 
 /// Push authentication mode (`CUTOVER_PUSH_AUTH`).
@@ -87,38 +243,9 @@ pub struct ServeArgs {
     )]
     pub regions: Vec<String>,
 
-    /// Base URL of the Cloud Run Admin API.
-    #[arg(
-        long,
-        env = "CUTOVER_RUN_ENDPOINT",
-        value_name = "CUTOVER_RUN_ENDPOINT",
-        default_value = "https://run.googleapis.com"
-    )]
-    pub run_endpoint: String,
-
-    /// Base URL of the Cloud Monitoring API.
-    #[arg(
-        long,
-        env = "CUTOVER_MONITORING_ENDPOINT",
-        value_name = "CUTOVER_MONITORING_ENDPOINT",
-        default_value = "https://monitoring.googleapis.com"
-    )]
-    pub monitoring_endpoint: String,
-
-    /// Credentials for Google APIs: application default credentials then the metadata server
-    /// (auto), the metadata server only, or none (fakes and emulators).
-    #[arg(
-        long,
-        env = "CUTOVER_AUTH",
-        value_name = "CUTOVER_AUTH",
-        value_enum,
-        default_value = "auto"
-    )]
-    pub auth: AuthMode,
-
-    /// Metadata server host (also read by Google's auth library).
-    #[arg(long, env = "GCE_METADATA_HOST", value_name = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
-    pub metadata_host: String,
+    /// Where Google's APIs are and which credentials reach them.
+    #[command(flatten)]
+    pub google: GoogleArgs,
 
     /// Path GET on the candidate's tag URL must answer 2xx before it gets traffic, e.g. /healthz [default: no smoke check].
     #[arg(long, env = "CUTOVER_SMOKE_PATH", value_name = "CUTOVER_SMOKE_PATH", value_parser = smoke_path)]
@@ -235,6 +362,20 @@ macro_rules! policy_args {
 
 policy::policy_settings!(policy_args);
 
+impl PolicyArgs {
+    /// The whole policy: these settings, the smoke path (`CUTOVER_SMOKE_PATH`, empty meaning
+    /// none), checked together.
+    fn with_smoke_path(&self, smoke_path: Option<&str>) -> Result<Policy, ConfigError> {
+        let mut p = self.policy();
+        p.smoke_path = smoke_path.filter(|p| !p.is_empty()).map(String::from);
+        p.check_combined().map_err(|reason| ConfigError {
+            var: "CUTOVER_CANARY_MISS_RATE",
+            reason,
+        })?;
+        Ok(p)
+    }
+}
+
 fn duration(s: &str) -> Result<SignedDuration, String> {
     policy::parse_duration(s)
 }
@@ -279,13 +420,7 @@ pub struct ConfigError {
 impl ServeArgs {
     /// The rollout policy these settings describe.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
-        let mut p = self.policy_args.policy();
-        p.smoke_path = self.smoke_path.clone().filter(|p| !p.is_empty());
-        p.check_combined().map_err(|reason| ConfigError {
-            var: "CUTOVER_CANARY_MISS_RATE",
-            reason,
-        })?;
-        Ok(p)
+        self.policy_args.with_smoke_path(self.smoke_path.as_deref())
     }
 
     /// Checks settings that depend on each other.
@@ -345,8 +480,11 @@ impl ServeArgs {
             });
         }
         for (var, url) in [
-            ("CUTOVER_RUN_ENDPOINT", &self.run_endpoint),
-            ("CUTOVER_MONITORING_ENDPOINT", &self.monitoring_endpoint),
+            ("CUTOVER_RUN_ENDPOINT", &self.google.run_endpoint),
+            (
+                "CUTOVER_MONITORING_ENDPOINT",
+                &self.google.monitoring_endpoint,
+            ),
             ("CUTOVER_JWKS_URL", &self.jwks_url),
         ] {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

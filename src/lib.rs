@@ -17,6 +17,8 @@
 //! - [`reconcile`]: the imperative shell around the rules; [`flight`] keeps it to one
 //!   evaluation per service at a time.
 //! - [`router`], [`metrics`]: the two platform seams, with Cloud Run and Cloud Monitoring.
+//! - [`operate`]: the operator verbs (`cutover status`, `promote`, …), a client of the same
+//!   reconciler with the caller's credentials.
 //! - [`gcp`]: Google REST wire types and calls; [`failure`]: what a failure means, decided once.
 //!
 //! Not here: the fakes of Google's APIs (crate `cutover-fakes`, `fakes/`, a dev-dependency) and
@@ -32,6 +34,7 @@ pub mod flight;
 pub mod gcp;
 pub mod ids;
 pub mod metrics;
+pub mod operate;
 pub mod reconcile;
 pub mod router;
 pub mod server;

@@ -1,7 +1,10 @@
 //! The `cutover` binary: parse settings, start logging, run a subcommand.
 //!
-//! Kept thin so that tests and the lab's demo drive the same library entry points. `serve` is
-//! its only verb: the demo and the simulator are the lab's (`lab/`).
+//! Kept thin so that tests and the lab's demo drive the same library entry points. `serve` runs
+//! the server; the operator verbs (`status`, `promote`, …) are `cutover::operate`'s. The demo
+//! and the simulator are the lab's (`lab/`).
+
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
@@ -23,7 +26,7 @@ fn init_logging(format: LogFormat) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
@@ -40,7 +43,25 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("listening on {addr}"))?;
             tracing::info!(%addr, project = %app.project, regions = ?app.regions, fd_limit, "cutover serving");
             cutover::server::run(listener, app, cutover::server::shutdown_signal()).await?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        verb => {
+            // A verb prints its own result on stdout; only warnings of the layers below go to
+            // stderr (its decisions are printed, not logged).
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,cutover::decision=off".into());
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .with_target(false)
+                .init();
+            match cutover::operate::run(verb, Clock::System).await {
+                Ok(code) => Ok(ExitCode::from(code)),
+                Err(e) => {
+                    eprintln!("cutover: {e:#}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

@@ -103,6 +103,8 @@ decision_record! {
         /// `shadow`: the decision was made and recorded, and nothing was written.
         pub mode: Mode,
         pub trigger: &'static str,
+        /// Who asked: `cutover` itself, or the person behind a verb.
+        pub actor: Option<String>,
         pub decision: Kind,
         pub reason: String,
         pub candidate: Option<String>,
@@ -207,6 +209,7 @@ impl DecisionRecord {
             service: service.to_string(),
             mode: Mode::Live,
             trigger: trigger.name(),
+            actor: Some(trigger.actor().to_string()),
             decision: d.kind(),
             reason: d.reason.clone(),
             candidate: r.map(|r| r.candidate.clone()),
@@ -395,7 +398,9 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         deadline: Instant,
     ) -> Result<Vec<DecisionRecord>, ReconcileError> {
         let urgency = match trigger {
-            Trigger::Alert { .. } | Trigger::Build { .. } => Urgency::Waits,
+            Trigger::Alert { .. } | Trigger::Build { .. } | Trigger::Operator { .. } => {
+                Urgency::Waits
+            }
             Trigger::Tick => Urgency::Routine,
         };
         let Some(_pass) = self.gates.enter(target, urgency).await else {
@@ -403,6 +408,21 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         };
         let obs = self.router.observe(target, deadline).await?;
         self.run(self.overlay(obs), trigger, deadline).await
+    }
+
+    /// What `trigger` would decide for `target` now, with the evidence it needs, writing
+    /// nothing and publishing nothing (`cutover plan`).
+    pub async fn plan(
+        &self,
+        target: &ServiceRef,
+        trigger: Trigger,
+        deadline: Instant,
+    ) -> Result<(Decision, Observed), ReconcileError> {
+        let read = self.router.observe(target, deadline).await?;
+        let (d, _) = self
+            .decide_with_evidence(&read.observed, &trigger, deadline)
+            .await;
+        Ok((d, read.observed))
     }
 
     /// Evaluates every service in `regions` whose rollout is running.

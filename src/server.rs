@@ -1,7 +1,8 @@
 //! The HTTP edge: Pub/Sub push endpoints and health, and start-up wiring.
 //!
 //! - `POST /pubsub/builds`: Cloud Build notifications; a `SUCCESS` naming `_SERVICE_NAME` starts a
-//!   rollout of that service.
+//!   rollout of that service; without it, each `gcloud run deploy NAME … --no-traffic` of its
+//!   steps starts one.
 //! - `POST /pubsub/alerts`: Monitoring incidents; an open one for a service under rollout rolls
 //!   it back at once. Each push is its own request, so an alert never waits behind tick work for
 //!   other services.
@@ -114,7 +115,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
-    let metadata_host = args.metadata_host.trim();
+    let metadata_host = args.google.metadata_host.trim();
     let project = set_or_read(
         "GOOGLE_CLOUD_PROJECT",
         args.project.as_deref(),
@@ -138,11 +139,14 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     }
     let scope = Scope::new(&project, &default_region, &regions)
         .map_err(|(var, e)| StartError::Setup(format!("{var}: {e}")))?;
-    let tokens = TokenSource::new(args.auth, metadata_host)
+    let tokens = TokenSource::new(args.google.auth, metadata_host)
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     let google = Google::new(http.clone(), tokens);
-    let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.run_endpoint));
-    let metrics = CloudMonitoring::new(MonitoringClient::new(google, &args.monitoring_endpoint));
+    let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.google.run_endpoint));
+    let metrics = CloudMonitoring::new(MonitoringClient::new(
+        google,
+        &args.google.monitoring_endpoint,
+    ));
     // The smoke check and the key fetch have clients of their own that follow no redirect.
     let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(StartError::Setup)?;
     let reconciler = Reconciler::new(router, metrics, smoke, policy, clock.clone());
@@ -318,10 +322,23 @@ fn target(
     trigger: &Trigger,
     event: &str,
 ) -> Result<ServiceRef, Acked> {
-    app.scope.resolve(named).map_err(|refusal| Acked::Handled {
+    resolve(app, named, trigger, event).map_err(|record| Acked::Handled {
         message_id: message_id.to_owned(),
-        body: json!({ "decisions": [refused(&refusal, event, trigger, app.clock.now())] }),
+        body: json!({ "decisions": [record] }),
     })
+}
+
+/// The service an event names, inside what cutover evaluates; or its refusal as a decision
+/// record, logged.
+fn resolve(
+    app: &App,
+    named: Named<'_>,
+    trigger: &Trigger,
+    event: &str,
+) -> Result<ServiceRef, Box<DecisionRecord>> {
+    app.scope
+        .resolve(named)
+        .map_err(|refusal| Box::new(refused(&refusal, event, trigger, app.clock.now())))
 }
 
 /// A refusal as a decision record (decision `refused`, nothing written), logged at error level:
@@ -346,6 +363,17 @@ fn refused(refusal: &Refusal, event: &str, trigger: &Trigger, at: Timestamp) -> 
     rec
 }
 
+/// `POST /pubsub/builds`: a `SUCCESS` build starts a rollout of each service it names
+/// ([`BuildNotification::targets`]: `_SERVICE_NAME`, else its `--no-traffic` deploy steps).
+///
+/// Each target is resolved and refused on its own ([`Scope::resolve`]), and the services in
+/// scope are reconciled together, within one event deadline. The answer is an ack when every
+/// target was handled (started, refused, or failed for good), and a nack (503) when any failed
+/// transiently. Pub/Sub then redelivers the whole message, targets already handled included:
+/// this instance remembers those (`handled_builds`) and skips them; another instance reconciles
+/// them again, which finds each rollout already started for that candidate and writes nothing.
+/// So a partial success never starts a rollout twice, and the failed target is retried until it
+/// is handled or the message is dead-lettered.
 async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
     let id = push.message_id();
     let build = match push.decode("Cloud Build notification", BuildNotification::from_message) {
@@ -356,30 +384,112 @@ async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
         let reason = format!("build {} is {}", build.build_id, build.status.as_str());
         return Ok(Acked::ignored(id, reason));
     }
-    let Some(named) = build.named() else {
-        let reason = format!("build {} has no _SERVICE_NAME substitution", build.build_id);
-        return Ok(Acked::ignored(id, reason));
-    };
+    let named = build.targets();
+    if named.is_empty() {
+        return Ok(Acked::ignored(id, build.why_no_target()));
+    }
     let trigger = Trigger::Build {
         build_id: build.build_id.to_string(),
     };
     let event = format!("build {}", build.build_id);
-    let target = match target(&app, &id, named, &trigger, &event) {
-        Ok(t) => t,
-        Err(refusal) => return Ok(refusal),
-    };
-    tracing::info!(message_id = %id, build_id = %build.build_id, service = %target, "build finished");
-    let key = format!("{target}#{}", build.build_id);
-    if app.handled_builds.contains(&key) {
-        let reason = format!(
-            "build {} was handled by this instance already (redelivery)",
-            build.build_id
-        );
-        return Ok(Acked::ignored(id, reason));
+    let mut refusals = Vec::new();
+    let mut targets: Vec<ServiceRef> = Vec::new();
+    for named in named {
+        match resolve(&app, named, &trigger, &event) {
+            Ok(t) if !targets.contains(&t) => targets.push(t),
+            Ok(_) => {}
+            Err(refusal) => refusals.push(*refusal),
+        }
     }
-    let acked = reconcile(&app, id, &target, trigger).await?;
-    app.handled_builds.insert(&key);
-    Ok(acked)
+    let skipped = build.skipped();
+    let mut redelivered = Vec::new();
+    targets.retain(|target| {
+        let seen = app.handled_builds.contains(&handled_key(target, &build));
+        if seen {
+            redelivered.push(format!(
+                "build {} was handled by this instance already for {target} (redelivery)",
+                build.build_id
+            ));
+        }
+        !seen
+    });
+    if targets.is_empty() && refusals.is_empty() {
+        return Ok(Acked::ignored(id, redelivered.join("; ")));
+    }
+    for target in &targets {
+        tracing::info!(message_id = %id, build_id = %build.build_id, service = %target, "build finished");
+    }
+    let until = deadline(&app);
+    let mut outcomes = futures::future::join_all(
+        targets
+            .iter()
+            .map(|target| app.reconciler.reconcile(target, trigger.clone(), until)),
+    )
+    .await;
+    for (target, outcome) in targets.iter().zip(&outcomes) {
+        let transient = matches!(outcome, Err(e) if e.kind().worth_retrying());
+        if !transient {
+            app.handled_builds.insert(&handled_key(target, &build));
+        }
+    }
+    // One target and nothing else to say: the answer of that one reconciliation, as for alerts.
+    if targets.len() == 1
+        && refusals.is_empty()
+        && skipped.is_empty()
+        && redelivered.is_empty()
+        && let Some(outcome) = outcomes.pop()
+    {
+        return answer(id, outcome);
+    }
+    several_answered(id, &targets, outcomes, refusals, skipped, redelivered)
+}
+
+/// The one answer to a build with several targets (or with refusals, skipped steps or
+/// redeliveries beside its one): a nack if any reconciliation failed transiently, else an ack
+/// listing every decision, every target that failed for good and every step that started none.
+fn several_answered(
+    id: String,
+    targets: &[ServiceRef],
+    outcomes: Vec<Result<Vec<DecisionRecord>, crate::reconcile::ReconcileError>>,
+    mut decisions: Vec<DecisionRecord>,
+    skipped: Vec<String>,
+    redelivered: Vec<String>,
+) -> Result<Acked, PushError> {
+    let mut transient = Vec::new();
+    let mut failed = Vec::new();
+    for (target, outcome) in targets.iter().zip(outcomes) {
+        match outcome {
+            Ok(records) => decisions.extend(records),
+            Err(e) if e.kind().worth_retrying() => {
+                transient.push(format!("{target}: {}", crate::failure::chain(&e)));
+            }
+            Err(e) => {
+                let reason = format!("{target}: {}", crate::failure::chain(&e));
+                tracing::error!(message_id = %id, reason = %reason, "build target cannot be handled");
+                failed.push(reason);
+            }
+        }
+    }
+    if !transient.is_empty() {
+        return Err(PushError::Transient {
+            message_id: id,
+            source: transient.join("; ").into(),
+        });
+    }
+    Ok(Acked::Handled {
+        message_id: id,
+        body: json!({
+            "decisions": decisions,
+            "failed": failed,
+            "skipped": skipped,
+            "redelivered": redelivered,
+        }),
+    })
+}
+
+/// What `handled_builds` remembers of a build handled for `target`.
+fn handled_key(target: &ServiceRef, build: &BuildNotification) -> String {
+    format!("{target}#{}", build.build_id)
 }
 
 async fn alerts(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {

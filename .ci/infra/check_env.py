@@ -2,8 +2,9 @@
 """Check env-agreement: the environment Terraform gives cutover matches what cutover reads.
 
 cutover's settings are clap arguments in src/config.rs, each with `env = "NAME"`, and the
-policy settings, whose clap arguments config.rs generates from the one table in
-src/decision/policy.rs (`field: Kind = "default", "NAME"`).
+rollout policy's settings, one line each of the table in src/decision/policy.rs
+(`field: Kind = "default", "CUTOVER_NAME"[, "cutover.dev/annotation"];`) from which config.rs
+generates its policy flags.
 Terraform sets the container environment in google_cloud_run_v2_service resources,
 either as literal `env { name = "..." }` blocks or as `dynamic "env"` blocks whose
 for_each is (a `for` over) a map in `locals`; the map's keys are the names.
@@ -43,7 +44,10 @@ STR_DEFAULT_RE = re.compile(r'\bdefault_value\s*=\s*"((?:[^"\\]|\\.)*)"')
 LIT_DEFAULT_RE = re.compile(r"\bdefault_value_t\s*=\s*(-?[0-9][0-9_.]*|true|false)\s*(?:,|$)")
 LIST_DEFAULT_RE = re.compile(r"\bdefault_values(?:_t)?\s*=\s*\[([^\]]*)\]")
 ATTR_START_RE = re.compile(r"#\[\s*(?:arg|clap)\s*\(")
-POLICY_ROW_RE = re.compile(r'^\s*\w+:\s*\w+\s*=\s*"((?:[^"\\]|\\.)*)",\s*"([A-Z][A-Z0-9_]*)"', re.M)
+POLICY_ROW_RE = re.compile(
+    r'^\s*\w+\s*:\s*\w+\s*=\s*"((?:[^"\\]|\\.)*)"\s*,\s*"([A-Z][A-Z0-9_]*)"', re.M
+)
+POLICY_RS = "src/decision/policy.rs"
 
 
 def attributes(text):
@@ -79,6 +83,11 @@ def cutover_reads(config_text):
             items = [x.strip().strip('"') for x in m.group(1).split(",") if x.strip()]
             names[env.group(1)] = ",".join(items)
     return names
+
+
+def policy_reads(policy_text):
+    """{name: default} for every row of the policy settings table."""
+    return {env: default for default, env in POLICY_ROW_RE.findall(policy_text)}
 
 
 def terraform_sets(mods):
@@ -161,13 +170,18 @@ def main(config="src/config.rs", root="infra"):
         tfload.fail(CHECK, f"{config} not found: cannot tell which variables cutover reads")
         return 1
     reads = cutover_reads(config.read_text(encoding="utf-8"))
-    policy = config.parent / "decision" / "policy.rs"
-    if policy.exists():
-        for default, name in POLICY_ROW_RE.findall(policy.read_text(encoding="utf-8")):
-            reads[name] = default
     if not reads:
         tfload.fail(CHECK, f"no `env = \"...\"` in {config}")
         return 1
+    policy = config.parent / pathlib.Path(POLICY_RS).relative_to("src")
+    if not policy.exists():
+        tfload.fail(CHECK, f"{policy} not found: cannot tell which policy variables cutover reads")
+        return 1
+    table = policy_reads(policy.read_text(encoding="utf-8"))
+    if not table:
+        tfload.fail(CHECK, f"no settings table rows in {policy}")
+        return 1
+    reads.update(table)
     mods = tfload.modules(root)
     sets, errors = terraform_sets(mods)
     variables = {}

@@ -3,8 +3,10 @@
 //! The input is the message `data` (the `Build` resource as JSON); its first byte picks whether
 //! the message also carries Cloud Build's `buildId`/`status` attributes. Decoding never panics;
 //! a refusal's reason (logged and answered) is short and printable; a decoded build's id is a
-//! valid build id (at most 64 characters, no control character), its service a valid Cloud
-//! Run service name and, for such a build, its project and region valid ids; and whatever
+//! valid build id (at most 64 characters, no control character), each service it names (its
+//! `_SERVICE_NAME`, or its deploy steps' `gcloud run deploy NAME … --no-traffic`) a valid Cloud
+//! Run service name and, for such a build, its project and region valid ids, every skipped
+//! step's reason short and printable; and whatever
 //! service the server would act on (`Scope::resolve`, as `POST /pubsub/builds` does) is in the
 //! project and regions its ticks evaluate and safe in a Run API URL path, dot segments included
 //! (findings F2 and, for the scope and the bounds, issues 9 and 10 in docs/reliability.md).
@@ -51,16 +53,24 @@ fuzz_target!(|input: &[u8]| {
     assert_loggable("build id", &build.build_id, 64);
     assert_loggable("status", build.status.as_str(), 65);
     let _ = build.status.is_terminal();
-    // The region and project matter only for a build that names a service (others are ignored).
-    let Some(named) = build.named() else {
-        return;
-    };
-    assert_eq!(ServiceName::parse(named.service), Ok(named.service.clone()));
-    for part in [named.project.map(|p| &**p), named.region.map(|r| &**r)]
-        .into_iter()
-        .flatten()
-    {
-        assert_loggable("project or region", part, 63);
+    // The region and project matter only for a build that names a service (others are ignored):
+    // by `_SERVICE_NAME`, or by the `gcloud run deploy … --no-traffic` commands of its steps,
+    // which the input's `steps` (scripts included) exercise.
+    for reason in build.skipped() {
+        assert_loggable("skipped deploy step", &reason, 1024);
     }
-    check_resolution(named);
+    let targets = build.targets();
+    if targets.is_empty() {
+        assert_loggable("no target", &build.why_no_target(), 64 * 1024);
+    }
+    for named in targets {
+        assert_eq!(ServiceName::parse(named.service), Ok(named.service.clone()));
+        for part in [named.project.map(|p| &**p), named.region.map(|r| &**r)]
+            .into_iter()
+            .flatten()
+        {
+            assert_loggable("project or region", part, 63);
+        }
+        check_resolution(named);
+    }
 });

@@ -108,6 +108,7 @@ fn run(data: &[u8]) {
             step_started: at,
             reason: "fuzz".into(),
             rolled_back: vec![],
+            history: Default::default(),
         },
     };
     let body = patch_body(&seen, &write);

@@ -17,6 +17,7 @@
 
 pub mod evidence;
 pub mod judge;
+pub mod operator;
 pub mod policy;
 pub mod record;
 pub mod stats;
@@ -31,6 +32,7 @@ use crate::target::ServiceRef;
 use evidence::{ServiceStats, Window};
 
 pub use judge::{Judgement, Verdict};
+pub use operator::OperatorAction;
 pub use policy::JudgeKind;
 pub use policy::{Policy, PolicyError};
 pub use record::{PauseCause, Phase, Record};
@@ -90,6 +92,13 @@ pub enum Trigger {
         incident_id: String,
         summary: String,
     },
+    /// A person asked for something with a `cutover` verb (see [`operator`]): the action is
+    /// checked against the rollout's state like any other trigger, and refused where it makes
+    /// no sense.
+    Operator {
+        action: OperatorAction,
+        actor: String,
+    },
 }
 
 impl Trigger {
@@ -99,6 +108,15 @@ impl Trigger {
             Trigger::Build { .. } => "build",
             Trigger::Tick => "tick",
             Trigger::Alert { .. } => "alert",
+            Trigger::Operator { action, .. } => action.name(),
+        }
+    }
+
+    /// Who asked: the person behind an operator trigger, else cutover itself.
+    pub fn actor(&self) -> &str {
+        match self {
+            Trigger::Operator { actor, .. } => actor,
+            _ => "cutover",
         }
     }
 }
@@ -140,6 +158,8 @@ pub enum Change {
     Rollback,
     /// The rollout stops and waits for a person (traffic stays as it is).
     Pause,
+    /// A paused rollout runs again (a person's `cutover resume`).
+    Resume,
 }
 
 /// Why a decision writes nothing.
@@ -151,6 +171,8 @@ pub enum Stay {
     Nothing,
     /// The service cannot be handled as it is (unreadable record, invalid policy).
     Error,
+    /// A person's request that makes no sense in the rollout's state (the reason says why).
+    Refused,
 }
 
 /// What the reconciler does with a decision; each case carries exactly what it needs.
@@ -176,11 +198,12 @@ pub enum Kind {
     Hold,
     Rollback,
     Pause,
+    Resume,
     #[default]
     Nothing,
     Error,
-    /// Never made by [`decide`]: an event naming a service cutover does not evaluate is
-    /// refused before anything is read (see src/events/resolve.rs).
+    /// An event naming a service cutover does not evaluate, refused before anything is read
+    /// (see src/events/resolve.rs), or a person's request that [`decide`] refuses.
     Refused,
 }
 
@@ -195,6 +218,7 @@ impl Kind {
             Kind::Hold => "hold",
             Kind::Rollback => "rollback",
             Kind::Pause => "pause",
+            Kind::Resume => "resume",
             Kind::Nothing => "nothing",
             Kind::Error => "error",
             Kind::Refused => "refused",
@@ -269,7 +293,7 @@ impl Decision {
         }
     }
 
-    fn stay(stay: Stay, reason: impl Into<String>) -> Decision {
+    pub(crate) fn stay(stay: Stay, reason: impl Into<String>) -> Decision {
         Decision::new(Action::Stay(stay), reason)
     }
 
@@ -277,7 +301,7 @@ impl Decision {
         Decision::new(Action::Gather(need), reason)
     }
 
-    fn writing(
+    pub(crate) fn writing(
         change: Change,
         reason: String,
         traffic: Option<Vec<Target>>,
@@ -317,10 +341,12 @@ impl Decision {
             Action::Write(Change::Complete, _) => Kind::Complete,
             Action::Write(Change::Rollback, _) => Kind::Rollback,
             Action::Write(Change::Pause, _) => Kind::Pause,
+            Action::Write(Change::Resume, _) => Kind::Resume,
             Action::Gather(_) => Kind::Gather,
             Action::Stay(Stay::Hold) => Kind::Hold,
             Action::Stay(Stay::Nothing) => Kind::Nothing,
             Action::Stay(Stay::Error) => Kind::Error,
+            Action::Stay(Stay::Refused) => Kind::Refused,
         }
     }
 
@@ -377,8 +403,44 @@ pub fn decide(
             ),
             None => Decision::stay(Stay::Nothing, "no rollout on this service"),
         },
+        Trigger::Operator { action, actor } => {
+            operator::decide(obs, record.as_ref(), &policy, action, actor, now)
+        }
     };
-    d.about(record.as_ref(), policy.as_ref().ok())
+    let mut d = d.about(record.as_ref(), policy.as_ref().ok());
+    remember(&mut d, trigger, now);
+    d
+}
+
+/// Adds a decision that writes to the rollout's history (and names its actor), so that the
+/// history travels in the same guarded write as the change it describes.
+fn remember(d: &mut Decision, trigger: &Trigger, now: Timestamp) {
+    let kind = d.kind();
+    let judged = d
+        .judgement
+        .as_ref()
+        .zip(d.policy.as_ref())
+        .map(|(j, p)| record::Judged {
+            n: j.requests,
+            e: j.errors_5xx,
+            p99: j.p99_ms,
+            min: p.min_requests,
+            max_er: p.max_error_rate,
+            max_p99: p.max_p99_ms,
+        });
+    let Action::Write(_, w) = &mut d.action else {
+        return;
+    };
+    w.record.history.push(record::Entry {
+        at: now,
+        decision: kind.as_str().to_string(),
+        trigger: trigger.name().to_string(),
+        actor: trigger.actor().to_string(),
+        percent: w.record.percent,
+        reason: d.reason.clone(),
+        judged,
+    });
+    d.record = Some(w.record.clone());
 }
 
 /// The allocation cutover's record implies.
@@ -393,7 +455,8 @@ fn expected_allocation(r: &Record) -> BTreeMap<String, u8> {
     a
 }
 
-fn describe(a: &BTreeMap<String, u8>) -> String {
+/// An allocation as people read it: `rev-a=90%, rev-b=10%`, or `nothing`.
+pub fn describe(a: &BTreeMap<String, u8>) -> String {
     if a.is_empty() {
         return "nothing".into();
     }
@@ -404,7 +467,7 @@ fn describe(a: &BTreeMap<String, u8>) -> String {
 }
 
 /// Traffic no longer matches what cutover last wrote: someone changed it by hand.
-fn drift(obs: &Observed, r: &Record) -> Option<String> {
+pub(crate) fn drift(obs: &Observed, r: &Record) -> Option<String> {
     let expected = expected_allocation(r);
     (expected != obs.allocation).then(|| {
         format!(
@@ -415,7 +478,7 @@ fn drift(obs: &Observed, r: &Record) -> Option<String> {
     })
 }
 
-fn split(r: &Record, percent: u8) -> Vec<Target> {
+pub(crate) fn split(r: &Record, percent: u8) -> Vec<Target> {
     vec![
         Target {
             revision: r.stable.clone(),
@@ -477,7 +540,7 @@ fn on_alert(
     rollback(obs, r, why, now)
 }
 
-fn on_build(
+pub(crate) fn on_build(
     obs: &Observed,
     record: Option<&Record>,
     policy: &Result<Policy, PolicyError>,
@@ -486,8 +549,22 @@ fn on_build(
     let Some(candidate) = obs.latest_ready.clone() else {
         return Decision::stay(Stay::Nothing, "the service has no ready revision");
     };
+    begin(obs, record, policy, candidate, false, now)
+}
+
+/// Starts a rollout of `candidate` (a build's latest ready revision, or the one a person
+/// named), unless the service's state says otherwise. A revision that was rolled back is
+/// started again only when a person names it (`explicit`).
+pub(crate) fn begin(
+    obs: &Observed,
+    record: Option<&Record>,
+    policy: &Result<Policy, PolicyError>,
+    candidate: String,
+    explicit: bool,
+    now: Timestamp,
+) -> Decision {
     let rolled_back: &[String] = record.map(|r| r.rolled_back.as_slice()).unwrap_or(&[]);
-    if rolled_back.contains(&candidate) {
+    if !explicit && rolled_back.contains(&candidate) {
         return Decision::stay(
             Stay::Nothing,
             format!(
@@ -595,7 +672,7 @@ fn superseded(r: &Record, candidate: &str) -> (String, String) {
     }
 }
 
-fn start(
+pub(crate) fn start(
     obs: &Observed,
     candidate: String,
     stable: String,
@@ -628,6 +705,7 @@ fn start(
         step_started: now,
         reason: String::new(),
         rolled_back,
+        history: record::History::default(),
     };
     if policy.smoke_path.is_some() {
         let traffic = split(&r, 0);
@@ -650,7 +728,7 @@ fn start(
     )
 }
 
-fn pause(r: &Record, cause: PauseCause, why: String) -> Decision {
+pub(crate) fn pause(r: &Record, cause: PauseCause, why: String) -> Decision {
     if r.phase == Phase::Paused(cause) {
         return Decision::stay(Stay::Nothing, format!("{why} (already paused)"));
     }
@@ -659,7 +737,7 @@ fn pause(r: &Record, cause: PauseCause, why: String) -> Decision {
     Decision::writing(Change::Pause, why, None, next)
 }
 
-fn rollback(obs: &Observed, r: &Record, why: String, now: Timestamp) -> Decision {
+pub(crate) fn rollback(obs: &Observed, r: &Record, why: String, now: Timestamp) -> Decision {
     if !obs.ready.contains(&r.stable) {
         return pause(
             r,
@@ -679,7 +757,7 @@ fn rollback(obs: &Observed, r: &Record, why: String, now: Timestamp) -> Decision
     Decision::writing(Change::Rollback, why, Some(traffic), next)
 }
 
-fn advance(r: &Record, to: u8, why: String, now: Timestamp) -> Decision {
+pub(crate) fn advance(r: &Record, to: u8, why: String, now: Timestamp) -> Decision {
     let mut next = r.clone();
     next.phase = Phase::Progressing;
     next.percent = to;
@@ -693,7 +771,7 @@ fn advance(r: &Record, to: u8, why: String, now: Timestamp) -> Decision {
     )
 }
 
-fn complete(r: &Record, why: String, now: Timestamp) -> Decision {
+pub(crate) fn complete(r: &Record, why: String, now: Timestamp) -> Decision {
     let mut next = r.clone();
     next.phase = Phase::Completed;
     next.percent = 100;

@@ -22,6 +22,8 @@ const STARTED: &str = "cutover.dev/started";
 const STEP_STARTED: &str = "cutover.dev/step-started";
 const REASON: &str = "cutover.dev/reason";
 const ROLLED_BACK: &str = "cutover.dev/rolled-back";
+const ACTOR: &str = "cutover.dev/actor";
+const HISTORY: &str = "cutover.dev/history";
 
 /// The annotations that make up the record (written and removed by cutover alone). Other
 /// `cutover.dev/*` keys are a person's policy overrides and are never touched.
@@ -35,14 +37,18 @@ pub const RECORD_KEYS: &[&str] = &[
     STEP_STARTED,
     REASON,
     ROLLED_BACK,
+    ACTOR,
+    HISTORY,
 ];
 
 /// How many rolled-back revisions are remembered (oldest forgotten first). Revisions only get
 /// newer, so a short memory is enough to never retry a recent failure automatically.
 pub const ROLLED_BACK_MEMORY: usize = 10;
 
-/// Annotation values are limited in size by Cloud Run (the whole map to 64 KiB); reasons are
-/// human text and are cut well below that.
+/// Annotation values are limited in size by Cloud Run (Run v2 follows Kubernetes' rules: 256 KiB
+/// for all of a service's annotations together); reasons are human text and are cut well below
+/// that. The largest record cutover can write is measured by
+/// `worst_case_record_fits_cloud_runs_annotation_limit` below (28,457 bytes).
 const MAX_REASON_CHARS: usize = 1000;
 
 /// Where a rollout stands.
@@ -75,6 +81,8 @@ pub enum PauseCause {
     InvalidPolicy,
     /// The stable revision is not ready, so there is nothing safe to roll back to.
     StableNotReady,
+    /// A person paused it (`cutover pause`).
+    Operator,
 }
 
 impl PauseCause {
@@ -84,6 +92,7 @@ impl PauseCause {
             PauseCause::MaxHold => "max-hold",
             PauseCause::InvalidPolicy => "invalid-policy",
             PauseCause::StableNotReady => "stable-not-ready",
+            PauseCause::Operator => "operator",
         }
     }
 
@@ -93,6 +102,7 @@ impl PauseCause {
             "max-hold" => PauseCause::MaxHold,
             "invalid-policy" => PauseCause::InvalidPolicy,
             "stable-not-ready" => PauseCause::StableNotReady,
+            "operator" => PauseCause::Operator,
             _ => return None,
         })
     }
@@ -150,6 +160,8 @@ pub struct Record {
     pub reason: String,
     /// Revisions rolled back recently, newest last; never rolled out again automatically.
     pub rolled_back: Vec<String>,
+    /// Who made the last change, and the rollout's recent decisions.
+    pub history: History,
 }
 
 /// The record on a service cannot be read.
@@ -228,6 +240,15 @@ impl Record {
                         .collect()
                 })
                 .unwrap_or_default(),
+            history: History {
+                actor: a.get(ACTOR).filter(|v| !v.is_empty()).cloned(),
+                // The history only informs people, it never decides: a damaged one is dropped
+                // (and rewritten with the next decision) rather than stopping the rollout.
+                entries: a
+                    .get(HISTORY)
+                    .and_then(|v| serde_json::from_str(v).ok())
+                    .unwrap_or_default(),
+            },
         }))
     }
 
@@ -252,6 +273,12 @@ impl Record {
         if !self.rolled_back.is_empty() {
             put(ROLLED_BACK, self.rolled_back.join(","));
         }
+        if let Some(actor) = &self.history.actor {
+            put(ACTOR, crate::ids::text::printable(actor, MAX_ACTOR_CHARS));
+        }
+        if !self.history.entries.is_empty() {
+            put(HISTORY, self.history.to_json());
+        }
         a
     }
 
@@ -262,6 +289,83 @@ impl Record {
         }
         let excess = self.rolled_back.len().saturating_sub(ROLLED_BACK_MEMORY);
         self.rolled_back.drain(..excess);
+    }
+}
+
+/// How many decisions the history annotation keeps (oldest dropped first).
+pub const HISTORY_MEMORY: usize = 16;
+
+/// A history entry's reason is cut to this many characters (the full reason of the latest
+/// decision is in `cutover.dev/reason`, and every decision's in cutover's log).
+pub const HISTORY_REASON_CHARS: usize = 160;
+
+/// Longest actor name kept.
+const MAX_ACTOR_CHARS: usize = 128;
+
+/// Who changed the rollout last, and its recent decisions: the `cutover.dev/actor` and
+/// `cutover.dev/history` annotations, written in the same guarded write as the rest of the
+/// record, so that `cutover history` needs nothing but the service.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// The person (or `cutover` itself) who made the last change.
+    pub actor: Option<String>,
+    /// Newest last, at most [`HISTORY_MEMORY`].
+    pub entries: Vec<Entry>,
+}
+
+/// One decision that changed the rollout, compactly (short keys: the annotation is bounded).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    pub at: Timestamp,
+    /// The decision's kind (`start`, `advance`, `rollback`, …).
+    #[serde(rename = "d")]
+    pub decision: String,
+    /// What asked for it: `build`, `tick`, `alert`, or a verb (`cutover promote`).
+    #[serde(rename = "t")]
+    pub trigger: String,
+    /// Who: `cutover` for its own decisions, else the person's account or name.
+    #[serde(rename = "by")]
+    pub actor: String,
+    /// The candidate's share after the decision.
+    #[serde(rename = "p")]
+    pub percent: u8,
+    #[serde(rename = "r")]
+    pub reason: String,
+    /// A judged step's numbers and the thresholds it was judged against.
+    #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
+    pub judged: Option<Judged>,
+}
+
+/// The numbers of a judged step, as the history keeps them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Judged {
+    /// Candidate requests and 5xx in the window.
+    pub n: u64,
+    pub e: u64,
+    /// Candidate p99 in ms, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
+    /// Thresholds: minimum requests, maximum 5xx rate, maximum p99 (ms).
+    pub min: u64,
+    pub max_er: f64,
+    pub max_p99: f64,
+}
+
+impl History {
+    /// Appends an entry, dropping the oldest beyond [`HISTORY_MEMORY`]; the reason is made
+    /// printable and cut to [`HISTORY_REASON_CHARS`].
+    pub fn push(&mut self, mut entry: Entry) {
+        entry.reason = crate::ids::text::printable(&entry.reason, HISTORY_REASON_CHARS);
+        entry.actor = crate::ids::text::printable(&entry.actor, MAX_ACTOR_CHARS);
+        self.actor = Some(entry.actor.clone());
+        self.entries.push(entry);
+        let excess = self.entries.len().saturating_sub(HISTORY_MEMORY);
+        self.entries.drain(..excess);
+    }
+
+    /// The annotation's value: a JSON array, newest last.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.entries).unwrap_or_else(|_| "[]".into())
     }
 }
 
@@ -279,6 +383,7 @@ mod tests {
             step_started: "2026-08-20T10:05:00Z".parse().unwrap(),
             reason: "step 10% passed".into(),
             rolled_back: vec!["api-00000-old".into()],
+            history: History::default(),
         }
     }
 
@@ -294,6 +399,7 @@ mod tests {
             Phase::Paused(PauseCause::MaxHold),
             Phase::Paused(PauseCause::InvalidPolicy),
             Phase::Paused(PauseCause::StableNotReady),
+            Phase::Paused(PauseCause::Operator),
         ] {
             let r = record(phase);
             let a = r.to_annotations();
@@ -350,6 +456,7 @@ mod tests {
             step_started: jiff::Timestamp::UNIX_EPOCH,
             reason: format!("alert opened: 5xx\r\nforged\u{1b}[31m {}", "x".repeat(5000)),
             rolled_back: Vec::new(),
+            history: History::default(),
         };
         let a = record.to_annotations();
         let reason = &a["cutover.dev/reason"];
@@ -359,5 +466,58 @@ mod tests {
             "{reason}"
         );
         assert_eq!(reason.chars().count(), 1000);
+    }
+    /// The largest record cutover can write, measured against Cloud Run's annotation limit
+    /// (Run v2 follows Kubernetes' rules: 256 KiB for all of a resource's annotations together;
+    /// this file keeps the record under a quarter of that). Every free-text field at its cut,
+    /// in 4-byte characters, every number at its longest. Prints the figure:
+    /// `cargo test --lib worst_case_record -- --nocapture`.
+    #[test]
+    fn worst_case_record_fits_cloud_runs_annotation_limit() {
+        let wide = |n: usize| "\u{1d11e}".repeat(n);
+        let revision = |i: usize| format!("{}-{i:05}-abc", "s".repeat(49));
+        let mut r = Record {
+            phase: Phase::Paused(PauseCause::StableNotReady),
+            candidate: revision(2),
+            stable: revision(1),
+            percent: 100,
+            started: Timestamp::MAX,
+            step_started: Timestamp::MAX,
+            reason: wide(5000),
+            rolled_back: Vec::new(),
+            history: History::default(),
+        };
+        for i in 0..ROLLED_BACK_MEMORY + 3 {
+            r.remember_rolled_back(&revision(100 + i));
+        }
+        for _ in 0..HISTORY_MEMORY + 3 {
+            r.history.push(Entry {
+                at: Timestamp::MAX,
+                decision: "rollback".into(),
+                trigger: "cutover promote".into(),
+                actor: wide(500),
+                percent: 100,
+                reason: wide(500),
+                judged: Some(Judged {
+                    n: u64::MAX,
+                    e: u64::MAX,
+                    p99: Some(-f64::MIN_POSITIVE),
+                    min: u64::MAX,
+                    max_er: -f64::MIN_POSITIVE,
+                    max_p99: -f64::MIN_POSITIVE,
+                }),
+            });
+        }
+        let a = r.to_annotations();
+        let bytes: usize = a.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let history = a[HISTORY].len();
+        println!(
+            "worst-case cutover record: {bytes} bytes of annotations ({history} of them the history of {HISTORY_MEMORY} decisions); Cloud Run (Kubernetes rules) allows 262144 for all annotations"
+        );
+        assert!(bytes < 64 * 1024, "{bytes} bytes");
+        assert_eq!(
+            Record::from_annotations(&a).unwrap().unwrap().history,
+            r.history
+        );
     }
 }

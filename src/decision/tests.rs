@@ -62,6 +62,7 @@ fn running(percent: u8, step_started: Timestamp) -> Record {
         step_started,
         reason: String::new(),
         rolled_back: vec![],
+        history: Default::default(),
     }
 }
 
@@ -798,6 +799,7 @@ fn case() -> impl Strategy<Value = Case> {
                         } else {
                             vec![]
                         },
+                        history: Default::default(),
                     }
                 });
                 let alloc: Vec<(&str, u8)> = match (&record, drifted) {
@@ -1103,4 +1105,335 @@ fn a_kind_reads_as_its_name_in_records_logs_and_tables() {
     // The demo's timeline pads the name into a column.
     assert_eq!(format!("{:<9}|", Kind::Start), "start    |");
     assert!(Kind::Pause.is_warning() && !Kind::Advance.is_warning());
+}
+
+/// The operator verbs: each allowed where it makes sense, refused (with its reason) elsewhere.
+mod operator_verbs {
+    use super::*;
+
+    fn op(action: OperatorAction) -> Trigger {
+        Trigger::Operator {
+            action,
+            actor: "alice@example.com".into(),
+        }
+    }
+
+    fn verb(obs: &Observed, action: OperatorAction) -> Decision {
+        decide(obs, &op(action), &Evidence::None, &Policy::default(), due())
+    }
+
+    fn with_phase(percent: u8, phase: Phase) -> Record {
+        let mut r = running(percent, t0());
+        r.phase = phase;
+        r
+    }
+
+    fn refused(d: &Decision, says: &str) {
+        assert_eq!(d.kind(), Kind::Refused, "{}", d.reason);
+        assert!(d.write().is_none());
+        assert!(
+            d.reason.contains(says),
+            "{:?} should say {says:?}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn every_verb_on_a_service_without_a_rollout_but_start_is_refused() {
+        let obs = observed(&[(STABLE, 100)], STABLE, None);
+        for a in [
+            OperatorAction::Promote { to: None },
+            OperatorAction::Rollback,
+            OperatorAction::Pause,
+            OperatorAction::Resume,
+        ] {
+            refused(&verb(&obs, a), "no rollout");
+        }
+    }
+
+    #[test]
+    fn start_rolls_out_the_latest_ready_revision_and_names_the_actor() {
+        let obs = observed(&[(STABLE, 100)], CANDIDATE, None);
+        let d = verb(&obs, OperatorAction::Start { revision: None });
+        assert_eq!(d.kind(), Kind::Start);
+        let w = d.write().unwrap();
+        assert_eq!(percents(w)[CANDIDATE], 10);
+        assert!(w.record.reason.starts_with("started by alice@example.com"));
+        assert_eq!(w.record.history.actor.as_deref(), Some("alice@example.com"));
+        let e = w.record.history.entries.last().unwrap();
+        assert_eq!(
+            (e.decision.as_str(), e.trigger.as_str()),
+            ("start", "cutover start")
+        );
+    }
+
+    #[test]
+    fn start_is_refused_over_another_candidate_unless_the_revision_is_named() {
+        let r = running(10, t0());
+        let obs = observed(&split_of(&r), NEWER, Some(&r));
+        refused(
+            &verb(&obs, OperatorAction::Start { revision: None }),
+            "--revision api-00003-ghi",
+        );
+        let d = verb(
+            &obs,
+            OperatorAction::Start {
+                revision: Some(NEWER.into()),
+            },
+        );
+        assert_eq!(d.kind(), Kind::Start, "{}", d.reason);
+        assert_eq!(d.write().unwrap().record.candidate, NEWER);
+        refused(
+            &verb(
+                &obs,
+                OperatorAction::Start {
+                    revision: Some("api-00009-zzz".into()),
+                },
+            ),
+            "neither the latest ready revision",
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_revision_is_started_again_only_when_named() {
+        let mut r = with_phase(0, Phase::RolledBack);
+        r.rolled_back = vec![CANDIDATE.into()];
+        let obs = observed(&[(STABLE, 100)], CANDIDATE, Some(&r));
+        refused(
+            &verb(&obs, OperatorAction::Start { revision: None }),
+            "was rolled back",
+        );
+        let d = verb(
+            &obs,
+            OperatorAction::Start {
+                revision: Some(CANDIDATE.into()),
+            },
+        );
+        assert_eq!(d.kind(), Kind::Start, "{}", d.reason);
+        // A build still never restarts it on its own.
+        let again = decide(&obs, &build(), &Evidence::None, &Policy::default(), due());
+        assert_eq!(again.kind(), Kind::Nothing);
+    }
+
+    #[test]
+    fn promote_full_bakes_then_completes_and_to_percent_advances_but_never_backwards() {
+        let r = running(10, t0());
+        let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+        let d = verb(&obs, OperatorAction::Promote { to: None });
+        assert_eq!(d.kind(), Kind::Bake, "{}", d.reason);
+        let w = d.write().unwrap();
+        assert_eq!(w.record.phase, Phase::Baking);
+        assert_eq!(percents(w)[CANDIDATE], 100);
+        // Promoted again during the bake: it ends the bake.
+        let baking = w.record.clone();
+        let obs_baking = observed(&split_of(&baking), CANDIDATE, Some(&baking));
+        let d = verb(&obs_baking, OperatorAction::Promote { to: None });
+        assert_eq!(d.kind(), Kind::Complete, "{}", d.reason);
+        assert_eq!(d.write().unwrap().record.phase, Phase::Completed);
+        // Without a bake, --full completes at once.
+        let no_bake = Policy {
+            bake: SignedDuration::ZERO,
+            ..Policy::default()
+        };
+        let d = decide(
+            &obs,
+            &op(OperatorAction::Promote { to: None }),
+            &Evidence::None,
+            &no_bake,
+            due(),
+        );
+        assert_eq!(d.kind(), Kind::Complete, "{}", d.reason);
+
+        let d = verb(&obs, OperatorAction::Promote { to: Some(75) });
+        assert_eq!(d.kind(), Kind::Advance);
+        let w = d.write().unwrap();
+        assert_eq!(percents(w)[CANDIDATE], 75);
+        assert_eq!(w.record.phase, Phase::Progressing);
+        assert_eq!(
+            w.record.step_started,
+            due(),
+            "the new step is judged from now"
+        );
+
+        refused(
+            &verb(&obs, OperatorAction::Promote { to: Some(10) }),
+            "cannot promote to 10%",
+        );
+    }
+
+    #[test]
+    fn promote_is_refused_when_rolled_back_completed_or_changed_by_hand() {
+        for phase in [Phase::RolledBack, Phase::Completed] {
+            let r = with_phase(0, phase);
+            let obs = observed(&[(STABLE, 100)], CANDIDATE, Some(&r));
+            refused(
+                &verb(&obs, OperatorAction::Promote { to: None }),
+                "nothing to promote",
+            );
+        }
+        let r = with_phase(10, Phase::Paused(PauseCause::ManualChange));
+        let obs = observed(&[(STABLE, 70), (CANDIDATE, 30)], CANDIDATE, Some(&r));
+        refused(
+            &verb(&obs, OperatorAction::Promote { to: None }),
+            "cutover resume",
+        );
+    }
+
+    #[test]
+    fn a_paused_rollout_is_promoted_from_where_it_stopped() {
+        let r = with_phase(50, Phase::Paused(PauseCause::MaxHold));
+        let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+        let d = verb(&obs, OperatorAction::Promote { to: None });
+        assert_eq!(d.kind(), Kind::Bake, "{}", d.reason);
+        assert_eq!(percents(d.write().unwrap())[CANDIDATE], 100);
+    }
+
+    #[test]
+    fn rollback_marks_the_candidate_and_is_refused_when_nothing_is_left_to_undo() {
+        let r = running(50, t0());
+        let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+        let d = verb(&obs, OperatorAction::Rollback);
+        assert_eq!(d.kind(), Kind::Rollback);
+        let w = d.write().unwrap();
+        assert_eq!(percents(w)[STABLE], 100);
+        assert_eq!(w.record.rolled_back, vec![CANDIDATE.to_string()]);
+        assert!(w.record.reason.contains("rolled back by alice@example.com"));
+
+        let done = with_phase(100, Phase::Completed);
+        let obs = observed(&[(CANDIDATE, 100)], CANDIDATE, Some(&done));
+        refused(
+            &verb(&obs, OperatorAction::Rollback),
+            "--revision api-00001-abc",
+        );
+
+        let mut unready = observed(&split_of(&r), CANDIDATE, Some(&r));
+        unready.ready.remove(STABLE);
+        refused(&verb(&unready, OperatorAction::Rollback), "not ready");
+    }
+
+    #[test]
+    fn pause_stops_a_running_rollout_without_moving_traffic_and_only_once() {
+        let r = running(10, t0());
+        let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+        let d = verb(&obs, OperatorAction::Pause);
+        assert_eq!(d.kind(), Kind::Pause);
+        let w = d.write().unwrap();
+        assert_eq!(w.traffic, None);
+        assert_eq!(w.record.phase, Phase::Paused(PauseCause::Operator));
+        // A tick leaves it alone; a second pause is refused.
+        let paused = obs.after(w);
+        let tick = decide(&paused, &tick(), &Evidence::None, &Policy::default(), due());
+        assert_eq!(tick.kind(), Kind::Nothing);
+        refused(&verb(&paused, OperatorAction::Pause), "already paused");
+    }
+
+    #[test]
+    fn resume_is_refused_unless_paused() {
+        for r in [
+            running(10, t0()),
+            with_phase(0, Phase::RolledBack),
+            with_phase(100, Phase::Completed),
+        ] {
+            let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+            refused(
+                &verb(&obs, OperatorAction::Resume),
+                "only a paused rollout resumes",
+            );
+        }
+    }
+
+    #[test]
+    fn resume_after_a_max_hold_judges_the_same_step_afresh() {
+        let r = with_phase(50, Phase::Paused(PauseCause::MaxHold));
+        let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+        let d = verb(&obs, OperatorAction::Resume);
+        assert_eq!(d.kind(), Kind::Resume);
+        let w = d.write().unwrap();
+        assert_eq!(percents(w)[CANDIDATE], 50);
+        assert_eq!(w.record.phase, Phase::Progressing);
+        assert_eq!(w.record.step_started, due());
+    }
+
+    #[test]
+    fn resume_after_a_manual_change_adopts_the_persons_split_as_the_step() {
+        let r = with_phase(10, Phase::Paused(PauseCause::ManualChange));
+        let obs = observed(&[(STABLE, 70), (CANDIDATE, 30)], CANDIDATE, Some(&r));
+        let d = verb(&obs, OperatorAction::Resume);
+        assert_eq!(d.kind(), Kind::Resume, "{}", d.reason);
+        let w = d.write().unwrap();
+        assert_eq!(
+            percents(w),
+            BTreeMap::from([(STABLE.into(), 70), (CANDIDATE.into(), 30)])
+        );
+        assert_eq!(w.record.percent, 30);
+        // The next tick sees no drift and, once due, judges 30% and moves to 50%.
+        let resumed = obs.after(w);
+        let hold = decide(
+            &resumed,
+            &tick(),
+            &Evidence::None,
+            &Policy::default(),
+            due(),
+        );
+        assert_eq!(hold.kind(), Kind::Hold, "{}", hold.reason);
+    }
+
+    #[test]
+    fn resume_refuses_a_split_that_is_not_a_step_of_this_rollout() {
+        let r = with_phase(10, Phase::Paused(PauseCause::ManualChange));
+        let other = observed(&[(STABLE, 60), (NEWER, 40)], CANDIDATE, Some(&r));
+        refused(
+            &verb(&other, OperatorAction::Resume),
+            "outside this rollout",
+        );
+        let none = observed(&[(STABLE, 100)], CANDIDATE, Some(&r));
+        refused(&verb(&none, OperatorAction::Resume), "serves nothing");
+    }
+
+    #[test]
+    fn every_write_is_remembered_in_a_bounded_history() {
+        let mut r = running(10, t0());
+        for i in 0..(record::HISTORY_MEMORY + 5) {
+            r.history.push(record::Entry {
+                at: t0(),
+                decision: "hold".into(),
+                trigger: "tick".into(),
+                actor: "cutover".into(),
+                percent: 10,
+                reason: format!("old {i}"),
+                judged: None,
+            });
+        }
+        assert_eq!(r.history.entries.len(), record::HISTORY_MEMORY);
+        let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+        let d = decide(
+            &obs,
+            &tick(),
+            &stats(judged_window(), 5000, 0, 80.0),
+            &Policy::default(),
+            due(),
+        );
+        assert_eq!(d.kind(), Kind::Advance, "{}", d.reason);
+        let h = &d.write().unwrap().record.history;
+        assert_eq!(
+            h.entries.len(),
+            record::HISTORY_MEMORY,
+            "oldest dropped first"
+        );
+        let last = h.entries.last().unwrap();
+        assert_eq!(
+            (last.decision.as_str(), last.actor.as_str()),
+            ("advance", "cutover")
+        );
+        let j = last
+            .judged
+            .as_ref()
+            .expect("a judged step keeps its numbers");
+        assert_eq!((j.n, j.e), (5000, 0));
+        assert_eq!(j.max_er, Policy::default().max_error_rate);
+        assert_eq!(h.entries[0].reason, "old 6");
+        // And it reads back from the annotations as written.
+        let back = Record::from_annotations(&d.write().unwrap().record.to_annotations()).unwrap();
+        assert_eq!(back.unwrap().history, *h);
+    }
 }

@@ -2,16 +2,23 @@
 //!
 //! Cloud Build publishes to the `cloud-builds` topic whenever a build changes state; the message
 //! `data` is the `Build` resource as camelCase JSON and the attributes repeat `buildId` and
-//! `status`. cutover only needs a handful of fields: the id, the status, the project and the
-//! user substitutions through which a build names the Cloud Run service (`_SERVICE_NAME`) and
-//! region (`_DEPLOY_REGION` or `_REGION`) it deployed. Everything else in the resource (steps,
-//! timings, results, provenance) varies between builds and is ignored.
+//! `status`. cutover only needs a handful of fields: the id, the status, the project, the user
+//! substitutions through which a build names the Cloud Run service (`_SERVICE_NAME`) and region
+//! (`_DEPLOY_REGION` or `_REGION`) it deployed and, for a build without `_SERVICE_NAME`, the
+//! deploy commands of its steps ([`super::deploy_steps`]). Everything else in the resource
+//! (timings, results, provenance) varies between builds and is ignored.
+//!
+//! How a build names its targets: `_SERVICE_NAME` first (one service, its region from the
+//! substitutions); else each `gcloud run deploy NAME … --no-traffic` (or `run services update`)
+//! of its steps, its region from `--region`, else from the substitutions; the project from
+//! `--project`, else the build's. What is still missing is `Scope::resolve`'s to fill in.
 
 use std::fmt;
 
 use serde_json::Value;
 
 use super::DecodeError;
+use super::deploy_steps::{self, DeployCommand};
 use super::envelope::PushMessage;
 use super::lenient;
 use super::resolve::Named;
@@ -32,14 +39,17 @@ pub struct BuildNotification {
     pub build_id: BuildId,
     /// The build status at the time of publishing.
     pub status: BuildStatus,
-    /// The project **id** (not number) the build ran in, when present (and, for a build that
-    /// names no service, valid: otherwise it is dropped, as nothing would use it).
+    /// The project **id** (not number) the build ran in, when present (and, when no target of
+    /// the build needs it, valid: otherwise it is dropped, as nothing would use it).
     pub project_id: Option<ProjectId>,
     /// The Cloud Run service the build deployed: substitution `_SERVICE_NAME`, trimmed.
     pub service: Option<ServiceName>,
     /// The region it deployed to: `_DEPLOY_REGION`, else `_REGION` (trimmed, non-empty); like
-    /// the project, kept only when valid unless the build names a service.
+    /// the project, kept only when valid unless a target of the build needs it.
     pub region: Option<Region>,
+    /// Without `_SERVICE_NAME`: the `gcloud run deploy` and `run services update` commands of
+    /// its steps, each the service it rolls out or why it starts no rollout (empty otherwise).
+    pub deploys: Vec<DeployCommand>,
 }
 
 /// `Build.Status`, decoded from the enum name (`"SUCCESS"`) or, leniently, its number.
@@ -155,7 +165,10 @@ impl BuildNotification {
     /// [`BuildId`] whatever the build is. When `_SERVICE_NAME` is set it must be a valid Cloud Run
     /// service name, and then the project and the region substitution, if set, must be valid
     /// too; otherwise the message is rejected (a typo'd substitution must not silently skip a
-    /// rollout, nor reach a URL path or a log line).
+    /// rollout, nor reach a URL path or a log line). Without `_SERVICE_NAME` its steps are read
+    /// for deploy commands ([`deploy_steps`]); the project and region substitution are then held
+    /// to the same rule when a `--no-traffic` deploy leaves its project or region to them, and a
+    /// deploy command that starts no rollout is kept with its reason, not rejected.
     pub fn from_message(msg: &PushMessage) -> Result<BuildNotification, DecodeError> {
         let build = msg.json_object()?;
 
@@ -180,15 +193,23 @@ impl BuildNotification {
             .map(ServiceName::parse)
             .transpose()
             .map_err(|e| invalid_substitution(&build_id, SERVICE_SUBSTITUTION, e))?;
+        let deploys = match service {
+            Some(_) => Vec::new(),
+            None => deploy_steps::deploy_commands(lenient::field(&build, "steps")),
+        };
+        let step_targets = || deploys.iter().filter_map(|d| d.outcome.as_ref().ok());
+        // The region and project matter when a target leaves them to the build.
         let named = service.is_some();
+        let region_needed = named || step_targets().any(|t| t.region.is_none());
+        let project_needed = named || step_targets().any(|t| t.project.is_none());
         let region_key = [DEPLOY_REGION_SUBSTITUTION, REGION_SUBSTITUTION]
             .into_iter()
             .find(|k| substitution(k).is_some());
-        let region = ids::optional(region_key.and_then(substitution), named)
+        let region = ids::optional(region_key.and_then(substitution), region_needed)
             .map_err(|e| invalid_substitution(&build_id, region_key.unwrap_or_default(), e))?;
         let project_id = ids::optional(
             lenient::non_empty_text(&build, "projectId").as_deref(),
-            named,
+            project_needed,
         )
         .map_err(|e| DecodeError::new(format!("build {build_id}: {e}")))?;
 
@@ -198,17 +219,59 @@ impl BuildNotification {
             project_id,
             service,
             region,
+            deploys,
         })
     }
 
-    /// The service this build names, and where, for [`Scope::resolve`](super::Scope::resolve);
-    /// `None` when it names no service.
-    pub fn named(&self) -> Option<Named<'_>> {
-        Some(Named {
-            project: self.project_id.as_ref(),
-            region: self.region.as_ref(),
-            service: self.service.as_ref()?,
-        })
+    /// The services this build rolls out, and where as far as it says, each for
+    /// [`Scope::resolve`](super::Scope::resolve): the `_SERVICE_NAME` one, else one per deploy
+    /// command with `--no-traffic` (its own `--region` and `--project` first, then the build's).
+    /// Empty when it names none ([`BuildNotification::why_no_target`] says why).
+    pub fn targets(&self) -> Vec<Named<'_>> {
+        if let Some(service) = &self.service {
+            return vec![Named {
+                project: self.project_id.as_ref(),
+                region: self.region.as_ref(),
+                service,
+            }];
+        }
+        self.deploys
+            .iter()
+            .filter_map(|d| d.outcome.as_ref().ok())
+            .map(|t| Named {
+                project: t.project.as_ref().or(self.project_id.as_ref()),
+                region: t.region.as_ref().or(self.region.as_ref()),
+                service: &t.service,
+            })
+            .collect()
+    }
+
+    /// Why each deploy command that starts no rollout does not (`step #2 (deploy): …`).
+    pub fn skipped(&self) -> Vec<String> {
+        self.deploys
+            .iter()
+            .filter_map(|d| {
+                d.outcome
+                    .as_ref()
+                    .err()
+                    .map(|why| format!("{}: {why}", d.step))
+            })
+            .collect()
+    }
+
+    /// For a build without targets: why, for people (what it lacks and what each deploy
+    /// command did instead).
+    pub fn why_no_target(&self) -> String {
+        let skipped = self.skipped();
+        let steps = if skipped.is_empty() {
+            "no step runs `gcloud run deploy` or `gcloud run services update`".to_owned()
+        } else {
+            format!("no deploy step starts a rollout: {}", skipped.join("; "))
+        };
+        format!(
+            "build {} has no {SERVICE_SUBSTITUTION} substitution and {steps}",
+            self.build_id
+        )
     }
 }
 

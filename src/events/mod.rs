@@ -18,8 +18,9 @@
 //! 3. **Event payloads**, decoded from [`PushMessage::data`] according to which subscription the
 //!    message arrived on:
 //!    * [`BuildNotification`] ([`build`]): a Cloud Build `Build` resource published to the
-//!      `cloud-builds` topic on every status change. A successful build whose substitutions name
-//!      a Cloud Run service (`_SERVICE_NAME`) is what starts a rollout.
+//!      `cloud-builds` topic on every status change. A successful build that names a Cloud Run
+//!      service (substitution `_SERVICE_NAME`, else the `gcloud run deploy … --no-traffic`
+//!      commands of its steps, read by [`deploy_steps`]) is what starts a rollout.
 //!    * [`Incident`] ([`alert`]): a Cloud Monitoring alert notification (schema `1.2`, or Google's
 //!      `version: "test"` notification). An open incident on the service under rollout is what
 //!      aborts it.
@@ -47,6 +48,7 @@
 pub mod alert;
 pub mod auth;
 pub mod build;
+pub mod deploy_steps;
 pub mod envelope;
 mod lenient;
 pub mod resolve;
@@ -57,6 +59,7 @@ pub use crate::ids::{
 pub use alert::{Incident, IncidentState};
 pub use auth::{AuthError, GoogleVerifier, GoogleVerifierConfig, PushAuth, PushIdentity};
 pub use build::{BuildNotification, BuildStatus};
+pub use deploy_steps::{DeployCommand, DeployTarget};
 pub use envelope::{EnvelopeError, PushMessage};
 pub use resolve::{Named, Refusal, Scope};
 

@@ -194,6 +194,7 @@ fn service(start: Start) -> Observed {
             step_started: t0(),
             reason: "started".into(),
             rolled_back: Vec::new(),
+            history: Default::default(),
         };
         o.annotations = record.to_annotations();
     }

@@ -288,6 +288,7 @@ mod tests {
             step_started: "2026-08-20T10:00:00Z".parse().unwrap(),
             reason: "r".into(),
             rolled_back: vec![],
+            history: Default::default(),
         };
         let write = Write {
             traffic: Some(vec![

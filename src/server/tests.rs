@@ -68,7 +68,9 @@ async fn routes(extra: &[&str]) -> Router {
         "1s",
     ];
     argv.extend_from_slice(extra);
-    let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command;
+    let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
+        unreachable!("the flags name serve")
+    };
     app(build(&args, Clock::System).await.expect("cutover starts"))
 }
 

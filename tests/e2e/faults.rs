@@ -176,7 +176,9 @@ async fn project_and_region_come_from_the_metadata_server_when_not_configured() 
         "none",
     ])
     .unwrap();
-    let cutover::config::Command::Serve(args) = cli.command;
+    let cutover::config::Command::Serve(args) = cli.command else {
+        unreachable!("the flags name serve")
+    };
     let app = cutover::server::build(&args, clock).await.expect("starts");
     assert_eq!(app.project, "meta-project");
     assert_eq!(app.default_region, "asia-northeast1");

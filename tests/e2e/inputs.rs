@@ -65,21 +65,7 @@ fn refused(p: &Pushed) -> &Value {
 
 /// A service with a freshly deployed, untouched candidate (0%) in `project`/`region`.
 fn deployed(t: &TestApp, project: &str, region: &str, service: &str) {
-    t.fake.add_service(
-        project,
-        region,
-        service,
-        &stable_of(service),
-        RevisionProfile::healthy(),
-        20.0,
-    );
-    t.fake.deploy(
-        project,
-        region,
-        service,
-        &candidate_of(service),
-        RevisionProfile::healthy(),
-    );
+    t.deployed_in(project, region, service);
 }
 
 fn candidate_share(t: &TestApp, project: &str, region: &str, service: &str) -> u8 {

@@ -10,12 +10,14 @@ mod helpers;
 
 mod auth;
 mod bake;
+mod buildsteps;
 mod config;
 mod emulator;
 mod events;
 mod faults;
 mod hardening;
 mod inputs;
+mod operate;
 mod rollouts;
 mod shadow;
 mod transport;

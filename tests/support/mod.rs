@@ -157,6 +157,26 @@ impl TestApp {
         );
     }
 
+    /// A service in `project`/`region` serving 100% on its healthy stable revision at 20
+    /// requests per second, with a candidate freshly deployed without traffic.
+    pub fn deployed_in(&self, project: &str, region: &str, service: &str) {
+        self.fake.add_service(
+            project,
+            region,
+            service,
+            &stable_of(service),
+            RevisionProfile::healthy(),
+            20.0,
+        );
+        self.fake.deploy(
+            project,
+            region,
+            service,
+            &candidate_of(service),
+            RevisionProfile::healthy(),
+        );
+    }
+
     /// The build notification of a successful deploy of `service`.
     pub async fn build(&self, service: &str) -> Pushed {
         self.push
@@ -202,9 +222,14 @@ impl TestApp {
 
     /// The candidate's share after each accepted traffic change, repeats folded.
     pub fn candidate_steps(&self, service: &str) -> Vec<u8> {
+        self.candidate_steps_in(&self.region, service)
+    }
+
+    /// [`TestApp::candidate_steps`] of a service in `region`.
+    pub fn candidate_steps_in(&self, region: &str, service: &str) -> Vec<u8> {
         let candidate = candidate_of(service);
         let mut out: Vec<u8> = Vec::new();
-        for change in self.fake.history(&self.project, &self.region, service) {
+        for change in self.fake.history(&self.project, region, service) {
             let p = change
                 .allocation
                 .iter()
@@ -286,5 +311,80 @@ impl Drop for Process {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// What one run of an operator verb (`cutover status`, `promote`, …) of the real binary did.
+#[derive(Debug)]
+pub struct VerbRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TestApp {
+    /// A cutover instance against fresh fakes on a manual clock that starts at the machine's
+    /// time, for tests that also run the real binary's operator verbs (which read the system
+    /// clock): the manual clock only moves forward from there, so a verb's `now` is never later
+    /// than the server's.
+    pub async fn start_now(project: &str, region: &str, extra: &[&str]) -> TestApp {
+        let clock = Clock::manual(Timestamp::now());
+        let fake = FakeGcp::start(fake_clock(&clock)).await;
+        TestApp::start_on(project, region, fake, clock, extra).await
+    }
+
+    /// The flags that point an operator verb at this instance's fakes, as `alice`.
+    pub fn verb_flags(&self) -> Vec<String> {
+        let base = self.fake.base_url();
+        [
+            "--project",
+            &self.project,
+            "--region",
+            &self.region,
+            "--run-endpoint",
+            &base,
+            "--monitoring-endpoint",
+            &base,
+            "--metadata-host",
+            &self.fake.metadata_host(),
+            "--auth",
+            "none",
+            "--actor",
+            "alice",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Runs `cutover VERB ARGS… FLAGS…` (the real binary, with the fakes' flags of
+    /// [`TestApp::verb_flags`] and `flags`, no `CUTOVER_*` from the environment) to its end.
+    pub async fn verb(&self, verb: &str, args: &[&str]) -> VerbRun {
+        let mut argv: Vec<String> = vec![verb.to_string()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        argv.extend(self.verb_flags());
+        run_verb(argv).await
+    }
+}
+
+/// Runs the real `cutover` binary with `argv`, off the async runtime (the fakes it talks to
+/// run on it), with no `CUTOVER_*` or Google variable inherited.
+pub async fn run_verb(argv: Vec<String>) -> VerbRun {
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().to_string();
+            if k.starts_with("CUTOVER_") || k.starts_with("GOOGLE_") || k == "GCE_METADATA_HOST" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(&argv).output().expect("the cutover binary runs")
+    })
+    .await
+    .expect("the verb's thread");
+    VerbRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
