@@ -21,6 +21,7 @@ use super::{
     Action, Change, Decision, Observed, PauseCause, Phase, Policy, PolicyError, Record, Stay,
     advance, begin, complete, describe, drift, pause, rollback, split, start_bake,
 };
+use crate::decision::policy::Mode;
 
 /// What a person asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +69,17 @@ pub(crate) fn decide(
     actor: &str,
     now: Timestamp,
 ) -> Decision {
+    // Shadow mode promises that cutover writes nothing to the service: a person's verb is no
+    // exception, and doing nothing while saying "done" would mislead. Traffic of a shadowed
+    // service is the people's to set (with gcloud), or the mode changes to live first.
+    if let Ok(p) = policy
+        && p.mode_for(&obs.annotations) == Mode::Shadow
+    {
+        return refuse(format!(
+            "{} is in shadow mode: cutover writes nothing to it, verbs included; set traffic with gcloud, or make it live first (cutover.dev/mode=live, or CUTOVER_MODE=live)",
+            obs.service
+        ));
+    }
     let d = match action {
         OperatorAction::Start { revision } => start(obs, record, policy, revision, actor, now),
         _ => {

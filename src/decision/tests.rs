@@ -6,6 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 use super::evidence::{Histogram, RevisionStats, ServiceStats, Window};
+use super::policy::Mode;
 use super::*;
 
 const STABLE: &str = "api-00001-abc";
@@ -1148,6 +1149,33 @@ mod operator_verbs {
             OperatorAction::Resume,
         ] {
             refused(&verb(&obs, a), "no rollout");
+        }
+    }
+
+    #[test]
+    fn every_verb_on_a_shadowed_service_is_refused_and_writes_nothing() {
+        let r = running(10, t0());
+        let mut obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+        for action in [
+            OperatorAction::Start { revision: None },
+            OperatorAction::Promote { to: None },
+            OperatorAction::Rollback,
+            OperatorAction::Pause,
+            OperatorAction::Resume,
+        ] {
+            // Shadowed by its annotation, and by cutover's own setting.
+            obs.annotations
+                .insert("cutover.dev/mode".into(), "shadow".into());
+            refused(&verb(&obs, action.clone()), "shadow mode");
+            obs.annotations.remove("cutover.dev/mode");
+            let shadow = Policy {
+                mode: Mode::Shadow,
+                ..Policy::default()
+            };
+            let d = decide(&obs, &op(action.clone()), &Evidence::None, &shadow, due());
+            refused(&d, "shadow mode");
+            // Live, the same verb is not refused for being shadowed.
+            assert!(!verb(&obs, action).reason.contains("shadow"));
         }
     }
 
