@@ -49,17 +49,7 @@ async fn a_rollout_paused_by_a_manual_change_resumes_from_that_split_and_complet
         "{refused:?}"
     );
 
-    t.fake.set_traffic_by_hand(
-        PROJECT,
-        REGION,
-        "manual",
-        &[(&stable_of("manual"), 70), (&candidate_of("manual"), 30)],
-    );
-    t.tick_minutes(1).await;
-    assert_eq!(
-        t.annotation("manual", "cutover.dev/paused-by").as_deref(),
-        Some("manual-change")
-    );
+    t.change_traffic_by_hand("manual").await;
 
     let r = t.verb("resume", &["manual"]).await;
     assert_eq!(r.code, 0, "{r:?}");

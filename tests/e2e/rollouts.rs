@@ -316,17 +316,7 @@ async fn traffic_changed_by_hand_pauses_the_rollout_and_is_never_overwritten() {
     t.service("manual", 20.0);
     t.release("manual", RevisionProfile::healthy()).await;
     t.tick_minutes(2).await;
-    t.fake.set_traffic_by_hand(
-        PROJECT,
-        REGION,
-        "manual",
-        &[(&stable_of("manual"), 70), (&candidate_of("manual"), 30)],
-    );
-    t.tick_minutes(1).await;
-    assert_eq!(
-        t.annotation("manual", "cutover.dev/paused-by").as_deref(),
-        Some("manual-change")
-    );
+    t.change_traffic_by_hand("manual").await;
     t.tick_minutes(JUDGED_AFTER * 2).await;
     let alert = t
         .push

@@ -262,6 +262,23 @@ impl TestApp {
             .map(String::from)
     }
 
+    /// A person sets `service`'s split to 70% stable / 30% candidate by hand, and the next tick
+    /// sees it: the rollout must now be paused for a manual change.
+    pub async fn change_traffic_by_hand(&self, service: &str) {
+        self.fake.set_traffic_by_hand(
+            &self.project,
+            &self.region,
+            service,
+            &[(&stable_of(service), 70), (&candidate_of(service), 30)],
+        );
+        self.tick_minutes(1).await;
+        assert_eq!(
+            self.annotation(service, "cutover.dev/paused-by").as_deref(),
+            Some("manual-change"),
+            "a split changed by hand pauses the rollout"
+        );
+    }
+
     /// Every decision published so far.
     pub fn drain(&mut self) -> Vec<DecisionRecord> {
         drain(&mut self.decisions)
