@@ -241,7 +241,12 @@ impl Record {
                 })
                 .unwrap_or_default(),
             history: History {
-                actor: a.get(ACTOR).filter(|v| !v.is_empty()).cloned(),
+                // Read as it would be written (printable, bounded): anyone can edit the
+                // annotation, and what is read must survive being written back unchanged.
+                actor: a
+                    .get(ACTOR)
+                    .map(|v| crate::ids::text::printable(v, MAX_ACTOR_CHARS))
+                    .filter(|v| !v.is_empty()),
                 // The history only informs people, it never decides: a damaged one is dropped
                 // (and rewritten with the next decision) rather than stopping the rollout.
                 entries: a
@@ -519,5 +524,21 @@ mod tests {
             Record::from_annotations(&a).unwrap().unwrap().history,
             r.history
         );
+    }
+
+    #[test]
+    fn an_actor_edited_by_hand_reads_as_it_would_be_written_back() {
+        let mut a = record(Phase::Progressing).to_annotations();
+        a.insert(ACTOR.into(), "5,2\u{3}\u{3}\0\0 alice\n".into());
+        let r = Record::from_annotations(&a).unwrap().unwrap();
+        assert_eq!(r.history.actor.as_deref(), Some("5,2     alice"));
+        assert_eq!(
+            Record::from_annotations(&r.to_annotations()),
+            Ok(Some(r)),
+            "what was read survives being written back"
+        );
+        a.insert(ACTOR.into(), " \n\t".into());
+        let r = Record::from_annotations(&a).unwrap().unwrap();
+        assert_eq!(r.history.actor, None, "nothing printable is no actor");
     }
 }
