@@ -499,8 +499,13 @@ impl ServeArgs {
 
     /// The per-event deadline as a std duration.
     pub fn event_deadline(&self) -> Duration {
-        Duration::from_secs(self.event_deadline.as_secs().max(1) as u64)
+        whole_seconds(self.event_deadline)
     }
+}
+
+/// A timeout setting as the std duration the runtime takes: whole seconds, at least one.
+pub fn whole_seconds(d: SignedDuration) -> Duration {
+    Duration::from_secs(d.as_secs().max(1) as u64)
 }
 
 #[cfg(test)]

@@ -166,22 +166,20 @@ def same(a, b):
 
 def main(config="src/config.rs", root="infra"):
     config = pathlib.Path(config)
-    if not config.exists():
-        tfload.fail(CHECK, f"{config} not found: cannot tell which variables cutover reads")
-        return 1
-    reads = cutover_reads(config.read_text(encoding="utf-8"))
-    if not reads:
-        tfload.fail(CHECK, f"no `env = \"...\"` in {config}")
-        return 1
     policy = config.parent / pathlib.Path(POLICY_RS).relative_to("src")
-    if not policy.exists():
-        tfload.fail(CHECK, f"{policy} not found: cannot tell which policy variables cutover reads")
-        return 1
-    table = policy_reads(policy.read_text(encoding="utf-8"))
-    if not table:
-        tfload.fail(CHECK, f"no settings table rows in {policy}")
-        return 1
-    reads.update(table)
+    reads = {}
+    for path, parse, what in (
+        (config, cutover_reads, "`env = \"...\"`"),
+        (policy, policy_reads, "settings table rows"),
+    ):
+        if not path.exists():
+            tfload.fail(CHECK, f"{path} not found: cannot tell which variables cutover reads")
+            return 1
+        found = parse(path.read_text(encoding="utf-8"))
+        if not found:
+            tfload.fail(CHECK, f"no {what} in {path}")
+            return 1
+        reads.update(found)
     mods = tfload.modules(root)
     sets, errors = terraform_sets(mods)
     variables = {}

@@ -36,3 +36,15 @@ pub fn flags(fake: &FakeGcp, project: &str, region: &str) -> Vec<String> {
     .map(|s| s.to_string())
     .collect()
 }
+
+/// [`flags`], then `extra` flags (which win, coming later).
+pub fn flags_with<S: AsRef<str>>(
+    fake: &FakeGcp,
+    project: &str,
+    region: &str,
+    extra: &[S],
+) -> Vec<String> {
+    let mut all = flags(fake, project, region);
+    all.extend(extra.iter().map(|s| s.as_ref().to_string()));
+    all
+}

@@ -89,11 +89,11 @@ pub struct Limits {
 impl Limits {
     /// The limits `cutover serve` was started with.
     pub fn from_args(args: &crate::config::ServeArgs) -> Self {
-        let secs = |d: jiff::SignedDuration| Duration::from_secs(d.as_secs().max(1) as u64);
+        use crate::config::whole_seconds;
         Limits {
             max_connections: args.max_connections,
-            header_read_timeout: secs(args.header_read_timeout),
-            idle_timeout: secs(args.idle_timeout),
+            header_read_timeout: whole_seconds(args.header_read_timeout),
+            idle_timeout: whole_seconds(args.idle_timeout),
         }
     }
 }

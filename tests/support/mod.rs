@@ -42,9 +42,10 @@ pub fn try_serve_args<S: AsRef<str>>(
     region: &str,
     extra: &[S],
 ) -> Result<ServeArgs, String> {
-    let flags = cutover_fakes::flags::flags(fake, project, region).into_iter();
-    ServeArgs::from_flags(flags.chain(extra.iter().map(|s| s.as_ref().to_string())))
-        .map_err(|e| e.to_string())
+    ServeArgs::from_flags(cutover_fakes::flags::flags_with(
+        fake, project, region, extra,
+    ))
+    .map_err(|e| e.to_string())
 }
 
 /// [`try_serve_args`] for flags that must parse.
