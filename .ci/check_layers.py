@@ -35,7 +35,10 @@ ALLOWED = {
     "config": LEAVES | {"decision", "gcp", "events"},
     "error": LEAVES | {"gcp", "events", "router", "metrics", "reconcile"},
     "operate": LEAVES | {"config", "decision", "gcp", "metrics", "reconcile", "router"},
-    "server": LEAVES | {"config", "decision", "error", "events", "flight", "gcp", "metrics", "reconcile", "router"},
+    # Listens to the reconciler's decision records (reconcile::DecisionRecord) and tells Pub/Sub
+    # and chat; only server and main may use it.
+    "notify": LEAVES | {"config", "decision", "gcp", "reconcile"},
+    "server": LEAVES | {"config", "decision", "error", "events", "flight", "gcp", "metrics", "notify", "reconcile", "router"},
 }
 
 CRATE_PATH = re.compile(r"\bcrate::(\{[^}]*\}|\w+)")

@@ -206,6 +206,17 @@ pub enum PushAuthMode {
     None,
 }
 
+/// Message format of the chat webhook (`CUTOVER_NOTIFY_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NotifyFormat {
+    /// From the URL's host: chat.googleapis.com is Google Chat, hooks.slack.com is Slack.
+    Auto,
+    /// Google Chat's incoming webhook: `{"text": …}`.
+    GoogleChat,
+    /// Slack's incoming webhook: `{"text": …, "blocks": […]}`.
+    Slack,
+}
+
 /// Log output format (`CUTOVER_LOG_FORMAT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -312,6 +323,41 @@ pub struct ServeArgs {
     #[arg(long, env = "CUTOVER_EVENT_DEADLINE", value_name = "CUTOVER_EVENT_DEADLINE", default_value = "50s", value_parser = duration)]
     pub event_deadline: SignedDuration,
 
+    /// Pub/Sub topic for rollout lifecycle events: projects/P/topics/T, or a topic id in GOOGLE_CLOUD_PROJECT [default: no events].
+    #[arg(
+        long,
+        env = "CUTOVER_EVENTS_TOPIC",
+        value_name = "CUTOVER_EVENTS_TOPIC"
+    )]
+    pub events_topic: Option<String>,
+
+    /// Pub/Sub emulator (host:port): events are published there without credentials, as Google's client libraries do.
+    #[arg(
+        long,
+        env = "PUBSUB_EMULATOR_HOST",
+        value_name = "PUBSUB_EMULATOR_HOST"
+    )]
+    pub pubsub_emulator_host: Option<String>,
+
+    /// Incoming webhook (Google Chat or Slack) told about rollbacks, pauses, refusals and completions [default: none]; a secret, only its host is logged.
+    #[arg(
+        long,
+        env = "CUTOVER_NOTIFY_URL",
+        value_name = "CUTOVER_NOTIFY_URL",
+        hide_env_values = true
+    )]
+    pub notify_url: Option<String>,
+
+    /// Message format of CUTOVER_NOTIFY_URL: auto (from its host), google-chat or slack.
+    #[arg(
+        long,
+        env = "CUTOVER_NOTIFY_FORMAT",
+        value_name = "CUTOVER_NOTIFY_FORMAT",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub notify_format: NotifyFormat,
+
     /// Log format.
     #[arg(
         long,
@@ -409,6 +455,53 @@ fn smoke_path(s: &str) -> Result<String, String> {
     Ok(path)
 }
 
+/// `CUTOVER_EVENTS_TOPIC`: `projects/P/topics/T` or a bare topic id `T`, with Pub/Sub's rules
+/// for a topic id (3 to 255 of letters, digits and `-_.~+%`, starting with a letter, not with
+/// `goog`) and a valid project id.
+pub fn check_topic(s: &str) -> Result<(), String> {
+    let id = match s.split('/').collect::<Vec<_>>().as_slice() {
+        [id] => *id,
+        ["projects", project, "topics", id] => {
+            crate::ids::ProjectId::parse(project)
+                .map_err(|e| format!("{s:?}: project {e}"))?;
+            *id
+        }
+        _ => {
+            return Err(format!(
+                "{s:?} is neither projects/PROJECT/topics/TOPIC nor a topic id"
+            ));
+        }
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.~+%".contains(c);
+    if !(3..=255).contains(&id.len())
+        || !id.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !id.chars().all(allowed)
+        || id.to_ascii_lowercase().starts_with("goog")
+    {
+        return Err(format!(
+            "topic id {id:?} must be 3 to 255 letters, digits or -_.~+%, start with a letter and not with goog"
+        ));
+    }
+    Ok(())
+}
+
+/// `CUTOVER_NOTIFY_URL`: an https URL without user info (http only to a loopback address, for
+/// tests). The error never repeats the URL: it is a secret.
+pub fn check_notify_url(s: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry user info".into());
+    }
+    match url.scheme() {
+        "https" if url.host_str().is_some() => Ok(()),
+        "http" if crate::gcp::is_loopback(&url) => Ok(()),
+        _ => Err(format!(
+            "must be an https URL (host {})",
+            url.host_str().unwrap_or("none")
+        )),
+    }
+}
+
 /// A setting that parses but cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {reason}")]
@@ -479,6 +572,18 @@ impl ServeArgs {
                 reason: "must be at least 1".into(),
             });
         }
+        if let Some(topic) = self.events_topic() {
+            check_topic(topic).map_err(|reason| ConfigError {
+                var: "CUTOVER_EVENTS_TOPIC",
+                reason,
+            })?;
+        }
+        if let Some(url) = self.notify_url() {
+            check_notify_url(url).map_err(|reason| ConfigError {
+                var: "CUTOVER_NOTIFY_URL",
+                reason,
+            })?;
+        }
         for (var, url) in [
             ("CUTOVER_RUN_ENDPOINT", &self.google.run_endpoint),
             (
@@ -495,6 +600,22 @@ impl ServeArgs {
             }
         }
         Ok(())
+    }
+
+    /// `CUTOVER_EVENTS_TOPIC`, trimmed; `None` when unset or empty (no events).
+    pub fn events_topic(&self) -> Option<&str> {
+        self.events_topic
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// `CUTOVER_NOTIFY_URL`, trimmed; `None` when unset or empty (no chat notifications).
+    pub fn notify_url(&self) -> Option<&str> {
+        self.notify_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     }
 
     /// The per-event deadline as a std duration.

@@ -17,6 +17,8 @@
 //! - [`reconcile`]: the imperative shell around the rules; [`flight`] keeps it to one
 //!   evaluation per service at a time.
 //! - [`router`], [`metrics`]: the two platform seams, with Cloud Run and Cloud Monitoring.
+//! - [`notify`]: lifecycle events on Pub/Sub and chat messages, from the decisions, off their
+//!   path.
 //! - [`operate`]: the operator verbs (`cutover status`, `promote`, …), a client of the same
 //!   reconciler with the caller's credentials.
 //! - [`gcp`]: Google REST wire types and calls; [`failure`]: what a failure means, decided once.
@@ -34,6 +36,7 @@ pub mod flight;
 pub mod gcp;
 pub mod ids;
 pub mod metrics;
+pub mod notify;
 pub mod operate;
 pub mod reconcile;
 pub mod router;

@@ -52,6 +52,7 @@ use crate::gcp::monitoring::MonitoringClient;
 use crate::gcp::run::RunClient;
 use crate::gcp::{Google, TokenSource, metadata};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
+use crate::notify::Notifier;
 use crate::reconcile::{DecisionRecord, Reconciler, SmokeCheck};
 use crate::router::cloud_run::CloudRunRouter;
 use crate::target::ServiceRef;
@@ -94,6 +95,8 @@ pub struct App {
     pub handled_builds: crate::flight::Recent,
     /// Timeouts and the connection cap of the listening socket.
     pub transport: transport::Limits,
+    /// Lifecycle events and chat messages, fed from the reconciler's decisions.
+    pub notify: Arc<Notifier>,
 }
 
 /// Why cutover could not start.
@@ -150,6 +153,13 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     // The smoke check and the key fetch have clients of their own that follow no redirect.
     let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(StartError::Setup)?;
     let reconciler = Reconciler::new(router, metrics, smoke, policy, clock.clone());
+    let own_service = std::env::var("K_SERVICE").ok();
+    let notify_settings =
+        crate::notify::Settings::from_args(args, &project, &default_region, own_service.as_deref())?;
+    let notify = Notifier::start(notify_settings)
+        .await
+        .map_err(StartError::Setup)?;
+    notify.listen(reconciler.subscribe());
     let auth = match args.push_auth {
         PushAuthMode::None => PushAuth::None,
         PushAuthMode::Google => PushAuth::Google(
@@ -178,6 +188,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         clock,
         handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),
         transport: transport::Limits::from_args(args),
+        notify,
     }))
 }
 
@@ -248,11 +259,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping.send(true);
+    // When the shutdown signal came: the grace period, and the notifications' flush, count
+    // from it.
+    let signalled = Arc::new(std::sync::OnceLock::new());
+    let signal = {
+        let signalled = Arc::clone(&signalled);
+        async move {
+            shutdown.await;
+            let _ = signalled.set(Instant::now());
+            let _ = stopping.send(true);
+        }
     };
     let limits = state.transport;
+    let notify = Arc::clone(&state.notify);
     let server = transport::serve(listener, app(state), limits, signal);
     let grace = async move {
         if stopped.wait_for(|s| *s).await.is_err() {
@@ -261,14 +280,24 @@ pub async fn run(
         }
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    tokio::select! {
+    let served = tokio::select! {
         r = server => r,
         () = grace => {
             tracing::warn!("in-flight requests still running after the shutdown grace period; exiting");
             Ok(())
         }
-    }
+    };
+    // Notifications still queued get what is left of the grace period, at least a moment.
+    let by = signalled
+        .get()
+        .map_or_else(Instant::now, |at| *at + SHUTDOWN_GRACE)
+        .max(Instant::now() + NOTIFY_FLUSH_MIN);
+    notify.shutdown(by).await;
+    served
 }
+
+/// The least time queued notifications get at shutdown, even after a full grace period.
+const NOTIFY_FLUSH_MIN: Duration = Duration::from_millis(300);
 
 /// Resolves on SIGTERM (what Cloud Run sends) or Ctrl-C.
 pub async fn shutdown_signal() {
@@ -336,9 +365,12 @@ fn resolve(
     trigger: &Trigger,
     event: &str,
 ) -> Result<ServiceRef, Box<DecisionRecord>> {
-    app.scope
-        .resolve(named)
-        .map_err(|refusal| Box::new(refused(&refusal, event, trigger, app.clock.now())))
+    app.scope.resolve(named).map_err(|refusal| {
+        let record = refused(&refusal, event, trigger, app.clock.now());
+        // Recorded here, not by the reconciler: told about like any decision.
+        app.notify.handle(&record);
+        Box::new(record)
+    })
 }
 
 /// A refusal as a decision record (decision `refused`, nothing written), logged at error level:
