@@ -54,6 +54,15 @@ locals {
     CUTOVER_IDLE_TIMEOUT          = var.idle_timeout
     CUTOVER_MAX_CONNECTIONS       = tostring(var.max_connections)
     CUTOVER_LOG_FORMAT            = var.log_format
+    CUTOVER_EVENTS_TOPIC          = local.events_topic
+    CUTOVER_NOTIFY_FORMAT         = var.notify_format
+  }
+
+  # Settings read from Secret Manager (the latest version of each secret), left
+  # out when null. The webhook URL is a credential: as a plain env var, anyone
+  # allowed to read the service's configuration would see it.
+  cutover_secret_env = {
+    CUTOVER_NOTIFY_URL = var.notify_url_secret
   }
 }
 
@@ -143,6 +152,19 @@ resource "google_cloud_run_v2_service" "cutover" {
           value = env.value
         }
       }
+
+      dynamic "env" {
+        for_each = { for name, secret in local.cutover_secret_env : name => secret if secret != null }
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
+          }
+        }
+      }
     }
   }
 
@@ -179,5 +201,8 @@ resource "google_cloud_run_v2_service" "cutover" {
     ]
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis,
+    google_secret_manager_secret_iam_member.runtime_reads_notify_url,
+  ]
 }

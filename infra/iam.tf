@@ -190,3 +190,34 @@ resource "google_service_account_iam_member" "build_acts_as_runtime" {
   role               = "roles/iam.serviceAccountUser"
   member             = "serviceAccount:${google_service_account.build.email}"
 }
+
+# ---------------------------------------------------------------------------
+# Events and notifications
+# ---------------------------------------------------------------------------
+
+# Grant: cutover -> roles/pubsub.publisher, on the events topic it creates
+# only. Why: cutover publishes rollout lifecycle events there
+# (CUTOVER_EVENTS_TOPIC).
+resource "google_pubsub_topic_iam_member" "runtime_publishes_events" {
+  count = var.events_topic == null ? 1 : 0
+
+  project = var.project_id
+  topic   = google_pubsub_topic.events[0].name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+# Grant: cutover -> roles/secretmanager.secretAccessor, on the webhook secret
+# only (var.notify_url_secret). Why: Cloud Run reads the secret as cutover's
+# runtime account to set CUTOVER_NOTIFY_URL.
+resource "google_secret_manager_secret_iam_member" "runtime_reads_notify_url" {
+  count = var.notify_url_secret == null ? 0 : 1
+
+  project   = var.project_id
+  secret_id = var.notify_url_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.runtime.email}"
+
+  depends_on = [google_project_service.apis]
+}
+

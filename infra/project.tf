@@ -56,6 +56,12 @@ locals {
 
   labels = merge({ app = "cutover" }, var.labels)
 
+  # CUTOVER_EVENTS_TOPIC: the created topic by default, none when "", else as
+  # given. null leaves the variable unset (events off).
+  events_topic = (var.events_topic == null
+    ? google_pubsub_topic.events[0].id
+    : (var.events_topic == "" ? null : var.events_topic))
+
   # Every API a resource in this directory (or a step of cloudbuild.yaml) calls.
   required_apis = toset([
     "artifactregistry.googleapis.com",     # the image repository (build.tf)
@@ -67,6 +73,7 @@ locals {
     "monitoring.googleapis.com",           # metrics, alert policies, channel, dashboard
     "pubsub.googleapis.com",               # topics and push subscriptions
     "run.googleapis.com",                  # cutover itself and the services it manages
+    "secretmanager.googleapis.com",        # the chat webhook URL (var.notify_url_secret)
     "storage.googleapis.com",              # the build source staging bucket
   ])
 }

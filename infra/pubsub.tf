@@ -140,3 +140,18 @@ resource "google_pubsub_subscription" "push" {
     google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters,
   ]
 }
+
+# cutover publishes each rollout's lifecycle events here (CUTOVER_EVENTS_TOPIC,
+# README: Events and notifications), unless var.events_topic names another
+# topic or turns events off.
+resource "google_pubsub_topic" "events" {
+  #checkov:skip=CKV_GCP_83:Events carry cutover's decision records (service and revision names, request counts, rates, reasons), the same as its logs; Google-managed encryption is enough.
+  count = var.events_topic == null ? 1 : 0
+
+  project = var.project_id
+  name    = "${var.service_name}-events"
+  labels  = local.labels
+
+  depends_on = [google_project_service.apis]
+}
+

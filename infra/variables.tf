@@ -507,3 +507,39 @@ variable "log_format" {
     error_message = "log_format must be json or text."
   }
 }
+
+# --- Events and notifications (README: Events and notifications) -----------------
+
+variable "events_topic" {
+  description = "CUTOVER_EVENTS_TOPIC: where cutover publishes rollout lifecycle events. null (the default): the topic this configuration creates, `<service_name>-events`, with cutover allowed to publish to it. \"\": no events. Anything else: a topic id in this project or projects/P/topics/T created elsewhere; its owner grants cutover's account roles/pubsub.publisher on it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.events_topic == null || var.events_topic == "" || can(regex("^(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/topics/)?[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$", var.events_topic))
+    error_message = "events_topic must be null, \"\", a topic id or projects/PROJECT/topics/TOPIC."
+  }
+}
+
+variable "notify_url_secret" {
+  description = "CUTOVER_NOTIFY_URL, from Secret Manager: the id of a secret in this project whose latest version is the incoming-webhook URL of a Google Chat space or Slack channel. The URL is a credential, so it is neither a Terraform value (it would sit in the state) nor a plain env var (anyone who can read the service would see it); create the secret yourself (README: Events and notifications). null: no chat notifications."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.notify_url_secret == null || can(regex("^[A-Za-z0-9_-]{1,255}$", var.notify_url_secret))
+    error_message = "notify_url_secret must be a Secret Manager secret id (letters, digits, - and _)."
+  }
+}
+
+variable "notify_format" {
+  description = "CUTOVER_NOTIFY_FORMAT: message format of the webhook: auto (chat.googleapis.com is Google Chat, hooks.slack.com is Slack), google-chat or slack."
+  type        = string
+  default     = "auto"
+
+  validation {
+    condition     = contains(["auto", "google-chat", "slack"], var.notify_format)
+    error_message = "notify_format must be auto, google-chat or slack."
+  }
+}
+

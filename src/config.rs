@@ -462,8 +462,7 @@ pub fn check_topic(s: &str) -> Result<(), String> {
     let id = match s.split('/').collect::<Vec<_>>().as_slice() {
         [id] => *id,
         ["projects", project, "topics", id] => {
-            crate::ids::ProjectId::parse(project)
-                .map_err(|e| format!("{s:?}: project {e}"))?;
+            crate::ids::ProjectId::parse(project).map_err(|e| format!("{s:?}: project {e}"))?;
             *id
         }
         _ => {

@@ -154,8 +154,12 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(StartError::Setup)?;
     let reconciler = Reconciler::new(router, metrics, smoke, policy, clock.clone());
     let own_service = std::env::var("K_SERVICE").ok();
-    let notify_settings =
-        crate::notify::Settings::from_args(args, &project, &default_region, own_service.as_deref())?;
+    let notify_settings = crate::notify::Settings::from_args(
+        args,
+        &project,
+        &default_region,
+        own_service.as_deref(),
+    )?;
     let notify = Notifier::start(notify_settings)
         .await
         .map_err(StartError::Setup)?;

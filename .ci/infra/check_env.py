@@ -34,6 +34,7 @@ CHECK = "env-agreement"
 FORBIDDEN = {
     "PORT": "Cloud Run sets PORT from the container port; setting it is rejected by Cloud Run",
     "GCE_METADATA_HOST": "a test hook pointing cutover at a fake metadata server; on Cloud Run the real one is used",
+    "PUBSUB_EMULATOR_HOST": "a test hook sending events to the Pub/Sub emulator without credentials; on Cloud Run events go to Pub/Sub",
 }
 # CUTOVER_* names cutover reads that Terraform deliberately does not offer, and why.
 # Empty: every CUTOVER_* setting is a variable in infra/variables.tf.

@@ -135,7 +135,10 @@ pub fn numbers(rec: &DecisionRecord) -> Option<String> {
             .max_error_rate
             .map(|m| format!(" (max {})", percent(m)))
             .unwrap_or_default();
-        let n = rec.errors_5xx.map(|n| format!(", {n} 5xx")).unwrap_or_default();
+        let n = rec
+            .errors_5xx
+            .map(|n| format!(", {n} 5xx"))
+            .unwrap_or_default();
         parts.push(format!("5xx rate {}{max}{n}", percent(rate)));
     }
     if let Some(p99) = rec.p99_ms {
@@ -157,13 +160,19 @@ pub fn numbers(rec: &DecisionRecord) -> Option<String> {
 fn lines(rec: &DecisionRecord, ty: EventType) -> Vec<String> {
     let s = ServiceParts::of(&rec.service);
     let mut v = vec![format!("*{}* {}", s.name, headline(rec, ty))];
-    v.push(format!("Service {} in {} (project {})", s.name, s.region, s.project));
+    v.push(format!(
+        "Service {} in {} (project {})",
+        s.name, s.region, s.project
+    ));
     if let Some(c) = &rec.candidate {
         let share = rec
             .percent
             .map(|p| format!(" with {p}% of traffic"))
             .unwrap_or_default();
-        let phase = rec.phase.map(|p| format!(", phase {p}")).unwrap_or_default();
+        let phase = rec
+            .phase
+            .map(|p| format!(", phase {p}"))
+            .unwrap_or_default();
         let stable = rec.stable.as_deref().unwrap_or("-");
         v.push(format!("Candidate {c}{share}{phase}; stable {stable}"));
     }
@@ -185,7 +194,9 @@ pub fn google_chat_body(rec: &DecisionRecord, ty: EventType) -> Value {
 
 /// Slack's `&`, `<` and `>`, escaped as its mrkdwn requires.
 fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Slack's message: a plain fallback `text` and `blocks` in mrkdwn (the message, then the
@@ -378,12 +389,21 @@ mod tests {
         let chat = url("https://chat.googleapis.com/v1/spaces/AAA/messages?key=k&token=t");
         let slack = url("https://hooks.slack.com/services/T/B/X");
         let other = url("https://hooks.example.com/x");
-        assert_eq!(detect(&chat, NotifyFormat::Auto), Ok(ChatFormat::GoogleChat));
+        assert_eq!(
+            detect(&chat, NotifyFormat::Auto),
+            Ok(ChatFormat::GoogleChat)
+        );
         assert_eq!(detect(&slack, NotifyFormat::Auto), Ok(ChatFormat::Slack));
         let e = detect(&other, NotifyFormat::Auto).unwrap_err();
-        assert!(e.contains("CUTOVER_NOTIFY_FORMAT") && e.contains("hooks.example.com"), "{e}");
+        assert!(
+            e.contains("CUTOVER_NOTIFY_FORMAT") && e.contains("hooks.example.com"),
+            "{e}"
+        );
         assert_eq!(detect(&other, NotifyFormat::Slack), Ok(ChatFormat::Slack));
-        assert_eq!(detect(&slack, NotifyFormat::GoogleChat), Ok(ChatFormat::GoogleChat));
+        assert_eq!(
+            detect(&slack, NotifyFormat::GoogleChat),
+            Ok(ChatFormat::GoogleChat)
+        );
     }
 
     #[test]
@@ -466,7 +486,10 @@ mod tests {
         assert_eq!(body["blocks"][0]["type"], "section");
         assert_eq!(body["blocks"][0]["text"]["type"], "mrkdwn");
         let section = body["blocks"][0]["text"]["text"].as_str().unwrap();
-        assert!(section.contains("Reason: alert &lt;incident 7&gt; &amp; more"), "{section}");
+        assert!(
+            section.contains("Reason: alert &lt;incident 7&gt; &amp; more"),
+            "{section}"
+        );
         assert!(section.contains("5xx rate 12.50% (max 1.00%)"), "{section}");
         assert_eq!(body["blocks"][1]["type"], "context");
         let context = body["blocks"][1]["elements"][0]["text"].as_str().unwrap();

@@ -122,15 +122,17 @@ impl EventSink {
         stats: Arc<Stats>,
         worker: &Worker,
     ) -> Result<EventSink, String> {
-        let retry = google_cloud_pubsub::retry_policy::RetryableErrors
-            .with_time_limit(CLIENT_RETRY_LIMIT);
+        let retry =
+            google_cloud_pubsub::retry_policy::RetryableErrors.with_time_limit(CLIENT_RETRY_LIMIT);
         let mut builder = Publisher::builder(settings.topic.clone())
             .with_retry_policy(retry)
             .set_delay_threshold(Duration::from_millis(5));
         if let Some(host) = &settings.emulator_host {
             builder = builder
                 .with_endpoint(format!("http://{host}"))
-                .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+                .with_credentials(
+                    google_cloud_auth::credentials::anonymous::Builder::new().build(),
+                );
         }
         let publisher = builder
             .build()

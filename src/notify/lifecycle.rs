@@ -245,7 +245,10 @@ mod tests {
                 };
                 assert_eq!(event_of(&r), expected, "{kind} by {trigger}");
                 // A write that did not happen is no event; nor is anything in shadow mode.
-                for failed in ["conflict: someone wrote first; deciding again", "failed: 500"] {
+                for failed in [
+                    "conflict: someone wrote first; deciding again",
+                    "failed: 500",
+                ] {
                     let mut r = r.clone();
                     r.write = failed.into();
                     if write == "applied" {
@@ -255,7 +258,11 @@ mod tests {
                 let mut shadow = r.clone();
                 shadow.mode = Mode::Shadow;
                 shadow.write = "shadow: not written".into();
-                assert_eq!(event_of(&shadow), None, "{kind} by {trigger} in shadow mode");
+                assert_eq!(
+                    event_of(&shadow),
+                    None,
+                    "{kind} by {trigger} in shadow mode"
+                );
             }
         }
     }

@@ -140,7 +140,10 @@ impl Default for Worker {
 impl Worker {
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         let handle = tokio::spawn(task);
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
     }
 
     /// Whether `at` is past the shutdown deadline (never before shutdown).
@@ -353,7 +356,10 @@ mod tests {
     #[test]
     fn a_records_service_splits_into_its_parts() {
         let p = ServiceParts::of("p-1/europe-west1/api");
-        assert_eq!(p.resource_name(), "projects/p-1/locations/europe-west1/services/api");
+        assert_eq!(
+            p.resource_name(),
+            "projects/p-1/locations/europe-west1/services/api"
+        );
         assert_eq!(p.flags(), "--project p-1 --region europe-west1");
     }
 }

@@ -61,10 +61,13 @@ fn serve_help_lists_every_variable_with_its_default() {
     let settings = documented_settings();
     assert!(settings.len() >= 30, "README table not found: {settings:?}");
     for (var, default) in settings {
-        // clap prints `[env: VAR=]` and, on the next line, `[default: …]`.
+        // clap prints `[env: VAR=]` (`[env: VAR]` for a secret, whose value it hides) and, on
+        // the next line, `[default: …]`.
         let block: Vec<&str> = help
             .lines()
-            .skip_while(|l| !l.contains(&format!("[env: {var}=")))
+            .skip_while(|l| {
+                !(l.contains(&format!("[env: {var}=")) || l.contains(&format!("[env: {var}]")))
+            })
             .take(2)
             .collect();
         assert!(!block.is_empty(), "{var} missing from --help:\n{help}");
@@ -89,6 +92,10 @@ fn a_bad_value_stops_start_up_naming_the_variable() {
         ("GOOGLE_CLOUD_PROJECT", "p/locations/x"),
         ("CUTOVER_REGION", "Europe West"),
         ("CUTOVER_REGIONS", "us-central1,../x"),
+        ("CUTOVER_EVENTS_TOPIC", "projects/p/subscriptions/x"),
+        ("CUTOVER_EVENTS_TOPIC", "goog-events"),
+        ("CUTOVER_NOTIFY_URL", "ftp://hooks.slack.com/x"),
+        ("CUTOVER_NOTIFY_FORMAT", "teams"),
     ] {
         let (ok, out) = cutover(
             &["serve"],
@@ -115,4 +122,22 @@ fn google_push_auth_without_an_audience_refuses_to_start() {
     );
     assert!(!ok);
     assert!(out.contains("CUTOVER_PUSH_AUDIENCE"), "{out}");
+}
+
+#[test]
+fn a_webhook_of_an_unknown_kind_stops_start_up_asking_for_its_format_without_showing_it() {
+    let env = [
+        ("CUTOVER_PUSH_AUTH", "none"),
+        ("GOOGLE_CLOUD_PROJECT", "p"),
+        ("CUTOVER_REGION", "r"),
+        (
+            "CUTOVER_NOTIFY_URL",
+            "https://hooks.example.com/services/SECRET",
+        ),
+    ];
+    let (ok, out) = cutover(&["serve"], &env);
+    assert!(!ok, "an unknown webhook host was accepted");
+    assert!(out.contains("CUTOVER_NOTIFY_FORMAT"), "{out}");
+    assert!(out.contains("hooks.example.com"), "{out}");
+    assert!(!out.contains("SECRET"), "the URL is a secret: {out}");
 }

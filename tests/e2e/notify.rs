@@ -271,19 +271,27 @@ async fn rollouts_publish_each_lifecycle_event_once_in_order_with_cloudevents_at
     let total: usize = expected.values().map(Vec::len).sum();
 
     let stats = t.app.notify.stats();
-    wait_until("every event to be published", Duration::from_secs(30), || {
-        stats.events_published.load(Relaxed) as usize >= total
-    })
+    wait_until(
+        "every event to be published",
+        Duration::from_secs(30),
+        || stats.events_published.load(Relaxed) as usize >= total,
+    )
     .await;
     let pulled = topic.pull_n(total).await;
     assert_eq!(stats.events_lost.load(Relaxed), 0);
-    assert_eq!(pulled.len(), total, "exactly the expected events, each once");
+    assert_eq!(
+        pulled.len(),
+        total,
+        "exactly the expected events, each once"
+    );
 
     let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut ids = BTreeSet::new();
     for m in &pulled {
         let name = m.attr("service").to_string();
-        got.entry(name.clone()).or_default().push(m.kind().to_string());
+        got.entry(name.clone())
+            .or_default()
+            .push(m.kind().to_string());
         assert_eq!(m.attr("ce-specversion"), "1.0");
         assert_eq!(
             m.attr("ce-type"),
@@ -310,7 +318,14 @@ async fn rollouts_publish_each_lifecycle_event_once_in_order_with_cloudevents_at
         assert_eq!(m.ordering_key, format!("{PROJECT}/{REGION}/{name}"));
         // The data is the decision record.
         assert_eq!(m.data["service"], format!("{PROJECT}/{REGION}/{name}"));
-        assert_eq!(m.data["at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap(), time);
+        assert_eq!(
+            m.data["at"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap(),
+            time
+        );
         assert_eq!(m.data["candidate"], candidate_of(&name));
     }
     assert_eq!(got, expected, "in order per service");
@@ -445,9 +460,9 @@ async fn with_the_topic_deleted_mid_rollout_the_rollout_completes_and_the_lost_e
         "the completion's event to be logged as lost",
         Duration::from_secs(30),
         || {
-            lost_lines().iter().any(|l| {
-                field(l, "event_type", "eventType") == "dev.cutover.rollout.v1.completed"
-            })
+            lost_lines()
+                .iter()
+                .any(|l| field(l, "event_type", "eventType") == "dev.cutover.rollout.v1.completed")
         },
     )
     .await;
@@ -455,7 +470,11 @@ async fn with_the_topic_deleted_mid_rollout_the_rollout_completes_and_the_lost_e
     for (n, l) in lost.iter().enumerate() {
         assert_eq!(l["channel"], "events", "{l}");
         assert!(l["service"].as_str().unwrap().ends_with("/solo"), "{l}");
-        assert_eq!(field(l, "ce_id", "ceId").as_str().map(str::len), Some(32), "{l}");
+        assert_eq!(
+            field(l, "ce_id", "ceId").as_str().map(str::len),
+            Some(32),
+            "{l}"
+        );
         assert_eq!(
             field(l, "lost_total", "lostTotal").as_u64(),
             Some(n as u64 + 1),
@@ -487,8 +506,7 @@ async fn webhook(script: Vec<(u16, Option<&'static str>)>) -> Webhook {
                 let mut r = axum::response::Response::new(axum::body::Body::from("ok"));
                 *r.status_mut() = StatusCode::from_u16(status).unwrap();
                 if let Some(s) = retry_after {
-                    r.headers_mut()
-                        .insert("retry-after", s.parse().unwrap());
+                    r.headers_mut().insert("retry-after", s.parse().unwrap());
                 }
                 r
             }
@@ -518,7 +536,11 @@ async fn a_rollback_reaches_slack_after_a_503_as_one_readable_message() {
     })
     .await;
     let bodies = hook.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 2, "one 503, then the same message again: {bodies:?}");
+    assert_eq!(
+        bodies.len(),
+        2,
+        "one 503, then the same message again: {bodies:?}"
+    );
     assert_eq!(bodies[0], bodies[1]);
     assert_eq!(stats.chat_lost.load(Relaxed), 0);
     let b = &bodies[1];
@@ -562,14 +584,20 @@ async fn a_webhook_answering_400_gets_google_chat_text_once_and_the_message_is_c
         .await;
     t.tick_minutes(JUDGED_AFTER).await;
     let stats = t.app.notify.stats();
-    wait_until("the message to be given up", Duration::from_secs(20), || {
-        stats.chat_lost.load(Relaxed) == 1
-    })
+    wait_until(
+        "the message to be given up",
+        Duration::from_secs(20),
+        || stats.chat_lost.load(Relaxed) == 1,
+    )
     .await;
     let bodies = hook.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 1, "a 400 is not retried: {bodies:?}");
     let b = bodies[0].as_object().unwrap();
-    assert_eq!(b.keys().collect::<Vec<_>>(), ["text"], "Google Chat's simple message");
+    assert_eq!(
+        b.keys().collect::<Vec<_>>(),
+        ["text"],
+        "Google Chat's simple message"
+    );
     let text = b["text"].as_str().unwrap();
     let candidate = candidate_of("pay");
     for part in [
