@@ -58,9 +58,7 @@ locals {
 
   # CUTOVER_EVENTS_TOPIC: the created topic by default, none when "", else as
   # given. null leaves the variable unset (events off).
-  events_topic = (var.events_topic == null
-    ? google_pubsub_topic.events[0].id
-    : (var.events_topic == "" ? null : var.events_topic))
+  events_topic = var.events_topic == null ? google_pubsub_topic.events[0].id : (var.events_topic == "" ? null : var.events_topic)
 
   # Every API a resource in this directory (or a step of cloudbuild.yaml) calls.
   required_apis = toset([
