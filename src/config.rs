@@ -80,6 +80,10 @@ pub struct ClientArgs {
     /// The server's policy settings (the service's `cutover.dev/*` overrides apply on top).
     #[command(flatten)]
     pub policy_args: PolicyArgs,
+
+    /// Where a verb's decisions are told (as the server's are), with the caller's credentials.
+    #[command(flatten)]
+    pub notify: NotifyArgs,
 }
 
 impl ClientArgs {
@@ -323,6 +327,26 @@ pub struct ServeArgs {
     #[arg(long, env = "CUTOVER_EVENT_DEADLINE", value_name = "CUTOVER_EVENT_DEADLINE", default_value = "50s", value_parser = duration)]
     pub event_deadline: SignedDuration,
 
+    /// Where rollout events and chat messages go.
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "CUTOVER_LOG_FORMAT",
+        value_name = "CUTOVER_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Where rollout lifecycle events and chat messages go: settings of `cutover serve`, and of the
+/// verbs that change a rollout (a person's `promote`, `pause`, … are told like the server's
+/// decisions, with that person's credentials).
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
     /// Pub/Sub topic for rollout lifecycle events: projects/P/topics/T, or a topic id in GOOGLE_CLOUD_PROJECT [default: no events].
     #[arg(
         long,
@@ -357,16 +381,42 @@ pub struct ServeArgs {
         default_value = "auto"
     )]
     pub notify_format: NotifyFormat,
+}
 
-    /// Log format.
-    #[arg(
-        long,
-        env = "CUTOVER_LOG_FORMAT",
-        value_name = "CUTOVER_LOG_FORMAT",
-        value_enum,
-        default_value = "json"
-    )]
-    pub log_format: LogFormat,
+impl NotifyArgs {
+    /// `CUTOVER_EVENTS_TOPIC`, trimmed; `None` when unset or empty (no events).
+    pub fn events_topic(&self) -> Option<&str> {
+        self.events_topic
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// `CUTOVER_NOTIFY_URL`, trimmed; `None` when unset or empty (no chat notifications).
+    pub fn notify_url(&self) -> Option<&str> {
+        self.notify_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Checks the topic's and the URL's form (the format is checked with the URL's host when
+    /// the notifier starts).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(topic) = self.events_topic() {
+            check_topic(topic).map_err(|reason| ConfigError {
+                var: "CUTOVER_EVENTS_TOPIC",
+                reason,
+            })?;
+        }
+        if let Some(url) = self.notify_url() {
+            check_notify_url(url).map_err(|reason| ConfigError {
+                var: "CUTOVER_NOTIFY_URL",
+                reason,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Generates [`PolicyArgs`] from the table of policy settings
@@ -571,18 +621,7 @@ impl ServeArgs {
                 reason: "must be at least 1".into(),
             });
         }
-        if let Some(topic) = self.events_topic() {
-            check_topic(topic).map_err(|reason| ConfigError {
-                var: "CUTOVER_EVENTS_TOPIC",
-                reason,
-            })?;
-        }
-        if let Some(url) = self.notify_url() {
-            check_notify_url(url).map_err(|reason| ConfigError {
-                var: "CUTOVER_NOTIFY_URL",
-                reason,
-            })?;
-        }
+        self.notify.validate()?;
         for (var, url) in [
             ("CUTOVER_RUN_ENDPOINT", &self.google.run_endpoint),
             (
@@ -599,22 +638,6 @@ impl ServeArgs {
             }
         }
         Ok(())
-    }
-
-    /// `CUTOVER_EVENTS_TOPIC`, trimmed; `None` when unset or empty (no events).
-    pub fn events_topic(&self) -> Option<&str> {
-        self.events_topic
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    }
-
-    /// `CUTOVER_NOTIFY_URL`, trimmed; `None` when unset or empty (no chat notifications).
-    pub fn notify_url(&self) -> Option<&str> {
-        self.notify_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
     }
 
     /// The per-event deadline as a std duration.

@@ -5,12 +5,14 @@
 //! and the simulator are the lab's (`lab/`).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 
 use cutover::clock::Clock;
 use cutover::config::{Cli, Command, LogFormat, PushAuthMode};
+use cutover::notify::{Notifier, Settings};
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::prelude::*;
@@ -23,6 +25,29 @@ fn init_logging(format: LogFormat) {
             .with(tracing_subscriber::fmt::layer().with_target(false))
             .init(),
     }
+}
+
+/// How long a verb waits, once done, for its events and chat messages to be delivered.
+const VERB_NOTIFY_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The notifier of a verb that changes a rollout (none configured: one that tells nothing):
+/// events in the verb's project, with the verb's region in their source.
+async fn verb_notifier(verb: &Command) -> anyhow::Result<Arc<Notifier>> {
+    let client = match verb {
+        Command::Start(a) => Some(&a.client),
+        Command::Promote(a) => Some(&a.client),
+        Command::Rollback(a) | Command::Pause(a) | Command::Resume(a) => Some(&a.client),
+        _ => None,
+    };
+    let settings = match client {
+        Some(c) => {
+            let project = c.project.as_deref().unwrap_or_default().trim();
+            let region = c.region.first().map_or("", |r| r.trim());
+            Settings::from_args(&c.notify, project, region, None)?
+        }
+        None => Settings::default(),
+    };
+    Notifier::start(settings).await.map_err(anyhow::Error::msg)
 }
 
 #[tokio::main]
@@ -55,7 +80,20 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .with_env_filter(filter)
                 .with_target(false)
                 .init();
-            match cutover::operate::run(verb, Clock::System).await {
+            let notifier = match verb_notifier(&verb).await {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("cutover: {e:#}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let told = |rec: &cutover::reconcile::DecisionRecord| notifier.handle(rec);
+            let outcome = cutover::operate::run(verb, Clock::System, &told).await;
+            // What the verb decided is told before the process ends, within a bound.
+            notifier
+                .shutdown(tokio::time::Instant::now() + VERB_NOTIFY_FLUSH)
+                .await;
+            match outcome {
                 Ok(code) => Ok(ExitCode::from(code)),
                 Err(e) => {
                     eprintln!("cutover: {e:#}");

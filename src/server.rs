@@ -155,7 +155,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     let reconciler = Reconciler::new(router, metrics, smoke, policy, clock.clone());
     let own_service = std::env::var("K_SERVICE").ok();
     let notify_settings = crate::notify::Settings::from_args(
-        args,
+        &args.notify,
         &project,
         &default_region,
         own_service.as_deref(),

@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, ServeArgs};
+use crate::config::{ConfigError, NotifyArgs};
 use crate::reconcile::DecisionRecord;
 use chat::{ChatSettings, ChatSink};
 use events::{EventSink, EventsSettings};
@@ -182,11 +182,12 @@ impl Settings {
     /// The settings of `args`, with cutover's `project` and default `region` (for a bare topic
     /// id and the events' source) and its own service name (`K_SERVICE`, if Cloud Run set it).
     pub fn from_args(
-        args: &ServeArgs,
+        args: &NotifyArgs,
         project: &str,
         region: &str,
         own_service: Option<&str>,
     ) -> Result<Settings, ConfigError> {
+        args.validate()?;
         let events = args.events_topic().map(|topic| EventsSettings {
             topic: events::topic_name(topic, project),
             source: events::source(project, region, own_service),

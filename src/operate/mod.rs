@@ -25,7 +25,7 @@ use crate::gcp::monitoring::MonitoringClient;
 use crate::gcp::run::RunClient;
 use crate::gcp::{Google, TokenSource};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
-use crate::reconcile::{Reconciler, SmokeCheck};
+use crate::reconcile::{DecisionRecord, Reconciler, SmokeCheck};
 use crate::router::cloud_run::CloudRunRouter;
 use crate::router::{RouterError, TrafficRouter};
 use crate::target::ServiceRef;
@@ -130,9 +130,14 @@ fn not_found(target: &ServiceRef, e: impl Into<anyhow::Error>) -> anyhow::Error 
     }
 }
 
+/// What a verb's decisions are handed to once decided and written (the binary tells them to
+/// Pub/Sub and chat, as the server tells its own).
+pub type Told<'a> = &'a (dyn Fn(&DecisionRecord) + Sync);
+
 /// Runs one operator verb, printing its result on stdout; the process's exit code (0 done,
-/// [`REFUSED`] refused), or an error (exit 1).
-pub async fn run(command: Command, clock: Clock) -> anyhow::Result<u8> {
+/// [`REFUSED`] refused), or an error (exit 1). Each decision of a verb that changes a rollout
+/// is also handed to `told`.
+pub async fn run(command: Command, clock: Clock, told: Told<'_>) -> anyhow::Result<u8> {
     match command {
         Command::Serve(_) => unreachable!("serve is the server, not a verb"),
         Command::Status(a) => {
@@ -181,17 +186,19 @@ pub async fn run(command: Command, clock: Clock) -> anyhow::Result<u8> {
             let action = OperatorAction::Start {
                 revision: a.revision,
             };
-            act(a.client, &a.service, action, clock).await
+            act(a.client, &a.service, action, clock, told).await
         }
         Command::Promote(a) => {
             let action = OperatorAction::Promote {
                 to: a.to.filter(|_| !a.full),
             };
-            act(a.client, &a.service, action, clock).await
+            act(a.client, &a.service, action, clock, told).await
         }
-        Command::Rollback(a) => act(a.client, &a.service, OperatorAction::Rollback, clock).await,
-        Command::Pause(a) => act(a.client, &a.service, OperatorAction::Pause, clock).await,
-        Command::Resume(a) => act(a.client, &a.service, OperatorAction::Resume, clock).await,
+        Command::Rollback(a) => {
+            act(a.client, &a.service, OperatorAction::Rollback, clock, told).await
+        }
+        Command::Pause(a) => act(a.client, &a.service, OperatorAction::Pause, clock, told).await,
+        Command::Resume(a) => act(a.client, &a.service, OperatorAction::Resume, clock, told).await,
     }
 }
 
@@ -201,6 +208,7 @@ async fn act(
     service: &str,
     action: OperatorAction,
     clock: Clock,
+    told: Told<'_>,
 ) -> anyhow::Result<u8> {
     let c = Client::new(args, clock)?;
     let target = c.target(service)?;
@@ -220,6 +228,7 @@ async fn act(
         bail!("{target}: nothing was decided");
     };
     for r in &records {
+        told(r);
         println!("{}", show::outcome(r));
     }
     Ok(match last.decision {

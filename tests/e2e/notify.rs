@@ -20,7 +20,7 @@ use google_cloud_pubsub::client::{SubscriptionAdmin, TopicAdmin};
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::support::{Process, free_port};
+use crate::support::{Process, TestApp, free_port};
 
 /// The default policy judges a step 8 minutes after traffic moved; the bake is 10 minutes.
 const JUDGED_AFTER: u32 = 8;
@@ -611,4 +611,55 @@ async fn a_webhook_answering_400_gets_google_chat_text_once_and_the_message_is_c
         assert!(text.contains(&part), "{part:?} missing from {text}");
     }
     assert_eq!(stats.chat_sent.load(Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_verbs_are_published_as_events_beside_the_servers() {
+    let Some(emu) = Emulator::for_test(PROJECT).await else {
+        return;
+    };
+    let topic = Topic::create(&emu, &format!("verbs-{}", std::process::id())).await;
+    let to_emulator = [
+        "--events-topic",
+        &topic.topic,
+        "--pubsub-emulator-host",
+        &emu.host,
+    ];
+    let t = TestApp::start_now(PROJECT, REGION, &to_emulator).await;
+    t.service("ops", 20.0);
+    t.release("ops", RevisionProfile::healthy()).await;
+    for verb in [
+        vec!["pause", "ops"],
+        vec!["resume", "ops"],
+        vec!["promote", "ops", "--to", "60"],
+        vec!["resume", "ops"],
+    ] {
+        let mut args = verb.clone();
+        args.extend_from_slice(&to_emulator);
+        let run = t.verb(verb[0], &args[1..]).await;
+        assert!(run.code == 0 || run.code == 2, "{verb:?}: {run:?}");
+    }
+    let got: Vec<(String, String)> = topic
+        .pull_n(5)
+        .await
+        .iter()
+        .map(|m| {
+            (
+                m.kind().to_string(),
+                m.data["trigger"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("started".to_string(), "build".to_string()),
+            ("paused".into(), "cutover pause".into()),
+            ("resumed".into(), "cutover resume".into()),
+            ("promoted".into(), "cutover promote".into()),
+            ("refused".into(), "cutover resume".into()),
+        ],
+        "the server's start, then each verb's decision (resuming a running rollout is refused)"
+    );
+    drop(emu);
 }
