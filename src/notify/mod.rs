@@ -353,6 +353,45 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::NotifyFormat;
+    use crate::decision::Kind;
+
+    #[tokio::test]
+    async fn shutdown_gives_up_on_a_webhook_that_never_answers_by_its_deadline_and_counts_it_lost()
+    {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let _silent = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let settings = Settings {
+            events: None,
+            chat: Some(ChatSettings::new(&url, NotifyFormat::Slack).unwrap()),
+        };
+        let notifier = Notifier::start(settings).await.unwrap();
+        let (tx, rx) = broadcast::channel(8);
+        notifier.listen(rx);
+        let rec = DecisionRecord {
+            service: "p/europe-west1/api".into(),
+            trigger: "tick",
+            decision: Kind::Rollback,
+            candidate: Some("api-00002-def".into()),
+            write: "applied".into(),
+            ..DecisionRecord::default()
+        };
+        tx.send(rec).unwrap();
+        // The record is handed over even if shutdown comes right after it was decided.
+        notifier
+            .shutdown(Instant::now() + std::time::Duration::from_millis(300))
+            .await;
+        let stats = notifier.stats();
+        assert_eq!(stats.chat_lost.load(Relaxed), 1, "{}", stats.to_json());
+        assert_eq!(stats.chat_sent.load(Relaxed), 0);
+    }
 
     #[test]
     fn a_records_service_splits_into_its_parts() {
