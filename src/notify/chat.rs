@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::lifecycle::EventType;
-use super::{Lost, ServiceParts, Stats, Worker};
+use super::{ServiceParts, Stats, Tag, Worker};
 use crate::config::NotifyFormat;
 use crate::reconcile::DecisionRecord;
 
@@ -224,11 +224,12 @@ pub fn slack_body(rec: &DecisionRecord, ty: EventType) -> Value {
 }
 
 struct Post {
-    event_type: EventType,
-    service: String,
-    ce_id: String,
+    tag: Tag,
     body: Value,
 }
+
+/// How log lines name this channel.
+const CHANNEL: &str = "chat";
 
 /// The queue in front of the posting task.
 pub struct ChatSink {
@@ -262,29 +263,18 @@ impl ChatSink {
             ChatFormat::Slack => slack_body(rec, ty),
         };
         let post = Post {
-            event_type: ty,
-            service: rec.service.clone(),
-            ce_id,
+            tag: Tag {
+                event_type: ty,
+                service: rec.service.clone(),
+                ce_id,
+            },
             body,
         };
         if let Err(e) = self.tx.try_send(post) {
-            let post = match e {
-                mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
-            };
-            lost(&self.stats, &post, "the queue is full");
+            let tag = &e.into_inner().tag;
+            tag.lost(CHANNEL, &self.stats.chat_lost, "the queue is full");
         }
     }
-}
-
-fn lost(stats: &Stats, p: &Post, why: &str) {
-    Lost {
-        channel: "chat",
-        event_type: p.event_type,
-        service: &p.service,
-        ce_id: &p.ce_id,
-        why,
-    }
-    .record(&stats.chat_lost);
 }
 
 async fn run(
@@ -298,18 +288,10 @@ async fn run(
         match send(&http, &settings, &post.body, &w).await {
             Ok(tries) => {
                 stats.chat_sent.fetch_add(1, Relaxed);
-                tracing::debug!(
-                    notify = "published",
-                    channel = "chat",
-                    event_type = %post.event_type.ce_type(),
-                    service = %post.service,
-                    ce_id = %post.ce_id,
-                    host = settings.host(),
-                    tries,
-                    "chat message sent"
-                );
+                let detail = format!("to {} in {tries} tries", settings.host());
+                post.tag.published(CHANNEL, &detail);
             }
-            Err(why) => lost(&stats, &post, &why),
+            Err(why) => post.tag.lost(CHANNEL, &stats.chat_lost, &why),
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::lifecycle::EventType;
-use super::{Lost, Stats, Worker};
+use super::{Stats, Tag, Worker};
 use crate::reconcile::DecisionRecord;
 
 /// Events waiting to be published; beyond this a decision's event is lost (and counted).
@@ -68,10 +68,8 @@ pub fn source(project: &str, region: &str, own_service: Option<&str>) -> String 
 /// One event, ready to publish.
 #[derive(Clone, Debug)]
 pub struct Event {
-    pub event_type: EventType,
-    pub ce_id: String,
-    /// As the record names it (`project/region/name`); the ordering key.
-    pub service: String,
+    /// Its type, id and service (the ordering key).
+    pub tag: Tag,
     pub attributes: BTreeMap<String, String>,
     pub data: Vec<u8>,
 }
@@ -100,9 +98,11 @@ pub fn event(rec: &DecisionRecord, ty: EventType, ce_id: String, source: &str) -
         set("candidate", c.clone());
     }
     Event {
-        event_type: ty,
-        ce_id,
-        service: rec.service.clone(),
+        tag: Tag {
+            event_type: ty,
+            service: rec.service.clone(),
+            ce_id,
+        },
         attributes: a,
         data: serde_json::to_vec(rec).unwrap_or_default(),
     }
@@ -146,24 +146,14 @@ impl EventSink {
     /// Queues `event` without waiting; a full queue loses it (logged, counted).
     pub fn offer(&self, event: Event) {
         if let Err(e) = self.tx.try_send(event) {
-            let event = match e {
-                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
-            };
-            lost(&self.stats, &event, "the queue is full");
+            let tag = &e.into_inner().tag;
+            tag.lost(CHANNEL, &self.stats.events_lost, "the queue is full");
         }
     }
 }
 
-fn lost(stats: &Stats, e: &Event, why: &str) {
-    Lost {
-        channel: "events",
-        event_type: e.event_type,
-        service: &e.service,
-        ce_id: &e.ce_id,
-        why,
-    }
-    .record(&stats.events_lost);
-}
+/// How log lines name this channel.
+const CHANNEL: &str = "events";
 
 /// The publishing task: one event at a time, in queue order, until the queue closes; at
 /// shutdown, what is left once the worker's deadline passes is lost.
@@ -172,17 +162,9 @@ async fn run(publisher: Publisher, mut rx: mpsc::Receiver<Event>, stats: Arc<Sta
         match publish(&publisher, &event, &w).await {
             Ok(id) => {
                 stats.events_published.fetch_add(1, Relaxed);
-                tracing::debug!(
-                    notify = "published",
-                    channel = "events",
-                    event_type = %event.event_type.ce_type(),
-                    service = %event.service,
-                    ce_id = %event.ce_id,
-                    message_id = %id,
-                    "event published"
-                );
+                event.tag.published(CHANNEL, &format!("message id {id}"));
             }
-            Err(why) => lost(&stats, &event, &why),
+            Err(why) => event.tag.lost(CHANNEL, &stats.events_lost, &why),
         }
     }
 }
@@ -203,13 +185,13 @@ async fn publish(publisher: &Publisher, e: &Event, w: &Worker) -> Result<String,
         let msg = Message::new()
             .set_data(e.data.clone())
             .set_attributes(e.attributes.clone())
-            .set_ordering_key(e.service.clone());
+            .set_ordering_key(e.tag.service.clone());
         match w.bounded(publisher.publish(msg)).await {
             Some(Ok(id)) => return Ok(id),
             Some(Err(err)) => {
                 last = format!("publish failed: {err}");
                 // A failure pauses the service's ordering key; the next try resumes it.
-                publisher.resume_publish(e.service.clone());
+                publisher.resume_publish(e.tag.service.clone());
             }
             None => return Err(format!("shutting down; {last}")),
         }
@@ -267,6 +249,6 @@ mod tests {
         assert_eq!(a("kind"), Some("rolledback"));
         let body: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
         assert_eq!(body["decision"], "rollback");
-        assert_eq!(e.service, "p-1/europe-west1/api", "the ordering key");
+        assert_eq!(e.tag.service, "p-1/europe-west1/api", "the ordering key");
     }
 }

@@ -58,27 +58,42 @@ impl Stats {
     }
 }
 
-/// An undelivered event: one log line and one count.
-struct Lost<'a> {
-    channel: &'static str,
-    event_type: EventType,
-    service: &'a str,
-    ce_id: &'a str,
-    why: &'a str,
+/// What names a notification in the log: its event type, service and id.
+#[derive(Clone, Debug)]
+pub struct Tag {
+    pub event_type: EventType,
+    /// As the record names it (`project/region/name`).
+    pub service: String,
+    pub ce_id: String,
 }
 
-impl Lost<'_> {
-    fn record(&self, counter: &AtomicU64) {
+impl Tag {
+    /// Logs the notification as lost on `channel` (one line, with the channel's running count)
+    /// and counts it in `counter`.
+    fn lost(&self, channel: &'static str, counter: &AtomicU64, why: &str) {
         let total = counter.fetch_add(1, Relaxed) + 1;
         tracing::warn!(
             notify = "lost",
-            channel = self.channel,
+            channel,
             event_type = %self.event_type.ce_type(),
             service = %self.service,
             ce_id = %self.ce_id,
             lost_total = total,
-            reason = %self.why,
+            reason = %why,
             "notification lost"
+        );
+    }
+
+    /// Logs the notification as delivered on `channel` (debug).
+    fn published(&self, channel: &'static str, detail: &str) {
+        tracing::debug!(
+            notify = "published",
+            channel,
+            event_type = %self.event_type.ce_type(),
+            service = %self.service,
+            ce_id = %self.ce_id,
+            detail,
+            "notification delivered"
         );
     }
 }
