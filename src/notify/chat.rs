@@ -22,7 +22,7 @@ use crate::config::NotifyFormat;
 use crate::reconcile::DecisionRecord;
 
 /// Messages waiting to be posted; beyond this one is lost (and counted).
-const QUEUE: usize = 256;
+pub const QUEUE: usize = 256;
 
 /// Posts per message, the first included.
 const ATTEMPTS: u32 = 4;

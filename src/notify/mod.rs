@@ -408,6 +408,44 @@ mod tests {
         assert_eq!(stats.chat_sent.load(Relaxed), 0);
     }
 
+    #[tokio::test]
+    async fn a_full_queue_loses_and_counts_what_does_not_fit_without_waiting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let _silent = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let settings = Settings {
+            events: None,
+            chat: Some(ChatSettings::new(&url, NotifyFormat::GoogleChat).unwrap()),
+        };
+        let notifier = Notifier::start(settings).await.unwrap();
+        let pause = |n: usize| DecisionRecord {
+            at: jiff::Timestamp::from_second(1_800_000_000 + n as i64).unwrap(),
+            service: "p/europe-west1/api".into(),
+            trigger: "tick",
+            decision: Kind::Pause,
+            candidate: Some("api-00002-def".into()),
+            write: "applied".into(),
+            ..DecisionRecord::default()
+        };
+        // Handed over one after the other, with no await between: nothing is sent meanwhile.
+        let offered = 2 * chat::QUEUE;
+        for n in 0..offered {
+            notifier.handle(&pause(n));
+        }
+        let stats = notifier.stats();
+        assert_eq!(
+            stats.chat_lost.load(Relaxed) as usize,
+            offered - chat::QUEUE,
+            "what the queue cannot hold is lost at once: {}",
+            stats.to_json()
+        );
+    }
+
     #[test]
     fn a_records_service_splits_into_its_parts() {
         let p = ServiceParts::of("p-1/europe-west1/api");
