@@ -19,6 +19,7 @@
 //! - [`router`], [`metrics`]: the two platform seams, with Cloud Run and Cloud Monitoring.
 //! - [`operate`]: the operator verbs (`cutover status`, `promote`, …), a client of the same
 //!   reconciler with the caller's credentials.
+//! - [`logs`]: log lines as Cloud Logging reads them (typed fields, the request's trace).
 //! - [`gcp`]: Google REST wire types and calls; [`failure`]: what a failure means, decided once.
 //!
 //! Not here: the fakes of Google's APIs (crate `cutover-fakes`, `fakes/`, a dev-dependency) and
@@ -33,6 +34,7 @@ pub mod failure;
 pub mod flight;
 pub mod gcp;
 pub mod ids;
+pub mod logs;
 pub mod metrics;
 pub mod operate;
 pub mod reconcile;

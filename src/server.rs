@@ -20,6 +20,7 @@
 //! writes that log line once the answer is out.
 
 mod push;
+pub mod trace;
 pub mod transport;
 
 use std::future::Future;
@@ -52,7 +53,7 @@ use crate::gcp::monitoring::MonitoringClient;
 use crate::gcp::run::RunClient;
 use crate::gcp::{Google, TokenSource, metadata};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
-use crate::reconcile::{DecisionRecord, Reconciler, SmokeCheck};
+use crate::reconcile::{DecisionRecord, Origin, Reconciler, SmokeCheck};
 use crate::router::cloud_run::CloudRunRouter;
 use crate::target::ServiceRef;
 
@@ -215,6 +216,9 @@ pub fn app(state: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             TraceLayer::new_for_http()
+                .make_span_with(trace::PushSpan {
+                    project: state.project.clone(),
+                })
                 .on_request(())
                 .on_response(LogAnswer)
                 .on_body_chunk(())
@@ -304,10 +308,14 @@ async fn reconcile(
     target: &ServiceRef,
     trigger: Trigger,
 ) -> Result<Acked, PushError> {
+    let origin = Origin {
+        message_id: Some(message_id.clone()),
+        log_url: None,
+    };
     answer(
         message_id,
         app.reconciler
-            .reconcile(target, trigger, deadline(app))
+            .reconcile_from(target, trigger, deadline(app), &origin)
             .await,
     )
 }
@@ -322,7 +330,11 @@ fn target(
     trigger: &Trigger,
     event: &str,
 ) -> Result<ServiceRef, Acked> {
-    resolve(app, named, trigger, event).map_err(|record| Acked::Handled {
+    let origin = Origin {
+        message_id: Some(message_id.to_owned()),
+        log_url: None,
+    };
+    resolve(app, named, trigger, event, &origin).map_err(|record| Acked::Handled {
         message_id: message_id.to_owned(),
         body: json!({ "decisions": [record] }),
     })
@@ -335,32 +347,26 @@ fn resolve(
     named: Named<'_>,
     trigger: &Trigger,
     event: &str,
+    origin: &Origin,
 ) -> Result<ServiceRef, Box<DecisionRecord>> {
-    app.scope
-        .resolve(named)
-        .map_err(|refusal| Box::new(refused(&refusal, event, trigger, app.clock.now())))
+    app.scope.resolve(named).map_err(|refusal| {
+        let mut rec = refused(&refusal, event, trigger, app.clock.now());
+        origin.stamp(&mut rec);
+        rec.log_refusal(refusal.setting);
+        Box::new(rec)
+    })
 }
 
-/// A refusal as a decision record (decision `refused`, nothing written), logged at error level:
-/// an operator must change a setting, or a build or alert policy, for it to stop.
+/// A refusal as a decision record (decision `refused`, nothing written); the caller logs it
+/// at error level ([`DecisionRecord::log_refusal`]): an operator must change a setting, or a
+/// build or alert policy, for it to stop.
 fn refused(refusal: &Refusal, event: &str, trigger: &Trigger, at: Timestamp) -> DecisionRecord {
-    let rec = DecisionRecord::refused(
+    DecisionRecord::refused(
         &refusal.service,
         trigger,
         format!("{event} refused: {}", refusal.why),
         at,
-    );
-    tracing::error!(
-        target: "cutover::decision",
-        service = %rec.service,
-        trigger = rec.trigger,
-        decision = rec.decision.as_str(),
-        reason = %rec.reason,
-        setting = refusal.setting,
-        write = %rec.write,
-        "decision"
-    );
-    rec
+    )
 }
 
 /// `POST /pubsub/builds`: a `SUCCESS` build starts a rollout of each service it names
@@ -392,10 +398,14 @@ async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
         build_id: build.build_id.to_string(),
     };
     let event = format!("build {}", build.build_id);
+    let origin = Origin {
+        message_id: Some(id.clone()),
+        log_url: build.log_url.clone(),
+    };
     let mut refusals = Vec::new();
     let mut targets: Vec<ServiceRef> = Vec::new();
     for named in named {
-        match resolve(&app, named, &trigger, &event) {
+        match resolve(&app, named, &trigger, &event, &origin) {
             Ok(t) if !targets.contains(&t) => targets.push(t),
             Ok(_) => {}
             Err(refusal) => refusals.push(*refusal),
@@ -420,11 +430,10 @@ async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
         tracing::info!(message_id = %id, build_id = %build.build_id, service = %target, "build finished");
     }
     let until = deadline(&app);
-    let mut outcomes = futures::future::join_all(
-        targets
-            .iter()
-            .map(|target| app.reconciler.reconcile(target, trigger.clone(), until)),
-    )
+    let mut outcomes = futures::future::join_all(targets.iter().map(|target| {
+        app.reconciler
+            .reconcile_from(target, trigger.clone(), until, &origin)
+    }))
     .await;
     for (target, outcome) in targets.iter().zip(&outcomes) {
         let transient = matches!(outcome, Err(e) if e.kind().worth_retrying());
@@ -534,9 +543,13 @@ async fn alerts(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
 
 async fn ticks(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
     let id = push.message_id();
+    let origin = Origin {
+        message_id: Some(id.clone()),
+        log_url: None,
+    };
     let tick = app
         .reconciler
-        .tick(&app.project, &app.regions, deadline(&app))
+        .tick_from(&app.project, &app.regions, deadline(&app), &origin)
         .await;
     match tick {
         Ok(report) if report.transient => Err(PushError::Transient {

@@ -17,6 +17,7 @@ mod events;
 mod faults;
 mod hardening;
 mod inputs;
+mod logging;
 mod operate;
 mod rollouts;
 mod shadow;

@@ -1,0 +1,134 @@
+//! What Cloud Logging receives from a push: every line of it carries the request's trace from
+//! Cloud Run's header, and its decision is one JSON line with typed fields, the message id and
+//! the build's log URL.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use cutover::logs::{CloudLogging, SPAN_ID, TRACE, TRACE_SAMPLED};
+use cutover_fakes::encode::{build_attributes, encode_build, encode_push};
+use serde_json::Value;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+
+use crate::support::TestApp;
+
+const PROJECT: &str = "acme-prod";
+const REGION: &str = "us-central1";
+const TRACE_ID: &str = "105445aa7843bc8bf206b12000100000";
+
+/// Log lines written to memory, as the process would write them to stdout.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Lines {
+    fn parsed(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    fn decisions(&self, decision: &str) -> Vec<Value> {
+        self.parsed()
+            .into_iter()
+            .filter(|l| l["message"] == "decision" && l["decision"] == decision)
+            .collect()
+    }
+}
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Lines {
+    type Writer = Lines;
+    fn make_writer(&'a self) -> Lines {
+        self.clone()
+    }
+}
+
+// The test runtime has one thread, so the server's tasks log through this test's subscriber.
+#[tokio::test]
+async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::registry().with(CloudLogging::new(lines.clone()));
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let t = TestApp::start(PROJECT, REGION, &[]).await;
+    t.deployed_in(PROJECT, REGION, "api");
+    let build_id = "b-trace-0001";
+    let data = encode_build(build_id, "SUCCESS", PROJECT, "api", REGION, t.clock.now());
+    let envelope = encode_push(
+        &data,
+        &build_attributes(build_id, "SUCCESS"),
+        "424242",
+        t.clock.now(),
+        "projects/acme-prod/subscriptions/cutover-builds",
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{}/pubsub/builds", t.push.base()))
+        .header("x-cloud-trace-context", format!("{TRACE_ID}/74;o=1"))
+        .json(&envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let start = &lines.decisions("start")[0];
+    assert_eq!(
+        start[TRACE],
+        format!("projects/{PROJECT}/traces/{TRACE_ID}"),
+        "{start}"
+    );
+    assert_eq!(start[SPAN_ID], "000000000000004a");
+    assert_eq!(start[TRACE_SAMPLED], true);
+    assert_eq!(start["message_id"], "424242");
+    let log_url = start["log_url"].as_str().unwrap_or_default();
+    assert!(
+        log_url.starts_with(&format!(
+            "https://console.cloud.google.com/cloud-build/builds;region={REGION}/{build_id}?project="
+        )),
+        "the build's logUrl: {start}"
+    );
+    assert_eq!(start["severity"], "INFO");
+    let all = lines.parsed();
+    let of_the_push: Vec<&Value> = all.iter().filter(|l| l.get(TRACE).is_some()).collect();
+    assert!(
+        of_the_push.len() >= 2,
+        "the build's other lines are grouped too: {all:?}"
+    );
+    assert!(
+        of_the_push
+            .iter()
+            .any(|l| l["message"] == "build finished" && l["message_id"] == "424242")
+    );
+
+    // The 10% step is judged at 5 + 3 minutes: its record's numbers are numbers.
+    t.tick_minutes(9).await;
+    let judged = &lines.decisions("advance")[0];
+    assert!(judged["error_rate"].is_f64(), "{judged}");
+    assert!(judged["p99_ms"].is_f64(), "{judged}");
+    assert!(judged["requests"].is_u64(), "{judged}");
+    assert!(judged["max_error_rate"].is_f64(), "{judged}");
+    assert_eq!(judged["percent"], 50);
+    assert!(judged["statistics"].is_object(), "{judged}");
+    for time in ["window_start", "window_end", "at", "time"] {
+        let text = judged[time]
+            .as_str()
+            .unwrap_or_else(|| panic!("{time}: {judged}"));
+        assert!(
+            text.parse::<jiff::Timestamp>().is_ok(),
+            "{time} is RFC 3339: {text}"
+        );
+    }
+    assert!(judged.get(TRACE).is_none(), "the tick came without a trace");
+    assert!(judged["message_id"].is_string(), "the tick's message id");
+    assert!(judged.get("log_url").is_none());
+}
