@@ -8,6 +8,8 @@
 //!   other services.
 //! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_REGIONS`.
 //! - `GET /healthz`: 200.
+//! - `GET /status`, `GET /status.json`: every rollout, its traffic, steps, last judgement and a
+//!   chart ([`status`]); reads only.
 //!
 //! Every push handler takes a [`VerifiedPush`], an extractor that checks the `Authorization`
 //! header against that endpoint's audience before any of the body is read (an unauthenticated
@@ -20,6 +22,7 @@
 //! writes that log line once the answer is out.
 
 mod push;
+pub mod status;
 pub mod trace;
 pub mod transport;
 
@@ -95,6 +98,10 @@ pub struct App {
     pub handled_builds: crate::flight::Recent,
     /// Timeouts and the connection cap of the listening socket.
     pub transport: transport::Limits,
+    /// Cloud Monitoring, for the status page's charts (the judge reads it through the reconciler).
+    pub monitoring: MonitoringClient,
+    /// The status page's charts, a minute per service.
+    pub status_charts: status::ChartCache,
 }
 
 /// Why cutover could not start.
@@ -144,10 +151,8 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     let google = Google::new(http.clone(), tokens);
     let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.google.run_endpoint));
-    let metrics = CloudMonitoring::new(MonitoringClient::new(
-        google,
-        &args.google.monitoring_endpoint,
-    ));
+    let monitoring = MonitoringClient::new(google, &args.google.monitoring_endpoint);
+    let metrics = CloudMonitoring::new(monitoring.clone());
     // The smoke check and the key fetch have clients of their own that follow no redirect.
     let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(StartError::Setup)?;
     let reconciler = Reconciler::new(router, metrics, smoke, policy, clock.clone());
@@ -179,6 +184,8 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         clock,
         handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),
         transport: transport::Limits::from_args(args),
+        monitoring,
+        status_charts: status::ChartCache::default(),
     }))
 }
 
@@ -228,6 +235,8 @@ pub fn app(state: Arc<App>) -> Router {
     Router::new()
         .merge(push)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/status", get(status::page))
+        .route("/status.json", get(status::json))
         .with_state(state)
 }
 

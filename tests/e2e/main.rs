@@ -21,4 +21,5 @@ mod logging;
 mod operate;
 mod rollouts;
 mod shadow;
+mod status_page;
 mod transport;
