@@ -41,6 +41,8 @@ code{color:#1a1a1a;background:#f3f4f6;font-size:.85rem}
 .problem td,.problem th{color:#8a1010;background:#fdecec}
 .chart{color:#333333;background:#ffffff}
 .charts{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
+figure{margin:0}
+figcaption{font-size:.85rem;font-weight:600;color:#333333;background:#ffffff}
 .legend{font-size:.85rem;margin:.25rem 0;color:#333333;background:#ffffff}
 a{color:#1a4f8b;background:#ffffff}
 ";
@@ -335,6 +337,7 @@ fn panel(
     if let Some(l) = limit {
         let _ = write!(desc, "Limit {}.", show(l));
     }
+    let _ = write!(h, "<figure><figcaption>{}</figcaption>", esc(title));
     let _ = write!(
         h,
         "<svg role=\"img\" aria-labelledby=\"{id}-t {id}-d\" width=\"{W}\" height=\"{H}\" \
@@ -365,7 +368,7 @@ fn panel(
     for s in &c.series {
         line(h, s, &value, &x, &y);
     }
-    h.push_str("</svg>");
+    h.push_str("</svg></figure>");
 }
 
 /// One revision's curve: candidate solid with dots, stable dashed with squares.
