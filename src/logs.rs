@@ -195,5 +195,45 @@ where
     }
 }
 
+/// Lines kept in memory instead of stdout, parsed on demand: what a test (or a tool that wants
+/// to read cutover's log lines back) writes to with `CloudLogging::new(memory.clone())`.
+#[derive(Clone, Default)]
+pub struct Memory(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Memory {
+    /// Every line so far, parsed as JSON (a line that is not JSON is a bug: it panics, saying so).
+    pub fn lines(&self) -> Vec<Value> {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+impl Write for Memory {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Memory {
+    type Writer = Memory;
+    fn make_writer(&'a self) -> Memory {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests;

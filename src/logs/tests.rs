@@ -1,55 +1,19 @@
 //! The JSON line layer, checked the way Cloud Logging reads a line: parsed as JSON.
 
-use std::sync::{Arc, Mutex};
-
-use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
 use super::*;
 
-/// Lines written to memory.
-#[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// Every line so far, parsed.
-    pub fn lines(&self) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-
-    /// Runs `f` with this capture as the only subscriber.
-    pub fn during<T>(&self, f: impl FnOnce() -> T) -> T {
-        let subscriber = tracing_subscriber::registry().with(CloudLogging::new(self.clone()));
-        tracing::subscriber::with_default(subscriber, f)
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
+/// Runs `f` with `out` as the only subscriber's output.
+fn during<T>(out: &Memory, f: impl FnOnce() -> T) -> T {
+    let subscriber = tracing_subscriber::registry().with(CloudLogging::new(out.clone()));
+    tracing::subscriber::with_default(subscriber, f)
 }
 
 #[test]
 fn numbers_stay_numbers_and_json_fields_nest() {
-    let out = Captured::default();
-    out.during(|| {
+    let out = Memory::default();
+    during(&out, || {
         tracing::warn!(
             target: "cutover::decision",
             error_rate = 0.25,
@@ -82,8 +46,8 @@ fn numbers_stay_numbers_and_json_fields_nest() {
 
 #[test]
 fn lines_inside_a_traced_span_carry_its_trace() {
-    let out = Captured::default();
-    out.during(|| {
+    let out = Memory::default();
+    during(&out, || {
         let span = tracing::info_span!(
             "push",
             cloud_trace = "projects/p/traces/0123456789abcdef0123456789abcdef",
@@ -107,8 +71,8 @@ fn lines_inside_a_traced_span_carry_its_trace() {
 
 #[test]
 fn a_fields_object_is_spread_over_the_line_without_its_nulls() {
-    let out = Captured::default();
-    out.during(|| {
+    let out = Memory::default();
+    during(&out, || {
         tracing::info!(
             fields_json = r#"{"service":"api","p99_ms":150.5,"stable":null}"#,
             "decision"

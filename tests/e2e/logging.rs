@@ -2,13 +2,9 @@
 //! Cloud Run's header, and its decision is one JSON line with typed fields, the message id and
 //! the build's log URL.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use cutover::logs::{CloudLogging, SPAN_ID, TRACE, TRACE_SAMPLED};
+use cutover::logs::{CloudLogging, Memory, SPAN_ID, TRACE, TRACE_SAMPLED};
 use cutover_fakes::encode::{build_attributes, encode_build, encode_push};
 use serde_json::Value;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 
 use crate::support::TestApp;
@@ -17,47 +13,19 @@ const PROJECT: &str = "acme-prod";
 const REGION: &str = "us-central1";
 const TRACE_ID: &str = "105445aa7843bc8bf206b12000100000";
 
-/// Log lines written to memory, as the process would write them to stdout.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Lines {
-    fn parsed(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
-    }
-
-    fn decisions(&self, decision: &str) -> Vec<Value> {
-        self.parsed()
-            .into_iter()
-            .filter(|l| l["message"] == "decision" && l["decision"] == decision)
-            .collect()
-    }
-}
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Lines {
-    type Writer = Lines;
-    fn make_writer(&'a self) -> Lines {
-        self.clone()
-    }
+/// The decision lines of `decision` logged so far.
+fn decisions(lines: &Memory, decision: &str) -> Vec<Value> {
+    lines
+        .lines()
+        .into_iter()
+        .filter(|l| l["message"] == "decision" && l["decision"] == decision)
+        .collect()
 }
 
 // The test runtime has one thread, so the server's tasks log through this test's subscriber.
 #[tokio::test]
 async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
-    let lines = Lines::default();
+    let lines = Memory::default();
     let subscriber = tracing_subscriber::registry().with(CloudLogging::new(lines.clone()));
     let _logging = tracing::subscriber::set_default(subscriber);
 
@@ -81,7 +49,7 @@ async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
         .unwrap();
     assert_eq!(answer.status(), 200);
 
-    let start = &lines.decisions("start")[0];
+    let start = &decisions(&lines, "start")[0];
     assert_eq!(
         start[TRACE],
         format!("projects/{PROJECT}/traces/{TRACE_ID}"),
@@ -98,7 +66,7 @@ async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
         "the build's logUrl: {start}"
     );
     assert_eq!(start["severity"], "INFO");
-    let all = lines.parsed();
+    let all = lines.lines();
     let of_the_push: Vec<&Value> = all.iter().filter(|l| l.get(TRACE).is_some()).collect();
     assert!(
         of_the_push.len() >= 2,
@@ -112,7 +80,7 @@ async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
 
     // The 10% step is judged at 5 + 3 minutes: its record's numbers are numbers.
     t.tick_minutes(9).await;
-    let judged = &lines.decisions("advance")[0];
+    let judged = &decisions(&lines, "advance")[0];
     assert!(judged["error_rate"].is_f64(), "{judged}");
     assert!(judged["p99_ms"].is_f64(), "{judged}");
     assert!(judged["requests"].is_u64(), "{judged}");
