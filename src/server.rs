@@ -98,8 +98,6 @@ pub struct App {
     pub handled_builds: crate::flight::Recent,
     /// Timeouts and the connection cap of the listening socket.
     pub transport: transport::Limits,
-    /// Cloud Monitoring, for the status page's charts (the judge reads it through the reconciler).
-    pub monitoring: MonitoringClient,
     /// The status page's charts, a minute per service.
     pub status_charts: status::ChartCache,
 }
@@ -151,8 +149,10 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     let google = Google::new(http.clone(), tokens);
     let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.google.run_endpoint));
-    let monitoring = MonitoringClient::new(google, &args.google.monitoring_endpoint);
-    let metrics = CloudMonitoring::new(monitoring.clone());
+    let metrics = CloudMonitoring::new(MonitoringClient::new(
+        google,
+        &args.google.monitoring_endpoint,
+    ));
     // The smoke check and the key fetch have clients of their own that follow no redirect.
     let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(StartError::Setup)?;
     let reconciler = Reconciler::new(router, metrics, smoke, policy, clock.clone());
@@ -184,7 +184,6 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         clock,
         handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),
         transport: transport::Limits::from_args(args),
-        monitoring,
         status_charts: status::ChartCache::default(),
     }))
 }

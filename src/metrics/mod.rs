@@ -5,7 +5,6 @@
 //! [`evidence`](crate::decision::evidence) types); [`MetricsSource`] is how a backend answers.
 //! A transport failure is an error and never reads as healthy.
 
-pub mod chart;
 pub mod cloud_monitoring;
 
 use std::future::Future;

@@ -5,8 +5,10 @@
 //! revisions, traffic, step, next judgement, last decision and its reason), plus the step
 //! timeline of the service's policy (done, current, next), the last judged step's numbers
 //! against its thresholds (from the history annotation), and for a rollout that is running or
-//! paused a chart of 5xx rate and p99 per revision per minute since it started
-//! ([`crate::metrics::chart`], one Monitoring query per service, cached: [`cache`]).
+//! paused a chart of 5xx rate and p99 per revision per minute since it started: the judge's own
+//! reading ([`MetricsSource::service_stats`], one Monitoring query grouped by revision and
+//! response code class, kept minute by minute) over the rollout instead of a step, cached a
+//! minute per service ([`cache`]).
 //!
 //! It only reads. Services are listed as a tick lists them (every page, every region); a region
 //! that cannot be listed, a service whose record cannot be read and a chart whose query failed
@@ -31,10 +33,10 @@ use tokio::time::Instant;
 pub use cache::ChartCache;
 
 use super::App;
-use crate::decision::evidence::Window;
+use crate::decision::evidence::{ServiceStats, Window};
 use crate::decision::{Observed, Phase, Policy, Record};
 use crate::failure::chain;
-use crate::metrics::chart::Minute;
+use crate::metrics::MetricsSource;
 use crate::operate::show::Row;
 use crate::router::TrafficRouter;
 
@@ -134,6 +136,35 @@ pub struct Series {
     /// `candidate` or `stable`.
     pub role: &'static str,
     pub minutes: Vec<Minute>,
+}
+
+/// One revision's minute.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Minute {
+    /// The end of the minute.
+    pub at: Timestamp,
+    pub requests: u64,
+    pub errors_5xx: u64,
+    /// 5xx / requests.
+    pub error_rate: f64,
+    /// From the minute's latency histogram, when it has samples.
+    pub p99_ms: Option<f64>,
+}
+
+/// `revision`'s minutes in `stats`, oldest first (a minute it served nothing in is absent).
+pub fn minutes_of(stats: &ServiceStats, revision: &str) -> Result<Vec<Minute>, String> {
+    Ok(stats
+        .minutes(revision)?
+        .into_iter()
+        .filter(|(_, m)| m.requests > 0)
+        .map(|(at, m)| Minute {
+            at,
+            requests: m.requests,
+            errors_5xx: m.errors_5xx,
+            error_rate: m.error_rate(),
+            p99_ms: m.latency.quantile(0.99),
+        })
+        .collect())
 }
 
 /// Something the page could not read.
@@ -342,26 +373,30 @@ async fn chart(app: &App, obs: &Observed, r: &Rollout, now: Timestamp, deadline:
         start: from,
         end: now,
     };
-    let minutes = app
+    let stats = app
         .status_charts
         .get_or_read(&obs.service, started, now, || async {
-            crate::metrics::chart::per_minute(&app.monitoring, &obs.service, window, deadline)
+            app.reconciler
+                .metrics
+                .service_stats(&obs.service, window, deadline)
                 .await
                 .map_err(|e| chain(&e).to_string())
         })
         .await;
-    let (series, error) = match minutes {
-        Ok(m) => (
-            [(candidate, "candidate"), (stable, "stable")]
-                .into_iter()
-                .map(|(rev, role)| Series {
+    let series: Result<Vec<Series>, String> = stats.and_then(|stats| {
+        [(candidate, "candidate"), (stable, "stable")]
+            .into_iter()
+            .map(|(rev, role)| {
+                Ok(Series {
                     revision: rev.clone(),
                     role,
-                    minutes: m.get(rev).cloned().unwrap_or_default(),
+                    minutes: minutes_of(&stats, rev)?,
                 })
-                .collect(),
-            None,
-        ),
+            })
+            .collect()
+    });
+    let (series, error) = match series {
+        Ok(s) => (s, None),
         Err(e) => (Vec::new(), Some(e)),
     };
     Chart {

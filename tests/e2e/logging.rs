@@ -2,32 +2,50 @@
 //! Cloud Run's header, and its decision is one JSON line with typed fields, the message id and
 //! the build's log URL.
 
+use std::sync::OnceLock;
+
 use cutover::logs::{CloudLogging, Memory, SPAN_ID, TRACE, TRACE_SAMPLED};
 use cutover_fakes::encode::{build_attributes, encode_build, encode_push};
 use serde_json::Value;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 
 use crate::support::TestApp;
 
-const PROJECT: &str = "acme-prod";
+/// A project no other test uses, so this test's decisions are its own.
+const PROJECT: &str = "acme-logging";
 const REGION: &str = "us-central1";
 const TRACE_ID: &str = "105445aa7843bc8bf206b12000100000";
 
 /// The decision lines of `decision` logged so far.
 fn decisions(lines: &Memory, decision: &str) -> Vec<Value> {
+    let ours = format!("{PROJECT}/{REGION}/api");
     lines
         .lines()
         .into_iter()
-        .filter(|l| l["message"] == "decision" && l["decision"] == decision)
+        .filter(|l| l["message"] == "decision" && l["decision"] == decision && l["service"] == ours)
         .collect()
 }
 
-// The test runtime has one thread, so the server's tasks log through this test's subscriber.
+/// Every line logged in this test binary from now on, at info and above. A subscriber of the
+/// whole process, not of this test's thread: tracing caches whether a call site is of interest
+/// per process, and a test on another thread that reaches a call site first, with no subscriber,
+/// would otherwise leave it switched off for this test's subscriber too. Other tests' lines land
+/// here as well; this test picks its own by message id and service.
+fn captured() -> &'static Memory {
+    static LINES: OnceLock<Memory> = OnceLock::new();
+    LINES.get_or_init(|| {
+        let lines = Memory::default();
+        let layer = CloudLogging::new(lines.clone()).with_filter(LevelFilter::INFO);
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .expect("no other test of this binary sets the process's subscriber");
+        lines
+    })
+}
+
 #[tokio::test]
 async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
-    let lines = Memory::default();
-    let subscriber = tracing_subscriber::registry().with(CloudLogging::new(lines.clone()));
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let lines = captured();
 
     let t = TestApp::start(PROJECT, REGION, &[]).await;
     t.deployed_in(PROJECT, REGION, "api");
@@ -38,7 +56,7 @@ async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
         &build_attributes(build_id, "SUCCESS"),
         "424242",
         t.clock.now(),
-        "projects/acme-prod/subscriptions/cutover-builds",
+        "projects/acme-logging/subscriptions/cutover-builds",
     );
     let answer = reqwest::Client::new()
         .post(format!("{}/pubsub/builds", t.push.base()))
@@ -49,7 +67,10 @@ async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
         .unwrap();
     assert_eq!(answer.status(), 200);
 
-    let start = &decisions(&lines, "start")[0];
+    let start = &decisions(lines, "start")
+        .first()
+        .cloned()
+        .unwrap_or_else(|| panic!("no start decision among {:?}", lines.lines()));
     assert_eq!(
         start[TRACE],
         format!("projects/{PROJECT}/traces/{TRACE_ID}"),
@@ -67,7 +88,8 @@ async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
     );
     assert_eq!(start["severity"], "INFO");
     let all = lines.lines();
-    let of_the_push: Vec<&Value> = all.iter().filter(|l| l.get(TRACE).is_some()).collect();
+    let trace = format!("projects/{PROJECT}/traces/{TRACE_ID}");
+    let of_the_push: Vec<&Value> = all.iter().filter(|l| l[TRACE] == trace.as_str()).collect();
     assert!(
         of_the_push.len() >= 2,
         "the build's other lines are grouped too: {all:?}"
@@ -80,7 +102,7 @@ async fn a_pushs_lines_carry_its_trace_and_its_decision_is_typed_json() {
 
     // The 10% step is judged at 5 + 3 minutes: its record's numbers are numbers.
     t.tick_minutes(9).await;
-    let judged = &decisions(&lines, "advance")[0];
+    let judged = &decisions(lines, "advance")[0];
     assert!(judged["error_rate"].is_f64(), "{judged}");
     assert!(judged["p99_ms"].is_f64(), "{judged}");
     assert!(judged["requests"].is_u64(), "{judged}");

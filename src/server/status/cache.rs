@@ -15,13 +15,13 @@ use std::sync::Mutex;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::metrics::chart::Minutes;
+use crate::decision::evidence::ServiceStats;
 use crate::target::ServiceRef;
 
 /// How long a chart is reused.
 pub const TTL: SignedDuration = SignedDuration::from_mins(1);
 
-type Entry = (Timestamp, Result<Minutes, String>);
+type Entry = (Timestamp, Result<ServiceStats, String>);
 
 /// Charts by service and rollout start, with the time they were read.
 #[derive(Default)]
@@ -38,10 +38,10 @@ impl ChartCache {
         started: Timestamp,
         now: Timestamp,
         read: F,
-    ) -> Result<Minutes, String>
+    ) -> Result<ServiceStats, String>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Minutes, String>>,
+        Fut: Future<Output = Result<ServiceStats, String>>,
     {
         let key = (service.to_string(), started);
         if let Some((at, kept)) = self.lock().get(&key)
@@ -69,6 +69,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+    use crate::decision::evidence::Window;
 
     #[tokio::test]
     async fn a_chart_is_read_once_a_minute() {
@@ -78,7 +79,10 @@ mod tests {
         let reads = AtomicU32::new(0);
         let read = || async {
             reads.fetch_add(1, Ordering::Relaxed);
-            Ok(Minutes::new())
+            Ok(ServiceStats {
+                window: Window { start: t0, end: t0 },
+                series: Vec::new(),
+            })
         };
         for secs in [0, 10, 59] {
             let now = t0 + SignedDuration::from_secs(secs);

@@ -299,7 +299,7 @@ fn panel(
     c: &Chart,
     id: &str,
     title: &str,
-    value: impl Fn(&crate::metrics::chart::Minute) -> Option<f64>,
+    value: impl Fn(&super::Minute) -> Option<f64>,
     limit: Option<f64>,
     show: fn(f64) -> String,
 ) {
@@ -375,7 +375,7 @@ fn panel(
 fn line(
     h: &mut String,
     s: &Series,
-    value: &impl Fn(&crate::metrics::chart::Minute) -> Option<f64>,
+    value: &impl Fn(&super::Minute) -> Option<f64>,
     x: &impl Fn(jiff::Timestamp) -> f64,
     y: &impl Fn(f64) -> f64,
 ) {
