@@ -21,6 +21,7 @@
 //!   path.
 //! - [`operate`]: the operator verbs (`cutover status`, `promote`, …), a client of the same
 //!   reconciler with the caller's credentials.
+//! - [`logs`]: log lines as Cloud Logging reads them (typed fields, the request's trace).
 //! - [`gcp`]: Google REST wire types and calls; [`failure`]: what a failure means, decided once.
 //!
 //! Not here: the fakes of Google's APIs (crate `cutover-fakes`, `fakes/`, a dev-dependency) and
@@ -35,6 +36,7 @@ pub mod failure;
 pub mod flight;
 pub mod gcp;
 pub mod ids;
+pub mod logs;
 pub mod metrics;
 pub mod notify;
 pub mod operate;

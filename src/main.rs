@@ -20,7 +20,9 @@ fn init_logging(format: LogFormat) {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => registry.with(tracing_stackdriver::layer()).init(),
+        LogFormat::Json => registry
+            .with(cutover::logs::CloudLogging::new(std::io::stdout))
+            .init(),
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_target(false))
             .init(),

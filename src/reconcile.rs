@@ -56,150 +56,71 @@ impl ReconcileError {
     }
 }
 
-/// Declares [`DecisionRecord`] from one list of fields: each field is serialised (tick answers,
-/// listeners) and written to the decision's log line under the same name ([`LogField`] says
-/// how; absent values are left out of the line). `at` is the log line's own time.
-macro_rules! decision_record {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident {
-            $(#[$at_meta:meta])* pub at: Timestamp,
-            $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )*
-        }
-    ) => {
-        $(#[$meta])*
-        pub struct $name {
-            $(#[$at_meta])* pub at: Timestamp,
-            $( $(#[$field_meta])* pub $field: $ty, )*
-        }
-
-        impl $name {
-            /// Logs the record as one structured line (`target: cutover::decision`).
-            fn log(&self) {
-                if self.decision.is_warning() {
-                    tracing::warn!(
-                        target: "cutover::decision",
-                        $( $field = LogField::log_value(&self.$field), )*
-                        "decision"
-                    );
-                } else {
-                    tracing::info!(
-                        target: "cutover::decision",
-                        $( $field = LogField::log_value(&self.$field), )*
-                        "decision"
-                    );
-                }
-            }
-        }
-    };
+/// One decision, as logged: everything a person needs to see why. One serialisation serves tick
+/// answers, listeners, `/status.json` and the decision's log line (`crate::logs` spreads it over
+/// the line, so numbers stay numbers and `statistics` stays an object). `at` is the decision's
+/// own time.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DecisionRecord {
+    pub at: Timestamp,
+    pub service: String,
+    /// `shadow`: the decision was made and recorded, and nothing was written.
+    pub mode: Mode,
+    pub trigger: &'static str,
+    /// Who asked: `cutover` itself, or the person behind a verb.
+    pub actor: Option<String>,
+    pub decision: Kind,
+    pub reason: String,
+    pub candidate: Option<String>,
+    pub stable: Option<String>,
+    /// The candidate's share after this decision.
+    pub percent: Option<u8>,
+    pub phase: Option<Phase>,
+    pub window_start: Option<Timestamp>,
+    pub window_end: Option<Timestamp>,
+    pub requests: Option<u64>,
+    pub errors_5xx: Option<u64>,
+    pub error_rate: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub min_requests: Option<u64>,
+    pub max_error_rate: Option<f64>,
+    pub max_p99_ms: Option<f64>,
+    /// Everything a judged step computed: both revisions' counts, rates and percentiles, and
+    /// each check's test statistic, bounds and outcome (see `docs/judgement.md`).
+    pub statistics: Option<serde_json::Value>,
+    /// `applied`, `conflict`, `failed: …`, or `none` when nothing was to be written.
+    pub write: String,
+    /// The Pub/Sub message that asked for the decision (none for a verb).
+    pub message_id: Option<String>,
+    /// For a build, its log in the console (the build message's `logUrl`).
+    pub log_url: Option<String>,
 }
-
-decision_record! {
-    /// One decision, as logged: everything a person needs to see why.
-    #[derive(Clone, Debug, Default, Serialize)]
-    pub struct DecisionRecord {
-        pub at: Timestamp,
-        pub service: String,
-        /// `shadow`: the decision was made and recorded, and nothing was written.
-        pub mode: Mode,
-        pub trigger: &'static str,
-        /// Who asked: `cutover` itself, or the person behind a verb.
-        pub actor: Option<String>,
-        pub decision: Kind,
-        pub reason: String,
-        pub candidate: Option<String>,
-        pub stable: Option<String>,
-        /// The candidate's share after this decision.
-        pub percent: Option<u8>,
-        pub phase: Option<Phase>,
-        pub window_start: Option<Timestamp>,
-        pub window_end: Option<Timestamp>,
-        pub requests: Option<u64>,
-        pub errors_5xx: Option<u64>,
-        pub error_rate: Option<f64>,
-        pub p99_ms: Option<f64>,
-        pub min_requests: Option<u64>,
-        pub max_error_rate: Option<f64>,
-        pub max_p99_ms: Option<f64>,
-        /// Everything a judged step computed: both revisions' counts, rates and percentiles, and
-        /// each check's test statistic, bounds and outcome (see `docs/judgement.md`).
-        pub statistics: Option<serde_json::Value>,
-        /// `applied`, `conflict`, `failed: …`, or `none` when nothing was to be written.
-        pub write: String,
-    }
-}
-
-/// How a record's field is written in its log line: text as text, numbers as numbers, times and
-/// nested JSON as their text, absent values not at all.
-trait LogField {
-    type Value<'a>: tracing::Value
-    where
-        Self: 'a;
-    fn log_value(&self) -> Self::Value<'_>;
-}
-
-impl LogField for String {
-    type Value<'a> = tracing::field::DisplayValue<&'a String>;
-    fn log_value(&self) -> Self::Value<'_> {
-        tracing::field::display(self)
-    }
-}
-
-impl LogField for &'static str {
-    type Value<'a> = &'static str;
-    fn log_value(&self) -> Self::Value<'_> {
-        self
-    }
-}
-
-impl LogField for Kind {
-    type Value<'a> = &'static str;
-    fn log_value(&self) -> Self::Value<'_> {
-        self.as_str()
-    }
-}
-
-impl LogField for Mode {
-    type Value<'a> = &'static str;
-    fn log_value(&self) -> Self::Value<'_> {
-        self.as_str()
-    }
-}
-
-impl LogField for Option<String> {
-    type Value<'a> = Option<&'a str>;
-    fn log_value(&self) -> Self::Value<'_> {
-        self.as_deref()
-    }
-}
-
-/// Numbers, logged as they are.
-macro_rules! log_as_is {
-    ($($t:ty),*) => {$(
-        impl LogField for Option<$t> {
-            type Value<'a> = Option<$t>;
-            fn log_value(&self) -> Self::Value<'_> {
-                *self
-            }
-        }
-    )*};
-}
-log_as_is!(u8, u64, f64);
-
-/// Values logged as their text.
-macro_rules! log_as_text {
-    ($($t:ty),*) => {$(
-        impl LogField for Option<$t> {
-            type Value<'a> = Option<String>;
-            fn log_value(&self) -> Self::Value<'_> {
-                self.as_ref().map(ToString::to_string)
-            }
-        }
-    )*};
-}
-log_as_text!(Timestamp, Phase, serde_json::Value);
 
 impl DecisionRecord {
+    /// The record as one JSON object (what its log line carries).
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            serde_json::json!({ "service": self.service, "unserialisable": e.to_string() })
+                .to_string()
+        })
+    }
+
+    /// Logs a refusal (decision `refused`) at error level, naming the `setting` to change.
+    pub fn log_refusal(&self, setting: &str) {
+        let record = self.json();
+        tracing::error!(target: "cutover::decision", fields_json = record.as_str(), setting, "decision");
+    }
+
+    /// Logs the record as one structured line (`target: cutover::decision`).
+    fn log(&self) {
+        let record = self.json();
+        if self.decision.is_warning() {
+            tracing::warn!(target: "cutover::decision", fields_json = record.as_str(), "decision");
+        } else {
+            tracing::info!(target: "cutover::decision", fields_json = record.as_str(), "decision");
+        }
+    }
+
     fn new(service: &ServiceRef, trigger: &Trigger, d: &Decision, at: Timestamp) -> Self {
         let r = d.record.as_ref();
         let j = d.judgement.as_ref();
@@ -231,6 +152,8 @@ impl DecisionRecord {
             } else {
                 "none".into()
             },
+            message_id: None,
+            log_url: None,
         }
     }
 
@@ -341,6 +264,22 @@ impl SmokeCheck {
     }
 }
 
+/// Where an event came from, for the records of the decisions it causes: the Pub/Sub message,
+/// and for a build its log in the console. Verbs have none.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub message_id: Option<String>,
+    pub log_url: Option<String>,
+}
+
+impl Origin {
+    /// Names this origin in `rec`.
+    pub fn stamp(&self, rec: &mut DecisionRecord) {
+        rec.message_id.clone_from(&self.message_id);
+        rec.log_url.clone_from(&self.log_url);
+    }
+}
+
 /// What a tick did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TickReport {
@@ -397,6 +336,18 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         trigger: Trigger,
         deadline: Instant,
     ) -> Result<Vec<DecisionRecord>, ReconcileError> {
+        self.reconcile_from(target, trigger, deadline, &Origin::default())
+            .await
+    }
+
+    /// [`Reconciler::reconcile`] for an event from `origin`, which its records name.
+    pub async fn reconcile_from(
+        &self,
+        target: &ServiceRef,
+        trigger: Trigger,
+        deadline: Instant,
+        origin: &Origin,
+    ) -> Result<Vec<DecisionRecord>, ReconcileError> {
         let urgency = match trigger {
             Trigger::Alert { .. } | Trigger::Build { .. } | Trigger::Operator { .. } => {
                 Urgency::Waits
@@ -407,7 +358,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             return Ok(Vec::new());
         };
         let obs = self.router.observe(target, deadline).await?;
-        self.run(self.overlay(obs), trigger, deadline).await
+        self.run(self.overlay(obs), trigger, deadline, origin).await
     }
 
     /// What `trigger` would decide for `target` now, with the evidence it needs, writing
@@ -431,6 +382,18 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         project: &str,
         regions: &[String],
         deadline: Instant,
+    ) -> Result<TickReport, ReconcileError> {
+        self.tick_from(project, regions, deadline, &Origin::default())
+            .await
+    }
+
+    /// [`Reconciler::tick`] for a tick from `origin`, which its records name.
+    pub async fn tick_from(
+        self: &Arc<Self>,
+        project: &str,
+        regions: &[String],
+        deadline: Instant,
+        origin: &Origin,
     ) -> Result<TickReport, ReconcileError> {
         let mut report = TickReport::default();
         // A tick that arrives while another runs would list the same services and find them
@@ -459,7 +422,8 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                     let Some(_pass) = self.gates.enter(service, Urgency::Routine).await else {
                         return (name, Ok(Vec::new()), true);
                     };
-                    (name, self.run(read, Trigger::Tick, deadline).await, false)
+                    let result = self.run(read, Trigger::Tick, deadline, origin).await;
+                    (name, result, false)
                 }
             })
             .buffer_unordered(TICK_CONCURRENCY)
@@ -487,6 +451,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         mut read: Observation<R::Version>,
         mut trigger: Trigger,
         deadline: Instant,
+        origin: &Origin,
     ) -> Result<Vec<DecisionRecord>, ReconcileError> {
         let mut out = Vec::new();
         let mut conflicts = 0;
@@ -495,6 +460,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             let (d, now) = self.decide_with_evidence(obs, &trigger, deadline).await;
             let mut rec = DecisionRecord::new(&obs.service, &trigger, &d, now);
             rec.mode = self.policy.mode_for(&obs.annotations);
+            origin.stamp(&mut rec);
             let Some(write) = d.write() else {
                 self.publish(rec.clone());
                 out.push(rec);

@@ -8,6 +8,8 @@
 //!   other services.
 //! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_REGIONS`.
 //! - `GET /healthz`: 200.
+//! - `GET /status`, `GET /status.json`: every rollout, its traffic, steps, last judgement and a
+//!   chart ([`status`]); reads only.
 //!
 //! Every push handler takes a [`VerifiedPush`], an extractor that checks the `Authorization`
 //! header against that endpoint's audience before any of the body is read (an unauthenticated
@@ -20,6 +22,8 @@
 //! writes that log line once the answer is out.
 
 mod push;
+pub mod status;
+pub mod trace;
 pub mod transport;
 
 use std::future::Future;
@@ -53,7 +57,7 @@ use crate::gcp::run::RunClient;
 use crate::gcp::{Google, TokenSource, metadata};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
 use crate::notify::Notifier;
-use crate::reconcile::{DecisionRecord, Reconciler, SmokeCheck};
+use crate::reconcile::{DecisionRecord, Origin, Reconciler, SmokeCheck};
 use crate::router::cloud_run::CloudRunRouter;
 use crate::target::ServiceRef;
 
@@ -97,6 +101,8 @@ pub struct App {
     pub transport: transport::Limits,
     /// Lifecycle events and chat messages, fed from the reconciler's decisions.
     pub notify: Arc<Notifier>,
+    /// The status page's charts, a minute per service.
+    pub status_charts: status::ChartCache,
 }
 
 /// Why cutover could not start.
@@ -193,6 +199,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),
         transport: transport::Limits::from_args(args),
         notify,
+        status_charts: status::ChartCache::default(),
     }))
 }
 
@@ -230,6 +237,9 @@ pub fn app(state: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             TraceLayer::new_for_http()
+                .make_span_with(trace::PushSpan {
+                    project: state.project.clone(),
+                })
                 .on_request(())
                 .on_response(LogAnswer)
                 .on_body_chunk(())
@@ -239,6 +249,8 @@ pub fn app(state: Arc<App>) -> Router {
     Router::new()
         .merge(push)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/status", get(status::page))
+        .route("/status.json", get(status::json))
         .with_state(state)
 }
 
@@ -337,10 +349,14 @@ async fn reconcile(
     target: &ServiceRef,
     trigger: Trigger,
 ) -> Result<Acked, PushError> {
+    let origin = Origin {
+        message_id: Some(message_id.clone()),
+        log_url: None,
+    };
     answer(
         message_id,
         app.reconciler
-            .reconcile(target, trigger, deadline(app))
+            .reconcile_from(target, trigger, deadline(app), &origin)
             .await,
     )
 }
@@ -355,7 +371,11 @@ fn target(
     trigger: &Trigger,
     event: &str,
 ) -> Result<ServiceRef, Acked> {
-    resolve(app, named, trigger, event).map_err(|record| Acked::Handled {
+    let origin = Origin {
+        message_id: Some(message_id.to_owned()),
+        log_url: None,
+    };
+    resolve(app, named, trigger, event, &origin).map_err(|record| Acked::Handled {
         message_id: message_id.to_owned(),
         body: json!({ "decisions": [record] }),
     })
@@ -368,35 +388,28 @@ fn resolve(
     named: Named<'_>,
     trigger: &Trigger,
     event: &str,
+    origin: &Origin,
 ) -> Result<ServiceRef, Box<DecisionRecord>> {
     app.scope.resolve(named).map_err(|refusal| {
-        let record = refused(&refusal, event, trigger, app.clock.now());
+        let mut rec = refused(&refusal, event, trigger, app.clock.now());
+        origin.stamp(&mut rec);
+        rec.log_refusal(refusal.setting);
         // Recorded here, not by the reconciler: told about like any decision.
-        app.notify.handle(&record);
-        Box::new(record)
+        app.notify.handle(&rec);
+        Box::new(rec)
     })
 }
 
-/// A refusal as a decision record (decision `refused`, nothing written), logged at error level:
-/// an operator must change a setting, or a build or alert policy, for it to stop.
+/// A refusal as a decision record (decision `refused`, nothing written); the caller logs it
+/// at error level ([`DecisionRecord::log_refusal`]): an operator must change a setting, or a
+/// build or alert policy, for it to stop.
 fn refused(refusal: &Refusal, event: &str, trigger: &Trigger, at: Timestamp) -> DecisionRecord {
-    let rec = DecisionRecord::refused(
+    DecisionRecord::refused(
         &refusal.service,
         trigger,
         format!("{event} refused: {}", refusal.why),
         at,
-    );
-    tracing::error!(
-        target: "cutover::decision",
-        service = %rec.service,
-        trigger = rec.trigger,
-        decision = rec.decision.as_str(),
-        reason = %rec.reason,
-        setting = refusal.setting,
-        write = %rec.write,
-        "decision"
-    );
-    rec
+    )
 }
 
 /// `POST /pubsub/builds`: a `SUCCESS` build starts a rollout of each service it names
@@ -428,10 +441,14 @@ async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
         build_id: build.build_id.to_string(),
     };
     let event = format!("build {}", build.build_id);
+    let origin = Origin {
+        message_id: Some(id.clone()),
+        log_url: build.log_url.clone(),
+    };
     let mut refusals = Vec::new();
     let mut targets: Vec<ServiceRef> = Vec::new();
     for named in named {
-        match resolve(&app, named, &trigger, &event) {
+        match resolve(&app, named, &trigger, &event, &origin) {
             Ok(t) if !targets.contains(&t) => targets.push(t),
             Ok(_) => {}
             Err(refusal) => refusals.push(*refusal),
@@ -456,11 +473,10 @@ async fn builds(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
         tracing::info!(message_id = %id, build_id = %build.build_id, service = %target, "build finished");
     }
     let until = deadline(&app);
-    let mut outcomes = futures::future::join_all(
-        targets
-            .iter()
-            .map(|target| app.reconciler.reconcile(target, trigger.clone(), until)),
-    )
+    let mut outcomes = futures::future::join_all(targets.iter().map(|target| {
+        app.reconciler
+            .reconcile_from(target, trigger.clone(), until, &origin)
+    }))
     .await;
     for (target, outcome) in targets.iter().zip(&outcomes) {
         let transient = matches!(outcome, Err(e) if e.kind().worth_retrying());
@@ -570,9 +586,13 @@ async fn alerts(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
 
 async fn ticks(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
     let id = push.message_id();
+    let origin = Origin {
+        message_id: Some(id.clone()),
+        log_url: None,
+    };
     let tick = app
         .reconciler
-        .tick(&app.project, &app.regions, deadline(&app))
+        .tick_from(&app.project, &app.regions, deadline(&app), &origin)
         .await;
     match tick {
         Ok(report) if report.transient => Err(PushError::Transient {

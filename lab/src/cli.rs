@@ -27,6 +27,11 @@ pub struct DemoArgs {
     /// Which scenario to run.
     #[arg(long, value_enum, default_value = "all")]
     pub scenario: Scenario,
+
+    /// Afterwards, leave one more rollout at 50% and write the status page, as headless
+    /// Chromium shows it, to this PNG file (`docs/status.png`).
+    #[arg(long, value_name = "FILE")]
+    pub screenshot: Option<std::path::PathBuf>,
 }
 
 /// Demo scenarios.

@@ -63,8 +63,12 @@ struct Run {
     decisions: broadcast::Receiver<DecisionRecord>,
 }
 
-/// Runs the chosen scenarios and prints their timelines.
-pub async fn run(scenario: Scenario) -> Result<(), DemoError> {
+/// Runs the chosen scenarios and prints their timelines; with `screenshot`, then leaves a third
+/// rollout at 50% and writes the status page's picture there.
+pub async fn run(
+    scenario: Scenario,
+    screenshot: Option<std::path::PathBuf>,
+) -> Result<(), DemoError> {
     let start: Timestamp = "2026-12-01T09:00:00Z"
         .parse()
         .map_err(|e| DemoError(format!("{e}")))?;
@@ -133,6 +137,13 @@ pub async fn run(scenario: Scenario) -> Result<(), DemoError> {
             "the regressed candidate should be rolled back",
         )?;
     }
+    if let Some(file) = screenshot {
+        run.in_flight("search").await?;
+        crate::screenshot::render(&format!("http://{addr}/status"), &file, 1000)
+            .await
+            .map_err(DemoError)?;
+        println!("status page of this state written to {}", file.display());
+    }
     println!(
         "demo finished in {:.1} s of wall time",
         wall.elapsed().as_secs_f64()
@@ -152,6 +163,52 @@ fn expect(end: &DecisionRecord, decision: &str, percent: u8, what: &str) -> Resu
 }
 
 impl Run {
+    /// Starts a healthy rollout of `service` and ticks until it has been at 50% for a few
+    /// minutes: a running rollout for the status page's picture.
+    async fn in_flight(&mut self, service: &str) -> Result<(), DemoError> {
+        self.fake.add_service(
+            PROJECT,
+            REGION,
+            service,
+            &format!("{service}-00001-abc"),
+            RevisionProfile::healthy(),
+            40.0,
+        );
+        let candidate = format!("{service}-00002-def");
+        self.fake.deploy(
+            PROJECT,
+            REGION,
+            service,
+            &candidate,
+            RevisionProfile::healthy(),
+        );
+        self.pusher
+            .build(service, REGION, "SUCCESS", self.clock.now())
+            .await
+            .map_err(DemoError)?;
+        for _ in 0..12 {
+            self.clock.advance(SignedDuration::from_mins(1));
+            self.pusher
+                .tick(self.clock.now())
+                .await
+                .map_err(DemoError)?;
+        }
+        println!(
+            "── {service}: a healthy candidate ({candidate}), left running for the status page"
+        );
+        let _ = self.drain(service, self.clock.now());
+        let percent =
+            self.fake.service_json(PROJECT, REGION, service)["annotations"]["cutover.dev/percent"]
+                .as_str()
+                .map(str::to_string);
+        match percent.as_deref() {
+            Some("50") => Ok(()),
+            other => Err(DemoError(format!(
+                "{service} should be at 50% for the picture, not {other:?}"
+            ))),
+        }
+    }
+
     /// Deploys a new revision of `service` with `profile`, sends the build notification, then
     /// ticks once a simulated minute until the rollout ends.
     async fn scenario(

@@ -2,6 +2,7 @@
 //!
 //! - [`demo`]: `lab demo`, a whole rollout loop on one machine against the fakes.
 //! - [`simulate`]: `lab simulate`, Monte Carlo of whole rollouts through cutover's decision code.
+//! - [`screenshot`]: `lab demo --screenshot`, the status page in headless Chromium.
 //! - [`local`]: cutover's settings and clock for running against `cutover-fakes`.
 //! - [`cli`]: the `lab` command line.
 //!
@@ -11,4 +12,5 @@
 pub mod cli;
 pub mod demo;
 pub mod local;
+pub mod screenshot;
 pub mod simulate;

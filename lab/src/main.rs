@@ -8,7 +8,7 @@ use cutover_lab::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Demo(args) => Ok(cutover_lab::demo::run(args.scenario).await?),
+        Command::Demo(args) => Ok(cutover_lab::demo::run(args.scenario, args.screenshot).await?),
         Command::Simulate(args) => Ok(cutover_lab::simulate::run(&args)?),
     }
 }

@@ -338,10 +338,7 @@ fn window_stats(
             revisions.insert(name.to_string(), s);
         }
     }
-    ServiceStats {
-        window: w,
-        revisions,
-    }
+    ServiceStats::from_totals(w, revisions)
 }
 
 /// The outcome rates of one cell under one judge.

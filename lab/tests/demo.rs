@@ -6,7 +6,7 @@ use cutover_lab::cli::Scenario;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_demo_scenarios_end_as_they_should() {
-    cutover_lab::demo::run(Scenario::All)
+    cutover_lab::demo::run(Scenario::All, None)
         .await
         .expect("the demo's rollouts end as the demo says they should");
 }

@@ -122,11 +122,119 @@ impl RevisionStats {
     }
 }
 
-/// Every revision of a service over one window. A revision with no requests is absent.
+/// One point of one series: what a revision served in one aligned minute, in one response code
+/// class. `count` is the distribution's count (authoritative: Monitoring may trim bucket counts,
+/// so `latency.total()` can be smaller).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Point {
+    pub count: u64,
+    pub latency: Histogram,
+}
+
+/// One time series as Cloud Monitoring returns it for a service: one revision, one response code
+/// class (`2xx`, `4xx`, `5xx`, …), its points keyed by the end of their aligned minute. A minute
+/// in which the series served nothing has no point, exactly like Monitoring's answer: an absent
+/// point means "nothing" or "not written yet", and only the decision core's completeness rule
+/// tells which.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub revision: String,
+    pub class: String,
+    pub points: BTreeMap<Timestamp, Point>,
+}
+
+impl Series {
+    /// Whether this series counts 5xx answers.
+    pub fn is_5xx(&self) -> bool {
+        self.class == "5xx"
+    }
+}
+
+/// Every revision of a service over one window, minute by minute and series by series, as one
+/// Monitoring query grouped by revision and response code class returns it. Totals are derived
+/// from the series ([`ServiceStats::revision`]), so they can never disagree with the minutes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceStats {
     pub window: Window,
-    pub revisions: BTreeMap<String, RevisionStats>,
+    pub series: Vec<Series>,
+}
+
+impl ServiceStats {
+    /// A window whose every revision served what `totals` says, as one point per revision and
+    /// class at the window's end (tests and fakes that do not care about minutes).
+    pub fn from_totals(window: Window, totals: BTreeMap<String, RevisionStats>) -> ServiceStats {
+        let mut series = Vec::new();
+        for (revision, t) in totals {
+            let ok = t.requests.saturating_sub(t.errors_5xx);
+            for (class, count, latency) in [
+                ("2xx", ok, t.latency.clone()),
+                ("5xx", t.errors_5xx, Histogram::default()),
+            ] {
+                if count == 0 && latency.total() == 0 {
+                    continue;
+                }
+                series.push(Series {
+                    revision: revision.clone(),
+                    class: class.to_string(),
+                    points: BTreeMap::from([(window.end, Point { count, latency })]),
+                });
+            }
+        }
+        ServiceStats { window, series }
+    }
+
+    /// The revisions that served anything in the window.
+    pub fn revision_names(&self) -> std::collections::BTreeSet<&str> {
+        self.series
+            .iter()
+            .filter(|s| s.points.values().any(|p| p.count > 0))
+            .map(|s| s.revision.as_str())
+            .collect()
+    }
+
+    /// What `revision` served over the whole window; `None` if it served nothing.
+    pub fn revision(&self, revision: &str) -> Result<Option<RevisionStats>, String> {
+        self.revision_between(revision, Timestamp::MIN, Timestamp::MAX)
+    }
+
+    /// What `revision` served in the minutes ending in `(after, until]`; `None` if nothing.
+    pub fn revision_between(
+        &self,
+        revision: &str,
+        after: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<RevisionStats>, String> {
+        let mut total = RevisionStats::default();
+        for s in self.series.iter().filter(|s| s.revision == revision) {
+            for (_, p) in s.points.range(..=until).filter(|(end, _)| **end > after) {
+                total.add(p, s.is_5xx())?;
+            }
+        }
+        Ok((total.requests > 0).then_some(total))
+    }
+
+    /// What `revision` served, minute by minute (keyed by each minute's end). A minute in which no
+    /// series of the revision has a point is absent.
+    pub fn minutes(&self, revision: &str) -> Result<BTreeMap<Timestamp, RevisionStats>, String> {
+        let mut out: BTreeMap<Timestamp, RevisionStats> = BTreeMap::new();
+        for s in self.series.iter().filter(|s| s.revision == revision) {
+            for (end, p) in &s.points {
+                out.entry(*end).or_default().add(p, s.is_5xx())?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl RevisionStats {
+    /// Adds one point of a series (`is_5xx`: of the 5xx class).
+    fn add(&mut self, p: &Point, is_5xx: bool) -> Result<(), String> {
+        self.requests = self.requests.saturating_add(p.count);
+        if is_5xx {
+            self.errors_5xx = self.errors_5xx.saturating_add(p.count);
+        }
+        self.latency.merge(&p.latency)
+    }
 }
 
 /// A histogram from literal bounds and counts, for tests.
@@ -166,5 +274,41 @@ mod tests {
         a.merge(&hist(&[1.0, 2.0], &[1, 0, 1])).unwrap();
         assert_eq!(a.counts, vec![2, 2, 4]);
         assert!(a.merge(&hist(&[1.0, 3.0], &[1, 0, 1])).is_err());
+    }
+
+    #[test]
+    fn totals_and_minutes_come_from_the_same_series() {
+        let t = |m: i64| Timestamp::from_second(60 * m).unwrap();
+        let point = |count, counts: &[u64]| Point {
+            count,
+            latency: hist(&[10.0], counts),
+        };
+        let stats = ServiceStats {
+            window: Window {
+                start: t(0),
+                end: t(3),
+            },
+            series: vec![
+                Series {
+                    revision: "a".into(),
+                    class: "2xx".into(),
+                    points: BTreeMap::from([(t(1), point(9, &[9, 0])), (t(2), point(5, &[4, 1]))]),
+                },
+                Series {
+                    revision: "a".into(),
+                    class: "5xx".into(),
+                    points: BTreeMap::from([(t(2), point(2, &[0, 2]))]),
+                },
+            ],
+        };
+        let all = stats.revision("a").unwrap().unwrap();
+        assert_eq!((all.requests, all.errors_5xx), (16, 2));
+        assert_eq!(all.latency.counts, vec![13, 3]);
+        let minutes = stats.minutes("a").unwrap();
+        assert_eq!(minutes[&t(2)].requests, 7);
+        assert_eq!(minutes[&t(2)].errors_5xx, 2);
+        let late = stats.revision_between("a", t(1), t(3)).unwrap().unwrap();
+        assert_eq!((late.requests, late.errors_5xx), (7, 2));
+        assert_eq!(stats.revision("b").unwrap(), None);
     }
 }

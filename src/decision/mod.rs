@@ -838,16 +838,19 @@ fn baking(
         end: now.saturating_sub(policy.metrics_delay).unwrap_or(now),
     };
     let (judgement, unjudged) = match evidence {
-        Evidence::Metrics(Ok(stats)) => (
-            Some(judge::judge(
-                stats.revisions.get(&r.candidate),
+        Evidence::Metrics(Ok(stats)) => match stats.revision(&r.candidate) {
+            Ok(candidate) => (
+                Some(judge::judge(
+                    candidate.as_ref(),
+                    None,
+                    stats.window,
+                    r.percent,
+                    policy,
+                )),
                 None,
-                stats.window,
-                r.percent,
-                policy,
-            )),
-            None,
-        ),
+            ),
+            Err(e) => (None, Some(format!("metrics unreadable ({e})"))),
+        },
         Evidence::Metrics(Err(e)) => (None, Some(format!("metrics unavailable ({e})"))),
         _ if window.end > window.start => {
             return Decision::gather(Need::Metrics(window), "baking: checking the candidate");
@@ -981,9 +984,15 @@ fn progress(
     };
     // Both revisions come from the same query over the same window; `None` means that
     // revision served nothing in it.
+    let (candidate, stable) = match (stats.revision(&r.candidate), stats.revision(&r.stable)) {
+        (Ok(c), Ok(s)) => (c, s),
+        (Err(e), _) | (_, Err(e)) => {
+            return hold(format!("metrics unreadable ({e}), not judging"), None);
+        }
+    };
     let j = judge::judge(
-        stats.revisions.get(&r.candidate),
-        stats.revisions.get(&r.stable),
+        candidate.as_ref(),
+        stable.as_ref(),
         stats.window,
         r.percent,
         policy,

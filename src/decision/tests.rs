@@ -90,7 +90,7 @@ fn stats(window: Window, requests: u64, errors: u64, latency_ms: f64) -> Evidenc
             },
         );
     }
-    Evidence::Metrics(Ok(ServiceStats { window, revisions }))
+    Evidence::Metrics(Ok(ServiceStats::from_totals(window, revisions)))
 }
 
 fn tick() -> Trigger {
@@ -601,13 +601,13 @@ fn an_unreadable_record_is_an_error_not_a_guess() {
 
 /// Metrics for both revisions over `window`, as one query grouped by revision returns them.
 fn both(window: Window, candidate: RevisionStats, stable: RevisionStats) -> Evidence {
-    Evidence::Metrics(Ok(ServiceStats {
+    Evidence::Metrics(Ok(ServiceStats::from_totals(
         window,
-        revisions: BTreeMap::from([
+        BTreeMap::from([
             (CANDIDATE.to_string(), candidate),
             (STABLE.to_string(), stable),
         ]),
-    }))
+    )))
 }
 
 fn expected(n: u64, error_rate: f64, p50: f64, p99: f64) -> RevisionStats {
@@ -992,11 +992,9 @@ fn evidence_for(obs: &Observed, window: Window, health: Health) -> Evidence {
     let Evidence::Metrics(Ok(mut s)) = stats(window, requests, errors, 150.0) else {
         unreachable!()
     };
-    s.revisions = s
-        .revisions
-        .into_values()
-        .map(|v| (candidate.clone(), v))
-        .collect();
+    for series in &mut s.series {
+        series.revision = candidate.clone();
+    }
     Evidence::Metrics(Ok(s))
 }
 

@@ -50,7 +50,13 @@ pub struct BuildNotification {
     /// Without `_SERVICE_NAME`: the `gcloud run deploy` and `run services update` commands of
     /// its steps, each the service it rolls out or why it starts no rollout (empty otherwise).
     pub deploys: Vec<DeployCommand>,
+    /// The build's log in the console (`logUrl`), for decision records: an `https://` URL,
+    /// printable and at most [`MAX_LOG_URL_CHARS`] long, else none.
+    pub log_url: Option<String>,
 }
+
+/// Longest `logUrl` kept (real ones are about 150 characters).
+pub const MAX_LOG_URL_CHARS: usize = 512;
 
 /// `Build.Status`, decoded from the enum name (`"SUCCESS"`) or, leniently, its number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -213,6 +219,11 @@ impl BuildNotification {
         )
         .map_err(|e| DecodeError::new(format!("build {build_id}: {e}")))?;
 
+        let log_url = lenient::non_empty_text(&build, "logUrl")
+            .filter(|u| u.starts_with("https://") && u.chars().count() <= MAX_LOG_URL_CHARS)
+            .map(|u| crate::ids::text::printable(&u, MAX_LOG_URL_CHARS))
+            .filter(|u| !u.contains(char::is_whitespace));
+
         Ok(BuildNotification {
             build_id,
             status,
@@ -220,6 +231,7 @@ impl BuildNotification {
             service,
             region,
             deploys,
+            log_url,
         })
     }
 
@@ -349,6 +361,13 @@ mod tests {
         assert_eq!(b.project_id.unwrap(), "checkpoint-distributor");
         assert_eq!(b.service, None);
         assert_eq!(b.region, None);
+        assert_eq!(
+            b.log_url.as_deref(),
+            Some(
+                "https://console.cloud.google.com/cloud-build/builds;region=us-central1/0d97c63e-a349-4bf7-80d0-8f6e21786d87?project=39300730911"
+            ),
+            "the build's log URL is kept for its decision records"
+        );
     }
 
     #[test]

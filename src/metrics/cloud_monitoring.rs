@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use tokio::time::Instant;
 
 use super::{MetricsError, MetricsSource};
-use crate::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
+use crate::decision::evidence::{Histogram, Series, ServiceStats, Window};
 use crate::gcp::monitoring::{Distribution, MonitoringClient, Query, TimeSeries};
 use crate::target::ServiceRef;
 
@@ -75,35 +75,41 @@ fn histogram(d: &Distribution) -> Result<Histogram, String> {
     })
 }
 
-/// Folds the answer into per-revision stats.
+/// Keeps the answer series by series and minute by minute (keyed by each point's interval end,
+/// or the window's end for a point without one), as the decision core reads it.
 pub fn fold(window: Window, series: &[TimeSeries]) -> Result<ServiceStats, String> {
-    let mut revisions: BTreeMap<String, RevisionStats> = BTreeMap::new();
+    let mut out: BTreeMap<(String, String), Series> = BTreeMap::new();
     for s in series {
         let Some(rev) = revision_of(s) else { continue };
-        let is_5xx = s
+        let class = s
             .metric
             .labels
             .get("response_code_class")
-            .is_some_and(|c| c == "5xx");
-        let mut h = Histogram::default();
-        let mut n: u64 = 0;
+            .cloned()
+            .unwrap_or_default();
+        let e = out
+            .entry((rev.to_string(), class.clone()))
+            .or_insert_with(|| Series {
+                revision: rev.to_string(),
+                class,
+                points: BTreeMap::new(),
+            });
         for p in &s.points {
-            if let Some(d) = &p.value.distribution_value {
-                let points = histogram(d)?;
-                // The count is authoritative; bucket counts may be trimmed or absent.
-                n = n.saturating_add(d.count.max(0) as u64);
-                h.merge(&points)?;
-            }
+            let Some(d) = &p.value.distribution_value else {
+                continue;
+            };
+            let end = p.interval.end_time.unwrap_or(window.end);
+            let point = e.points.entry(end).or_default();
+            // The count is authoritative; bucket counts may be trimmed or absent.
+            point.count = point.count.saturating_add(d.count.max(0) as u64);
+            point.latency.merge(&histogram(d)?)?;
         }
-        let e = revisions.entry(rev.to_string()).or_default();
-        e.requests = e.requests.saturating_add(n);
-        if is_5xx {
-            e.errors_5xx = e.errors_5xx.saturating_add(n);
-        }
-        e.latency.merge(&h)?;
     }
-    revisions.retain(|_, r| r.requests > 0);
-    Ok(ServiceStats { window, revisions })
+    let series = out
+        .into_values()
+        .filter(|s| s.points.values().any(|p| p.count > 0))
+        .collect();
+    Ok(ServiceStats { window, series })
 }
 
 impl MetricsSource for CloudMonitoring {
@@ -167,11 +173,14 @@ mod tests {
             end: "2026-08-20T10:05:00Z".parse().unwrap(),
         };
         let s = fold(w, &series).unwrap();
-        let c = &s.revisions["api-2"];
+        let c = s.revision("api-2").unwrap().unwrap();
         assert_eq!((c.requests, c.errors_5xx), (1000, 100));
         assert_eq!(c.latency.counts, vec![100, 899, 1]);
-        assert_eq!(s.revisions["api-1"].requests, 9000);
-        assert!(!s.revisions.contains_key("api-0"), "no requests, no entry");
+        assert_eq!(s.revision("api-1").unwrap().unwrap().requests, 9000);
+        assert!(
+            !s.revision_names().contains("api-0"),
+            "no requests, no entry"
+        );
     }
 
     #[test]

@@ -12,8 +12,6 @@
 
 use std::collections::HashMap;
 
-use jiff::Timestamp;
-
 use crate::decision::Kind;
 use crate::decision::policy::Mode;
 use crate::reconcile::DecisionRecord;
@@ -114,13 +112,16 @@ fn is_judged_hold(rec: &DecisionRecord) -> bool {
     progressing && rec.window_start.is_some()
 }
 
-/// The time an event is anchored to: for `held`, the step's start (the judged window's start,
-/// the same for every hold of the step); for any other event, the decision's own time (for a
-/// write, the step start it wrote; a write is applied once, whichever instance sends it).
-fn anchor(rec: &DecisionRecord, ty: EventType) -> Timestamp {
-    match (ty, rec.window_start) {
-        (EventType::Held, Some(start)) => start,
-        _ => rec.at,
+/// What pins an event down beside its service, candidate, type and share: for `held`, the
+/// step's start (the judged window's start, the same for every hold of the step); for a
+/// `refused` event, the Pub/Sub message refused (a redelivery is refused again, with the same
+/// id); for any other event, the decision's own time (for a write, the step start it wrote; a
+/// write is applied once, whichever instance sends it).
+fn anchor(rec: &DecisionRecord, ty: EventType) -> String {
+    match (ty, rec.window_start, &rec.message_id) {
+        (EventType::Held, Some(start), _) => start.to_string(),
+        (EventType::Refused, _, Some(message)) => format!("message {message}"),
+        _ => rec.at.to_string(),
     }
 }
 
@@ -134,7 +135,7 @@ pub fn ce_id(rec: &DecisionRecord, ty: EventType) -> String {
         rec.candidate.as_deref().unwrap_or(""),
         ty.as_str(),
         &rec.percent.map(|p| p.to_string()).unwrap_or_default(),
-        &anchor(rec, ty).to_string(),
+        &anchor(rec, ty),
     ];
     format!("{:032x}", fnv1a_128(&parts.join("\u{1f}")))
 }
@@ -330,6 +331,19 @@ mod tests {
             assert_ne!(ce_id(r, EventType::Advanced), id, "{what}");
         }
         assert_ne!(ce_id(&a, EventType::Promoted), id, "type");
+    }
+
+    #[test]
+    fn a_refused_message_has_the_same_id_however_often_it_is_delivered() {
+        let mut first = rec(Kind::Refused, "build", "none");
+        first.message_id = Some("4242".into());
+        let mut again = first.clone();
+        again.at = "2026-08-20T10:09:30Z".parse().unwrap();
+        let id = ce_id(&first, EventType::Refused);
+        assert_eq!(ce_id(&again, EventType::Refused), id, "a redelivery");
+        let mut other = again.clone();
+        other.message_id = Some("4243".into());
+        assert_ne!(ce_id(&other, EventType::Refused), id, "another message");
     }
 
     #[test]

@@ -158,10 +158,10 @@ impl MetricsSource for ScriptedMetrics {
             errors_5xx,
             latency,
         };
-        Ok(ServiceStats {
+        Ok(ServiceStats::from_totals(
             window,
-            revisions: BTreeMap::from([(CANDIDATE.to_string(), stats)]),
-        })
+            BTreeMap::from([(CANDIDATE.to_string(), stats)]),
+        ))
     }
 }
 
