@@ -371,10 +371,8 @@ mod tests {
     use crate::config::NotifyFormat;
     use crate::decision::Kind;
 
-    #[tokio::test]
-    async fn shutdown_gives_up_on_a_webhook_that_never_answers_by_its_deadline_and_counts_it_lost()
-    {
-        // Accepts connections and never answers.
+    /// A webhook that accepts connections and never answers.
+    async fn silent_webhook() -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let _silent = tokio::spawn(async move {
@@ -383,6 +381,13 @@ mod tests {
                 open.push(conn);
             }
         });
+        url
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_on_a_webhook_that_never_answers_by_its_deadline_and_counts_it_lost()
+    {
+        let url = silent_webhook().await;
         let settings = Settings {
             events: None,
             chat: Some(ChatSettings::new(&url, NotifyFormat::Slack).unwrap()),
@@ -410,14 +415,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_loses_and_counts_what_does_not_fit_without_waiting() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let _silent = tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((conn, _)) = listener.accept().await {
-                open.push(conn);
-            }
-        });
+        let url = silent_webhook().await;
         let settings = Settings {
             events: None,
             chat: Some(ChatSettings::new(&url, NotifyFormat::GoogleChat).unwrap()),
