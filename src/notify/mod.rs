@@ -42,19 +42,33 @@ pub struct Stats {
     pub chat_lost: AtomicU64,
 }
 
+/// What one channel delivered and lost since start-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Delivered {
+    pub delivered: u64,
+    pub lost: u64,
+}
+
+/// The counters at one moment, per channel (the status page's `notifications`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    pub events: Delivered,
+    pub chat: Delivered,
+}
+
 impl Stats {
-    /// The counters as JSON (`{"events":{"published":…,"lost":…},"chat":{…}}`).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "events": {
-                "published": self.events_published.load(Relaxed),
-                "lost": self.events_lost.load(Relaxed),
+    /// The counters as they stand.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            events: Delivered {
+                delivered: self.events_published.load(Relaxed),
+                lost: self.events_lost.load(Relaxed),
             },
-            "chat": {
-                "sent": self.chat_sent.load(Relaxed),
-                "lost": self.chat_lost.load(Relaxed),
+            chat: Delivered {
+                delivered: self.chat_sent.load(Relaxed),
+                lost: self.chat_lost.load(Relaxed),
             },
-        })
+        }
     }
 }
 
@@ -409,7 +423,7 @@ mod tests {
             .shutdown(Instant::now() + std::time::Duration::from_millis(300))
             .await;
         let stats = notifier.stats();
-        assert_eq!(stats.chat_lost.load(Relaxed), 1, "{}", stats.to_json());
+        assert_eq!(stats.chat_lost.load(Relaxed), 1, "{:?}", stats.snapshot());
         assert_eq!(stats.chat_sent.load(Relaxed), 0);
     }
 
@@ -439,8 +453,8 @@ mod tests {
         assert_eq!(
             stats.chat_lost.load(Relaxed) as usize,
             offered - chat::QUEUE,
-            "what the queue cannot hold is lost at once: {}",
-            stats.to_json()
+            "what the queue cannot hold is lost at once: {:?}",
+            stats.snapshot()
         );
     }
 

@@ -61,6 +61,8 @@ pub struct StatusPage {
     pub rollouts: Vec<Rollout>,
     /// What could not be read: a region's list, or a service's record.
     pub problems: Vec<Problem>,
+    /// Lifecycle events and chat messages delivered and lost by this instance since it started.
+    pub notifications: crate::notify::Snapshot,
 }
 
 /// One service's rollout.
@@ -238,6 +240,7 @@ pub async fn gather(app: &App) -> StatusPage {
         generated_at: now,
         rollouts,
         problems,
+        notifications: app.notify.stats().snapshot(),
     }
 }
 

@@ -468,6 +468,23 @@ async fn with_the_topic_deleted_mid_rollout_the_rollout_completes_and_the_lost_e
             "the running count: {l}"
         );
     }
+    // The status page shows the same count, for whoever looks rather than queries logs.
+    let status: Value = reqwest::get(format!("{}/status.json", cutover.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["notifications"]["events"]["lost"].as_u64(),
+        Some(lost.len() as u64),
+        "{}",
+        status["notifications"]
+    );
+    assert_eq!(
+        status["notifications"]["events"]["delivered"], 1,
+        "started only"
+    );
     let _ = std::fs::remove_file(&log);
     drop(emu);
 }

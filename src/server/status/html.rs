@@ -110,6 +110,13 @@ pub fn render(page: &StatusPage) -> String {
         }
         h.push_str("</tbody></table>");
     }
+    let n = &page.notifications;
+    let _ = write!(
+        h,
+        "<p class=\"meta\">This instance since it started: {} lifecycle events published, {} lost; \
+         {} chat messages sent, {} lost.</p>",
+        n.events.delivered, n.events.lost, n.chat.delivered, n.chat.lost
+    );
     h.push_str("</main></body></html>\n");
     h
 }
