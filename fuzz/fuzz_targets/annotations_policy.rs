@@ -177,10 +177,10 @@ fuzz_target!(|input: &[u8]| {
     };
     let evidence = match c[4] % 5 {
         0 => Evidence::None,
-        1 => Evidence::Metrics(Ok(ServiceStats {
+        1 => Evidence::Metrics(Ok(ServiceStats::from_totals(
             window,
-            revisions: BTreeMap::from([(candidate.clone(), stats), (stable.clone(), stable_stats)]),
-        })),
+            BTreeMap::from([(candidate.clone(), stats), (stable.clone(), stable_stats)]),
+        ))),
         2 => Evidence::Metrics(Err("unavailable".into())),
         3 => Evidence::Smoke(Ok(())),
         _ => Evidence::Smoke(Err("503".into())),
