@@ -407,7 +407,12 @@ pub fn judge_input(input: Input, policy: &Policy) -> Judgement {
 
     let cm = &input.candidate;
     let checks = &mut stats.checks;
-    checks.push(errors_absolute(cm, policy, &bounds));
+    // The stable revision is the reference for "comfortably within the limit" when it has
+    // enough data of its own.
+    let good_ref = reference
+        .map(|r| &r.minutes().total)
+        .filter(|s| s.requests >= policy.min_requests.max(1));
+    checks.push(errors_absolute(cm, good_ref, policy, &bounds));
     match reference {
         Some(r) => checks.push(errors_relative(cm, r, policy, &bounds)),
         None => checks.push(skipped("5xx vs stable", &no_stable)),
@@ -421,7 +426,7 @@ pub fn judge_input(input: Input, policy: &Policy) -> Judgement {
             values: BTreeMap::new(),
         });
     } else {
-        checks.push(latency_absolute(cm, policy, &bounds));
+        checks.push(latency_absolute(cm, good_ref, policy, &bounds));
         let with_latency = reference.filter(|r| r.minutes().total.latency.total() > 0);
         match with_latency {
             Some(r) if r.minutes().total.latency.bounds == c.latency.bounds => {
@@ -499,12 +504,16 @@ fn limit_note(
             pct(lt.lower)
         ),
         Outcome::Pass => format!(
-            "{what} is within the limit {limit} (upper bound {} at β = {beta:.2}{scaled})",
+            "{what} is within the limit {limit} (evidence {:.1} ≥ {:.1}, β = {beta:.2}; upper bound {}{scaled})",
+            lt.e_pass,
+            b.limits_pass,
             pct(lt.upper)
         ),
         _ => format!(
-            "{what} is not yet shown to be within the limit {limit} ({}bounds {} … {}, the upper at β = {beta:.2} must be below the limit{scaled})",
+            "{what} is not yet shown to be within the limit {limit} ({}evidence {:.1}, {:.1} needed; bounds {} … {}{scaled})",
             detail.1,
+            lt.e_pass,
+            b.limits_pass,
             pct(lt.lower),
             pct(lt.upper)
         ),
@@ -828,9 +837,23 @@ fn dispersion_values(values: &mut BTreeMap<&'static str, f64>, d: stats::Dispers
 /// limit, never by the data, so each is a valid confidence sequence at every look).
 const PRIOR_STRENGTH: f64 = 10.0;
 
-/// The two confidence sequences of an absolute limit on a rate, over effective counts (events
-/// and trials divided by the dispersion): fail when the lower bound of the (1 − α) sequence is
-/// above `limit`, pass when the upper bound of the (1 − β) one is below it.
+/// Weight of the likelihood ratio against "comfortably within" in the pass side's e-value (the
+/// beta mixture has the rest): 3/4 costs a candidate like stable ln(4/3) = 0.29 of evidence,
+/// one near the limit ln 4 = 1.39.
+const PASS_WEIGHT: f64 = 0.75;
+
+/// The two sides of an absolute limit on a rate, over effective counts (events and trials
+/// divided by the dispersion).
+///
+/// * **Fail** when the lower bound of the (1 − α) confidence sequence (beta-binomial mixture,
+///   prior centred at 1.5× the limit) is above `limit`.
+/// * **Pass** when the e-value against "the rate is at the limit" reaches 1/β, the e-value
+///   being a mixture of two ([`PASS_WEIGHT`]): the likelihood ratio of `good` (stable's own rate, clamped
+///   to [limit/10, limit/2], as the sequential test had it) against the limit, and the
+///   beta-binomial mixture with its prior centred at half the limit. Each is a martingale
+///   with mean 1 at the limit, so their weighted average is too; the first settles a candidate
+///   like stable almost as fast as the old test did, the second passes any rate clearly below
+///   the limit (0.6× included) given enough data, where the first alone had a dead zone.
 struct LimitTest {
     e_fail: f64,
     e_pass: f64,
@@ -839,25 +862,22 @@ struct LimitTest {
     outcome: Outcome,
 }
 
-fn limit_test(x_fail: f64, x_pass: f64, n: f64, limit: f64, b: &Bounds) -> LimitTest {
+fn limit_test(x_fail: f64, x_pass: f64, n: f64, limit: f64, good: f64, b: &Bounds) -> LimitTest {
     let strength = PRIOR_STRENGTH / limit;
     let above = stats::BetaPrior::new((1.5 * limit).min((1.0 + limit) / 2.0), strength);
     let within = stats::BetaPrior::new(0.5 * limit, strength);
-    let e_fail = if x_fail > limit * n {
-        stats::ln_mixture_evalue(x_fail, n, limit, above)
-    } else {
-        0.0
-    };
-    let e_pass = if x_pass < limit * n {
-        stats::ln_mixture_evalue(x_pass, n, limit, within)
-    } else {
-        0.0
+    let e_fail = stats::ln_mixture_evalue(x_fail, n, limit, above);
+    let e_pass = {
+        let sprt = stats::llr_bernoulli(x_pass, n, limit, good);
+        let mixture = stats::ln_mixture_evalue(x_pass, n, limit, within);
+        let top = sprt.max(mixture);
+        top + (PASS_WEIGHT * (sprt - top).exp() + (1.0 - PASS_WEIGHT) * (mixture - top).exp()).ln()
     };
     let (lower, _) = stats::cs_bounds(x_fail, n, above, b.fail);
     let (_, upper) = stats::cs_bounds(x_pass, n, within, b.limits_pass);
     let outcome = if lower > limit {
         Outcome::Fail
-    } else if upper < limit {
+    } else if x_pass < limit * n && e_pass >= b.limits_pass {
         Outcome::Pass
     } else {
         Outcome::Inconclusive
@@ -871,7 +891,21 @@ fn limit_test(x_fail: f64, x_pass: f64, n: f64, limit: f64, b: &Bounds) -> Limit
     }
 }
 
-fn errors_absolute(c: &Minutes, policy: &Policy, b: &Bounds) -> Check {
+/// The "comfortably within" rate of an absolute limit's pass side: the reference's own rate
+/// when it has enough data, clamped to [limit/10, limit/2]; limit/4 without one.
+fn comfortably_within(reference: Option<f64>, limit: f64) -> f64 {
+    match reference {
+        Some(r) => r.clamp(limit / 10.0, limit / 2.0),
+        None => limit / 4.0,
+    }
+}
+
+fn errors_absolute(
+    c: &Minutes,
+    reference: Option<&RevisionStats>,
+    policy: &Policy,
+    b: &Bounds,
+) -> Check {
     let limit = policy.max_error_rate;
     let t = &c.total;
     let (n, x) = (t.requests as f64, t.errors_5xx as f64);
@@ -901,7 +935,8 @@ fn errors_absolute(c: &Minutes, policy: &Policy, b: &Bounds) -> Check {
         (Outcome::Pass, format!("{what}: the limit is 100%"))
     } else {
         let (xe, ne) = (x / d.phi, n / d.phi);
-        let lt = limit_test(xe, xe, ne, limit, b);
+        let good = comfortably_within(reference.map(RevisionStats::error_rate), limit);
+        let lt = limit_test(xe, xe, ne, limit, good, b);
         values.extend([
             ("rate_low", lt.lower),
             ("rate_high", lt.upper),
@@ -997,7 +1032,12 @@ fn dispersed(d: stats::Dispersion) -> String {
     }
 }
 
-fn latency_absolute(c: &Minutes, policy: &Policy, b: &Bounds) -> Check {
+fn latency_absolute(
+    c: &Minutes,
+    reference: Option<&RevisionStats>,
+    policy: &Policy,
+    b: &Bounds,
+) -> Check {
     let limit = policy.max_p99_ms;
     let h = &c.total.latency;
     let n = h.total() as f64;
@@ -1019,11 +1059,19 @@ fn latency_absolute(c: &Minutes, policy: &Policy, b: &Bounds) -> Check {
     };
     let d = stats::dispersion(own_dispersion(c, surely), 1)
         .max(stats::dispersion(own_dispersion(c, possibly), 1));
+    let good = comfortably_within(
+        reference
+            .map(|r| &r.latency)
+            .filter(|h| h.total() > 0)
+            .map(|h| stats::tail_count(h, limit).possibly as f64 / h.total() as f64),
+        tail,
+    );
     let lt = limit_test(
         tc.surely as f64 / d.phi,
         tc.possibly as f64 / d.phi,
         n / d.phi,
         tail,
+        good,
         b,
     );
     let what = format!("p99 latency {p99:.0} ms");
@@ -1095,7 +1143,7 @@ fn slower_than(t: f64) -> impl Fn(&RevisionStats) -> (f64, f64) {
 }
 
 /// Percentile `q`: the share of each revision's requests slower than the pooled `q` quantile,
-/// snapped to the nearest bucket edge so the counts are exact. Under "no difference" those slow
+/// moved up to the bucket edge at or above it so the counts are exact. Under "no difference" those slow
 /// requests split like the traffic; under "the candidate is `ratio` times slower" the
 /// candidate's share is what the stable histogram, slowed down by `ratio`, would put above the
 /// same threshold.
@@ -1319,5 +1367,7 @@ pub fn pct(r: f64) -> String {
 
 pub mod window;
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
