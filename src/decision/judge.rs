@@ -554,9 +554,11 @@ impl Reading {
 }
 
 /// A comparison with stable: `llr` is the evidence for "worse by the regression size" against
-/// "no different", `info` the evidence a true regression would have produced on average.
-fn relative_reading(llr: f64, info: f64, practical: bool, b: &Bounds) -> Reading {
-    if llr >= b.fail {
+/// "no different", `llr_fail` the same without the candidate's most incriminating minutes (what
+/// a rollback needs, see [`without_worst`]), `info` the evidence a true regression would have
+/// produced on average.
+fn relative_reading(llr_fail: f64, llr: f64, info: f64, practical: bool, b: &Bounds) -> Reading {
+    if llr_fail >= b.fail {
         if practical {
             Reading::Regressed
         } else {
@@ -572,6 +574,89 @@ fn relative_reading(llr: f64, info: f64, practical: bool, b: &Bounds) -> Reading
         }
     } else {
         Reading::Open
+    }
+}
+
+/// The evidence a reading is worded with: the trimmed one for a rollback, else the whole.
+fn shown(reading: Reading, llr_fail: f64, llr: f64) -> f64 {
+    match reading {
+        Reading::Regressed | Reading::BelowFloor => llr_fail,
+        _ => llr,
+    }
+}
+
+/// How many of the candidate's `minutes` bursts may spoil without rolling it back:
+/// [`BURST_MINUTES`] (one burst), and one more per five minutes of window (a long hold sees
+/// more of them), but never more than half of them: a regression must show in most minutes.
+fn burst_minutes(minutes: usize) -> usize {
+    (BURST_MINUTES + minutes.div_ceil(5)).min(minutes / 2)
+}
+
+/// A burst (one bad instance, a dependency blip) lasts one to three minutes.
+const BURST_MINUTES: usize = 3;
+
+/// A minute is left out of the evidence to roll back only if its events exceed the expected
+/// count by more than this many standard deviations: an outlier, not the steady excess of a
+/// regression at moderate traffic.
+const OUTLIER_Z: f64 = 3.0;
+
+/// The candidate's minutes without the [`burst_minutes`] ones that incriminate it most for
+/// `count`: those whose events exceed what `expected_rate` (from stable's same minute, or a
+/// fixed rate) predicts by the most standard deviations, above [`OUTLIER_Z`]. The evidence to roll back is computed
+/// on what is left, so that a burst of a few minutes (one bad instance, a dependency blip)
+/// cannot roll a candidate back by itself, while a regression, present in every minute, still
+/// does. Leaving data out only lowers the likelihood ratio under "no difference", so the
+/// false-alarm bound of independent requests still holds; under bursts, it holds as long as
+/// bursts spoil no more minutes than were left out (plus what the dispersion absorbs).
+fn without_worst(
+    c: &Minutes,
+    count: Count<'_>,
+    expected_rate: &dyn Fn(Timestamp) -> Option<f64>,
+) -> Minutes {
+    let k = burst_minutes(c.by_minute.len());
+    let mut scored: Vec<(f64, Timestamp)> = c
+        .by_minute
+        .iter()
+        .filter_map(|(t, m)| {
+            let (x, n) = count(m);
+            let p = expected_rate(*t)?.clamp(1e-9, 1.0 - 1e-9);
+            let z = (x - n * p) / (n * p * (1.0 - p)).max(1e-9).sqrt();
+            (z > OUTLIER_Z).then_some((z, *t))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut kept = c.by_minute.clone();
+    for (_, t) in scored.into_iter().take(k) {
+        kept.remove(&t);
+    }
+    Minutes::of(kept).unwrap_or_default()
+}
+
+/// [`without_worst`] for a comparison with stable: a minute's expected rate is stable's in the
+/// same minute (canary step) or stable's baseline rate.
+fn trimmed_for(c: &Minutes, r: &Reference, count: Count<'_>) -> Minutes {
+    let rate = |m: &RevisionStats| {
+        let (x, n) = count(m);
+        (n > 0.0).then(|| x / n)
+    };
+    match r {
+        Reference::Concurrent(s) => {
+            without_worst(c, count, &|t| s.by_minute.get(&t).and_then(rate))
+        }
+        Reference::Baseline(s) => {
+            let p = rate(&s.total);
+            without_worst(c, count, &|_| p)
+        }
+    }
+}
+
+/// The regression size against `r`: as configured on a canary step; against the baseline of
+/// earlier steps, squared (twice as large in logs), leaving room for the drift between then and
+/// now (a daily curve, a ramp of load) that a comparison over the same minutes cancels.
+fn sized_for(ratio: f64, r: &Reference) -> f64 {
+    match r {
+        Reference::Concurrent(_) => ratio,
+        Reference::Baseline(_) => (ratio * ratio).min(1000.0),
     }
 }
 
@@ -936,7 +1021,19 @@ fn errors_absolute(
     } else {
         let (xe, ne) = (x / d.phi, n / d.phi);
         let good = comfortably_within(reference.map(RevisionStats::error_rate), limit);
-        let lt = limit_test(xe, xe, ne, limit, good, b);
+        let mut lt = limit_test(xe, xe, ne, limit, good, b);
+        // A rollback needs the limit broken without the candidate's worst minutes too.
+        if lt.outcome == Outcome::Fail {
+            let trimmed = without_worst(c, count, &|_| Some(limit));
+            let dt = stats::dispersion(own_dispersion(&trimmed, count), 1);
+            let t = &trimmed.total;
+            let (xt, nt) = (t.errors_5xx as f64 / dt.phi, t.requests as f64 / dt.phi);
+            let kept = limit_test(xt, xt, nt, limit, good, b);
+            if kept.outcome != Outcome::Fail {
+                lt.outcome = Outcome::Inconclusive;
+            }
+            values.insert("rate_low_without_worst_minutes", kept.lower);
+        }
         values.extend([
             ("rate_low", lt.lower),
             ("rate_high", lt.upper),
@@ -970,12 +1067,16 @@ fn errors_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> C
     } else {
         policy.max_error_ratio
     };
+    let ratio = sized_for(ratio, r);
     let count: Count<'_> = &|s: &RevisionStats| (s.errors_5xx as f64, s.requests as f64);
     let d = comparison_dispersion(c, r, count);
     let test = attributed(&strata(c, r, count), ratio, pooled, d.phi);
     let (pi0, pi1, llr, info) = (test.pi0, test.pi1, test.llr, test.info);
+    let trimmed = trimmed_for(c, r, count);
+    let d_fail = comparison_dispersion(&trimmed, r, count);
+    let llr_fail = attributed(&strata(&trimmed, r, count), ratio, pooled, d_fail.phi).llr;
     let observed = if rs > 0.0 { rc / rs } else { f64::NAN };
-    let reading = relative_reading(llr, info, rc - rs >= policy.error_rate_floor, b);
+    let reading = relative_reading(llr_fail, llr, info, rc - rs >= policy.error_rate_floor, b);
     let times = if observed.is_finite() {
         format!("×{observed:.2}")
     } else {
@@ -1001,7 +1102,7 @@ fn errors_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> C
         reading,
         &[("what", &what), ("events", &events), ("floor", &floor)],
         ratio,
-        llr,
+        shown(reading, llr_fail, llr),
         info,
         b,
     );
@@ -1014,6 +1115,7 @@ fn errors_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> C
         ("candidate_share_if_equal", pi0),
         ("candidate_share_if_regressed", pi1),
         ("llr", llr),
+        ("llr_without_worst_minutes", llr_fail),
         ("information", info),
     ]);
     dispersion_values(&mut values, d);
@@ -1074,6 +1176,18 @@ fn latency_absolute(
         good,
         b,
     );
+    let mut lt = lt;
+    let mut kept_low = None;
+    if lt.outcome == Outcome::Fail {
+        let trimmed = without_worst(c, surely, &|_| Some(tail));
+        let dt = stats::dispersion(own_dispersion(&trimmed, surely), 1);
+        let (xt, nt) = surely(&trimmed.total);
+        let kept = limit_test(xt / dt.phi, xt / dt.phi, nt / dt.phi, tail, good, b);
+        if kept.outcome != Outcome::Fail {
+            lt.outcome = Outcome::Inconclusive;
+        }
+        kept_low = Some(kept.lower);
+    }
     let what = format!("p99 latency {p99:.0} ms");
     let bucket = match tc.straddling {
         Some((lo, hi, k)) => format!(
@@ -1109,6 +1223,9 @@ fn latency_absolute(
         ("evidence_fail", lt.e_fail),
         ("evidence_pass", lt.e_pass),
     ]);
+    if let Some(low) = kept_low {
+        values.insert("share_slower_low_without_worst_minutes", low);
+    }
     if let Some((lo, hi, k)) = tc.straddling {
         values.extend([
             ("straddling_bucket_low_ms", lo),
@@ -1143,7 +1260,7 @@ fn slower_than(t: f64) -> impl Fn(&RevisionStats) -> (f64, f64) {
 }
 
 /// Percentile `q`: the share of each revision's requests slower than the pooled `q` quantile,
-/// moved up to the bucket edge at or above it so the counts are exact. Under "no difference" those slow
+/// moved to a neighbouring bucket edge ([`tail_edge`]) so the counts are exact. Under "no difference" those slow
 /// requests split like the traffic; under "the candidate is `ratio` times slower" the
 /// candidate's share is what the stable histogram, slowed down by `ratio`, would put above the
 /// same threshold.
@@ -1153,11 +1270,11 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
     let Some(pooled_q) = stats::pooled(ch, sh).and_then(|p| p.quantile(q)) else {
         return skipped(&name, "no latency samples to compare");
     };
-    let t = stats::snap_to_edge(ch, pooled_q);
     let (nc, ns) = (ch.total() as f64, sh.total() as f64);
+    let t = tail_edge(ch, sh, pooled_q, policy, nc / ns);
     let (xc, xs) = (stats::count_above(ch, t), stats::count_above(sh, t));
     let (qc, qs) = (ch.quantile(q).unwrap_or(0.0), sh.quantile(q).unwrap_or(0.0));
-    let ratio = latency_ratio(policy, t);
+    let ratio = sized_for(latency_ratio(policy, t), r);
     let f0 = stats::fraction_above(sh, t);
     let f1 = stats::fraction_above(sh, t / ratio);
     let rho = if f0 > 0.0 { f1 / f0 } else { 50.0 }.clamp(1.1, 50.0);
@@ -1166,7 +1283,10 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
     let d = comparison_dispersion(c, r, &count);
     let test = attributed(&strata(c, r, &count), rho, pooled_tail, d.phi);
     let (llr, info) = (test.llr, test.info);
-    let reading = relative_reading(llr, info, qc - qs >= policy.latency_floor_ms, b);
+    let trimmed = trimmed_for(c, r, &count);
+    let d_fail = comparison_dispersion(&trimmed, r, &count);
+    let llr_fail = attributed(&strata(&trimmed, r, &count), rho, pooled_tail, d_fail.phi).llr;
+    let reading = relative_reading(llr_fail, llr, info, qc - qs >= policy.latency_floor_ms, b);
     let p = policy::fmt_percentile(q);
     let whose = match r {
         Reference::Concurrent(_) => "stable's",
@@ -1183,7 +1303,7 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
         reading,
         &[("what", &what), ("floor", &floor)],
         ratio,
-        llr,
+        shown(reading, llr_fail, llr),
         info,
         b,
     );
@@ -1200,10 +1320,43 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
         ("regression_ratio", ratio),
         ("tail_ratio_if_regressed", rho),
         ("llr", llr),
+        ("llr_without_worst_minutes", llr_fail),
         ("information", info),
     ]);
     dispersion_values(&mut values, d);
     compared(name, reading, note, values)
+}
+
+/// The threshold of a tail comparison: of the two bucket edges around the pooled quantile `q_ms`,
+/// the one where a slow-down of the regression size would show most (the larger expected
+/// evidence, read off the pooled histogram alone, so the choice is the same whichever revision
+/// the slow requests came from, as Mood's argument needs). Counts above an edge are exact.
+fn tail_edge(c: &Histogram, s: &Histogram, q_ms: f64, policy: &Policy, w: f64) -> f64 {
+    let Some(pooled) = stats::pooled(c, s) else {
+        return q_ms;
+    };
+    let below = c.bounds.iter().copied().rfind(|e| *e <= q_ms);
+    let above = c.bounds.iter().copied().find(|e| *e >= q_ms);
+    let info = |t: f64| {
+        let ratio = latency_ratio(policy, t);
+        let f0 = stats::fraction_above(&pooled, t);
+        let f1 = stats::fraction_above(&pooled, t / ratio);
+        let rho = if f0 > 0.0 { f1 / f0 } else { 1.0 }.clamp(1.0, 50.0);
+        f0 * (w * rho + 1.0)
+            * stats::kl_bernoulli(stats::attribution(rho, w), stats::attribution(1.0, w))
+    };
+    match (below, above) {
+        (Some(a), Some(b)) => {
+            if info(a) >= info(b) {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (None, None) => q_ms,
+    }
 }
 
 /// The whole distribution: Mann-Whitney's P(candidate slower than stable), tested sequentially
@@ -1219,17 +1372,26 @@ fn rank_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> Che
     let q = |h: &Histogram, p: f64| h.quantile(p).unwrap_or(0.0).max(1e-3);
     let (q25, q50, q75) = (q(s, 0.25), q(s, 0.5), q(s, 0.75));
     let sigma = ((q75 / q25).ln() / 1.349).max(1e-3);
-    let ratio = latency_ratio(policy, q50);
+    let ratio = sized_for(latency_ratio(policy, q50), r);
     let delta = (stats::normal_cdf(ratio.ln() / (sigma * std::f64::consts::SQRT_2)) - 0.5)
         .clamp(0.01, 0.49);
     let median = stats::pooled(ch, s)
         .and_then(|p| p.quantile(0.5))
         .map(|m| stats::snap_to_edge(ch, m))
         .unwrap_or(q50);
-    let d = comparison_dispersion(c, r, &slower_than(median));
+    let count = slower_than(median);
+    let d = comparison_dispersion(c, r, &count);
     let se = rt.se * d.phi.sqrt();
     let theta = rt.auc - 0.5;
     let llr = stats::llr_normal(theta, se, delta);
+    let trimmed = trimmed_for(c, r, &count);
+    let llr_fail = match stats::rank_test(&trimmed.total.latency, s) {
+        Some(t) => {
+            let d = comparison_dispersion(&trimmed, r, &count);
+            stats::llr_normal(t.auc - 0.5, t.se * d.phi.sqrt(), delta)
+        }
+        None => f64::NEG_INFINITY,
+    };
     let info = if se > 0.0 {
         delta * delta / (2.0 * se * se)
     } else {
@@ -1238,7 +1400,13 @@ fn rank_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> Che
     let median_shift = q(ch, 0.5) - q50;
     // Practical floor: on average the candidate must be slower by at least the floor.
     let mean_shift = stats::mean_ms(ch).unwrap_or(0.0) - stats::mean_ms(s).unwrap_or(0.0);
-    let reading = relative_reading(llr, info, mean_shift >= policy.latency_floor_ms, b);
+    let reading = relative_reading(
+        llr_fail,
+        llr,
+        info,
+        mean_shift >= policy.latency_floor_ms,
+        b,
+    );
     let what = format!(
         "candidate slower than stable in {} of request pairs (median {:.0} vs {q50:.0} ms{})",
         pct(rt.auc),
@@ -1251,7 +1419,7 @@ fn rank_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> Che
         reading,
         &[("what", &what), ("shift", &shift), ("floor", &floor)],
         ratio,
-        llr,
+        shown(reading, llr_fail, llr),
         info,
         b,
     );
@@ -1264,6 +1432,7 @@ fn rank_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> Che
         ("median_shift_ms", median_shift),
         ("mean_shift_ms", mean_shift),
         ("llr", llr),
+        ("llr_without_worst_minutes", llr_fail),
         ("information", info),
     ]);
     dispersion_values(&mut values, d);

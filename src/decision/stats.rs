@@ -376,11 +376,13 @@ impl Dispersion {
     }
 }
 
-/// The first bucket edge of `h` at or above `t` (`t` itself above the last edge), so that counts
-/// above it are exact. Rounding up keeps the threshold in the tail, where a slow-down moves
-/// more requests across it.
+/// The bucket edge of `h` nearest to `t`, so that counts above it are exact.
 pub fn snap_to_edge(h: &Histogram, t: f64) -> f64 {
-    h.bounds.iter().copied().find(|e| *e >= t).unwrap_or(t)
+    h.bounds
+        .iter()
+        .copied()
+        .min_by(|a, b| (a - t).abs().total_cmp(&(b - t).abs()))
+        .unwrap_or(t)
 }
 
 /// Requests counted against a latency limit `t` that may fall inside a bucket `[lo, hi)`:

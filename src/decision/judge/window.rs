@@ -5,7 +5,8 @@
 //! A point not yet written looks exactly like a minute without traffic, and judging a minute in
 //! which one revision's point has landed and the other's has not shows a difference that is not
 //! there. A minute therefore enters only when every revision the step needs has a point at that
-//! minute or a later one (proof its writer got past it), or when it ended at least
+//! minute or a later one in its busiest series (proof its writer got past it), or when it ended
+//! at least
 //! `CUTOVER_DATA_WAIT` ago (Cloud Run samples every 60 s and a sample may take up to 180 s more
 //! to become visible, so a minute's point lands at most about four minutes after it ends).
 
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{Coverage, Input, Minutes, Reference};
-use crate::decision::evidence::{RevisionStats, ServiceStats};
+use crate::decision::evidence::{RevisionStats, Series, ServiceStats};
 use crate::decision::policy::{self, Policy};
 
 /// The step being judged.
@@ -44,17 +45,27 @@ pub fn complete_until(
     let mut until = stats.window.end;
     let mut why = None;
     for rev in needed {
+        // Proof comes from the revision's busiest series (its 2xx, as a rule): a sparse series
+        // (5xx) is often silent, and a 5xx point that has landed says nothing of the 2xx
+        // point of the same minute, which would make that minute read as all errors.
+        let in_window = |s: &Series| -> u64 {
+            s.points
+                .range(..=stats.window.end)
+                .filter(|(t, _)| **t > stats.window.start)
+                .map(|(_, p)| p.count)
+                .sum()
+        };
         let newest = stats
             .series
             .iter()
             .filter(|s| s.revision == *rev)
-            .filter_map(|s| {
+            .max_by_key(|s| in_window(s))
+            .and_then(|s| {
                 s.points
                     .range(..=stats.window.end)
                     .next_back()
                     .map(|(t, _)| *t)
-            })
-            .max();
+            });
         // A revision without a single point in the window served nothing in it (the window
         // spans at least a step's soak time): nothing of it is late.
         let Some(newest) = newest.filter(|t| *t > stats.window.start) else {
