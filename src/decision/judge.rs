@@ -586,10 +586,10 @@ fn shown(reading: Reading, llr_fail: f64, llr: f64) -> f64 {
 }
 
 /// How many of the candidate's `minutes` bursts may spoil without rolling it back:
-/// [`BURST_MINUTES`] (one burst), and one more per five minutes of window (a long hold sees
+/// [`BURST_MINUTES`] (one burst), and one more per ten minutes of window (a long hold sees
 /// more of them), but never more than half of them: a regression must show in most minutes.
 fn burst_minutes(minutes: usize) -> usize {
-    (BURST_MINUTES + minutes.div_ceil(5)).min(minutes / 2)
+    (BURST_MINUTES + minutes.div_ceil(10)).min(minutes / 2)
 }
 
 /// A burst (one bad instance, a dependency blip) lasts one to three minutes.
