@@ -120,39 +120,27 @@ pub fn gather(stats: &ServiceStats, step: &Step<'_>, policy: &Policy) -> Result<
         .len();
     let whole_minutes = stats.window.end.duration_since(until).as_secs().max(0) as usize / 60;
     let held_back = held_back.max(whole_minutes);
-    let (reference, baseline, no_reference) = if full {
-        // At 100% every point of stable's in the window comes from the rollout's earlier steps.
-        let s = minutes_between(stats, step.stable, stats.window.start, until)?;
-        let span = match (s.by_minute.keys().next(), s.by_minute.keys().next_back()) {
-            (Some(a), Some(b)) => Some((*a, *b, s.by_minute.len())),
-            _ => None,
-        };
-        if s.total.requests > 0 {
-            (Some(Reference::Baseline(s)), span, None)
-        } else {
-            (
-                None,
-                None,
-                Some(
-                    "the candidate serves 100% and the stable revision served nothing earlier in the window: judged on the absolute limits only"
-                        .to_string(),
-                ),
-            )
-        }
+    // At 100% every point of stable's in the window comes from the rollout's earlier steps.
+    let (after, why_none) = if full {
+        (
+            stats.window.start,
+            "the candidate serves 100% and the stable revision served nothing earlier in the window: judged on the absolute limits only",
+        )
     } else {
-        let s = minutes_between(stats, step.stable, step.since, until)?;
-        if s.total.requests > 0 {
-            (Some(Reference::Concurrent(s)), None, None)
-        } else {
-            (
-                None,
-                None,
-                Some(
-                    "the stable revision served no requests in the judged minutes: judged on the absolute limits only"
-                        .to_string(),
-                ),
-            )
-        }
+        (
+            step.since,
+            "the stable revision served no requests in the judged minutes: judged on the absolute limits only",
+        )
+    };
+    let s = minutes_between(stats, step.stable, after, until)?;
+    let baseline = match (s.by_minute.keys().next(), s.by_minute.keys().next_back()) {
+        (Some(a), Some(b)) if full => Some((*a, *b, s.by_minute.len())),
+        _ => None,
+    };
+    let (reference, no_reference) = match (s.total.requests > 0, full) {
+        (true, true) => (Some(Reference::Baseline(s)), None),
+        (true, false) => (Some(Reference::Concurrent(s)), None),
+        (false, _) => (None, Some(why_none.to_string())),
     };
     let coverage = Coverage {
         first_minute_end: candidate.by_minute.keys().next().copied(),
