@@ -31,6 +31,7 @@ locals {
     CUTOVER_STEPS                 = join(",", [for s in var.steps : tostring(s)])
     CUTOVER_STEP_INTERVAL         = var.step_interval
     CUTOVER_METRICS_DELAY         = var.metrics_delay
+    CUTOVER_DATA_WAIT             = var.data_wait
     CUTOVER_MIN_REQUESTS          = tostring(var.min_requests)
     CUTOVER_MAX_HOLD              = var.max_hold
     CUTOVER_MAX_ERROR_RATE        = tostring(var.max_error_rate)

@@ -275,6 +275,17 @@ variable "metrics_delay" {
   }
 }
 
+variable "data_wait" {
+  description = "CUTOVER_DATA_WAIT: how long after a minute ends cutover waits for every revision's point of it before judging the minute without one (Cloud Run samples every 60 s, visible up to 180 s later)."
+  type        = string
+  default     = "4m"
+
+  validation {
+    condition     = can(regex("^([0-9]+|([0-9]+[smhd])+)$", var.data_wait))
+    error_message = "data_wait is a duration as cutover parses it: seconds (240), or units s, m, h, d (4m)."
+  }
+}
+
 variable "min_requests" {
   description = "CUTOVER_MIN_REQUESTS: requests the new revision must have served in a step before cutover judges it."
   type        = number

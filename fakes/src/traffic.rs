@@ -55,7 +55,7 @@ pub fn bucket_midpoint(b: usize) -> f64 {
 }
 
 /// A log-normal latency law in milliseconds (σ = 0 means every request takes exactly the median).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogNormal {
     mu: f64,
     sigma: f64,
@@ -109,6 +109,47 @@ impl LogNormal {
     pub fn bucket_probabilities(&self) -> [f64; BUCKETS] {
         std::array::from_fn(|b| self.partial_moment(0, bucket_lower(b), bucket_upper(b)))
     }
+
+    /// The same law with every latency `k` times longer.
+    pub fn scaled(&self, k: f64) -> LogNormal {
+        LogNormal {
+            mu: self.mu + k.max(1e-9).ln(),
+            sigma: self.sigma,
+        }
+    }
+
+    /// The same shape (σ) with median `median_ms` and spread `sigma` (log scale).
+    pub fn with_sigma(median_ms: f64, sigma: f64) -> LogNormal {
+        LogNormal {
+            mu: median_ms.max(1e-3).ln(),
+            sigma: sigma.max(0.0),
+        }
+    }
+
+    /// P(X > x).
+    pub fn survival(&self, x: f64) -> f64 {
+        self.partial_moment(0, x, f64::INFINITY)
+    }
+
+    /// The `q` quantile (0 < q < 1), ms, found by bisection on [`LogNormal::survival`].
+    pub fn quantile(&self, q: f64) -> f64 {
+        mixture_quantile(&[(1.0, *self)], q)
+    }
+}
+
+/// The `q` quantile (0 < q < 1) of a mixture of log-normal laws (weights summing to 1), ms.
+pub fn mixture_quantile(parts: &[(f64, LogNormal)], q: f64) -> f64 {
+    let above = |x: f64| parts.iter().map(|(w, l)| w * l.survival(x)).sum::<f64>();
+    let (mut lo, mut hi) = (1e-3_f64, 1e9_f64);
+    for _ in 0..200 {
+        let mid = (lo * hi).sqrt();
+        if above(mid) > 1.0 - q {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo * hi).sqrt()
 }
 
 /// Φ(z) for the standard normal distribution (±∞ give 0 and 1).
@@ -149,6 +190,31 @@ impl Behaviour {
         }
     }
 
+    /// A revision answering 5xx with probability `error_rate` whose latency follows a mixture
+    /// of log-normal laws (`(weight, law)`, weights summing to 1): a tail that only some
+    /// requests take (a slow dependency, one slow instance).
+    pub fn mixture(error_rate: f64, parts: &[(f64, LogNormal)]) -> Behaviour {
+        let mut probs = [0.0; BUCKETS];
+        for (w, law) in parts {
+            for (p, q) in probs.iter_mut().zip(law.bucket_probabilities()) {
+                *p += w * q;
+            }
+        }
+        Behaviour {
+            error_rate: error_rate.clamp(0.0, 1.0),
+            buckets: probs
+                .into_iter()
+                .enumerate()
+                .filter(|(_, p)| *p > 1e-15)
+                .collect(),
+        }
+    }
+
+    /// The 5xx ratio.
+    pub fn error_rate(&self) -> f64 {
+        self.error_rate
+    }
+
     /// Requests in one stretch of time with `lam` expected requests, split into (5xx or not) ×
     /// latency bucket cells, each an independent Poisson count: exactly a thinned Poisson
     /// process. Adds them to `counts` ([`BUCKETS`] of them) and returns (requests, 5xx).
@@ -164,6 +230,33 @@ impl Behaviour {
             }
         }
         (n, e)
+    }
+
+    /// The same draws as [`Behaviour::sample_into`] (same order, so the same seed gives the
+    /// same requests) with the 5xx ratio `error_rate` instead of the revision's own, kept
+    /// apart by class: the non-5xx requests' latencies into `ok`, the 5xx ones' into `err`
+    /// (errors take their latency from the same law). Returns (non-5xx, 5xx).
+    pub fn sample_split(
+        &self,
+        rng: &mut fastrand::Rng,
+        lam: f64,
+        error_rate: f64,
+        ok: &mut [u64],
+        err: &mut [u64],
+    ) -> (u64, u64) {
+        let r = error_rate.clamp(0.0, 1.0);
+        let (mut n_ok, mut n_err) = (0, 0);
+        if lam > 0.0 {
+            for &(i, p) in &self.buckets {
+                let o = poisson(rng, lam * p * (1.0 - r));
+                let e = poisson(rng, lam * p * r);
+                ok[i] += o;
+                err[i] += e;
+                n_ok += o;
+                n_err += e;
+            }
+        }
+        (n_ok, n_err)
     }
 
     /// What this revision serves with `lam` expected requests.
@@ -280,6 +373,36 @@ mod tests {
             served.errors_5xx,
             (served.requests as f64 * 0.01).round() as u64
         );
+    }
+
+    #[test]
+    fn split_draws_are_the_same_requests_kept_by_class() {
+        let b = Behaviour::new(0.05, 50.0, 200.0);
+        let mut counts = vec![0; BUCKETS];
+        let (n, e) = b.sample_into(&mut fastrand::Rng::with_seed(3), 5000.0, &mut counts);
+        let (mut ok, mut err) = (vec![0; BUCKETS], vec![0; BUCKETS]);
+        let (o, x) = b.sample_split(
+            &mut fastrand::Rng::with_seed(3),
+            5000.0,
+            b.error_rate(),
+            &mut ok,
+            &mut err,
+        );
+        assert_eq!((o + x, x), (n, e));
+        let merged: Vec<u64> = ok.iter().zip(&err).map(|(a, b)| a + b).collect();
+        assert_eq!(merged, counts);
+        assert_eq!(err.iter().sum::<u64>(), e);
+    }
+
+    #[test]
+    fn quantiles_of_a_law_and_of_a_mixture() {
+        let law = LogNormal::new(50.0, 200.0);
+        assert!((law.quantile(0.99) / 200.0 - 1.0).abs() < 1e-6);
+        assert!((law.scaled(3.0).quantile(0.5) / 150.0 - 1.0).abs() < 1e-6);
+        // Half the requests 10× slower: by symmetry (same σ) the median is the geometric
+        // middle of the two medians, √(50 × 500).
+        let m = mixture_quantile(&[(0.5, law), (0.5, law.scaled(10.0))], 0.5);
+        assert!((m / (50.0_f64 * 500.0).sqrt() - 1.0).abs() < 1e-6, "{m}");
     }
 
     #[test]

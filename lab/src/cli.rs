@@ -45,15 +45,26 @@ pub enum Scenario {
     Regressed,
 }
 
+/// Preset grids of `lab simulate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Grid {
+    /// Issue 13's rows at 10, 100 and 1,000 req/s (see `simulate::ROBUSTNESS`).
+    Robustness,
+}
+
 /// Settings of `lab simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Service traffic levels to simulate, requests per second, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,10,100,1000")]
-    pub rps: Vec<f64>,
+    /// Service traffic levels to simulate, requests per second, comma separated
+    /// [default: 1,10,100,1000; with --grid robustness: 10,100,1000].
+    #[arg(long, value_delimiter = ',')]
+    pub rps: Option<Vec<f64>>,
 
     /// Candidates, comma separated: healthy; 5xx-xK (K times the baseline 5xx ratio); p99-xK
-    /// (p99 K times the baseline, median unchanged); latency-xK (every request K times slower).
+    /// (p99 K times the baseline, median unchanged); latency-xK (every request K times slower);
+    /// tail-xK (p99.9 K times, p99 nearly unchanged); full-5xx-xK, full-latency-xK (only while
+    /// the candidate serves 100%); grow-5xx-xK, grow-latency-xK (growing with its share);
+    /// near-5xx-xF, near-p99-xF (the candidate at F times the absolute limit).
     #[arg(
         long,
         value_delimiter = ',',
@@ -61,8 +72,21 @@ pub struct SimulateArgs {
     )]
     pub candidates: Vec<String>,
 
-    /// Simulate one cell only, as RPS:CANDIDATE (for example 100:5xx-x2).
-    #[arg(long, value_name = "RPS:CANDIDATE")]
+    /// Traffic scenarios, comma separated, each crossed with every candidate: poisson;
+    /// bursts-S, common-bursts-S, slow-bursts-S (S% of the 5xx / slow requests in 1-3 minute
+    /// bursts, same mean); diurnal-rising, diurnal-falling; ramp-xK (traffic K times over 30
+    /// minutes); late-P, lag-P (P% of reads miss the newest 1-2 minutes of a revision / of a
+    /// series). Join effects with + (bursts-20+late-30).
+    #[arg(long, value_delimiter = ',', default_value = "poisson")]
+    pub scenarios: Vec<String>,
+
+    /// A preset grid instead of --scenarios and --candidates: robustness = issue 13's rows
+    /// (bursts, drift, late minutes, near-limit, tail-only and load-dependent candidates).
+    #[arg(long, value_enum)]
+    pub grid: Option<Grid>,
+
+    /// Simulate one cell only, as RPS:CANDIDATE[@SCENARIO] (for example 100:5xx-x2@bursts-20).
+    #[arg(long, value_name = "RPS:CANDIDATE[@SCENARIO]")]
     pub cell: Option<String>,
 
     /// Rollouts per cell and judge.

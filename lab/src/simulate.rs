@@ -1,20 +1,25 @@
 //! `lab simulate`: Monte Carlo of whole rollouts, on a simulated clock, through the same
 //! decision code that runs in production ([`cutover::decision::decide`]).
 //!
-//! Each run is one rollout of one candidate on one service: the build starts it, a tick comes
-//! every simulated minute, and metrics for a window are what the simulated revisions served in
-//! it, visible `metrics_delay` late, exactly as the reconciler would gather them. Requests
-//! arrive as a Poisson process split by the traffic allocation in force; each request answers
-//! 5xx with its revision's probability and takes a log-normal latency (given p50 and p99),
-//! counted into Cloud Run's `request_latencies` buckets (exponential, growth 1.4, scale 1 ms,
-//! 64 finite buckets). A run ends when the rollout completes, rolls back or pauses.
+//! Each run is one rollout of one candidate on one service under one traffic scenario: the
+//! build starts it, a tick comes every simulated minute, and metrics for a window are what the
+//! simulated revisions served in it, as Monitoring answers a read: per revision a `2xx` and a
+//! `5xx` series, one point per minute, written `metrics_delay` late (later for late points, see
+//! [`crate::series`]). Requests arrive as a Poisson process split by the traffic allocation in
+//! force, scaled by the scenario's volume drift; each request answers 5xx with its revision's
+//! probability that minute (bursts, drift and load-dependent candidates move it) and takes a
+//! latency from its revision's law that minute (log-normal given p50 and p99, or a mixture for
+//! tail and slow-burst effects), counted into Cloud Run's `request_latencies` buckets
+//! (exponential, growth 1.4, scale 1 ms, 64 finite buckets). A run ends when the rollout
+//! completes, rolls back or pauses. Candidates: [`crate::candidate`]; scenarios:
+//! [`crate::scenario`]; goals: [`crate::goals`].
 //!
 //! The same runs are made with cutover's judge and with the naive absolute-threshold judge
 //! (the candidate's own point estimates against `CUTOVER_MAX_ERROR_RATE` and
 //! `CUTOVER_MAX_P99_MS`), with the same seeds, and printed side by side. See
 //! `docs/judgement.md` for the benchmark and how to read it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,8 +27,11 @@ use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::cli::SimulateArgs;
-use cutover::decision::evidence::{Histogram, RevisionStats, ServiceStats, Window};
+use crate::candidate::{Baseline, Candidate, Law, Limits, Pair};
+use crate::cli::{Grid, SimulateArgs};
+use crate::goals::{Goals, num, pct};
+use crate::scenario::{self, BurstClock, Scenario};
+use crate::series::{Minute, Served, window_stats};
 use cutover::decision::record::RECORD_KEYS;
 use cutover::decision::{
     Action, Decision, Evidence, JudgeKind, Kind, Need, Observed, Phase, Policy, Record, Trigger,
@@ -38,115 +46,45 @@ const CANDIDATE: &str = "sim-00002-cnd";
 /// finite max hold, but a simulation must terminate).
 const MAX_MINUTES: u32 = 24 * 60;
 
+/// The rows of `--grid robustness` (scenario, candidate), simulated at 10, 100 and 1,000 req/s:
+/// issue 13's conditions, each against the reference row it departs from.
+pub const ROBUSTNESS: &[(&str, &str)] = &[
+    ("poisson", "healthy"),
+    ("poisson", "5xx-x2"),
+    ("bursts-20", "healthy"),
+    ("bursts-50", "healthy"),
+    ("bursts-20", "5xx-x2"),
+    ("bursts-50", "5xx-x2"),
+    ("common-bursts-50", "healthy"),
+    ("slow-bursts-20", "healthy"),
+    ("slow-bursts-50", "healthy"),
+    ("diurnal-rising", "healthy"),
+    ("diurnal-falling", "healthy"),
+    ("ramp-x3", "healthy"),
+    ("late-30", "healthy"),
+    ("lag-30", "healthy"),
+    ("poisson", "near-5xx-x0.6"),
+    ("poisson", "near-p99-x0.6"),
+    ("poisson", "near-5xx-x1.3"),
+    ("poisson", "near-p99-x1.3"),
+    ("poisson", "tail-x3"),
+    ("poisson", "full-latency-x1.5"),
+    ("poisson", "full-5xx-x2"),
+];
+/// Traffic levels of `--grid robustness`.
+pub const ROBUSTNESS_RPS: &[f64] = &[10.0, 100.0, 1000.0];
+
 /// Why the simulation could not run.
 #[derive(Debug, thiserror::Error)]
 #[error("simulate: {0}")]
 pub struct SimulateError(String);
-
-/// How a candidate differs from the stable revision.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Candidate {
-    pub name: String,
-    /// Multiplies the baseline 5xx ratio.
-    pub error_factor: f64,
-    /// Multiplies the baseline median latency.
-    pub p50_factor: f64,
-    /// Multiplies the baseline p99 latency.
-    pub p99_factor: f64,
-}
-
-impl Candidate {
-    /// `healthy`, `5xx-xK`, `p99-xK` (median unchanged: a longer tail) or `latency-xK` (every
-    /// request K times slower).
-    pub fn parse(s: &str) -> Result<Candidate, String> {
-        let s = s.trim();
-        let bad = || {
-            format!("{s:?} is not a candidate (healthy, 5xx-xK, p99-xK or latency-xK, e.g. 5xx-x2)")
-        };
-        if s == "healthy" {
-            return Ok(Candidate {
-                name: s.into(),
-                error_factor: 1.0,
-                p50_factor: 1.0,
-                p99_factor: 1.0,
-            });
-        }
-        let (kind, k) = s.split_once("-x").ok_or_else(bad)?;
-        let k: f64 = k.parse().map_err(|_| bad())?;
-        if !(k.is_finite() && k > 0.0) {
-            return Err(bad());
-        }
-        let (e, m, t) = match kind {
-            "5xx" => (k, 1.0, 1.0),
-            "p99" => (1.0, 1.0, k),
-            "latency" => (1.0, k, k),
-            _ => return Err(bad()),
-        };
-        Ok(Candidate {
-            name: s.into(),
-            error_factor: e,
-            p50_factor: m,
-            p99_factor: t,
-        })
-    }
-
-    fn is_healthy(&self) -> bool {
-        self.error_factor <= 1.0 && self.p50_factor <= 1.0 && self.p99_factor <= 1.0
-    }
-}
 
 /// One cell of the grid.
 #[derive(Clone, Debug)]
 pub struct Cell {
     pub rps: f64,
     pub candidate: Candidate,
-}
-
-/// What one revision served, minute by minute, as running totals.
-struct Served {
-    /// `requests[m]`, `errors[m]`, `counts[m]`: totals over minutes `0..m`.
-    requests: Vec<u64>,
-    errors: Vec<u64>,
-    counts: Vec<Vec<u64>>,
-}
-
-impl Served {
-    fn new(buckets: usize) -> Served {
-        Served {
-            requests: vec![0],
-            errors: vec![0],
-            counts: vec![vec![0; buckets]],
-        }
-    }
-
-    /// One more minute at `lam` expected requests.
-    fn minute(&mut self, rng: &mut fastrand::Rng, lam: f64, b: &Behaviour) {
-        let mut counts = self.counts.last().expect("never empty").clone();
-        let (n, e) = b.sample_into(rng, lam, &mut counts);
-        self.requests
-            .push(self.requests.last().expect("never empty") + n);
-        self.errors
-            .push(self.errors.last().expect("never empty") + e);
-        self.counts.push(counts);
-    }
-
-    /// What was served in minutes `from..to`.
-    fn between(&self, from: usize, to: usize, bounds: &[f64]) -> RevisionStats {
-        let to = to.min(self.requests.len() - 1);
-        let from = from.min(to);
-        RevisionStats {
-            requests: self.requests[to] - self.requests[from],
-            errors_5xx: self.errors[to] - self.errors[from],
-            latency: Histogram {
-                bounds: bounds.to_vec(),
-                counts: self.counts[to]
-                    .iter()
-                    .zip(&self.counts[from])
-                    .map(|(a, b)| a - b)
-                    .collect(),
-            },
-        }
-    }
+    pub scenario: Scenario,
 }
 
 /// How one simulated rollout ended.
@@ -185,23 +123,155 @@ fn observed(allocation: &BTreeMap<String, u8>, annotations: &BTreeMap<String, St
     }
 }
 
-/// One rollout of `cell`'s candidate under `policy` (whose overrides are `annotations`).
+/// The traffic laws of one cell, minute by minute: each (revision, latency scale, slow share)
+/// built once per cell. Keys are quantized (latency to 0.01%, slow share to 1e-6) and the law
+/// is built from the quantized values, so a run does not depend on what was cached before it.
+#[derive(Default)]
+pub struct Laws {
+    cache: HashMap<(usize, i64, i64), Behaviour>,
+}
+
+impl Laws {
+    fn get(&mut self, rev: usize, law: &Law, scale: f64, slow: f64) -> &Behaviour {
+        let key = (
+            rev,
+            (scale * 1e4).round() as i64,
+            (slow * 1e6).round() as i64,
+        );
+        self.cache.entry(key).or_insert_with(|| {
+            let (scale, slow) = (key.1 as f64 / 1e4, key.2 as f64 / 1e6);
+            let mut parts: Vec<_> = law
+                .parts
+                .iter()
+                .map(|(w, l)| (w * (1.0 - slow), l.scaled(scale)))
+                .collect();
+            if slow > 0.0 {
+                parts.extend(
+                    law.parts
+                        .iter()
+                        .map(|(w, l)| (w * slow, l.scaled(scale * scenario::SLOW_FACTOR))),
+                );
+            }
+            Behaviour::mixture(law.error_rate, &parts)
+        })
+    }
+}
+
+/// The traffic of one run: the scenario's random schedules (bursts, late points), each from
+/// its own stream so the requests themselves are drawn exactly as without them.
+struct Traffic<'a> {
+    cell: &'a Cell,
+    pair: &'a Pair,
+    rng: fastrand::Rng,
+    /// Per revision: 5xx bursts, slow bursts.
+    bursts: [Option<BurstClock>; 2],
+    slow: [Option<BurstClock>; 2],
+    common: Option<BurstClock>,
+    late: fastrand::Rng,
+    served: [Served; 2],
+}
+
+impl<'a> Traffic<'a> {
+    fn new(cell: &'a Cell, pair: &'a Pair, seed: u64) -> Traffic<'a> {
+        let mut seeder = fastrand::Rng::with_seed(seed ^ 0x5eed_b0a5_7c1a_93e1);
+        let s = &cell.scenario;
+        let mut clock = |on: bool| on.then(|| BurstClock::new(seeder.u64(..)));
+        Traffic {
+            cell,
+            pair,
+            rng: fastrand::Rng::with_seed(seed),
+            bursts: [clock(s.bursts.is_some()), clock(s.bursts.is_some())],
+            slow: [
+                clock(s.slow_bursts.is_some()),
+                clock(s.slow_bursts.is_some()),
+            ],
+            common: clock(s.common_bursts.is_some()),
+            late: fastrand::Rng::with_seed(seeder.u64(..)),
+            served: [Served::default(), Served::default()],
+        }
+    }
+
+    /// Serves minute `i` (ending at `t0 + i + 1`) with the revisions' shares (stable,
+    /// candidate; 0..=1).
+    fn minute(&mut self, i: usize, shares: [f64; 2], laws: &mut Laws) {
+        let s = &self.cell.scenario;
+        let t = i as f64 + 0.5;
+        let volume = s.drift.map_or(1.0, |d| d.volume(t));
+        let (e_load, l_load) = if s.drift.is_some() {
+            scenario::load_coupling(volume)
+        } else {
+            (1.0, 1.0)
+        };
+        let common = self.common.as_mut().map(BurstClock::next_minute);
+        for (rev, share) in shares.into_iter().enumerate() {
+            let law = if rev == 0 {
+                &self.pair.stable
+            } else {
+                &self.pair.candidate
+            };
+            let (mut ef, mut lf) = (e_load, l_load);
+            if rev == 1
+                && let Some((e, l, growing)) = self.pair.load
+            {
+                let k = |x: f64| {
+                    if growing {
+                        1.0 + (x - 1.0) * share
+                    } else if share >= 1.0 {
+                        x
+                    } else {
+                        1.0
+                    }
+                };
+                ef *= k(e);
+                lf *= k(l);
+            }
+            let mut rate = law.error_rate * ef;
+            if let (Some(b), Some(c)) = (s.bursts, self.bursts[rev].as_mut()) {
+                rate = b.rate(rate, c.next_minute());
+            }
+            if let (Some(b), Some(a)) = (s.common_bursts, common) {
+                rate = b.rate(rate, a);
+            }
+            let slow = match (s.slow_bursts, self.slow[rev].as_mut()) {
+                (Some(b), Some(c)) => b.rate(scenario::SLOW_SHARE, c.next_minute()).min(1.0),
+                _ => 0.0,
+            };
+            let lam = self.cell.rps * 60.0 * volume * share;
+            let behaviour = laws.get(rev, law, lf, slow);
+            let mut m = Minute::empty();
+            let [ok, err] = &mut m.counts;
+            let (n_ok, n_err) = behaviour.sample_split(&mut self.rng, lam, rate, ok, err);
+            m.requests = [n_ok, n_err];
+            if let Some(late) = s.late {
+                let mut lag = || {
+                    if self.late.f64() < late.probability {
+                        1 + self.late.u8(0..2)
+                    } else {
+                        0
+                    }
+                };
+                let first = lag();
+                m.lag = [first, if late.per_series { lag() } else { first }];
+            }
+            self.served[rev].minutes.push(m);
+        }
+    }
+}
+
+/// One rollout of `cell`'s candidate under `policy` (whose overrides are `overrides`).
 pub fn run_once(
     cell: &Cell,
-    stable: &Behaviour,
-    candidate: &Behaviour,
+    pair: &Pair,
     policy: &Policy,
     overrides: &BTreeMap<String, String>,
     seed: u64,
+    laws: &mut Laws,
 ) -> RunResult {
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut traffic = Traffic::new(cell, pair, seed);
     let bounds = traffic::bounds();
-    let buckets = bounds.len() + 1;
     let t0 = start_time();
     let mut allocation = BTreeMap::from([(STABLE.to_string(), 100u8)]);
     let mut annotations = overrides.clone();
-    let mut served_stable = Served::new(buckets);
-    let mut served_candidate = Served::new(buckets);
     let mut result = RunResult::default();
     let effective = policy
         .with_overrides(overrides)
@@ -236,15 +306,21 @@ pub fn run_once(
     for minute in 1..=MAX_MINUTES {
         // The minute that just ended was served with the allocation in force during it.
         let share = |r: &str| f64::from(allocation.get(r).copied().unwrap_or(0)) / 100.0;
-        let per_minute = cell.rps * 60.0;
-        served_stable.minute(&mut rng, per_minute * share(STABLE), stable);
-        served_candidate.minute(&mut rng, per_minute * share(CANDIDATE), candidate);
+        traffic.minute(minute as usize - 1, [share(STABLE), share(CANDIDATE)], laws);
 
         let now = t0 + SignedDuration::from_mins(i64::from(minute));
         let obs = observed(&allocation, &annotations);
         let mut d = decide(&obs, &Trigger::Tick, &Evidence::None, policy, now);
         if let Action::Gather(Need::Metrics(w)) = &d.action {
-            let stats = window_stats(*w, t0, &served_stable, &served_candidate, &bounds);
+            let [stable, candidate] = &traffic.served;
+            let stats = window_stats(
+                *w,
+                now,
+                t0,
+                policy.metrics_delay,
+                &[(STABLE, stable), (CANDIDATE, candidate)],
+                &bounds,
+            );
             d = decide(
                 &obs,
                 &Trigger::Tick,
@@ -321,28 +397,8 @@ pub fn run_once(
     result
 }
 
-/// Both revisions over `w`, as one Monitoring query grouped by revision would return them.
-fn window_stats(
-    w: Window,
-    t0: Timestamp,
-    stable: &Served,
-    candidate: &Served,
-    bounds: &[f64],
-) -> ServiceStats {
-    let minute_of = |t: Timestamp| (t.duration_since(t0).as_secs().max(0) / 60) as usize;
-    let (from, to) = (minute_of(w.start), minute_of(w.end));
-    let mut revisions = BTreeMap::new();
-    for (name, served) in [(STABLE, stable), (CANDIDATE, candidate)] {
-        let s = served.between(from, to, bounds);
-        if s.requests > 0 {
-            revisions.insert(name.to_string(), s);
-        }
-    }
-    ServiceStats::from_totals(w, revisions)
-}
-
 /// The outcome rates of one cell under one judge.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
     pub runs: u32,
     pub rolled_back: f64,
@@ -399,69 +455,6 @@ fn summarize(results: &[RunResult]) -> Summary {
     }
 }
 
-/// The goals of issue 5 that apply to a cell, and whether cutover's judge met them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Goals {
-    pub max_rolled_back: Option<f64>,
-    pub min_rolled_back_before_50: Option<f64>,
-    pub max_reached_100: Option<f64>,
-}
-
-impl Goals {
-    pub fn of(cell: &Cell) -> Goals {
-        let c = &cell.candidate;
-        if c.is_healthy() {
-            return Goals {
-                max_rolled_back: Some(0.005),
-                ..Goals::default()
-            };
-        }
-        let latency = c.p99_factor.max(c.p50_factor);
-        let detect = (c.error_factor >= 5.0 && cell.rps >= 10.0)
-            || ((c.error_factor >= 2.0 || latency >= 1.5) && cell.rps >= 100.0);
-        Goals {
-            max_rolled_back: None,
-            min_rolled_back_before_50: detect.then_some(0.99),
-            max_reached_100: Some(0.01),
-        }
-    }
-
-    /// Which goals `s` misses (empty: all met), with the zero-promotions-without-data goal.
-    pub fn missed(&self, s: &Summary) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some(m) = self.max_rolled_back
-            && s.rolled_back > m
-        {
-            out.push(format!("rolled back {} > {}", pct(s.rolled_back), pct(m)));
-        }
-        if let Some(m) = self.min_rolled_back_before_50
-            && s.rolled_back_before_50 < m
-        {
-            out.push(format!(
-                "rolled back before 50% {} < {}",
-                pct(s.rolled_back_before_50),
-                pct(m)
-            ));
-        }
-        if let Some(m) = self.max_reached_100
-            && s.reached_100 > m
-        {
-            out.push(format!("reached 100% {} > {}", pct(s.reached_100), pct(m)));
-        }
-        if s.promoted_without_min_data > 0 {
-            out.push(format!(
-                "{} promotions without the minimum data",
-                s.promoted_without_min_data
-            ));
-        }
-        out
-    }
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", x * 100.0)
-}
-
 /// One simulated cell: both judges.
 #[derive(Clone, Debug)]
 pub struct CellResult {
@@ -478,15 +471,39 @@ pub struct Setup {
     pub overrides: BTreeMap<String, String>,
     pub runs: u32,
     pub seed: u64,
-    pub baseline_error_rate: f64,
-    pub baseline_p50_ms: f64,
-    pub baseline_p99_ms: f64,
+    pub baseline: Baseline,
 }
 
-/// A stable seed per (simulation seed, cell, run): the same for both judges.
+impl Setup {
+    /// The policy with the `--set` overrides applied (limits, goals).
+    pub fn effective(&self) -> Policy {
+        self.policy
+            .with_overrides(&self.overrides)
+            .unwrap_or_else(|_| self.policy.clone())
+    }
+
+    /// Both revisions' laws for `cell`.
+    pub fn pair(&self, cell: &Cell) -> Pair {
+        let p = self.effective();
+        cell.candidate.pair(
+            self.baseline,
+            Limits {
+                max_error_rate: p.max_error_rate,
+                max_p99_ms: p.max_p99_ms,
+            },
+        )
+    }
+}
+
+/// A stable seed per (simulation seed, cell, run): the same for both judges (and, for the
+/// `poisson` scenario, the same as before scenarios existed).
 fn run_seed(seed: u64, cell: &Cell, run: u32) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    let key = format!("{}|{}|{run}", cell.rps, cell.candidate.name);
+    let mut key = format!("{}|{}|{run}", cell.rps, cell.candidate.name);
+    if cell.scenario != Scenario::poisson() {
+        key.push('|');
+        key.push_str(&cell.scenario.name);
+    }
     for b in key.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -496,30 +513,21 @@ fn run_seed(seed: u64, cell: &Cell, run: u32) -> u64 {
 
 /// Simulates `runs` rollouts of `cell` under one judge.
 pub fn simulate_cell(cell: &Cell, setup: &Setup, judge: JudgeKind) -> Summary {
-    let stable = Behaviour::new(
-        setup.baseline_error_rate,
-        setup.baseline_p50_ms,
-        setup.baseline_p99_ms,
-    );
-    let c = &cell.candidate;
-    let candidate = Behaviour::new(
-        setup.baseline_error_rate * c.error_factor,
-        setup.baseline_p50_ms * c.p50_factor,
-        setup.baseline_p99_ms * c.p99_factor,
-    );
+    let pair = setup.pair(cell);
     let policy = Policy {
         judge,
         ..setup.policy.clone()
     };
+    let mut laws = Laws::default();
     let results: Vec<RunResult> = (0..setup.runs)
         .map(|i| {
             run_once(
                 cell,
-                &stable,
-                &candidate,
+                &pair,
                 &policy,
                 &setup.overrides,
                 run_seed(setup.seed, cell, i),
+                &mut laws,
             )
         })
         .collect();
@@ -550,6 +558,7 @@ pub fn simulate(cells: &[Cell], setup: &Setup, threads: usize) -> Vec<CellResult
         }
     });
     let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    let policy = setup.effective();
     cells
         .iter()
         .enumerate()
@@ -557,44 +566,59 @@ pub fn simulate(cells: &[Cell], setup: &Setup, threads: usize) -> Vec<CellResult
             cell: cell.clone(),
             cutover: done.remove(&(i, true)).expect("simulated"),
             naive: done.remove(&(i, false)).expect("simulated"),
-            goals: Goals::of(cell),
+            goals: Goals::of(cell, &policy),
         })
         .collect()
 }
 
 /// The grid (or the one cell) the arguments ask for.
 pub fn cells(args: &SimulateArgs) -> Result<Vec<Cell>, SimulateError> {
-    let parse = |s: &str| Candidate::parse(s).map_err(SimulateError);
-    if let Some(c) = &args.cell {
-        let (rps, cand) = c.split_once(':').ok_or_else(|| {
-            SimulateError(format!(
-                "--cell {c:?}: expected RPS:CANDIDATE, e.g. 100:5xx-x2"
-            ))
-        })?;
-        let rps: f64 = rps
-            .trim()
+    let candidate = |s: &str| Candidate::parse(s).map_err(SimulateError);
+    let scenario = |s: &str| Scenario::parse(s).map_err(SimulateError);
+    let level = |what: &str, r: &str| {
+        r.trim()
             .parse()
             .ok()
             .filter(|r: &f64| r.is_finite() && *r >= 0.0)
-            .ok_or_else(|| {
-                SimulateError(format!("--cell {c:?}: {rps:?} is not a traffic level"))
-            })?;
+            .ok_or_else(|| SimulateError(format!("{what}: {r:?} is not a traffic level")))
+    };
+    if let Some(c) = &args.cell {
+        let (rps, rest) = c.split_once(':').ok_or_else(|| {
+            SimulateError(format!(
+                "--cell {c:?}: expected RPS:CANDIDATE[@SCENARIO], e.g. 100:5xx-x2@bursts-20"
+            ))
+        })?;
+        let (cand, scen) = rest.split_once('@').unwrap_or((rest, "poisson"));
         return Ok(vec![Cell {
-            rps,
-            candidate: parse(cand)?,
+            rps: level(&format!("--cell {c:?}"), rps)?,
+            candidate: candidate(cand)?,
+            scenario: scenario(scen)?,
         }]);
     }
+    let rows: Vec<(String, String)> = match args.grid {
+        Some(Grid::Robustness) => ROBUSTNESS
+            .iter()
+            .map(|(s, c)| (s.to_string(), c.to_string()))
+            .collect(),
+        None => args
+            .scenarios
+            .iter()
+            .flat_map(|s| args.candidates.iter().map(|c| (s.clone(), c.clone())))
+            .collect(),
+    };
+    let rps: Vec<f64> = match (&args.rps, args.grid) {
+        (Some(r), _) => r.clone(),
+        (None, Some(Grid::Robustness)) => ROBUSTNESS_RPS.to_vec(),
+        (None, None) => vec![1.0, 10.0, 100.0, 1000.0],
+    };
     let mut out = Vec::new();
-    for &rps in &args.rps {
-        if !(rps.is_finite() && rps >= 0.0) {
-            return Err(SimulateError(format!(
-                "--rps: {rps} is not a traffic level"
-            )));
-        }
-        for c in &args.candidates {
+    for &r in &rps {
+        level("--rps", &r.to_string())?;
+        for (s, c) in &rows {
             out.push(Cell {
-                rps,
-                candidate: parse(c)?,
+                rps: r,
+                candidate: candidate(c)?,
+                scenario: scenario(s)?,
             });
         }
     }
@@ -646,14 +670,18 @@ fn setup(args: &SimulateArgs) -> Result<Setup, SimulateError> {
         overrides,
         runs: args.runs,
         seed: args.seed,
-        baseline_error_rate: args.baseline_error_rate,
-        baseline_p50_ms: args.baseline_p50_ms,
-        baseline_p99_ms: args.baseline_p99_ms.max(args.baseline_p50_ms),
+        baseline: Baseline {
+            error_rate: args.baseline_error_rate,
+            p50_ms: args.baseline_p50_ms,
+            p99_ms: args.baseline_p99_ms.max(args.baseline_p50_ms),
+        },
     })
 }
 
-fn rate(x: f64) -> String {
-    format!("{:.1}", x * 100.0)
+/// A share of runs in %, with as many decimals as `runs` resolves (one per 1,000 runs).
+fn rate(x: f64, runs: u32) -> String {
+    let decimals = ((f64::from(runs.max(1))).log10().ceil() as usize).saturating_sub(2);
+    format!("{:.*}", decimals.max(1), x * 100.0)
 }
 
 /// The side-by-side table (rates in % of runs).
@@ -661,13 +689,14 @@ pub fn table(results: &[CellResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>6} {:<13} | {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>6} | goals",
-        "", "", "cutover", "", "", "", "", "", "", "naive", "", "", "", ""
+        "{:>6} {:<16} {:<17} | {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>6} | goals",
+        "", "", "", "cutover", "", "", "", "", "", "", "naive", "", "", "", ""
     );
     let _ = writeln!(
         out,
-        "{:>6} {:<13} | {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>6} |",
+        "{:>6} {:<16} {:<17} | {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>6} |",
         "rps",
+        "scenario",
         "candidate",
         "rb%",
         "rb<50%",
@@ -684,55 +713,48 @@ pub fn table(results: &[CellResult]) -> String {
     );
     for r in results {
         let (c, n) = (&r.cutover, &r.naive);
-        let missed = r.goals.missed(c);
-        let goals = if missed.is_empty() {
-            "met".to_string()
-        } else {
-            format!("MISSED: {}", missed.join(", "))
-        };
+        let (rc, rn) = (|x| rate(x, c.runs), |x| rate(x, n.runs));
         let _ = writeln!(
             out,
-            "{:>6} {:<13} | {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>6} | {goals}",
+            "{:>6} {:<16} {:<17} | {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>6} | {}",
             r.cell.rps,
+            r.cell.scenario.name,
             r.cell.candidate.name,
-            rate(c.rolled_back),
-            rate(c.rolled_back_before_50),
-            rate(c.reached_100),
-            rate(c.completed),
-            rate(c.paused),
+            rc(c.rolled_back),
+            rc(c.rolled_back_before_50),
+            rc(c.reached_100),
+            rc(c.completed),
+            rc(c.paused),
             c.median_minutes,
             c.promoted_without_min_data,
-            rate(n.rolled_back),
-            rate(n.rolled_back_before_50),
-            rate(n.reached_100),
+            rn(n.rolled_back),
+            rn(n.rolled_back_before_50),
+            rn(n.reached_100),
             n.median_minutes,
             n.promoted_without_min_data,
+            r.goals.status(c),
         );
     }
     out
 }
 
-/// The same numbers as CSV, one line per cell and judge.
+/// The same numbers as CSV, one line per cell and judge (rates as fractions, unrounded).
 pub fn csv(results: &[CellResult]) -> String {
     let mut out = String::from(
-        "rps,candidate,judge,runs,rolled_back,rolled_back_before_50,reached_100,completed,paused,median_minutes,promoted_without_min_data,goals\n",
+        "rps,scenario,candidate,judge,runs,rolled_back,rolled_back_before_50,reached_100,completed,paused,median_minutes,promoted_without_min_data,goals\n",
     );
     for r in results {
         for (judge, s) in [("cutover", &r.cutover), ("naive", &r.naive)] {
             let goals = if judge == "cutover" {
-                let m = r.goals.missed(s);
-                if m.is_empty() {
-                    "met".to_string()
-                } else {
-                    format!("\"missed: {}\"", m.join("; "))
-                }
+                format!("\"{}\"", r.goals.status(s).replace('"', "\"\""))
             } else {
                 String::new()
             };
             let _ = writeln!(
                 out,
-                "{},{},{judge},{},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{goals}",
+                "{},{},{},{judge},{},{},{},{},{},{},{},{},{goals}",
                 r.cell.rps,
+                r.cell.scenario.name,
                 r.cell.candidate.name,
                 s.runs,
                 s.rolled_back,
@@ -807,8 +829,8 @@ pub fn svg(results: &[CellResult]) -> String {
         let ly = top + height + 8.0;
         let _ = writeln!(
             s,
-            r#"<text x="{lx:.1}" y="{ly:.1}" transform="rotate(60 {lx:.1} {ly:.1})">{} rps {}</text>"#,
-            r.cell.rps, r.cell.candidate.name
+            r#"<text x="{lx:.1}" y="{ly:.1}" transform="rotate(60 {lx:.1} {ly:.1})">{} rps {} {}</text>"#,
+            r.cell.rps, r.cell.scenario.name, r.cell.candidate.name
         );
     }
     s.push_str("</svg>\n");
@@ -829,9 +851,9 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
         "cutover simulate: {} runs per cell and judge, seed {}, baseline 5xx {}, p50 {} ms, p99 {} ms, steps {}{}",
         setup.runs,
         setup.seed,
-        pct(setup.baseline_error_rate),
-        setup.baseline_p50_ms,
-        setup.baseline_p99_ms,
+        pct(setup.baseline.error_rate),
+        num(setup.baseline.p50_ms),
+        num(setup.baseline.p99_ms),
         cutover::decision::policy::format_duration(setup.policy.step_interval),
         if setup.overrides.is_empty() {
             String::new()
@@ -858,8 +880,9 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
                 let list = pick(r);
                 if !list.is_empty() {
                     println!(
-                        "{:>6} {:<13} {}",
+                        "{:>6} {:<16} {:<17} {}",
                         r.cell.rps,
+                        r.cell.scenario.name,
                         r.cell.candidate.name,
                         list.join(", ")
                     );
@@ -883,7 +906,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
         explain(
             "regressed candidates that reached 100%: how the comparisons read on the promoting step (runs):",
             &|r| {
-                if r.cell.candidate.is_healthy() {
+                if r.cell.candidate.is_no_worse() {
                     return Vec::new();
                 }
                 r.cutover
@@ -915,24 +938,30 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::candidate::{Baseline, Limits};
 
-    #[test]
-    fn candidates_parse() {
-        assert_eq!(Candidate::parse("5xx-x2").unwrap().error_factor, 2.0);
-        let c = Candidate::parse("p99-x1.5").unwrap();
-        assert_eq!((c.p50_factor, c.p99_factor), (1.0, 1.5));
-        let c = Candidate::parse("latency-x2").unwrap();
-        assert_eq!((c.p50_factor, c.p99_factor), (2.0, 2.0));
-        assert!(Candidate::parse("healthy").unwrap().is_healthy());
-        for bad in ["sick", "5xx-x", "5xx-x0", "cpu-x2"] {
-            assert!(Candidate::parse(bad).is_err(), "{bad}");
+    const BASE: Baseline = Baseline {
+        error_rate: 0.005,
+        p50_ms: 50.0,
+        p99_ms: 200.0,
+    };
+    const LIMITS: Limits = Limits {
+        max_error_rate: 0.01,
+        max_p99_ms: 1000.0,
+    };
+
+    fn cell(rps: f64, c: &str, s: &str) -> Cell {
+        Cell {
+            rps,
+            candidate: Candidate::parse(c).unwrap(),
+            scenario: Scenario::parse(s).unwrap(),
         }
     }
 
     #[test]
     fn the_latency_model_reproduces_its_percentiles() {
         let served = Behaviour::new(0.01, 50.0, 200.0).expected(1_000_000);
-        let h = Histogram {
+        let h = cutover::decision::evidence::Histogram {
             bounds: traffic::bounds(),
             counts: served.counts,
         };
@@ -944,18 +973,225 @@ mod tests {
 
     #[test]
     fn a_run_ends_and_is_reproducible() {
-        let cell = Cell {
-            rps: 100.0,
-            candidate: Candidate::parse("5xx-x10").unwrap(),
-        };
-        let stable = Behaviour::new(0.005, 50.0, 200.0);
-        let bad = Behaviour::new(0.05, 50.0, 200.0);
         let p = Policy::default();
-        let a = run_once(&cell, &stable, &bad, &p, &BTreeMap::new(), 3);
-        assert_eq!(a, run_once(&cell, &stable, &bad, &p, &BTreeMap::new(), 3));
+        let bad = cell(100.0, "5xx-x10", "poisson");
+        let pair = bad.candidate.pair(BASE, LIMITS);
+        let run = |c: &Cell, pair: &Pair, seed| {
+            run_once(c, pair, &p, &BTreeMap::new(), seed, &mut Laws::default())
+        };
+        let a = run(&bad, &pair, 3);
+        assert_eq!(a, run(&bad, &pair, 3));
         assert!(a.rolled_back && a.rolled_back_at == Some(10), "{a:?}");
-        let good = run_once(&cell, &stable, &stable, &p, &BTreeMap::new(), 4);
-        assert!(!good.rolled_back, "{good:?}");
-        assert_eq!(good.promoted_without_min_data, 0);
+        let good = cell(100.0, "healthy", "poisson");
+        let g = run(&good, &good.candidate.pair(BASE, LIMITS), 4);
+        assert!(!g.rolled_back, "{g:?}");
+        assert_eq!(g.promoted_without_min_data, 0);
+    }
+
+    /// Serves `minutes` minutes of `cell` at the candidate's `share` and returns both
+    /// revisions' minutes.
+    fn serve(c: &Cell, share: f64, minutes: usize, seed: u64) -> [Served; 2] {
+        let pair = c.candidate.pair(BASE, LIMITS);
+        let mut t = Traffic::new(c, &pair, seed);
+        let mut laws = Laws::default();
+        for i in 0..minutes {
+            t.minute(i, [1.0 - share, share], &mut laws);
+        }
+        t.served
+    }
+
+    fn totals(s: &Served) -> (f64, f64) {
+        let n: u64 = s
+            .minutes
+            .iter()
+            .map(|m| m.requests[0] + m.requests[1])
+            .sum();
+        let e: u64 = s.minutes.iter().map(|m| m.requests[1]).sum();
+        (n as f64, e as f64)
+    }
+
+    #[test]
+    fn minutes_split_requests_into_2xx_and_5xx_points_with_their_latencies() {
+        let [stable, _] = serve(&cell(100.0, "healthy", "poisson"), 0.1, 20, 1);
+        for m in &stable.minutes {
+            assert_eq!(m.counts[0].iter().sum::<u64>(), m.requests[0]);
+            assert_eq!(m.counts[1].iter().sum::<u64>(), m.requests[1]);
+        }
+        let (n, e) = totals(&stable);
+        assert!((n / (20.0 * 5400.0) - 1.0).abs() < 0.02, "{n}");
+        assert!((e / n / 0.005 - 1.0).abs() < 0.15, "{}", e / n);
+    }
+
+    #[test]
+    fn bursts_keep_the_mean_5xx_rate_and_concentrate_errors_in_few_minutes() {
+        let dispersion = |s: &Served| {
+            let e: Vec<f64> = s.minutes.iter().map(|m| m.requests[1] as f64).collect();
+            let mean = e.iter().sum::<f64>() / e.len() as f64;
+            e.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / e.len() as f64 / mean
+        };
+        let plain = serve(&cell(100.0, "healthy", "poisson"), 0.5, 3000, 2);
+        for s in ["bursts-20", "bursts-50", "common-bursts-50"] {
+            let served = serve(&cell(100.0, "healthy", s), 0.5, 3000, 2);
+            for rev in &served {
+                let (n, e) = totals(rev);
+                assert!((e / n / 0.005 - 1.0).abs() < 0.08, "{s}: rate {}", e / n);
+                assert!(dispersion(rev) > 3.0 * dispersion(&plain[0]), "{s}");
+            }
+            // Local bursts hit the revisions in different minutes, common ones together.
+            let burst = |rev: &Served| -> Vec<bool> {
+                rev.minutes.iter().map(|m| m.requests[1] > 60).collect()
+            };
+            let (a, b) = (burst(&served[0]), burst(&served[1]));
+            let both = a.iter().zip(&b).filter(|(x, y)| **x && **y).count();
+            let either = a.iter().zip(&b).filter(|(x, y)| **x || **y).count();
+            let common = both as f64 / either.max(1) as f64;
+            if s.starts_with("common") {
+                assert!(common > 0.8, "{s}: {common}");
+            } else {
+                assert!(common < 0.3, "{s}: {common}");
+            }
+        }
+    }
+
+    #[test]
+    fn slow_bursts_keep_the_mean_slow_share() {
+        let c = cell(100.0, "healthy", "slow-bursts-50");
+        let [stable, _] = serve(&c, 0.0, 3000, 5);
+        // Slower than 1 s: essentially only slow requests (3× a law with p99 200 ms).
+        let slow_bucket = traffic::bounds().iter().position(|b| *b >= 1000.0).unwrap();
+        let slow: u64 = stable
+            .minutes
+            .iter()
+            .map(|m| m.counts[0][slow_bucket..].iter().sum::<u64>())
+            .sum();
+        let (n, _) = totals(&stable);
+        let law = cutover_fakes::traffic::LogNormal::new(150.0, 600.0);
+        let expected = scenario::SLOW_SHARE * law.survival(traffic::bounds()[slow_bucket - 1]);
+        assert!(
+            (slow as f64 / n / expected - 1.0).abs() < 0.1,
+            "{} vs {expected}",
+            slow as f64 / n
+        );
+    }
+
+    #[test]
+    fn drift_moves_volume_errors_and_latency_together() {
+        let [stable, _] = serve(&cell(100.0, "healthy", "ramp-x3"), 0.0, 40, 3);
+        let n = |i: usize| (stable.minutes[i].requests[0] + stable.minutes[i].requests[1]) as f64;
+        let expected_0 = 6000.0 * scenario::Drift::Ramp { factor: 3.0 }.volume(0.5);
+        assert!((n(0) / expected_0 - 1.0).abs() < 0.05, "{}", n(0));
+        assert!((n(35) / 18000.0 - 1.0).abs() < 0.05, "{}", n(35));
+        let (first, last) = (&stable.minutes[..5], &stable.minutes[30..]);
+        let rate = |ms: &[Minute]| {
+            ms.iter().map(|m| m.requests[1]).sum::<u64>() as f64
+                / ms.iter()
+                    .map(|m| m.requests[0] + m.requests[1])
+                    .sum::<u64>() as f64
+        };
+        let ratio = rate(last) / rate(first);
+        assert!(ratio > 1.2 && ratio < 1.9, "5xx ×{ratio}, expected ×1.5");
+    }
+
+    #[test]
+    fn a_full_load_candidate_is_slower_only_at_100_percent() {
+        let c = cell(100.0, "full-latency-x1.5", "poisson");
+        let median = |s: &Served| {
+            let mut h = cutover::decision::evidence::Histogram::empty(traffic::bounds());
+            for m in &s.minutes {
+                for (a, b) in h.counts.iter_mut().zip(&m.counts[0]) {
+                    *a += b;
+                }
+            }
+            h.quantile(0.5).unwrap()
+        };
+        let [_, half] = serve(&c, 0.5, 20, 4);
+        let [_, full] = serve(&c, 1.0, 20, 4);
+        let (h, f) = (median(&half), median(&full));
+        assert!((h / 50.0 - 1.0).abs() < 0.1, "{h}");
+        assert!((f / 75.0 - 1.0).abs() < 0.1, "{f}");
+    }
+
+    #[test]
+    fn late_points_are_missing_at_read_time_and_present_later() {
+        let c = cell(100.0, "healthy", "late-30");
+        let [stable, candidate] = serve(&c, 0.5, 400, 6);
+        let t0 = start_time();
+        let delay = SignedDuration::from_mins(3);
+        let at = |m: i64| t0 + SignedDuration::from_mins(m);
+        let bounds = traffic::bounds();
+        let (mut missing, mut reads) = (0, 0);
+        for now in 10..390 {
+            let read = |now: i64| {
+                window_stats(
+                    cutover::decision::evidence::Window {
+                        start: at(now - 8),
+                        end: at(now - 3),
+                    },
+                    at(now),
+                    t0,
+                    delay,
+                    &[(STABLE, &stable), (CANDIDATE, &candidate)],
+                    &bounds,
+                )
+            };
+            let first = read(now).minutes(CANDIDATE).unwrap();
+            reads += 1;
+            if !first.contains_key(&at(now - 3)) {
+                missing += 1;
+                // Present two minutes later, whatever its lag, and the 2xx and 5xx together.
+                let later = read(now + 2).minutes(CANDIDATE).unwrap();
+                assert_eq!(
+                    later[&at(now - 3)].requests,
+                    candidate.minutes[now as usize - 4]
+                        .requests
+                        .iter()
+                        .sum::<u64>()
+                );
+            }
+        }
+        let share = f64::from(missing) / f64::from(reads);
+        assert!(
+            (share - 0.3).abs() < 0.08,
+            "newest minute missing in {share}"
+        );
+    }
+
+    #[test]
+    fn old_grid_cells_draw_the_same_requests_as_before_scenarios() {
+        // The requests of a poisson cell are those of Behaviour::sample_into with the same
+        // seed, stable first then candidate, minute by minute (the old grid reproduces).
+        let c = cell(10.0, "5xx-x2", "poisson");
+        let [stable, candidate] = serve(&c, 0.1, 5, 9);
+        let mut rng = fastrand::Rng::with_seed(9);
+        let (s, k) = (
+            Behaviour::new(0.005, 50.0, 200.0),
+            Behaviour::new(0.01, 50.0, 200.0),
+        );
+        for i in 0..5 {
+            let mut counts = vec![0; traffic::BUCKETS];
+            let (n, e) = s.sample_into(&mut rng, 600.0 * 0.9, &mut counts);
+            assert_eq!(stable.minutes[i].requests, [n - e, e]);
+            let (n, e) = k.sample_into(&mut rng, 600.0 * 0.1, &mut counts);
+            assert_eq!(candidate.minutes[i].requests, [n - e, e]);
+        }
+    }
+
+    #[test]
+    fn cells_come_from_the_grid_the_cell_or_the_preset() {
+        use clap::Parser;
+        let args = |a: &[&str]| {
+            let mut v = vec!["lab", "simulate"];
+            v.extend_from_slice(a);
+            match crate::cli::Cli::parse_from(v).command {
+                crate::cli::Command::Simulate(a) => *a,
+                _ => unreachable!(),
+            }
+        };
+        let c = cells(&args(&["--cell", "100:5xx-x2@bursts-20+late-30"])).unwrap();
+        assert_eq!(c[0].scenario.name, "bursts-20+late-30");
+        assert_eq!(cells(&args(&[])).unwrap().len(), 24);
+        let r = cells(&args(&["--grid", "robustness"])).unwrap();
+        assert_eq!(r.len(), 3 * ROBUSTNESS.len());
+        assert!(cells(&args(&["--scenarios", "bursts"])).is_err());
     }
 }

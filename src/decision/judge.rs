@@ -34,7 +34,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::evidence::{Histogram, RevisionStats, Window};
+use jiff::Timestamp;
+
+use super::evidence::{Histogram, RevisionStats, ServiceStats, Window};
 
 use super::policy::{self, JudgeKind, Policy};
 use super::stats;
@@ -151,6 +153,12 @@ pub struct Statistics {
     pub stable: Option<Sample>,
     /// Whether the stable revision could be compared with (else: absolute limits only).
     pub compared_with_stable: bool,
+    /// Whether it was stable's baseline from the rollout's earlier steps (the candidate serves
+    /// 100%) rather than stable over the same minutes.
+    pub stable_is_baseline: bool,
+    /// Which minutes were judged (absent when judged from totals alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<Coverage>,
     /// False-alarm probability allowed to each check of each step.
     pub alpha_per_check: f64,
     /// LLR at or above which a check fails: ln(1/α).
@@ -179,7 +187,9 @@ struct Bounds {
 
 impl Bounds {
     fn of(policy: &Policy, role: StepRole) -> Bounds {
-        let checks = (4 + policy.latency_percentiles.len()) * policy.steps.len().max(1);
+        // Every check of every step, and of the bake (judged like a last step) when there is one.
+        let judged_steps = policy.steps.len().max(1) + usize::from(policy.bake.is_positive());
+        let checks = (4 + policy.latency_percentiles.len()) * judged_steps;
         let alpha = policy.false_alarm_rate / checks as f64;
         let limits_beta = match role {
             StepRole::Canary => policy.canary_miss_rate,
@@ -195,9 +205,88 @@ impl Bounds {
     }
 }
 
-/// Judges a step: the candidate's stats against the limits and against the stable revision's
-/// stats over the same `window`. `None` stats mean that revision served nothing in the window.
-/// `percent` is the candidate's current step.
+/// One revision over the judged minutes: its totals, and the same data minute by minute (keyed
+/// by each minute's end), which the dispersion estimates and the per-minute comparisons read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Minutes {
+    pub total: RevisionStats,
+    pub by_minute: BTreeMap<Timestamp, RevisionStats>,
+}
+
+impl Minutes {
+    /// A revision's minutes as they are.
+    pub fn of(by_minute: BTreeMap<Timestamp, RevisionStats>) -> Result<Minutes, String> {
+        let mut total = RevisionStats::default();
+        for m in by_minute.values() {
+            total.requests += m.requests;
+            total.errors_5xx += m.errors_5xx;
+            total.latency.merge(&m.latency)?;
+        }
+        Ok(Minutes { total, by_minute })
+    }
+
+    /// Totals known only as one block (ending at `end`).
+    pub fn single(end: Timestamp, total: &RevisionStats) -> Minutes {
+        Minutes {
+            total: total.clone(),
+            by_minute: BTreeMap::from([(end, total.clone())]),
+        }
+    }
+}
+
+/// What the candidate is compared with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reference {
+    /// The stable revision over the same minutes (a canary step): compared minute by minute.
+    Concurrent(Minutes),
+    /// The stable revision as it served during the rollout's earlier steps (the candidate
+    /// serves 100%): the baseline the rollout started from, compared over the totals.
+    Baseline(Minutes),
+}
+
+impl Reference {
+    fn minutes(&self) -> &Minutes {
+        match self {
+            Reference::Concurrent(m) | Reference::Baseline(m) => m,
+        }
+    }
+}
+
+/// Which minutes a step was judged on, for the record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Coverage {
+    /// End of the first and the last minute judged (the contiguous run of complete minutes).
+    pub first_minute_end: Option<Timestamp>,
+    pub last_minute_end: Option<Timestamp>,
+    /// Minutes with candidate data judged.
+    pub minutes: usize,
+    /// Minutes of the window left out because not every series the judge needs had landed.
+    pub held_back: usize,
+    /// Why they were held back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back_why: Option<String>,
+    /// For a comparison with the stable baseline: the end of its first and last minute, and
+    /// how many minutes it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<(Timestamp, Timestamp, usize)>,
+}
+
+/// Everything a step is judged on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    pub window: Window,
+    pub percent: u8,
+    pub candidate: Minutes,
+    pub reference: Option<Reference>,
+    pub coverage: Option<Coverage>,
+    /// Why the candidate has nothing to be compared with, if so.
+    pub no_reference: Option<String>,
+}
+
+/// Judges a step from totals alone: the candidate's stats against the limits and against the
+/// stable revision's stats over the same `window` (one block, no minutes: tests and callers that
+/// have no per-minute data). `None` stats mean that revision served nothing in the window.
+/// `percent` is the candidate's current step; at 100% there is nothing to compare with.
 pub fn judge(
     candidate: Option<&RevisionStats>,
     stable: Option<&RevisionStats>,
@@ -209,18 +298,77 @@ pub fn judge(
         return absolute_only(candidate, window, policy);
     }
     let empty = RevisionStats::default();
-    let c = candidate.unwrap_or(&empty);
-    let role = StepRole::of(policy, percent);
+    let c = Minutes::single(window.end, candidate.unwrap_or(&empty));
+    let final_step = StepRole::of(policy, percent) == StepRole::Final;
+    let stable = stable.filter(|s| s.requests > 0 && !final_step);
+    let no_reference = if final_step {
+        "the candidate serves 100%, there is no stable traffic to compare with: judged on the absolute limits only"
+    } else {
+        "the stable revision served no requests in the window: judged on the absolute limits only"
+    };
+    judge_input(
+        Input {
+            window,
+            percent,
+            candidate: c,
+            reference: stable.map(|s| Reference::Concurrent(Minutes::single(window.end, s))),
+            coverage: None,
+            no_reference: stable.is_none().then(|| no_reference.to_string()),
+        },
+        policy,
+    )
+}
+
+/// Judges a step on Monitoring's per-minute answer: only complete minutes, compared minute by
+/// minute with stable on canary steps and with stable's baseline from the earlier steps at 100%
+/// (see [`window::gather`]).
+pub fn judge_step(stats: &ServiceStats, step: &window::Step<'_>, policy: &Policy) -> Judgement {
+    if policy.judge == JudgeKind::Absolute {
+        let c = stats
+            .revision_between(step.candidate, step.since, stats.window.end)
+            .ok()
+            .flatten();
+        return absolute_only(c.as_ref(), stats.window, policy);
+    }
+    match window::gather(stats, step, policy) {
+        Ok(input) => judge_input(input, policy),
+        Err(e) => {
+            let mut j = judge_input(
+                Input {
+                    window: stats.window,
+                    percent: step.percent,
+                    candidate: Minutes::default(),
+                    reference: None,
+                    coverage: None,
+                    no_reference: None,
+                },
+                policy,
+            );
+            j.verdict = Verdict::Inconclusive(format!("metrics unreadable ({e})"));
+            j
+        }
+    }
+}
+
+/// Judges what [`Input`] holds.
+pub fn judge_input(input: Input, policy: &Policy) -> Judgement {
+    let c = &input.candidate.total;
+    let role = StepRole::of(policy, input.percent);
     let bounds = Bounds::of(policy, role);
-    let stable = stable.filter(|s| s.requests > 0 || s.latency.total() > 0);
-    let compare = role != StepRole::Final && stable.is_some_and(|s| s.requests > 0);
+    let reference = input
+        .reference
+        .as_ref()
+        .filter(|r| r.minutes().total.requests > 0);
+    let compare = reference.is_some();
     let mut stats = Statistics {
         method: "sequential",
-        step_percent: percent,
+        step_percent: input.percent,
         role,
         candidate: Sample::of(c),
-        stable: stable.map(Sample::of),
+        stable: reference.map(|r| Sample::of(&r.minutes().total)),
         compared_with_stable: compare,
+        stable_is_baseline: matches!(reference, Some(Reference::Baseline(_))),
+        minutes: input.coverage.clone(),
         alpha_per_check: bounds.alpha,
         fail_at: bounds.fail,
         limits_pass_at: bounds.limits_pass,
@@ -228,7 +376,7 @@ pub fn judge(
         checks: Vec::new(),
     };
     let mut j = Judgement {
-        window,
+        window: input.window,
         requests: c.requests,
         errors_5xx: c.errors_5xx,
         error_rate: c.error_rate(),
@@ -240,27 +388,34 @@ pub fn judge(
         statistics: None,
     };
     if c.requests < policy.min_requests {
+        let held = input
+            .coverage
+            .as_ref()
+            .and_then(|c| c.held_back_why.as_ref())
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
         j.verdict = Verdict::Inconclusive(format!(
-            "{} requests, fewer than the {} needed to judge",
+            "{} requests, fewer than the {} needed to judge{held}",
             c.requests, policy.min_requests
         ));
         j.statistics = Some(stats);
         return j;
     }
-    // The stable revision is the reference for "comfortably within the limit" when it has
-    // enough data of its own (also at 100%, where it no longer serves but may still show).
-    let reference = stable.filter(|s| s.requests >= policy.min_requests.max(1));
-    let no_stable = if role == StepRole::Final {
-        "the candidate serves 100%, there is no stable traffic to compare with: judged on the absolute limits only"
-    } else {
-        "the stable revision served no requests in the window: judged on the absolute limits only"
-    };
+    let no_stable = input.no_reference.clone().unwrap_or_else(|| {
+        "the stable revision served no requests: judged on the absolute limits only".into()
+    });
 
+    let cm = &input.candidate;
     let checks = &mut stats.checks;
-    checks.push(errors_absolute(c, reference, policy, &bounds));
-    match stable.filter(|_| compare) {
-        Some(s) => checks.push(errors_relative(c, s, policy, &bounds)),
-        None => checks.push(skipped("5xx vs stable", no_stable)),
+    // The stable revision is the reference for "comfortably within the limit" when it has
+    // enough data of its own.
+    let good_ref = reference
+        .map(|r| &r.minutes().total)
+        .filter(|s| s.requests >= policy.min_requests.max(1));
+    checks.push(errors_absolute(cm, good_ref, policy, &bounds));
+    match reference {
+        Some(r) => checks.push(errors_relative(cm, r, policy, &bounds)),
+        None => checks.push(skipped("5xx vs stable", &no_stable)),
     }
     if c.latency.total() == 0 {
         checks.push(Check {
@@ -271,17 +426,14 @@ pub fn judge(
             values: BTreeMap::new(),
         });
     } else {
-        checks.push(latency_absolute(c, reference, policy, &bounds));
-        let stable_latency = stable
-            .filter(|_| compare)
-            .map(|s| &s.latency)
-            .filter(|h| h.total() > 0);
-        match stable_latency {
-            Some(h) if h.bounds == c.latency.bounds => {
+        checks.push(latency_absolute(cm, good_ref, policy, &bounds));
+        let with_latency = reference.filter(|r| r.minutes().total.latency.total() > 0);
+        match with_latency {
+            Some(r) if r.minutes().total.latency.bounds == c.latency.bounds => {
                 for &q in &policy.latency_percentiles {
-                    checks.push(tail_relative(&c.latency, h, q, policy, &bounds));
+                    checks.push(tail_relative(cm, r, q, policy, &bounds));
                 }
-                checks.push(rank_relative(&c.latency, h, policy, &bounds));
+                checks.push(rank_relative(cm, r, policy, &bounds));
             }
             Some(_) => checks.push(skipped(
                 "latency vs stable",
@@ -291,7 +443,7 @@ pub fn judge(
                 "latency vs stable",
                 "the stable revision reported no latency in the window: compared with the absolute limit only",
             )),
-            None => checks.push(skipped("latency vs stable", no_stable)),
+            None => checks.push(skipped("latency vs stable", &no_stable)),
         }
     }
 
@@ -326,40 +478,44 @@ fn skipped(name: &str, why: &str) -> Check {
     }
 }
 
-/// An absolute limit: fail on evidence of "above" against "at"; pass on evidence of
-/// "comfortably within" against "at".
-fn absolute_outcome(llr_fail: f64, llr_pass: f64, b: &Bounds) -> Outcome {
-    if llr_fail >= b.fail {
-        Outcome::Fail
-    } else if llr_pass >= b.limits_pass {
-        Outcome::Pass
-    } else {
-        Outcome::Inconclusive
-    }
-}
-
 /// The note of an absolute limit's check: `what` against `limit`, with `detail` (what the fail
-/// and the open outcome say before their evidence) and the two likelihood ratios.
+/// and the open outcome say before their bounds), the confidence sequences' bounds and the
+/// dispersion the counts were divided by.
 fn limit_note(
     outcome: Outcome,
     what: &str,
     limit: &str,
     detail: (&str, &str),
-    (llr_fail, llr_pass): (f64, f64),
+    lt: &LimitTest,
+    d: stats::Dispersion,
     b: &Bounds,
 ) -> String {
+    let scaled = if d.phi > 1.0 {
+        format!(", counts divided by the dispersion {:.1}", d.phi)
+    } else {
+        String::new()
+    };
+    let alpha = b.alpha;
+    let beta = (-b.limits_pass).exp();
     match outcome {
         Outcome::Fail => format!(
-            "{what} is above the limit {limit} ({}evidence {llr_fail:.1} ≥ {:.1})",
-            detail.0, b.fail
+            "{what} is above the limit {limit} ({}lower bound {} at α = {alpha:.1e}{scaled})",
+            detail.0,
+            pct(lt.lower)
         ),
         Outcome::Pass => format!(
-            "{what} is within the limit {limit} (evidence {llr_pass:.1} ≥ {:.1})",
-            b.limits_pass
+            "{what} is within the limit {limit} (evidence {:.1} ≥ {:.1}, β = {beta:.2}; upper bound {}{scaled})",
+            lt.e_pass,
+            b.limits_pass,
+            pct(lt.upper)
         ),
         _ => format!(
-            "{what} is not yet shown to be within the limit {limit} ({}evidence {llr_pass:.1}, {:.1} needed)",
-            detail.1, b.limits_pass
+            "{what} is not yet shown to be within the limit {limit} ({}evidence {:.1}, {:.1} needed; bounds {} … {}{scaled})",
+            detail.1,
+            lt.e_pass,
+            b.limits_pass,
+            pct(lt.lower),
+            pct(lt.upper)
         ),
     }
 }
@@ -398,9 +554,11 @@ impl Reading {
 }
 
 /// A comparison with stable: `llr` is the evidence for "worse by the regression size" against
-/// "no different", `info` the evidence a true regression would have produced on average.
-fn relative_reading(llr: f64, info: f64, practical: bool, b: &Bounds) -> Reading {
-    if llr >= b.fail {
+/// "no different", `llr_fail` the same without the candidate's most incriminating minutes (what
+/// a rollback needs, see [`without_worst`]), `info` the evidence a true regression would have
+/// produced on average.
+fn relative_reading(llr_fail: f64, llr: f64, info: f64, practical: bool, b: &Bounds) -> Reading {
+    if llr_fail >= b.fail {
         if practical {
             Reading::Regressed
         } else {
@@ -416,6 +574,89 @@ fn relative_reading(llr: f64, info: f64, practical: bool, b: &Bounds) -> Reading
         }
     } else {
         Reading::Open
+    }
+}
+
+/// The evidence a reading is worded with: the trimmed one for a rollback, else the whole.
+fn shown(reading: Reading, llr_fail: f64, llr: f64) -> f64 {
+    match reading {
+        Reading::Regressed | Reading::BelowFloor => llr_fail,
+        _ => llr,
+    }
+}
+
+/// How many of the candidate's `minutes` bursts may spoil without rolling it back:
+/// [`BURST_MINUTES`] (one burst), and one more per ten minutes of window (a long hold sees
+/// more of them), but never more than half of them: a regression must show in most minutes.
+fn burst_minutes(minutes: usize) -> usize {
+    (BURST_MINUTES + minutes.div_ceil(10)).min(minutes / 2)
+}
+
+/// A burst (one bad instance, a dependency blip) lasts one to three minutes.
+const BURST_MINUTES: usize = 3;
+
+/// A minute is left out of the evidence to roll back only if its events exceed the expected
+/// count by more than this many standard deviations: an outlier, not the steady excess of a
+/// regression at moderate traffic.
+const OUTLIER_Z: f64 = 3.0;
+
+/// The candidate's minutes without the [`burst_minutes`] ones that incriminate it most for
+/// `count`: those whose events exceed what `expected_rate` (from stable's same minute, or a
+/// fixed rate) predicts by the most standard deviations, above [`OUTLIER_Z`]. The evidence to roll back is computed
+/// on what is left, so that a burst of a few minutes (one bad instance, a dependency blip)
+/// cannot roll a candidate back by itself, while a regression, present in every minute, still
+/// does. Leaving data out only lowers the likelihood ratio under "no difference", so the
+/// false-alarm bound of independent requests still holds; under bursts, it holds as long as
+/// bursts spoil no more minutes than were left out (plus what the dispersion absorbs).
+fn without_worst(
+    c: &Minutes,
+    count: Count<'_>,
+    expected_rate: &dyn Fn(Timestamp) -> Option<f64>,
+) -> Minutes {
+    let k = burst_minutes(c.by_minute.len());
+    let mut scored: Vec<(f64, Timestamp)> = c
+        .by_minute
+        .iter()
+        .filter_map(|(t, m)| {
+            let (x, n) = count(m);
+            let p = expected_rate(*t)?.clamp(1e-9, 1.0 - 1e-9);
+            let z = (x - n * p) / (n * p * (1.0 - p)).max(1e-9).sqrt();
+            (z > OUTLIER_Z).then_some((z, *t))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut kept = c.by_minute.clone();
+    for (_, t) in scored.into_iter().take(k) {
+        kept.remove(&t);
+    }
+    Minutes::of(kept).unwrap_or_default()
+}
+
+/// [`without_worst`] for a comparison with stable: a minute's expected rate is stable's in the
+/// same minute (canary step) or stable's baseline rate.
+fn trimmed_for(c: &Minutes, r: &Reference, count: Count<'_>) -> Minutes {
+    let rate = |m: &RevisionStats| {
+        let (x, n) = count(m);
+        (n > 0.0).then(|| x / n)
+    };
+    match r {
+        Reference::Concurrent(s) => {
+            without_worst(c, count, &|t| s.by_minute.get(&t).and_then(rate))
+        }
+        Reference::Baseline(s) => {
+            let p = rate(&s.total);
+            without_worst(c, count, &|_| p)
+        }
+    }
+}
+
+/// The regression size against `r`: as configured on a canary step; against the baseline of
+/// earlier steps, squared (twice as large in logs), leaving room for the drift between then and
+/// now (a daily curve, a ramp of load) that a comparison over the same minutes cancels.
+fn sized_for(ratio: f64, r: &Reference) -> f64 {
+    match r {
+        Reference::Concurrent(_) => ratio,
+        Reference::Baseline(_) => (ratio * ratio).min(1000.0),
     }
 }
 
@@ -541,55 +782,233 @@ fn compared(
     }
 }
 
+/// One block of a comparison with stable: each revision's events (5xx, slow requests) and
+/// exposure (requests, latency samples). A minute on canary steps; the totals against the
+/// baseline.
+#[derive(Clone, Copy, Debug)]
+struct Stratum {
+    xc: f64,
+    nc: f64,
+    xs: f64,
+    ns: f64,
+}
+
+/// What a comparison counts in one revision's minute (or totals): `(events, exposure)`.
+type Count<'a> = &'a dyn Fn(&RevisionStats) -> (f64, f64);
+
+/// The strata of a comparison: the minutes both revisions served on a canary step (a minute only
+/// one of them served says nothing about their ratio), the totals against a baseline.
+fn strata(c: &Minutes, r: &Reference, count: Count<'_>) -> Vec<Stratum> {
+    let pair = |a: &RevisionStats, b: &RevisionStats| {
+        let ((xc, nc), (xs, ns)) = (count(a), count(b));
+        (nc > 0.0 && ns > 0.0).then_some(Stratum { xc, nc, xs, ns })
+    };
+    match r {
+        Reference::Concurrent(s) => c
+            .by_minute
+            .iter()
+            .filter_map(|(t, cm)| pair(cm, s.by_minute.get(t)?))
+            .collect(),
+        Reference::Baseline(s) => pair(&c.total, &s.total).into_iter().collect(),
+    }
+}
+
+/// Dispersion of one revision's per-minute counts around its own rate over the window.
+fn own_dispersion(m: &Minutes, count: Count<'_>) -> Vec<(f64, f64, f64)> {
+    let (x, n) = count(&m.total);
+    let p = if n > 0.0 { x / n } else { 0.0 };
+    m.by_minute
+        .values()
+        .map(|s| {
+            let (x, n) = count(s);
+            (x, n, p)
+        })
+        .collect()
+}
+
+/// Dispersion of a comparison, estimated around the fitted model (never around "no
+/// difference", so a real regression does not inflate it): on a canary step, each minute's
+/// candidate events against its share of that minute's events under one common fitted ratio;
+/// against a baseline, each revision's minutes around its own rate (so drift inside the
+/// baseline counts as noise).
+fn comparison_dispersion(c: &Minutes, r: &Reference, count: Count<'_>) -> stats::Dispersion {
+    match r {
+        Reference::Concurrent(_) => {
+            let cells = strata(c, r, count);
+            let ratio = fitted_ratio(&cells);
+            stats::dispersion(
+                cells
+                    .iter()
+                    .map(|s| (s.xc, s.xc + s.xs, stats::attribution(ratio, s.nc / s.ns))),
+                1,
+            )
+        }
+        Reference::Baseline(s) => {
+            let mut cells = own_dispersion(c, count);
+            cells.extend(own_dispersion(s, count));
+            stats::dispersion(cells, 2)
+        }
+    }
+}
+
+/// The common ratio of event rates (candidate over stable) that gives the candidate exactly its
+/// events across `cells`: Σ e·π(r, w) = Σ x_c, solved by bisection on ln r.
+fn fitted_ratio(cells: &[Stratum]) -> f64 {
+    let xc: f64 = cells.iter().map(|s| s.xc).sum();
+    let expected = |r: f64| -> f64 {
+        cells
+            .iter()
+            .map(|s| (s.xc + s.xs) * stats::attribution(r, s.nc / s.ns))
+            .sum()
+    };
+    let (mut lo, mut hi) = (-20.0_f64, 20.0_f64);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if expected(mid.exp()) < xc {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (0.5 * (lo + hi)).exp()
+}
+
 /// The sequential test of a comparison that conditions on events (5xx, slow requests): under
-/// "no difference" each event lands on the candidate with the share its exposure `w` (its
-/// requests over stable's) gives it, under the regression with the share an event rate `rho`
-/// times stable's gives it.
+/// "no difference" each event of a stratum lands on the candidate with the share its exposure
+/// `w` (its requests over stable's) gives it, under the regression with the share an event rate
+/// `rho` times stable's gives it. The evidence is summed over the strata and divided by the
+/// dispersion (quasi-likelihood).
 struct Attributed {
-    /// The candidate's share of events if equal, and if regressed.
+    /// The candidate's share of events if equal, and if regressed (over the totals).
     pi0: f64,
     pi1: f64,
-    /// Evidence for the regression against "no difference".
+    /// Evidence for the regression against "no difference", scaled by 1/φ̂.
     llr: f64,
-    /// The evidence a true regression would produce on average.
+    /// The evidence a true regression would produce on average, scaled by 1/φ̂.
     info: f64,
 }
 
-/// `xc` and `xs` events on candidate and stable; `events_if_regressed` is how many events the
-/// regression would bring in all.
-fn attributed(xc: f64, xs: f64, w: f64, rho: f64, events_if_regressed: f64) -> Attributed {
-    let (pi0, pi1) = (stats::attribution(1.0, w), stats::attribution(rho, w));
+/// `rate` is the pooled event rate: a regression brings `rate·(n_c·rho + n_s)` events.
+fn attributed(cells: &[Stratum], rho: f64, rate: f64, phi: f64) -> Attributed {
+    let (mut llr, mut info) = (0.0, 0.0);
+    let (mut nc, mut ns) = (0.0, 0.0);
+    for s in cells {
+        let w = s.nc / s.ns;
+        let (pi0, pi1) = (stats::attribution(1.0, w), stats::attribution(rho, w));
+        llr += s.xc * (pi1 / pi0).ln() + s.xs * ((1.0 - pi1) / (1.0 - pi0)).ln();
+        info += rate * (s.nc * rho + s.ns) * stats::kl_bernoulli(pi1, pi0);
+        nc += s.nc;
+        ns += s.ns;
+    }
+    let w = if ns > 0.0 { nc / ns } else { 0.0 };
     Attributed {
-        pi0,
-        pi1,
-        llr: xc * (pi1 / pi0).ln() + xs * ((1.0 - pi1) / (1.0 - pi0)).ln(),
-        info: events_if_regressed * stats::kl_bernoulli(pi1, pi0),
+        pi0: stats::attribution(1.0, w),
+        pi1: stats::attribution(rho, w),
+        llr: llr / phi,
+        info: info / phi,
+    }
+}
+
+fn dispersion_values(values: &mut BTreeMap<&'static str, f64>, d: stats::Dispersion) {
+    values.extend([
+        ("dispersion", d.phi),
+        ("dispersion_pearson", d.pearson),
+        ("dispersion_df", d.df),
+    ]);
+}
+
+/// Mixture priors of the absolute limits' confidence sequences, worth `PRIOR_STRENGTH / limit`
+/// trials: the fail side centred at 1.5× the limit, the pass side at half of it (fixed by the
+/// limit, never by the data, so each is a valid confidence sequence at every look).
+const PRIOR_STRENGTH: f64 = 10.0;
+
+/// Weight of the likelihood ratio against "comfortably within" in the pass side's e-value (the
+/// beta mixture has the rest): 3/4 costs a candidate like stable ln(4/3) = 0.29 of evidence,
+/// one near the limit ln 4 = 1.39.
+const PASS_WEIGHT: f64 = 0.75;
+
+/// The two sides of an absolute limit on a rate, over effective counts (events and trials
+/// divided by the dispersion).
+///
+/// * **Fail** when the lower bound of the (1 − α) confidence sequence (beta-binomial mixture,
+///   prior centred at 1.5× the limit) is above `limit`.
+/// * **Pass** when the e-value against "the rate is at the limit" reaches 1/β, the e-value
+///   being a mixture of two ([`PASS_WEIGHT`]): the likelihood ratio of `good` (stable's own rate, clamped
+///   to [limit/10, limit/2], as the sequential test had it) against the limit, and the
+///   beta-binomial mixture with its prior centred at half the limit. Each is a martingale
+///   with mean 1 at the limit, so their weighted average is too; the first settles a candidate
+///   like stable almost as fast as the old test did, the second passes any rate clearly below
+///   the limit (0.6× included) given enough data, where the first alone had a dead zone.
+struct LimitTest {
+    e_fail: f64,
+    e_pass: f64,
+    lower: f64,
+    upper: f64,
+    outcome: Outcome,
+}
+
+fn limit_test(x_fail: f64, x_pass: f64, n: f64, limit: f64, good: f64, b: &Bounds) -> LimitTest {
+    let strength = PRIOR_STRENGTH / limit;
+    let above = stats::BetaPrior::new((1.5 * limit).min((1.0 + limit) / 2.0), strength);
+    let within = stats::BetaPrior::new(0.5 * limit, strength);
+    let e_fail = stats::ln_mixture_evalue(x_fail, n, limit, above);
+    let e_pass = {
+        let sprt = stats::llr_bernoulli(x_pass, n, limit, good);
+        let mixture = stats::ln_mixture_evalue(x_pass, n, limit, within);
+        let top = sprt.max(mixture);
+        top + (PASS_WEIGHT * (sprt - top).exp() + (1.0 - PASS_WEIGHT) * (mixture - top).exp()).ln()
+    };
+    let (lower, _) = stats::cs_bounds(x_fail, n, above, b.fail);
+    let (_, upper) = stats::cs_bounds(x_pass, n, within, b.limits_pass);
+    let outcome = if lower > limit {
+        Outcome::Fail
+    } else if x_pass < limit * n && e_pass >= b.limits_pass {
+        Outcome::Pass
+    } else {
+        Outcome::Inconclusive
+    };
+    LimitTest {
+        e_fail,
+        e_pass,
+        lower,
+        upper,
+        outcome,
+    }
+}
+
+/// The "comfortably within" rate of an absolute limit's pass side: the reference's own rate
+/// when it has enough data, clamped to [limit/10, limit/2]; limit/4 without one.
+fn comfortably_within(reference: Option<f64>, limit: f64) -> f64 {
+    match reference {
+        Some(r) => r.clamp(limit / 10.0, limit / 2.0),
+        None => limit / 4.0,
     }
 }
 
 fn errors_absolute(
-    c: &RevisionStats,
+    c: &Minutes,
     reference: Option<&RevisionStats>,
     policy: &Policy,
     b: &Bounds,
 ) -> Check {
     let limit = policy.max_error_rate;
-    let (n, x) = (c.requests as f64, c.errors_5xx as f64);
-    let rate = c.error_rate();
-    let (lo, hi) = stats::wilson95(x, n);
+    let t = &c.total;
+    let (n, x) = (t.requests as f64, t.errors_5xx as f64);
+    let rate = t.error_rate();
+    let count: Count<'_> = &|s: &RevisionStats| (s.errors_5xx as f64, s.requests as f64);
+    let d = stats::dispersion(own_dispersion(c, count), 1);
     let mut values = BTreeMap::from([
         ("requests", n),
         ("errors_5xx", x),
         ("rate", rate),
-        ("rate_ci95_low", lo),
-        ("rate_ci95_high", hi),
         ("limit", limit),
     ]);
+    dispersion_values(&mut values, d);
     let what = format!(
         "5xx rate {} ({} of {})",
         pct(rate),
-        c.errors_5xx,
-        c.requests
+        t.errors_5xx,
+        t.requests
     );
     let (outcome, note) = if limit <= 0.0 {
         if x > 0.0 {
@@ -600,29 +1019,29 @@ fn errors_absolute(
     } else if limit >= 1.0 {
         (Outcome::Pass, format!("{what}: the limit is 100%"))
     } else {
-        let above = (2.0 * limit).min((1.0 + limit) / 2.0);
-        let good = match reference {
-            Some(s) => s.error_rate().clamp(limit / 10.0, limit / 2.0),
-            None => limit / 4.0,
-        };
-        let llr_fail = stats::llr_bernoulli(x, n, limit, above);
-        let llr_pass = stats::llr_bernoulli(x, n, limit, good);
+        let (xe, ne) = (x / d.phi, n / d.phi);
+        let good = comfortably_within(reference.map(RevisionStats::error_rate), limit);
+        let mut lt = limit_test(xe, xe, ne, limit, good, b);
+        // A rollback needs the limit broken without the candidate's worst minutes too.
+        if lt.outcome == Outcome::Fail {
+            let trimmed = without_worst(c, count, &|_| Some(limit));
+            let dt = stats::dispersion(own_dispersion(&trimmed, count), 1);
+            let t = &trimmed.total;
+            let (xt, nt) = (t.errors_5xx as f64 / dt.phi, t.requests as f64 / dt.phi);
+            let kept = limit_test(xt, xt, nt, limit, good, b);
+            if kept.outcome != Outcome::Fail {
+                lt.outcome = Outcome::Inconclusive;
+            }
+            values.insert("rate_low_without_worst_minutes", kept.lower);
+        }
         values.extend([
-            ("fail_alternative", above),
-            ("pass_alternative", good),
-            ("llr_fail", llr_fail),
-            ("llr_pass", llr_pass),
+            ("rate_low", lt.lower),
+            ("rate_high", lt.upper),
+            ("evidence_fail", lt.e_fail),
+            ("evidence_pass", lt.e_pass),
         ]);
-        let outcome = absolute_outcome(llr_fail, llr_pass, b);
-        let note = limit_note(
-            outcome,
-            &what,
-            &pct(limit),
-            ("", ""),
-            (llr_fail, llr_pass),
-            b,
-        );
-        (outcome, note)
+        let note = limit_note(lt.outcome, &what, &pct(limit), ("", ""), &lt, d, b);
+        (lt.outcome, note)
     };
     Check {
         name: "5xx".into(),
@@ -633,11 +1052,12 @@ fn errors_absolute(
     }
 }
 
-fn errors_relative(c: &RevisionStats, s: &RevisionStats, policy: &Policy, b: &Bounds) -> Check {
-    let (nc, ns) = (c.requests as f64, s.requests as f64);
-    let (xc, xs) = (c.errors_5xx as f64, s.errors_5xx as f64);
-    let (rc, rs) = (c.error_rate(), s.error_rate());
-    let w = nc / ns;
+fn errors_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> Check {
+    let s = &r.minutes().total;
+    let ct = &c.total;
+    let (nc, ns) = (ct.requests as f64, s.requests as f64);
+    let (xc, xs) = (ct.errors_5xx as f64, s.errors_5xx as f64);
+    let (rc, rs) = (ct.error_rate(), s.error_rate());
     let pooled = (xc + xs) / (nc + ns);
     let ratio = if pooled > 0.0 {
         policy
@@ -647,23 +1067,34 @@ fn errors_relative(c: &RevisionStats, s: &RevisionStats, policy: &Policy, b: &Bo
     } else {
         policy.max_error_ratio
     };
-    let test = attributed(xc, xs, w, ratio, pooled * (nc * ratio + ns));
+    let ratio = sized_for(ratio, r);
+    let count: Count<'_> = &|s: &RevisionStats| (s.errors_5xx as f64, s.requests as f64);
+    let d = comparison_dispersion(c, r, count);
+    let test = attributed(&strata(c, r, count), ratio, pooled, d.phi);
     let (pi0, pi1, llr, info) = (test.pi0, test.pi1, test.llr, test.info);
+    let trimmed = trimmed_for(c, r, count);
+    let d_fail = comparison_dispersion(&trimmed, r, count);
+    let llr_fail = attributed(&strata(&trimmed, r, count), ratio, pooled, d_fail.phi).llr;
     let observed = if rs > 0.0 { rc / rs } else { f64::NAN };
-    let reading = relative_reading(llr, info, rc - rs >= policy.error_rate_floor, b);
+    let reading = relative_reading(llr_fail, llr, info, rc - rs >= policy.error_rate_floor, b);
     let times = if observed.is_finite() {
         format!("×{observed:.2}")
     } else {
         "stable has none".to_string()
     };
+    let whose = match r {
+        Reference::Concurrent(_) => "stable's",
+        Reference::Baseline(_) => "stable's baseline",
+    };
     let what = format!(
-        "5xx rate {} ({} of {}) vs stable's {} ({} of {}, {times})",
+        "5xx rate {} ({} of {}) vs {whose} {} ({} of {}, {times}{})",
         pct(rc),
-        c.errors_5xx,
-        c.requests,
+        ct.errors_5xx,
+        ct.requests,
         pct(rs),
         s.errors_5xx,
-        s.requests
+        s.requests,
+        dispersed(d)
     );
     let events = format!("{:.0}", xc + xs);
     let floor = pct(policy.error_rate_floor);
@@ -671,78 +1102,144 @@ fn errors_relative(c: &RevisionStats, s: &RevisionStats, policy: &Policy, b: &Bo
         reading,
         &[("what", &what), ("events", &events), ("floor", &floor)],
         ratio,
-        llr,
+        shown(reading, llr_fail, llr),
         info,
         b,
     );
-    compared(
-        "5xx vs stable".into(),
-        reading,
-        note,
-        BTreeMap::from([
-            ("candidate_rate", rc),
-            ("stable_rate", rs),
-            ("observed_ratio", observed),
-            ("regression_ratio", ratio),
-            ("floor", policy.error_rate_floor),
-            ("candidate_share_if_equal", pi0),
-            ("candidate_share_if_regressed", pi1),
-            ("llr", llr),
-            ("information", info),
-        ]),
-    )
+    let mut values = BTreeMap::from([
+        ("candidate_rate", rc),
+        ("stable_rate", rs),
+        ("observed_ratio", observed),
+        ("regression_ratio", ratio),
+        ("floor", policy.error_rate_floor),
+        ("candidate_share_if_equal", pi0),
+        ("candidate_share_if_regressed", pi1),
+        ("llr", llr),
+        ("llr_without_worst_minutes", llr_fail),
+        ("information", info),
+    ]);
+    dispersion_values(&mut values, d);
+    compared("5xx vs stable".into(), reading, note, values)
+}
+
+/// ", dispersion ×φ" when the evidence was scaled down, else nothing.
+fn dispersed(d: stats::Dispersion) -> String {
+    if d.phi > 1.0 {
+        format!(
+            ", minutes vary ×{:.1} more than independent requests would",
+            d.phi
+        )
+    } else {
+        String::new()
+    }
 }
 
 fn latency_absolute(
-    c: &RevisionStats,
+    c: &Minutes,
     reference: Option<&RevisionStats>,
     policy: &Policy,
     b: &Bounds,
 ) -> Check {
     let limit = policy.max_p99_ms;
-    let h = &c.latency;
+    let h = &c.total.latency;
     let n = h.total() as f64;
-    let x = stats::count_above(h, limit);
-    let share = x / n;
+    let tc = stats::tail_count(h, limit);
     let p99 = h.quantile(0.99).unwrap_or(0.0);
     // p99 ≤ limit ⟺ at most 1% of requests are slower than the limit.
     let tail = 0.01;
-    let good = match reference.map(|s| &s.latency).filter(|h| h.total() > 0) {
-        Some(s) => stats::fraction_above(s, limit).clamp(tail / 10.0, tail / 2.0),
-        None => tail / 4.0,
+    let surely: Count<'_> = &|s: &RevisionStats| {
+        (
+            stats::tail_count(&s.latency, limit).surely as f64,
+            s.latency.total() as f64,
+        )
     };
-    let llr_fail = stats::llr_bernoulli(x, n, tail, 2.0 * tail);
-    let llr_pass = stats::llr_bernoulli(x, n, tail, good);
-    let outcome = absolute_outcome(llr_fail, llr_pass, b);
-    let what = format!("p99 latency {p99:.0} ms");
-    let detail = (
-        format!("{} of requests slower than {limit:.0} ms, ", pct(share)),
-        format!("{x:.0} of {n:.0} slower, "),
+    let possibly: Count<'_> = &|s: &RevisionStats| {
+        (
+            stats::tail_count(&s.latency, limit).possibly as f64,
+            s.latency.total() as f64,
+        )
+    };
+    let d = stats::dispersion(own_dispersion(c, surely), 1)
+        .max(stats::dispersion(own_dispersion(c, possibly), 1));
+    let good = comfortably_within(
+        reference
+            .map(|r| &r.latency)
+            .filter(|h| h.total() > 0)
+            .map(|h| stats::tail_count(h, limit).possibly as f64 / h.total() as f64),
+        tail,
     );
-    let note = limit_note(
-        outcome,
+    let lt = limit_test(
+        tc.surely as f64 / d.phi,
+        tc.possibly as f64 / d.phi,
+        n / d.phi,
+        tail,
+        good,
+        b,
+    );
+    let mut lt = lt;
+    let mut kept_low = None;
+    if lt.outcome == Outcome::Fail {
+        let trimmed = without_worst(c, surely, &|_| Some(tail));
+        let dt = stats::dispersion(own_dispersion(&trimmed, surely), 1);
+        let (xt, nt) = surely(&trimmed.total);
+        let kept = limit_test(xt / dt.phi, xt / dt.phi, nt / dt.phi, tail, good, b);
+        if kept.outcome != Outcome::Fail {
+            lt.outcome = Outcome::Inconclusive;
+        }
+        kept_low = Some(kept.lower);
+    }
+    let what = format!("p99 latency {p99:.0} ms");
+    let bucket = match tc.straddling {
+        Some((lo, hi, k)) => format!(
+            "; the bucket [{lo:.0}, {hi:.0}) ms holding the limit has {k} requests, counted slower only to show it within"
+        ),
+        None => String::new(),
+    };
+    let detail = (
+        format!(
+            "{} of {n:.0} requests surely slower than {limit:.0} ms, ",
+            tc.surely
+        ),
+        format!("{} of {n:.0} possibly slower, ", tc.possibly),
+    );
+    let mut note = limit_note(
+        lt.outcome,
         &what,
         &format!("{limit:.0} ms"),
         (&detail.0, &detail.1),
-        (llr_fail, llr_pass),
+        &lt,
+        d,
         b,
     );
+    note.push_str(&bucket);
+    let mut values = BTreeMap::from([
+        ("samples", n),
+        ("p99_ms", p99),
+        ("limit_ms", limit),
+        ("surely_slower", tc.surely as f64),
+        ("possibly_slower", tc.possibly as f64),
+        ("share_slower_low", lt.lower),
+        ("share_slower_high", lt.upper),
+        ("evidence_fail", lt.e_fail),
+        ("evidence_pass", lt.e_pass),
+    ]);
+    if let Some(low) = kept_low {
+        values.insert("share_slower_low_without_worst_minutes", low);
+    }
+    if let Some((lo, hi, k)) = tc.straddling {
+        values.extend([
+            ("straddling_bucket_low_ms", lo),
+            ("straddling_bucket_high_ms", hi),
+            ("straddling_bucket_requests", k as f64),
+        ]);
+    }
+    dispersion_values(&mut values, d);
     Check {
         name: "p99".into(),
-        outcome,
+        outcome: lt.outcome,
         reading: None,
         note,
-        values: BTreeMap::from([
-            ("samples", n),
-            ("p99_ms", p99),
-            ("limit_ms", limit),
-            ("slower_than_limit", x),
-            ("share_slower", share),
-            ("fail_alternative", 2.0 * tail),
-            ("pass_alternative", good),
-            ("llr_fail", llr_fail),
-            ("llr_pass", llr_pass),
-        ]),
+        values,
     }
 }
 
@@ -757,91 +1254,164 @@ fn latency_ratio(policy: &Policy, at_ms: f64) -> f64 {
     policy.max_latency_ratio.max(floor).min(1000.0)
 }
 
-/// Percentile `q`: the share of each revision's requests slower than the pooled `q` quantile.
-/// Under "no difference" those slow requests split like the traffic; under "the candidate is
-/// `ratio` times slower" the candidate's share is what the stable histogram, slowed down by
-/// `ratio`, would put above the same threshold.
-fn tail_relative(c: &Histogram, s: &Histogram, q: f64, policy: &Policy, b: &Bounds) -> Check {
+/// Requests slower than bucket edge `t` and latency samples, in one revision's minute.
+fn slower_than(t: f64) -> impl Fn(&RevisionStats) -> (f64, f64) {
+    move |s: &RevisionStats| (stats::count_above(&s.latency, t), s.latency.total() as f64)
+}
+
+/// Percentile `q`: the share of each revision's requests slower than the pooled `q` quantile,
+/// moved to a neighbouring bucket edge ([`tail_edge`]) so the counts are exact. Under "no difference" those slow
+/// requests split like the traffic; under "the candidate is `ratio` times slower" the
+/// candidate's share is what the stable histogram, slowed down by `ratio`, would put above the
+/// same threshold.
+fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds) -> Check {
     let name = format!("p{} vs stable", policy::fmt_percentile(q));
-    let Some(t) = stats::pooled(c, s).and_then(|p| p.quantile(q)) else {
+    let (ch, sh) = (&c.total.latency, &r.minutes().total.latency);
+    let Some(pooled_q) = stats::pooled(ch, sh).and_then(|p| p.quantile(q)) else {
         return skipped(&name, "no latency samples to compare");
     };
-    let (nc, ns) = (c.total() as f64, s.total() as f64);
-    let (xc, xs) = (stats::count_above(c, t), stats::count_above(s, t));
-    let (qc, qs) = (c.quantile(q).unwrap_or(0.0), s.quantile(q).unwrap_or(0.0));
-    let ratio = latency_ratio(policy, t);
-    let f0 = stats::fraction_above(s, t);
-    let f1 = stats::fraction_above(s, t / ratio);
+    let (nc, ns) = (ch.total() as f64, sh.total() as f64);
+    let t = tail_edge(ch, sh, pooled_q, policy, nc / ns);
+    let (xc, xs) = (stats::count_above(ch, t), stats::count_above(sh, t));
+    let (qc, qs) = (ch.quantile(q).unwrap_or(0.0), sh.quantile(q).unwrap_or(0.0));
+    let ratio = sized_for(latency_ratio(policy, t), r);
+    let f0 = stats::fraction_above(sh, t);
+    let f1 = stats::fraction_above(sh, t / ratio);
     let rho = if f0 > 0.0 { f1 / f0 } else { 50.0 }.clamp(1.1, 50.0);
     let pooled_tail = (xc + xs) / (nc + ns);
-    let test = attributed(xc, xs, nc / ns, rho, pooled_tail * (nc * rho + ns));
+    let count = slower_than(t);
+    let d = comparison_dispersion(c, r, &count);
+    let test = attributed(&strata(c, r, &count), rho, pooled_tail, d.phi);
     let (llr, info) = (test.llr, test.info);
-    let reading = relative_reading(llr, info, qc - qs >= policy.latency_floor_ms, b);
+    let trimmed = trimmed_for(c, r, &count);
+    let d_fail = comparison_dispersion(&trimmed, r, &count);
+    let llr_fail = attributed(&strata(&trimmed, r, &count), rho, pooled_tail, d_fail.phi).llr;
+    let reading = relative_reading(llr_fail, llr, info, qc - qs >= policy.latency_floor_ms, b);
     let p = policy::fmt_percentile(q);
+    let whose = match r {
+        Reference::Concurrent(_) => "stable's",
+        Reference::Baseline(_) => "stable's baseline",
+    };
     let what = format!(
-        "p{p} latency {qc:.0} ms vs stable's {qs:.0} ms ({} vs {} of requests slower than {t:.0} ms)",
+        "p{p} latency {qc:.0} ms vs {whose} {qs:.0} ms ({} vs {} of requests slower than {t:.0} ms{})",
         pct(xc / nc),
-        pct(xs / ns)
+        pct(xs / ns),
+        dispersed(d)
     );
     let floor = format!("{:.0}", policy.latency_floor_ms);
     let note = TAIL_VS_STABLE.note(
         reading,
         &[("what", &what), ("floor", &floor)],
         ratio,
-        llr,
+        shown(reading, llr_fail, llr),
         info,
         b,
     );
-    compared(
-        name,
-        reading,
-        note,
-        BTreeMap::from([
-            ("quantile", q),
-            ("candidate_ms", qc),
-            ("stable_ms", qs),
-            ("threshold_ms", t),
-            ("candidate_slower", xc),
-            ("stable_slower", xs),
-            ("candidate_samples", nc),
-            ("stable_samples", ns),
-            ("regression_ratio", ratio),
-            ("tail_ratio_if_regressed", rho),
-            ("llr", llr),
-            ("information", info),
-        ]),
-    )
+    let mut values = BTreeMap::from([
+        ("quantile", q),
+        ("candidate_ms", qc),
+        ("stable_ms", qs),
+        ("pooled_quantile_ms", pooled_q),
+        ("threshold_ms", t),
+        ("candidate_slower", xc),
+        ("stable_slower", xs),
+        ("candidate_samples", nc),
+        ("stable_samples", ns),
+        ("regression_ratio", ratio),
+        ("tail_ratio_if_regressed", rho),
+        ("llr", llr),
+        ("llr_without_worst_minutes", llr_fail),
+        ("information", info),
+    ]);
+    dispersion_values(&mut values, d);
+    compared(name, reading, note, values)
+}
+
+/// The threshold of a tail comparison: of the two bucket edges around the pooled quantile `q_ms`,
+/// the one where a slow-down of the regression size would show most (the larger expected
+/// evidence, read off the pooled histogram alone, so the choice is the same whichever revision
+/// the slow requests came from, as Mood's argument needs). Counts above an edge are exact.
+fn tail_edge(c: &Histogram, s: &Histogram, q_ms: f64, policy: &Policy, w: f64) -> f64 {
+    let Some(pooled) = stats::pooled(c, s) else {
+        return q_ms;
+    };
+    let below = c.bounds.iter().copied().rfind(|e| *e <= q_ms);
+    let above = c.bounds.iter().copied().find(|e| *e >= q_ms);
+    let info = |t: f64| {
+        let ratio = latency_ratio(policy, t);
+        let f0 = stats::fraction_above(&pooled, t);
+        let f1 = stats::fraction_above(&pooled, t / ratio);
+        let rho = if f0 > 0.0 { f1 / f0 } else { 1.0 }.clamp(1.0, 50.0);
+        f0 * (w * rho + 1.0)
+            * stats::kl_bernoulli(stats::attribution(rho, w), stats::attribution(1.0, w))
+    };
+    match (below, above) {
+        (Some(a), Some(b)) => {
+            if info(a) >= info(b) {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (None, None) => q_ms,
+    }
 }
 
 /// The whole distribution: Mann-Whitney's P(candidate slower than stable), tested sequentially
 /// as a normal estimate, against the value a `ratio` times slower candidate would have (from the
-/// spread of stable's own histogram).
-fn rank_relative(c: &Histogram, s: &Histogram, policy: &Policy, b: &Bounds) -> Check {
+/// spread of stable's own histogram). Its variance is inflated by the dispersion of the requests
+/// slower than the pooled median (minute to minute), the same quasi-likelihood scaling.
+fn rank_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> Check {
     let name = "rank vs stable";
-    let Some(rt) = stats::rank_test(c, s) else {
+    let (ch, s) = (&c.total.latency, &r.minutes().total.latency);
+    let Some(rt) = stats::rank_test(ch, s) else {
         return skipped(name, "no latency samples to compare");
     };
     let q = |h: &Histogram, p: f64| h.quantile(p).unwrap_or(0.0).max(1e-3);
     let (q25, q50, q75) = (q(s, 0.25), q(s, 0.5), q(s, 0.75));
     let sigma = ((q75 / q25).ln() / 1.349).max(1e-3);
-    let ratio = latency_ratio(policy, q50);
+    let ratio = sized_for(latency_ratio(policy, q50), r);
     let delta = (stats::normal_cdf(ratio.ln() / (sigma * std::f64::consts::SQRT_2)) - 0.5)
         .clamp(0.01, 0.49);
+    let median = stats::pooled(ch, s)
+        .and_then(|p| p.quantile(0.5))
+        .map(|m| stats::snap_to_edge(ch, m))
+        .unwrap_or(q50);
+    let count = slower_than(median);
+    let d = comparison_dispersion(c, r, &count);
+    let se = rt.se * d.phi.sqrt();
     let theta = rt.auc - 0.5;
-    let llr = stats::llr_normal(theta, rt.se, delta);
-    let info = if rt.se > 0.0 {
-        delta * delta / (2.0 * rt.se * rt.se)
+    let llr = stats::llr_normal(theta, se, delta);
+    let trimmed = trimmed_for(c, r, &count);
+    let llr_fail = match stats::rank_test(&trimmed.total.latency, s) {
+        Some(t) => {
+            let d = comparison_dispersion(&trimmed, r, &count);
+            stats::llr_normal(t.auc - 0.5, t.se * d.phi.sqrt(), delta)
+        }
+        None => f64::NEG_INFINITY,
+    };
+    let info = if se > 0.0 {
+        delta * delta / (2.0 * se * se)
     } else {
         f64::INFINITY
     };
-    let median_shift = q(c, 0.5) - q50;
+    let median_shift = q(ch, 0.5) - q50;
     // Practical floor: on average the candidate must be slower by at least the floor.
-    let mean_shift = stats::mean_ms(c).unwrap_or(0.0) - stats::mean_ms(s).unwrap_or(0.0);
-    let reading = relative_reading(llr, info, mean_shift >= policy.latency_floor_ms, b);
+    let mean_shift = stats::mean_ms(ch).unwrap_or(0.0) - stats::mean_ms(s).unwrap_or(0.0);
+    let reading = relative_reading(
+        llr_fail,
+        llr,
+        info,
+        mean_shift >= policy.latency_floor_ms,
+        b,
+    );
     let what = format!(
-        "candidate slower than stable in {} of request pairs (median {:.0} vs {q50:.0} ms)",
+        "candidate slower than stable in {} of request pairs (median {:.0} vs {q50:.0} ms{})",
         pct(rt.auc),
-        q(c, 0.5)
+        q(ch, 0.5),
+        dispersed(d)
     );
     let shift = format!("{mean_shift:.1}");
     let floor = format!("{:.0}", policy.latency_floor_ms);
@@ -849,26 +1419,24 @@ fn rank_relative(c: &Histogram, s: &Histogram, policy: &Policy, b: &Bounds) -> C
         reading,
         &[("what", &what), ("shift", &shift), ("floor", &floor)],
         ratio,
-        llr,
+        shown(reading, llr_fail, llr),
         info,
         b,
     );
-    compared(
-        name.into(),
-        reading,
-        note,
-        BTreeMap::from([
-            ("p_candidate_slower", rt.auc),
-            ("standard_error", rt.se),
-            ("p_if_regressed", 0.5 + delta),
-            ("regression_ratio", ratio),
-            ("stable_log_spread", sigma),
-            ("median_shift_ms", median_shift),
-            ("mean_shift_ms", mean_shift),
-            ("llr", llr),
-            ("information", info),
-        ]),
-    )
+    let mut values = BTreeMap::from([
+        ("p_candidate_slower", rt.auc),
+        ("standard_error", se),
+        ("p_if_regressed", 0.5 + delta),
+        ("regression_ratio", ratio),
+        ("stable_log_spread", sigma),
+        ("median_shift_ms", median_shift),
+        ("mean_shift_ms", mean_shift),
+        ("llr", llr),
+        ("llr_without_worst_minutes", llr_fail),
+        ("information", info),
+    ]);
+    dispersion_values(&mut values, d);
+    compared(name.into(), reading, note, values)
 }
 
 /// The judge cutover had before comparing with stable: the candidate's point estimates against
@@ -966,5 +1534,9 @@ pub fn pct(r: f64) -> String {
     }
 }
 
+pub mod window;
+
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

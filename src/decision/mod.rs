@@ -830,29 +830,28 @@ fn baking(
         .step_started
         .saturating_add(policy.bake)
         .unwrap_or(Timestamp::MAX);
+    let since = r
+        .step_started
+        .saturating_sub(policy.metrics_delay)
+        .unwrap_or(r.step_started);
+    // From the rollout's start: stable's data from the earlier steps is the baseline.
     let window = Window {
-        start: r
-            .step_started
-            .saturating_sub(policy.metrics_delay)
-            .unwrap_or(r.step_started),
+        start: r.started.min(since),
         end: now.saturating_sub(policy.metrics_delay).unwrap_or(now),
     };
     let (judgement, unjudged) = match evidence {
-        Evidence::Metrics(Ok(stats)) => match stats.revision(&r.candidate) {
-            Ok(candidate) => (
-                Some(judge::judge(
-                    candidate.as_ref(),
-                    None,
-                    stats.window,
-                    r.percent,
-                    policy,
-                )),
-                None,
-            ),
-            Err(e) => (None, Some(format!("metrics unreadable ({e})"))),
-        },
+        Evidence::Metrics(Ok(stats)) => {
+            let step = judge::window::Step {
+                candidate: &r.candidate,
+                stable: &r.stable,
+                percent: 100,
+                since,
+                now,
+            };
+            (Some(judge::judge_step(stats, &step, policy)), None)
+        }
         Evidence::Metrics(Err(e)) => (None, Some(format!("metrics unavailable ({e})"))),
-        _ if window.end > window.start => {
+        _ if window.end > since => {
             return Decision::gather(Need::Metrics(window), "baking: checking the candidate");
         }
         _ => (None, Some("no data yet".to_string())),
@@ -954,8 +953,14 @@ fn progress(
             format!("soaking at {}%: judged from {due}", r.percent),
         );
     }
+    // At 100% the window reaches back to the rollout's start: stable's data from the earlier
+    // steps is the baseline the candidate is compared with.
     let window = Window {
-        start: r.step_started,
+        start: if r.percent >= 100 {
+            r.started.min(r.step_started)
+        } else {
+            r.step_started
+        },
         end: now.saturating_sub(policy.metrics_delay).unwrap_or(now),
     };
     let held_too_long = now.duration_since(due) >= policy.max_hold;
@@ -982,21 +987,15 @@ fn progress(
         }
         _ => return Decision::gather(Need::Metrics(window), "step is due"),
     };
-    // Both revisions come from the same query over the same window; `None` means that
-    // revision served nothing in it.
-    let (candidate, stable) = match (stats.revision(&r.candidate), stats.revision(&r.stable)) {
-        (Ok(c), Ok(s)) => (c, s),
-        (Err(e), _) | (_, Err(e)) => {
-            return hold(format!("metrics unreadable ({e}), not judging"), None);
-        }
+    // Both revisions come from the same query over the same window, minute by minute.
+    let step = judge::window::Step {
+        candidate: &r.candidate,
+        stable: &r.stable,
+        percent: r.percent,
+        since: r.step_started,
+        now,
     };
-    let j = judge::judge(
-        candidate.as_ref(),
-        stable.as_ref(),
-        stats.window,
-        r.percent,
-        policy,
-    );
+    let j = judge::judge_step(stats, &step, policy);
     let mut d = match &j.verdict {
         Verdict::Fail(why) => rollback(obs, r, format!("step {}% failed: {why}", r.percent), now),
         Verdict::Inconclusive(why) => {

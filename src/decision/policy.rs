@@ -26,6 +26,8 @@ macro_rules! policy_settings {
             step_interval: Interval = "5m", "CUTOVER_STEP_INTERVAL", "cutover.dev/step-interval";
             /// How late Cloud Run metrics land; judged windows end this long before now.
             metrics_delay: Delay = "3m", "CUTOVER_METRICS_DELAY";
+            /// How long after a minute ends its points may still land: a minute some needed revision has not yet written past is judged only after this (Cloud Run samples every 60 s, visible up to 180 s later).
+            data_wait: Delay = "4m", "CUTOVER_DATA_WAIT";
             /// Minimum candidate requests in a window to judge it.
             min_requests: Count = "100", "CUTOVER_MIN_REQUESTS", "cutover.dev/min-requests";
             /// How long a due step may stay inconclusive before the rollout pauses.

@@ -404,7 +404,7 @@ fn a_healthy_step_advances_and_the_last_one_completes() {
         let d = decide(
             &obs,
             &tick(),
-            &stats(judged_window(), 1000, 2, 150.0),
+            &stats(judged_window(), 5000, 10, 150.0),
             &policy,
             due(),
         );
@@ -430,7 +430,7 @@ fn a_healthy_step_advances_and_the_last_one_completes() {
                 );
             }
         }
-        assert_eq!(d.judgement.unwrap().requests, 1000);
+        assert_eq!(d.judgement.unwrap().requests, 5000);
     }
 }
 

@@ -21,18 +21,22 @@ fn bake_ends() -> Timestamp {
     due() + Policy::default().bake
 }
 
-/// The candidate's own data over the bake so far, as the reconciler would gather it.
+/// The window the bake asks for: from the rollout's start (stable's data from the earlier
+/// steps is the baseline the candidate is compared with) to now less the metrics delay; the
+/// candidate's own data is judged from where the last step's window ended.
 fn bake_window(now: Timestamp) -> Window {
     let delay = Policy::default().metrics_delay;
     Window {
-        start: due() - delay,
+        start: t0(),
         end: now - delay,
     }
 }
 
 /// The 100% step of `obs` judged healthy when it is due.
 fn healthy_last_step(obs: &Observed, policy: &Policy) -> Decision {
-    let evidence = stats(judged_window(), 1000, 2, 150.0);
+    // 5000 requests at 0.2%: the 1% limit's confidence sequence shows it within at β (1000
+    // requests are too few for the step to 100%, which needs its upper bound below 1%).
+    let evidence = stats(judged_window(), 5000, 10, 150.0);
     decide(obs, &tick(), &evidence, policy, due())
 }
 
