@@ -337,6 +337,7 @@ pub fn run_once(
             result.promoted_without_min_data += 1;
         }
         let before = obs.allocation.get(CANDIDATE).copied().unwrap_or(0);
+        let wrote = d.write().is_some();
         apply(&d, &mut allocation, &mut annotations);
         if allocation.get(CANDIDATE) == Some(&100) {
             if !result.reached_100 && before < 100 {
@@ -353,6 +354,10 @@ pub fn run_once(
                     .unwrap_or_default();
             }
             result.reached_100 = true;
+        }
+        // The phase only changes with a write: no need to read the record back otherwise.
+        if !wrote {
+            continue;
         }
         let record = Record::from_annotations(&annotations).ok().flatten();
         let Some(r) = record else { continue };
