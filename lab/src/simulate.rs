@@ -87,6 +87,17 @@ pub struct Cell {
     pub scenario: Scenario,
 }
 
+impl Cell {
+    /// The cell of a candidate and a scenario given by name.
+    pub fn parse(rps: f64, candidate: &str, scenario: &str) -> Result<Cell, SimulateError> {
+        Ok(Cell {
+            rps,
+            candidate: Candidate::parse(candidate).map_err(SimulateError)?,
+            scenario: Scenario::parse(scenario).map_err(SimulateError)?,
+        })
+    }
+}
+
 /// How one simulated rollout ended.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunResult {
@@ -578,8 +589,6 @@ pub fn simulate(cells: &[Cell], setup: &Setup, threads: usize) -> Vec<CellResult
 
 /// The grid (or the one cell) the arguments ask for.
 pub fn cells(args: &SimulateArgs) -> Result<Vec<Cell>, SimulateError> {
-    let candidate = |s: &str| Candidate::parse(s).map_err(SimulateError);
-    let scenario = |s: &str| Scenario::parse(s).map_err(SimulateError);
     let level = |what: &str, r: &str| {
         r.trim()
             .parse()
@@ -594,11 +603,11 @@ pub fn cells(args: &SimulateArgs) -> Result<Vec<Cell>, SimulateError> {
             ))
         })?;
         let (cand, scen) = rest.split_once('@').unwrap_or((rest, "poisson"));
-        return Ok(vec![Cell {
-            rps: level(&format!("--cell {c:?}"), rps)?,
-            candidate: candidate(cand)?,
-            scenario: scenario(scen)?,
-        }]);
+        return Ok(vec![Cell::parse(
+            level(&format!("--cell {c:?}"), rps)?,
+            cand,
+            scen,
+        )?]);
     }
     let rows: Vec<(String, String)> = match args.grid {
         Some(Grid::Robustness) => ROBUSTNESS
@@ -620,11 +629,7 @@ pub fn cells(args: &SimulateArgs) -> Result<Vec<Cell>, SimulateError> {
     for &r in &rps {
         level("--rps", &r.to_string())?;
         for (s, c) in &rows {
-            out.push(Cell {
-                rps: r,
-                candidate: candidate(c)?,
-                scenario: scenario(s)?,
-            });
+            out.push(Cell::parse(r, c, s)?);
         }
     }
     if out.is_empty() {
@@ -943,24 +948,10 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::candidate::{Baseline, Limits};
-
-    const BASE: Baseline = Baseline {
-        error_rate: 0.005,
-        p50_ms: 50.0,
-        p99_ms: 200.0,
-    };
-    const LIMITS: Limits = Limits {
-        max_error_rate: 0.01,
-        max_p99_ms: 1000.0,
-    };
+    use crate::candidate::{BASE, LIMITS};
 
     fn cell(rps: f64, c: &str, s: &str) -> Cell {
-        Cell {
-            rps,
-            candidate: Candidate::parse(c).unwrap(),
-            scenario: Scenario::parse(s).unwrap(),
-        }
+        Cell::parse(rps, c, s).unwrap()
     }
 
     #[test]
