@@ -1,20 +1,14 @@
 //! cutover's lab: what runs cutover for people rather than for Cloud Run.
 //!
 //! - [`demo`]: `lab demo`, a whole rollout loop on one machine against the fakes.
-//! - [`simulate`]: `lab simulate`, Monte Carlo of whole rollouts through cutover's decision code,
-//!   over [`candidate`]s, traffic [`scenario`]s and per-minute [`series`], checked against
-//!   [`goals`].
+//! - [`simulate`]: `lab simulate`, Monte Carlo of whole rollouts through cutover's decision code.
 //! - [`local`]: cutover's settings and clock for running against `cutover-fakes`.
 //! - [`cli`]: the `lab` command line.
 //!
 //! The binaries `bench` (docs/performance.md) and `probe` (docs/reliability.md) live in
 //! `src/bin/`.
 
-pub mod candidate;
 pub mod cli;
 pub mod demo;
-pub mod goals;
 pub mod local;
-pub mod scenario;
-pub mod series;
 pub mod simulate;

@@ -5,14 +5,14 @@
 //! build starts it, a tick comes every simulated minute, and metrics for a window are what the
 //! simulated revisions served in it, as Monitoring answers a read: per revision a `2xx` and a
 //! `5xx` series, one point per minute, written `metrics_delay` late (later for late points, see
-//! [`crate::series`]). Requests arrive as a Poisson process split by the traffic allocation in
+//! [`series`]). Requests arrive as a Poisson process split by the traffic allocation in
 //! force, scaled by the scenario's volume drift; each request answers 5xx with its revision's
 //! probability that minute (bursts, drift and load-dependent candidates move it) and takes a
 //! latency from its revision's law that minute (log-normal given p50 and p99, or a mixture for
 //! tail and slow-burst effects), counted into Cloud Run's `request_latencies` buckets
 //! (exponential, growth 1.4, scale 1 ms, 64 finite buckets). A run ends when the rollout
-//! completes, rolls back or pauses. Candidates: [`crate::candidate`]; scenarios:
-//! [`crate::scenario`]; goals: [`crate::goals`].
+//! completes, rolls back or pauses. Candidates: [`candidate`]; scenarios:
+//! [`scenario`]; goals: [`goals`].
 //!
 //! The same runs are made with cutover's judge and with the naive absolute-threshold judge
 //! (the candidate's own point estimates against `CUTOVER_MAX_ERROR_RATE` and
@@ -27,11 +27,13 @@ use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::candidate::{Baseline, Candidate, Law, Limits, Pair};
+pub mod candidate;
+pub mod goals;
+pub mod scenario;
+pub mod series;
+
 use crate::cli::{Grid, SimulateArgs};
-use crate::goals::{Goals, num, pct};
-use crate::scenario::{self, BurstClock, Scenario};
-use crate::series::{Minute, Served, window_stats};
+use candidate::{Baseline, Candidate, Law, Limits, Pair};
 use cutover::decision::record::RECORD_KEYS;
 use cutover::decision::{
     Action, Decision, Evidence, JudgeKind, Kind, Need, Observed, Phase, Policy, Record, Trigger,
@@ -39,6 +41,9 @@ use cutover::decision::{
 };
 use cutover::target::ServiceRef;
 use cutover_fakes::traffic::{self, Behaviour};
+use goals::{Goals, num, pct};
+use scenario::{BurstClock, Scenario};
+use series::{Minute, Served, window_stats};
 
 const STABLE: &str = "sim-00001-stb";
 const CANDIDATE: &str = "sim-00002-cnd";
@@ -947,8 +952,8 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
 
 #[cfg(test)]
 mod tests {
+    use super::candidate::{BASE, LIMITS};
     use super::*;
-    use crate::candidate::{BASE, LIMITS};
 
     fn cell(rps: f64, c: &str, s: &str) -> Cell {
         Cell::parse(rps, c, s).unwrap()

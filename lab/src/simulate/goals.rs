@@ -14,8 +14,8 @@
 
 use cutover::decision::Policy;
 
-use crate::candidate::Change;
-use crate::simulate::{Cell, Summary};
+use super::candidate::Change;
+use super::{Cell, Summary};
 
 /// What a goal measures.
 #[derive(Clone, Copy, Debug, PartialEq)]
