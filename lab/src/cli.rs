@@ -85,7 +85,7 @@ pub struct SimulateArgs {
     #[arg(long, value_enum)]
     pub grid: Option<Grid>,
 
-    /// Simulate one cell only, as RPS:CANDIDATE[@SCENARIO] (for example 100:5xx-x2@bursts-20).
+    /// Simulate one cell only, as `RPS:CANDIDATE[@SCENARIO]` (for example `100:5xx-x2@bursts-20`).
     #[arg(long, value_name = "RPS:CANDIDATE[@SCENARIO]")]
     pub cell: Option<String>,
 

@@ -2,8 +2,8 @@
 //!
 //! - [`demo`]: `lab demo`, a whole rollout loop on one machine against the fakes.
 //! - [`simulate`]: `lab simulate`, Monte Carlo of whole rollouts through cutover's decision code,
-//!   over [`candidate`]s, traffic [`scenario`]s and per-minute [`series`], checked against
-//!   [`goals`].
+//!   over candidates, traffic scenarios and per-minute series, checked against goals (its
+//!   submodules).
 //! - [`screenshot`]: `lab demo --screenshot`, the status page in headless Chromium.
 //! - [`local`]: cutover's settings and clock for running against `cutover-fakes`.
 //! - [`cli`]: the `lab` command line.
@@ -11,12 +11,8 @@
 //! The binaries `bench` (docs/performance.md) and `probe` (docs/reliability.md) live in
 //! `src/bin/`.
 
-pub mod candidate;
 pub mod cli;
 pub mod demo;
-pub mod goals;
 pub mod local;
-pub mod scenario;
 pub mod screenshot;
-pub mod series;
 pub mod simulate;

@@ -5,14 +5,14 @@
 //! build starts it, a tick comes every simulated minute, and metrics for a window are what the
 //! simulated revisions served in it, as Monitoring answers a read: per revision a `2xx` and a
 //! `5xx` series, one point per minute, written `metrics_delay` late (later for late points, see
-//! [`crate::series`]). Requests arrive as a Poisson process split by the traffic allocation in
+//! [`series`]). Requests arrive as a Poisson process split by the traffic allocation in
 //! force, scaled by the scenario's volume drift; each request answers 5xx with its revision's
 //! probability that minute (bursts, drift and load-dependent candidates move it) and takes a
 //! latency from its revision's law that minute (log-normal given p50 and p99, or a mixture for
 //! tail and slow-burst effects), counted into Cloud Run's `request_latencies` buckets
 //! (exponential, growth 1.4, scale 1 ms, 64 finite buckets). A run ends when the rollout
-//! completes, rolls back or pauses. Candidates: [`crate::candidate`]; scenarios:
-//! [`crate::scenario`]; goals: [`crate::goals`].
+//! completes, rolls back or pauses. Candidates: [`candidate`]; scenarios:
+//! [`scenario`]; goals: [`goals`].
 //!
 //! The same runs are made with cutover's judge and with the naive absolute-threshold judge
 //! (the candidate's own point estimates against `CUTOVER_MAX_ERROR_RATE` and
@@ -27,11 +27,13 @@ use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::candidate::{Baseline, Candidate, Law, Limits, Pair};
+pub mod candidate;
+pub mod goals;
+pub mod scenario;
+pub mod series;
+
 use crate::cli::{Grid, SimulateArgs};
-use crate::goals::{Goals, num, pct};
-use crate::scenario::{self, BurstClock, Scenario};
-use crate::series::{Minute, Served, window_stats};
+use candidate::{Baseline, Candidate, Law, Limits, Pair};
 use cutover::decision::record::RECORD_KEYS;
 use cutover::decision::{
     Action, Decision, Evidence, JudgeKind, Kind, Need, Observed, Phase, Policy, Record, Trigger,
@@ -39,6 +41,9 @@ use cutover::decision::{
 };
 use cutover::target::ServiceRef;
 use cutover_fakes::traffic::{self, Behaviour};
+use goals::{Goals, num, pct};
+use scenario::{BurstClock, Scenario};
+use series::{Minute, Served, window_stats};
 
 const STABLE: &str = "sim-00001-stb";
 const CANDIDATE: &str = "sim-00002-cnd";
@@ -85,6 +90,17 @@ pub struct Cell {
     pub rps: f64,
     pub candidate: Candidate,
     pub scenario: Scenario,
+}
+
+impl Cell {
+    /// The cell of a candidate and a scenario given by name.
+    pub fn parse(rps: f64, candidate: &str, scenario: &str) -> Result<Cell, SimulateError> {
+        Ok(Cell {
+            rps,
+            candidate: Candidate::parse(candidate).map_err(SimulateError)?,
+            scenario: Scenario::parse(scenario).map_err(SimulateError)?,
+        })
+    }
 }
 
 /// How one simulated rollout ended.
@@ -337,6 +353,7 @@ pub fn run_once(
             result.promoted_without_min_data += 1;
         }
         let before = obs.allocation.get(CANDIDATE).copied().unwrap_or(0);
+        let wrote = d.write().is_some();
         apply(&d, &mut allocation, &mut annotations);
         if allocation.get(CANDIDATE) == Some(&100) {
             if !result.reached_100 && before < 100 {
@@ -353,6 +370,10 @@ pub fn run_once(
                     .unwrap_or_default();
             }
             result.reached_100 = true;
+        }
+        // The phase only changes with a write: no need to read the record back otherwise.
+        if !wrote {
+            continue;
         }
         let record = Record::from_annotations(&annotations).ok().flatten();
         let Some(r) = record else { continue };
@@ -573,8 +594,6 @@ pub fn simulate(cells: &[Cell], setup: &Setup, threads: usize) -> Vec<CellResult
 
 /// The grid (or the one cell) the arguments ask for.
 pub fn cells(args: &SimulateArgs) -> Result<Vec<Cell>, SimulateError> {
-    let candidate = |s: &str| Candidate::parse(s).map_err(SimulateError);
-    let scenario = |s: &str| Scenario::parse(s).map_err(SimulateError);
     let level = |what: &str, r: &str| {
         r.trim()
             .parse()
@@ -589,11 +608,11 @@ pub fn cells(args: &SimulateArgs) -> Result<Vec<Cell>, SimulateError> {
             ))
         })?;
         let (cand, scen) = rest.split_once('@').unwrap_or((rest, "poisson"));
-        return Ok(vec![Cell {
-            rps: level(&format!("--cell {c:?}"), rps)?,
-            candidate: candidate(cand)?,
-            scenario: scenario(scen)?,
-        }]);
+        return Ok(vec![Cell::parse(
+            level(&format!("--cell {c:?}"), rps)?,
+            cand,
+            scen,
+        )?]);
     }
     let rows: Vec<(String, String)> = match args.grid {
         Some(Grid::Robustness) => ROBUSTNESS
@@ -615,11 +634,7 @@ pub fn cells(args: &SimulateArgs) -> Result<Vec<Cell>, SimulateError> {
     for &r in &rps {
         level("--rps", &r.to_string())?;
         for (s, c) in &rows {
-            out.push(Cell {
-                rps: r,
-                candidate: candidate(c)?,
-                scenario: scenario(s)?,
-            });
+            out.push(Cell::parse(r, c, s)?);
         }
     }
     if out.is_empty() {
@@ -937,25 +952,11 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
 
 #[cfg(test)]
 mod tests {
+    use super::candidate::{BASE, LIMITS};
     use super::*;
-    use crate::candidate::{Baseline, Limits};
-
-    const BASE: Baseline = Baseline {
-        error_rate: 0.005,
-        p50_ms: 50.0,
-        p99_ms: 200.0,
-    };
-    const LIMITS: Limits = Limits {
-        max_error_rate: 0.01,
-        max_p99_ms: 1000.0,
-    };
 
     fn cell(rps: f64, c: &str, s: &str) -> Cell {
-        Cell {
-            rps,
-            candidate: Candidate::parse(c).unwrap(),
-            scenario: Scenario::parse(s).unwrap(),
-        }
+        Cell::parse(rps, c, s).unwrap()
     }
 
     #[test]

@@ -234,19 +234,24 @@ pub fn heavier_tail(law: LogNormal, x: f64, survival: f64) -> Vec<(f64, LogNorma
     vec![(1.0 - w, law), (w, slow)]
 }
 
+/// The grid's default stable revision (tests).
+#[cfg(test)]
+pub(crate) const BASE: Baseline = Baseline {
+    error_rate: 0.005,
+    p50_ms: 50.0,
+    p99_ms: 200.0,
+};
+
+/// The default absolute limits (tests).
+#[cfg(test)]
+pub(crate) const LIMITS: Limits = Limits {
+    max_error_rate: 0.01,
+    max_p99_ms: 1000.0,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const BASE: Baseline = Baseline {
-        error_rate: 0.005,
-        p50_ms: 50.0,
-        p99_ms: 200.0,
-    };
-    const LIMITS: Limits = Limits {
-        max_error_rate: 0.01,
-        max_p99_ms: 1000.0,
-    };
 
     #[test]
     fn candidates_parse() {

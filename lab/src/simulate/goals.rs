@@ -14,8 +14,8 @@
 
 use cutover::decision::Policy;
 
-use crate::candidate::Change;
-use crate::simulate::{Cell, Summary};
+use super::candidate::Change;
+use super::{Cell, Summary};
 
 /// What a goal measures.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -194,15 +194,9 @@ pub fn num(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::candidate::Candidate;
-    use crate::scenario::Scenario;
 
     fn cell(rps: f64, c: &str, s: &str) -> Cell {
-        Cell {
-            rps,
-            candidate: Candidate::parse(c).unwrap(),
-            scenario: Scenario::parse(s).unwrap(),
-        }
+        Cell::parse(rps, c, s).unwrap()
     }
 
     fn summary(rolled_back: f64, before_50: f64, reached_100: f64) -> Summary {
