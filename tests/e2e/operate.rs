@@ -25,6 +25,19 @@ async fn app() -> TestApp {
     TestApp::start_now(PROJECT, REGION, &[]).await
 }
 
+/// Ticks a minute at a time, up to `max` minutes, until `done`. These tests run on a clock
+/// started at the wall-clock time (their verbs are the real binary), and the fake's traffic is
+/// drawn per minute of it: a healthy step may need a few more looks on an unlucky draw, which is
+/// not what these tests are about.
+async fn tick_until(t: &TestApp, max: u32, done: impl Fn(&TestApp) -> bool) {
+    for _ in 0..max {
+        if done(t) {
+            return;
+        }
+        t.tick_minutes(1).await;
+    }
+}
+
 fn history_entries(t: &TestApp, service: &str) -> Vec<serde_json::Value> {
     let h = t
         .annotation(service, "cutover.dev/history")
@@ -79,12 +92,17 @@ async fn a_rollout_paused_by_a_manual_change_resumes_from_that_split_and_complet
 
     // Judged from 30%: the next configured step above it, then 100%, then complete.
     t.tick_minutes(JUDGED_AFTER).await;
+    tick_until(&t, 30, |t| t.candidate_steps("manual").last() == Some(&50)).await;
     assert_eq!(
         t.split("manual"),
         vec![(stable_of("manual"), 50), (candidate_of("manual"), 50)]
     );
     t.tick_minutes(JUDGED_AFTER).await;
     t.tick_minutes(JUDGED_AFTER + BAKE).await;
+    tick_until(&t, 30, |t| {
+        t.annotation("manual", "cutover.dev/phase").as_deref() == Some("completed")
+    })
+    .await;
     assert_eq!(
         t.annotation("manual", "cutover.dev/phase").as_deref(),
         Some("completed")
@@ -133,6 +151,7 @@ async fn rollback_of_a_healthy_rollout_returns_everything_to_stable_for_good() {
     t.service("undo", 20.0);
     t.release("undo", RevisionProfile::healthy()).await;
     t.tick_minutes(JUDGED_AFTER).await;
+    tick_until(&t, 30, |t| t.candidate_steps("undo").last() == Some(&50)).await;
     assert_eq!(t.candidate_steps("undo"), vec![0, 10, 50]);
 
     let r = t.verb("rollback", &["undo"]).await;
