@@ -571,7 +571,13 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
 
     fn publish(&self, rec: DecisionRecord) {
         rec.log();
-        // No listener is fine: the log line is the record of truth.
+        self.announce(rec);
+    }
+
+    /// Tells every listener of [`Reconciler::subscribe`] about a record decided before the
+    /// reconciler was reached (a refused event, which its caller has logged), so listeners see
+    /// every decision through one stream. No listener is fine: the log line is the record of truth.
+    pub fn announce(&self, rec: DecisionRecord) {
         let _ = self.decisions.send(rec);
     }
 }

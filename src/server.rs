@@ -394,8 +394,7 @@ fn resolve(
         let mut rec = refused(&refusal, event, trigger, app.clock.now());
         origin.stamp(&mut rec);
         rec.log_refusal(refusal.setting);
-        // Recorded here, not by the reconciler: told about like any decision.
-        app.notify.handle(&rec);
+        app.reconciler.announce(rec.clone());
         Box::new(rec)
     })
 }

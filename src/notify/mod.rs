@@ -331,7 +331,7 @@ impl Notifier {
     }
 
     /// Turns one decision record into its event, if any, and queues it for each sink. Never
-    /// waits. Also called directly for the refusals the server records without a reconciler.
+    /// waits. Also called directly by the operator verbs, which run without a listener.
     pub fn handle(&self, rec: &DecisionRecord) {
         let Some(ty) = lifecycle::event_of(rec) else {
             return;
