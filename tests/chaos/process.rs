@@ -44,14 +44,9 @@ async fn spawn(fake: &FakeGcp, label: &str) -> Proc {
     let log = File::create(dir.join(format!("{label}.log"))).expect("a log file");
     let mut args = vec!["serve".to_string(), "--port".into(), port.to_string()];
     args.extend(cli_flags(fake));
+    args.extend(crate::support::REAL_CLOCK_TIMING.map(String::from));
     args.extend(
         [
-            "--step-interval",
-            "2s",
-            "--metrics-delay",
-            "0s",
-            "--min-requests",
-            "20",
             "--max-hold",
             "4m",
             // The bake on the same real-time scale: it ends well within the bound.

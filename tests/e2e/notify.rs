@@ -20,7 +20,7 @@ use google_cloud_pubsub::client::{SubscriptionAdmin, TopicAdmin};
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::support::{Process, TestApp, free_port};
+use crate::support::{Process, REAL_CLOCK_TIMING, TestApp, free_port};
 
 /// The default policy judges a step 8 minutes after traffic moved; the bake is 10 minutes.
 const JUDGED_AFTER: u32 = 8;
@@ -379,17 +379,12 @@ async fn with_the_topic_deleted_mid_rollout_the_rollout_completes_and_the_lost_e
     }
     cmd.arg("serve")
         .args(cutover_fakes::flags::flags(&fake, PROJECT, REGION))
+        .args(REAL_CLOCK_TIMING)
         .args([
             "--port",
             &port.to_string(),
             "--steps",
             "100",
-            "--step-interval",
-            "2s",
-            "--metrics-delay",
-            "0s",
-            "--min-requests",
-            "20",
             "--bake",
             "0s",
             "--log-format",

@@ -287,6 +287,17 @@ impl TestApp {
 }
 
 /// A loopback port nobody listens on now.
+/// Timing flags for the real binary on the real clock: steps judged after 2 s, metrics read
+/// as they land, and 20 requests enough to judge, so a whole rollout takes seconds.
+pub const REAL_CLOCK_TIMING: [&str; 6] = [
+    "--step-interval",
+    "2s",
+    "--metrics-delay",
+    "0s",
+    "--min-requests",
+    "20",
+];
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
