@@ -7,6 +7,8 @@
 //! again on fresh state. Cloud Run is the one backend today ([`cloud_run`]).
 
 pub mod cloud_run;
+pub mod split;
+pub mod store;
 
 use std::future::Future;
 
