@@ -1,7 +1,8 @@
 # Why this file exists: every IAM grant this deployment makes, and the reason
-# for each, in one place. The same grants, as a table, are in README.md (Deploy);
-# nothing here is broader than that table. Project-wide grants are made only
-# where the API has no narrower resource to grant on (listing services, reading
+# for each, in one place. The same grants, as a table, are in README.md (Deploy;
+# those of the platforms other than Cloud Run in docs/platforms.md until they
+# are folded into it); nothing here is broader than that table. Project-wide
+# grants are made only where the API has no narrower resource to grant on (listing services, reading
 # time series, writing logs); everything else is granted on the one service,
 # service account, topic, subscription, repository or bucket it is needed on.
 
@@ -221,3 +222,112 @@ resource "google_secret_manager_secret_iam_member" "runtime_reads_notify_url" {
   depends_on = [google_project_service.apis]
 }
 
+
+# ---------------------------------------------------------------------------
+# Platforms other than Cloud Run (platforms.tf): App Engine, URL maps, and
+# the Firestore database their records live in. Each exists only when its
+# platform is enabled.
+# ---------------------------------------------------------------------------
+
+# Exactly the App Engine Admin API v1 calls cutover makes on an App Engine
+# service (App Engine Admin API, "Access control": the permission each
+# method requires): apps.services.get, apps.services.patch with
+# updateMask=split, apps.services.versions.list/get (servingStatus, the
+# newest SERVING version, versionUrl for the smoke check), apps.operations.get
+# (wait for the split patch). Not roles/appengine.serviceAdmin: that role
+# also deletes services and versions, stops and starts versions and deletes
+# instances; cutover only moves the split. Not roles/appengine.appAdmin
+# either (it deploys and changes the application). Nothing here deploys, so
+# cutover needs no actAs on the application's runtime account.
+resource "google_project_iam_custom_role" "app_engine_split" {
+  count = local.app_engine_enabled ? 1 : 0
+
+  project     = var.project_id
+  role_id     = replace("${var.service_name}_app_engine_split", "-", "_")
+  title       = "cutover App Engine split operator"
+  description = "Read App Engine services and versions and change a service's traffic split (used by ${var.service_name})."
+  permissions = [
+    "appengine.operations.get",  # apps.operations.get: wait until a split patch is done
+    "appengine.services.get",    # apps.services.get: read the split and shardBy
+    "appengine.services.update", # apps.services.patch?updateMask=split: write the split
+    "appengine.versions.get",    # apps.services.versions.get: one version's servingStatus and versionUrl
+    "appengine.versions.list",   # apps.services.versions.list: find the newest SERVING version
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# Grant: runtime -> the App Engine split role above, on the project. Why: App
+# Engine's IAM exists per project only (one application per project; the
+# Admin API has no per-service policy), so no narrower resource exists.
+resource "google_project_iam_member" "runtime_app_engine_split" {
+  count = local.app_engine_enabled ? 1 : 0
+
+  project = var.project_id
+  role    = google_project_iam_custom_role.app_engine_split[0].id
+  member  = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+# Exactly the Compute Engine API v1 calls cutover makes on a URL map (Compute
+# Engine API reference, "IAM Permissions" of each method): urlMaps.get,
+# urlMaps.patch (which requires compute.urlMaps.get and .update),
+# backendServices.get and backendServices.getHealth (both require
+# compute.backendServices.get: there is no getHealth permission), and
+# globalOperations.get / wait (wait for the patch). compute.backendServices.use
+# because a URL map update references the two backend services, and Compute
+# checks `use` on resources a write references (TO CHECK against a real
+# project: drop it if urlMaps.patch succeeds without it). Not
+# roles/compute.loadBalancerAdmin: that role creates and deletes every load
+# balancer resource, instance groups included; cutover only moves weights.
+resource "google_project_iam_custom_role" "url_map_weights" {
+  count = local.load_balancer_enabled ? 1 : 0
+
+  project     = var.project_id
+  role_id     = replace("${var.service_name}_url_map_weights", "-", "_")
+  title       = "cutover URL map weight operator"
+  description = "Read URL maps and backend service health and change a URL map's weighted backend services (used by ${var.service_name})."
+  permissions = [
+    "compute.backendServices.get",  # backendServices.get (its groups) and getHealth: candidate readiness
+    "compute.backendServices.use",  # urlMaps.patch references the weighted backend services
+    "compute.globalOperations.get", # globalOperations.get / wait: until a weight patch is done
+    "compute.urlMaps.get",          # urlMaps.get: weights and the fingerprint guard
+    "compute.urlMaps.update",       # urlMaps.patch: write the weights, fingerprint-guarded
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+# Grant: runtime -> the URL map role above, on the project. Why: the google
+# provider (6.50.0) has no IAM resource for a URL map or a global operation,
+# and the backend services are the teams' own; the grant lets cutover change
+# no resource type but URL maps, and only their content (no create, delete).
+resource "google_project_iam_member" "runtime_url_map_weights" {
+  count = local.load_balancer_enabled ? 1 : 0
+
+  project = var.project_id
+  role    = google_project_iam_custom_role.url_map_weights[0].id
+  member  = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+# Grant: runtime -> roles/datastore.user, on the project, conditioned on
+# cutover's own Firestore database only. Why: cutover reads, lists and writes
+# its record documents (get, list, commit with update-time preconditions,
+# possibly deleting a finished record), which is what
+# roles/datastore.user is for; roles/datastore.viewer cannot write and
+# roles/datastore.owner also administers databases and indexes. Firestore
+# grants exist per project, so the IAM condition on the database's resource
+# name confines the role to firestore.tf's database: the application's own
+# (default) database stays out of reach.
+resource "google_project_iam_member" "runtime_firestore_records" {
+  count = local.firestore_enabled ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${google_service_account.runtime.email}"
+
+  condition {
+    title       = "cutover database only"
+    description = "Only the Firestore database holding cutover's records."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.cutover[0].name}\""
+  }
+}

@@ -1,7 +1,9 @@
 # Why this file exists: the Cloud Monitoring side of cutover. Alert policies on
 # each managed service (one module instance per entry of var.managed_services)
 # notify a `pubsub` channel; its topic is pushed to POST /pubsub/alerts, where
-# an open incident rolls the service's rollout back. A dashboard shows the same
+# an open incident rolls the service's rollout back. The same for each enrolled
+# App Engine service (per version) and URL map (per backend service; the URL
+# map itself is made by its module too). A dashboard shows the Cloud Run
 # metrics per revision, for a person watching a rollout.
 
 resource "google_monitoring_notification_channel" "cutover" {
@@ -34,6 +36,41 @@ module "managed_service" {
 resource "google_monitoring_dashboard" "rollouts" {
   project        = var.project_id
   dashboard_json = file("${path.module}/dashboard.json")
+
+  depends_on = [google_project_service.apis]
+}
+
+# Per enrolled App Engine service: alert policies on its versions (gae_app).
+module "app_engine_target" {
+  source   = "./modules/app-engine-target"
+  for_each = var.app_engine_services
+
+  project_id           = var.project_id
+  service              = each.key
+  notification_channel = google_monitoring_notification_channel.cutover.name
+  max_error_rate       = coalesce(each.value.max_error_rate, var.max_error_rate)
+  max_p99_ms           = coalesce(each.value.max_p99_ms, var.max_p99_ms)
+  duration             = each.value.alert_duration
+
+  depends_on = [google_project_service.apis]
+}
+
+# Per enrolled URL map: the map itself, created with its two weighted backend
+# services, and alert policies on each backend service (https_lb_rule).
+module "url_map_target" {
+  source   = "./modules/url-map-target"
+  for_each = var.url_maps
+
+  project_id                = var.project_id
+  name                      = each.key
+  stable_backend_service    = each.value.stable_backend_service
+  candidate_backend_service = each.value.candidate_backend_service
+  path_matcher              = each.value.path_matcher
+  default_service           = each.value.default_service
+  notification_channel      = google_monitoring_notification_channel.cutover.name
+  max_error_rate            = coalesce(each.value.max_error_rate, var.max_error_rate)
+  max_p99_ms                = coalesce(each.value.max_p99_ms, var.max_p99_ms)
+  duration                  = each.value.alert_duration
 
   depends_on = [google_project_service.apis]
 }

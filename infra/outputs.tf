@@ -70,3 +70,18 @@ output "build_command" {
     ".",
   ])
 }
+
+output "platforms" {
+  description = "Platforms cutover manages (CUTOVER_PLATFORMS): var.platforms plus those of enrolled App Engine services and URL maps."
+  value       = local.platforms
+}
+
+output "url_maps" {
+  description = "Id of each URL map created for var.url_maps, by name: the `url_map` of its load balancer's target HTTPS proxy."
+  value       = { for name, m in module.url_map_target : name => m.url_map }
+}
+
+output "firestore_database" {
+  description = "Firestore database holding cutover's App Engine and load-balancer records (CUTOVER_FIRESTORE_DATABASE); null when only Cloud Run is enabled."
+  value       = local.firestore_enabled ? google_firestore_database.cutover[0].name : null
+}

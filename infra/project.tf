@@ -77,7 +77,9 @@ locals {
 }
 
 resource "google_project_service" "apis" {
-  for_each = local.required_apis
+  # The platforms' APIs (App Engine Admin, Compute Engine, Firestore) only
+  # when a platform needs them: local.platform_apis, platforms.tf.
+  for_each = setunion(local.required_apis, local.platform_apis)
 
   project = var.project_id
   service = each.value

@@ -93,7 +93,7 @@ variable "request_timeout" {
 }
 
 variable "deletion_protection" {
-  description = "Refuse to delete the cutover service on destroy. cutover keeps no state of its own (rollout state lives in annotations on the managed services), so recreating it loses nothing."
+  description = "Refuse to delete the cutover service on destroy, and keep (protect, and abandon on destroy) the Firestore database of cutover's App Engine and load-balancer records. The service keeps no state of its own (Cloud Run rollout state lives in annotations on the managed services), so recreating it loses nothing; the Firestore records are the only copy of those platforms' rollout state."
   type        = bool
   default     = false
 }
@@ -554,3 +554,128 @@ variable "notify_format" {
   }
 }
 
+
+# --- Platforms other than Cloud Run (issue 15) ----------------------------------
+# App Engine versions and global external Application Load Balancer URL maps.
+# Neither can carry cutover's record, so enabling either creates a Firestore
+# database for it (firestore.tf). The CUTOVER_* settings these variables feed
+# are in local.platform_env (platforms.tf), ready to join local.cutover_env.
+
+variable "platforms" {
+  description = <<-EOT
+    CUTOVER_PLATFORMS: the platforms cutover manages: cloud-run, app-engine,
+    load-balancer. A build or alert naming a target of any other platform is
+    refused. app-engine and load-balancer are added by themselves when
+    app_engine_services or url_maps enrol a target, so this only needs
+    changing to drop cloud-run or to enable a platform before enrolling
+    anything on it. Any platform besides cloud-run creates the Firestore
+    database cutover keeps those targets' records in.
+  EOT
+  type        = list(string)
+  default     = ["cloud-run"]
+
+  validation {
+    condition     = length(var.platforms) > 0 && alltrue([for p in var.platforms : contains(["cloud-run", "app-engine", "load-balancer"], p)])
+    error_message = "platforms must list one or more of cloud-run, app-engine, load-balancer."
+  }
+}
+
+variable "app_engine_services" {
+  description = <<-EOT
+    App Engine services (of this project's App Engine application) that cutover
+    rolls out, keyed by service id (`default` or the `service:` of app.yaml).
+    For each, the alert policies of modules/app-engine-target (5xx ratio and
+    p99 latency per version). max_error_rate, max_p99_ms: alert limits (null:
+    the cutover defaults); alert_duration: how long a limit must be exceeded
+    before an incident opens. Non-empty enables the app-engine platform.
+  EOT
+  type = map(object({
+    max_error_rate = optional(number)
+    max_p99_ms     = optional(number)
+    alert_duration = optional(string, "60s")
+  }))
+  default = {}
+}
+
+variable "url_maps" {
+  description = <<-EOT
+    Global URL maps cutover moves weights on, keyed by the name of the URL map
+    to create (modules/url-map-target). For each: stable_backend_service and
+    candidate_backend_service, ids or self links of two global backend
+    services of the EXTERNAL_MANAGED scheme (created 100 / 0; after that
+    cutover owns the weights); path_matcher: null to split the map's default
+    route, or {name, hosts} to split that path matcher's default route, with
+    default_service serving other hosts; alert limits as in
+    app_engine_services. Point the load balancer's target HTTPS proxy at the
+    output url_maps[NAME]. Non-empty enables the load-balancer platform.
+  EOT
+  type = map(object({
+    stable_backend_service    = string
+    candidate_backend_service = string
+    path_matcher = optional(object({
+      name  = string
+      hosts = list(string)
+    }))
+    default_service = optional(string)
+    max_error_rate  = optional(number)
+    max_p99_ms      = optional(number)
+    alert_duration  = optional(string, "60s")
+  }))
+  default = {}
+}
+
+variable "firestore_database" {
+  description = <<-EOT
+    Id of the Firestore database (native mode) created for cutover's records
+    of App Engine and load-balancer targets; CUTOVER_FIRESTORE_DATABASE is set
+    to it. Not `(default)`: a project running App Engine often has its
+    (default) database already, used by the application (and possibly in
+    Datastore mode, which cutover cannot use); a database of its own keeps
+    cutover's records and the application's data apart, and lets the grant in
+    iam.tf be confined to it.
+  EOT
+  type        = string
+  default     = "cutover"
+
+  validation {
+    # Database ids: 4-63 characters, lowercase letters, digits and '-',
+    # starting with a letter, not ending with '-'.
+    condition     = can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database must be 4 to 63 lowercase letters, digits or '-', starting with a letter and not ending with '-'."
+  }
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database: a Firestore region (e.g. europe-west1) or multi-region (eur3, nam5). null: var.region, which must then be a Firestore location."
+  type        = string
+  default     = null
+}
+
+variable "firestore_collection" {
+  description = "CUTOVER_FIRESTORE_COLLECTION: the collection holding one document (cutover's record) per App Engine service or URL map."
+  type        = string
+  default     = "cutover-rollouts"
+
+  validation {
+    condition     = can(regex("^[^/]{1,1500}$", var.firestore_collection)) && !can(regex("^__.*__$", var.firestore_collection))
+    error_message = "firestore_collection must be a Firestore collection id: no '/', not of the form __name__."
+  }
+}
+
+variable "appengine_endpoint" {
+  description = "CUTOVER_APPENGINE_ENDPOINT: base URL of the App Engine Admin API."
+  type        = string
+  default     = "https://appengine.googleapis.com"
+}
+
+variable "compute_endpoint" {
+  description = "CUTOVER_COMPUTE_ENDPOINT: base URL of the Compute Engine API."
+  type        = string
+  default     = "https://compute.googleapis.com"
+}
+
+variable "firestore_endpoint" {
+  description = "CUTOVER_FIRESTORE_ENDPOINT: base URL of the Firestore API."
+  type        = string
+  default     = "https://firestore.googleapis.com"
+}
