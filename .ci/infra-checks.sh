@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of cutover's deployment files: infra/ (Terraform),
-# cloudbuild.yaml, examples/app-cloudbuild.yaml, the Dockerfile, and the
-# commands and figures the READMEs give.
+# cloudbuild.yaml, the example pipelines in examples/ (Cloud Run, App Engine,
+# a MIG behind a load balancer), the Dockerfile, and the commands and figures
+# the READMEs (and docs/platforms.md) give.
 #
 # Installs its own tools, pinned, from PyPI and npm into .ci/.cache/ (git-ignored)
 # on first run; later runs reuse them. Talks to no Google endpoint.
@@ -10,17 +11,22 @@
 #   hcl-parse        every .tf parses (python-hcl2), every infra/*.json parses
 #   tf-conventions   file header comments, a reason above every grant, no
 #                    authoritative or basic-role or public grants, every role in
-#                    the IAM table in README.md (Deploy), terraform fmt (if installed)
+#                    the IAM table in README.md (Deploy) or, for the platforms
+#                    other than Cloud Run, docs/platforms.md, terraform fmt
+#                    (if installed)
 #   provider-schema  resource types, arguments, nested blocks, required arguments,
 #                    references, ignore_changes paths, variables and module
 #                    calls against the google and google-beta provider schemas
 #                    shipped in npm @cdktf/provider-google(-beta)
 #   env-agreement    the env Terraform gives cutover against src/config.rs
 #   checkov          checkov -d infra: no failed check, every skip justified inline
-#   cloudbuild-yaml  both Cloud Build files: YAML, steps with name and args, ...
+#   cloudbuild-yaml  the Cloud Build files: YAML, steps with name and args, and
+#                    each example's platform rules, its decision steps run
+#                    against stand-in gcloud answers ...
 #   hadolint         hadolint on the Dockerfile
-#   gcloud-commands  every gcloud command in README.md, infra/README.md, the
-#                    Cloud Build files and the build_command output, through
+#   gcloud-commands  every gcloud command in README.md, infra/README.md,
+#                    docs/platforms.md, the Cloud Build files and the
+#                    build_command output, through
 #                    the installed gcloud's own parser, offline, no account
 #   readme-figures   every figure README.md quotes appears in docs/performance.md
 #
@@ -136,18 +142,19 @@ run_check() {
 
 PY="$TOOLS/bin/python"
 run_check hcl-parse "$PY" .ci/infra/check_parse.py infra
-run_check tf-conventions "$PY" .ci/infra/check_conventions.py infra README.md
+run_check tf-conventions "$PY" .ci/infra/check_conventions.py infra README.md docs/platforms.md
 run_check provider-schema "$PY" .ci/infra/check_schema.py "$SCHEMA" "$BETA_SCHEMA" infra
 run_check env-agreement "$PY" .ci/infra/check_env.py "$CONFIG_RS" infra
 run_check checkov "$CHECKOV_VENV/bin/python" .ci/infra/check_checkov.py "$CHECKOV_VENV/bin/checkov" infra
-run_check cloudbuild-yaml "$PY" .ci/infra/check_cloudbuild.py cloudbuild.yaml examples/app-cloudbuild.yaml
+EXAMPLES=(examples/app-cloudbuild.yaml examples/appengine-cloudbuild.yaml examples/mig-cloudbuild.yaml)
+run_check cloudbuild-yaml "$PY" .ci/infra/check_cloudbuild.py cloudbuild.yaml "${EXAMPLES[@]}"
 hadolint_check() {
     "$TOOLS/bin/hadolint" --failure-threshold style Dockerfile || return 1
     echo "hadolint: Dockerfile clean ($("$TOOLS/bin/hadolint" --version))"
 }
 run_check hadolint hadolint_check
-run_check gcloud-commands "$PY" .ci/infra/check_gcloud.py README.md infra/README.md \
-    cloudbuild.yaml examples/app-cloudbuild.yaml infra/outputs.tf
+run_check gcloud-commands "$PY" .ci/infra/check_gcloud.py README.md infra/README.md docs/platforms.md \
+    cloudbuild.yaml "${EXAMPLES[@]}" infra/outputs.tf
 run_check readme-figures "$PY" .ci/infra/check_figures.py README.md docs/performance.md
 
 printf '%s\n' "${summary[@]}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Check cloudbuild-yaml: both Cloud Build configs parse and have the shape Cloud Build and cutover need.
+"""Check cloudbuild-yaml: the Cloud Build configs parse and have the shape Cloud Build and cutover need.
 
 For each file: valid YAML; top-level keys are Build fields; `steps` is a non-empty
 list; every step has `name` (the builder image, a string) and `args` (a list of
@@ -19,7 +19,28 @@ Per file role:
       --no-traffic (gcloud refuses --no-traffic on creation; the first revision
       serves 100%, which cutover leaves alone);
     - reading it fails otherwise (e.g. permission denied): no deploy, build fails.
-Usage: check_cloudbuild.py cloudbuild.yaml examples/app-cloudbuild.yaml
+* examples/appengine-cloudbuild.yaml (an example declaring _APPENGINE_SERVICE):
+  declares _APPENGINE_SERVICE and _APPENGINE_VERSION; every `gcloud app deploy`
+  deploys --version=${_APPENGINE_VERSION} with --no-promote (never --promote or
+  --stop-previous-version), after the step that validates the version; no step
+  moves traffic itself (`app services set-traffic`, `app versions migrate`);
+  and its validating step, run by bash with the substitutions' defaults
+  (expanded as Cloud Build's dynamicSubstitutions does) and an app.yaml per
+  scenario, passes a commit's version for the declared service and fails on an
+  empty SHORT_SHA (version "v-") and on an app.yaml of another service.
+* examples/mig-cloudbuild.yaml (an example declaring _URL_MAP): declares _URL_MAP
+  and _CANDIDATE_BACKEND; no step changes a URL map or a backend service (only
+  describe / get-health / list); every `rolling-action start-update` names a
+  --version=template= and is followed by a `wait-until --stable`; and its roll
+  step, run by bash with a stand-in `gcloud` answering the URL map's weights
+  and the backend services' groups, rolls exactly the idle backend's instance
+  groups (zonal or regional) and waits for each, and rolls nothing and fails
+  when a rollout is in progress (both weights above 0), when _CANDIDATE_BACKEND
+  names the serving backend, or when the idle backend's groups are NEGs.
+Which checks an example gets is decided by the substitutions it declares
+(_SERVICE_NAME: Cloud Run, _APPENGINE_SERVICE: App Engine, _URL_MAP: load
+balancer); cutover's own cloudbuild.yaml must declare none of them.
+Usage: check_cloudbuild.py cloudbuild.yaml EXAMPLE.yaml...
 """
 
 import os
@@ -43,6 +64,8 @@ STEP_FIELDS = {
 }
 USER_SUB_RE = re.compile(r"\$\{?(_[A-Za-z0-9_]+)\}?")
 CUTOVER_SUBS = ("_SERVICE_NAME", "_DEPLOY_REGION")
+APPENGINE_SUBS = ("_APPENGINE_SERVICE", "_APPENGINE_VERSION")
+URL_MAP_SUBS = ("_URL_MAP", "_CANDIDATE_BACKEND")
 
 
 def words(step):
@@ -110,13 +133,29 @@ case "$*" in
 esac
 exit 0
 """
-BUILTINS = {"PROJECT_ID": "example-project", "BUILD_ID": "0d97c63e-a349-4bf7-80d0-8f6e21786d87"}
+BUILTINS = {"PROJECT_ID": "example-project", "BUILD_ID": "0d97c63e-a349-4bf7-80d0-8f6e21786d87",
+            "SHORT_SHA": "a017b5e"}
+SUB_RE = re.compile(r"\$\$|\$(?:\{(\w+)\}|(\w+))")
 
 
-def render(text, subs):
-    """Cloud Build's substitution of `$_X`, `${_X}` and the built-ins used here."""
-    values = {**BUILTINS, **{k: str(v) for k, v in subs.items()}}
-    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: values.get(m.group(1) or m.group(2), m.group(0)), text)
+def _substitute(text, values):
+    return SUB_RE.sub(lambda m: "$" if m.group(0) == "$$" else values.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
+def render(text, subs, builtins=None, dynamic=False):
+    """Cloud Build's substitution of `$_X`, `${_X}` and the built-ins used here;
+    `$$` is a literal `$` (a shell variable in a script step). With dynamic
+    (options.dynamicSubstitutions), a substitution's value may itself use
+    the built-ins and other substitutions, which are expanded first."""
+    values = {**(BUILTINS if builtins is None else builtins), **{k: str(v) for k, v in subs.items()}}
+    if dynamic:
+        for _ in range(3):
+            values = {k: _substitute(v, values) for k, v in values.items()}
+    return _substitute(text, values)
+
+
+def is_dynamic(doc):
+    return bool((doc.get("options") or {}).get("dynamicSubstitutions"))
 
 
 def deploy_calls(log):
@@ -167,42 +206,210 @@ def simulate(doc, example, errors):
                 )
 
 
-def main(own, example):
-    errors = []
+def check_own(own, errors):
     own_doc = check(own, errors)
-    if own_doc:
-        steps = [words(s) for s in own_doc["steps"] if isinstance(s, dict)]
-        if not any(re.search(r"\bcargo\b.*\btest\b", w) for w in steps):
-            errors.append(f"{own}: no `cargo test` step")
-        if not any(re.search(r"\bpush\b", w) for w in steps):
-            errors.append(f"{own}: no step pushes the image")
-        if not any(re.search(r"\bgcloud\b.*\brun\b.*\b(deploy|services update)\b", w) for w in steps):
-            errors.append(f"{own}: no step deploys cutover")
-        for s in CUTOVER_SUBS:
-            if s in (own_doc.get("substitutions") or {}):
-                errors.append(f"{own}: must not declare {s}: cutover would roll out its own builds")
-    ex_doc = check(example, errors)
-    if ex_doc:
-        for s in CUTOVER_SUBS:
-            if s not in (ex_doc.get("substitutions") or {}):
-                errors.append(f"{example}: must declare {s} (cutover reads it from the build message)")
-        text = "\n".join(words(s) for s in ex_doc["steps"] if isinstance(s, dict))
-        deploys = re.findall(r"\bgcloud run deploy [^\n]*", text)
-        if not deploys:
-            errors.append(f"{example}: no `gcloud run deploy`")
-        for d in deploys:
-            for need in (r"deploy \$\{?_SERVICE_NAME\}? ", r"--region[= ]\$\{?_DEPLOY_REGION\}?", r"--image[= ]\S+",
-                         r"--service-account[= ]\S+"):
-                if not re.search(need, d):
-                    errors.append(f"{example}: `{d[:60]}...` lacks {need!r}")
-        simulate(ex_doc, example, errors)
+    if not own_doc:
+        return
+    steps = [words(s) for s in own_doc["steps"] if isinstance(s, dict)]
+    if not any(re.search(r"\bcargo\b.*\btest\b", w) for w in steps):
+        errors.append(f"{own}: no `cargo test` step")
+    if not any(re.search(r"\bpush\b", w) for w in steps):
+        errors.append(f"{own}: no step pushes the image")
+    if not any(re.search(r"\bgcloud\b.*\brun\b.*\b(deploy|services update)\b", w) for w in steps):
+        errors.append(f"{own}: no step deploys cutover")
+    for s in CUTOVER_SUBS + APPENGINE_SUBS + URL_MAP_SUBS:
+        if s in (own_doc.get("substitutions") or {}):
+            errors.append(f"{own}: must not declare {s}: cutover would roll out its own builds")
+
+
+def check_cloud_run_example(example, ex_doc, errors):
+    for s in CUTOVER_SUBS:
+        if s not in (ex_doc.get("substitutions") or {}):
+            errors.append(f"{example}: must declare {s} (cutover reads it from the build message)")
+    text = "\n".join(words(s) for s in ex_doc["steps"] if isinstance(s, dict))
+    deploys = re.findall(r"\bgcloud run deploy [^\n]*", text)
+    if not deploys:
+        errors.append(f"{example}: no `gcloud run deploy`")
+    for d in deploys:
+        for need in (r"deploy \$\{?_SERVICE_NAME\}? ", r"--region[= ]\$\{?_DEPLOY_REGION\}?", r"--image[= ]\S+",
+                     r"--service-account[= ]\S+"):
+            if not re.search(need, d):
+                errors.append(f"{example}: `{d[:60]}...` lacks {need!r}")
+    simulate(ex_doc, example, errors)
+
+
+def run_bash_step(step, subs, env_extra, cwd, builtins=None, dynamic=False, path_prepend=None):
+    argv = [shutil.which("bash")] + [render(str(a), subs, builtins, dynamic) for a in step["args"]]
+    env = {**os.environ, **env_extra}
+    if path_prepend:
+        env["PATH"] = f"{path_prepend}:{os.environ.get('PATH', '')}"
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+
+
+def check_appengine_example(example, doc, errors):
+    subs = doc.get("substitutions") or {}
+    for s in APPENGINE_SUBS:
+        if s not in subs:
+            errors.append(f"{example}: must declare {s} (cutover reads it from the build message)")
+    steps = [s for s in doc["steps"] if isinstance(s, dict)]
+    texts = [words(s) for s in steps]
+    deploy_at = [i for i, w in enumerate(texts) if re.search(r"\bgcloud app deploy\b|^gcloud app deploy\b", w)
+                 or (steps[i].get("entrypoint") == "gcloud" and steps[i].get("args", [None])[:2] == ["app", "deploy"])]
+    if not deploy_at:
+        errors.append(f"{example}: no `gcloud app deploy`")
+    for i in deploy_at:
+        w = texts[i]
+        if not re.search(r"(^|\s)--no-promote(\s|$)", w):
+            errors.append(f"{example}: step {i} deploys without --no-promote: the new version would get all traffic at once")
+        if re.search(r"(^|\s)--(promote|stop-previous-version)(\s|=|$)", w):
+            errors.append(f"{example}: step {i} promotes or stops the serving version: traffic is cutover's")
+        if not re.search(r"--version[= ]\$\{?_APPENGINE_VERSION\}?(\s|$)", w):
+            errors.append(f"{example}: step {i} must deploy --version=${{_APPENGINE_VERSION}}, the version cutover is told about")
+    for i, w in enumerate(texts):
+        if re.search(r"\bapp (services set-traffic|versions migrate)\b", w):
+            errors.append(f"{example}: step {i} moves App Engine traffic itself: that is cutover's job")
+    checks = [i for i, s in enumerate(steps) if s.get("entrypoint") == "bash" and "_APPENGINE_VERSION" in words(s)]
+    if len(checks) != 1:
+        errors.append(f"{example}: expected one bash step validating _APPENGINE_VERSION, found {len(checks)}")
+        return
+    if deploy_at and min(deploy_at) < checks[0]:
+        errors.append(f"{example}: a deploy runs before the step that validates the version")
+    step = steps[checks[0]]
+    dynamic = is_dynamic(doc)
+    service = str(subs.get("_APPENGINE_SERVICE"))
+    other = "other-" + service
+    app_yaml = str(subs.get("_APP_YAML", "app.yaml"))
+    no_sha = {**BUILTINS, "SHORT_SHA": ""}
+    scenarios = {
+        # name: (app.yaml content, builtins, must succeed)
+        "commit version, declared service": (
+            "runtime: python312\n" if service == "default" else f"runtime: python312\nservice: {service}\n", None, True),
+        "no SHORT_SHA (version v-)": (f"runtime: python312\nservice: {service}\n", no_sha, False),
+        "app.yaml of another service": (f"runtime: python312\nservice: {other}\n", None, False),
+    }
+    if not dynamic and "${" in str(subs.get("_APPENGINE_VERSION", "")):
+        errors.append(f"{example}: _APPENGINE_VERSION uses other substitutions, which needs options.dynamicSubstitutions: true")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, (name, (content, builtins, ok)) in enumerate(scenarios.items()):
+            work = os.path.join(tmp, str(n))
+            os.makedirs(work)
+            with open(os.path.join(work, app_yaml), "w") as f:
+                f.write(content)
+            r = run_bash_step(step, subs, {}, work, builtins, dynamic)
+            if (r.returncode == 0) != ok:
+                errors.append(f"{example}: validating step, {name}: exit {r.returncode}, expected "
+                              f"{'success' if ok else 'failure'} (stderr: {r.stderr.strip()[:200]!r})")
+    version = render(str(subs.get("_APPENGINE_VERSION", "")), subs, None, dynamic)
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", version):
+        errors.append(f"{example}: _APPENGINE_VERSION's default gives {version!r}, not a valid version id")
+
+
+# The stand-in gcloud of the load-balancer example: answers the URL map's
+# weights ($WEIGHTS, csv lines as `--format=csv[no-heading](name,weight)`
+# prints them) and each backend service's groups ($GROUPS_<name>, with '-'
+# as '_'), logs every call.
+FAKE_GCLOUD_LB = """#!/bin/sh
+printf '%s\\n' "$*" >>"$GCLOUD_LOG"
+case "$*" in
+  "compute url-maps describe "*) printf '%b' "$WEIGHTS"; exit 0 ;;
+  "compute backend-services describe "*)
+    var="GROUPS_$(printf '%s' "$4" | tr '-' '_')"
+    eval "printf '%s\\n' \"\\$$var\""; exit 0 ;;
+esac
+exit 0
+"""
+ZONAL = "https://www.googleapis.com/compute/v1/projects/example-project/zones/europe-west1-b/instanceGroups/{}-ig"
+REGIONAL = "https://www.googleapis.com/compute/v1/projects/example-project/regions/europe-west1/instanceGroups/{}-rig"
+NEG = "https://www.googleapis.com/compute/v1/projects/example-project/zones/europe-west1-b/networkEndpointGroups/{}-neg"
+
+
+def check_url_map_example(example, doc, errors):
+    subs = doc.get("substitutions") or {}
+    for s in URL_MAP_SUBS:
+        if s not in subs:
+            errors.append(f"{example}: must declare {s} (cutover reads it from the build message)")
+    steps = [s for s in doc["steps"] if isinstance(s, dict)]
+    text = "\n".join(render(words(s), subs) for s in steps)
+    for m in re.finditer(r"\bgcloud compute (url-maps|backend-services) ([a-z-]+)", text):
+        if m.group(2) not in ("describe", "get-health", "list"):
+            errors.append(f"{example}: `gcloud compute {m.group(1)} {m.group(2)}` changes the load balancer: weights are cutover's")
+    updates = re.findall(r"\bgcloud compute instance-groups managed rolling-action start-update [^\n]*", text)
+    if not updates:
+        errors.append(f"{example}: no `rolling-action start-update`")
+    for u in updates:
+        if not re.search(r"--version[= ]template=\S+", u):
+            errors.append(f"{example}: `{u[:60]}...` lacks --version=template=...")
+    if len(re.findall(r"\bwait-until [^\n]*--stable", text)) < len(updates):
+        errors.append(f"{example}: every start-update must be followed by `wait-until ... --stable`")
+    roll = [s for s in steps if s.get("entrypoint") == "bash" and "start-update" in words(s)]
+    if len(roll) != 1:
+        errors.append(f"{example}: expected one bash step that runs start-update, found {len(roll)}")
+        return
+    m = re.search(r"--version[= ]template=(\S+)", render(words(roll[0]), subs))
+    template = m.group(1) if m else "?"
+    blue, green = "shop-blue", "shop-green"
+    groups = {"blue": ZONAL.format(blue), "green": REGIONAL.format(green)}
+    scenarios = {
+        # name: (weights csv, candidate substitution, green's groups, rolled groups or None for a failure)
+        "blue serving, green idle": (f"{blue},1000\\n{green},0\\n", "", groups["green"], [f"{green}-rig --region=europe-west1"]),
+        "idle weight printed empty, candidate named": (f"{blue},1000\\n{green},\\n", green, groups["green"], [f"{green}-rig --region=europe-west1"]),
+        "green serving, blue idle": (f"{blue},0\\n{green},1000\\n", "", groups["green"], [f"{blue}-ig --zone=europe-west1-b"]),
+        "rollout in progress": (f"{blue},500\\n{green},500\\n", "", groups["green"], None),
+        "candidate names the serving backend": (f"{blue},1000\\n{green},0\\n", blue, groups["green"], None),
+        "idle backend has NEGs": (f"{blue},1000\\n{green},0\\n", "", NEG.format(green), None),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        fake = os.path.join(tmp, "bin", "gcloud")
+        os.makedirs(os.path.dirname(fake))
+        with open(fake, "w") as f:
+            f.write(FAKE_GCLOUD_LB)
+        os.chmod(fake, 0o755)
+        for n, (name, (weights, candidate, green_groups, rolled)) in enumerate(scenarios.items()):
+            work = os.path.join(tmp, str(n))
+            os.makedirs(work)
+            log = os.path.join(tmp, f"{n}.log")
+            env = {"WEIGHTS": weights, "GCLOUD_LOG": log, "GROUPS_shop_blue": groups["blue"],
+                   "GROUPS_shop_green": green_groups}
+            r = run_bash_step(roll[0], {**subs, "_CANDIDATE_BACKEND": candidate}, env, work,
+                              path_prepend=os.path.dirname(fake))
+            calls = open(log).read().splitlines() if os.path.exists(log) else []
+            started = [c for c in calls if "rolling-action start-update" in c]
+            waited = [c for c in calls if " wait-until " in f" {c}" and "--stable" in c]
+            if rolled is None:
+                good = r.returncode != 0 and not started
+            else:
+                good = (r.returncode == 0 and len(started) == len(rolled) and len(waited) == len(rolled)
+                        and all(f"start-update {g}" in c and f"template={template}" in c for g, c in zip(rolled, started))
+                        and all(f"wait-until {g}" in c for g, c in zip(rolled, waited)))
+            if not good:
+                errors.append(f"{example}: roll step, {name}: exit {r.returncode}, updates {started or 'none'}, "
+                              f"waits {waited or 'none'} (stderr: {r.stderr.strip()[:200]!r})")
+
+
+def main(own, *examples):
+    errors = []
+    check_own(own, errors)
+    for example in examples:
+        doc = check(example, errors)
+        if not doc:
+            continue
+        declared = doc.get("substitutions") or {}
+        if "_SERVICE_NAME" in declared:
+            check_cloud_run_example(example, doc, errors)
+        elif "_APPENGINE_SERVICE" in declared:
+            check_appengine_example(example, doc, errors)
+        elif "_URL_MAP" in declared:
+            check_url_map_example(example, doc, errors)
+        else:
+            errors.append(f"{example}: declares none of _SERVICE_NAME, _APPENGINE_SERVICE, _URL_MAP: "
+                          "cutover would start no rollout from it")
     for e in errors:
         print(f"{CHECK}: {e}")
-    print(f"{CHECK}: {own} and {example} read, {len(errors)} problems")
+    print(f"{CHECK}: {own} and {', '.join(examples)} read, {len(errors)} problems")
     return 1 if errors else 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         sys.exit(__doc__.strip().splitlines()[-1])
     sys.exit(main(*sys.argv[1:]))

@@ -6,7 +6,9 @@
 * only additive `*_iam_member` grants: no authoritative `*_iam_binding`/`*_iam_policy`,
   which would silently remove grants made outside this configuration;
 * no allUsers/allAuthenticatedUsers member, no basic role (owner/editor/viewer);
-* every role and custom-role permission granted appears in README.md (the IAM table of its Deploy section);
+* every role and custom-role permission granted appears in one of the table files
+  (README.md: the IAM table of its Deploy section; docs/platforms.md: the rows
+  of the platforms other than Cloud Run, until they are folded into README.md);
 * every dashboard tile has a title;
 * `terraform fmt -check`, when a terraform binary is on PATH (it is not installed by
   this script: the check is skipped, and says so, where it is missing).
@@ -27,12 +29,18 @@ IAM_TYPE_RE = re.compile(r"_iam_(member|binding|policy)$|^google_project_iam_cus
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 
 
-def main(root="infra", table="README.md"):
+def main(root="infra", *tables):
     root = pathlib.Path(root)
     errors = []
-    table_text = pathlib.Path(table).read_text(encoding="utf-8") if pathlib.Path(table).exists() else ""
-    if not table_text:
-        errors.append(f"{table} is missing: it must hold the IAM table")
+    tables = tables or ("README.md",)
+    texts = []
+    for t in tables:
+        if pathlib.Path(t).exists():
+            texts.append(pathlib.Path(t).read_text(encoding="utf-8"))
+        else:
+            errors.append(f"{t} is missing: it must hold (part of) the IAM table")
+    table_text = "\n".join(texts)
+    table = " or ".join(tables)
     grants = 0
     for path in tfload.tf_files(root):
         text = path.read_text(encoding="utf-8")

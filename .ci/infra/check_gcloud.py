@@ -22,7 +22,11 @@ Where the commands come from:
   a minimal Cloud Run service (STUB).
 * Cloud Build files: steps whose entrypoint is gcloud (entrypoint + args), and
   `gcloud` lines of bash script steps; substitutions take their declared
-  defaults, $PROJECT_ID and $BUILD_ID example values.
+  defaults (expanded like Cloud Build's options.dynamicSubstitutions when that
+  is on), $PROJECT_ID, $BUILD_ID and $SHORT_SHA example values, `$$` is a
+  literal `$`, and a script's shell variables take the example values of
+  SHELL_VARIABLES (a new one goes there). The files a pipeline's commands
+  read from its own repository (app.yaml, startup.sh) exist, as PIPELINE_FILES.
 * infra/outputs.tf: the `build_command` output, its `${...}` parts replaced with
   example values (INTERPOLATIONS below).
 Placeholders written in capitals (PROJECT, REGION, ...) are replaced with
@@ -74,7 +78,20 @@ INTERPOLATIONS = {
     "google_artifact_registry_repository.cutover.repository_id": "cutover",
     "google_cloud_run_v2_service.cutover.name": "cutover",
 }
-CLOUD_BUILD_BUILTINS = {"PROJECT_ID": "example-project", "BUILD_ID": "0d97c63e-a349-4bf7-80d0-8f6e21786d87"}
+CLOUD_BUILD_BUILTINS = {"PROJECT_ID": "example-project", "BUILD_ID": "0d97c63e-a349-4bf7-80d0-8f6e21786d87",
+                        "SHORT_SHA": "a017b5e"}
+# Shell variables of Cloud Build script steps (examples/mig-cloudbuild.yaml),
+# as whole arguments, and the example values they take.
+SHELL_VARIABLES = {
+    "$idle": ["shop-green"],
+    "$name": ["shop-green-rig"],
+    "${where[@]}": ["--region=europe-west1"],
+}
+# Files of the service's repository that the example pipelines' commands read.
+PIPELINE_FILES = {
+    "app.yaml": "runtime: python312\n",
+    "startup.sh": "#!/bin/bash\n",
+}
 
 # What a command that gcloud accepted runs into here, offline and with no account.
 REACHED = [
@@ -200,20 +217,35 @@ def cloudbuild_commands(path):
     doc = yaml.safe_load(open(path, encoding="utf-8"))
     subs = {**CLOUD_BUILD_BUILTINS, **{k: str(v) for k, v in (doc.get("substitutions") or {}).items()}}
 
-    def render(s):
-        return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: subs.get(m.group(1) or m.group(2), m.group(0)), s)
+    def one(s, values):
+        return re.sub(r"\$\$|\$(?:\{(\w+)\}|(\w+))",
+                      lambda m: "$" if m.group(0) == "$$" else values.get(m.group(1) or m.group(2), m.group(0)), s)
 
+    if (doc.get("options") or {}).get("dynamicSubstitutions"):
+        for _ in range(3):
+            subs = {k: one(v, subs) for k, v in subs.items()}
+
+    def render(s):
+        return one(s, subs)
+
+    def shell_values(cmd):
+        out = []
+        for a in cmd:
+            out += SHELL_VARIABLES.get(a, [a])
+        return out
+
+    files = frozenset(PIPELINE_FILES)
     found = []
     for i, step in enumerate(doc.get("steps") or []):
         where = f"{path}: step {step.get('id', i)}"
         args = [render(str(a)) for a in step.get("args") or []]
         if step.get("entrypoint") == "gcloud":
-            found.append((where, "ok", ["gcloud"] + args, frozenset()))
+            found.append((where, "ok", ["gcloud"] + args, files))
         elif step.get("entrypoint") in ("bash", "sh") and "-c" in args:
             script = args[args.index("-c") + 1]
             for line in re.sub(r"\\\n", " ", script).split("\n"):
                 for kind, cmd in split_shell(line):
-                    found.append((where, kind, cmd, frozenset()))
+                    found.append((where, kind, shell_values(cmd) if kind == "ok" else cmd, files))
     return found
 
 
@@ -267,7 +299,7 @@ def workdir(root, written):
         target = os.path.join(root, name)
         if os.path.dirname(os.path.abspath(target)) == root and not os.path.lexists(target):
             with open(target, "w") as f:
-                f.write(STUB)
+                f.write(PIPELINE_FILES.get(name, STUB))
     return root
 
 
