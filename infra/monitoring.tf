@@ -17,6 +17,23 @@ resource "google_monitoring_notification_channel" "cutover" {
   user_labels = local.labels
 }
 
+locals {
+  # Alert limits of every enrolled target, keyed "<platform>/<name>" (a Cloud
+  # Run service and an App Engine service may share a name): the limits
+  # cutover gates a step on, unless the entry overrides them.
+  alert_limits = {
+    for key, t in merge(
+      { for name, t in var.managed_services : "cloud-run/${name}" => t },
+      { for name, t in var.app_engine_services : "app-engine/${name}" => t },
+      { for name, t in var.url_maps : "load-balancer/${name}" => t },
+      ) : key => {
+      max_error_rate = coalesce(t.max_error_rate, var.max_error_rate)
+      max_p99_ms     = coalesce(t.max_p99_ms, var.max_p99_ms)
+      duration       = t.alert_duration
+    }
+  }
+}
+
 module "managed_service" {
   source   = "./modules/managed-service"
   for_each = var.managed_services
@@ -26,9 +43,7 @@ module "managed_service" {
   region               = each.value.region
   notification_channel = google_monitoring_notification_channel.cutover.name
   # Alert at the same limits cutover gates a step on, unless overridden.
-  max_error_rate = coalesce(each.value.max_error_rate, var.max_error_rate)
-  max_p99_ms     = coalesce(each.value.max_p99_ms, var.max_p99_ms)
-  duration       = each.value.alert_duration
+  limits = local.alert_limits["cloud-run/${each.key}"]
 }
 
 # Request rate, 5xx ratio and p99 latency per revision of every Cloud Run
@@ -48,9 +63,7 @@ module "app_engine_target" {
   project_id           = var.project_id
   service              = each.key
   notification_channel = google_monitoring_notification_channel.cutover.name
-  max_error_rate       = coalesce(each.value.max_error_rate, var.max_error_rate)
-  max_p99_ms           = coalesce(each.value.max_p99_ms, var.max_p99_ms)
-  duration             = each.value.alert_duration
+  limits               = local.alert_limits["app-engine/${each.key}"]
 
   depends_on = [google_project_service.apis]
 }
@@ -68,9 +81,7 @@ module "url_map_target" {
   path_matcher              = each.value.path_matcher
   default_service           = each.value.default_service
   notification_channel      = google_monitoring_notification_channel.cutover.name
-  max_error_rate            = coalesce(each.value.max_error_rate, var.max_error_rate)
-  max_p99_ms                = coalesce(each.value.max_p99_ms, var.max_p99_ms)
-  duration                  = each.value.alert_duration
+  limits                    = local.alert_limits["load-balancer/${each.key}"]
 
   depends_on = [google_project_service.apis]
 }

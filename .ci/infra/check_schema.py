@@ -15,6 +15,9 @@ it checks, in every module under infra/:
   and each `module.m.out` names an output the module declares;
 * each `lifecycle { ignore_changes = [...] }` path names attributes and blocks the
   resource has, and indexes only lists of blocks ([0]) and maps (["key"]);
+* each `moved` block moves a resource this module no longer declares (`from`, a
+  type the schema has) to one it declares, or that a module it calls declares
+  (`to`: `TYPE.NAME` or `module.CALL.TYPE.NAME`);
 * the provider blocks' arguments exist; versions.tf pins each provider to the
   version whose schema this is.
 Usage: check_schema.py SCHEMA.json BETA_SCHEMA.json [infra]
@@ -214,10 +217,16 @@ class Checker:
                 if "default" not in vbody and vname not in body:
                     self.err(where, f"required variable `{vname}` is not passed")
 
+        # `moved` blocks name addresses, not references: checked on their own.
+        for path, parsed in mod.files.items():
+            for mv in parsed.get("moved", []):
+                self.moved(mv, path, mod, calls, declared, all_modules)
+
         # References, declarations and uses.
         locals_ = mod.locals()
         used_vars = set()
         for path, parsed in mod.files.items():
+            parsed = {k: v for k, v in tfload.items(parsed) if k != "moved"}
             # A variable's own block (its validation) does not count as a use of it.
             uses = {k: v for k, v in tfload.items(parsed) if k != "variable"}
             for s in tfload.strings(uses):
@@ -248,6 +257,37 @@ class Checker:
                         self.err(str(path), f"module.{cname} has no output `{out}`")
         for v in sorted(set(variables) - used_vars):
             self.err(str(mod.dir), f"variable `{v}` is declared but never used")
+
+    def moved(self, mv, path, mod, calls, declared, all_modules):
+        def address(key):
+            raw = tfload.unquote(str(mv.get(key, "")))
+            return raw[2:-1] if raw.startswith("${") and raw.endswith("}") else raw
+
+        src, dst = address("from"), address("to")
+        where = f"{path}: moved {src} -> {dst}"
+        m = re.fullmatch(r"(google_[a-z0-9_]+)\.([A-Za-z_][\w-]*)", src)
+        if not m:
+            self.err(where, "`from` must be TYPE.NAME of a resource of this module")
+        elif m.group(1) not in self.schema["resources"]:
+            self.err(where, f"`from`: no resource type {m.group(1)}")
+        elif (False, m.group(1), m.group(2)) in declared:
+            self.err(where, "`from` is still declared here: nothing moves")
+        m = re.fullmatch(r"(?:module\.([A-Za-z_][\w-]*)\.)?(google_[a-z0-9_]+)\.([A-Za-z_][\w-]*)", dst)
+        if not m:
+            self.err(where, "`to` must be TYPE.NAME or module.CALL.TYPE.NAME")
+            return
+        call, rtype, name = m.groups()
+        if call is None:
+            if (False, rtype, name) not in declared:
+                self.err(where, f"`to`: {rtype}.{name} is not declared here")
+            return
+        if call not in calls:
+            self.err(where, f"`to`: no module call `{call}`")
+            return
+        src_dir = tfload.unquote(calls[call][1].get("source", ""))
+        target = all_modules.get((mod.dir / src_dir).resolve())
+        if target is None or (rtype, name) not in {labels for _, labels, _ in target.blocks("resource")}:
+            self.err(where, f"`to`: module {call} ({src_dir}) declares no {rtype}.{name}")
 
     def versions(self, root_mod):
         wants = {"google": self.schema, BETA: self.beta}

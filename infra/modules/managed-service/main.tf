@@ -5,6 +5,7 @@
 # rollout back. cutover matches the incident to the service by the
 # `service_name` resource label (every series here is grouped by it) and by the
 # policy's `cutover-service` user label.
+# The policies themselves are modules/split-alerts, shared by every platform.
 # The other half, deploying with --no-traffic, lives in the service's build
 # pipeline (examples/app-cloudbuild.yaml).
 
@@ -24,110 +25,40 @@ locals {
     var.region == null ? "" : "resource.label.\"location\" = \"${var.region}\"",
   ]))
 
+}
+
+module "alerts" {
+  source = "../split-alerts"
+
+  project_id           = var.project_id
+  name                 = var.service_name
+  label                = var.service_name
+  kind                 = "service"
+  unit                 = "revision"
+  requests_noun        = "requests"
+  latency_noun         = "request latency"
+  requests_filter      = local.requests
+  latencies_filter     = local.latencies
+  server_errors_filter = "metric.label.\"response_code_class\" = \"5xx\""
   # One time series per revision; service_name is kept so that the incident
   # carries it as a resource label.
-  per_revision = [
-    "resource.label.\"service_name\"",
-    "resource.label.\"revision_name\"",
-  ]
+  group_by_fields = ["resource.label.\"service_name\"", "resource.label.\"revision_name\""]
+  user_labels     = { "cutover-service" = var.service_name }
 
-  user_labels = {
-    "cutover-service" = var.service_name
-  }
+  notification_channel = var.notification_channel
+  max_error_rate       = var.limits.max_error_rate
+  max_p99_ms           = var.limits.max_p99_ms
+  duration             = var.limits.duration
 }
 
-resource "google_monitoring_alert_policy" "error_ratio" {
-  project      = var.project_id
-  display_name = "cutover: ${var.service_name} 5xx ratio per revision above ${var.max_error_rate}"
-  combiner     = "OR"
-  severity     = "ERROR"
-  user_labels  = local.user_labels
-
-  notification_channels = [var.notification_channel]
-
-  conditions {
-    display_name = "5xx / all requests of one revision > ${var.max_error_rate}"
-
-    condition_threshold {
-      filter                  = "${local.requests} AND metric.label.\"response_code_class\" = \"5xx\""
-      denominator_filter      = local.requests
-      comparison              = "COMPARISON_GT"
-      threshold_value         = var.max_error_rate
-      duration                = var.duration
-      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
-
-      aggregations {
-        alignment_period     = "60s"
-        per_series_aligner   = "ALIGN_RATE"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = local.per_revision
-      }
-
-      denominator_aggregations {
-        alignment_period     = "60s"
-        per_series_aligner   = "ALIGN_RATE"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = local.per_revision
-      }
-
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = "1800s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    subject   = "cutover: ${var.service_name} is failing requests"
-    content   = "A revision of `${var.service_name}` answers more than ${var.max_error_rate * 100}% of its requests with 5xx. cutover rolls back an ongoing rollout of this service when this incident opens."
-  }
+# The policies were this module's own before they moved to split-alerts: the
+# same policies, kept (not replaced) in existing deployments.
+moved {
+  from = google_monitoring_alert_policy.error_ratio
+  to   = module.alerts.google_monitoring_alert_policy.error_ratio
 }
 
-resource "google_monitoring_alert_policy" "p99_latency" {
-  project      = var.project_id
-  display_name = "cutover: ${var.service_name} p99 latency per revision above ${var.max_p99_ms} ms"
-  combiner     = "OR"
-  severity     = "ERROR"
-  user_labels  = local.user_labels
-
-  notification_channels = [var.notification_channel]
-
-  conditions {
-    display_name = "p99 request latency of one revision > ${var.max_p99_ms} ms"
-
-    condition_threshold {
-      filter                  = local.latencies
-      comparison              = "COMPARISON_GT"
-      threshold_value         = var.max_p99_ms
-      duration                = var.duration
-      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
-
-      # Keep each instance's latency distribution (ALIGN_DELTA) and take the
-      # 99th percentile of all of a revision's requests together.
-      aggregations {
-        alignment_period     = "60s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_PERCENTILE_99"
-        group_by_fields      = local.per_revision
-      }
-
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = "1800s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    subject   = "cutover: ${var.service_name} is slow"
-    content   = "A revision of `${var.service_name}` has a p99 request latency above ${var.max_p99_ms} ms. cutover rolls back an ongoing rollout of this service when this incident opens."
-  }
+moved {
+  from = google_monitoring_alert_policy.p99_latency
+  to   = module.alerts.google_monitoring_alert_policy.p99_latency
 }

@@ -83,16 +83,6 @@ locals {
     "resource.label.\"url_map_name\" = \"${var.name}\"",
   ])
 
-  # One time series per backend service behind this map.
-  per_backend = [
-    "resource.label.\"url_map_name\"",
-    "resource.label.\"backend_target_name\"",
-  ]
-
-  user_labels = {
-    "cutover-service"  = var.name
-    "cutover-platform" = "load-balancer"
-  }
 }
 
 resource "google_compute_url_map" "this" {
@@ -165,98 +155,25 @@ resource "google_compute_url_map" "this" {
   }
 }
 
-resource "google_monitoring_alert_policy" "error_ratio" {
-  project      = var.project_id
-  display_name = "cutover: URL map ${var.name} 5xx ratio per backend service above ${var.max_error_rate}"
-  combiner     = "OR"
-  severity     = "ERROR"
-  user_labels  = local.user_labels
+# The two alert policies, per backend service behind this map.
+module "alerts" {
+  source = "../split-alerts"
 
-  notification_channels = [var.notification_channel]
+  project_id           = var.project_id
+  name                 = var.name
+  label                = "URL map ${var.name}"
+  kind                 = "URL map"
+  unit                 = "backend service"
+  requests_noun        = "backend requests"
+  latency_noun         = "backend latency"
+  requests_filter      = local.requests
+  latencies_filter     = local.latencies
+  server_errors_filter = "metric.label.\"response_code_class\" = 500"
+  group_by_fields      = ["resource.label.\"url_map_name\"", "resource.label.\"backend_target_name\""]
+  user_labels          = { "cutover-service" = var.name, "cutover-platform" = "load-balancer" }
 
-  conditions {
-    display_name = "5xx / all backend requests of one backend service > ${var.max_error_rate}"
-
-    condition_threshold {
-      filter                  = "${local.requests} AND metric.label.\"response_code_class\" = 500"
-      denominator_filter      = local.requests
-      comparison              = "COMPARISON_GT"
-      threshold_value         = var.max_error_rate
-      duration                = var.duration
-      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
-
-      aggregations {
-        alignment_period     = "60s"
-        per_series_aligner   = "ALIGN_RATE"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = local.per_backend
-      }
-
-      denominator_aggregations {
-        alignment_period     = "60s"
-        per_series_aligner   = "ALIGN_RATE"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = local.per_backend
-      }
-
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = "1800s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    subject   = "cutover: URL map ${var.name}: a backend service is failing requests"
-    content   = "A backend service behind URL map `${var.name}` answers more than ${var.max_error_rate * 100}% of its requests with 5xx. cutover rolls back an ongoing rollout on this URL map when this incident opens."
-  }
-}
-
-resource "google_monitoring_alert_policy" "p99_latency" {
-  project      = var.project_id
-  display_name = "cutover: URL map ${var.name} p99 backend latency per backend service above ${var.max_p99_ms} ms"
-  combiner     = "OR"
-  severity     = "ERROR"
-  user_labels  = local.user_labels
-
-  notification_channels = [var.notification_channel]
-
-  conditions {
-    display_name = "p99 backend latency of one backend service > ${var.max_p99_ms} ms"
-
-    condition_threshold {
-      filter                  = local.latencies
-      comparison              = "COMPARISON_GT"
-      threshold_value         = var.max_p99_ms
-      duration                = var.duration
-      evaluation_missing_data = "EVALUATION_MISSING_DATA_INACTIVE"
-
-      # Keep each series' latency distribution (ALIGN_DELTA) and take the 99th
-      # percentile of all of a backend service's requests together.
-      aggregations {
-        alignment_period     = "60s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_PERCENTILE_99"
-        group_by_fields      = local.per_backend
-      }
-
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = "1800s"
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    subject   = "cutover: URL map ${var.name}: a backend service is slow"
-    content   = "A backend service behind URL map `${var.name}` has a p99 backend latency above ${var.max_p99_ms} ms. cutover rolls back an ongoing rollout on this URL map when this incident opens."
-  }
+  notification_channel = var.notification_channel
+  max_error_rate       = var.limits.max_error_rate
+  max_p99_ms           = var.limits.max_p99_ms
+  duration             = var.limits.duration
 }

@@ -6,12 +6,7 @@ output "url_map" {
   value       = google_compute_url_map.this.id
 }
 
-output "error_ratio_policy" {
-  description = "Full name of the 5xx ratio alert policy."
-  value       = google_monitoring_alert_policy.error_ratio.name
-}
-
-output "p99_latency_policy" {
-  description = "Full name of the p99 latency alert policy."
-  value       = google_monitoring_alert_policy.p99_latency.name
+output "alert_policies" {
+  description = "Full names of the 5xx ratio and p99 latency alert policies."
+  value       = [module.alerts.error_ratio_policy, module.alerts.p99_latency_policy]
 }

@@ -48,30 +48,7 @@ variable "notification_channel" {
   type        = string
 }
 
-variable "max_error_rate" {
-  description = "Alert when a backend service's 5xx share of backend requests stays above this fraction for `duration`."
-  type        = number
-  default     = 0.01
-
-  validation {
-    condition     = var.max_error_rate >= 0 && var.max_error_rate <= 1
-    error_message = "max_error_rate is a fraction from 0 to 1."
-  }
-}
-
-variable "max_p99_ms" {
-  description = "Alert when a backend service's p99 backend latency, in milliseconds, stays above this for `duration`."
-  type        = number
-  default     = 1000
-
-  validation {
-    condition     = var.max_p99_ms > 0
-    error_message = "max_p99_ms must be positive."
-  }
-}
-
-variable "duration" {
-  description = "How long a condition must hold before an incident opens, e.g. \"60s\"."
-  type        = string
-  default     = "60s"
+variable "limits" {
+  description = "Alert limits (validated by modules/split-alerts): max_error_rate, the 5xx share of requests; max_p99_ms, the p99 latency in ms; duration, how long either must be exceeded before an incident opens (e.g. \"60s\")."
+  type        = object({ max_error_rate = number, max_p99_ms = number, duration = string })
 }
