@@ -222,10 +222,17 @@ def check_own(own, errors):
             errors.append(f"{own}: must not declare {s}: cutover would roll out its own builds")
 
 
-def check_cloud_run_example(example, ex_doc, errors):
-    for s in CUTOVER_SUBS:
-        if s not in (ex_doc.get("substitutions") or {}):
+def require_subs(example, doc, names, errors):
+    """The example's substitutions, after checking it declares each of names."""
+    subs = doc.get("substitutions") or {}
+    for s in names:
+        if s not in subs:
             errors.append(f"{example}: must declare {s} (cutover reads it from the build message)")
+    return subs
+
+
+def check_cloud_run_example(example, ex_doc, errors):
+    require_subs(example, ex_doc, CUTOVER_SUBS, errors)
     text = "\n".join(words(s) for s in ex_doc["steps"] if isinstance(s, dict))
     deploys = re.findall(r"\bgcloud run deploy [^\n]*", text)
     if not deploys:
@@ -247,10 +254,7 @@ def run_bash_step(step, subs, env_extra, cwd, builtins=None, dynamic=False, path
 
 
 def check_appengine_example(example, doc, errors):
-    subs = doc.get("substitutions") or {}
-    for s in APPENGINE_SUBS:
-        if s not in subs:
-            errors.append(f"{example}: must declare {s} (cutover reads it from the build message)")
+    subs = require_subs(example, doc, APPENGINE_SUBS, errors)
     steps = [s for s in doc["steps"] if isinstance(s, dict)]
     texts = [words(s) for s in steps]
     deploy_at = [i for i, w in enumerate(texts) if re.search(r"\bgcloud app deploy\b|^gcloud app deploy\b", w)
@@ -324,10 +328,7 @@ NEG = "https://www.googleapis.com/compute/v1/projects/example-project/zones/euro
 
 
 def check_url_map_example(example, doc, errors):
-    subs = doc.get("substitutions") or {}
-    for s in URL_MAP_SUBS:
-        if s not in subs:
-            errors.append(f"{example}: must declare {s} (cutover reads it from the build message)")
+    subs = require_subs(example, doc, URL_MAP_SUBS, errors)
     steps = [s for s in doc["steps"] if isinstance(s, dict)]
     text = "\n".join(render(words(s), subs) for s in steps)
     for m in re.finditer(r"\bgcloud compute (url-maps|backend-services) ([a-z-]+)", text):

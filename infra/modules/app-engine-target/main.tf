@@ -35,7 +35,6 @@ locals {
     "resource.type = \"gae_app\"",
     "resource.label.\"module_id\" = \"${var.service}\"",
   ])
-
 }
 
 module "alerts" {
