@@ -26,13 +26,18 @@ use serde_json::{Map, Value, json};
 
 use super::faults::Oddity;
 use super::model::{self, ClassDist, RevisionInputs, Sampler};
+use super::model::{RevisionProfile, Timeline};
+use super::split_targets::{BACKEND_ZONE, FakePlatform};
 use super::traffic::{GROWTH_FACTOR, NUM_FINITE_BUCKETS, SCALE};
 use super::wire::{self, RpcError, int64};
 use super::world::{Revision, Service, Shared, World, lock};
 
 const REQUEST_COUNT: &str = "run.googleapis.com/request_count";
 const REQUEST_LATENCIES: &str = "run.googleapis.com/request_latencies";
-const RESOURCE_TYPE: &str = "cloud_run_revision";
+const AE_RESPONSE_COUNT: &str = "appengine.googleapis.com/http/server/response_count";
+const AE_RESPONSE_LATENCIES: &str = "appengine.googleapis.com/http/server/response_latencies";
+const LB_REQUEST_COUNT: &str = "loadbalancing.googleapis.com/https/backend_request_count";
+const LB_LATENCIES: &str = "loadbalancing.googleapis.com/https/backend_latencies";
 const MINUTE_MS: i64 = 60_000;
 /// Cloud Monitoring keeps these metrics six weeks; older periods are never computed.
 const RETENTION_MS: i64 = 42 * 24 * 3600 * 1000;
@@ -83,10 +88,22 @@ const REDUCERS: &[(&str, i64)] = &[
 const REDUCE_NONE: i64 = 0;
 const REDUCE_SUM: i64 = 4;
 
+/// The platform whose targets a metric describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Run,
+    AppEngine,
+    LoadBalancer,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Metric {
     RequestCount,
     RequestLatencies,
+    AeResponseCount,
+    AeResponseLatencies,
+    LbRequestCount,
+    LbLatencies,
 }
 
 impl Metric {
@@ -94,6 +111,10 @@ impl Metric {
         match metric_type {
             REQUEST_COUNT => Some(Metric::RequestCount),
             REQUEST_LATENCIES => Some(Metric::RequestLatencies),
+            AE_RESPONSE_COUNT => Some(Metric::AeResponseCount),
+            AE_RESPONSE_LATENCIES => Some(Metric::AeResponseLatencies),
+            LB_REQUEST_COUNT => Some(Metric::LbRequestCount),
+            LB_LATENCIES => Some(Metric::LbLatencies),
             _ => None,
         }
     }
@@ -102,20 +123,45 @@ impl Metric {
         match self {
             Metric::RequestCount => REQUEST_COUNT,
             Metric::RequestLatencies => REQUEST_LATENCIES,
+            Metric::AeResponseCount => AE_RESPONSE_COUNT,
+            Metric::AeResponseLatencies => AE_RESPONSE_LATENCIES,
+            Metric::LbRequestCount => LB_REQUEST_COUNT,
+            Metric::LbLatencies => LB_LATENCIES,
+        }
+    }
+
+    fn is_count(self) -> bool {
+        matches!(
+            self,
+            Metric::RequestCount | Metric::AeResponseCount | Metric::LbRequestCount
+        )
+    }
+
+    fn source(self) -> Source {
+        match self {
+            Metric::RequestCount | Metric::RequestLatencies => Source::Run,
+            Metric::AeResponseCount | Metric::AeResponseLatencies => Source::AppEngine,
+            Metric::LbRequestCount | Metric::LbLatencies => Source::LoadBalancer,
+        }
+    }
+
+    fn resource_type(self) -> &'static str {
+        match self.source() {
+            Source::Run => "cloud_run_revision",
+            Source::AppEngine => "gae_app",
+            Source::LoadBalancer => "https_lb_rule",
         }
     }
 
     fn unit(self) -> &'static str {
-        match self {
-            Metric::RequestCount => "1",
-            Metric::RequestLatencies => "ms",
-        }
+        if self.is_count() { "1" } else { "ms" }
     }
 
     fn value_type(self) -> &'static str {
-        match self {
-            Metric::RequestCount => "INT64",
-            Metric::RequestLatencies => "DISTRIBUTION",
+        if self.is_count() {
+            "INT64"
+        } else {
+            "DISTRIBUTION"
         }
     }
 }
@@ -518,16 +564,22 @@ pub(crate) async fn list_time_series(
     Ok(Json(response))
 }
 
-/// Every label a raw Cloud Run series carries.
-fn raw_labels(service: &Service, revision: &Revision, class: Class) -> BTreeMap<LabelRef, String> {
-    let resource = |name: &str| LabelRef {
+fn resource(name: &str) -> LabelRef {
+    LabelRef {
         scope: Scope::Resource,
         name: name.to_string(),
-    };
-    let metric = |name: &str| LabelRef {
+    }
+}
+
+fn metric_label(name: &str) -> LabelRef {
+    LabelRef {
         scope: Scope::Metric,
         name: name.to_string(),
-    };
+    }
+}
+
+/// Every label a raw Cloud Run series carries.
+fn raw_labels(service: &Service, revision: &Revision, class: Class) -> BTreeMap<LabelRef, String> {
     BTreeMap::from([
         (resource("project_id"), service.key.project.clone()),
         (resource("service_name"), service.key.service.clone()),
@@ -535,17 +587,132 @@ fn raw_labels(service: &Service, revision: &Revision, class: Class) -> BTreeMap<
         (resource("location"), service.key.region.clone()),
         (resource("configuration_name"), service.key.service.clone()),
         (
-            metric("response_code_class"),
+            metric_label("response_code_class"),
             class.code_class().to_string(),
         ),
-        (metric("response_code"), class.code().to_string()),
+        (metric_label("response_code"), class.code().to_string()),
     ])
 }
 
-/// One revision whose series matched, with the output series each of its classes feeds.
-struct Source<'a> {
-    service: &'a Service,
-    revision: &'a Revision,
+/// Every label a raw `gae_app` series carries (docs/gcp-wire.md §13.1).
+fn gae_labels(
+    project: &str,
+    service: &str,
+    version: &str,
+    class: Class,
+) -> BTreeMap<LabelRef, String> {
+    BTreeMap::from([
+        (resource("project_id"), project.to_string()),
+        (resource("module_id"), service.to_string()),
+        (resource("version_id"), version.to_string()),
+        (resource("zone"), "us-central1".to_string()),
+        (metric_label("response_code"), class.code().to_string()),
+        (metric_label("loading"), "false".to_string()),
+    ])
+}
+
+/// Every label a raw `https_lb_rule` series carries (docs/gcp-wire.md §13.2).
+fn lb_labels(project: &str, map: &str, backend: &str, class: Class) -> BTreeMap<LabelRef, String> {
+    BTreeMap::from([
+        (resource("project_id"), project.to_string()),
+        (resource("region"), "global".to_string()),
+        (resource("url_map_name"), map.to_string()),
+        (resource("forwarding_rule_name"), format!("{map}-https")),
+        (resource("target_proxy_name"), format!("{map}-proxy")),
+        (resource("matched_url_path_rule"), "UNMATCHED".to_string()),
+        (resource("backend_target_name"), backend.to_string()),
+        (
+            resource("backend_target_type"),
+            "BACKEND_SERVICE".to_string(),
+        ),
+        (resource("backend_name"), format!("{backend}-mig")),
+        (resource("backend_type"), "INSTANCE_GROUP".to_string()),
+        (resource("backend_scope"), BACKEND_ZONE.to_string()),
+        (resource("backend_scope_type"), "ZONE".to_string()),
+        (metric_label("response_code"), class.code().to_string()),
+        (
+            metric_label("response_code_class"),
+            class.code().to_string(),
+        ),
+        (metric_label("proxy_continent"), "America".to_string()),
+        (metric_label("cache_result"), "DISABLED".to_string()),
+        (metric_label("protocol"), "HTTP/1.1".to_string()),
+    ])
+}
+
+/// One member (revision, version, backend) of one target whose series may match: its inputs
+/// to the model and its raw labels per class.
+struct Candidate<'a> {
+    rps: &'a Timeline<f64>,
+    share: Timeline<f64>,
+    profile: &'a Timeline<RevisionProfile>,
+    seed: u64,
+    born_ms: i64,
+    labels: [(Class, BTreeMap<LabelRef, String>); 2],
+}
+
+/// Every member of every target of `project` that `metric` describes.
+fn candidates<'a>(w: &'a World, project: &str, metric: Metric) -> Vec<Candidate<'a>> {
+    let mut out = Vec::new();
+    let classes = |f: &dyn Fn(Class) -> BTreeMap<LabelRef, String>| {
+        [(Class::Ok, f(Class::Ok)), (Class::Errors, f(Class::Errors))]
+    };
+    match metric.source() {
+        Source::Run => {
+            for service in w.services.iter().filter(|s| s.key.project == project) {
+                for revision in &service.revisions {
+                    let key = &service.key;
+                    out.push(Candidate {
+                        rps: &service.rps,
+                        share: service.share_timeline(&revision.name),
+                        profile: &revision.profile,
+                        seed: model::seed(&[
+                            &key.project,
+                            &key.region,
+                            &key.service,
+                            &revision.name,
+                        ]),
+                        born_ms: service.rps.start_ms(),
+                        labels: classes(&|c| raw_labels(service, revision, c)),
+                    });
+                }
+            }
+        }
+        Source::AppEngine | Source::LoadBalancer => {
+            let platform = if metric.source() == Source::AppEngine {
+                FakePlatform::AppEngine
+            } else {
+                FakePlatform::LoadBalancer
+            };
+            for t in w
+                .split_targets
+                .iter()
+                .filter(|t| t.core.key.platform == platform && t.core.key.project == project)
+            {
+                let key = &t.core.key;
+                for m in &t.core.members {
+                    let labels = |c| match platform {
+                        FakePlatform::AppEngine => gae_labels(&key.project, &key.name, &m.name, c),
+                        _ => lb_labels(&key.project, &key.name, &m.name, c),
+                    };
+                    out.push(Candidate {
+                        rps: &t.core.rps,
+                        share: t.core.share_timeline(&m.name),
+                        profile: &m.profile,
+                        seed: model::seed(&[&key.to_string(), &m.name]),
+                        born_ms: t.core.rps.start_ms(),
+                        labels: classes(&labels),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One member whose series matched, with the output series each of its classes feeds.
+struct Matched<'a> {
+    candidate: Candidate<'a>,
     feeds: Vec<(Class, BTreeMap<LabelRef, String>)>,
 }
 
@@ -558,52 +725,47 @@ fn answer(w: &World, project: &str, q: &Query) -> Value {
         .filter
         .resource_type
         .as_deref()
-        .is_none_or(|t| t == RESOURCE_TYPE);
+        .is_none_or(|t| t == q.metric.resource_type());
     let mut sources = Vec::new();
-    let services = w
-        .services
-        .iter()
-        .filter(|s| resource_matches && s.key.project == project);
-    for service in services {
-        for revision in &service.revisions {
-            let feeds: Vec<_> = [Class::Ok, Class::Errors]
-                .into_iter()
-                .filter_map(|class| {
-                    let labels = raw_labels(service, revision, class);
-                    let wanted = q
-                        .filter
-                        .labels
+    let all = if resource_matches {
+        candidates(w, project, q.metric)
+    } else {
+        Vec::new()
+    };
+    for candidate in all {
+        let feeds: Vec<_> = candidate
+            .labels
+            .iter()
+            .filter_map(|(class, labels)| {
+                let wanted = q
+                    .filter
+                    .labels
+                    .iter()
+                    .all(|(label, value)| labels.get(label) == Some(value));
+                if !wanted {
+                    return None;
+                }
+                let key = if q.reduce {
+                    q.group_by
                         .iter()
-                        .all(|(label, value)| labels.get(label) == Some(value));
-                    if !wanted {
-                        return None;
-                    }
-                    let key = if q.reduce {
-                        q.group_by
-                            .iter()
-                            .filter_map(|g| Some((g.clone(), labels.get(g)?.clone())))
-                            .collect()
-                    } else {
-                        labels
-                    };
-                    Some((class, key))
-                })
-                .collect();
-            if !feeds.is_empty() {
-                sources.push(Source {
-                    service,
-                    revision,
-                    feeds,
-                });
-            }
+                        .filter_map(|g| Some((g.clone(), labels.get(g)?.clone())))
+                        .collect()
+                } else {
+                    labels.clone()
+                };
+                Some((*class, key))
+            })
+            .collect();
+        if !feeds.is_empty() {
+            sources.push(Matched { candidate, feeds });
         }
     }
 
     // Period ends, newest first: aligned to the period, inside (start, end], visible after the
-    // ingest lag, overlapping the life of some matching revision, within retention.
+    // ingest lag, overlapping the life of some matching member, within retention.
     let born = sources
         .iter()
-        .map(|s| s.service.rps.start_ms())
+        .map(|s| s.candidate.born_ms)
         .min()
         .unwrap_or(i64::MAX);
     let lower = q
@@ -620,18 +782,12 @@ fn answer(w: &World, project: &str, q: &Query) -> Value {
     let mut groups: BTreeMap<BTreeMap<LabelRef, String>, Vec<ClassDist>> = BTreeMap::new();
     let mut sampler = Sampler::default();
     for source in &sources {
-        let key = &source.service.key;
-        let share = source.service.share_timeline(&source.revision.name);
+        let c = &source.candidate;
         let inputs = RevisionInputs {
-            rps: &source.service.rps,
-            share: &share,
-            profile: &source.revision.profile,
-            seed: model::seed(&[
-                &key.project,
-                &key.region,
-                &key.service,
-                &source.revision.name,
-            ]),
+            rps: c.rps,
+            share: &c.share,
+            profile: c.profile,
+            seed: c.seed,
         };
         for (_, group) in &source.feeds {
             groups
@@ -694,7 +850,7 @@ fn header(metric: Metric, labels: &BTreeMap<LabelRef, String>) -> Value {
     if !metric_labels.is_empty() {
         metric_part["labels"] = Value::Object(metric_labels);
     }
-    let mut resource_part = json!({"type": RESOURCE_TYPE});
+    let mut resource_part = json!({"type": metric.resource_type()});
     let resource_labels = of_scope(Scope::Resource);
     if !resource_labels.is_empty() {
         resource_part["labels"] = Value::Object(resource_labels);
@@ -710,9 +866,10 @@ fn header(metric: Metric, labels: &BTreeMap<LabelRef, String>) -> Value {
 fn point(start_ms: i64, end_ms: i64, metric: Metric, value: &ClassDist) -> Option<Value> {
     let start = Timestamp::from_millisecond(start_ms).ok()?;
     let end = Timestamp::from_millisecond(end_ms).ok()?;
-    let value = match metric {
-        Metric::RequestCount => json!({"int64Value": int64(value.count)}),
-        Metric::RequestLatencies => json!({"distributionValue": distribution(value)}),
+    let value = if metric.is_count() {
+        json!({"int64Value": int64(value.count)})
+    } else {
+        json!({"distributionValue": distribution(value)})
     };
     Some(json!({
         "interval": {"startTime": start.to_string(), "endTime": end.to_string()},
@@ -899,7 +1056,7 @@ mod tests {
         assert_eq!(candidate["metricKind"], "DELTA");
         assert_eq!(candidate["valueType"], "INT64");
         assert_eq!(candidate["metric"]["type"], REQUEST_COUNT);
-        assert_eq!(candidate["resource"]["type"], RESOURCE_TYPE);
+        assert_eq!(candidate["resource"]["type"], "cloud_run_revision");
         assert_eq!(
             ends(candidate),
             ["10:05", "10:04", "10:03", "10:02", "10:01"].map(|m| format!("2026-08-20T{m}:00Z"))

@@ -44,6 +44,8 @@
 pub mod clock;
 pub mod emulator;
 pub mod encode;
+mod fake_appengine;
+mod fake_compute;
 mod fake_metadata;
 mod fake_monitoring;
 mod fake_run;
@@ -53,6 +55,7 @@ pub mod flags;
 mod model;
 pub mod oidc;
 pub mod pusher;
+mod split_targets;
 pub mod traffic;
 mod wire;
 mod world;
@@ -66,13 +69,14 @@ use axum::{
     http::{Uri, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde_json::Value;
 
 pub use clock::FakeClock;
 pub use faults::{Chaos, ConcurrentChange, FaultCounts, FaultHandle, Garble};
 pub use model::RevisionProfile;
+pub use split_targets::{FakePlatform, SplitChange, TargetKey};
 pub use world::{RecordedRequest, TrafficChange};
 
 use fake_metadata::MetadataConfig;
@@ -300,6 +304,214 @@ impl FakeGcp {
     pub fn tokens_issued(&self) -> usize {
         lock(&self.shared).tokens_issued
     }
+
+    // ---- Every platform: a target by key -------------------------------------------------
+
+    /// The key of Cloud Run service `service` (for the platform-neutral methods below).
+    pub fn cloud_run(project: &str, region: &str, service: &str) -> TargetKey {
+        TargetKey::new(FakePlatform::CloudRun, project, region, service)
+    }
+
+    /// The key of App Engine service `service` of app `project`.
+    pub fn app_engine(project: &str, service: &str) -> TargetKey {
+        fake_appengine::key(project, service)
+    }
+
+    /// The key of URL map `map` of `project`.
+    pub fn url_map(project: &str, map: &str) -> TargetKey {
+        fake_compute::key(project, map)
+    }
+
+    /// From now on, `member` (revision, version or backend service) behaves like `profile`
+    /// (metrics; for Cloud Run and App Engine also the smoke status of its URL).
+    pub fn set_profile_of(&self, target: &TargetKey, member: &str, profile: RevisionProfile) {
+        match target.platform {
+            FakePlatform::CloudRun => self.set_profile(
+                &target.project,
+                &target.region,
+                &target.name,
+                member,
+                profile,
+            ),
+            _ => lock(&self.shared).set_member_profile(target, member, profile),
+        }
+    }
+
+    /// From now on, the target receives `rps` requests per second (new App Engine services and
+    /// URL maps start at 100).
+    pub fn set_rps_of(&self, target: &TargetKey, rps: f64) {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                self.set_rps(&target.project, &target.region, &target.name, rps)
+            }
+            _ => lock(&self.shared).set_target_rps(target, rps),
+        }
+    }
+
+    /// A person editing the split by hand (percents summing to 100): Cloud Run as
+    /// [`set_traffic_by_hand`](Self::set_traffic_by_hand); App Engine allocations become
+    /// `percent / 100` (shardBy kept); the URL map's default route becomes these backends at
+    /// weight `percent × 10` (other backends of the map stay at weight 0), new fingerprint.
+    pub fn set_split_by_hand(&self, target: &TargetKey, split: &[(&str, u8)]) {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                self.set_traffic_by_hand(&target.project, &target.region, &target.name, split)
+            }
+            _ => lock(&self.shared).set_split_by_hand(target, split),
+        }
+    }
+
+    /// A concurrent writer changing something unrelated: Cloud Run labels (new etag), App
+    /// Engine labels, the URL map's description (new fingerprint).
+    pub fn touch(&self, target: &TargetKey) {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                self.touch_labels(&target.project, &target.region, &target.name)
+            }
+            _ => {
+                let mut w = lock(&self.shared);
+                let i = w.expect_target(target);
+                w.touch_target_at(i);
+            }
+        }
+    }
+
+    /// Each member's share of the target's requests now (`0.0..=1.0`, above 0 only).
+    pub fn split_of(&self, target: &TargetKey) -> Vec<(String, f64)> {
+        match target.platform {
+            FakePlatform::CloudRun => self
+                .traffic(&target.project, &target.region, &target.name)
+                .into_iter()
+                .filter(|(_, p, _)| *p > 0)
+                .map(|(r, p, _)| (r, f64::from(p) / 100.0))
+                .fold(Vec::new(), |mut out: Vec<(String, f64)>, (r, s)| {
+                    match out.iter_mut().find(|(m, _)| *m == r) {
+                        Some((_, x)) => *x += s,
+                        None => out.push((r, s)),
+                    }
+                    out
+                }),
+            _ => {
+                let w = lock(&self.shared);
+                w.split_now(w.expect_target(target)).0
+            }
+        }
+    }
+
+    /// Every accepted change of the target's split, oldest first (for Cloud Run, converted
+    /// from [`history`](Self::history): `guard_matched` is `etag_matched`).
+    pub fn split_history(&self, target: &TargetKey) -> Vec<SplitChange> {
+        match target.platform {
+            FakePlatform::CloudRun => self
+                .history(&target.project, &target.region, &target.name)
+                .into_iter()
+                .map(|c| SplitChange {
+                    at: c.at,
+                    shares: c
+                        .allocation
+                        .iter()
+                        .map(|(r, p)| (r.clone(), f64::from(*p) / 100.0))
+                        .collect(),
+                    written: c
+                        .allocation
+                        .iter()
+                        .map(|(r, p)| (r.clone(), f64::from(*p)))
+                        .collect(),
+                    by_hand: c.by_hand,
+                    guard_matched: c.etag_matched,
+                    routes_unready: c.routes_unready,
+                })
+                .collect(),
+            _ => {
+                let w = lock(&self.shared);
+                w.split_targets[w.expect_target(target)]
+                    .core
+                    .history
+                    .clone()
+            }
+        }
+    }
+
+    /// Exactly what a GET of the target answers now (Run service, App Engine service, URL map).
+    pub fn target_json(&self, target: &TargetKey) -> Value {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                self.service_json(&target.project, &target.region, &target.name)
+            }
+            FakePlatform::AppEngine => {
+                let mut w = lock(&self.shared);
+                w.settle_platform_ops();
+                fake_appengine::render_service(&w.split_targets[w.expect_target(target)])
+            }
+            FakePlatform::LoadBalancer => {
+                let mut w = lock(&self.shared);
+                w.settle_platform_ops();
+                fake_compute::render_url_map(&w.base_url, &w.split_targets[w.expect_target(target)])
+            }
+        }
+    }
+
+    /// How many times a concurrent writer (a conflicting write, [`touch`](Self::touch)) changed
+    /// an App Engine service or URL map.
+    pub fn concurrent_writes_of(&self, target: &TargetKey) -> u64 {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                let (l, a) = self.concurrent_writes(&target.project, &target.region, &target.name);
+                l + a
+            }
+            _ => {
+                let w = lock(&self.shared);
+                w.split_targets[w.expect_target(target)]
+                    .core
+                    .concurrent_writes
+            }
+        }
+    }
+
+    // ---- App Engine ----------------------------------------------------------------------
+
+    /// App Engine service `service` of app `project` serving 100 % on `version` (SERVING,
+    /// healthy profile), 100 requests per second, shardBy unspecified.
+    pub fn add_app_engine_service(&self, project: &str, service: &str, version: &str) {
+        lock(&self.shared).add_app_engine_service(Self::app_engine(project, service), version);
+    }
+
+    /// Like `gcloud app deploy --no-promote`: a new SERVING version (healthy profile) without
+    /// traffic. Give it another behaviour with [`set_profile_of`](Self::set_profile_of).
+    pub fn deploy_version(&self, project: &str, service: &str, version: &str) {
+        lock(&self.shared).deploy_version(&Self::app_engine(project, service), version);
+    }
+
+    /// Starts (`true`: `SERVING`) or stops (`STOPPED`) a version. The split is not touched: a
+    /// stopped version keeps any allocation it has (flagged in the history's `routes_unready`
+    /// of later writes), and its URL answers 503.
+    pub fn set_version_serving(&self, project: &str, service: &str, version: &str, serving: bool) {
+        lock(&self.shared).set_version_serving(
+            &Self::app_engine(project, service),
+            version,
+            serving,
+        );
+    }
+
+    // ---- Load balancer ---------------------------------------------------------------------
+
+    /// URL map `map` whose default route sends everything to backend service `stable_backend`
+    /// (weight 1000; the backend service is created healthy if `project` does not have it), 100
+    /// requests per second.
+    pub fn add_url_map(&self, project: &str, map: &str, stable_backend: &str) {
+        lock(&self.shared).add_url_map(Self::url_map(project, map), stable_backend);
+    }
+
+    /// Backend service `backend` (created healthy if missing) joins the default route of `map`
+    /// at weight 0 (new fingerprint), like a second MIG behind a new backend service.
+    pub fn add_backend(&self, project: &str, map: &str, backend: &str) {
+        lock(&self.shared).add_backend(&Self::url_map(project, map), backend);
+    }
+
+    /// Every instance of `backend` healthy, or its first instance `UNHEALTHY` in `getHealth`.
+    pub fn set_backend_healthy(&self, project: &str, backend: &str, healthy: bool) {
+        lock(&self.shared).set_backend_healthy(project, backend, healthy);
+    }
 }
 
 fn app(shared: Shared) -> Router {
@@ -334,9 +546,68 @@ fn app(shared: Shared) -> Router {
             shared.clone(),
             monitoring_gate,
         ));
+    let appengine = Router::new()
+        .route(
+            "/v1/apps/{app}/services",
+            get(fake_appengine::list_services),
+        )
+        .route(
+            "/v1/apps/{app}/services/{service}",
+            get(fake_appengine::get_service).patch(fake_appengine::patch_service),
+        )
+        .route(
+            "/v1/apps/{app}/services/{service}/versions",
+            get(fake_appengine::list_versions),
+        )
+        .route(
+            "/v1/apps/{app}/services/{service}/versions/{version}",
+            get(fake_appengine::get_version),
+        )
+        .route(
+            "/v1/apps/{app}/operations/{operation}",
+            get(fake_appengine::get_operation),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            appengine_gate,
+        ));
+    let compute = Router::new()
+        .route(
+            "/compute/v1/projects/{project}/global/urlMaps/{map}",
+            get(fake_compute::get_url_map)
+                .patch(fake_compute::patch_url_map)
+                .put(fake_compute::update_url_map),
+        )
+        .route(
+            "/compute/v1/projects/{project}/global/backendServices/{backend}",
+            get(fake_compute::get_backend_service),
+        )
+        .route(
+            "/compute/v1/projects/{project}/global/backendServices/{backend}/getHealth",
+            post(fake_compute::get_health),
+        )
+        .route(
+            "/compute/v1/projects/{project}/global/operations/{operation}",
+            get(fake_compute::get_operation),
+        )
+        .route(
+            "/compute/v1/projects/{project}/global/operations/{operation}/wait",
+            post(fake_compute::wait_operation),
+        )
+        .route_layer(middleware::from_fn_with_state(shared.clone(), compute_gate));
     Router::new()
         .merge(run)
         .merge(monitoring)
+        .merge(appengine)
+        .merge(compute)
+        .route(
+            "/__appengine/{app}/{service}/{version}",
+            get(fake_appengine::version_page),
+        )
+        .route(
+            "/__appengine/{app}/{service}/{version}/{*path}",
+            get(fake_appengine::version_subpage),
+        )
         .merge(fake_metadata::router())
         .route("/__tag/{host}", get(fake_run::tag))
         .route("/__tag/{host}/{*path}", get(fake_run::tag_path))
@@ -358,6 +629,16 @@ async fn run_gate(State(shared): State<Shared>, request: Request, next: Next) ->
 /// The same in front of every known Monitoring route.
 async fn monitoring_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
     faults::gate(&shared, faults::Api::Monitoring, request, next).await
+}
+
+/// The same in front of every known App Engine Admin route.
+async fn appengine_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    faults::gate(&shared, faults::Api::AppEngine, request, next).await
+}
+
+/// The same in front of every known Compute route.
+async fn compute_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    faults::gate(&shared, faults::Api::Compute, request, next).await
 }
 
 /// Records every request with the status it got.

@@ -255,3 +255,33 @@ pub(crate) fn uuid4(rng: &mut fastrand::Rng) -> String {
         &hex[20..32]
     )
 }
+
+/// The Compute Engine API's error shape (docs/gcp-wire.md §12.5): `{"error": {"code", "message",
+/// "errors": [{"message", "domain": "global", "reason"}]}}`, no `status`.
+pub(crate) fn compute_error(http: u16, reason: &str, message: &str) -> Response {
+    let status = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json!({"error": {
+        "code": http,
+        "message": message,
+        "errors": [{"message": message, "domain": "global", "reason": reason}],
+    }});
+    (status, Json(body)).into_response()
+}
+
+/// An injected Compute failure with the reason Compute gives for that status.
+pub(crate) fn compute_injected(http: u16) -> Response {
+    match http {
+        429 => compute_error(429, "rateLimitExceeded", "Rate Limit Exceeded"),
+        500 => compute_error(
+            500,
+            "backendError",
+            "Internal error. Please try again or contact Google Support.",
+        ),
+        503 => compute_error(503, "backendError", "The service is currently unavailable."),
+        other => compute_error(
+            other,
+            "backendError",
+            &format!("Injected {other} from the compute.googleapis.com fake."),
+        ),
+    }
+}

@@ -1,0 +1,510 @@
+//! Fake Compute Engine API v1, the parts a global external Application Load Balancer's weighted
+//! split needs (docs/gcp-wire.md §12): `urlMaps.get`, `urlMaps.patch` (JSON merge patch) and
+//! `urlMaps.update` (PUT), `backendServices.get`, `backendServices.getHealth`, and
+//! `globalOperations.get`/`wait`.
+//!
+//! The URL map's `fingerprint` is its guard: a write must carry the current one or it fails with
+//! 412 `conditionNotMet` (Google's field documentation), which is also what a concurrent writer
+//! (`faults.rs` conflicts) causes. Writes are validated as the API documents them: weights in
+//! `0..=1000`, at least one non-zero weight per route, backend services that exist,
+//! `defaultService` and weighted backends not both set. An accepted write answers a global
+//! `compute#operation` that is `DONE` after the configured polls or fake time; the split is live
+//! from acceptance, and an operation fated to fail leaves the map as it was. Errors come in
+//! Compute's own shape (`errors[].reason`, no `status`), see `wire::compute_error`.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    response::{IntoResponse, Response},
+};
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::faults::OpFate;
+use super::split_targets::{
+    BACKEND_ZONE, Backend, FakePlatform, PlatformOp, PlatformState, SplitTarget, TargetKey,
+    backend_url, fingerprint, last_segment,
+};
+use super::wire::compute_error;
+use super::world::{Shared, World, lock};
+
+/// Fields the API sets itself: ignored in a write's body.
+const OUTPUT_ONLY: &[&str] = &[
+    "kind",
+    "id",
+    "creationTimestamp",
+    "selfLink",
+    "fingerprint",
+    "name",
+];
+
+pub(crate) fn key(project: &str, map: &str) -> TargetKey {
+    TargetKey::new(FakePlatform::LoadBalancer, project, "global", map)
+}
+
+fn v1(base_url: &str, project: &str) -> String {
+    format!("{base_url}/compute/v1/projects/{project}")
+}
+
+fn not_found(what: &str) -> Response {
+    compute_error(
+        404,
+        "notFound",
+        &format!("The resource '{what}' was not found"),
+    )
+}
+
+fn invalid(message: &str) -> Response {
+    compute_error(400, "invalid", message)
+}
+
+/// Compute timestamps: RFC 3339 with milliseconds.
+fn stamp(t: Timestamp) -> String {
+    format!("{t:.3}")
+}
+
+pub(crate) fn render_url_map(base_url: &str, t: &SplitTarget) -> Value {
+    let PlatformState::UrlMap(m) = &t.state else {
+        return json!({});
+    };
+    let key = &t.core.key;
+    let mut o = Map::new();
+    o.insert("kind".into(), json!("compute#urlMap"));
+    o.insert("id".into(), json!(t.core.id.to_string()));
+    o.insert("creationTimestamp".into(), json!(stamp(t.core.created)));
+    o.insert("name".into(), json!(key.name));
+    o.insert(
+        "selfLink".into(),
+        json!(format!(
+            "{}/global/urlMaps/{}",
+            v1(base_url, &key.project),
+            key.name
+        )),
+    );
+    for (k, v) in &m.config {
+        o.insert(k.clone(), v.clone());
+    }
+    o.insert("fingerprint".into(), json!(m.fingerprint));
+    Value::Object(o)
+}
+
+fn find_map(w: &mut World, project: &str, map: &str) -> Result<usize, Response> {
+    w.settle_platform_ops();
+    w.find_target(&key(project, map))
+        .ok_or_else(|| not_found(&format!("projects/{project}/global/urlMaps/{map}")))
+}
+
+pub(crate) async fn get_url_map(
+    State(shared): State<Shared>,
+    Path((project, map)): Path<(String, String)>,
+) -> Response {
+    let mut w = lock(&shared);
+    match find_map(&mut w, &project, &map) {
+        Ok(i) => Json(render_url_map(&w.base_url, &w.split_targets[i])).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// RFC 7396 JSON merge patch of `patch` into `target`.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            if let Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// Checks one route holder (the map, or a path matcher) at `at` (`resource` or
+/// `resource.pathMatchers[i]`), turning backend references into full URLs.
+fn check_route(w: &World, project: &str, holder: &mut Value, at: &str) -> Result<(), Response> {
+    let has_service = holder.get("defaultService").is_some_and(|s| !s.is_null());
+    let weighted = holder
+        .pointer_mut("/defaultRouteAction/weightedBackendServices")
+        .and_then(Value::as_array_mut);
+    let Some(list) = weighted.filter(|l| !l.is_empty()) else {
+        if has_service {
+            let service = holder["defaultService"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = last_segment(&service).to_string();
+            if w.find_backend(project, &name).is_none() {
+                return Err(not_found(&format!(
+                    "projects/{project}/global/backendServices/{name}"
+                )));
+            }
+            holder["defaultService"] = json!(backend_url(&w.base_url, project, &name));
+            return Ok(());
+        }
+        return Err(invalid(&format!(
+            "Invalid value for field '{at}': either defaultService or \
+             defaultRouteAction.weightedBackendServices must be set."
+        )));
+    };
+    if has_service {
+        return Err(invalid(&format!(
+            "Invalid value for field '{at}.defaultService': defaultService must not be set when \
+             defaultRouteAction.weightedBackendServices is set."
+        )));
+    }
+    let mut nonzero = false;
+    for (j, entry) in list.iter_mut().enumerate() {
+        let field = format!("{at}.defaultRouteAction.weightedBackendServices[{j}]");
+        let weight = match entry.get("weight") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v.as_u64().filter(|w| *w <= 1000).ok_or_else(|| {
+                invalid(&format!(
+                    "Invalid value for field '{field}.weight': '{v}'. The weight must be an \
+                     integer from 0 to 1000."
+                ))
+            })?,
+        };
+        nonzero |= weight > 0;
+        let service = entry
+            .get("backendService")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                invalid(&format!(
+                    "Invalid value for field '{field}.backendService': ''."
+                ))
+            })?
+            .to_string();
+        let name = last_segment(&service).to_string();
+        if w.find_backend(project, &name).is_none() {
+            return Err(not_found(&format!(
+                "projects/{project}/global/backendServices/{name}"
+            )));
+        }
+        entry["backendService"] = json!(backend_url(&w.base_url, project, &name));
+        entry["weight"] = json!(weight);
+    }
+    if !nonzero {
+        return Err(invalid(&format!(
+            "Invalid value for field '{at}.defaultRouteAction.weightedBackendServices': at least \
+             one weighted backend service must have a non-zero weight."
+        )));
+    }
+    Ok(())
+}
+
+/// The configuration a write leaves, validated.
+fn checked_config(
+    w: &World,
+    project: &str,
+    mut config: Value,
+) -> Result<Map<String, Value>, Response> {
+    check_route(w, project, &mut config, "resource")?;
+    if let Some(Value::Array(matchers)) = config.get_mut("pathMatchers") {
+        for (j, matcher) in matchers.iter_mut().enumerate() {
+            check_route(w, project, matcher, &format!("resource.pathMatchers[{j}]"))?;
+        }
+    }
+    match config {
+        Value::Object(o) => Ok(o),
+        _ => Err(invalid(
+            "Invalid value for field 'resource': not an object.",
+        )),
+    }
+}
+
+pub(crate) async fn patch_url_map(
+    State(shared): State<Shared>,
+    Path((project, map)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    write_url_map(&shared, &project, &map, &body, true)
+}
+
+pub(crate) async fn update_url_map(
+    State(shared): State<Shared>,
+    Path((project, map)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    write_url_map(&shared, &project, &map, &body, false)
+}
+
+fn write_url_map(
+    shared: &Shared,
+    project: &str,
+    map: &str,
+    body: &[u8],
+    merge_patch: bool,
+) -> Response {
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
+        return compute_error(
+            400,
+            "parseError",
+            "This API does not support parsing form-encoded input.",
+        );
+    };
+    let mut w = lock(shared);
+    let i = match find_map(&mut w, project, map) {
+        Ok(i) => i,
+        Err(e) => return e,
+    };
+    if let Some(name) = body.get("name").and_then(Value::as_str)
+        && name != map
+    {
+        return invalid(&format!(
+            "Invalid value for field 'resource.name': '{name}'. The name of a URL map cannot change."
+        ));
+    }
+    if w.faults.take_conflict().is_some() {
+        // Someone else wrote the map between this client's read and its write.
+        w.touch_target_at(i);
+    }
+    let PlatformState::UrlMap(current) = &w.split_targets[i].state else {
+        return not_found(&format!("projects/{project}/global/urlMaps/{map}"));
+    };
+    let sent = body
+        .get("fingerprint")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if sent != current.fingerprint {
+        return compute_error(
+            412,
+            "conditionNotMet",
+            "Invalid fingerprint: the URL map was modified after it was read.",
+        );
+    }
+    let mut fields: Map<String, Value> = body
+        .into_iter()
+        .filter(|(k, _)| !OUTPUT_ONLY.contains(&k.as_str()))
+        .collect();
+    let config = if merge_patch {
+        let mut merged = Value::Object(current.config.clone());
+        merge(&mut merged, &Value::Object(std::mem::take(&mut fields)));
+        merged
+    } else {
+        Value::Object(fields)
+    };
+    let config = match checked_config(&w, project, config) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+
+    let now = w.clock.now();
+    let fate = w.faults.take_op_fate();
+    if !matches!(fate, OpFate::Fails(..)) {
+        let fresh = fingerprint(&mut w.rng);
+        let members: Vec<String> = super::split_targets::url_map_weights(&config)
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect();
+        if let PlatformState::UrlMap(m) = &mut w.split_targets[i].state {
+            m.config = config;
+            m.fingerprint = fresh;
+        }
+        for b in members {
+            w.ensure_member(i, &b);
+        }
+        w.record_split(i, false, true);
+    }
+    let id = w.next_id();
+    let name = format!(
+        "operation-{}-{:013x}-{:08x}-{:08x}",
+        now.as_millisecond(),
+        w.rng.u64(..) & 0x1f_ffff_ffff_ffff,
+        w.rng.u32(..),
+        w.rng.u32(..)
+    );
+    let op = PlatformOp {
+        name: format!("projects/{project}/global/operations/{name}"),
+        target: key(project, map),
+        id,
+        created: now,
+        settle_at: w
+            .faults
+            .op_settle_after
+            .and_then(|a| now.checked_add(a).ok()),
+        polls_left: w.faults.op_polls_before_done,
+        done_at: None,
+        stuck: fate == OpFate::Stuck,
+        error: match fate {
+            OpFate::Fails(code, message) => Some((code, message)),
+            _ => None,
+        },
+        user: w.metadata.email.clone(),
+    };
+    let kind = if merge_patch { "patch" } else { "update" };
+    let answer = render_op(&w, &op, kind, true);
+    w.platform_ops.insert(op.name.clone(), op);
+    Json(answer).into_response()
+}
+
+fn render_op(w: &World, op: &PlatformOp, kind: &str, first: bool) -> Value {
+    let project = &op.target.project;
+    let short = last_segment(&op.name);
+    let target_id = w
+        .find_target(&op.target)
+        .map(|i| w.split_targets[i].core.id.to_string())
+        .unwrap_or_default();
+    let mut o = json!({
+        "kind": "compute#operation",
+        "id": op.id.to_string(),
+        "name": short,
+        "operationType": kind,
+        "targetLink": format!("{}/global/urlMaps/{}", v1(&w.base_url, project), op.target.name),
+        "targetId": target_id,
+        "user": op.user,
+        "insertTime": stamp(op.created),
+        "selfLink": format!("{}/global/operations/{short}", v1(&w.base_url, project)),
+    });
+    match op.done_at {
+        None => {
+            o["status"] = json!(if first { "PENDING" } else { "RUNNING" });
+            if !first {
+                o["startTime"] = json!(stamp(op.created));
+            }
+        }
+        Some(done) => {
+            o["status"] = json!("DONE");
+            o["progress"] = json!(100);
+            o["startTime"] = json!(stamp(op.created));
+            o["endTime"] = json!(stamp(done));
+            if let Some((_, message)) = &op.error {
+                o["error"] = json!({"errors": [{"code": "INTERNAL_ERROR", "message": message}]});
+                o["httpErrorStatusCode"] = json!(500);
+                o["httpErrorMessage"] = json!("INTERNAL SERVER ERROR");
+            }
+        }
+    }
+    o
+}
+
+fn poll(shared: &Shared, project: &str, operation: &str) -> Response {
+    let name = format!("projects/{project}/global/operations/{operation}");
+    let mut w = lock(shared);
+    let now = w.clock.now();
+    let Some(op) = w.platform_ops.get_mut(&name) else {
+        return not_found(&name);
+    };
+    op.poll(now);
+    let op = op.clone();
+    Json(render_op(&w, &op, "patch", false)).into_response()
+}
+
+pub(crate) async fn get_operation(
+    State(shared): State<Shared>,
+    Path((project, operation)): Path<(String, String)>,
+) -> Response {
+    poll(&shared, &project, &operation)
+}
+
+/// `POST …/global/operations/{op}/wait`: answered like a poll (the fake never blocks).
+pub(crate) async fn wait_operation(
+    State(shared): State<Shared>,
+    Path((project, operation)): Path<(String, String)>,
+) -> Response {
+    poll(&shared, &project, &operation)
+}
+
+fn group_url(base_url: &str, b: &Backend) -> String {
+    format!(
+        "{}/zones/{BACKEND_ZONE}/instanceGroups/{}",
+        v1(base_url, &b.project),
+        b.group_name()
+    )
+}
+
+fn find_backend(w: &World, project: &str, backend: &str) -> Result<usize, Response> {
+    w.find_backend(project, backend).ok_or_else(|| {
+        not_found(&format!(
+            "projects/{project}/global/backendServices/{backend}"
+        ))
+    })
+}
+
+pub(crate) async fn get_backend_service(
+    State(shared): State<Shared>,
+    Path((project, backend)): Path<(String, String)>,
+) -> Response {
+    let w = lock(&shared);
+    let b = match find_backend(&w, &project, &backend) {
+        Ok(b) => &w.backends[b],
+        Err(e) => return e,
+    };
+    let base = v1(&w.base_url, &project);
+    Json(json!({
+        "kind": "compute#backendService",
+        "id": b.id.to_string(),
+        "creationTimestamp": stamp(b.created),
+        "name": b.name,
+        "selfLink": backend_url(&w.base_url, &project, &b.name),
+        "backends": [{
+            "group": group_url(&w.base_url, b),
+            "balancingMode": "UTILIZATION",
+            "maxUtilization": 0.8,
+            "capacityScaler": 1,
+        }],
+        "healthChecks": [format!("{base}/global/healthChecks/{}-hc", b.name)],
+        "timeoutSec": 30,
+        "port": 80,
+        "protocol": "HTTP",
+        "portName": "http",
+        "loadBalancingScheme": "EXTERNAL_MANAGED",
+        "sessionAffinity": "NONE",
+        "connectionDraining": {"drainingTimeoutSec": 300},
+        "fingerprint": b.fingerprint,
+    }))
+    .into_response()
+}
+
+/// `POST …/backendServices/{b}/getHealth` with `{"group": URL}`: one entry per instance of the
+/// group (two). An unhealthy backend has its first instance `UNHEALTHY`, the other `HEALTHY`.
+pub(crate) async fn get_health(
+    State(shared): State<Shared>,
+    Path((project, backend)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let w = lock(&shared);
+    let b = match find_backend(&w, &project, &backend) {
+        Ok(b) => &w.backends[b],
+        Err(e) => return e,
+    };
+    let group = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("group").and_then(Value::as_str).map(str::to_string));
+    let Some(group) = group else {
+        return compute_error(
+            400,
+            "required",
+            "Required field 'resource.group' not specified",
+        );
+    };
+    let wanted = format!("zones/{BACKEND_ZONE}/instanceGroups/{}", b.group_name());
+    if !group.ends_with(&wanted) {
+        return invalid(&format!(
+            "Invalid value for field 'resource.group': '{group}'. The group is not a backend of \
+             backend service '{backend}'."
+        ));
+    }
+    let base = v1(&w.base_url, &project);
+    let status: Vec<Value> = (0..2)
+        .map(|n| {
+            let healthy = b.healthy || n > 0;
+            json!({
+                "instance": format!("{base}/zones/{BACKEND_ZONE}/instances/{}-{n:04}", b.group_name()),
+                "ipAddress": format!("10.128.0.{}", 10 + n),
+                "port": 80,
+                "healthState": if healthy { "HEALTHY" } else { "UNHEALTHY" },
+            })
+        })
+        .collect();
+    Json(json!({"kind": "compute#backendServiceGroupHealth", "healthStatus": status}))
+        .into_response()
+}
