@@ -508,3 +508,299 @@ pub(crate) async fn get_health(
     Json(json!({"kind": "compute#backendServiceGroupHealth", "healthStatus": status}))
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::*;
+    use crate::{FakeClock, FakeGcp};
+
+    const MAP: &str = "/compute/v1/projects/acme-prod/global/urlMaps/web";
+
+    /// URL map `web` on backend `blue`, backend `green` joined at weight 0.
+    async fn fake_with_backends() -> (FakeGcp, FakeClock) {
+        let clock = FakeClock::manual(T0.parse().unwrap());
+        let fake = FakeGcp::start(clock.clone()).await;
+        fake.add_url_map(PROJECT, "web", "blue");
+        fake.add_backend(PROJECT, "web", "green");
+        (fake, clock)
+    }
+
+    async fn send(fake: &FakeGcp, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let url = format!("{}{path}", fake.base_url());
+        let request = match method {
+            "GET" => http().get(url),
+            "POST" => http().post(url),
+            "PATCH" => http().patch(url),
+            "PUT" => http().put(url),
+            other => panic!("{other}"),
+        };
+        let request = match body {
+            Some(b) => request.json(b),
+            None => request,
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// The weighted route as a body for PATCH: blue and green at these weights.
+    fn route(fingerprint: &str, blue: u64, green: u64) -> Value {
+        json!({
+            "fingerprint": fingerprint,
+            "defaultRouteAction": {"weightedBackendServices": [
+                {"backendService": "projects/acme-prod/global/backendServices/blue", "weight": blue},
+                {"backendService": "global/backendServices/green", "weight": green},
+            ]},
+        })
+    }
+
+    /// GET answers a `compute#urlMap` with a fingerprint and full backend URLs; the backend that
+    /// joined is there at weight 0 (no `defaultService`).
+    #[tokio::test]
+    async fn get_has_the_api_shape() {
+        let (fake, _clock) = fake_with_backends().await;
+        let (status, map) = send(&fake, "GET", MAP, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(map["kind"], "compute#urlMap");
+        assert_eq!(map["name"], "web");
+        assert!(map["id"].is_string());
+        assert!(!map["fingerprint"].as_str().unwrap().is_empty());
+        let weighted = map["defaultRouteAction"]["weightedBackendServices"]
+            .as_array()
+            .unwrap();
+        assert_eq!(weighted.len(), 2);
+        assert_eq!(
+            weighted[1]["backendService"],
+            format!(
+                "{}/compute/v1/projects/acme-prod/global/backendServices/green",
+                fake.base_url()
+            )
+        );
+        assert_eq!(
+            (
+                weighted[0]["weight"].as_u64(),
+                weighted[1]["weight"].as_u64()
+            ),
+            (Some(1000), Some(0))
+        );
+        assert_eq!(map.get("defaultService"), None);
+        let (status, missing) = send(
+            &fake,
+            "GET",
+            "/compute/v1/projects/acme-prod/global/urlMaps/nope",
+            None,
+        )
+        .await;
+        assert_eq!(status, 404);
+        assert_eq!(missing["error"]["errors"][0]["reason"], "notFound");
+    }
+
+    /// A PATCH carrying the current fingerprint moves the weights, changes the fingerprint and
+    /// answers a PENDING global operation that is DONE when polled (GET or `wait`).
+    #[tokio::test]
+    async fn patch_with_the_fingerprint_then_wait() {
+        let (fake, _clock) = fake_with_backends().await;
+        fake.faults().op_polls_before_done(1);
+        let (_, map) = send(&fake, "GET", MAP, None).await;
+        let fingerprint = map["fingerprint"].as_str().unwrap().to_string();
+        let (status, op) = send(&fake, "PATCH", MAP, Some(&route(&fingerprint, 900, 100))).await;
+        assert_eq!(status, 200, "{op}");
+        assert_eq!(
+            (op["kind"].as_str(), op["status"].as_str()),
+            (Some("compute#operation"), Some("PENDING"))
+        );
+        assert!(
+            op["targetLink"]
+                .as_str()
+                .unwrap()
+                .ends_with("/global/urlMaps/web")
+        );
+        let op_path = format!(
+            "/compute/v1/projects/acme-prod/global/operations/{}",
+            op["name"].as_str().unwrap()
+        );
+        assert!(op["selfLink"].as_str().unwrap().ends_with(&op_path));
+        let (_, running) = send(&fake, "GET", &op_path, None).await;
+        assert_eq!(running["status"], "RUNNING");
+        let (_, done) = send(&fake, "POST", &format!("{op_path}/wait"), None).await;
+        assert_eq!(done["status"], "DONE");
+        assert_eq!(done.get("error"), None);
+        let key = FakeGcp::url_map(PROJECT, "web");
+        assert_eq!(
+            fake.split_of(&key),
+            [("blue".to_string(), 0.9), ("green".to_string(), 0.1)]
+        );
+        let last = fake.split_history(&key).last().unwrap().clone();
+        assert!(last.guard_matched && !last.by_hand);
+        assert_eq!(
+            last.written,
+            [("blue".to_string(), 900.0), ("green".to_string(), 100.0)]
+        );
+        let (_, after) = send(&fake, "GET", MAP, None).await;
+        assert_ne!(after["fingerprint"], map["fingerprint"]);
+        // Merge patch: fields the body leaves out are kept.
+        assert!(after["defaultRouteAction"]["weightedBackendServices"].is_array());
+    }
+
+    /// A stale or missing fingerprint is 412 `conditionNotMet`, in Compute's error shape; so is
+    /// a write that a concurrent writer beat (who changed the map's description first).
+    #[tokio::test]
+    async fn stale_fingerprints_are_refused() {
+        let (fake, _clock) = fake_with_backends().await;
+        let key = FakeGcp::url_map(PROJECT, "web");
+        let (_, map) = send(&fake, "GET", MAP, None).await;
+        let fingerprint = map["fingerprint"].as_str().unwrap().to_string();
+        fake.set_split_by_hand(&key, &[("blue", 50), ("green", 50)]);
+        let (status, error) = send(&fake, "PATCH", MAP, Some(&route(&fingerprint, 900, 100))).await;
+        assert_eq!(status, 412, "{error}");
+        assert_eq!(error["error"]["code"], 412);
+        assert_eq!(error["error"]["errors"][0]["reason"], "conditionNotMet");
+        assert_eq!(error["error"].get("status"), None);
+        let mut no_fingerprint = route("", 900, 100);
+        no_fingerprint
+            .as_object_mut()
+            .unwrap()
+            .remove("fingerprint");
+        let (status, _) = send(&fake, "PATCH", MAP, Some(&no_fingerprint)).await;
+        assert_eq!(status, 412);
+        assert_eq!(
+            fake.split_of(&key),
+            [("blue".to_string(), 0.5), ("green".to_string(), 0.5)]
+        );
+
+        let (_, map) = send(&fake, "GET", MAP, None).await;
+        fake.faults().conflict_next_patches(1);
+        let current = map["fingerprint"].as_str().unwrap();
+        let (status, _) = send(&fake, "PATCH", MAP, Some(&route(current, 900, 100))).await;
+        assert_eq!(status, 412);
+        assert_eq!(fake.concurrent_writes_of(&key), 1);
+        let (_, edited) = send(&fake, "GET", MAP, None).await;
+        assert!(edited["description"].is_string());
+        let fresh = edited["fingerprint"].as_str().unwrap();
+        let (status, _) = send(&fake, "PATCH", MAP, Some(&route(fresh, 900, 100))).await;
+        assert_eq!(status, 200, "a re-read fingerprint succeeds");
+    }
+
+    /// Writes are held to the documented rules: weights 0..=1000, one non-zero weight per
+    /// route, existing backend services, not both `defaultService` and weighted backends.
+    #[tokio::test]
+    async fn invalid_routes_are_refused() {
+        let (fake, _clock) = fake_with_backends().await;
+        let (_, map) = send(&fake, "GET", MAP, None).await;
+        let fp = map["fingerprint"].as_str().unwrap().to_string();
+        let mut with_service = route(&fp, 500, 500);
+        with_service["defaultService"] = json!("global/backendServices/blue");
+        let mut unknown = route(&fp, 500, 500);
+        unknown["defaultRouteAction"]["weightedBackendServices"][1]["backendService"] =
+            json!("global/backendServices/purple");
+        let cases = [
+            (route(&fp, 1001, 0), 400, "invalid"),
+            (route(&fp, 0, 0), 400, "invalid"),
+            (with_service, 400, "invalid"),
+            (unknown, 404, "notFound"),
+        ];
+        for (body, status, reason) in cases {
+            let (got, error) = send(&fake, "PATCH", MAP, Some(&body)).await;
+            assert_eq!(got, status, "{body}: {error}");
+            assert_eq!(error["error"]["errors"][0]["reason"], reason);
+        }
+        let key = FakeGcp::url_map(PROJECT, "web");
+        assert_eq!(
+            fake.split_history(&key).len(),
+            2,
+            "creation and the joining backend only"
+        );
+    }
+
+    /// PUT replaces the whole configuration (here: a path matcher routes half the requests to
+    /// green); each route weighs equally in the shares.
+    #[tokio::test]
+    async fn update_replaces_the_map() {
+        let (fake, _clock) = fake_with_backends().await;
+        let (_, map) = send(&fake, "GET", MAP, None).await;
+        let mut body = route(map["fingerprint"].as_str().unwrap(), 1000, 0);
+        body["hostRules"] = json!([{"hosts": ["api.example.com"], "pathMatcher": "api"}]);
+        body["pathMatchers"] = json!([{"name": "api", "defaultRouteAction": {"weightedBackendServices": [
+            {"backendService": "global/backendServices/green", "weight": 1}
+        ]}}]);
+        body["name"] = json!("web");
+        let (status, op) = send(&fake, "PUT", MAP, Some(&body)).await;
+        assert_eq!(status, 200, "{op}");
+        assert_eq!(op["operationType"], "update");
+        let key = FakeGcp::url_map(PROJECT, "web");
+        assert_eq!(
+            fake.split_of(&key),
+            [("blue".to_string(), 0.5), ("green".to_string(), 0.5)]
+        );
+        let (_, after) = send(&fake, "GET", MAP, None).await;
+        assert_eq!(after["pathMatchers"][0]["name"], "api");
+    }
+
+    /// getHealth reports every instance of the backend's group; an unhealthy backend has one
+    /// UNHEALTHY instance; a group that is not the backend's is refused.
+    #[tokio::test]
+    async fn backend_health() {
+        let (fake, _clock) = fake_with_backends().await;
+        let svc = "/compute/v1/projects/acme-prod/global/backendServices/green";
+        let (status, backend) = send(&fake, "GET", svc, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(backend["kind"], "compute#backendService");
+        let group = backend["backends"][0]["group"].clone();
+        let states = |health: &Value| -> Vec<String> {
+            health["healthStatus"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["healthState"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let body = json!({"group": group});
+        let (status, health) = send(&fake, "POST", &format!("{svc}/getHealth"), Some(&body)).await;
+        assert_eq!(status, 200, "{health}");
+        assert_eq!(states(&health), ["HEALTHY", "HEALTHY"]);
+        fake.set_backend_healthy(PROJECT, "green", false);
+        let (_, health) = send(&fake, "POST", &format!("{svc}/getHealth"), Some(&body)).await;
+        assert_eq!(states(&health), ["UNHEALTHY", "HEALTHY"]);
+        let wrong = json!({"group": "zones/us-central1-a/instanceGroups/blue-mig"});
+        let (status, _) = send(&fake, "POST", &format!("{svc}/getHealth"), Some(&wrong)).await;
+        assert_eq!(status, 400);
+        // Weight given to it anyway is flagged in the history.
+        let key = FakeGcp::url_map(PROJECT, "web");
+        fake.set_split_by_hand(&key, &[("blue", 90), ("green", 10)]);
+        assert_eq!(
+            fake.split_history(&key).last().unwrap().routes_unready,
+            ["green"]
+        );
+    }
+
+    /// A failing operation ends DONE with `error.errors` and leaves the map as it was; an
+    /// injected 503 comes in Compute's shape.
+    #[tokio::test]
+    async fn failing_operations_and_injected_errors() {
+        let (fake, _clock) = fake_with_backends().await;
+        let (_, map) = send(&fake, "GET", MAP, None).await;
+        fake.faults().failing_operations(1, 13, "Internal error.");
+        let (status, op) = send(
+            &fake,
+            "PATCH",
+            MAP,
+            Some(&route(map["fingerprint"].as_str().unwrap(), 500, 500)),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let path = format!(
+            "/compute/v1/projects/acme-prod/global/operations/{}",
+            op["name"].as_str().unwrap()
+        );
+        let (_, done) = send(&fake, "GET", &path, None).await;
+        assert_eq!(done["status"], "DONE");
+        assert_eq!(done["error"]["errors"][0]["code"], "INTERNAL_ERROR");
+        let (_, after) = send(&fake, "GET", MAP, None).await;
+        assert_eq!(after["fingerprint"], map["fingerprint"]);
+        fake.faults().run_errors(1, 503);
+        let (status, error) = send(&fake, "GET", MAP, None).await;
+        assert_eq!(status, 503);
+        assert_eq!(error["error"]["errors"][0]["reason"], "backendError");
+    }
+}

@@ -1709,4 +1709,148 @@ mod tests {
             let _ = parse_filter(&format!("{key}{sep}{value}{tail}"));
         }
     }
+
+    fn series_by<'a>(response: &'a Value, label: &str, value: &str) -> &'a Value {
+        response["timeSeries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["resource"]["labels"][label] == value)
+            .unwrap_or_else(|| panic!("no series with {label}={value} in {response}"))
+    }
+
+    /// App Engine: `response_count` on `gae_app` follows the split the App Engine fake serves
+    /// (10 % of 100 rps for a minute is ~600 requests), by `version_id`, and a failing version's
+    /// 5xx show under `response_code` 500; Cloud Run's metric does not see App Engine targets.
+    #[tokio::test]
+    async fn app_engine_metrics_follow_the_split() {
+        let (fake, clock) = fake_with_service().await;
+        fake.add_app_engine_service(PROJECT, "web", "v1");
+        fake.deploy_version(PROJECT, "web", "v2");
+        let key = FakeGcp::app_engine(PROJECT, "web");
+        fake.set_profile_of(&key, "v2", RevisionProfile::healthy().with_error_ratio(0.5));
+        fake.set_split_by_hand(&key, &[("v1", 90), ("v2", 10)]);
+        clock.advance(SignedDuration::from_mins(4));
+        let by_version = [
+            ("aggregation.alignmentPeriod", "60s"),
+            ("aggregation.perSeriesAligner", "ALIGN_DELTA"),
+            ("aggregation.crossSeriesReducer", "REDUCE_SUM"),
+            ("aggregation.groupByFields", "resource.label.version_id"),
+        ];
+        let (status, all) = list(
+            &fake,
+            "metric.type = \"appengine.googleapis.com/http/server/response_count\" AND resource.type = \"gae_app\" AND resource.labels.module_id = \"web\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_version,
+        )
+        .await;
+        assert_eq!(status, 200, "{all}");
+        let v2 = counts(series_by(&all, "version_id", "v2"));
+        assert!(v2.iter().all(|n| (560..=640).contains(n)), "{v2:?}");
+        let v1 = counts(series_by(&all, "version_id", "v1"));
+        assert!(v1.iter().all(|n| (5300..=5500).contains(n)), "{v1:?}");
+        let (_, errors) = list(
+            &fake,
+            "metric.type = \"appengine.googleapis.com/http/server/response_count\" AND resource.labels.version_id = \"v2\" AND metric.labels.response_code = \"500\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_version,
+        )
+        .await;
+        let e = counts(series_by(&errors, "version_id", "v2"));
+        assert!(e.iter().all(|n| (240..=360).contains(n)), "{e:?}");
+        let (_, latencies) = list(
+            &fake,
+            "metric.type = \"appengine.googleapis.com/http/server/response_latencies\" AND resource.labels.version_id = \"v1\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_version,
+        )
+        .await;
+        assert_eq!(latencies["unit"], "ms");
+        let v1 = series_by(&latencies, "version_id", "v1");
+        assert_eq!(
+            (v1["valueType"].as_str(), v1["resource"]["type"].as_str()),
+            (Some("DISTRIBUTION"), Some("gae_app"))
+        );
+        let (_, run_only) = list(
+            &fake,
+            "metric.type = \"run.googleapis.com/request_count\" AND resource.labels.service_name = \"web\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &COUNT_BY_REVISION,
+        )
+        .await;
+        assert_eq!(run_only, json!({}));
+    }
+
+    /// Load balancer: `backend_request_count` on `https_lb_rule` follows the URL map's weights
+    /// by `backend_target_name`, with `response_code_class` as an int (500 for 5xx), and the
+    /// ingest lag holds back the newest minutes like Cloud Run's.
+    #[tokio::test]
+    async fn load_balancer_metrics_follow_the_weights() {
+        let (fake, clock) = fake_with_service().await;
+        fake.add_url_map(PROJECT, "web", "blue");
+        fake.add_backend(PROJECT, "web", "green");
+        let key = FakeGcp::url_map(PROJECT, "web");
+        fake.set_rps_of(&key, 50.0);
+        fake.set_profile_of(
+            &key,
+            "green",
+            RevisionProfile::healthy().with_error_ratio(1.0),
+        );
+        fake.set_split_by_hand(&key, &[("blue", 50), ("green", 50)]);
+        clock.advance(SignedDuration::from_mins(4));
+        let by_backend = [
+            ("aggregation.alignmentPeriod", "60s"),
+            ("aggregation.perSeriesAligner", "ALIGN_DELTA"),
+            ("aggregation.crossSeriesReducer", "REDUCE_SUM"),
+            (
+                "aggregation.groupByFields",
+                "resource.label.backend_target_name",
+            ),
+            (
+                "aggregation.groupByFields",
+                "metric.label.response_code_class",
+            ),
+        ];
+        let (status, all) = list(
+            &fake,
+            "metric.type = \"loadbalancing.googleapis.com/https/backend_request_count\" AND resource.type = \"https_lb_rule\" AND resource.labels.url_map_name = \"web\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_backend,
+        )
+        .await;
+        assert_eq!(status, 200, "{all}");
+        let series = all["timeSeries"].as_array().unwrap();
+        let green = series
+            .iter()
+            .find(|s| s["resource"]["labels"]["backend_target_name"] == "green")
+            .unwrap();
+        assert_eq!(green["metric"]["labels"]["response_code_class"], "500");
+        // Minutes 10:01 and 10:02 are visible (two minutes of ingest lag at 10:04).
+        assert_eq!(counts(green).len(), 2, "{green}");
+        assert!(
+            counts(green).iter().all(|n| (1450..=1550).contains(n)),
+            "{green}"
+        );
+        assert!(
+            series.iter().all(
+                |s| s["resource"]["labels"]["backend_target_name"] != "green"
+                    || s["metric"]["labels"]["response_code_class"] == "500"
+            ),
+            "green only fails"
+        );
+        let (status, wrong_resource) = list(
+            &fake,
+            "metric.type = \"loadbalancing.googleapis.com/https/backend_request_count\" AND resource.type = \"gae_app\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_backend,
+        )
+        .await;
+        assert_eq!((status, wrong_resource), (200, json!({})));
+    }
 }
