@@ -465,7 +465,8 @@ pub(crate) async fn get_backend_service(
 }
 
 /// `POST …/backendServices/{b}/getHealth` with `{"group": URL}`: one entry per instance of the
-/// group (two). An unhealthy backend has its first instance `UNHEALTHY`, the other `HEALTHY`.
+/// group (two, named after the group's generation). An unhealthy backend has its first instance
+/// `UNHEALTHY`, the other `HEALTHY`.
 pub(crate) async fn get_health(
     State(shared): State<Shared>,
     Path((project, backend)): Path<(String, String)>,
@@ -498,7 +499,11 @@ pub(crate) async fn get_health(
         .map(|n| {
             let healthy = b.healthy || n > 0;
             json!({
-                "instance": format!("{base}/zones/{BACKEND_ZONE}/instances/{}-{n:04}", b.group_name()),
+                "instance": format!(
+                    "{base}/zones/{BACKEND_ZONE}/instances/{}-g{}-{n:04}",
+                    b.group_name(),
+                    b.generation
+                ),
                 "ipAddress": format!("10.128.0.{}", 10 + n),
                 "port": 80,
                 "healthState": if healthy { "HEALTHY" } else { "UNHEALTHY" },
@@ -765,6 +770,24 @@ mod tests {
         let wrong = json!({"group": "zones/us-central1-a/instanceGroups/blue-mig"});
         let (status, _) = send(&fake, "POST", &format!("{svc}/getHealth"), Some(&wrong)).await;
         assert_eq!(status, 400);
+        // A redeploy (the MIG rolled to a new template) shows as new instances.
+        let instances = |health: &Value| -> Vec<String> {
+            health["healthStatus"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["instance"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let before = instances(&health);
+        fake.redeploy_backend(PROJECT, "green");
+        let (_, health) = send(&fake, "POST", &format!("{svc}/getHealth"), Some(&body)).await;
+        assert!(
+            instances(&health).iter().all(|i| !before.contains(i)),
+            "{health}"
+        );
+        let (_, redeployed) = send(&fake, "GET", svc, None).await;
+        assert_ne!(redeployed["fingerprint"], backend["fingerprint"]);
         // Weight given to it anyway is flagged in the history.
         let key = FakeGcp::url_map(PROJECT, "web");
         fake.set_split_by_hand(&key, &[("blue", 90), ("green", 10)]);

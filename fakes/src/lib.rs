@@ -9,9 +9,33 @@
 //! reference disagree the fake is wrong. Everything time-related follows the [`FakeClock`] the
 //! fake was started with, so a five-minute soak on a manual clock takes milliseconds.
 //!
+//! # One world, three platforms
+//! Cloud Run services, App Engine services and URL maps of a global external Application Load
+//! Balancer are targets of the same world, with the same traffic model: a target receives
+//! requests per second, each member (revision / version / backend service) its share of them
+//! from the split the platform's fake serves, behaving like its [`RevisionProfile`]; the fake
+//! Monitoring answers `cloud_run_revision`, `gae_app` and `https_lb_rule` queries from it, with
+//! the same faults (lag, missing points, odd answers).
+//!
+//! A target is named by a [`TargetKey`]: [`FakeGcp::cloud_run`]`(project, region, service)`,
+//! [`FakeGcp::app_engine`]`(project, service)` or [`FakeGcp::url_map`]`(project, map)`. The
+//! platform-neutral scenario methods take one: `set_profile_of`, `set_rps_of`,
+//! `set_split_by_hand` (a person editing the split, in percents), `touch` (a concurrent writer),
+//! `split_of`, `split_history` ([`SplitChange`]s: shares, what was written, by hand or not, guard
+//! matched, members routed while not ready), `target_json`, `concurrent_writes_of`. The
+//! platform's own set-up: `add_app_engine_service`, `deploy_version`, `set_version_serving`;
+//! `add_url_map`, `add_backend`, `set_backend_healthy`, `redeploy_backend`. The Cloud Run methods
+//! by `(project, region, service)` are unchanged.
+//!
 //! # Layout
 //! * `fake_run.rs`: Cloud Run Admin v2 — services, revisions, PATCH + operations, tag URLs.
-//! * `fake_monitoring.rs`: Cloud Monitoring v3 `timeSeries.list` for Cloud Run's request metrics.
+//! * `fake_appengine.rs`: App Engine Admin v1 (`/v1/apps/…`) — services get/list/patch
+//!   (`updateMask=split`), versions, operations, version URLs (`/__appengine/…`).
+//! * `fake_compute.rs`: Compute v1 (`/compute/v1/projects/…`) — URL maps get/patch/update with the
+//!   fingerprint guard, backend services get/getHealth, global operations get/wait.
+//! * `split_targets.rs`: the App Engine services, URL maps and backend services of the world.
+//! * `fake_monitoring.rs`: Cloud Monitoring v3 `timeSeries.list` for the request metrics of
+//!   Cloud Run, App Engine and the load balancer.
 //! * `fake_metadata.rs`: the metadata server (token, project, region).
 //! * `traffic.rs`: the one traffic model (log-normal latency, Cloud Run's latency buckets,
 //!   Poisson counts), shared by the fake Monitoring, the simulator and cutover's decision tests.
@@ -86,8 +110,8 @@ use world::{ServiceKey, Shared, World, lock};
 /// Larger request bodies are refused (a Service is a few KiB).
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// The fake Google Cloud: Cloud Run Admin v2, Cloud Monitoring v3 and the metadata server on one
-/// local port, plus a Rust API to set scenarios up and to inspect what happened. Clones share
+/// The fake Google Cloud: Cloud Run Admin v2, App Engine Admin v1, Compute v1 (URL maps, backend
+/// services, global operations), Cloud Monitoring v3 and the metadata server on one local port, plus a Rust API to set scenarios up and to inspect what happened. Clones share
 /// the same world.
 ///
 /// The scenario methods panic when they name a service or revision that does not exist: that is
@@ -130,7 +154,8 @@ impl FakeGcp {
         FakeGcp { shared, addr }
     }
 
-    /// `http://127.0.0.1:PORT`: the Run and Monitoring endpoint.
+    /// `http://127.0.0.1:PORT`: the Run, App Engine Admin, Compute and Monitoring endpoint
+    /// (paths `/v2/projects/…`, `/v1/apps/…`, `/compute/v1/projects/…`, `/v3/projects/…`).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -506,6 +531,13 @@ impl FakeGcp {
     /// at weight 0 (new fingerprint), like a second MIG behind a new backend service.
     pub fn add_backend(&self, project: &str, map: &str, backend: &str) {
         lock(&self.shared).add_backend(&Self::url_map(project, map), backend);
+    }
+
+    /// The MIG behind `backend` rolled to a new instance template (a new deploy of a backend
+    /// service that recurs, blue/green): its instances get new names in `getHealth` and the
+    /// backend service a new fingerprint; weights, health and profile stay as they were.
+    pub fn redeploy_backend(&self, project: &str, backend: &str) {
+        lock(&self.shared).redeploy_backend(project, backend);
     }
 
     /// Every instance of `backend` healthy, or its first instance `UNHEALTHY` in `getHealth`.

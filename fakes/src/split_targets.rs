@@ -211,6 +211,9 @@ pub(crate) struct Backend {
     pub(crate) created: Timestamp,
     pub(crate) healthy: bool,
     pub(crate) fingerprint: String,
+    /// Bumped by every redeploy (a MIG rolled to a new instance template): its instances get
+    /// new names and the backend service a new fingerprint.
+    pub(crate) generation: u32,
 }
 
 /// The one zone the fake puts instance groups in.
@@ -542,7 +545,20 @@ impl super::world::World {
             created: now,
             healthy: true,
             fingerprint,
+            generation: 1,
         });
+    }
+
+    /// The MIG behind `backend` rolled to a new instance template: new instances (new names in
+    /// `getHealth`), a new backend-service fingerprint. Weights and health are unchanged.
+    pub(crate) fn redeploy_backend(&mut self, project: &str, backend: &str) {
+        let b = self
+            .find_backend(project, backend)
+            .unwrap_or_else(|| panic!("FakeGcp: no backend service {backend} in {project}"));
+        let fresh = fingerprint(&mut self.rng);
+        let backend = &mut self.backends[b];
+        backend.generation += 1;
+        backend.fingerprint = fresh;
     }
 
     pub(crate) fn add_url_map(&mut self, key: TargetKey, stable_backend: &str) {
