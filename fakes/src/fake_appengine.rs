@@ -16,8 +16,8 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, State},
-    http::{StatusCode, Uri},
-    response::{IntoResponse, Response},
+    http::Uri,
+    response::Response,
 };
 use serde_json::{Map, Value, json};
 
@@ -47,7 +47,7 @@ fn find(w: &mut World, app: &str, service: &str) -> Result<usize, RpcError> {
 
 /// A JSON number for thousandths (`100` → `0.1`, `1000` → `1`).
 fn fraction(thousandths: u32) -> Value {
-    if thousandths % 1000 == 0 {
+    if thousandths.is_multiple_of(1000) {
         json!(thousandths / 1000)
     } else {
         json!(f64::from(thousandths) / 1000.0)
@@ -318,7 +318,7 @@ fn parse_split(
             ));
         }
         let thousandths = (x * 1000.0).round();
-        if (x * 1000.0 - thousandths).abs() > 1e-6 || thousandths as u32 % step != 0 {
+        if (x * 1000.0 - thousandths).abs() > 1e-6 || !(thousandths as u32).is_multiple_of(step) {
             let places = if step == 1 { "three" } else { "two" };
             return Err(RpcError::bad_field(
                 &field,
@@ -429,24 +429,11 @@ pub(crate) async fn patch_service(
         w.split_targets[i].core.updated = now;
     }
     let id = w.uuid();
-    let op = PlatformOp {
-        name: format!("apps/{app}/operations/{id}"),
-        target: key(&app, &service),
-        id: w.next_id(),
-        created: now,
-        settle_at: w
-            .faults
-            .op_settle_after
-            .and_then(|a| now.checked_add(a).ok()),
-        polls_left: w.faults.op_polls_before_done,
-        done_at: None,
-        stuck: fate == OpFate::Stuck,
-        error: match fate {
-            OpFate::Fails(code, message) => Some((code, message)),
-            _ => None,
-        },
-        user: w.metadata.email.clone(),
-    };
+    let op = w.new_platform_op(
+        format!("apps/{app}/operations/{id}"),
+        key(&app, &service),
+        fate,
+    );
     let answer = render_op(&w, &op);
     w.platform_ops.insert(op.name.clone(), op);
     Ok(Json(answer))
@@ -483,15 +470,7 @@ fn answer_version(shared: &Shared, app: &str, service: &str, version: &str, uri:
     });
     match status {
         None => wire::html_not_found(uri.path()),
-        Some(status) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = if status.is_success() {
-                "ok"
-            } else {
-                status.canonical_reason().unwrap_or("error")
-            };
-            (status, body).into_response()
-        }
+        Some(status) => wire::smoke_answer(status),
     }
 }
 
@@ -499,38 +478,16 @@ fn answer_version(shared: &Shared, app: &str, service: &str, version: &str, uri:
 mod tests {
     use super::super::testkit::*;
     use super::*;
-    use crate::{FakeClock, FakeGcp, RevisionProfile};
+    use crate::{FakeGcp, RevisionProfile};
 
     const SVC: &str = "/v1/apps/acme-prod/services/web";
 
-    /// App `acme-prod`, service `web` on `v1`, candidate `v2` deployed without traffic.
-    async fn fake_with_versions() -> (FakeGcp, FakeClock) {
-        let clock = FakeClock::manual(T0.parse().unwrap());
-        let fake = FakeGcp::start(clock.clone()).await;
-        fake.add_app_engine_service(PROJECT, "web", "v1");
-        fake.deploy_version(PROJECT, "web", "v2");
-        (fake, clock)
-    }
-
     async fn get(fake: &FakeGcp, path: &str) -> (u16, Value) {
-        let response = http()
-            .get(format!("{}{path}", fake.base_url()))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        call(fake, "GET", path, None).await
     }
 
     async fn patch(fake: &FakeGcp, query: &str, body: &Value) -> (u16, Value) {
-        let response = http()
-            .patch(format!("{}{SVC}{query}", fake.base_url()))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        call(fake, "PATCH", &format!("{SVC}{query}"), Some(body)).await
     }
 
     fn split(allocations: Value, shard_by: Option<&str>) -> Value {
@@ -545,7 +502,7 @@ mod tests {
     /// no `shardBy` while it is UNSPECIFIED; versions list both, with status and URL.
     #[tokio::test]
     async fn get_and_list_have_the_api_shape() {
-        let (fake, _clock) = fake_with_versions().await;
+        let (fake, _clock) = fake_with_app_engine().await;
         let (status, service) = get(&fake, SVC).await;
         assert_eq!(status, 200);
         assert_eq!(
@@ -580,7 +537,7 @@ mod tests {
     /// the operation is done on the next poll, and the history records an unguarded API write.
     #[tokio::test]
     async fn patch_split_then_poll_the_operation() {
-        let (fake, _clock) = fake_with_versions().await;
+        let (fake, _clock) = fake_with_app_engine().await;
         fake.faults().op_polls_before_done(1);
         let (status, op) = patch(
             &fake,
@@ -620,7 +577,7 @@ mod tests {
     /// nothing.
     #[tokio::test]
     async fn invalid_splits_are_refused() {
-        let (fake, _clock) = fake_with_versions().await;
+        let (fake, _clock) = fake_with_app_engine().await;
         let cases = [
             ("", split(json!({"v1": 0.5, "v2": 0.5}), None)),
             (
@@ -666,7 +623,7 @@ mod tests {
     /// answers its profile's smoke status.
     #[tokio::test]
     async fn stopped_versions_and_version_urls() {
-        let (fake, _clock) = fake_with_versions().await;
+        let (fake, _clock) = fake_with_app_engine().await;
         let key = FakeGcp::app_engine(PROJECT, "web");
         fake.set_profile_of(
             &key,
@@ -701,7 +658,7 @@ mod tests {
     /// 503s come in the `google.rpc` shape.
     #[tokio::test]
     async fn failing_operations_and_injected_errors() {
-        let (fake, _clock) = fake_with_versions().await;
+        let (fake, _clock) = fake_with_app_engine().await;
         let key = FakeGcp::app_engine(PROJECT, "web");
         fake.faults()
             .failing_operations(1, 13, "Internal error while updating traffic.");
@@ -727,7 +684,7 @@ mod tests {
     /// A person editing the split: allocations become the percents, recorded by hand.
     #[tokio::test]
     async fn a_person_edits_the_split() {
-        let (fake, _clock) = fake_with_versions().await;
+        let (fake, _clock) = fake_with_app_engine().await;
         let key = FakeGcp::app_engine(PROJECT, "web");
         fake.set_split_by_hand(&key, &[("v1", 70), ("v2", 30)]);
         let (_, service) = get(&fake, SVC).await;

@@ -26,7 +26,7 @@ use super::split_targets::{
     BACKEND_ZONE, Backend, FakePlatform, PlatformOp, PlatformState, SplitTarget, TargetKey,
     backend_url, fingerprint, last_segment,
 };
-use super::wire::compute_error;
+use super::wire::{ComputeError, compute_error};
 use super::world::{Shared, World, lock};
 
 /// Fields the API sets itself: ignored in a write's body.
@@ -47,16 +47,16 @@ fn v1(base_url: &str, project: &str) -> String {
     format!("{base_url}/compute/v1/projects/{project}")
 }
 
-fn not_found(what: &str) -> Response {
-    compute_error(
+fn not_found(what: &str) -> ComputeError {
+    ComputeError::new(
         404,
         "notFound",
-        &format!("The resource '{what}' was not found"),
+        format!("The resource '{what}' was not found"),
     )
 }
 
-fn invalid(message: &str) -> Response {
-    compute_error(400, "invalid", message)
+fn invalid(message: &str) -> ComputeError {
+    ComputeError::new(400, "invalid", message)
 }
 
 /// Compute timestamps: RFC 3339 with milliseconds.
@@ -89,7 +89,7 @@ pub(crate) fn render_url_map(base_url: &str, t: &SplitTarget) -> Value {
     Value::Object(o)
 }
 
-fn find_map(w: &mut World, project: &str, map: &str) -> Result<usize, Response> {
+fn find_map(w: &mut World, project: &str, map: &str) -> Result<usize, ComputeError> {
     w.settle_platform_ops();
     w.find_target(&key(project, map))
         .ok_or_else(|| not_found(&format!("projects/{project}/global/urlMaps/{map}")))
@@ -102,7 +102,7 @@ pub(crate) async fn get_url_map(
     let mut w = lock(&shared);
     match find_map(&mut w, &project, &map) {
         Ok(i) => Json(render_url_map(&w.base_url, &w.split_targets[i])).into_response(),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -129,7 +129,7 @@ fn merge(target: &mut Value, patch: &Value) {
 
 /// Checks one route holder (the map, or a path matcher) at `at` (`resource` or
 /// `resource.pathMatchers[i]`), turning backend references into full URLs.
-fn check_route(w: &World, project: &str, holder: &mut Value, at: &str) -> Result<(), Response> {
+fn check_route(w: &World, project: &str, holder: &mut Value, at: &str) -> Result<(), ComputeError> {
     let has_service = holder.get("defaultService").is_some_and(|s| !s.is_null());
     let weighted = holder
         .pointer_mut("/defaultRouteAction/weightedBackendServices")
@@ -206,7 +206,7 @@ fn checked_config(
     w: &World,
     project: &str,
     mut config: Value,
-) -> Result<Map<String, Value>, Response> {
+) -> Result<Map<String, Value>, ComputeError> {
     check_route(w, project, &mut config, "resource")?;
     if let Some(Value::Array(matchers)) = config.get_mut("pathMatchers") {
         for (j, matcher) in matchers.iter_mut().enumerate() {
@@ -254,21 +254,22 @@ fn write_url_map(
     let mut w = lock(shared);
     let i = match find_map(&mut w, project, map) {
         Ok(i) => i,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     if let Some(name) = body.get("name").and_then(Value::as_str)
         && name != map
     {
         return invalid(&format!(
             "Invalid value for field 'resource.name': '{name}'. The name of a URL map cannot change."
-        ));
+        ))
+        .into_response();
     }
     if w.faults.take_conflict().is_some() {
         // Someone else wrote the map between this client's read and its write.
         w.touch_target_at(i);
     }
     let PlatformState::UrlMap(current) = &w.split_targets[i].state else {
-        return not_found(&format!("projects/{project}/global/urlMaps/{map}"));
+        return not_found(&format!("projects/{project}/global/urlMaps/{map}")).into_response();
     };
     let sent = body
         .get("fingerprint")
@@ -294,7 +295,7 @@ fn write_url_map(
     };
     let config = match checked_config(&w, project, config) {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
 
     let now = w.clock.now();
@@ -314,7 +315,6 @@ fn write_url_map(
         }
         w.record_split(i, false, true);
     }
-    let id = w.next_id();
     let name = format!(
         "operation-{}-{:013x}-{:08x}-{:08x}",
         now.as_millisecond(),
@@ -322,24 +322,11 @@ fn write_url_map(
         w.rng.u32(..),
         w.rng.u32(..)
     );
-    let op = PlatformOp {
-        name: format!("projects/{project}/global/operations/{name}"),
-        target: key(project, map),
-        id,
-        created: now,
-        settle_at: w
-            .faults
-            .op_settle_after
-            .and_then(|a| now.checked_add(a).ok()),
-        polls_left: w.faults.op_polls_before_done,
-        done_at: None,
-        stuck: fate == OpFate::Stuck,
-        error: match fate {
-            OpFate::Fails(code, message) => Some((code, message)),
-            _ => None,
-        },
-        user: w.metadata.email.clone(),
-    };
+    let op = w.new_platform_op(
+        format!("projects/{project}/global/operations/{name}"),
+        key(project, map),
+        fate,
+    );
     let kind = if merge_patch { "patch" } else { "update" };
     let answer = render_op(&w, &op, kind, true);
     w.platform_ops.insert(op.name.clone(), op);
@@ -391,7 +378,7 @@ fn poll(shared: &Shared, project: &str, operation: &str) -> Response {
     let mut w = lock(shared);
     let now = w.clock.now();
     let Some(op) = w.platform_ops.get_mut(&name) else {
-        return not_found(&name);
+        return not_found(&name).into_response();
     };
     op.poll(now);
     let op = op.clone();
@@ -421,7 +408,7 @@ fn group_url(base_url: &str, b: &Backend) -> String {
     )
 }
 
-fn find_backend(w: &World, project: &str, backend: &str) -> Result<usize, Response> {
+fn find_backend(w: &World, project: &str, backend: &str) -> Result<usize, ComputeError> {
     w.find_backend(project, backend).ok_or_else(|| {
         not_found(&format!(
             "projects/{project}/global/backendServices/{backend}"
@@ -436,7 +423,7 @@ pub(crate) async fn get_backend_service(
     let w = lock(&shared);
     let b = match find_backend(&w, &project, &backend) {
         Ok(b) => &w.backends[b],
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let base = v1(&w.base_url, &project);
     Json(json!({
@@ -475,7 +462,7 @@ pub(crate) async fn get_health(
     let w = lock(&shared);
     let b = match find_backend(&w, &project, &backend) {
         Ok(b) => &w.backends[b],
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let group = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -492,7 +479,8 @@ pub(crate) async fn get_health(
         return invalid(&format!(
             "Invalid value for field 'resource.group': '{group}'. The group is not a backend of \
              backend service '{backend}'."
-        ));
+        ))
+        .into_response();
     }
     let base = v1(&w.base_url, &project);
     let status: Vec<Value> = (0..2)
@@ -518,35 +506,12 @@ pub(crate) async fn get_health(
 mod tests {
     use super::super::testkit::*;
     use super::*;
-    use crate::{FakeClock, FakeGcp};
+    use crate::FakeGcp;
 
     const MAP: &str = "/compute/v1/projects/acme-prod/global/urlMaps/web";
 
-    /// URL map `web` on backend `blue`, backend `green` joined at weight 0.
-    async fn fake_with_backends() -> (FakeGcp, FakeClock) {
-        let clock = FakeClock::manual(T0.parse().unwrap());
-        let fake = FakeGcp::start(clock.clone()).await;
-        fake.add_url_map(PROJECT, "web", "blue");
-        fake.add_backend(PROJECT, "web", "green");
-        (fake, clock)
-    }
-
     async fn send(fake: &FakeGcp, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let url = format!("{}{path}", fake.base_url());
-        let request = match method {
-            "GET" => http().get(url),
-            "POST" => http().post(url),
-            "PATCH" => http().patch(url),
-            "PUT" => http().put(url),
-            other => panic!("{other}"),
-        };
-        let request = match body {
-            Some(b) => request.json(b),
-            None => request,
-        };
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        call(fake, method, path, body).await
     }
 
     /// The weighted route as a body for PATCH: blue and green at these weights.
@@ -564,7 +529,7 @@ mod tests {
     /// joined is there at weight 0 (no `defaultService`).
     #[tokio::test]
     async fn get_has_the_api_shape() {
-        let (fake, _clock) = fake_with_backends().await;
+        let (fake, _clock) = fake_with_url_map().await;
         let (status, map) = send(&fake, "GET", MAP, None).await;
         assert_eq!(status, 200);
         assert_eq!(map["kind"], "compute#urlMap");
@@ -605,7 +570,7 @@ mod tests {
     /// answers a PENDING global operation that is DONE when polled (GET or `wait`).
     #[tokio::test]
     async fn patch_with_the_fingerprint_then_wait() {
-        let (fake, _clock) = fake_with_backends().await;
+        let (fake, _clock) = fake_with_url_map().await;
         fake.faults().op_polls_before_done(1);
         let (_, map) = send(&fake, "GET", MAP, None).await;
         let fingerprint = map["fingerprint"].as_str().unwrap().to_string();
@@ -652,7 +617,7 @@ mod tests {
     /// a write that a concurrent writer beat (who changed the map's description first).
     #[tokio::test]
     async fn stale_fingerprints_are_refused() {
-        let (fake, _clock) = fake_with_backends().await;
+        let (fake, _clock) = fake_with_url_map().await;
         let key = FakeGcp::url_map(PROJECT, "web");
         let (_, map) = send(&fake, "GET", MAP, None).await;
         let fingerprint = map["fingerprint"].as_str().unwrap().to_string();
@@ -691,7 +656,7 @@ mod tests {
     /// route, existing backend services, not both `defaultService` and weighted backends.
     #[tokio::test]
     async fn invalid_routes_are_refused() {
-        let (fake, _clock) = fake_with_backends().await;
+        let (fake, _clock) = fake_with_url_map().await;
         let (_, map) = send(&fake, "GET", MAP, None).await;
         let fp = map["fingerprint"].as_str().unwrap().to_string();
         let mut with_service = route(&fp, 500, 500);
@@ -722,7 +687,7 @@ mod tests {
     /// green); each route weighs equally in the shares.
     #[tokio::test]
     async fn update_replaces_the_map() {
-        let (fake, _clock) = fake_with_backends().await;
+        let (fake, _clock) = fake_with_url_map().await;
         let (_, map) = send(&fake, "GET", MAP, None).await;
         let mut body = route(map["fingerprint"].as_str().unwrap(), 1000, 0);
         body["hostRules"] = json!([{"hosts": ["api.example.com"], "pathMatcher": "api"}]);
@@ -746,7 +711,7 @@ mod tests {
     /// UNHEALTHY instance; a group that is not the backend's is refused.
     #[tokio::test]
     async fn backend_health() {
-        let (fake, _clock) = fake_with_backends().await;
+        let (fake, _clock) = fake_with_url_map().await;
         let svc = "/compute/v1/projects/acme-prod/global/backendServices/green";
         let (status, backend) = send(&fake, "GET", svc, None).await;
         assert_eq!(status, 200);
@@ -801,7 +766,7 @@ mod tests {
     /// injected 503 comes in Compute's shape.
     #[tokio::test]
     async fn failing_operations_and_injected_errors() {
-        let (fake, _clock) = fake_with_backends().await;
+        let (fake, _clock) = fake_with_url_map().await;
         let (_, map) = send(&fake, "GET", MAP, None).await;
         fake.faults().failing_operations(1, 13, "Internal error.");
         let (status, op) = send(

@@ -1779,7 +1779,7 @@ mod tests {
             "metric.type = \"run.googleapis.com/request_count\" AND resource.labels.service_name = \"web\"",
             "2026-08-20T10:00:00Z",
             "2026-08-20T10:04:00Z",
-            &COUNT_BY_REVISION,
+            COUNT_BY_REVISION,
         )
         .await;
         assert_eq!(run_only, json!({}));

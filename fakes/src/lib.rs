@@ -746,6 +746,45 @@ pub mod testkit {
         (fake, clock)
     }
 
+    /// App Engine service `web` of app `acme-prod` on version `v1` (100 rps), with version `v2`
+    /// deployed without traffic, at `T0` on a manual clock.
+    pub async fn fake_with_app_engine() -> (FakeGcp, FakeClock) {
+        let clock = FakeClock::manual(T0.parse().unwrap());
+        let fake = FakeGcp::start(clock.clone()).await;
+        fake.add_app_engine_service(PROJECT, "web", "v1");
+        fake.deploy_version(PROJECT, "web", "v2");
+        (fake, clock)
+    }
+
+    /// URL map `web` of `acme-prod` on backend service `blue` (100 rps), with backend service
+    /// `green` joined at weight 0, at `T0` on a manual clock.
+    pub async fn fake_with_url_map() -> (FakeGcp, FakeClock) {
+        let clock = FakeClock::manual(T0.parse().unwrap());
+        let fake = FakeGcp::start(clock.clone()).await;
+        fake.add_url_map(PROJECT, "web", "blue");
+        fake.add_backend(PROJECT, "web", "green");
+        (fake, clock)
+    }
+
+    /// `method path` on the fake with an optional JSON body: (status, JSON answer; `null` when
+    /// the answer is not JSON).
+    pub async fn call(
+        fake: &FakeGcp,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = http().request(method, format!("{}{path}", fake.base_url()));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("the fake answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
     /// A plain HTTP client for talking to the fake.
     pub fn http() -> reqwest::Client {
         reqwest::Client::new()

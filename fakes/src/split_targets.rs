@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 
 use super::model::{RevisionProfile, Timeline};
 
+/// `(member, value)` in a platform's order: shares, weights or allocations.
+pub(crate) type Split = Vec<(String, f64)>;
+
 /// The three kinds of target the fake world holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FakePlatform {
@@ -403,6 +406,36 @@ impl super::world::World {
         self.rng.u64(1_000_000_000_000_000..9_000_000_000_000_000)
     }
 
+    /// A new operation `name` for a write of `target` that will end as `fate`, polls and
+    /// settle time from the fault knobs (not stored yet).
+    pub(crate) fn new_platform_op(
+        &mut self,
+        name: String,
+        target: TargetKey,
+        fate: super::faults::OpFate,
+    ) -> PlatformOp {
+        use super::faults::OpFate;
+        let now = self.clock.now();
+        PlatformOp {
+            name,
+            target,
+            id: self.next_id(),
+            created: now,
+            settle_at: self
+                .faults
+                .op_settle_after
+                .and_then(|a| now.checked_add(a).ok()),
+            polls_left: self.faults.op_polls_before_done,
+            done_at: None,
+            stuck: fate == OpFate::Stuck,
+            error: match fate {
+                OpFate::Fails(code, message) => Some((code, message)),
+                _ => None,
+            },
+            user: self.metadata.email.clone(),
+        }
+    }
+
     /// Completes every platform operation whose time has come.
     pub(crate) fn settle_platform_ops(&mut self) {
         let now = self.clock.now();
@@ -423,7 +456,7 @@ impl super::world::World {
     }
 
     /// The split of target `i` as it is now: (shares, written).
-    pub(crate) fn split_now(&self, i: usize) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
+    pub(crate) fn split_now(&self, i: usize) -> (Split, Split) {
         match &self.split_targets[i].state {
             PlatformState::AppEngine(ae) => (
                 allocation_shares(&ae.allocations),

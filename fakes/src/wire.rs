@@ -256,16 +256,41 @@ pub(crate) fn uuid4(rng: &mut fastrand::Rng) -> String {
     )
 }
 
-/// The Compute Engine API's error shape (docs/gcp-wire.md §12.5): `{"error": {"code", "message",
-/// "errors": [{"message", "domain": "global", "reason"}]}}`, no `status`.
-pub(crate) fn compute_error(http: u16, reason: &str, message: &str) -> Response {
-    let status = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = json!({"error": {
-        "code": http,
-        "message": message,
-        "errors": [{"message": message, "domain": "global", "reason": reason}],
-    }});
-    (status, Json(body)).into_response()
+/// An error of the Compute Engine API, in its own shape (docs/gcp-wire.md §12.5):
+/// `{"error": {"code", "message", "errors": [{"message", "domain": "global", "reason"}]}}`, no
+/// `status`.
+#[derive(Debug)]
+pub(crate) struct ComputeError {
+    http: u16,
+    reason: &'static str,
+    message: String,
+}
+
+impl ComputeError {
+    pub(crate) fn new(http: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ComputeError {
+            http,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ComputeError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({"error": {
+            "code": self.http,
+            "message": self.message,
+            "errors": [{"message": self.message, "domain": "global", "reason": self.reason}],
+        }});
+        (status, Json(body)).into_response()
+    }
+}
+
+/// A Compute error answer.
+pub(crate) fn compute_error(http: u16, reason: &'static str, message: &str) -> Response {
+    ComputeError::new(http, reason, message).into_response()
 }
 
 /// An injected Compute failure with the reason Compute gives for that status.
@@ -284,4 +309,15 @@ pub(crate) fn compute_injected(http: u16) -> Response {
             &format!("Injected {other} from the compute.googleapis.com fake."),
         ),
     }
+}
+
+/// What a smoke check of a revision's or version's URL gets: `status` with a short body.
+pub(crate) fn smoke_answer(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = if status.is_success() {
+        "ok"
+    } else {
+        status.canonical_reason().unwrap_or("error")
+    };
+    (status, body).into_response()
 }
