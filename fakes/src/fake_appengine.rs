@@ -570,6 +570,15 @@ mod tests {
             last.written,
             [("v1".to_string(), 0.9), ("v2".to_string(), 0.1)]
         );
+        // `updateMask=split` replaces the whole split: without shardBy it is unspecified again.
+        let (status, _) = patch(
+            &fake,
+            "?updateMask=split",
+            &split(json!({"v1": 0.5, "v2": 0.5}), None),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(fake.target_json(&key)["split"].get("shardBy"), None);
     }
 
     /// The API's rules: a mask, a split that sums to 1, fractions in (0, 1], two decimals for

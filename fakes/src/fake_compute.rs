@@ -16,6 +16,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, State},
+    http::Uri,
     response::{IntoResponse, Response},
 };
 use jiff::Timestamp;
@@ -26,7 +27,7 @@ use super::split_targets::{
     BACKEND_ZONE, Backend, FakePlatform, PlatformOp, PlatformState, SplitTarget, TargetKey,
     backend_url, fingerprint, last_segment,
 };
-use super::wire::{ComputeError, compute_error};
+use super::wire::{self, ComputeError, compute_error};
 use super::world::{Shared, World, lock};
 
 /// Fields the API sets itself: ignored in a write's body.
@@ -224,26 +225,54 @@ fn checked_config(
 pub(crate) async fn patch_url_map(
     State(shared): State<Shared>,
     Path((project, map)): Path<(String, String)>,
+    uri: Uri,
     body: Bytes,
 ) -> Response {
-    write_url_map(&shared, &project, &map, &body, true)
+    write_url_map(&shared, &project, &map, &uri, &body, true)
 }
 
 pub(crate) async fn update_url_map(
     State(shared): State<Shared>,
     Path((project, map)): Path<(String, String)>,
+    uri: Uri,
     body: Bytes,
 ) -> Response {
-    write_url_map(&shared, &project, &map, &body, false)
+    write_url_map(&shared, &project, &map, &uri, &body, false)
+}
+
+/// The `requestId` query parameter: a UUID other than the zero one, if sent.
+fn request_id(uri: &Uri) -> Result<Option<String>, ComputeError> {
+    let pairs = wire::query_pairs(uri)
+        .map_err(|_| ComputeError::new(400, "invalid", "Invalid query string."))?;
+    let Some(id) = wire::param(&pairs, "requestId").filter(|id| !id.is_empty()) else {
+        return Ok(None);
+    };
+    let hex = id.replace('-', "");
+    let uuid = id.len() == 36
+        && hex.len() == 32
+        && hex.chars().all(|c| c.is_ascii_hexdigit())
+        && hex.chars().any(|c| c != '0');
+    if !uuid {
+        return Err(invalid(&format!(
+            "Invalid value for field 'requestId': '{id}'. The request ID must be a valid UUID \
+             other than the zero UUID."
+        )));
+    }
+    Ok(Some(id.to_ascii_lowercase()))
 }
 
 fn write_url_map(
     shared: &Shared,
     project: &str,
     map: &str,
+    uri: &Uri,
     body: &[u8],
     merge_patch: bool,
 ) -> Response {
+    let request_id = match request_id(uri) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
         return compute_error(
             400,
@@ -252,6 +281,17 @@ fn write_url_map(
         );
     };
     let mut w = lock(shared);
+    if let Some(id) = &request_id {
+        // A retry of a write that was already accepted: its operation, nothing written again.
+        let earlier = w
+            .platform_ops
+            .values()
+            .find(|op| op.target.project == project && op.request_id.as_ref() == Some(id))
+            .cloned();
+        if let Some(op) = earlier {
+            return Json(render_op(&w, &op, false)).into_response();
+        }
+    }
     let i = match find_map(&mut w, project, map) {
         Ok(i) => i,
         Err(e) => return e.into_response(),
@@ -322,18 +362,19 @@ fn write_url_map(
         w.rng.u32(..),
         w.rng.u32(..)
     );
-    let op = w.new_platform_op(
+    let mut op = w.new_platform_op(
         format!("projects/{project}/global/operations/{name}"),
         key(project, map),
         fate,
     );
-    let kind = if merge_patch { "patch" } else { "update" };
-    let answer = render_op(&w, &op, kind, true);
+    op.kind = if merge_patch { "patch" } else { "update" };
+    op.request_id = request_id;
+    let answer = render_op(&w, &op, true);
     w.platform_ops.insert(op.name.clone(), op);
     Json(answer).into_response()
 }
 
-fn render_op(w: &World, op: &PlatformOp, kind: &str, first: bool) -> Value {
+fn render_op(w: &World, op: &PlatformOp, first: bool) -> Value {
     let project = &op.target.project;
     let short = last_segment(&op.name);
     let target_id = w
@@ -344,7 +385,7 @@ fn render_op(w: &World, op: &PlatformOp, kind: &str, first: bool) -> Value {
         "kind": "compute#operation",
         "id": op.id.to_string(),
         "name": short,
-        "operationType": kind,
+        "operationType": op.kind,
         "targetLink": format!("{}/global/urlMaps/{}", v1(&w.base_url, project), op.target.name),
         "targetId": target_id,
         "user": op.user,
@@ -382,7 +423,7 @@ fn poll(shared: &Shared, project: &str, operation: &str) -> Response {
     };
     op.poll(now);
     let op = op.clone();
-    Json(render_op(&w, &op, "patch", false)).into_response()
+    Json(render_op(&w, &op, false)).into_response()
 }
 
 pub(crate) async fn get_operation(
@@ -650,6 +691,36 @@ mod tests {
         let fresh = edited["fingerprint"].as_str().unwrap();
         let (status, _) = send(&fake, "PATCH", MAP, Some(&route(fresh, 900, 100))).await;
         assert_eq!(status, 200, "a re-read fingerprint succeeds");
+    }
+
+    /// A retried write with the same `requestId` gets the first write's operation back and
+    /// writes nothing again (even though its fingerprint is stale by then); a malformed
+    /// `requestId` is refused.
+    #[tokio::test]
+    async fn a_request_id_makes_a_retry_harmless() {
+        let (fake, _clock) = fake_with_url_map().await;
+        let key = FakeGcp::url_map(PROJECT, "web");
+        let (_, map) = send(&fake, "GET", MAP, None).await;
+        let body = route(map["fingerprint"].as_str().unwrap(), 900, 100);
+        let path = format!("{MAP}?requestId=8a1c8e2e-5f4b-4c3d-9e2f-0a1b2c3d4e5f");
+        let (status, first) = send(&fake, "PATCH", &path, Some(&body)).await;
+        assert_eq!(status, 200, "{first}");
+        let (status, again) = send(&fake, "PATCH", &path, Some(&body)).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again["name"], first["name"]);
+        assert_eq!(
+            fake.split_history(&key).len(),
+            3,
+            "creation, join, one write"
+        );
+        let (status, stale) = send(&fake, "PATCH", MAP, Some(&body)).await;
+        assert_eq!(
+            status, 412,
+            "without the id the retry is a stale write: {stale}"
+        );
+        let bad = format!("{MAP}?requestId=not-a-uuid");
+        let (status, _) = send(&fake, "PATCH", &bad, Some(&body)).await;
+        assert_eq!(status, 400);
     }
 
     /// Writes are held to the documented rules: weights 0..=1000, one non-zero weight per

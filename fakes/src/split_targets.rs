@@ -352,6 +352,11 @@ pub(crate) struct PlatformOp {
     pub(crate) error: Option<(i32, String)>,
     /// The client that started it (the metadata server's service account).
     pub(crate) user: String,
+    /// Compute's `operationType` (`patch`, `update`); unused by App Engine.
+    pub(crate) kind: &'static str,
+    /// Compute's `requestId` of the write that started it: a retry with the same id gets this
+    /// operation back instead of writing again.
+    pub(crate) request_id: Option<String>,
 }
 
 impl PlatformOp {
@@ -433,6 +438,8 @@ impl super::world::World {
                 _ => None,
             },
             user: self.metadata.email.clone(),
+            kind: "patch",
+            request_id: None,
         }
     }
 
