@@ -128,42 +128,49 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// Checks one route holder (the map, or a path matcher) at `at` (`resource` or
-/// `resource.pathMatchers[i]`), turning backend references into full URLs.
-fn check_route(w: &World, project: &str, holder: &mut Value, at: &str) -> Result<(), ComputeError> {
-    let has_service = holder.get("defaultService").is_some_and(|s| !s.is_null());
+/// Checks one route holder at `at` (`resource`, `resource.pathMatchers[i]` with keys
+/// `defaultRouteAction`/`defaultService`; `….routeRules[k]` with `routeAction`/`service`),
+/// turning backend references into full URLs. A route rule may route neither way (a redirect).
+fn check_route(
+    w: &World,
+    project: &str,
+    holder: &mut Value,
+    at: &str,
+    (action, service_key): (&str, &str),
+) -> Result<(), ComputeError> {
+    let has_service = holder.get(service_key).is_some_and(|s| !s.is_null());
     let weighted = holder
-        .pointer_mut("/defaultRouteAction/weightedBackendServices")
+        .pointer_mut(&format!("/{action}/weightedBackendServices"))
         .and_then(Value::as_array_mut);
     let Some(list) = weighted.filter(|l| !l.is_empty()) else {
         if has_service {
-            let service = holder["defaultService"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let service = holder[service_key].as_str().unwrap_or_default().to_string();
             let name = last_segment(&service).to_string();
             if w.find_backend(project, &name).is_none() {
                 return Err(not_found(&format!(
                     "projects/{project}/global/backendServices/{name}"
                 )));
             }
-            holder["defaultService"] = json!(backend_url(&w.base_url, project, &name));
+            holder[service_key] = json!(backend_url(&w.base_url, project, &name));
+            return Ok(());
+        }
+        if service_key == "service" {
             return Ok(());
         }
         return Err(invalid(&format!(
-            "Invalid value for field '{at}': either defaultService or \
-             defaultRouteAction.weightedBackendServices must be set."
+            "Invalid value for field '{at}': either {service_key} or \
+             {action}.weightedBackendServices must be set."
         )));
     };
     if has_service {
         return Err(invalid(&format!(
-            "Invalid value for field '{at}.defaultService': defaultService must not be set when \
-             defaultRouteAction.weightedBackendServices is set."
+            "Invalid value for field '{at}.{service_key}': {service_key} must not be set when \
+             {action}.weightedBackendServices is set."
         )));
     }
     let mut nonzero = false;
     for (j, entry) in list.iter_mut().enumerate() {
-        let field = format!("{at}.defaultRouteAction.weightedBackendServices[{j}]");
+        let field = format!("{at}.{action}.weightedBackendServices[{j}]");
         let weight = match entry.get("weight") {
             None | Some(Value::Null) => 0,
             Some(v) => v.as_u64().filter(|w| *w <= 1000).ok_or_else(|| {
@@ -195,8 +202,8 @@ fn check_route(w: &World, project: &str, holder: &mut Value, at: &str) -> Result
     }
     if !nonzero {
         return Err(invalid(&format!(
-            "Invalid value for field '{at}.defaultRouteAction.weightedBackendServices': at least \
-             one weighted backend service must have a non-zero weight."
+            "Invalid value for field '{at}.{action}.weightedBackendServices': at least one \
+             weighted backend service must have a non-zero weight."
         )));
     }
     Ok(())
@@ -208,10 +215,18 @@ fn checked_config(
     project: &str,
     mut config: Value,
 ) -> Result<Map<String, Value>, ComputeError> {
-    check_route(w, project, &mut config, "resource")?;
+    const DEFAULT: (&str, &str) = ("defaultRouteAction", "defaultService");
+    check_route(w, project, &mut config, "resource", DEFAULT)?;
     if let Some(Value::Array(matchers)) = config.get_mut("pathMatchers") {
         for (j, matcher) in matchers.iter_mut().enumerate() {
-            check_route(w, project, matcher, &format!("resource.pathMatchers[{j}]"))?;
+            let at = format!("resource.pathMatchers[{j}]");
+            check_route(w, project, matcher, &at, DEFAULT)?;
+            if let Some(Value::Array(rules)) = matcher.get_mut("routeRules") {
+                for (k, rule) in rules.iter_mut().enumerate() {
+                    let at = format!("{at}.routeRules[{k}]");
+                    check_route(w, project, rule, &at, ("routeAction", "service"))?;
+                }
+            }
         }
     }
     match config {
@@ -754,8 +769,8 @@ mod tests {
         );
     }
 
-    /// PUT replaces the whole configuration (here: a path matcher routes half the requests to
-    /// green); each route weighs equally in the shares.
+    /// PUT replaces the whole configuration (here: the default route on blue, a path matcher on
+    /// green, one of its route rules half and half); each route weighs equally in the shares.
     #[tokio::test]
     async fn update_replaces_the_map() {
         let (fake, _clock) = fake_with_url_map().await;
@@ -764,8 +779,15 @@ mod tests {
         body["hostRules"] = json!([{"hosts": ["api.example.com"], "pathMatcher": "api"}]);
         body["pathMatchers"] = json!([{"name": "api", "defaultRouteAction": {"weightedBackendServices": [
             {"backendService": "global/backendServices/green", "weight": 1}
-        ]}}]);
+        ]}, "routeRules": [{"priority": 1, "matchRules": [{"prefixMatch": "/v2/"}],
+            "routeAction": {"weightedBackendServices": [
+                {"backendService": "global/backendServices/blue", "weight": 1001},
+                {"backendService": "global/backendServices/green", "weight": 1}]}}]}]);
         body["name"] = json!("web");
+        let (status, error) = send(&fake, "PUT", MAP, Some(&body)).await;
+        assert_eq!(status, 400, "route rules are checked too: {error}");
+        body["pathMatchers"][0]["routeRules"][0]["routeAction"]["weightedBackendServices"][0]["weight"] =
+            json!(1);
         let (status, op) = send(&fake, "PUT", MAP, Some(&body)).await;
         assert_eq!(status, 200, "{op}");
         assert_eq!(op["operationType"], "update");

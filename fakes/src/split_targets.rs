@@ -230,12 +230,13 @@ impl Backend {
 }
 
 /// The routes of a URL map configuration, each a list of `(backend service URL, weight)`:
-/// `defaultRouteAction.weightedBackendServices`, or `defaultService` as one backend at weight 1,
-/// then each path matcher's likewise. Routes with no backend are left out.
+/// `defaultRouteAction.weightedBackendServices`, or `defaultService` as one backend at weight 1;
+/// then each path matcher's likewise, and each of its route rules' (`routeAction.…`, `service`).
+/// Routes with no backend (a redirect) are left out.
 pub(crate) fn url_map_routes(config: &serde_json::Map<String, Value>) -> Vec<Vec<(String, u64)>> {
-    fn route(holder: &Value) -> Option<Vec<(String, u64)>> {
+    fn route(holder: &Value, action: &str, service: &str) -> Option<Vec<(String, u64)>> {
         if let Some(Value::Array(weighted)) =
-            holder.pointer("/defaultRouteAction/weightedBackendServices")
+            holder.pointer(&format!("/{action}/weightedBackendServices"))
             && !weighted.is_empty()
         {
             return Some(
@@ -253,13 +254,24 @@ pub(crate) fn url_map_routes(config: &serde_json::Map<String, Value>) -> Vec<Vec
                     .collect(),
             );
         }
-        let service = holder.get("defaultService").and_then(Value::as_str)?;
+        let service = holder.get(service).and_then(Value::as_str)?;
         Some(vec![(service.to_string(), 1)])
     }
+    const DEFAULT: (&str, &str) = ("defaultRouteAction", "defaultService");
     let top = Value::Object(config.clone());
-    let mut routes: Vec<Vec<(String, u64)>> = route(&top).into_iter().collect();
+    let mut routes: Vec<Vec<(String, u64)>> =
+        route(&top, DEFAULT.0, DEFAULT.1).into_iter().collect();
     if let Some(Value::Array(matchers)) = config.get("pathMatchers") {
-        routes.extend(matchers.iter().filter_map(route));
+        for matcher in matchers {
+            routes.extend(route(matcher, DEFAULT.0, DEFAULT.1));
+            if let Some(Value::Array(rules)) = matcher.get("routeRules") {
+                routes.extend(
+                    rules
+                        .iter()
+                        .filter_map(|r| route(r, "routeAction", "service")),
+                );
+            }
+        }
     }
     routes
 }
