@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 use super::faults::Oddity;
 use super::model::{self, ClassDist, RevisionInputs, Sampler};
 use super::model::{RevisionProfile, Timeline};
-use super::split_targets::{BACKEND_ZONE, FakePlatform};
+use super::split_targets::{BACKEND_ZONE, FakePlatform, SplitCore};
 use super::traffic::{GROWTH_FACTOR, NUM_FINITE_BUCKETS, SCALE};
 use super::wire::{self, RpcError, int64};
 use super::world::{Revision, Service, Shared, World, lock};
@@ -644,11 +644,19 @@ fn lb_labels(project: &str, map: &str, backend: &str, class: Class) -> BTreeMap<
 /// to the model and its raw labels per class.
 struct Candidate<'a> {
     rps: &'a Timeline<f64>,
-    share: Timeline<f64>,
+    /// Where its share of the target's requests comes from (computed for matching members only).
+    share: ShareOf<'a>,
     profile: &'a Timeline<RevisionProfile>,
     seed: u64,
     born_ms: i64,
     labels: [(Class, BTreeMap<LabelRef, String>); 2],
+}
+
+/// A member's share of its target's requests, from the target's history.
+#[derive(Clone, Copy)]
+enum ShareOf<'a> {
+    Run(&'a Service, &'a str),
+    Split(&'a SplitCore, &'a str),
 }
 
 /// Every member of every target of `project` that `metric` describes.
@@ -664,7 +672,7 @@ fn candidates<'a>(w: &'a World, project: &str, metric: Metric) -> Vec<Candidate<
                     let key = &service.key;
                     out.push(Candidate {
                         rps: &service.rps,
-                        share: service.share_timeline(&revision.name),
+                        share: ShareOf::Run(service, &revision.name),
                         profile: &revision.profile,
                         seed: model::seed(&[
                             &key.project,
@@ -697,7 +705,7 @@ fn candidates<'a>(w: &'a World, project: &str, metric: Metric) -> Vec<Candidate<
                     };
                     out.push(Candidate {
                         rps: &t.core.rps,
-                        share: t.core.share_timeline(&m.name),
+                        share: ShareOf::Split(&t.core, &m.name),
                         profile: &m.profile,
                         seed: model::seed(&[&key.to_string(), &m.name]),
                         born_ms: t.core.rps.start_ms(),
@@ -783,9 +791,13 @@ fn answer(w: &World, project: &str, q: &Query) -> Value {
     let mut sampler = Sampler::default();
     for source in &sources {
         let c = &source.candidate;
+        let share = match c.share {
+            ShareOf::Run(service, revision) => service.share_timeline(revision),
+            ShareOf::Split(core, member) => core.share_timeline(member),
+        };
         let inputs = RevisionInputs {
             rps: c.rps,
-            share: &c.share,
+            share: &share,
             profile: c.profile,
             seed: c.seed,
         };
