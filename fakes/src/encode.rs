@@ -147,8 +147,9 @@ pub fn encode_app_engine_build(
 }
 
 /// A build that rolls the managed instance group behind backend service `backend` to a new
-/// instance template, with substitutions `_URL_MAP` and `_BACKEND_SERVICE` (the candidate; the
-/// second name is this crate's guess until cutover's events fix it).
+/// instance template `{map}-{build_id}` (as `examples/mig-cloudbuild.yaml` names them), with
+/// substitutions `_URL_MAP` and `_CANDIDATE_BACKEND` (docs/platforms.md; an empty candidate means
+/// "the backend at weight 0").
 pub fn encode_url_map_build(
     build_id: &str,
     status: &str,
@@ -157,7 +158,7 @@ pub fn encode_url_map_build(
     backend: &str,
     create_time: Timestamp,
 ) -> Vec<u8> {
-    let template = format!("{backend}-{}", &COMMIT[..7]);
+    let template = format!("{map}-{build_id}");
     let spec = BuildSpec {
         name: map.to_string(),
         region: "global".to_string(),
@@ -173,7 +174,7 @@ pub fn encode_url_map_build(
         image: None,
         substitutions: vec![
             ("_URL_MAP".into(), map.into()),
-            ("_BACKEND_SERVICE".into(), backend.into()),
+            ("_CANDIDATE_BACKEND".into(), backend.into()),
         ],
     };
     encode_build_with(build_id, status, project_id, &spec, create_time)
@@ -333,7 +334,8 @@ mod tests {
             at(),
         ));
         assert_eq!(lb["substitutions"]["_URL_MAP"], "web");
-        assert_eq!(lb["substitutions"]["_BACKEND_SERVICE"], "green");
+        assert_eq!(lb["substitutions"]["_CANDIDATE_BACKEND"], "green");
+        assert_eq!(lb["steps"][0]["args"][3], "web-b3");
         assert_eq!(lb.get("results"), None);
         assert_eq!(lb["steps"][1]["args"][5], "green-mig");
     }
