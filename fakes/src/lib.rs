@@ -32,7 +32,8 @@
 //! * `fake_appengine.rs`: App Engine Admin v1 (`/v1/apps/…`) — services get/list/patch
 //!   (`updateMask=split`), versions, operations, version URLs (`/__appengine/…`).
 //! * `fake_compute.rs`: Compute v1 (`/compute/v1/projects/…`) — URL maps get/patch/update with the
-//!   fingerprint guard, backend services get/getHealth, global operations get/wait.
+//!   fingerprint guard, backend services get/getHealth, the groups' managers (instance template),
+//!   global operations get/wait.
 //! * `split_targets.rs`: the App Engine services, URL maps and backend services of the world.
 //! * `fake_monitoring.rs`: Cloud Monitoring v3 `timeSeries.list` for the request metrics of
 //!   Cloud Run, App Engine and the load balancer.
@@ -537,7 +538,15 @@ impl FakeGcp {
     /// service that recurs, blue/green): its instances get new names in `getHealth` and the
     /// backend service a new fingerprint; weights, health and profile stay as they were.
     pub fn redeploy_backend(&self, project: &str, backend: &str) {
-        lock(&self.shared).redeploy_backend(project, backend);
+        lock(&self.shared).redeploy_backend(project, backend, None);
+    }
+
+    /// The same, naming the new instance template (`instanceGroupManagers.get` answers it:
+    /// `instanceTemplate`, `versions[0].instanceTemplate`), as a pipeline does with
+    /// `{map}-{BUILD_ID}`. The first template of a backend service is `{backend}-t1`, a
+    /// [`redeploy_backend`](Self::redeploy_backend) makes it `{backend}-t{n}`.
+    pub fn redeploy_backend_to(&self, project: &str, backend: &str, template: &str) {
+        lock(&self.shared).redeploy_backend(project, backend, Some(template));
     }
 
     /// Every instance of `backend` healthy, or its first instance `UNHEALTHY` in `getHealth`.
@@ -617,6 +626,10 @@ fn app(shared: Shared) -> Router {
         .route(
             "/compute/v1/projects/{project}/global/backendServices/{backend}/getHealth",
             post(fake_compute::get_health),
+        )
+        .route(
+            "/compute/v1/projects/{project}/zones/{zone}/instanceGroupManagers/{manager}",
+            get(fake_compute::get_instance_group_manager),
         )
         .route(
             "/compute/v1/projects/{project}/global/operations/{operation}",

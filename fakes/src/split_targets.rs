@@ -217,6 +217,8 @@ pub(crate) struct Backend {
     /// Bumped by every redeploy (a MIG rolled to a new instance template): its instances get
     /// new names and the backend service a new fingerprint.
     pub(crate) generation: u32,
+    /// The instance template the group's manager runs (`{backend}-t1` at first).
+    pub(crate) template: String,
 }
 
 /// The one zone the fake puts instance groups in.
@@ -598,12 +600,18 @@ impl super::world::World {
             healthy: true,
             fingerprint,
             generation: 1,
+            template: format!("{name}-t1"),
         });
     }
 
     /// The MIG behind `backend` rolled to a new instance template: new instances (new names in
     /// `getHealth`), a new backend-service fingerprint. Weights and health are unchanged.
-    pub(crate) fn redeploy_backend(&mut self, project: &str, backend: &str) {
+    pub(crate) fn redeploy_backend(
+        &mut self,
+        project: &str,
+        backend: &str,
+        template: Option<&str>,
+    ) {
         let b = self
             .find_backend(project, backend)
             .unwrap_or_else(|| panic!("FakeGcp: no backend service {backend} in {project}"));
@@ -611,6 +619,10 @@ impl super::world::World {
         let backend = &mut self.backends[b];
         backend.generation += 1;
         backend.fingerprint = fresh;
+        backend.template = match template {
+            Some(t) => t.to_string(),
+            None => format!("{}-t{}", backend.name, backend.generation),
+        };
     }
 
     pub(crate) fn add_url_map(&mut self, key: TargetKey, stable_backend: &str) {
