@@ -558,6 +558,44 @@ pub(crate) async fn get_health(
         .into_response()
 }
 
+/// `GET …/zones/{zone}/instanceGroupManagers/{manager}`: the MIG behind a backend service
+/// (`{backend}-mig`), with the instance template it runs and a stable status (the fake's rolling
+/// updates finish at once).
+pub(crate) async fn get_instance_group_manager(
+    State(shared): State<Shared>,
+    Path((project, zone, manager)): Path<(String, String, String)>,
+) -> Response {
+    let w = lock(&shared);
+    let base = v1(&w.base_url, &project);
+    let name = format!("projects/{project}/zones/{zone}/instanceGroupManagers/{manager}");
+    let found = w
+        .backends
+        .iter()
+        .find(|b| b.project == project && b.group_name() == manager && zone == BACKEND_ZONE);
+    let Some(b) = found else {
+        return not_found(&name).into_response();
+    };
+    let template = format!("{base}/global/instanceTemplates/{}", b.template);
+    Json(json!({
+        "kind": "compute#instanceGroupManager",
+        "id": b.id.to_string(),
+        "creationTimestamp": stamp(b.created),
+        "name": manager,
+        "zone": format!("{base}/zones/{zone}"),
+        "selfLink": format!("{base}/zones/{zone}/instanceGroupManagers/{manager}"),
+        "instanceGroup": group_url(&w.base_url, b),
+        "baseInstanceName": format!("{}-g{}", b.group_name(), b.generation),
+        "instanceTemplate": template,
+        "versions": [{"instanceTemplate": template}],
+        "targetSize": 2,
+        "currentActions": {"none": 2, "creating": 0, "recreating": 0, "deleting": 0,
+                           "abandoning": 0, "restarting": 0, "refreshing": 0, "verifying": 0},
+        "status": {"isStable": true, "versionTarget": {"isReached": true}},
+        "fingerprint": b.fingerprint,
+    }))
+    .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testkit::*;
@@ -905,42 +943,4 @@ mod tests {
         assert_eq!(status, 503);
         assert_eq!(error["error"]["errors"][0]["reason"], "backendError");
     }
-}
-
-/// `GET …/zones/{zone}/instanceGroupManagers/{manager}`: the MIG behind a backend service
-/// (`{backend}-mig`), with the instance template it runs and a stable status (the fake's rolling
-/// updates finish at once).
-pub(crate) async fn get_instance_group_manager(
-    State(shared): State<Shared>,
-    Path((project, zone, manager)): Path<(String, String, String)>,
-) -> Response {
-    let w = lock(&shared);
-    let base = v1(&w.base_url, &project);
-    let name = format!("projects/{project}/zones/{zone}/instanceGroupManagers/{manager}");
-    let found = w
-        .backends
-        .iter()
-        .find(|b| b.project == project && b.group_name() == manager && zone == BACKEND_ZONE);
-    let Some(b) = found else {
-        return not_found(&name).into_response();
-    };
-    let template = format!("{base}/global/instanceTemplates/{}", b.template);
-    Json(json!({
-        "kind": "compute#instanceGroupManager",
-        "id": b.id.to_string(),
-        "creationTimestamp": stamp(b.created),
-        "name": manager,
-        "zone": format!("{base}/zones/{zone}"),
-        "selfLink": format!("{base}/zones/{zone}/instanceGroupManagers/{manager}"),
-        "instanceGroup": group_url(&w.base_url, b),
-        "baseInstanceName": format!("{}-g{}", b.group_name(), b.generation),
-        "instanceTemplate": template,
-        "versions": [{"instanceTemplate": template}],
-        "targetSize": 2,
-        "currentActions": {"none": 2, "creating": 0, "recreating": 0, "deleting": 0,
-                           "abandoning": 0, "restarting": 0, "refreshing": 0, "verifying": 0},
-        "status": {"isStable": true, "versionTarget": {"isReached": true}},
-        "fingerprint": b.fingerprint,
-    }))
-    .into_response()
 }
