@@ -26,13 +26,18 @@ use serde_json::{Map, Value, json};
 
 use super::faults::Oddity;
 use super::model::{self, ClassDist, RevisionInputs, Sampler};
+use super::model::{RevisionProfile, Timeline};
+use super::split_targets::{BACKEND_ZONE, FakePlatform, SplitCore};
 use super::traffic::{GROWTH_FACTOR, NUM_FINITE_BUCKETS, SCALE};
 use super::wire::{self, RpcError, int64};
 use super::world::{Revision, Service, Shared, World, lock};
 
 const REQUEST_COUNT: &str = "run.googleapis.com/request_count";
 const REQUEST_LATENCIES: &str = "run.googleapis.com/request_latencies";
-const RESOURCE_TYPE: &str = "cloud_run_revision";
+const AE_RESPONSE_COUNT: &str = "appengine.googleapis.com/http/server/response_count";
+const AE_RESPONSE_LATENCIES: &str = "appengine.googleapis.com/http/server/response_latencies";
+const LB_REQUEST_COUNT: &str = "loadbalancing.googleapis.com/https/backend_request_count";
+const LB_LATENCIES: &str = "loadbalancing.googleapis.com/https/backend_latencies";
 const MINUTE_MS: i64 = 60_000;
 /// Cloud Monitoring keeps these metrics six weeks; older periods are never computed.
 const RETENTION_MS: i64 = 42 * 24 * 3600 * 1000;
@@ -83,10 +88,22 @@ const REDUCERS: &[(&str, i64)] = &[
 const REDUCE_NONE: i64 = 0;
 const REDUCE_SUM: i64 = 4;
 
+/// The platform whose targets a metric describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Run,
+    AppEngine,
+    LoadBalancer,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Metric {
     RequestCount,
     RequestLatencies,
+    AeResponseCount,
+    AeResponseLatencies,
+    LbRequestCount,
+    LbLatencies,
 }
 
 impl Metric {
@@ -94,6 +111,10 @@ impl Metric {
         match metric_type {
             REQUEST_COUNT => Some(Metric::RequestCount),
             REQUEST_LATENCIES => Some(Metric::RequestLatencies),
+            AE_RESPONSE_COUNT => Some(Metric::AeResponseCount),
+            AE_RESPONSE_LATENCIES => Some(Metric::AeResponseLatencies),
+            LB_REQUEST_COUNT => Some(Metric::LbRequestCount),
+            LB_LATENCIES => Some(Metric::LbLatencies),
             _ => None,
         }
     }
@@ -102,20 +123,45 @@ impl Metric {
         match self {
             Metric::RequestCount => REQUEST_COUNT,
             Metric::RequestLatencies => REQUEST_LATENCIES,
+            Metric::AeResponseCount => AE_RESPONSE_COUNT,
+            Metric::AeResponseLatencies => AE_RESPONSE_LATENCIES,
+            Metric::LbRequestCount => LB_REQUEST_COUNT,
+            Metric::LbLatencies => LB_LATENCIES,
+        }
+    }
+
+    fn is_count(self) -> bool {
+        matches!(
+            self,
+            Metric::RequestCount | Metric::AeResponseCount | Metric::LbRequestCount
+        )
+    }
+
+    fn source(self) -> Source {
+        match self {
+            Metric::RequestCount | Metric::RequestLatencies => Source::Run,
+            Metric::AeResponseCount | Metric::AeResponseLatencies => Source::AppEngine,
+            Metric::LbRequestCount | Metric::LbLatencies => Source::LoadBalancer,
+        }
+    }
+
+    fn resource_type(self) -> &'static str {
+        match self.source() {
+            Source::Run => "cloud_run_revision",
+            Source::AppEngine => "gae_app",
+            Source::LoadBalancer => "https_lb_rule",
         }
     }
 
     fn unit(self) -> &'static str {
-        match self {
-            Metric::RequestCount => "1",
-            Metric::RequestLatencies => "ms",
-        }
+        if self.is_count() { "1" } else { "ms" }
     }
 
     fn value_type(self) -> &'static str {
-        match self {
-            Metric::RequestCount => "INT64",
-            Metric::RequestLatencies => "DISTRIBUTION",
+        if self.is_count() {
+            "INT64"
+        } else {
+            "DISTRIBUTION"
         }
     }
 }
@@ -518,16 +564,22 @@ pub(crate) async fn list_time_series(
     Ok(Json(response))
 }
 
-/// Every label a raw Cloud Run series carries.
-fn raw_labels(service: &Service, revision: &Revision, class: Class) -> BTreeMap<LabelRef, String> {
-    let resource = |name: &str| LabelRef {
+fn resource(name: &str) -> LabelRef {
+    LabelRef {
         scope: Scope::Resource,
         name: name.to_string(),
-    };
-    let metric = |name: &str| LabelRef {
+    }
+}
+
+fn metric_label(name: &str) -> LabelRef {
+    LabelRef {
         scope: Scope::Metric,
         name: name.to_string(),
-    };
+    }
+}
+
+/// Every label a raw Cloud Run series carries.
+fn raw_labels(service: &Service, revision: &Revision, class: Class) -> BTreeMap<LabelRef, String> {
     BTreeMap::from([
         (resource("project_id"), service.key.project.clone()),
         (resource("service_name"), service.key.service.clone()),
@@ -535,17 +587,140 @@ fn raw_labels(service: &Service, revision: &Revision, class: Class) -> BTreeMap<
         (resource("location"), service.key.region.clone()),
         (resource("configuration_name"), service.key.service.clone()),
         (
-            metric("response_code_class"),
+            metric_label("response_code_class"),
             class.code_class().to_string(),
         ),
-        (metric("response_code"), class.code().to_string()),
+        (metric_label("response_code"), class.code().to_string()),
     ])
 }
 
-/// One revision whose series matched, with the output series each of its classes feeds.
-struct Source<'a> {
-    service: &'a Service,
-    revision: &'a Revision,
+/// Every label a raw `gae_app` series carries (docs/gcp-wire.md §13.1).
+fn gae_labels(
+    project: &str,
+    service: &str,
+    version: &str,
+    class: Class,
+) -> BTreeMap<LabelRef, String> {
+    BTreeMap::from([
+        (resource("project_id"), project.to_string()),
+        (resource("module_id"), service.to_string()),
+        (resource("version_id"), version.to_string()),
+        (resource("zone"), "us-central1".to_string()),
+        (metric_label("response_code"), class.code().to_string()),
+        (metric_label("loading"), "false".to_string()),
+    ])
+}
+
+/// Every label a raw `https_lb_rule` series carries (docs/gcp-wire.md §13.2).
+fn lb_labels(project: &str, map: &str, backend: &str, class: Class) -> BTreeMap<LabelRef, String> {
+    BTreeMap::from([
+        (resource("project_id"), project.to_string()),
+        (resource("region"), "global".to_string()),
+        (resource("url_map_name"), map.to_string()),
+        (resource("forwarding_rule_name"), format!("{map}-https")),
+        (resource("target_proxy_name"), format!("{map}-proxy")),
+        (resource("matched_url_path_rule"), "UNMATCHED".to_string()),
+        (resource("backend_target_name"), backend.to_string()),
+        (
+            resource("backend_target_type"),
+            "BACKEND_SERVICE".to_string(),
+        ),
+        (resource("backend_name"), format!("{backend}-mig")),
+        (resource("backend_type"), "INSTANCE_GROUP".to_string()),
+        (resource("backend_scope"), BACKEND_ZONE.to_string()),
+        (resource("backend_scope_type"), "ZONE".to_string()),
+        (metric_label("response_code"), class.code().to_string()),
+        (
+            metric_label("response_code_class"),
+            class.code().to_string(),
+        ),
+        (metric_label("proxy_continent"), "America".to_string()),
+        (metric_label("cache_result"), "DISABLED".to_string()),
+        (metric_label("protocol"), "HTTP/1.1".to_string()),
+    ])
+}
+
+/// One member (revision, version, backend) of one target whose series may match: its inputs
+/// to the model and its raw labels per class.
+struct Candidate<'a> {
+    rps: &'a Timeline<f64>,
+    /// Where its share of the target's requests comes from (computed for matching members only).
+    share: ShareOf<'a>,
+    profile: &'a Timeline<RevisionProfile>,
+    seed: u64,
+    born_ms: i64,
+    labels: [(Class, BTreeMap<LabelRef, String>); 2],
+}
+
+/// A member's share of its target's requests, from the target's history.
+#[derive(Clone, Copy)]
+enum ShareOf<'a> {
+    Run(&'a Service, &'a str),
+    Split(&'a SplitCore, &'a str),
+}
+
+/// Every member of every target of `project` that `metric` describes.
+fn candidates<'a>(w: &'a World, project: &str, metric: Metric) -> Vec<Candidate<'a>> {
+    let mut out = Vec::new();
+    let classes = |f: &dyn Fn(Class) -> BTreeMap<LabelRef, String>| {
+        [(Class::Ok, f(Class::Ok)), (Class::Errors, f(Class::Errors))]
+    };
+    match metric.source() {
+        Source::Run => {
+            for service in w.services.iter().filter(|s| s.key.project == project) {
+                for revision in &service.revisions {
+                    let key = &service.key;
+                    out.push(Candidate {
+                        rps: &service.rps,
+                        share: ShareOf::Run(service, &revision.name),
+                        profile: &revision.profile,
+                        seed: model::seed(&[
+                            &key.project,
+                            &key.region,
+                            &key.service,
+                            &revision.name,
+                        ]),
+                        born_ms: service.rps.start_ms(),
+                        labels: classes(&|c| raw_labels(service, revision, c)),
+                    });
+                }
+            }
+        }
+        Source::AppEngine | Source::LoadBalancer => {
+            let platform = if metric.source() == Source::AppEngine {
+                FakePlatform::AppEngine
+            } else {
+                FakePlatform::LoadBalancer
+            };
+            for t in w
+                .split_targets
+                .iter()
+                .filter(|t| t.core.key.platform == platform && t.core.key.project == project)
+            {
+                let key = &t.core.key;
+                for m in &t.core.members {
+                    let labels = |c| match platform {
+                        FakePlatform::AppEngine => gae_labels(&key.project, &key.name, &m.name, c),
+                        _ => lb_labels(&key.project, &key.name, &m.name, c),
+                    };
+                    out.push(Candidate {
+                        rps: &t.core.rps,
+                        share: ShareOf::Split(&t.core, &m.name),
+                        profile: &m.profile,
+                        seed: model::seed(&[&key.to_string(), &m.name]),
+                        born_ms: t.core.rps.start_ms(),
+                        labels: classes(&labels),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One member whose series matched, with the output series each of its classes feeds.
+struct Matched<'a> {
+    candidate: Candidate<'a>,
     feeds: Vec<(Class, BTreeMap<LabelRef, String>)>,
 }
 
@@ -558,52 +733,47 @@ fn answer(w: &World, project: &str, q: &Query) -> Value {
         .filter
         .resource_type
         .as_deref()
-        .is_none_or(|t| t == RESOURCE_TYPE);
+        .is_none_or(|t| t == q.metric.resource_type());
     let mut sources = Vec::new();
-    let services = w
-        .services
-        .iter()
-        .filter(|s| resource_matches && s.key.project == project);
-    for service in services {
-        for revision in &service.revisions {
-            let feeds: Vec<_> = [Class::Ok, Class::Errors]
-                .into_iter()
-                .filter_map(|class| {
-                    let labels = raw_labels(service, revision, class);
-                    let wanted = q
-                        .filter
-                        .labels
+    let all = if resource_matches {
+        candidates(w, project, q.metric)
+    } else {
+        Vec::new()
+    };
+    for candidate in all {
+        let feeds: Vec<_> = candidate
+            .labels
+            .iter()
+            .filter_map(|(class, labels)| {
+                let wanted = q
+                    .filter
+                    .labels
+                    .iter()
+                    .all(|(label, value)| labels.get(label) == Some(value));
+                if !wanted {
+                    return None;
+                }
+                let key = if q.reduce {
+                    q.group_by
                         .iter()
-                        .all(|(label, value)| labels.get(label) == Some(value));
-                    if !wanted {
-                        return None;
-                    }
-                    let key = if q.reduce {
-                        q.group_by
-                            .iter()
-                            .filter_map(|g| Some((g.clone(), labels.get(g)?.clone())))
-                            .collect()
-                    } else {
-                        labels
-                    };
-                    Some((class, key))
-                })
-                .collect();
-            if !feeds.is_empty() {
-                sources.push(Source {
-                    service,
-                    revision,
-                    feeds,
-                });
-            }
+                        .filter_map(|g| Some((g.clone(), labels.get(g)?.clone())))
+                        .collect()
+                } else {
+                    labels.clone()
+                };
+                Some((*class, key))
+            })
+            .collect();
+        if !feeds.is_empty() {
+            sources.push(Matched { candidate, feeds });
         }
     }
 
     // Period ends, newest first: aligned to the period, inside (start, end], visible after the
-    // ingest lag, overlapping the life of some matching revision, within retention.
+    // ingest lag, overlapping the life of some matching member, within retention.
     let born = sources
         .iter()
-        .map(|s| s.service.rps.start_ms())
+        .map(|s| s.candidate.born_ms)
         .min()
         .unwrap_or(i64::MAX);
     let lower = q
@@ -620,18 +790,16 @@ fn answer(w: &World, project: &str, q: &Query) -> Value {
     let mut groups: BTreeMap<BTreeMap<LabelRef, String>, Vec<ClassDist>> = BTreeMap::new();
     let mut sampler = Sampler::default();
     for source in &sources {
-        let key = &source.service.key;
-        let share = source.service.share_timeline(&source.revision.name);
+        let c = &source.candidate;
+        let share = match c.share {
+            ShareOf::Run(service, revision) => service.share_timeline(revision),
+            ShareOf::Split(core, member) => core.share_timeline(member),
+        };
         let inputs = RevisionInputs {
-            rps: &source.service.rps,
+            rps: c.rps,
             share: &share,
-            profile: &source.revision.profile,
-            seed: model::seed(&[
-                &key.project,
-                &key.region,
-                &key.service,
-                &source.revision.name,
-            ]),
+            profile: c.profile,
+            seed: c.seed,
         };
         for (_, group) in &source.feeds {
             groups
@@ -694,7 +862,7 @@ fn header(metric: Metric, labels: &BTreeMap<LabelRef, String>) -> Value {
     if !metric_labels.is_empty() {
         metric_part["labels"] = Value::Object(metric_labels);
     }
-    let mut resource_part = json!({"type": RESOURCE_TYPE});
+    let mut resource_part = json!({"type": metric.resource_type()});
     let resource_labels = of_scope(Scope::Resource);
     if !resource_labels.is_empty() {
         resource_part["labels"] = Value::Object(resource_labels);
@@ -710,9 +878,10 @@ fn header(metric: Metric, labels: &BTreeMap<LabelRef, String>) -> Value {
 fn point(start_ms: i64, end_ms: i64, metric: Metric, value: &ClassDist) -> Option<Value> {
     let start = Timestamp::from_millisecond(start_ms).ok()?;
     let end = Timestamp::from_millisecond(end_ms).ok()?;
-    let value = match metric {
-        Metric::RequestCount => json!({"int64Value": int64(value.count)}),
-        Metric::RequestLatencies => json!({"distributionValue": distribution(value)}),
+    let value = if metric.is_count() {
+        json!({"int64Value": int64(value.count)})
+    } else {
+        json!({"distributionValue": distribution(value)})
     };
     Some(json!({
         "interval": {"startTime": start.to_string(), "endTime": end.to_string()},
@@ -899,7 +1068,7 @@ mod tests {
         assert_eq!(candidate["metricKind"], "DELTA");
         assert_eq!(candidate["valueType"], "INT64");
         assert_eq!(candidate["metric"]["type"], REQUEST_COUNT);
-        assert_eq!(candidate["resource"]["type"], RESOURCE_TYPE);
+        assert_eq!(candidate["resource"]["type"], "cloud_run_revision");
         assert_eq!(
             ends(candidate),
             ["10:05", "10:04", "10:03", "10:02", "10:01"].map(|m| format!("2026-08-20T{m}:00Z"))
@@ -1551,5 +1720,149 @@ mod tests {
         ) {
             let _ = parse_filter(&format!("{key}{sep}{value}{tail}"));
         }
+    }
+
+    fn series_by<'a>(response: &'a Value, label: &str, value: &str) -> &'a Value {
+        response["timeSeries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["resource"]["labels"][label] == value)
+            .unwrap_or_else(|| panic!("no series with {label}={value} in {response}"))
+    }
+
+    /// App Engine: `response_count` on `gae_app` follows the split the App Engine fake serves
+    /// (10 % of 100 rps for a minute is ~600 requests), by `version_id`, and a failing version's
+    /// 5xx show under `response_code` 500; Cloud Run's metric does not see App Engine targets.
+    #[tokio::test]
+    async fn app_engine_metrics_follow_the_split() {
+        let (fake, clock) = fake_with_service().await;
+        fake.add_app_engine_service(PROJECT, "web", "v1");
+        fake.deploy_version(PROJECT, "web", "v2");
+        let key = FakeGcp::app_engine(PROJECT, "web");
+        fake.set_profile_of(&key, "v2", RevisionProfile::healthy().with_error_ratio(0.5));
+        fake.set_split_by_hand(&key, &[("v1", 90), ("v2", 10)]);
+        clock.advance(SignedDuration::from_mins(4));
+        let by_version = [
+            ("aggregation.alignmentPeriod", "60s"),
+            ("aggregation.perSeriesAligner", "ALIGN_DELTA"),
+            ("aggregation.crossSeriesReducer", "REDUCE_SUM"),
+            ("aggregation.groupByFields", "resource.label.version_id"),
+        ];
+        let (status, all) = list(
+            &fake,
+            "metric.type = \"appengine.googleapis.com/http/server/response_count\" AND resource.type = \"gae_app\" AND resource.labels.module_id = \"web\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_version,
+        )
+        .await;
+        assert_eq!(status, 200, "{all}");
+        let v2 = counts(series_by(&all, "version_id", "v2"));
+        assert!(v2.iter().all(|n| (560..=640).contains(n)), "{v2:?}");
+        let v1 = counts(series_by(&all, "version_id", "v1"));
+        assert!(v1.iter().all(|n| (5300..=5500).contains(n)), "{v1:?}");
+        let (_, errors) = list(
+            &fake,
+            "metric.type = \"appengine.googleapis.com/http/server/response_count\" AND resource.labels.version_id = \"v2\" AND metric.labels.response_code = \"500\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_version,
+        )
+        .await;
+        let e = counts(series_by(&errors, "version_id", "v2"));
+        assert!(e.iter().all(|n| (240..=360).contains(n)), "{e:?}");
+        let (_, latencies) = list(
+            &fake,
+            "metric.type = \"appengine.googleapis.com/http/server/response_latencies\" AND resource.labels.version_id = \"v1\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_version,
+        )
+        .await;
+        assert_eq!(latencies["unit"], "ms");
+        let v1 = series_by(&latencies, "version_id", "v1");
+        assert_eq!(
+            (v1["valueType"].as_str(), v1["resource"]["type"].as_str()),
+            (Some("DISTRIBUTION"), Some("gae_app"))
+        );
+        let (_, run_only) = list(
+            &fake,
+            "metric.type = \"run.googleapis.com/request_count\" AND resource.labels.service_name = \"web\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            COUNT_BY_REVISION,
+        )
+        .await;
+        assert_eq!(run_only, json!({}));
+    }
+
+    /// Load balancer: `backend_request_count` on `https_lb_rule` follows the URL map's weights
+    /// by `backend_target_name`, with `response_code_class` as an int (500 for 5xx), and the
+    /// ingest lag holds back the newest minutes like Cloud Run's.
+    #[tokio::test]
+    async fn load_balancer_metrics_follow_the_weights() {
+        let (fake, clock) = fake_with_service().await;
+        fake.add_url_map(PROJECT, "web", "blue");
+        fake.add_backend(PROJECT, "web", "green");
+        let key = FakeGcp::url_map(PROJECT, "web");
+        fake.set_rps_of(&key, 50.0);
+        fake.set_profile_of(
+            &key,
+            "green",
+            RevisionProfile::healthy().with_error_ratio(1.0),
+        );
+        fake.set_split_by_hand(&key, &[("blue", 50), ("green", 50)]);
+        clock.advance(SignedDuration::from_mins(4));
+        let by_backend = [
+            ("aggregation.alignmentPeriod", "60s"),
+            ("aggregation.perSeriesAligner", "ALIGN_DELTA"),
+            ("aggregation.crossSeriesReducer", "REDUCE_SUM"),
+            (
+                "aggregation.groupByFields",
+                "resource.label.backend_target_name",
+            ),
+            (
+                "aggregation.groupByFields",
+                "metric.label.response_code_class",
+            ),
+        ];
+        let (status, all) = list(
+            &fake,
+            "metric.type = \"loadbalancing.googleapis.com/https/backend_request_count\" AND resource.type = \"https_lb_rule\" AND resource.labels.url_map_name = \"web\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_backend,
+        )
+        .await;
+        assert_eq!(status, 200, "{all}");
+        let series = all["timeSeries"].as_array().unwrap();
+        let green = series
+            .iter()
+            .find(|s| s["resource"]["labels"]["backend_target_name"] == "green")
+            .unwrap();
+        assert_eq!(green["metric"]["labels"]["response_code_class"], "500");
+        // Minutes 10:01 and 10:02 are visible (two minutes of ingest lag at 10:04).
+        assert_eq!(counts(green).len(), 2, "{green}");
+        assert!(
+            counts(green).iter().all(|n| (1450..=1550).contains(n)),
+            "{green}"
+        );
+        assert!(
+            series.iter().all(
+                |s| s["resource"]["labels"]["backend_target_name"] != "green"
+                    || s["metric"]["labels"]["response_code_class"] == "500"
+            ),
+            "green only fails"
+        );
+        let (status, wrong_resource) = list(
+            &fake,
+            "metric.type = \"loadbalancing.googleapis.com/https/backend_request_count\" AND resource.type = \"gae_app\"",
+            "2026-08-20T10:00:00Z",
+            "2026-08-20T10:04:00Z",
+            &by_backend,
+        )
+        .await;
+        assert_eq!((status, wrong_resource), (200, json!({})));
     }
 }

@@ -18,7 +18,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, State},
-    http::{StatusCode, Uri},
+    http::Uri,
     response::{IntoResponse, Response},
 };
 use jiff::Timestamp;
@@ -993,15 +993,7 @@ fn answer_tag(shared: &Shared, host: &str, uri: &Uri) -> Response {
     });
     match answer {
         None => wire::html_not_found(uri.path()),
-        Some(status) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = if status.is_success() {
-                "ok"
-            } else {
-                status.canonical_reason().unwrap_or("error")
-            };
-            (status, body).into_response()
-        }
+        Some(status) => wire::smoke_answer(status),
     }
 }
 

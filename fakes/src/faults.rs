@@ -39,6 +39,10 @@ const MAX_GARBLED_BODY: usize = 16 * 1024 * 1024;
 pub(crate) enum Api {
     Run,
     Monitoring,
+    /// App Engine Admin v1: shares the Run knobs (`run_errors`, `run_garbled`, operations).
+    AppEngine,
+    /// Compute v1: shares the Run knobs too, and answers errors in Compute's own shape.
+    Compute,
 }
 
 impl Api {
@@ -46,6 +50,8 @@ impl Api {
         match self {
             Api::Run => "run.googleapis.com",
             Api::Monitoring => "monitoring.googleapis.com",
+            Api::AppEngine => "appengine.googleapis.com",
+            Api::Compute => "compute.googleapis.com",
         }
     }
 }
@@ -322,7 +328,9 @@ impl Faults {
     /// What happens to one call: scheduled faults first, then chaos.
     fn verdict(&mut self, api: Api) -> Verdict {
         let (errors, garbled) = match api {
-            Api::Run => (&mut self.run_errors, &mut self.run_garbled),
+            Api::Run | Api::AppEngine | Api::Compute => {
+                (&mut self.run_errors, &mut self.run_garbled)
+            }
             Api::Monitoring => (&mut self.monitoring_errors, &mut self.monitoring_garbled),
         };
         if let Some(status) = Faults::take(errors) {
@@ -478,6 +486,7 @@ pub(crate) async fn gate(shared: &Shared, api: Api, request: Request, next: Next
     }
     match verdict {
         Verdict::Pass => next.run(request).await,
+        Verdict::Status(status) if api == Api::Compute => wire::compute_injected(status),
         Verdict::Status(status) => RpcError::injected(status, api.service()).into_response(),
         Verdict::Html404 | Verdict::After(Garble::Html404) => {
             wire::html_not_found(request.uri().path())
@@ -530,7 +539,9 @@ impl FaultHandle {
     }
 
     /// The next `n` Run Admin API calls (any method, known paths) answer `status` with a proper
-    /// `google.rpc` error body, e.g. 503 `UNAVAILABLE` or 429 `RESOURCE_EXHAUSTED`.
+    /// `google.rpc` error body, e.g. 503 `UNAVAILABLE` or 429 `RESOURCE_EXHAUSTED`. The App
+    /// Engine Admin and Compute fakes count against the same knob (Compute answers in its own
+    /// error shape).
     pub fn run_errors(&self, n: usize, status: u16) -> &Self {
         self.with(|f| f.run_errors = (n, status))
     }

@@ -48,3 +48,16 @@ pub fn flags_with<S: AsRef<str>>(
     all.extend(extra.iter().map(|s| s.as_ref().to_string()));
     all
 }
+
+/// The flags that point cutover's App Engine and Compute clients at `fake`
+/// (`--appengine-endpoint`, `--compute-endpoint`, the names issue 15 gives them). Not part of
+/// [`flags`] until cutover's configuration has them: append them with [`flags_with`].
+pub fn platform_flags(fake: &FakeGcp) -> Vec<String> {
+    let base = fake.base_url();
+    vec![
+        "--appengine-endpoint".to_string(),
+        base.clone(),
+        "--compute-endpoint".to_string(),
+        base,
+    ]
+}

@@ -9,9 +9,34 @@
 //! reference disagree the fake is wrong. Everything time-related follows the [`FakeClock`] the
 //! fake was started with, so a five-minute soak on a manual clock takes milliseconds.
 //!
+//! # One world, three platforms
+//! Cloud Run services, App Engine services and URL maps of a global external Application Load
+//! Balancer are targets of the same world, with the same traffic model: a target receives
+//! requests per second, each member (revision / version / backend service) its share of them
+//! from the split the platform's fake serves, behaving like its [`RevisionProfile`]; the fake
+//! Monitoring answers `cloud_run_revision`, `gae_app` and `https_lb_rule` queries from it, with
+//! the same faults (lag, missing points, odd answers).
+//!
+//! A target is named by a [`TargetKey`]: [`FakeGcp::cloud_run`]`(project, region, service)`,
+//! [`FakeGcp::app_engine`]`(project, service)` or [`FakeGcp::url_map`]`(project, map)`. The
+//! platform-neutral scenario methods take one: `set_profile_of`, `set_rps_of`,
+//! `set_split_by_hand` (a person editing the split, in percents), `touch` (a concurrent writer),
+//! `split_of`, `split_history` ([`SplitChange`]s: shares, what was written, by hand or not, guard
+//! matched, members routed while not ready), `target_json`, `concurrent_writes_of`. The
+//! platform's own set-up: `add_app_engine_service`, `deploy_version`, `set_version_serving`;
+//! `add_url_map`, `add_backend`, `set_backend_healthy`, `redeploy_backend`. The Cloud Run methods
+//! by `(project, region, service)` are unchanged.
+//!
 //! # Layout
 //! * `fake_run.rs`: Cloud Run Admin v2 — services, revisions, PATCH + operations, tag URLs.
-//! * `fake_monitoring.rs`: Cloud Monitoring v3 `timeSeries.list` for Cloud Run's request metrics.
+//! * `fake_appengine.rs`: App Engine Admin v1 (`/v1/apps/…`) — services get/list/patch
+//!   (`updateMask=split`), versions, operations, version URLs (`/__appengine/…`).
+//! * `fake_compute.rs`: Compute v1 (`/compute/v1/projects/…`) — URL maps get/patch/update with the
+//!   fingerprint guard, backend services get/getHealth, the groups' managers (instance template),
+//!   global operations get/wait.
+//! * `split_targets.rs`: the App Engine services, URL maps and backend services of the world.
+//! * `fake_monitoring.rs`: Cloud Monitoring v3 `timeSeries.list` for the request metrics of
+//!   Cloud Run, App Engine and the load balancer.
 //! * `fake_metadata.rs`: the metadata server (token, project, region).
 //! * `traffic.rs`: the one traffic model (log-normal latency, Cloud Run's latency buckets,
 //!   Poisson counts), shared by the fake Monitoring, the simulator and cutover's decision tests.
@@ -44,6 +69,8 @@
 pub mod clock;
 pub mod emulator;
 pub mod encode;
+mod fake_appengine;
+mod fake_compute;
 mod fake_metadata;
 mod fake_monitoring;
 mod fake_run;
@@ -53,6 +80,7 @@ pub mod flags;
 mod model;
 pub mod oidc;
 pub mod pusher;
+mod split_targets;
 pub mod traffic;
 mod wire;
 mod world;
@@ -66,13 +94,14 @@ use axum::{
     http::{Uri, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde_json::Value;
 
 pub use clock::FakeClock;
 pub use faults::{Chaos, ConcurrentChange, FaultCounts, FaultHandle, Garble};
 pub use model::RevisionProfile;
+pub use split_targets::{FakePlatform, SplitChange, TargetKey};
 pub use world::{RecordedRequest, TrafficChange};
 
 use fake_metadata::MetadataConfig;
@@ -82,8 +111,8 @@ use world::{ServiceKey, Shared, World, lock};
 /// Larger request bodies are refused (a Service is a few KiB).
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// The fake Google Cloud: Cloud Run Admin v2, Cloud Monitoring v3 and the metadata server on one
-/// local port, plus a Rust API to set scenarios up and to inspect what happened. Clones share
+/// The fake Google Cloud: Cloud Run Admin v2, App Engine Admin v1, Compute v1 (URL maps, backend
+/// services, global operations), Cloud Monitoring v3 and the metadata server on one local port, plus a Rust API to set scenarios up and to inspect what happened. Clones share
 /// the same world.
 ///
 /// The scenario methods panic when they name a service or revision that does not exist: that is
@@ -126,7 +155,8 @@ impl FakeGcp {
         FakeGcp { shared, addr }
     }
 
-    /// `http://127.0.0.1:PORT`: the Run and Monitoring endpoint.
+    /// `http://127.0.0.1:PORT`: the Run, App Engine Admin, Compute and Monitoring endpoint
+    /// (paths `/v2/projects/…`, `/v1/apps/…`, `/compute/v1/projects/…`, `/v3/projects/…`).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -300,6 +330,229 @@ impl FakeGcp {
     pub fn tokens_issued(&self) -> usize {
         lock(&self.shared).tokens_issued
     }
+
+    // ---- Every platform: a target by key -------------------------------------------------
+
+    /// The key of Cloud Run service `service` (for the platform-neutral methods below).
+    pub fn cloud_run(project: &str, region: &str, service: &str) -> TargetKey {
+        TargetKey::new(FakePlatform::CloudRun, project, region, service)
+    }
+
+    /// The key of App Engine service `service` of app `project`.
+    pub fn app_engine(project: &str, service: &str) -> TargetKey {
+        fake_appengine::key(project, service)
+    }
+
+    /// The key of URL map `map` of `project`.
+    pub fn url_map(project: &str, map: &str) -> TargetKey {
+        fake_compute::key(project, map)
+    }
+
+    /// From now on, `member` (revision, version or backend service) behaves like `profile`
+    /// (metrics; for Cloud Run and App Engine also the smoke status of its URL).
+    pub fn set_profile_of(&self, target: &TargetKey, member: &str, profile: RevisionProfile) {
+        match target.platform {
+            FakePlatform::CloudRun => self.set_profile(
+                &target.project,
+                &target.region,
+                &target.name,
+                member,
+                profile,
+            ),
+            _ => lock(&self.shared).set_member_profile(target, member, profile),
+        }
+    }
+
+    /// From now on, the target receives `rps` requests per second (new App Engine services and
+    /// URL maps start at 100).
+    pub fn set_rps_of(&self, target: &TargetKey, rps: f64) {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                self.set_rps(&target.project, &target.region, &target.name, rps)
+            }
+            _ => lock(&self.shared).set_target_rps(target, rps),
+        }
+    }
+
+    /// A person editing the split by hand (percents summing to 100): Cloud Run as
+    /// [`set_traffic_by_hand`](Self::set_traffic_by_hand); App Engine allocations become
+    /// `percent / 100` (shardBy kept); the URL map's default route becomes these backends at
+    /// weight `percent × 10` (other backends of the map stay at weight 0), new fingerprint.
+    pub fn set_split_by_hand(&self, target: &TargetKey, split: &[(&str, u8)]) {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                self.set_traffic_by_hand(&target.project, &target.region, &target.name, split)
+            }
+            _ => lock(&self.shared).set_split_by_hand(target, split),
+        }
+    }
+
+    /// A concurrent writer changing something unrelated: Cloud Run labels (new etag), App
+    /// Engine labels, the URL map's description (new fingerprint).
+    pub fn touch(&self, target: &TargetKey) {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                self.touch_labels(&target.project, &target.region, &target.name)
+            }
+            _ => {
+                let mut w = lock(&self.shared);
+                let i = w.expect_target(target);
+                w.touch_target_at(i);
+            }
+        }
+    }
+
+    /// Each member's share of the target's requests now (`0.0..=1.0`, above 0 only).
+    pub fn split_of(&self, target: &TargetKey) -> Vec<(String, f64)> {
+        match target.platform {
+            FakePlatform::CloudRun => self
+                .traffic(&target.project, &target.region, &target.name)
+                .into_iter()
+                .filter(|(_, p, _)| *p > 0)
+                .map(|(r, p, _)| (r, f64::from(p) / 100.0))
+                .fold(Vec::new(), |mut out: Vec<(String, f64)>, (r, s)| {
+                    match out.iter_mut().find(|(m, _)| *m == r) {
+                        Some((_, x)) => *x += s,
+                        None => out.push((r, s)),
+                    }
+                    out
+                }),
+            _ => {
+                let w = lock(&self.shared);
+                w.split_now(w.expect_target(target)).0
+            }
+        }
+    }
+
+    /// Every accepted change of the target's split, oldest first (for Cloud Run, converted
+    /// from [`history`](Self::history): `guard_matched` is `etag_matched`).
+    pub fn split_history(&self, target: &TargetKey) -> Vec<SplitChange> {
+        match target.platform {
+            FakePlatform::CloudRun => self
+                .history(&target.project, &target.region, &target.name)
+                .into_iter()
+                .map(|c| SplitChange {
+                    at: c.at,
+                    shares: c
+                        .allocation
+                        .iter()
+                        .map(|(r, p)| (r.clone(), f64::from(*p) / 100.0))
+                        .collect(),
+                    written: c
+                        .allocation
+                        .iter()
+                        .map(|(r, p)| (r.clone(), f64::from(*p)))
+                        .collect(),
+                    by_hand: c.by_hand,
+                    guard_matched: c.etag_matched,
+                    routes_unready: c.routes_unready,
+                })
+                .collect(),
+            _ => {
+                let w = lock(&self.shared);
+                w.split_targets[w.expect_target(target)]
+                    .core
+                    .history
+                    .clone()
+            }
+        }
+    }
+
+    /// Exactly what a GET of the target answers now (Run service, App Engine service, URL map).
+    pub fn target_json(&self, target: &TargetKey) -> Value {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                self.service_json(&target.project, &target.region, &target.name)
+            }
+            FakePlatform::AppEngine => {
+                let mut w = lock(&self.shared);
+                w.settle_platform_ops();
+                fake_appengine::render_service(&w.split_targets[w.expect_target(target)])
+            }
+            FakePlatform::LoadBalancer => {
+                let mut w = lock(&self.shared);
+                w.settle_platform_ops();
+                fake_compute::render_url_map(&w.base_url, &w.split_targets[w.expect_target(target)])
+            }
+        }
+    }
+
+    /// How many times a concurrent writer (a conflicting write, [`touch`](Self::touch)) changed
+    /// an App Engine service or URL map.
+    pub fn concurrent_writes_of(&self, target: &TargetKey) -> u64 {
+        match target.platform {
+            FakePlatform::CloudRun => {
+                let (l, a) = self.concurrent_writes(&target.project, &target.region, &target.name);
+                l + a
+            }
+            _ => {
+                let w = lock(&self.shared);
+                w.split_targets[w.expect_target(target)]
+                    .core
+                    .concurrent_writes
+            }
+        }
+    }
+
+    // ---- App Engine ----------------------------------------------------------------------
+
+    /// App Engine service `service` of app `project` serving 100 % on `version` (SERVING,
+    /// healthy profile), 100 requests per second, shardBy unspecified.
+    pub fn add_app_engine_service(&self, project: &str, service: &str, version: &str) {
+        lock(&self.shared).add_app_engine_service(Self::app_engine(project, service), version);
+    }
+
+    /// Like `gcloud app deploy --no-promote`: a new SERVING version (healthy profile) without
+    /// traffic. Give it another behaviour with [`set_profile_of`](Self::set_profile_of).
+    pub fn deploy_version(&self, project: &str, service: &str, version: &str) {
+        lock(&self.shared).deploy_version(&Self::app_engine(project, service), version);
+    }
+
+    /// Starts (`true`: `SERVING`) or stops (`STOPPED`) a version. The split is not touched: a
+    /// stopped version keeps any allocation it has (flagged in the history's `routes_unready`
+    /// of later writes), and its URL answers 503.
+    pub fn set_version_serving(&self, project: &str, service: &str, version: &str, serving: bool) {
+        lock(&self.shared).set_version_serving(
+            &Self::app_engine(project, service),
+            version,
+            serving,
+        );
+    }
+
+    // ---- Load balancer ---------------------------------------------------------------------
+
+    /// URL map `map` whose default route sends everything to backend service `stable_backend`
+    /// (weight 1000; the backend service is created healthy if `project` does not have it), 100
+    /// requests per second.
+    pub fn add_url_map(&self, project: &str, map: &str, stable_backend: &str) {
+        lock(&self.shared).add_url_map(Self::url_map(project, map), stable_backend);
+    }
+
+    /// Backend service `backend` (created healthy if missing) joins the default route of `map`
+    /// at weight 0 (new fingerprint), like a second MIG behind a new backend service.
+    pub fn add_backend(&self, project: &str, map: &str, backend: &str) {
+        lock(&self.shared).add_backend(&Self::url_map(project, map), backend);
+    }
+
+    /// The MIG behind `backend` rolled to a new instance template (a new deploy of a backend
+    /// service that recurs, blue/green): its instances get new names in `getHealth` and the
+    /// backend service a new fingerprint; weights, health and profile stay as they were.
+    pub fn redeploy_backend(&self, project: &str, backend: &str) {
+        lock(&self.shared).redeploy_backend(project, backend, None);
+    }
+
+    /// The same, naming the new instance template (`instanceGroupManagers.get` answers it:
+    /// `instanceTemplate`, `versions[0].instanceTemplate`), as a pipeline does with
+    /// `{map}-{BUILD_ID}`. The first template of a backend service is `{backend}-t1`, a
+    /// [`redeploy_backend`](Self::redeploy_backend) makes it `{backend}-t{n}`.
+    pub fn redeploy_backend_to(&self, project: &str, backend: &str, template: &str) {
+        lock(&self.shared).redeploy_backend(project, backend, Some(template));
+    }
+
+    /// Every instance of `backend` healthy, or its first instance `UNHEALTHY` in `getHealth`.
+    pub fn set_backend_healthy(&self, project: &str, backend: &str, healthy: bool) {
+        lock(&self.shared).set_backend_healthy(project, backend, healthy);
+    }
 }
 
 fn app(shared: Shared) -> Router {
@@ -334,9 +587,72 @@ fn app(shared: Shared) -> Router {
             shared.clone(),
             monitoring_gate,
         ));
+    let appengine = Router::new()
+        .route(
+            "/v1/apps/{app}/services",
+            get(fake_appengine::list_services),
+        )
+        .route(
+            "/v1/apps/{app}/services/{service}",
+            get(fake_appengine::get_service).patch(fake_appengine::patch_service),
+        )
+        .route(
+            "/v1/apps/{app}/services/{service}/versions",
+            get(fake_appengine::list_versions),
+        )
+        .route(
+            "/v1/apps/{app}/services/{service}/versions/{version}",
+            get(fake_appengine::get_version),
+        )
+        .route(
+            "/v1/apps/{app}/operations/{operation}",
+            get(fake_appengine::get_operation),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            appengine_gate,
+        ));
+    let compute = Router::new()
+        .route(
+            "/compute/v1/projects/{project}/global/urlMaps/{map}",
+            get(fake_compute::get_url_map)
+                .patch(fake_compute::patch_url_map)
+                .put(fake_compute::update_url_map),
+        )
+        .route(
+            "/compute/v1/projects/{project}/global/backendServices/{backend}",
+            get(fake_compute::get_backend_service),
+        )
+        .route(
+            "/compute/v1/projects/{project}/global/backendServices/{backend}/getHealth",
+            post(fake_compute::get_health),
+        )
+        .route(
+            "/compute/v1/projects/{project}/zones/{zone}/instanceGroupManagers/{manager}",
+            get(fake_compute::get_instance_group_manager),
+        )
+        .route(
+            "/compute/v1/projects/{project}/global/operations/{operation}",
+            get(fake_compute::get_operation),
+        )
+        .route(
+            "/compute/v1/projects/{project}/global/operations/{operation}/wait",
+            post(fake_compute::wait_operation),
+        )
+        .route_layer(middleware::from_fn_with_state(shared.clone(), compute_gate));
     Router::new()
         .merge(run)
         .merge(monitoring)
+        .merge(appengine)
+        .merge(compute)
+        .route(
+            "/__appengine/{app}/{service}/{version}",
+            get(fake_appengine::version_page),
+        )
+        .route(
+            "/__appengine/{app}/{service}/{version}/{*path}",
+            get(fake_appengine::version_subpage),
+        )
         .merge(fake_metadata::router())
         .route("/__tag/{host}", get(fake_run::tag))
         .route("/__tag/{host}/{*path}", get(fake_run::tag_path))
@@ -358,6 +674,16 @@ async fn run_gate(State(shared): State<Shared>, request: Request, next: Next) ->
 /// The same in front of every known Monitoring route.
 async fn monitoring_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
     faults::gate(&shared, faults::Api::Monitoring, request, next).await
+}
+
+/// The same in front of every known App Engine Admin route.
+async fn appengine_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    faults::gate(&shared, faults::Api::AppEngine, request, next).await
+}
+
+/// The same in front of every known Compute route.
+async fn compute_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    faults::gate(&shared, faults::Api::Compute, request, next).await
 }
 
 /// Records every request with the status it got.
@@ -431,6 +757,45 @@ pub mod testkit {
             RevisionProfile::healthy(),
         );
         (fake, clock)
+    }
+
+    /// App Engine service `web` of app `acme-prod` on version `v1` (100 rps), with version `v2`
+    /// deployed without traffic, at `T0` on a manual clock.
+    pub async fn fake_with_app_engine() -> (FakeGcp, FakeClock) {
+        let clock = FakeClock::manual(T0.parse().unwrap());
+        let fake = FakeGcp::start(clock.clone()).await;
+        fake.add_app_engine_service(PROJECT, "web", "v1");
+        fake.deploy_version(PROJECT, "web", "v2");
+        (fake, clock)
+    }
+
+    /// URL map `web` of `acme-prod` on backend service `blue` (100 rps), with backend service
+    /// `green` joined at weight 0, at `T0` on a manual clock.
+    pub async fn fake_with_url_map() -> (FakeGcp, FakeClock) {
+        let clock = FakeClock::manual(T0.parse().unwrap());
+        let fake = FakeGcp::start(clock.clone()).await;
+        fake.add_url_map(PROJECT, "web", "blue");
+        fake.add_backend(PROJECT, "web", "green");
+        (fake, clock)
+    }
+
+    /// `method path` on the fake with an optional JSON body: (status, JSON answer; `null` when
+    /// the answer is not JSON).
+    pub async fn call(
+        fake: &FakeGcp,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = http().request(method, format!("{}{path}", fake.base_url()));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("the fake answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or_default())
     }
 
     /// A plain HTTP client for talking to the fake.

@@ -176,7 +176,8 @@ fn push_endpoint(path: &str) -> Option<&str> {
         .filter(|name| ["builds", "alerts", "ticks"].contains(name))
 }
 
-/// A Monitoring incident about a Cloud Run revision, shaped like real schema 1.2 notifications.
+/// A schema-1.2 Monitoring incident (the decoded `data` of an alert push) about `revision` of
+/// Cloud Run service `service`, opened at `at` (`state` `open` or `closed`).
 pub fn incident(
     project: &str,
     service: &str,
@@ -185,7 +186,163 @@ pub fn incident(
     state: &str,
     at: Timestamp,
 ) -> Value {
+    incident_on(
+        &AlertSubject {
+            project,
+            resource_type: "cloud_run_revision",
+            resource_labels: &[
+                ("project_id", project),
+                ("service_name", service),
+                ("revision_name", revision),
+                ("location", region),
+                ("configuration_name", service),
+            ],
+            resource_type_display_name: "Cloud Run Revision",
+            metric: ("run.googleapis.com/request_count", "Request Count"),
+            metric_labels: &[("response_code_class", "5xx")],
+            name_labels: &[("revision_name", revision), ("service_name", service)],
+            policy_label: ("service_name", service),
+            service,
+            member: revision,
+        },
+        state,
+        at,
+    )
+}
+
+/// The same about `version` of App Engine service `service` (resource `gae_app`, metric
+/// `appengine.googleapis.com/http/server/response_count`, `response_code` 500).
+pub fn app_engine_incident(
+    project: &str,
+    service: &str,
+    version: &str,
+    state: &str,
+    at: Timestamp,
+) -> Value {
+    incident_on(
+        &AlertSubject {
+            project,
+            resource_type: "gae_app",
+            resource_labels: &[
+                ("project_id", project),
+                ("module_id", service),
+                ("version_id", version),
+                ("zone", "us-central1"),
+            ],
+            resource_type_display_name: "GAE Application",
+            metric: (
+                "appengine.googleapis.com/http/server/response_count",
+                "Response count",
+            ),
+            metric_labels: &[("response_code", "500")],
+            name_labels: &[("module_id", service), ("version_id", version)],
+            policy_label: ("module_id", service),
+            service,
+            member: version,
+        },
+        state,
+        at,
+    )
+}
+
+/// The same about backend service `backend` behind URL map `map` (resource `https_lb_rule`,
+/// metric `loadbalancing.googleapis.com/https/backend_request_count`, `response_code_class`
+/// 500).
+pub fn url_map_incident(
+    project: &str,
+    map: &str,
+    backend: &str,
+    state: &str,
+    at: Timestamp,
+) -> Value {
+    let forwarding_rule = format!("{map}-https");
+    let proxy = format!("{map}-proxy");
+    incident_on(
+        &AlertSubject {
+            project,
+            resource_type: "https_lb_rule",
+            resource_labels: &[
+                ("project_id", project),
+                ("region", "global"),
+                ("url_map_name", map),
+                ("forwarding_rule_name", &forwarding_rule),
+                ("target_proxy_name", &proxy),
+                ("matched_url_path_rule", "UNMATCHED"),
+                ("backend_target_name", backend),
+                ("backend_target_type", "BACKEND_SERVICE"),
+            ],
+            resource_type_display_name: "Application Load Balancer Rule",
+            metric: (
+                "loadbalancing.googleapis.com/https/backend_request_count",
+                "Backend request count",
+            ),
+            metric_labels: &[("response_code_class", "500")],
+            name_labels: &[("backend_target_name", backend), ("url_map_name", map)],
+            policy_label: ("url_map_name", map),
+            service: map,
+            member: backend,
+        },
+        state,
+        at,
+    )
+}
+
+/// What an incident is about.
+struct AlertSubject<'a> {
+    project: &'a str,
+    resource_type: &'a str,
+    resource_labels: &'a [(&'a str, &'a str)],
+    resource_type_display_name: &'a str,
+    /// (type, display name).
+    metric: (&'a str, &'a str),
+    metric_labels: &'a [(&'a str, &'a str)],
+    /// The labels a resource's name shows (`… labels {k=v, …}`).
+    name_labels: &'a [(&'a str, &'a str)],
+    /// The resource label the alert policy filters on.
+    policy_label: (&'a str, &'a str),
+    /// The target (service or URL map) the policy watches, and the member that fails.
+    service: &'a str,
+    member: &'a str,
+}
+
+fn incident_on(subject: &AlertSubject<'_>, state: &str, at: Timestamp) -> Value {
+    let AlertSubject {
+        project, service, ..
+    } = *subject;
     let started = at.as_second();
+    let labels = |pairs: &[(&str, &str)]| -> serde_json::Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect()
+    };
+    let braces = |pairs: &[(&str, &str)]| -> String {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let resource_name = format!(
+        "{project} {} labels {{{}}}",
+        subject.resource_type_display_name,
+        braces(subject.name_labels)
+    );
+    let (policy_key, policy_value) = subject.policy_label;
+    let filter = [
+        format!("resource.type = \"{}\"", subject.resource_type),
+        format!("resource.labels.{policy_key} = \"{policy_value}\""),
+        format!("metric.type = \"{}\"", subject.metric.0),
+    ]
+    .into_iter()
+    .chain(
+        subject
+            .metric_labels
+            .iter()
+            .map(|(k, v)| format!("metric.labels.{k} = \"{v}\"")),
+    )
+    .collect::<Vec<_>>()
+    .join(" AND ");
     json!({
         "incident": {
             "incident_id": format!("0.{}{}", service, started),
@@ -195,17 +352,15 @@ pub fn incident(
             "started_at": started,
             "ended_at": if state == "closed" { json!(started + 300) } else { Value::Null },
             "state": state,
-            "summary": format!("Request Count for {project} Cloud Run Revision labels {{revision_name={revision}, service_name={service}}} with metric labels {{response_code_class=5xx}} is above the threshold of 5.000 with a value of 17.000."),
+            "summary": format!("{} for {resource_name} with metric labels {{{}}} is above the threshold of 5.000 with a value of 17.000.", subject.metric.1, braces(subject.metric_labels)),
             "observed_value": "17.000",
             "threshold_value": "5",
-            "resource": {"type": "cloud_run_revision", "labels": {
-                "project_id": project, "service_name": service, "revision_name": revision,
-                "location": region, "configuration_name": service}},
-            "resource_type_display_name": "Cloud Run Revision",
+            "resource": {"type": subject.resource_type, "labels": labels(subject.resource_labels)},
+            "resource_type_display_name": subject.resource_type_display_name,
             "resource_id": "",
-            "resource_display_name": revision,
-            "resource_name": format!("{project} Cloud Run Revision labels {{revision_name={revision}, service_name={service}}}"),
-            "metric": {"type": "run.googleapis.com/request_count", "displayName": "Request Count", "labels": {"response_code_class": "5xx"}},
+            "resource_display_name": subject.member,
+            "resource_name": resource_name,
+            "metric": {"type": subject.metric.0, "displayName": subject.metric.1, "labels": labels(subject.metric_labels)},
             "metadata": {"system_labels": {}, "user_labels": {}},
             "policy_name": format!("{service} 5xx ratio"),
             "policy_user_labels": {"cutover-service": service},
@@ -214,7 +369,7 @@ pub fn incident(
                 "name": "projects/p/alertPolicies/1130251226664066904/conditions/1130251226664063323",
                 "displayName": "5xx > 5/min",
                 "conditionThreshold": {
-                    "filter": format!("resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"{service}\" AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\""),
+                    "filter": filter,
                     "comparison": "COMPARISON_GT", "thresholdValue": 5, "duration": "0s", "trigger": {"count": 1}
                 }
             },
@@ -223,4 +378,62 @@ pub fn incident(
         },
         "version": "1.2"
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> Timestamp {
+        "2026-08-20T10:00:00Z".parse().unwrap()
+    }
+
+    /// The Cloud Run incident names the revision and filters by service, as real policies do.
+    #[test]
+    fn a_cloud_run_incident() {
+        let i = &incident(
+            "acme-prod",
+            "api",
+            "api-00002-def",
+            "us-central1",
+            "open",
+            at(),
+        )["incident"];
+        assert_eq!(i["resource"]["type"], "cloud_run_revision");
+        assert_eq!(i["resource"]["labels"]["revision_name"], "api-00002-def");
+        assert_eq!(
+            i["summary"],
+            "Request Count for acme-prod Cloud Run Revision labels {revision_name=api-00002-def, \
+             service_name=api} with metric labels {response_code_class=5xx} is above the \
+             threshold of 5.000 with a value of 17.000."
+        );
+        assert_eq!(
+            i["condition"]["conditionThreshold"]["filter"],
+            "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"api\" AND \
+             metric.type = \"run.googleapis.com/request_count\" AND \
+             metric.labels.response_code_class = \"5xx\""
+        );
+        assert_eq!(i["ended_at"], Value::Null);
+    }
+
+    /// The App Engine and load-balancer incidents carry their resources' labels.
+    #[test]
+    fn incidents_of_the_other_platforms() {
+        let ae = &app_engine_incident("acme-prod", "web", "v2", "closed", at())["incident"];
+        assert_eq!(ae["resource"]["type"], "gae_app");
+        assert_eq!(ae["resource"]["labels"]["module_id"], "web");
+        assert_eq!(ae["resource"]["labels"]["version_id"], "v2");
+        assert!(ae["ended_at"].is_number());
+        let lb = &url_map_incident("acme-prod", "web", "green", "open", at())["incident"];
+        assert_eq!(lb["resource"]["type"], "https_lb_rule");
+        assert_eq!(lb["resource"]["labels"]["url_map_name"], "web");
+        assert_eq!(lb["resource"]["labels"]["backend_target_name"], "green");
+        assert_eq!(lb["metric"]["labels"]["response_code_class"], "500");
+        assert!(
+            lb["condition"]["conditionThreshold"]["filter"]
+                .as_str()
+                .unwrap()
+                .contains("resource.labels.url_map_name = \"web\"")
+        );
+    }
 }

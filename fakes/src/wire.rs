@@ -255,3 +255,69 @@ pub(crate) fn uuid4(rng: &mut fastrand::Rng) -> String {
         &hex[20..32]
     )
 }
+
+/// An error of the Compute Engine API, in its own shape (docs/gcp-wire.md §12.5):
+/// `{"error": {"code", "message", "errors": [{"message", "domain": "global", "reason"}]}}`, no
+/// `status`.
+#[derive(Debug)]
+pub(crate) struct ComputeError {
+    http: u16,
+    reason: &'static str,
+    message: String,
+}
+
+impl ComputeError {
+    pub(crate) fn new(http: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ComputeError {
+            http,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ComputeError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({"error": {
+            "code": self.http,
+            "message": self.message,
+            "errors": [{"message": self.message, "domain": "global", "reason": self.reason}],
+        }});
+        (status, Json(body)).into_response()
+    }
+}
+
+/// A Compute error answer.
+pub(crate) fn compute_error(http: u16, reason: &'static str, message: &str) -> Response {
+    ComputeError::new(http, reason, message).into_response()
+}
+
+/// An injected Compute failure with the reason Compute gives for that status.
+pub(crate) fn compute_injected(http: u16) -> Response {
+    match http {
+        429 => compute_error(429, "rateLimitExceeded", "Rate Limit Exceeded"),
+        500 => compute_error(
+            500,
+            "backendError",
+            "Internal error. Please try again or contact Google Support.",
+        ),
+        503 => compute_error(503, "backendError", "The service is currently unavailable."),
+        other => compute_error(
+            other,
+            "backendError",
+            &format!("Injected {other} from the compute.googleapis.com fake."),
+        ),
+    }
+}
+
+/// What a smoke check of a revision's or version's URL gets: `status` with a short body.
+pub(crate) fn smoke_answer(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = if status.is_success() {
+        "ok"
+    } else {
+        status.canonical_reason().unwrap_or("error")
+    };
+    (status, body).into_response()
+}

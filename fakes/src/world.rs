@@ -18,6 +18,7 @@ use super::fake_metadata::MetadataConfig;
 use super::fake_run::Operation;
 use super::faults::Faults;
 use super::model::{RevisionProfile, Timeline};
+use super::split_targets::{Backend, PlatformOp, SplitTarget};
 use super::wire::uuid4;
 use crate::clock::FakeClock;
 
@@ -404,8 +405,14 @@ pub(crate) struct World {
     pub(crate) faults: Faults,
     pub(crate) metadata: MetadataConfig,
     pub(crate) tokens_issued: usize,
+    /// App Engine services and URL maps, in creation order (`split_targets.rs`).
+    pub(crate) split_targets: Vec<SplitTarget>,
+    /// The projects' backend services, in creation order.
+    pub(crate) backends: Vec<Backend>,
+    /// App Engine and Compute operations, by full name.
+    pub(crate) platform_ops: HashMap<String, PlatformOp>,
     /// Seeded, so uids and operation ids are the same from run to run.
-    rng: fastrand::Rng,
+    pub(crate) rng: fastrand::Rng,
     /// Counts writes, so every write gets a distinct etag.
     writes: u64,
 }
@@ -421,6 +428,9 @@ impl World {
             faults: Faults::default(),
             metadata: MetadataConfig::default(),
             tokens_issued: 0,
+            split_targets: Vec::new(),
+            backends: Vec::new(),
+            platform_ops: HashMap::new(),
             rng: fastrand::Rng::with_seed(0x00c0_ffee),
             writes: 0,
         }
