@@ -1,11 +1,13 @@
 //! Google REST APIs on the wire: serde types and reqwest calls, nothing else.
 //!
-//! One file per API ([`run`], [`monitoring`], [`metadata`]) plus the pieces they share here:
+//! One file per API ([`run`], [`appengine`], [`compute`], [`monitoring`], [`metadata`]) plus the pieces they share here:
 //! the `google.rpc.Status` error body, the classification of failures into transient /
 //! conflict / not found / permanent ([`ApiError::kind`], the only place cutover decides what a
 //! failure means), and the retry loop. Base URLs are injected, which is the seam the fakes
 //! plug into. Nothing here knows about rollouts.
 
+pub mod appengine;
+pub mod compute;
 pub mod metadata;
 pub mod monitoring;
 pub mod run;
@@ -77,12 +79,13 @@ impl ApiError {
     /// token yet, deadline, and answers that did not come from the API itself (a non-JSON error
     /// page from a front end or proxy) or arrived garbled (truncated JSON): redelivery costs
     /// little; dropping a build or an alert because one answer was mangled would lose it. A
-    /// conflict is a stale etag (`ABORTED`); not found is the API itself saying `NOT_FOUND` (an
+    /// conflict is a stale etag (`ABORTED`) or a stale Compute `fingerprint` (HTTP 412
+    /// `conditionNotMet`, whose body has no `status`); not found is the API itself saying `NOT_FOUND` (an
     /// HTML 404 from a front end says nothing about the resource).
     pub fn kind(&self) -> ErrorKind {
         match self {
             ApiError::Status { http, status, .. } => match (*http, status.as_str()) {
-                (409, "ABORTED") => ErrorKind::Conflict,
+                (409, "ABORTED") | (412, _) => ErrorKind::Conflict,
                 (404, "NOT_FOUND") => ErrorKind::NotFound,
                 (429 | 500 | 502 | 503 | 504, _) | (_, NOT_FROM_THE_API) => ErrorKind::Transient,
                 _ => ErrorKind::Permanent,

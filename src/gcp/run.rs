@@ -130,7 +130,7 @@ pub fn short_name(name: &str) -> &str {
 }
 
 /// The rpc code inside a failed Operation, as the HTTP status an API call would have used.
-fn operation_error(op: &str, e: &RpcStatus) -> ApiError {
+pub(crate) fn operation_error(op: &str, e: &RpcStatus) -> ApiError {
     let (http, status) = match e.code {
         3 => (400, "INVALID_ARGUMENT"),
         4 => (504, "DEADLINE_EXCEEDED"),
