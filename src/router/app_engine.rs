@@ -332,4 +332,103 @@ mod tests {
             Err(RefusedSplit::NotWhole(90))
         ));
     }
+
+    fn web() -> ServiceRef {
+        ServiceRef::global(
+            Platform::AppEngine,
+            crate::ids::ProjectId::parse("acme-prod").unwrap(),
+            crate::ids::ServiceName::parse("web").unwrap(),
+        )
+    }
+
+    fn far() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(10)
+    }
+
+    const SVC: &str = "/v1/apps/acme-prod/services/web";
+
+    fn versions() -> serde_json::Value {
+        serde_json::json!({"versions": [
+            {"id": "v1", "servingStatus": "SERVING", "createTime": "2026-12-01T00:00:00Z", "versionUrl": "https://v1-dot-web"},
+            {"id": "v2", "servingStatus": "SERVING", "createTime": "2026-12-04T00:00:00Z", "versionUrl": "https://v2-dot-web"}
+        ]})
+    }
+
+    fn with_split(allocations: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"name": "apps/acme-prod/services/web", "id": "web",
+            "split": {"shardBy": "IP", "allocations": allocations}})
+    }
+
+    #[tokio::test]
+    async fn a_write_sends_only_the_split_and_returns_once_its_operation_is_done() {
+        use crate::router::stub::Stub;
+        let stub = Stub::serve(|r, _| match (r.method.as_str(), r.uri.as_str()) {
+            ("GET", SVC) => (200, with_split(serde_json::json!({"v1": 1}))),
+            ("GET", u) if u.starts_with(&format!("{SVC}/versions")) => (200, versions()),
+            ("PATCH", _) => (
+                200,
+                serde_json::json!({"name": "apps/acme-prod/operations/op-1"}),
+            ),
+            ("GET", "/v1/apps/acme-prod/operations/op-1") => (
+                200,
+                serde_json::json!({"name": "apps/acme-prod/operations/op-1", "done": true,
+                    "response": with_split(serde_json::json!({"v1": 0.9, "v2": 0.1}))}),
+            ),
+            _ => (
+                404,
+                serde_json::json!({"error": {"code": 404, "status": "NOT_FOUND", "message": "no"}}),
+            ),
+        })
+        .await;
+        let router = AppEngineSplit::new(AppEngineClient::new(Stub::google(), &stub.base));
+        let read = router.read(&web(), far()).await.unwrap();
+        assert_eq!(read.latest_ready.as_deref(), Some("v2"));
+        assert_eq!(read.urls["v2"], "https://v2-dot-web");
+        let after = router
+            .write(&web(), &read, &[target("v1", 90), target("v2", 10)], far())
+            .await
+            .unwrap();
+        assert_eq!(
+            after.allocation,
+            BTreeMap::from([("v1".into(), 90), ("v2".into(), 10)])
+        );
+        assert_eq!(after.latest_ready.as_deref(), Some("v2"));
+        let seen = stub.seen();
+        assert!(
+            seen.iter()
+                .any(|s| s.uri == format!("{SVC}/versions?view=BASIC")),
+            "{seen:?}"
+        );
+        let patch = seen.iter().find(|s| s.method == "PATCH").expect("a patch");
+        assert_eq!(patch.uri, format!("{SVC}?updateMask=split"));
+        assert_eq!(
+            patch.body,
+            serde_json::json!({"split": {"shardBy": "IP", "allocations": {"v1": 0.9, "v2": 0.1}}})
+        );
+        assert!(
+            seen.iter().any(|s| s.uri.ends_with("/operations/op-1")),
+            "the operation was polled: {seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_split_changed_since_the_read_is_a_conflict_and_nothing_is_sent() {
+        use crate::router::stub::Stub;
+        // The first read sees v1 alone; by the write someone has moved traffic by hand.
+        let stub = Stub::serve(|r, n| match (r.method.as_str(), r.uri.as_str()) {
+            ("GET", SVC) if n < 2 => (200, with_split(serde_json::json!({"v1": 1}))),
+            ("GET", SVC) => (200, with_split(serde_json::json!({"v1": 0.5, "v2": 0.5}))),
+            ("GET", _) => (200, versions()),
+            _ => (500, serde_json::json!({})),
+        })
+        .await;
+        let router = AppEngineSplit::new(AppEngineClient::new(Stub::google(), &stub.base));
+        let read = router.read(&web(), far()).await.unwrap();
+        let e = router
+            .write(&web(), &read, &[target("v1", 90), target("v2", 10)], far())
+            .await
+            .expect_err("the split changed");
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        assert!(stub.seen().iter().all(|s| s.method == "GET"));
+    }
 }

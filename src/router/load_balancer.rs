@@ -635,4 +635,176 @@ mod tests {
             Err(RefusedRoute::NotWhole(90))
         ));
     }
+
+    mod wire {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        use serde_json::{Value, json};
+
+        use super::*;
+        use crate::router::stub::{Seen, Stub};
+
+        const G: &str = "/compute/v1/projects/acme-prod/global";
+
+        fn web() -> ServiceRef {
+            ServiceRef::global(
+                Platform::LoadBalancer,
+                crate::ids::ProjectId::parse("acme-prod").unwrap(),
+                crate::ids::ServiceName::parse("web").unwrap(),
+            )
+        }
+
+        fn far() -> Instant {
+            Instant::now() + std::time::Duration::from_secs(10)
+        }
+
+        fn url_map(fingerprint: &str, blue: u32, green: u32) -> Value {
+            json!({"kind": "compute#urlMap", "name": "web", "fingerprint": fingerprint,
+                "defaultRouteAction": {"weightedBackendServices": [
+                    {"backendService": format!("https://www.googleapis.com/compute/v1/projects/acme-prod/global/backendServices/blue"), "weight": blue},
+                    {"backendService": format!("https://www.googleapis.com/compute/v1/projects/acme-prod/global/backendServices/green"), "weight": green}]}})
+        }
+
+        /// Blue has one group, green two (a MIG in each of two zones); `sick` is a group whose
+        /// second member fails its health check.
+        fn answer(r: &Seen, patched: &AtomicBool, sick: Option<&str>) -> (u16, Value) {
+            let group = |b: &str, z: &str| {
+                format!(
+                    "https://www.googleapis.com/compute/v1/projects/acme-prod/zones/{z}/instanceGroups/{b}-mig"
+                )
+            };
+            match (r.method.as_str(), r.uri.as_str()) {
+                ("GET", u) if u == format!("{G}/urlMaps/web") => {
+                    if patched.load(Ordering::SeqCst) {
+                        (200, url_map("f2", 900, 100))
+                    } else {
+                        (200, url_map("f1", 1000, 0))
+                    }
+                }
+                ("GET", u) if u == format!("{G}/backendServices/blue") => (
+                    200,
+                    json!({"name": "blue", "backends": [{"group": group("blue", "us-central1-a")}]}),
+                ),
+                ("GET", u) if u == format!("{G}/backendServices/green") => (
+                    200,
+                    json!({"name": "green", "backends": [
+                        {"group": group("green", "us-central1-a")}, {"group": group("green", "us-central1-b")}]}),
+                ),
+                ("POST", u) if u.ends_with("/getHealth") => {
+                    let g = r.body["group"].as_str().unwrap_or_default();
+                    let second = if sick == Some(g) {
+                        "UNHEALTHY"
+                    } else {
+                        "HEALTHY"
+                    };
+                    (
+                        200,
+                        json!({"kind": "compute#backendServiceGroupHealth", "healthStatus": [
+                        {"instance": format!("{g}/i-1"), "ipAddress": "10.0.0.2", "port": 80, "healthState": "HEALTHY"},
+                        {"instance": format!("{g}/i-2"), "ipAddress": "10.0.0.3", "port": 80, "healthState": second}]}),
+                    )
+                }
+                ("PATCH", _) if r.body["fingerprint"] == "f1" => {
+                    patched.store(true, Ordering::SeqCst);
+                    (
+                        200,
+                        json!({"kind": "compute#operation", "name": "operation-1", "status": "RUNNING"}),
+                    )
+                }
+                ("PATCH", _) => (
+                    412,
+                    json!({"error": {"code": 412, "message": "Invalid fingerprint.",
+                    "errors": [{"domain": "global", "reason": "conditionNotMet", "message": "Invalid fingerprint."}]}}),
+                ),
+                ("GET", u) if u == format!("{G}/operations/operation-1") => (
+                    200,
+                    json!({"kind": "compute#operation", "name": "operation-1", "status": "DONE"}),
+                ),
+                _ => (
+                    404,
+                    json!({"error": {"code": 404, "message": "not found", "errors": [{"reason": "notFound"}]}}),
+                ),
+            }
+        }
+
+        #[tokio::test]
+        async fn a_read_checks_every_group_and_a_write_waits_for_the_global_operation() {
+            let patched = Arc::new(AtomicBool::new(false));
+            let p = patched.clone();
+            let stub = Stub::serve(move |r, _| answer(r, &p, None)).await;
+            let router = UrlMapSplit::new(ComputeClient::new(Stub::google(), &stub.base));
+            let read = router.read(&web(), far()).await.unwrap();
+            assert_eq!(read.latest_ready.as_deref(), Some("green"));
+            let health: Vec<Value> = stub
+                .seen()
+                .into_iter()
+                .filter(|s| s.uri.ends_with("/getHealth"))
+                .map(|s| s.body)
+                .collect();
+            assert_eq!(health.len(), 3, "one getHealth per group: {health:?}");
+            let after = router
+                .write(&web(), &read, &[t("blue", 90), t("green", 10)], far())
+                .await
+                .unwrap();
+            assert_eq!(
+                after.allocation,
+                BTreeMap::from([("blue".into(), 90), ("green".into(), 10)])
+            );
+            assert_eq!(
+                after.version.fingerprint, "f2",
+                "the map as it is after the write"
+            );
+            let seen = stub.seen();
+            let patch = seen.iter().find(|s| s.method == "PATCH").unwrap();
+            assert_eq!(patch.uri, format!("{G}/urlMaps/web"));
+            let weights: Vec<&Value> = patch.body["defaultRouteAction"]["weightedBackendServices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| &w["weight"])
+                .collect();
+            assert_eq!(weights, [&json!(900), &json!(100)]);
+            assert!(
+                seen.iter()
+                    .any(|s| s.uri.ends_with("/operations/operation-1"))
+            );
+        }
+
+        #[tokio::test]
+        async fn one_unhealthy_member_of_any_group_keeps_a_backend_from_being_ready() {
+            let sick = "https://www.googleapis.com/compute/v1/projects/acme-prod/zones/us-central1-b/instanceGroups/green-mig";
+            let stub =
+                Stub::serve(move |r, _| answer(r, &AtomicBool::new(false), Some(sick))).await;
+            let router = UrlMapSplit::new(ComputeClient::new(Stub::google(), &stub.base));
+            let read = router.read(&web(), far()).await.unwrap();
+            assert_eq!(read.ready, BTreeSet::from(["blue".to_string()]));
+            assert_eq!(
+                read.latest_ready, None,
+                "no healthy idle backend, no candidate"
+            );
+            let e = router
+                .write(&web(), &read, &[t("blue", 90), t("green", 10)], far())
+                .await
+                .expect_err("green is not healthy");
+            assert_eq!(e.kind(), ErrorKind::Permanent, "{e}");
+            assert!(stub.seen().iter().all(|s| s.method != "PATCH"));
+        }
+
+        #[tokio::test]
+        async fn a_stale_fingerprint_is_a_conflict() {
+            let patched = Arc::new(AtomicBool::new(false));
+            let p = patched.clone();
+            let stub = Stub::serve(move |r, _| answer(r, &p, None)).await;
+            let router = UrlMapSplit::new(ComputeClient::new(Stub::google(), &stub.base));
+            let mut read = router.read(&web(), far()).await.unwrap();
+            read.version.fingerprint = "f0".into();
+            let e = router
+                .write(&web(), &read, &[t("blue", 90), t("green", 10)], far())
+                .await
+                .expect_err("stale");
+            assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+            assert!(!stub.seen().iter().any(|s| s.uri.contains("/operations/")));
+        }
+    }
 }

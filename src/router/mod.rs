@@ -13,6 +13,8 @@ pub mod load_balancer;
 pub mod shares;
 pub mod split;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod stub;
 
 use std::future::Future;
 
