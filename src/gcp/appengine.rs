@@ -9,7 +9,6 @@
 //! `createTime` and `versionUrl`. A service has no etag and the patch no precondition.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -157,29 +156,19 @@ impl AppEngineClient {
     ) -> Result<Vec<Version>, ApiError> {
         let url = format!("{}/versions", self.url(target));
         let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page: ListVersionsResponse = self
-                .google
-                .call(
-                    "GET",
-                    &url,
-                    |c| {
-                        let mut q = vec![("view", "BASIC".to_string())];
-                        if !token.is_empty() {
-                            q.push(("pageToken", token.clone()));
-                        }
-                        c.get(&url).query(&q)
-                    },
-                    deadline,
-                )
-                .await?;
-            out.extend(page.versions);
-            if page.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            token = page.next_page_token;
-        }
+        let query = [("view", "BASIC".to_string())];
+        self.google
+            .pages(
+                &url,
+                &query,
+                |page: ListVersionsResponse| {
+                    out.extend(page.versions);
+                    Ok(page.next_page_token)
+                },
+                deadline,
+            )
+            .await?;
+        Ok(out)
     }
 
     /// `PATCH v1/apps/{app}/services/{service}?updateMask=split` with `split` as the body's
@@ -217,38 +206,26 @@ impl AppEngineClient {
     /// Polls `op` until it is done and returns the service it produced, when it says.
     pub async fn wait(
         &self,
-        mut op: Operation,
+        op: Operation,
         deadline: Instant,
     ) -> Result<Option<Service>, ApiError> {
-        let mut pause = Duration::from_millis(100);
-        loop {
-            if op.done {
-                if let Some(e) = &op.error {
-                    return Err(operation_error(&op.name, e));
-                }
-                // The response is the Service; an answer without one is read again by the caller.
-                return Ok(op
-                    .response
-                    .take()
-                    .and_then(|v: Value| Service::deserialize(v).ok()));
-            }
-            if op.name.is_empty() {
-                return Err(ApiError::Decode {
-                    method: "PATCH",
-                    path: String::new(),
-                    expected: Some("running Operation"),
-                    source: serde::de::Error::missing_field("name"),
-                });
-            }
-            if Instant::now() + pause >= deadline {
-                return Err(ApiError::OutOfTime {
-                    waiting_for: format!("operation {} still running", op.name),
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
-            op = self.get_operation(&op.name.clone(), deadline).await?;
-        }
+        super::poll(
+            op,
+            |op| {
+                op.done.then(|| match &op.error {
+                    Some(e) => Err(operation_error(&op.name, e)),
+                    // The response is the Service; without one the caller reads it again.
+                    None => Ok(op
+                        .response
+                        .take()
+                        .and_then(|v: Value| Service::deserialize(v).ok())),
+                })
+            },
+            |op| &op.name,
+            |name| async move { self.get_operation(&name, deadline).await },
+            deadline,
+        )
+        .await
     }
 }
 

@@ -11,8 +11,6 @@
 //! answers `healthStatus[].healthState` (`HEALTHY`, `UNHEALTHY`). Maps are kept typed (for
 //! reading) and raw (a write sends back every field as read, only weights changed).
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -239,33 +237,17 @@ impl ComputeClient {
     pub async fn wait(
         &self,
         project: &str,
-        mut op: Operation,
+        op: Operation,
         deadline: Instant,
     ) -> Result<(), ApiError> {
-        let mut pause = Duration::from_millis(100);
-        loop {
-            if op.status == "DONE" {
-                return op.failure().map_or(Ok(()), Err);
-            }
-            if op.name.is_empty() {
-                return Err(ApiError::Decode {
-                    method: "PATCH",
-                    path: String::new(),
-                    expected: Some("running Operation"),
-                    source: serde::de::Error::missing_field("name"),
-                });
-            }
-            if Instant::now() + pause >= deadline {
-                return Err(ApiError::OutOfTime {
-                    waiting_for: format!("operation {} still {}", op.name, op.status),
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
-            op = self
-                .get_operation(project, &op.name.clone(), deadline)
-                .await?;
-        }
+        super::poll(
+            op,
+            |op| (op.status == "DONE").then(|| op.failure().map_or(Ok(()), Err)),
+            |op| &op.name,
+            |name| async move { self.get_operation(project, &name, deadline).await },
+            deadline,
+        )
+        .await
     }
 
     /// `GET compute/v1/projects/{p}/global/backendServices/{name}`.

@@ -239,6 +239,39 @@ impl Google {
         }
     }
 
+    /// Every page of a list call: `query` is the call's own parameters (`pageToken` is added
+    /// from the second page on); `take` keeps a page's items and returns its
+    /// `nextPageToken` (empty on the last page).
+    pub async fn pages<P: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        mut take: impl FnMut(P) -> Result<String, ApiError>,
+        deadline: Instant,
+    ) -> Result<(), ApiError> {
+        let mut token = String::new();
+        loop {
+            let page: P = self
+                .call(
+                    "GET",
+                    url,
+                    |c| {
+                        let mut q = query.to_vec();
+                        if !token.is_empty() {
+                            q.push(("pageToken", token.clone()));
+                        }
+                        c.get(url).query(&q)
+                    },
+                    deadline,
+                )
+                .await?;
+            token = take(page)?;
+            if token.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
     async fn attempt(
         &self,
         method: &'static str,
@@ -269,6 +302,45 @@ impl Google {
         } else {
             Err(status_error(method, path, http, &body))
         }
+    }
+}
+
+/// Polls a long-running operation until it is finished: `finished` gives the outcome of a
+/// finished one (`None` while it runs), `name` the name to read it again by, `fetch` reads it
+/// again. Pauses grow from 100 ms to 2 s; a deadline that would pass during the next pause
+/// ends the wait ([`ApiError::OutOfTime`]).
+pub(crate) async fn poll<Op, T, Fut>(
+    mut op: Op,
+    finished: impl Fn(&mut Op) -> Option<Result<T, ApiError>>,
+    name: impl Fn(&Op) -> &str,
+    fetch: impl Fn(String) -> Fut,
+    deadline: Instant,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Op, ApiError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        if let Some(outcome) = finished(&mut op) {
+            return outcome;
+        }
+        let name = name(&op).to_string();
+        if name.is_empty() {
+            return Err(ApiError::Decode {
+                method: "PATCH",
+                path: String::new(),
+                expected: Some("running Operation"),
+                source: serde::de::Error::missing_field("name"),
+            });
+        }
+        if Instant::now() + pause >= deadline {
+            return Err(ApiError::OutOfTime {
+                waiting_for: format!("operation {name} still running"),
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+        op = fetch(name).await?;
     }
 }
 
