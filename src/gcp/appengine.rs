@@ -11,10 +11,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::time::Instant;
 
-use super::run::{Operation, operation_error};
+use super::run::{Operation, wait_done};
 use super::{ApiError, Google};
 use crate::target::ServiceRef;
 
@@ -143,9 +142,7 @@ impl AppEngineClient {
         deadline: Instant,
     ) -> Result<Service, ApiError> {
         let url = self.url(target);
-        self.google
-            .call("GET", &url, |c| c.get(&url), deadline)
-            .await
+        self.google.get(&url, deadline).await
     }
 
     /// Every version of the service (`view=BASIC`), following `nextPageToken`.
@@ -198,34 +195,23 @@ impl AppEngineClient {
         deadline: Instant,
     ) -> Result<Operation, ApiError> {
         let url = format!("{}/v1/{}", self.base, name);
-        self.google
-            .call("GET", &url, |c| c.get(&url), deadline)
-            .await
+        self.google.get(&url, deadline).await
     }
 
-    /// Polls `op` until it is done and returns the service it produced, when it says.
+    /// Polls `op` until it is done and returns the service it produced, when it says (an
+    /// answer without one is read again by the caller).
     pub async fn wait(
         &self,
         op: Operation,
         deadline: Instant,
     ) -> Result<Option<Service>, ApiError> {
-        super::poll(
+        let response = wait_done(
             op,
-            |op| {
-                op.done.then(|| match &op.error {
-                    Some(e) => Err(operation_error(&op.name, e)),
-                    // The response is the Service; without one the caller reads it again.
-                    None => Ok(op
-                        .response
-                        .take()
-                        .and_then(|v: Value| Service::deserialize(v).ok())),
-                })
-            },
-            |op| &op.name,
             |name| async move { self.get_operation(&name, deadline).await },
             deadline,
         )
-        .await
+        .await?;
+        Ok(response.and_then(|v| Service::deserialize(v).ok()))
     }
 }
 

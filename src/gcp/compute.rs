@@ -193,10 +193,7 @@ impl ComputeClient {
         deadline: Instant,
     ) -> Result<FetchedUrlMap, ApiError> {
         let url = format!("{}/compute/v1/{}", self.base, target.resource_name());
-        let raw: Value = self
-            .google
-            .call("GET", &url, |c| c.get(&url), deadline)
-            .await?;
+        let raw: Value = self.google.get(&url, deadline).await?;
         let map = UrlMap::deserialize(&raw).map_err(|source| ApiError::Decode {
             method: "GET",
             path: url.clone(),
@@ -228,9 +225,7 @@ impl ComputeClient {
         deadline: Instant,
     ) -> Result<Operation, ApiError> {
         let url = format!("{}/operations/{name}", self.global(project));
-        self.google
-            .call("GET", &url, |c| c.get(&url), deadline)
-            .await
+        self.google.get(&url, deadline).await
     }
 
     /// Polls the global operation `op` of `project` until it is `DONE`.
@@ -258,9 +253,7 @@ impl ComputeClient {
         deadline: Instant,
     ) -> Result<BackendService, ApiError> {
         let url = format!("{}/backendServices/{name}", self.global(project));
-        self.google
-            .call("GET", &url, |c| c.get(&url), deadline)
-            .await
+        self.google.get(&url, deadline).await
     }
 
     /// `POST compute/v1/projects/{p}/global/backendServices/{name}/getHealth` for one of its

@@ -239,6 +239,15 @@ impl Google {
         }
     }
 
+    /// `GET url`, decoded (see [`Google::call`]).
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        deadline: Instant,
+    ) -> Result<T, ApiError> {
+        self.call("GET", url, |c| c.get(url), deadline).await
+    }
+
     /// Every page of a list call: `query` is the call's own parameters (`pageToken` is added
     /// from the second page on); `take` keeps a page's items and returns its
     /// `nextPageToken` (empty on the last page).

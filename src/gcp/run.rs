@@ -129,7 +129,7 @@ pub fn short_name(name: &str) -> &str {
 }
 
 /// The rpc code inside a failed Operation, as the HTTP status an API call would have used.
-pub(crate) fn operation_error(op: &str, e: &RpcStatus) -> ApiError {
+fn operation_error(op: &str, e: &RpcStatus) -> ApiError {
     let (http, status) = match e.code {
         3 => (400, "INVALID_ARGUMENT"),
         4 => (504, "DEADLINE_EXCEEDED"),
@@ -177,10 +177,7 @@ impl RunClient {
         deadline: Instant,
     ) -> Result<Fetched, ApiError> {
         let url = format!("{}/v2/{}", self.base, target.resource_name());
-        let raw: Value = self
-            .google
-            .call("GET", &url, |c| c.get(&url), deadline)
-            .await?;
+        let raw: Value = self.google.get(&url, deadline).await?;
         Fetched::from_value(raw, "GET", &url)
     }
 
@@ -234,30 +231,45 @@ impl RunClient {
         deadline: Instant,
     ) -> Result<Operation, ApiError> {
         let url = format!("{}/v2/{}", self.base, name);
-        self.google
-            .call("GET", &url, |c| c.get(&url), deadline)
-            .await
+        self.google.get(&url, deadline).await
     }
 
     /// Polls `op` until it is done and returns the service it produced.
     pub async fn wait(&self, op: Operation, deadline: Instant) -> Result<Fetched, ApiError> {
-        super::poll(
+        let name = op.name.clone();
+        let response = wait_done(
             op,
-            |op| {
-                op.done.then(|| match &op.error {
-                    Some(e) => Err(operation_error(&op.name, e)),
-                    None => {
-                        let raw = op.response.take().unwrap_or(Value::Null);
-                        Fetched::from_value(raw, "GET", &op.name)
-                    }
-                })
-            },
-            |op| &op.name,
             |name| async move { self.get_operation(&name, deadline).await },
             deadline,
         )
-        .await
+        .await?;
+        Fetched::from_value(response.unwrap_or(Value::Null), "GET", &name)
     }
+}
+
+/// Polls a `google.longrunning.Operation` (Run v2, App Engine v1) with `fetch` until it is
+/// done; its `response`, if it has one, or its error.
+pub(crate) async fn wait_done<Fut>(
+    op: Operation,
+    fetch: impl Fn(String) -> Fut,
+    deadline: Instant,
+) -> Result<Option<Value>, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Operation, ApiError>>,
+{
+    super::poll(
+        op,
+        |op| {
+            op.done.then(|| match &op.error {
+                Some(e) => Err(operation_error(&op.name, e)),
+                None => Ok(op.response.take()),
+            })
+        },
+        |op| &op.name,
+        fetch,
+        deadline,
+    )
+    .await
 }
 
 #[cfg(test)]
