@@ -16,7 +16,7 @@
 //!   set read as whole percents by largest remainder ([`super::shares`]).
 //! - **Ready.** A backend service is ready when it has backends and every instance or
 //!   endpoint of every one of them is `HEALTHY` in `backendServices.getHealth` (one call per
-//!   group); a write giving weight to a backend that was not ready at the read is refused
+//!   group, in the project the backend's URL names); a write giving weight to a backend that was not ready at the read is refused
 //!   before any call. This covers instance groups (MIGs) and network endpoint groups (GKE)
 //!   alike; what differs is outside the split: connection draining applies to instances
 //!   leaving a MIG (a weight change drains nothing: in-flight requests finish where they
@@ -218,15 +218,15 @@ impl UrlMapSplit {
         }
     }
 
-    /// Whether each backend service is ready: it has backends, each with members, all healthy.
+    /// Which backend services are ready: they have backends, each with members, all healthy.
+    /// `backends` maps each name to the project it lives in.
     async fn health(
         &self,
-        project: &str,
-        backends: &BTreeSet<String>,
+        backends: &BTreeMap<String, String>,
         deadline: Instant,
     ) -> Result<BTreeSet<String>, ApiError> {
         let mut ready = BTreeSet::new();
-        for name in backends {
+        for (name, project) in backends {
             let service = self
                 .client
                 .get_backend_service(project, name, deadline)
@@ -256,6 +256,30 @@ fn api(e: ApiError) -> RouterError {
 
 fn refused(kind: ErrorKind, e: RefusedRoute) -> RouterError {
     RouterError::new(kind, e)
+}
+
+/// The project a resource URL names (`…/projects/{p}/global/…`), if it names one: a URL map
+/// may route to a backend service of another project (cross-project service referencing).
+fn project_in(url: &str) -> Option<&str> {
+    let mut parts = url.split('/');
+    parts.find(|p| *p == "projects")?;
+    parts.next().filter(|p| !p.is_empty())
+}
+
+/// The route's backend services: name → the project it lives in (`project` unless its URL
+/// names another).
+fn backend_projects(raw: &Value, pointer: &str, project: &str) -> BTreeMap<String, String> {
+    raw.pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.get("backendService").and_then(Value::as_str))
+        .filter(|url| !last_segment(url).is_empty())
+        .map(|url| {
+            let p = project_in(url).unwrap_or(project);
+            (last_segment(url).to_string(), p.to_string())
+        })
+        .collect()
 }
 
 /// The route's entries as read: backend service name → weight, in the route's order.
@@ -380,15 +404,8 @@ impl SplitPlatform for UrlMapSplit {
         let (route, pointer) = self
             .locate(&fetched.map)
             .map_err(|e| refused(ErrorKind::Permanent, e))?;
-        let backends: BTreeSet<String> = entries(&fetched.raw, &pointer)
-            .into_iter()
-            .map(|(n, _)| n)
-            .filter(|n| !n.is_empty())
-            .collect();
-        let ready = self
-            .health(&target.project, &backends, deadline)
-            .await
-            .map_err(api)?;
+        let backends = backend_projects(&fetched.raw, &pointer, &target.project);
+        let ready = self.health(&backends, deadline).await.map_err(api)?;
         Ok(split_read(fetched, route, pointer, ready))
     }
 
@@ -526,6 +543,27 @@ mod tests {
             r.locate(&plain.map),
             Err(RefusedRoute::NoWeightedRoute)
         ));
+    }
+
+    #[test]
+    fn a_backend_of_another_project_is_asked_about_in_its_own() {
+        let raw = serde_json::json!({"defaultRouteAction": {"weightedBackendServices": [
+            {"backendService": format!("{BS}/blue"), "weight": 1000},
+            {"backendService": "https://www.googleapis.com/compute/v1/projects/shared-svc/global/backendServices/green"},
+            {"backendService": "global/backendServices/red"}]}});
+        let got = backend_projects(
+            &raw,
+            "/defaultRouteAction/weightedBackendServices",
+            "acme-prod",
+        );
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                ("blue".to_string(), "p".to_string()),
+                ("green".to_string(), "shared-svc".to_string()),
+                ("red".to_string(), "acme-prod".to_string()),
+            ])
+        );
     }
 
     #[test]
