@@ -1,11 +1,13 @@
 //! Google REST APIs on the wire: serde types and reqwest calls, nothing else.
 //!
-//! One file per API ([`run`], [`monitoring`], [`metadata`]) plus the pieces they share here:
+//! One file per API ([`run`], [`appengine`], [`compute`], [`monitoring`], [`metadata`]) plus the pieces they share here:
 //! the `google.rpc.Status` error body, the classification of failures into transient /
 //! conflict / not found / permanent ([`ApiError::kind`], the only place cutover decides what a
 //! failure means), and the retry loop. Base URLs are injected, which is the seam the fakes
 //! plug into. Nothing here knows about rollouts.
 
+pub mod appengine;
+pub mod compute;
 pub mod metadata;
 pub mod monitoring;
 pub mod run;
@@ -77,12 +79,13 @@ impl ApiError {
     /// token yet, deadline, and answers that did not come from the API itself (a non-JSON error
     /// page from a front end or proxy) or arrived garbled (truncated JSON): redelivery costs
     /// little; dropping a build or an alert because one answer was mangled would lose it. A
-    /// conflict is a stale etag (`ABORTED`); not found is the API itself saying `NOT_FOUND` (an
+    /// conflict is a stale etag (`ABORTED`) or a stale Compute `fingerprint` (HTTP 412
+    /// `conditionNotMet`, whose body has no `status`); not found is the API itself saying `NOT_FOUND` (an
     /// HTML 404 from a front end says nothing about the resource).
     pub fn kind(&self) -> ErrorKind {
         match self {
             ApiError::Status { http, status, .. } => match (*http, status.as_str()) {
-                (409, "ABORTED") => ErrorKind::Conflict,
+                (409, "ABORTED") | (412, _) => ErrorKind::Conflict,
                 (404, "NOT_FOUND") => ErrorKind::NotFound,
                 (429 | 500 | 502 | 503 | 504, _) | (_, NOT_FROM_THE_API) => ErrorKind::Transient,
                 _ => ErrorKind::Permanent,
@@ -236,6 +239,48 @@ impl Google {
         }
     }
 
+    /// `GET url`, decoded (see [`Google::call`]).
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        deadline: Instant,
+    ) -> Result<T, ApiError> {
+        self.call("GET", url, |c| c.get(url), deadline).await
+    }
+
+    /// Every page of a list call: `query` is the call's own parameters (`pageToken` is added
+    /// from the second page on); `take` keeps a page's items and returns its
+    /// `nextPageToken` (empty on the last page).
+    pub async fn pages<P: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+        mut take: impl FnMut(P) -> Result<String, ApiError>,
+        deadline: Instant,
+    ) -> Result<(), ApiError> {
+        let mut token = String::new();
+        loop {
+            let page: P = self
+                .call(
+                    "GET",
+                    url,
+                    |c| {
+                        let mut q = query.to_vec();
+                        if !token.is_empty() {
+                            q.push(("pageToken", token.clone()));
+                        }
+                        c.get(url).query(&q)
+                    },
+                    deadline,
+                )
+                .await?;
+            token = take(page)?;
+            if token.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
     async fn attempt(
         &self,
         method: &'static str,
@@ -266,6 +311,45 @@ impl Google {
         } else {
             Err(status_error(method, path, http, &body))
         }
+    }
+}
+
+/// Polls a long-running operation until it is finished: `finished` gives the outcome of a
+/// finished one (`None` while it runs), `name` the name to read it again by, `fetch` reads it
+/// again. Pauses grow from 100 ms to 2 s; a deadline that would pass during the next pause
+/// ends the wait ([`ApiError::OutOfTime`]).
+pub(crate) async fn poll<Op, T, Fut>(
+    mut op: Op,
+    finished: impl Fn(&mut Op) -> Option<Result<T, ApiError>>,
+    name: impl Fn(&Op) -> &str,
+    fetch: impl Fn(String) -> Fut,
+    deadline: Instant,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Op, ApiError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        if let Some(outcome) = finished(&mut op) {
+            return outcome;
+        }
+        let name = name(&op).to_string();
+        if name.is_empty() {
+            return Err(ApiError::Decode {
+                method: "PATCH",
+                path: String::new(),
+                expected: Some("running Operation"),
+                source: serde::de::Error::missing_field("name"),
+            });
+        }
+        if Instant::now() + pause >= deadline {
+            return Err(ApiError::OutOfTime {
+                waiting_for: format!("operation {name} still running"),
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+        op = fetch(name).await?;
     }
 }
 

@@ -224,38 +224,27 @@ impl MonitoringClient {
             params.push(("aggregation.groupByFields", g.to_string()));
         }
         let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page: ListTimeSeriesResponse = self
-                .google
-                .call(
-                    "GET",
-                    &url,
-                    |c| {
-                        let mut p = params.clone();
-                        if !token.is_empty() {
-                            p.push(("pageToken", token.clone()));
-                        }
-                        c.get(&url).query(&p)
-                    },
-                    deadline,
-                )
-                .await?;
-            if let Some(e) = page.execution_errors.first() {
-                return Err(ApiError::Status {
-                    method: "GET",
-                    path: url.clone(),
-                    http: 503,
-                    status: "UNAVAILABLE".into(),
-                    message: format!("partial result: {}", e.message),
-                });
-            }
-            out.extend(page.time_series);
-            if page.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            token = page.next_page_token;
-        }
+        self.google
+            .pages(
+                &url,
+                &params,
+                |page: ListTimeSeriesResponse| {
+                    if let Some(e) = page.execution_errors.first() {
+                        return Err(ApiError::Status {
+                            method: "GET",
+                            path: url.clone(),
+                            http: 503,
+                            status: "UNAVAILABLE".into(),
+                            message: format!("partial result: {}", e.message),
+                        });
+                    }
+                    out.extend(page.time_series);
+                    Ok(page.next_page_token)
+                },
+                deadline,
+            )
+            .await?;
+        Ok(out)
     }
 }
 

@@ -7,7 +7,6 @@
 //! revision).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -178,10 +177,7 @@ impl RunClient {
         deadline: Instant,
     ) -> Result<Fetched, ApiError> {
         let url = format!("{}/v2/{}", self.base, target.resource_name());
-        let raw: Value = self
-            .google
-            .call("GET", &url, |c| c.get(&url), deadline)
-            .await?;
+        let raw: Value = self.google.get(&url, deadline).await?;
         Fetched::from_value(raw, "GET", &url)
     }
 
@@ -197,31 +193,21 @@ impl RunClient {
             self.base
         );
         let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page: ListServicesResponse = self
-                .google
-                .call(
-                    "GET",
-                    &url,
-                    |c| {
-                        let mut q = vec![("pageSize", LIST_PAGE_SIZE.to_string())];
-                        if !token.is_empty() {
-                            q.push(("pageToken", token.clone()));
-                        }
-                        c.get(&url).query(&q)
-                    },
-                    deadline,
-                )
-                .await?;
-            for raw in page.services {
-                out.push(Fetched::from_value(raw, "GET", &url)?);
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            token = page.next_page_token;
-        }
+        let query = [("pageSize", LIST_PAGE_SIZE.to_string())];
+        self.google
+            .pages(
+                &url,
+                &query,
+                |page: ListServicesResponse| {
+                    for raw in page.services {
+                        out.push(Fetched::from_value(raw, "GET", &url)?);
+                    }
+                    Ok(page.next_page_token)
+                },
+                deadline,
+            )
+            .await?;
+        Ok(out)
     }
 
     /// `PATCH` the whole service (as read, with changes) guarded by the `etag` it carries.
@@ -245,40 +231,45 @@ impl RunClient {
         deadline: Instant,
     ) -> Result<Operation, ApiError> {
         let url = format!("{}/v2/{}", self.base, name);
-        self.google
-            .call("GET", &url, |c| c.get(&url), deadline)
-            .await
+        self.google.get(&url, deadline).await
     }
 
     /// Polls `op` until it is done and returns the service it produced.
-    pub async fn wait(&self, mut op: Operation, deadline: Instant) -> Result<Fetched, ApiError> {
-        let mut pause = Duration::from_millis(100);
-        loop {
-            if op.done {
-                if let Some(e) = &op.error {
-                    return Err(operation_error(&op.name, e));
-                }
-                let raw = op.response.take().unwrap_or(Value::Null);
-                return Fetched::from_value(raw, "GET", &op.name);
-            }
-            if op.name.is_empty() {
-                return Err(ApiError::Decode {
-                    method: "PATCH",
-                    path: String::new(),
-                    expected: Some("running Operation"),
-                    source: serde::de::Error::missing_field("name"),
-                });
-            }
-            if Instant::now() + pause >= deadline {
-                return Err(ApiError::OutOfTime {
-                    waiting_for: format!("operation {} still running", op.name),
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
-            op = self.get_operation(&op.name.clone(), deadline).await?;
-        }
+    pub async fn wait(&self, op: Operation, deadline: Instant) -> Result<Fetched, ApiError> {
+        let name = op.name.clone();
+        let response = wait_done(
+            op,
+            |name| async move { self.get_operation(&name, deadline).await },
+            deadline,
+        )
+        .await?;
+        Fetched::from_value(response.unwrap_or(Value::Null), "GET", &name)
     }
+}
+
+/// Polls a `google.longrunning.Operation` (Run v2, App Engine v1) with `fetch` until it is
+/// done; its `response`, if it has one, or its error.
+pub(crate) async fn wait_done<Fut>(
+    op: Operation,
+    fetch: impl Fn(String) -> Fut,
+    deadline: Instant,
+) -> Result<Option<Value>, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Operation, ApiError>>,
+{
+    super::poll(
+        op,
+        |op| {
+            op.done.then(|| match &op.error {
+                Some(e) => Err(operation_error(&op.name, e)),
+                None => Ok(op.response.take()),
+            })
+        },
+        |op| &op.name,
+        fetch,
+        deadline,
+    )
+    .await
 }
 
 #[cfg(test)]

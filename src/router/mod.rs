@@ -4,11 +4,17 @@
 //! together with its own version of it, and applies a [`Write`] conditionally on that version. Writing the split
 //! and the record in one guarded call is what makes duplicate deliveries, reordering and several
 //! cutover instances harmless: whoever writes second with a stale version is refused and decides
-//! again on fresh state. Cloud Run is the one backend today ([`cloud_run`]).
+//! again on fresh state. Cloud Run is the router that carries its own record ([`cloud_run`]); App
+//! Engine ([`app_engine`]) and URL maps ([`load_balancer`]) only split ([`split`]).
 
+pub mod app_engine;
 pub mod cloud_run;
+pub mod load_balancer;
+pub mod shares;
 pub mod split;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod stub;
 
 use std::future::Future;
 
