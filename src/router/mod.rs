@@ -7,6 +7,7 @@
 //! again on fresh state. Cloud Run is the one backend today ([`cloud_run`]).
 
 pub mod cloud_run;
+pub mod firestore;
 pub mod recorded;
 pub mod split;
 pub mod store;
