@@ -6,6 +6,7 @@
 //! cutover instances harmless: whoever writes second with a stale version is refused and decides
 //! again on fresh state. Cloud Run is the one backend today ([`cloud_run`]).
 
+pub mod any;
 pub mod cloud_run;
 pub mod firestore;
 pub mod recorded;
