@@ -29,9 +29,6 @@ use crate::gcp::{ApiError, Google};
 use crate::ids::{ProjectId, ServiceName};
 use crate::target::{Platform, ServiceRef};
 
-/// The production endpoint (`CUTOVER_FIRESTORE_ENDPOINT`'s default).
-pub const ENDPOINT: &str = "https://firestore.googleapis.com";
-
 /// Documents per page of a listing (Firestore's own maximum is 300).
 const PAGE_SIZE: u32 = 300;
 
