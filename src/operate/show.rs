@@ -11,12 +11,16 @@ use crate::config::Output;
 use crate::decision::record::Entry;
 use crate::decision::{Decision, Observed, Phase, Policy, Record, describe};
 use crate::reconcile::DecisionRecord;
-use crate::target::ServiceRef;
+use crate::target::{Platform, ServiceRef};
 
 /// One service's rollout, as `status` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
+    /// The service's name; a target of another platform than Cloud Run is prefixed with its
+    /// platform (`app-engine:web`, `load-balancer:web-map`).
     pub service: String,
+    /// `cloud-run`, `app-engine` or `load-balancer`.
+    pub platform: String,
     pub project: String,
     pub region: String,
     /// `progressing`, `paused (max-hold)`, …, `none`, or why the record is unreadable.
@@ -37,12 +41,21 @@ pub struct Row {
     active: bool,
 }
 
+/// How tables name a target: a Cloud Run service by its name, others by platform and name.
+pub fn target_name(target: &ServiceRef) -> String {
+    match target.platform {
+        Platform::CloudRun => target.name.to_string(),
+        p => format!("{p}:{}", target.name),
+    }
+}
+
 impl Row {
     /// The row of one observed service; `defaults` with the service's overrides give when the
     /// step is due.
     pub fn of(obs: &Observed, defaults: &Policy, now: Timestamp) -> Row {
         let mut row = Row {
-            service: obs.service.name.to_string(),
+            service: target_name(&obs.service),
+            platform: obs.service.platform.to_string(),
             project: obs.service.project.to_string(),
             region: obs.service.region.to_string(),
             phase: "none".into(),
