@@ -302,3 +302,35 @@ pub fn outcome(r: &DecisionRecord) -> String {
         r.service, r.decision, r.write, r.reason
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ProjectId, ServiceName};
+
+    #[test]
+    fn a_row_names_the_platform_of_a_target_that_is_not_cloud_run() {
+        let observed = |service: ServiceRef| Observed {
+            service,
+            latest_ready: None,
+            allocation: BTreeMap::from([("v1".to_string(), 100)]),
+            ready: Default::default(),
+            tag_urls: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        };
+        let now = "2026-12-05T03:00:00Z".parse().unwrap();
+        let ae = ServiceRef::global(
+            Platform::AppEngine,
+            ProjectId::parse("acme").unwrap(),
+            ServiceName::parse("web").unwrap(),
+        );
+        let row = Row::of(&observed(ae), &Policy::default(), now);
+        assert_eq!(row.service, "app-engine:web");
+        assert_eq!(row.platform, "app-engine");
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["platform"], "app-engine");
+        let run = ServiceRef::checked("acme", "us-central1", "api").unwrap();
+        let row = Row::of(&observed(run), &Policy::default(), now);
+        assert_eq!((row.service.as_str(), row.platform.as_str()), ("api", "cloud-run"));
+    }
+}
