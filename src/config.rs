@@ -766,9 +766,15 @@ impl ServeArgs {
                 "CUTOVER_MONITORING_ENDPOINT",
                 &self.google.monitoring_endpoint,
             ),
-            ("CUTOVER_APPENGINE_ENDPOINT", &self.google.appengine_endpoint),
+            (
+                "CUTOVER_APPENGINE_ENDPOINT",
+                &self.google.appengine_endpoint,
+            ),
             ("CUTOVER_COMPUTE_ENDPOINT", &self.google.compute_endpoint),
-            ("CUTOVER_FIRESTORE_ENDPOINT", &self.google.firestore_endpoint),
+            (
+                "CUTOVER_FIRESTORE_ENDPOINT",
+                &self.google.firestore_endpoint,
+            ),
             ("CUTOVER_JWKS_URL", &self.jwks_url),
         ] {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

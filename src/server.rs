@@ -56,8 +56,8 @@ use crate::gcp::monitoring::MonitoringClient;
 use crate::gcp::{Google, TokenSource, metadata};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
 use crate::notify::Notifier;
-use crate::reconcile::{DecisionRecord, Origin, Reconciler, SmokeCheck};
 use crate::operate::wiring::{LiveRouter, listed_regions, live_router};
+use crate::reconcile::{DecisionRecord, Origin, Reconciler, SmokeCheck};
 use crate::target::ServiceRef;
 
 /// Largest push body accepted (from an authenticated caller; others are refused before their

@@ -139,7 +139,11 @@ impl Incident {
         let invalid = |e: ids::IdError| DecodeError::new(format!("incident {incident_id}: {e}"));
         let (platform, service_label, revision_label) = match resource_type.as_str() {
             GAE_APP => (Platform::AppEngine, "module_id", "version_id"),
-            HTTPS_LB_RULE => (Platform::LoadBalancer, "url_map_name", "backend_target_name"),
+            HTTPS_LB_RULE => (
+                Platform::LoadBalancer,
+                "url_map_name",
+                "backend_target_name",
+            ),
             _ => (Platform::CloudRun, "service_name", "revision_name"),
         };
         let service =

@@ -243,8 +243,8 @@ impl BuildNotification {
             let Some(name) = substitution(key) else {
                 continue;
             };
-            let name = ServiceName::parse(name)
-                .map_err(|e| invalid_substitution(&build_id, key, e))?;
+            let name =
+                ServiceName::parse(name).map_err(|e| invalid_substitution(&build_id, key, e))?;
             let candidate = substitution(candidate_key)
                 .map(|c| candidate_id(&build_id, candidate_key, c))
                 .transpose()?;
@@ -513,7 +513,10 @@ mod tests {
             assert!(e.to_string().contains("substitution _"), "{bad}: {e}");
         }
         let data = json!({"id": "b1", "projectId": "Evil/Project", "status": "SUCCESS", "substitutions": {"_URL_MAP": "m"}});
-        assert!(decode(&serde_json::to_vec(&data).unwrap()).is_err(), "its project is checked");
+        assert!(
+            decode(&serde_json::to_vec(&data).unwrap()).is_err(),
+            "its project is checked"
+        );
     }
 
     #[test]

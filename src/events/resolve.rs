@@ -254,7 +254,11 @@ mod tests {
         let both = scope(&regions).with_platforms(&[Platform::AppEngine, Platform::LoadBalancer]);
         let ae = both.resolve(named(Platform::AppEngine)).expect("in scope");
         assert_eq!(ae.to_string(), "app-engine:acme-prod/api");
-        assert_eq!(ae.region.as_str(), crate::target::GLOBAL, "its region is not the event's");
+        assert_eq!(
+            ae.region.as_str(),
+            crate::target::GLOBAL,
+            "its region is not the event's"
+        );
         let refusal = both
             .resolve(named(Platform::CloudRun))
             .expect_err("cloud-run is not enabled");

@@ -26,11 +26,11 @@ use crate::config::{ClientArgs, Command};
 use crate::decision::{Kind, OperatorAction, Policy, Trigger};
 use crate::gcp::monitoring::MonitoringClient;
 use crate::gcp::{Google, TokenSource};
-use crate::metrics::cloud_monitoring::CloudMonitoring;
-use crate::reconcile::{DecisionRecord, Reconciler, SmokeCheck};
-use crate::operate::wiring::{LiveRouter, listed_regions, live_router};
-use crate::router::{RouterError, TrafficRouter};
 use crate::ids::{ProjectId, ServiceName};
+use crate::metrics::cloud_monitoring::CloudMonitoring;
+use crate::operate::wiring::{LiveRouter, listed_regions, live_router};
+use crate::reconcile::{DecisionRecord, Reconciler, SmokeCheck};
+use crate::router::{RouterError, TrafficRouter};
 use crate::target::{Platform, ServiceRef};
 
 /// Exit code of a verb that was refused (the rollout's state does not allow it).
@@ -93,8 +93,13 @@ impl Client {
     fn target(&self, service: &str) -> anyhow::Result<ServiceRef> {
         let platform = self.args.platform.unwrap_or(Platform::CloudRun);
         if !platform.is_regional() {
-            let checked = ProjectId::parse(&self.project)
-                .and_then(|p| Ok(ServiceRef::global(platform, p, ServiceName::parse(service)?)));
+            let checked = ProjectId::parse(&self.project).and_then(|p| {
+                Ok(ServiceRef::global(
+                    platform,
+                    p,
+                    ServiceName::parse(service)?,
+                ))
+            });
             return checked.map_err(|e| anyhow::anyhow!("{service}: {e}"));
         }
         if self.regions.is_empty() {

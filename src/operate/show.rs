@@ -331,6 +331,9 @@ mod tests {
         assert_eq!(json["platform"], "app-engine");
         let run = ServiceRef::checked("acme", "us-central1", "api").unwrap();
         let row = Row::of(&observed(run), &Policy::default(), now);
-        assert_eq!((row.service.as_str(), row.platform.as_str()), ("api", "cloud-run"));
+        assert_eq!(
+            (row.service.as_str(), row.platform.as_str()),
+            ("api", "cloud-run")
+        );
     }
 }

@@ -26,7 +26,12 @@ pub type LoadBalancerRouter = Disabled;
 pub type LiveRouter = AnyRouter<CloudRunRouter, AppEngineRouter, LoadBalancerRouter>;
 
 /// The store of the records of App Engine and load-balancer targets.
-pub fn firestore(google: &Google, endpoints: &GoogleArgs, p: &PlatformArgs, project: &str) -> Firestore {
+pub fn firestore(
+    google: &Google,
+    endpoints: &GoogleArgs,
+    p: &PlatformArgs,
+    project: &str,
+) -> Firestore {
     Firestore::new(
         google.clone(),
         &endpoints.firestore_endpoint,

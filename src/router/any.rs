@@ -23,11 +23,20 @@ pub enum Disabled {}
 impl TrafficRouter for Disabled {
     type Version = Disabled;
 
-    async fn observe(&self, _: &ServiceRef, _: Instant) -> Result<Observation<Disabled>, RouterError> {
+    async fn observe(
+        &self,
+        _: &ServiceRef,
+        _: Instant,
+    ) -> Result<Observation<Disabled>, RouterError> {
         match *self {}
     }
 
-    async fn list(&self, _: &str, _: &str, _: Instant) -> Result<Vec<Observation<Disabled>>, RouterError> {
+    async fn list(
+        &self,
+        _: &str,
+        _: &str,
+        _: Instant,
+    ) -> Result<Vec<Observation<Disabled>>, RouterError> {
         match *self {}
     }
 
@@ -78,7 +87,7 @@ impl<C, A, L> AnyRouter<C, A, L> {
 }
 
 /// The router of `platform` when it has one, else a permanent refusal naming the setting.
-fn enabled<'r, R>(router: &'r Option<R>, platform: Platform) -> Result<&'r R, RouterError> {
+fn enabled<R>(router: &Option<R>, platform: Platform) -> Result<&R, RouterError> {
     router.as_ref().ok_or_else(|| {
         RouterError::new(
             ErrorKind::Permanent,
@@ -161,7 +170,11 @@ where
         }
         if let Some(r) = &self.load_balancer {
             let found = r.list(project, region, deadline).await?;
-            all.extend(found.into_iter().map(|o| tagged(o, AnyVersion::LoadBalancer)));
+            all.extend(
+                found
+                    .into_iter()
+                    .map(|o| tagged(o, AnyVersion::LoadBalancer)),
+            );
         }
         Ok(all)
     }
@@ -189,7 +202,10 @@ where
                     observed,
                     version: v.clone(),
                 };
-                tagged(r.apply(&read, write, deadline).await?, AnyVersion::AppEngine)
+                tagged(
+                    r.apply(&read, write, deadline).await?,
+                    AnyVersion::AppEngine,
+                )
             }
             (AnyVersion::LoadBalancer(v), Platform::LoadBalancer) => {
                 let r = enabled(&self.load_balancer, target.platform)?;
@@ -263,7 +279,10 @@ mod tests {
             region: &str,
             _: Instant,
         ) -> Result<Vec<Observation<&'static str>>, RouterError> {
-            self.calls.lock().unwrap().push(format!("list {project} {region}"));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("list {project} {region}"));
             let target = match self.name {
                 "run" => ServiceRef::checked(project, region, "api").unwrap(),
                 "ae" => global(Platform::AppEngine),
@@ -278,8 +297,14 @@ mod tests {
             _: &Write,
             _: Instant,
         ) -> Result<Observation<&'static str>, RouterError> {
-            assert_eq!(read.version, self.name, "a write reaches the router that read");
-            self.calls.lock().unwrap().push(format!("apply {}", read.observed.service));
+            assert_eq!(
+                read.version, self.name,
+                "a write reaches the router that read"
+            );
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("apply {}", read.observed.service));
             Ok(self.read(&read.observed.service))
         }
     }
@@ -304,8 +329,14 @@ mod tests {
                 ("cutover.dev/candidate".to_string(), "v2".to_string()),
                 ("cutover.dev/stable".to_string(), "v1".to_string()),
                 ("cutover.dev/percent".to_string(), "100".to_string()),
-                ("cutover.dev/started".to_string(), "2026-12-05T03:00:00Z".to_string()),
-                ("cutover.dev/step-started".to_string(), "2026-12-05T03:00:00Z".to_string()),
+                (
+                    "cutover.dev/started".to_string(),
+                    "2026-12-05T03:00:00Z".to_string(),
+                ),
+                (
+                    "cutover.dev/step-started".to_string(),
+                    "2026-12-05T03:00:00Z".to_string(),
+                ),
             ]))
             .unwrap()
             .unwrap(),
@@ -320,19 +351,30 @@ mod tests {
             load_balancer: Some(Named::new("lb")),
         };
         for (target, name) in [
-            (ServiceRef::checked("acme", "us-central1", "api").unwrap(), "run"),
+            (
+                ServiceRef::checked("acme", "us-central1", "api").unwrap(),
+                "run",
+            ),
             (global(Platform::AppEngine), "ae"),
             (global(Platform::LoadBalancer), "lb"),
         ] {
             let read = all.observe(&target, deadline()).await.unwrap();
             let after = all.apply(&read, &write(), deadline()).await.unwrap();
             let version = match after.version {
-                AnyVersion::CloudRun(v) | AnyVersion::AppEngine(v) | AnyVersion::LoadBalancer(v) => v,
+                AnyVersion::CloudRun(v)
+                | AnyVersion::AppEngine(v)
+                | AnyVersion::LoadBalancer(v) => v,
             };
             assert_eq!(version, name, "{target}");
         }
         assert_eq!(
-            all.app_engine.as_ref().unwrap().calls.lock().unwrap().as_slice(),
+            all.app_engine
+                .as_ref()
+                .unwrap()
+                .calls
+                .lock()
+                .unwrap()
+                .as_slice(),
             ["observe app-engine:acme/web", "apply app-engine:acme/web"]
         );
 
@@ -361,7 +403,10 @@ mod tests {
         assert_eq!(regional.len(), 1);
         assert!(matches!(regional[0].version, AnyVersion::CloudRun("run")));
         let global = all.list("acme", GLOBAL, deadline()).await.unwrap();
-        let names: Vec<String> = global.iter().map(|o| o.observed.service.to_string()).collect();
+        let names: Vec<String> = global
+            .iter()
+            .map(|o| o.observed.service.to_string())
+            .collect();
         assert_eq!(names, ["app-engine:acme/web", "load-balancer:acme/web"]);
         assert!(all.cloud_run.as_ref().unwrap().calls.lock().unwrap().len() == 1);
     }

@@ -204,7 +204,9 @@ impl RecordStore for Firestore {
                         all.push((t, doc.stored()));
                     }
                     Some(_) => {}
-                    None => tracing::warn!(document = %doc.name, "a record document that names no target; ignored"),
+                    None => {
+                        tracing::warn!(document = %doc.name, "a record document that names no target; ignored")
+                    }
                 }
             }
             if page.next_page_token.is_empty() {
@@ -291,7 +293,10 @@ mod tests {
         }))
         .unwrap();
         let stored = doc.stored();
-        assert_eq!(stored.version.as_deref(), Some("2026-12-05T03:02:17.810834Z"));
+        assert_eq!(
+            stored.version.as_deref(),
+            Some("2026-12-05T03:02:17.810834Z")
+        );
         assert_eq!(stored.annotations["cutover.dev/phase"], "smoke");
         assert_eq!(stored.annotations["cutover.dev/max-p99-ms"], "500");
         let t = doc.target().unwrap();
@@ -307,9 +312,21 @@ mod tests {
             status: status.into(),
             message: "m".into(),
         };
-        assert_eq!(store_error(status(400, "FAILED_PRECONDITION")).kind(), ErrorKind::Conflict);
-        assert_eq!(store_error(status(409, "ALREADY_EXISTS")).kind(), ErrorKind::Conflict);
-        assert_eq!(store_error(status(400, "INVALID_ARGUMENT")).kind(), ErrorKind::Permanent);
-        assert_eq!(store_error(status(503, "UNAVAILABLE")).kind(), ErrorKind::Transient);
+        assert_eq!(
+            store_error(status(400, "FAILED_PRECONDITION")).kind(),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            store_error(status(409, "ALREADY_EXISTS")).kind(),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            store_error(status(400, "INVALID_ARGUMENT")).kind(),
+            ErrorKind::Permanent
+        );
+        assert_eq!(
+            store_error(status(503, "UNAVAILABLE")).kind(),
+            ErrorKind::Transient
+        );
     }
 }

@@ -201,7 +201,10 @@ impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
         let wanted = write.traffic.as_deref().map(allocation);
         let Some(wanted) = wanted.filter(|w| *w != v.split.allocation) else {
             // The split stays as it is: one guarded write of the record.
-            let stored = self.store.write(target, &record, expected, deadline).await?;
+            let stored = self
+                .store
+                .write(target, &record, expected, deadline)
+                .await?;
             return Ok(observation(target, v.split.clone(), stored));
         };
         let traffic = write.traffic.as_deref().unwrap_or_default();
@@ -220,7 +223,10 @@ impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
         };
         let mut pending = v.stored.annotations.clone();
         pending.extend(intent.to_annotations());
-        let pending = self.store.write(target, &pending, expected, deadline).await?;
+        let pending = self
+            .store
+            .write(target, &pending, expected, deadline)
+            .await?;
 
         // 2. The split, if nobody moved it since the decision's read.
         let fresh = match self.split.read(target, deadline).await {

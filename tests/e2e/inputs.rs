@@ -332,5 +332,8 @@ async fn a_build_naming_a_platform_cutover_does_not_roll_out_is_refused_naming_t
         "{reason}"
     );
     assert_eq!(d["service"], format!("app-engine:{PROJECT}/default"), "{d}");
-    assert!(t.fake.requests().is_empty(), "nothing read, nothing written");
+    assert!(
+        t.fake.requests().is_empty(),
+        "nothing read, nothing written"
+    );
 }

@@ -36,7 +36,10 @@ impl FirestoreEmulator {
             Ok(e) => return Some(e),
             Err(why) => why,
         };
-        let test = std::thread::current().name().unwrap_or("a test").to_string();
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("a test")
+            .to_string();
         if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
             panic!("{REQUIRE_VAR}=1 and {test} needs the Firestore emulator: {why}");
         }
@@ -59,7 +62,10 @@ impl FirestoreEmulator {
             };
             return match e.ready(Duration::from_secs(5)).await {
                 true => Ok(e),
-                false => Err(format!("FIRESTORE_EMULATOR_HOST={} does not answer", e.host)),
+                false => Err(format!(
+                    "FIRESTORE_EMULATOR_HOST={} does not answer",
+                    e.host
+                )),
             };
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -87,7 +93,10 @@ impl FirestoreEmulator {
         let exited = e.started.as_mut().and_then(|c| c.try_wait().ok().flatten());
         Err(match exited {
             Some(status) => format!("`gcloud emulators firestore start` exited ({status})"),
-            None => format!("the Firestore emulator did not answer within {} s", WAIT.as_secs()),
+            None => format!(
+                "the Firestore emulator did not answer within {} s",
+                WAIT.as_secs()
+            ),
         })
     }
 

@@ -51,21 +51,44 @@ async fn firestore_keeps_records_with_optimistic_concurrency() {
     let none = s.read(&web, deadline()).await.unwrap();
     assert_eq!(none.version, None);
     assert!(none.annotations.is_empty());
-    let first = s.write(&web, &record("smoke"), None, deadline()).await.unwrap();
-    let again = s.write(&web, &record("smoke"), None, deadline()).await.unwrap_err();
-    assert_eq!(again.kind(), ErrorKind::Conflict, "a second create is refused");
+    let first = s
+        .write(&web, &record("smoke"), None, deadline())
+        .await
+        .unwrap();
+    let again = s
+        .write(&web, &record("smoke"), None, deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.kind(),
+        ErrorKind::Conflict,
+        "a second create is refused"
+    );
 
     // Written at the version read: accepted, and the version moves.
     let read = s.read(&web, deadline()).await.unwrap();
-    assert_eq!(read, first, "read back exactly as written, with its update time");
+    assert_eq!(
+        read, first,
+        "read back exactly as written, with its update time"
+    );
     let second = s
-        .write(&web, &record("progressing"), read.version.as_deref(), deadline())
+        .write(
+            &web,
+            &record("progressing"),
+            read.version.as_deref(),
+            deadline(),
+        )
         .await
         .unwrap();
     assert_ne!(second.version, first.version);
     // Written at a stale version: refused, nothing written.
     let stale = s
-        .write(&web, &record("rolled-back"), first.version.as_deref(), deadline())
+        .write(
+            &web,
+            &record("rolled-back"),
+            first.version.as_deref(),
+            deadline(),
+        )
         .await
         .unwrap_err();
     assert_eq!(stale.kind(), ErrorKind::Conflict);
@@ -97,7 +120,10 @@ async fn firestore_keeps_records_with_optimistic_concurrency() {
                     .unwrap_or(0);
                 let mut next = read.annotations.clone();
                 next.insert("count".into(), (n + 1).to_string());
-                match s.write(&web, &next, read.version.as_deref(), deadline()).await {
+                match s
+                    .write(&web, &next, read.version.as_deref(), deadline())
+                    .await
+                {
                     Ok(_) => return,
                     Err(e) if e.kind() == ErrorKind::Conflict => continue,
                     Err(e) => panic!("{e}"),
@@ -109,7 +135,11 @@ async fn firestore_keeps_records_with_optimistic_concurrency() {
         t.await.unwrap();
     }
     let counted = s.read(&web, deadline()).await.unwrap();
-    assert_eq!(counted.annotations["count"], writers.to_string(), "no write was lost");
+    assert_eq!(
+        counted.annotations["count"],
+        writers.to_string(),
+        "no write was lost"
+    );
     assert_ne!(counted.version, third.version);
 
     // A listing: this platform's records of this project, nothing else.
@@ -117,15 +147,26 @@ async fn firestore_keeps_records_with_optimistic_concurrency() {
     let other = target(Platform::AppEngine, "other-proj", "web");
     let api = target(Platform::AppEngine, "acme", "api");
     for t in [&lb, &other, &api] {
-        s.write(t, &record("smoke"), None, deadline()).await.unwrap();
+        s.write(t, &record("smoke"), None, deadline())
+            .await
+            .unwrap();
     }
-    let listed = s.list("acme", Platform::AppEngine, deadline()).await.unwrap();
+    let listed = s
+        .list("acme", Platform::AppEngine, deadline())
+        .await
+        .unwrap();
     let mut names: Vec<String> = listed.iter().map(|(t, _)| t.to_string()).collect();
     names.sort();
     assert_eq!(names, ["app-engine:acme/api", "app-engine:acme/web"]);
     let (_, web_listed) = listed.iter().find(|(t, _)| *t == web).unwrap();
-    assert_eq!(web_listed, &counted, "a listing carries the version a write needs");
-    let lbs = s.list("acme", Platform::LoadBalancer, deadline()).await.unwrap();
+    assert_eq!(
+        web_listed, &counted,
+        "a listing carries the version a write needs"
+    );
+    let lbs = s
+        .list("acme", Platform::LoadBalancer, deadline())
+        .await
+        .unwrap();
     assert_eq!(lbs.len(), 1);
     assert_eq!(lbs[0].0, lb);
 }

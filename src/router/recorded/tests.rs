@@ -106,10 +106,13 @@ impl SplitPlatform for MemSplit {
     }
 }
 
+/// Each target's record and its version.
+type Records = HashMap<ServiceRef, (BTreeMap<String, String>, u64)>;
+
 /// A store with a counter as each record's version.
 #[derive(Clone, Default)]
 struct MemStore {
-    records: Arc<Mutex<HashMap<ServiceRef, (BTreeMap<String, String>, u64)>>>,
+    records: Arc<Mutex<Records>>,
     next: Arc<Mutex<u64>>,
 }
 
@@ -161,7 +164,10 @@ impl RecordStore for MemStore {
         let mut records = self.records.lock().unwrap();
         let current = records.get(target).map(|r| r.1.to_string());
         if current.as_deref() != expected {
-            return Err(RouterError::new(ErrorKind::Conflict, "stale record version"));
+            return Err(RouterError::new(
+                ErrorKind::Conflict,
+                "stale record version",
+            ));
         }
         let mut next = self.next.lock().unwrap();
         *next += 1;
@@ -222,11 +228,7 @@ fn world() -> (MemSplit, MemStore, Clock) {
     let store = MemStore::default();
     let mut a = record(0).to_annotations();
     a.insert("cutover.dev/max-p99-ms".into(), "500".into());
-    store
-        .records
-        .lock()
-        .unwrap()
-        .insert(web(), (a, 1));
+    store.records.lock().unwrap().insert(web(), (a, 1));
     (split, store, Clock::manual(t0()))
 }
 
@@ -264,7 +266,10 @@ async fn a_step_moves_the_split_and_its_record_and_leaves_no_intent() {
     let r = router(&split, &store, &clock);
     let read = r.observe(&web(), deadline()).await.unwrap();
     assert_eq!(
-        read.observed.tag_urls.get(CANDIDATE_TAG).map(String::as_str),
+        read.observed
+            .tag_urls
+            .get(CANDIDATE_TAG)
+            .map(String::as_str),
         Some("https://v2-dot-web.example"),
         "the candidate's own URL is where the smoke check goes"
     );
@@ -279,7 +284,11 @@ async fn a_step_moves_the_split_and_its_record_and_leaves_no_intent() {
     );
     assert_eq!(after.observed.allocation, split.allocation());
     assert!(
-        after.observed.annotations.keys().all(|k| !k.starts_with("cutover.intent/")),
+        after
+            .observed
+            .annotations
+            .keys()
+            .all(|k| !k.starts_with("cutover.intent/")),
         "the decision core never sees an intent"
     );
 }
@@ -287,7 +296,13 @@ async fn a_step_moves_the_split_and_its_record_and_leaves_no_intent() {
 #[tokio::test]
 async fn killed_after_the_intent_before_the_split_is_undone_once_the_lease_lapses() {
     let (split, store, clock) = world();
-    killed_inside(&router(&split, &store, &clock), &split, Die::BeforeSplit, &step(10)).await;
+    killed_inside(
+        &router(&split, &store, &clock),
+        &split,
+        Die::BeforeSplit,
+        &step(10),
+    )
+    .await;
     assert!(has_intent(&store), "the window: intent written, split not");
 
     // A new process, same store and platform.
@@ -310,15 +325,29 @@ async fn killed_after_the_intent_before_the_split_is_undone_once_the_lease_lapse
     // And the same step then goes through.
     next.apply(&read, &step(10), deadline()).await.unwrap();
     assert_eq!(split.allocation(), alloc(&[("v1", 90), ("v2", 10)]));
-    assert_eq!(split.state.lock().unwrap().writes, 1, "written once, not twice");
+    assert_eq!(
+        split.state.lock().unwrap().writes,
+        1,
+        "written once, not twice"
+    );
 }
 
 #[tokio::test]
 async fn killed_after_the_split_before_the_record_is_finished_by_the_next_observer() {
     let (split, store, clock) = world();
-    killed_inside(&router(&split, &store, &clock), &split, Die::AfterSplit, &step(10)).await;
+    killed_inside(
+        &router(&split, &store, &clock),
+        &split,
+        Die::AfterSplit,
+        &step(10),
+    )
+    .await;
     assert_eq!(split.allocation(), alloc(&[("v1", 90), ("v2", 10)]));
-    assert_eq!(percent_recorded(&store), Some(0), "the window: split written, record not");
+    assert_eq!(
+        percent_recorded(&store),
+        Some(0),
+        "the window: split written, record not"
+    );
 
     // No lease to wait for: the split shows the write happened.
     let read = router(&split, &store, &clock)
@@ -334,14 +363,24 @@ async fn killed_after_the_split_before_the_record_is_finished_by_the_next_observ
 #[tokio::test]
 async fn a_person_editing_the_split_inside_the_window_pauses_the_rollout_instead_of_being_undone() {
     let (split, store, clock) = world();
-    killed_inside(&router(&split, &store, &clock), &split, Die::BeforeSplit, &step(10)).await;
+    killed_inside(
+        &router(&split, &store, &clock),
+        &split,
+        Die::BeforeSplit,
+        &step(10),
+    )
+    .await;
     split.set_by_hand(&[("v1", 50), ("v3", 50)]);
     clock.advance(SignedDuration::try_from(Duration::from_secs(11) + LEASE_MARGIN).unwrap());
     let read = router(&split, &store, &clock)
         .observe(&web(), deadline())
         .await
         .unwrap();
-    assert_eq!(split.allocation(), alloc(&[("v1", 50), ("v3", 50)]), "left as the person set it");
+    assert_eq!(
+        split.allocation(),
+        alloc(&[("v1", 50), ("v3", 50)]),
+        "left as the person set it"
+    );
     assert!(
         crate::decision::drift(&read.observed, &record(0)).is_some(),
         "the decision core sees a manual change against the old record"
@@ -410,16 +449,29 @@ async fn a_record_only_write_touches_no_split() {
     };
     r.apply(&read, &w, deadline()).await.unwrap();
     assert_eq!(split.state.lock().unwrap().writes, 0);
-    let stored = Record::from_annotations(&store.annotations(&web())).unwrap().unwrap();
+    let stored = Record::from_annotations(&store.annotations(&web()))
+        .unwrap()
+        .unwrap();
     assert!(matches!(stored.phase, Phase::Paused(_)));
 }
 
 #[tokio::test]
 async fn list_ticks_only_the_global_region_and_settles_what_it_finds() {
     let (split, store, clock) = world();
-    killed_inside(&router(&split, &store, &clock), &split, Die::AfterSplit, &step(10)).await;
+    killed_inside(
+        &router(&split, &store, &clock),
+        &split,
+        Die::AfterSplit,
+        &step(10),
+    )
+    .await;
     let r = router(&split, &store, &clock);
-    assert!(r.list("acme", "us-central1", deadline()).await.unwrap().is_empty());
+    assert!(
+        r.list("acme", "us-central1", deadline())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let all = r.list("acme", GLOBAL, deadline()).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(percent_recorded(&store), Some(10));
