@@ -26,13 +26,6 @@ locals {
     CUTOVER_REGIONS               = join(",", local.cutover_regions)
     CUTOVER_RUN_ENDPOINT          = var.run_endpoint
     CUTOVER_MONITORING_ENDPOINT   = var.monitoring_endpoint
-    CUTOVER_APPENGINE_ENDPOINT    = var.appengine_endpoint
-    CUTOVER_COMPUTE_ENDPOINT      = var.compute_endpoint
-    CUTOVER_FIRESTORE_ENDPOINT    = var.firestore_endpoint
-    CUTOVER_PLATFORMS             = join(",", var.platforms)
-    CUTOVER_FIRESTORE_PROJECT     = var.firestore_project
-    CUTOVER_FIRESTORE_DATABASE    = var.firestore_database
-    CUTOVER_FIRESTORE_COLLECTION  = var.firestore_collection
     CUTOVER_AUTH                  = var.auth
     CUTOVER_SMOKE_PATH            = var.smoke_path
     CUTOVER_STEPS                 = join(",", [for s in var.steps : tostring(s)])

@@ -225,53 +225,6 @@ variable "monitoring_endpoint" {
   default     = "https://monitoring.googleapis.com"
 }
 
-variable "appengine_endpoint" {
-  description = "CUTOVER_APPENGINE_ENDPOINT: base URL of the App Engine Admin API (platform app-engine)."
-  type        = string
-  default     = "https://appengine.googleapis.com"
-}
-
-variable "compute_endpoint" {
-  description = "CUTOVER_COMPUTE_ENDPOINT: base URL of the Compute Engine API (platform load-balancer)."
-  type        = string
-  default     = "https://compute.googleapis.com"
-}
-
-variable "firestore_endpoint" {
-  description = "CUTOVER_FIRESTORE_ENDPOINT: base URL of the Firestore API (records of app-engine and load-balancer targets)."
-  type        = string
-  default     = "https://firestore.googleapis.com"
-}
-
-variable "platforms" {
-  description = "CUTOVER_PLATFORMS: platforms cutover rolls out: cloud-run, app-engine, load-balancer. App Engine and load-balancer targets keep their rollout record in Firestore (firestore_* variables)."
-  type        = list(string)
-  default     = ["cloud-run"]
-
-  validation {
-    condition     = length(var.platforms) > 0 && alltrue([for p in var.platforms : contains(["cloud-run", "app-engine", "load-balancer"], p)])
-    error_message = "platforms must name at least one of cloud-run, app-engine, load-balancer."
-  }
-}
-
-variable "firestore_project" {
-  description = "CUTOVER_FIRESTORE_PROJECT: project of the Firestore database holding the records of app-engine and load-balancer targets; null means project_id."
-  type        = string
-  default     = null
-}
-
-variable "firestore_database" {
-  description = "CUTOVER_FIRESTORE_DATABASE: Firestore database (native mode) of those records."
-  type        = string
-  default     = "(default)"
-}
-
-variable "firestore_collection" {
-  description = "CUTOVER_FIRESTORE_COLLECTION: Firestore collection of those records, one document per target."
-  type        = string
-  default     = "cutover-rollouts"
-}
-
 variable "auth" {
   description = "CUTOVER_AUTH: how cutover gets tokens for Google APIs: auto, metadata or none."
   type        = string
