@@ -16,7 +16,7 @@
 //! The other platforms are named by their own substitutions, each one more target of the
 //! build: `_APPENGINE_SERVICE` (an App Engine service; `_APPENGINE_VERSION` the version
 //! `gcloud app deploy --no-promote` created) and `_URL_MAP` (a global URL map;
-//! `_BACKEND_SERVICE` the candidate backend service). The version or backend is kept as the
+//! `_CANDIDATE_BACKEND` the candidate backend service). The version or backend is kept as the
 //! build's candidate for records; the rollout itself takes the router's latest ready revision,
 //! as for Cloud Run.
 
@@ -46,7 +46,7 @@ pub const APPENGINE_VERSION_SUBSTITUTION: &str = "_APPENGINE_VERSION";
 /// Substitution naming the global URL map whose weighted backends a build's rollout moves.
 pub const URL_MAP_SUBSTITUTION: &str = "_URL_MAP";
 /// Substitution naming the candidate backend service behind that URL map.
-pub const BACKEND_SERVICE_SUBSTITUTION: &str = "_BACKEND_SERVICE";
+pub const CANDIDATE_BACKEND_SUBSTITUTION: &str = "_CANDIDATE_BACKEND";
 
 /// A target of a platform without regions that a build names by substitution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,7 +237,7 @@ impl BuildNotification {
             (
                 Platform::LoadBalancer,
                 URL_MAP_SUBSTITUTION,
-                BACKEND_SERVICE_SUBSTITUTION,
+                CANDIDATE_BACKEND_SUBSTITUTION,
             ),
         ] {
             let Some(name) = substitution(key) else {
@@ -483,7 +483,7 @@ mod tests {
         };
         let b = with(json!({
             "_APPENGINE_SERVICE": "default", "_APPENGINE_VERSION": "20261205t030000",
-            "_URL_MAP": "web-map", "_BACKEND_SERVICE": "web-green",
+            "_URL_MAP": "web-map", "_CANDIDATE_BACKEND": "web-green",
         }))
         .expect("decodes");
         let targets: Vec<String> = b
@@ -506,7 +506,7 @@ mod tests {
 
         for bad in [
             json!({"_APPENGINE_SERVICE": "Bad_Service"}),
-            json!({"_URL_MAP": "web-map", "_BACKEND_SERVICE": "web green"}),
+            json!({"_URL_MAP": "web-map", "_CANDIDATE_BACKEND": "web green"}),
             json!({"_APPENGINE_SERVICE": "default", "_APPENGINE_VERSION": "V1"}),
         ] {
             let e = with(bad.clone()).expect_err("a typo'd substitution is refused");
