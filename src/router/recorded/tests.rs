@@ -260,6 +260,13 @@ async fn killed_inside(r: &Recorded<MemSplit, MemStore>, split: &MemSplit, die: 
     *split.die.lock().unwrap() = Die::Never;
 }
 
+/// The world after a process died at `die` while taking the step to 10%.
+async fn crashed(die: Die) -> (MemSplit, MemStore, Clock) {
+    let (split, store, clock) = world();
+    killed_inside(&router(&split, &store, &clock), &split, die, &step(10)).await;
+    (split, store, clock)
+}
+
 #[tokio::test]
 async fn a_step_moves_the_split_and_its_record_and_leaves_no_intent() {
     let (split, store, clock) = world();
@@ -295,14 +302,7 @@ async fn a_step_moves_the_split_and_its_record_and_leaves_no_intent() {
 
 #[tokio::test]
 async fn killed_after_the_intent_before_the_split_is_undone_once_the_lease_lapses() {
-    let (split, store, clock) = world();
-    killed_inside(
-        &router(&split, &store, &clock),
-        &split,
-        Die::BeforeSplit,
-        &step(10),
-    )
-    .await;
+    let (split, store, clock) = crashed(Die::BeforeSplit).await;
     assert!(has_intent(&store), "the window: intent written, split not");
 
     // A new process, same store and platform.
@@ -334,14 +334,7 @@ async fn killed_after_the_intent_before_the_split_is_undone_once_the_lease_lapse
 
 #[tokio::test]
 async fn killed_after_the_split_before_the_record_is_finished_by_the_next_observer() {
-    let (split, store, clock) = world();
-    killed_inside(
-        &router(&split, &store, &clock),
-        &split,
-        Die::AfterSplit,
-        &step(10),
-    )
-    .await;
+    let (split, store, clock) = crashed(Die::AfterSplit).await;
     assert_eq!(split.allocation(), alloc(&[("v1", 90), ("v2", 10)]));
     assert_eq!(
         percent_recorded(&store),
@@ -362,14 +355,7 @@ async fn killed_after_the_split_before_the_record_is_finished_by_the_next_observ
 
 #[tokio::test]
 async fn a_person_editing_the_split_inside_the_window_pauses_the_rollout_instead_of_being_undone() {
-    let (split, store, clock) = world();
-    killed_inside(
-        &router(&split, &store, &clock),
-        &split,
-        Die::BeforeSplit,
-        &step(10),
-    )
-    .await;
+    let (split, store, clock) = crashed(Die::BeforeSplit).await;
     split.set_by_hand(&[("v1", 50), ("v3", 50)]);
     clock.advance(SignedDuration::try_from(Duration::from_secs(11) + LEASE_MARGIN).unwrap());
     let read = router(&split, &store, &clock)
@@ -457,14 +443,7 @@ async fn a_record_only_write_touches_no_split() {
 
 #[tokio::test]
 async fn list_ticks_only_the_global_region_and_settles_what_it_finds() {
-    let (split, store, clock) = world();
-    killed_inside(
-        &router(&split, &store, &clock),
-        &split,
-        Die::AfterSplit,
-        &step(10),
-    )
-    .await;
+    let (split, store, clock) = crashed(Die::AfterSplit).await;
     let r = router(&split, &store, &clock);
     assert!(
         r.list("acme", "us-central1", deadline())
