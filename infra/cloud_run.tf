@@ -21,11 +21,21 @@ locals {
   # GCE_METADATA_HOST (a test hook; on Cloud Run the metadata server is local).
   # Entries whose value is null are left out, so cutover applies its own default.
   cutover_env = {
-    GOOGLE_CLOUD_PROJECT          = var.project_id
-    CUTOVER_REGION                = var.region
-    CUTOVER_REGIONS               = join(",", local.cutover_regions)
-    CUTOVER_RUN_ENDPOINT          = var.run_endpoint
-    CUTOVER_MONITORING_ENDPOINT   = var.monitoring_endpoint
+    GOOGLE_CLOUD_PROJECT        = var.project_id
+    CUTOVER_REGION              = var.region
+    CUTOVER_REGIONS             = join(",", local.cutover_regions)
+    CUTOVER_RUN_ENDPOINT        = var.run_endpoint
+    CUTOVER_MONITORING_ENDPOINT = var.monitoring_endpoint
+    CUTOVER_APPENGINE_ENDPOINT  = var.appengine_endpoint
+    CUTOVER_COMPUTE_ENDPOINT    = var.compute_endpoint
+    CUTOVER_FIRESTORE_ENDPOINT  = var.firestore_endpoint
+    # The platforms (platforms.tf) and where the records of App Engine and
+    # load-balancer targets live: the database firestore.tf creates, in this
+    # project; unset while only Cloud Run is enabled.
+    CUTOVER_PLATFORMS             = join(",", local.platforms)
+    CUTOVER_FIRESTORE_PROJECT     = local.firestore_enabled ? var.project_id : null
+    CUTOVER_FIRESTORE_DATABASE    = local.firestore_enabled ? google_firestore_database.cutover[0].name : null
+    CUTOVER_FIRESTORE_COLLECTION  = var.firestore_collection
     CUTOVER_AUTH                  = var.auth
     CUTOVER_SMOKE_PATH            = var.smoke_path
     CUTOVER_STEPS                 = join(",", [for s in var.steps : tostring(s)])

@@ -28,22 +28,4 @@ locals {
     local.load_balancer_enabled ? ["compute.googleapis.com"] : [],
     local.firestore_enabled ? ["firestore.googleapis.com"] : [],
   ))
-
-  # ==========================================================================
-  # TO MOVE AT MERGE: the settings of the new platforms, for local.cutover_env
-  # (cloud_run.tf). They are kept out of it until cutover reads them, because
-  # .ci/infra-checks.sh (env-agreement) fails on a name cutover does not read.
-  # Once src/config.rs has them, replace the block with
-  #   cutover_env = merge({ ...as today... }, local.platform_env)
-  # or move the entries over, and fix any name the code settled differently.
-  # Null values are left out of the environment (cutover's own default).
-  # ==========================================================================
-  platform_env = {
-    CUTOVER_PLATFORMS            = join(",", local.platforms)
-    CUTOVER_FIRESTORE_DATABASE   = local.firestore_enabled ? google_firestore_database.cutover[0].name : null
-    CUTOVER_FIRESTORE_COLLECTION = var.firestore_collection
-    CUTOVER_APPENGINE_ENDPOINT   = var.appengine_endpoint
-    CUTOVER_COMPUTE_ENDPOINT     = var.compute_endpoint
-    CUTOVER_FIRESTORE_ENDPOINT   = var.firestore_endpoint
-  }
 }

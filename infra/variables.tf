@@ -559,7 +559,7 @@ variable "notify_format" {
 # App Engine versions and global external Application Load Balancer URL maps.
 # Neither can carry cutover's record, so enabling either creates a Firestore
 # database for it (firestore.tf). The CUTOVER_* settings these variables feed
-# are in local.platform_env (platforms.tf), ready to join local.cutover_env.
+# are in local.cutover_env (cloud_run.tf).
 
 variable "platforms" {
   description = <<-EOT

@@ -12,6 +12,7 @@ use jiff::SignedDuration;
 
 use crate::decision::policy::{self, Policy};
 use crate::gcp::token::AuthMode;
+use crate::target::Platform;
 
 /// cutover: progressive, metrics-gated rollouts for Cloud Run, driven by Pub/Sub.
 #[derive(Debug, Parser)]
@@ -67,6 +68,16 @@ pub struct ClientArgs {
     /// Where Google's APIs are and which credentials reach them.
     #[command(flatten)]
     pub google: GoogleArgs,
+
+    /// Platforms served, and where the records of App Engine and load-balancer targets live
+    /// (the same settings as the server's).
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+
+    /// The platform of the service a verb names (`status` without a service lists every
+    /// platform of CUTOVER_PLATFORMS, or only this one when given).
+    #[arg(long, value_name = "PLATFORM", value_parser = platform)]
+    pub platform: Option<Platform>,
 
     /// Who is acting, when the credentials do not say (user credentials, CUTOVER_AUTH=none);
     /// a service account's own email is used when known.
@@ -185,6 +196,33 @@ pub struct GoogleArgs {
     )]
     pub monitoring_endpoint: String,
 
+    /// Base URL of the App Engine Admin API (platform app-engine).
+    #[arg(
+        long,
+        env = "CUTOVER_APPENGINE_ENDPOINT",
+        value_name = "CUTOVER_APPENGINE_ENDPOINT",
+        default_value = "https://appengine.googleapis.com"
+    )]
+    pub appengine_endpoint: String,
+
+    /// Base URL of the Compute Engine API (platform load-balancer).
+    #[arg(
+        long,
+        env = "CUTOVER_COMPUTE_ENDPOINT",
+        value_name = "CUTOVER_COMPUTE_ENDPOINT",
+        default_value = "https://compute.googleapis.com"
+    )]
+    pub compute_endpoint: String,
+
+    /// Base URL of the Firestore API, where the records of app-engine and load-balancer targets live.
+    #[arg(
+        long,
+        env = "CUTOVER_FIRESTORE_ENDPOINT",
+        value_name = "CUTOVER_FIRESTORE_ENDPOINT",
+        default_value = "https://firestore.googleapis.com"
+    )]
+    pub firestore_endpoint: String,
+
     /// Credentials for Google APIs: application default credentials then the metadata server
     /// (auto), the metadata server only, or none (fakes and emulators).
     #[arg(
@@ -199,6 +237,101 @@ pub struct GoogleArgs {
     /// Metadata server host (also read by Google's auth library).
     #[arg(long, env = "GCE_METADATA_HOST", value_name = "GCE_METADATA_HOST", default_value = crate::gcp::metadata::DEFAULT_HOST)]
     pub metadata_host: String,
+}
+
+/// Which platforms cutover serves, and where the records of those that cannot carry them live
+/// (App Engine services and URL maps keep theirs in Firestore, see `router::recorded`).
+#[derive(Debug, Args)]
+pub struct PlatformArgs {
+    /// Platforms whose targets cutover rolls out, comma separated: cloud-run, app-engine, load-balancer; events naming another platform are refused.
+    #[arg(
+        long,
+        env = "CUTOVER_PLATFORMS",
+        value_name = "CUTOVER_PLATFORMS",
+        value_delimiter = ',',
+        value_parser = platform,
+        default_value = "cloud-run"
+    )]
+    pub platforms: Vec<Platform>,
+
+    /// Project of the Firestore database holding the records of app-engine and load-balancer targets [default: GOOGLE_CLOUD_PROJECT].
+    #[arg(
+        long,
+        env = "CUTOVER_FIRESTORE_PROJECT",
+        value_name = "CUTOVER_FIRESTORE_PROJECT"
+    )]
+    pub firestore_project: Option<String>,
+
+    /// Firestore database (native mode) of those records.
+    #[arg(
+        long,
+        env = "CUTOVER_FIRESTORE_DATABASE",
+        value_name = "CUTOVER_FIRESTORE_DATABASE",
+        default_value = "(default)"
+    )]
+    pub firestore_database: String,
+
+    /// Firestore collection of those records (one document per target).
+    #[arg(
+        long,
+        env = "CUTOVER_FIRESTORE_COLLECTION",
+        value_name = "CUTOVER_FIRESTORE_COLLECTION",
+        default_value = "cutover-rollouts"
+    )]
+    pub firestore_collection: String,
+}
+
+impl PlatformArgs {
+    /// The platforms set, each once, in [`Platform::ALL`]'s order.
+    pub fn enabled(&self) -> Vec<Platform> {
+        Platform::ALL
+            .into_iter()
+            .filter(|p| self.platforms.contains(p))
+            .collect()
+    }
+
+    /// Whether a platform keeping its record in Firestore is enabled.
+    pub fn needs_firestore(&self) -> bool {
+        self.platforms.iter().any(|p| !p.is_regional())
+    }
+
+    /// The Firestore project: its own setting, else the managed project.
+    pub fn firestore_project<'a>(&'a self, project: &'a str) -> &'a str {
+        self.firestore_project
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .unwrap_or(project)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.platforms.is_empty() {
+            return Err(ConfigError {
+                var: "CUTOVER_PLATFORMS",
+                reason: "names no platform (cloud-run, app-engine, load-balancer)".into(),
+            });
+        }
+        for (var, v) in [
+            ("CUTOVER_FIRESTORE_DATABASE", &self.firestore_database),
+            ("CUTOVER_FIRESTORE_COLLECTION", &self.firestore_collection),
+        ] {
+            if v.trim().is_empty() || v.contains('/') {
+                return Err(ConfigError {
+                    var,
+                    reason: format!("{v:?} must be a non-empty id without '/'"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A platform as settings spell it.
+fn platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s.trim()).ok_or_else(|| {
+        let all: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+        format!("{s:?} is not a platform ({})", all.join(", "))
+    })
 }
 
 /// Push authentication mode (`CUTOVER_PUSH_AUTH`).
@@ -261,6 +394,10 @@ pub struct ServeArgs {
     /// Where Google's APIs are and which credentials reach them.
     #[command(flatten)]
     pub google: GoogleArgs,
+
+    /// Platforms served, and where the records of App Engine and load-balancer targets live.
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
 
     /// Path GET on the candidate's tag URL must answer 2xx before it gets traffic, e.g. /healthz [default: no smoke check].
     #[arg(long, env = "CUTOVER_SMOKE_PATH", value_name = "CUTOVER_SMOKE_PATH", value_parser = smoke_path)]
@@ -622,11 +759,21 @@ impl ServeArgs {
             });
         }
         self.notify.validate()?;
+        self.platforms.validate()?;
         for (var, url) in [
             ("CUTOVER_RUN_ENDPOINT", &self.google.run_endpoint),
             (
                 "CUTOVER_MONITORING_ENDPOINT",
                 &self.google.monitoring_endpoint,
+            ),
+            (
+                "CUTOVER_APPENGINE_ENDPOINT",
+                &self.google.appengine_endpoint,
+            ),
+            ("CUTOVER_COMPUTE_ENDPOINT", &self.google.compute_endpoint),
+            (
+                "CUTOVER_FIRESTORE_ENDPOINT",
+                &self.google.firestore_endpoint,
             ),
             ("CUTOVER_JWKS_URL", &self.jwks_url),
         ] {

@@ -53,12 +53,11 @@ use crate::events::{
     Named, PushAuth, Refusal, Scope,
 };
 use crate::gcp::monitoring::MonitoringClient;
-use crate::gcp::run::RunClient;
 use crate::gcp::{Google, TokenSource, metadata};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
 use crate::notify::Notifier;
+use crate::operate::wiring::{LiveRouter, listed_regions, live_router};
 use crate::reconcile::{DecisionRecord, Origin, Reconciler, SmokeCheck};
-use crate::router::cloud_run::CloudRunRouter;
 use crate::target::ServiceRef;
 
 /// Largest push body accepted (from an authenticated caller; others are refused before their
@@ -80,8 +79,9 @@ pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// How many handled build ids an instance remembers to short-cut redeliveries.
 const HANDLED_BUILDS_MEMORY: usize = 4096;
 
-/// The reconciler the server runs: Cloud Run traffic, Cloud Monitoring evidence.
-pub type LiveReconciler = Reconciler<CloudRunRouter, CloudMonitoring>;
+/// The reconciler the server runs: every enabled platform's traffic (`operate::wiring`),
+/// Cloud Monitoring evidence.
+pub type LiveReconciler = Reconciler<LiveRouter, CloudMonitoring>;
 
 /// Shared server state.
 pub struct App {
@@ -147,11 +147,13 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         regions.push(default_region.clone());
     }
     let scope = Scope::new(&project, &default_region, &regions)
-        .map_err(|(var, e)| StartError::Setup(format!("{var}: {e}")))?;
+        .map_err(|(var, e)| StartError::Setup(format!("{var}: {e}")))?
+        .with_platforms(&args.platforms.enabled());
     let tokens = TokenSource::new(args.google.auth, metadata_host)
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     let google = Google::new(http.clone(), tokens);
-    let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.google.run_endpoint));
+    let router = live_router(&google, &args.google, &args.platforms, &project, &clock)
+        .map_err(|e| StartError::Setup(format!("{e:#}")))?;
     let metrics = CloudMonitoring::new(MonitoringClient::new(
         google,
         &args.google.monitoring_endpoint,
@@ -193,7 +195,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         scope,
         project,
         default_region,
-        regions,
+        regions: listed_regions(&regions, &args.platforms),
         event_deadline: args.event_deadline(),
         clock,
         handled_builds: crate::flight::Recent::new(HANDLED_BUILDS_MEMORY),

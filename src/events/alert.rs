@@ -7,6 +7,11 @@
 //! incident is about, either from the monitored resource (`cloud_run_revision`) or from the
 //! policy user label `cutover-service` (for policies on other resource types).
 //!
+//! The other platforms' resources name their targets too: `gae_app` (labels `project_id`,
+//! `module_id`: the App Engine service, `version_id`) and `https_lb_rule` (labels `project_id`,
+//! `url_map_name`: the URL map, `backend_target_name`: the backend service). An incident on
+//! either is about that App Engine service or URL map, whatever its location label says.
+//!
 //! The payload is loosely typed in practice: key casing is mixed, numbers arrive as strings and
 //! strings as numbers, `ended_at` is `null` or `0`, `documentation` is an object or a string,
 //! `severity` may be missing, and `observed_value` can be free text. The decoder reads only what
@@ -21,6 +26,7 @@ use super::resolve::Named;
 use crate::ids::text::excerpt;
 use crate::ids::text::printable;
 use crate::ids::{self, IncidentId, ProjectId, Region, RevisionName, ServiceName};
+use crate::target::Platform;
 
 /// Policy user label naming the Cloud Run service an alert is about, for policies whose
 /// monitored resource is not a Cloud Run revision.
@@ -28,6 +34,10 @@ pub const SERVICE_LABEL: &str = "cutover-service";
 
 /// Monitored resource type of Cloud Run revisions.
 pub const CLOUD_RUN_REVISION: &str = "cloud_run_revision";
+/// Monitored resource type of App Engine versions.
+pub const GAE_APP: &str = "gae_app";
+/// Monitored resource type of the global external Application Load Balancer's rules.
+pub const HTTPS_LB_RULE: &str = "https_lb_rule";
 
 /// Longest incident summary kept, in characters. Google's summaries are one sentence (about
 /// 200 characters for a Cloud Run metric alert); the summary ends up in the rollback reason,
@@ -50,7 +60,10 @@ pub struct Incident {
     pub state: IncidentState,
     /// `true` for Google's "Send test notification" payload (`version: "test"`).
     pub is_test: bool,
-    /// The Cloud Run service concerned, if the incident names one.
+    /// The platform of the target it names: App Engine for a `gae_app` resource, the load
+    /// balancer for an `https_lb_rule` one, Cloud Run otherwise.
+    pub platform: Platform,
+    /// The Cloud Run service (App Engine service, URL map) concerned, if the incident names one.
     pub service: Option<ServiceName>,
     /// The Cloud Run revision concerned (resource label `revision_name`), if any.
     pub revision: Option<RevisionName>,
@@ -124,16 +137,41 @@ impl Incident {
         let label = |key: &str| lenient::non_empty_text(labels, key);
 
         let invalid = |e: ids::IdError| DecodeError::new(format!("incident {incident_id}: {e}"));
-        let service = resolve_service(incident, &resource_type, labels).map_err(invalid)?;
+        let (platform, service_label, revision_label) = match resource_type.as_str() {
+            GAE_APP => (Platform::AppEngine, "module_id", "version_id"),
+            HTTPS_LB_RULE => (
+                Platform::LoadBalancer,
+                "url_map_name",
+                "backend_target_name",
+            ),
+            _ => (Platform::CloudRun, "service_name", "revision_name"),
+        };
+        let service =
+            resolve_service(incident, &resource_type, labels, service_label).map_err(invalid)?;
         let named = service.is_some();
         let project =
             label("project_id").or_else(|| lenient::non_empty_text(incident, "scoping_project_id"));
+        // A version or backend id need not follow Cloud Run's revision rules (App Engine's
+        // timestamp versions start with a digit): kept when it does, else left out (the
+        // rollback does not need it).
+        let revision = match platform {
+            Platform::CloudRun => {
+                ids::optional(label(revision_label).as_deref(), named).map_err(invalid)?
+            }
+            _ => label(revision_label).and_then(|r| RevisionName::parse(&r).ok()),
+        };
 
         Ok(Incident {
+            platform,
             service,
-            revision: ids::optional(label("revision_name").as_deref(), named).map_err(invalid)?,
+            revision,
             project: ids::optional(project.as_deref(), named).map_err(invalid)?,
-            location: ids::optional(label("location").as_deref(), named).map_err(invalid)?,
+            location: match platform {
+                Platform::CloudRun => {
+                    ids::optional(label("location").as_deref(), named).map_err(invalid)?
+                }
+                _ => None,
+            },
             policy_name: lenient::text(incident, "policy_name")
                 .map(|s| printable(&s, MAX_POLICY_NAME_CHARS))
                 .unwrap_or_default(),
@@ -154,6 +192,7 @@ impl Incident {
     /// [`Scope::resolve`](super::Scope::resolve); `None` when it names no service.
     pub fn named(&self) -> Option<Named<'_>> {
         Some(Named {
+            platform: self.platform,
             project: self.project.as_ref(),
             region: self.location.as_ref(),
             service: self.service.as_ref()?,
@@ -167,9 +206,11 @@ fn resolve_service(
     incident: &Map<String, Value>,
     resource_type: &str,
     labels: &Map<String, Value>,
+    service_label: &str,
 ) -> Result<Option<ServiceName>, ids::IdError> {
-    let from_resource = (resource_type == CLOUD_RUN_REVISION)
-        .then(|| lenient::non_empty_text(labels, "service_name"))
+    let from_resource = [CLOUD_RUN_REVISION, GAE_APP, HTTPS_LB_RULE]
+        .contains(&resource_type)
+        .then(|| lenient::non_empty_text(labels, service_label))
         .flatten();
     let from_policy_label = || {
         let policy_labels = lenient::object(incident, "policy_user_labels");
@@ -318,6 +359,35 @@ mod tests {
             decode_json(v).expect("decodes").service.as_deref(),
             Some("api")
         );
+    }
+
+    #[test]
+    fn app_engine_and_load_balancer_resources_name_their_targets() {
+        let on = |resource: Value| {
+            let mut v: Value = serde_json::from_slice(CLOUD_RUN_ALERT).expect("json");
+            v["incident"]["resource"] = resource;
+            decode_json(v).expect("decodes")
+        };
+        let i = on(json!({"type": "gae_app", "labels": {
+            "project_id": "acme-prod", "module_id": "default",
+            "version_id": "20261205t030000", "zone": "us-central1-f"}}));
+        assert_eq!(i.platform, Platform::AppEngine);
+        assert_eq!(i.service.as_deref(), Some("default"));
+        assert_eq!(i.location, None, "an App Engine service has no region");
+        let named = i.named().expect("names a target");
+        assert_eq!(named.platform, Platform::AppEngine);
+
+        let i = on(json!({"type": "https_lb_rule", "labels": {
+            "project_id": "acme-prod", "url_map_name": "web-map",
+            "backend_target_name": "web-green", "region": "global",
+            "forwarding_rule_name": "web-fr"}}));
+        assert_eq!(i.platform, Platform::LoadBalancer);
+        assert_eq!(i.service.as_deref(), Some("web-map"));
+        assert_eq!(i.revision.as_deref(), Some("web-green"));
+
+        // A Cloud Run label on them names nothing.
+        let i = on(json!({"type": "gae_app", "labels": {"service_name": "api"}}));
+        assert_eq!(i.service, None);
     }
 
     #[test]

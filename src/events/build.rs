@@ -12,6 +12,13 @@
 //! substitutions); else each `gcloud run deploy NAME … --no-traffic` (or `run services update`)
 //! of its steps, its region from `--region`, else from the substitutions; the project from
 //! `--project`, else the build's. What is still missing is `Scope::resolve`'s to fill in.
+//!
+//! The other platforms are named by their own substitutions, each one more target of the
+//! build: `_APPENGINE_SERVICE` (an App Engine service; `_APPENGINE_VERSION` the version
+//! `gcloud app deploy --no-promote` created) and `_URL_MAP` (a global URL map;
+//! `_CANDIDATE_BACKEND` the candidate backend service). The version or backend is kept as the
+//! build's candidate for records; the rollout itself takes the router's latest ready revision,
+//! as for Cloud Run.
 
 use std::fmt;
 
@@ -24,6 +31,7 @@ use super::lenient;
 use super::resolve::Named;
 use crate::ids::text::excerpt;
 use crate::ids::{self, BuildId, ProjectId, Region, ServiceName};
+use crate::target::Platform;
 
 /// Substitution naming the Cloud Run service a build deployed.
 pub const SERVICE_SUBSTITUTION: &str = "_SERVICE_NAME";
@@ -31,6 +39,24 @@ pub const SERVICE_SUBSTITUTION: &str = "_SERVICE_NAME";
 pub const DEPLOY_REGION_SUBSTITUTION: &str = "_DEPLOY_REGION";
 /// Fallback region substitution, used when `_DEPLOY_REGION` is absent or empty.
 pub const REGION_SUBSTITUTION: &str = "_REGION";
+/// Substitution naming the App Engine service a build deployed a version of.
+pub const APPENGINE_SERVICE_SUBSTITUTION: &str = "_APPENGINE_SERVICE";
+/// Substitution naming that version (`gcloud app deploy --version=… --no-promote`).
+pub const APPENGINE_VERSION_SUBSTITUTION: &str = "_APPENGINE_VERSION";
+/// Substitution naming the global URL map whose weighted backends a build's rollout moves.
+pub const URL_MAP_SUBSTITUTION: &str = "_URL_MAP";
+/// Substitution naming the candidate backend service behind that URL map.
+pub const CANDIDATE_BACKEND_SUBSTITUTION: &str = "_CANDIDATE_BACKEND";
+
+/// A target of a platform without regions that a build names by substitution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalTarget {
+    pub platform: Platform,
+    /// The App Engine service or URL map.
+    pub name: ServiceName,
+    /// The version or backend service the build made, when it says (a lowercase id).
+    pub candidate: Option<String>,
+}
 
 /// A decoded Cloud Build notification: only what cutover uses, every id checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +76,8 @@ pub struct BuildNotification {
     /// Without `_SERVICE_NAME`: the `gcloud run deploy` and `run services update` commands of
     /// its steps, each the service it rolls out or why it starts no rollout (empty otherwise).
     pub deploys: Vec<DeployCommand>,
+    /// The App Engine service and URL map it names (`_APPENGINE_SERVICE`, `_URL_MAP`).
+    pub global: Vec<GlobalTarget>,
     /// The build's log in the console (`logUrl`), for decision records: an `https://` URL,
     /// printable and at most [`MAX_LOG_URL_CHARS`] long, else none.
     pub log_url: Option<String>,
@@ -199,6 +227,33 @@ impl BuildNotification {
             .map(ServiceName::parse)
             .transpose()
             .map_err(|e| invalid_substitution(&build_id, SERVICE_SUBSTITUTION, e))?;
+        let mut global = Vec::new();
+        for (platform, key, candidate_key) in [
+            (
+                Platform::AppEngine,
+                APPENGINE_SERVICE_SUBSTITUTION,
+                APPENGINE_VERSION_SUBSTITUTION,
+            ),
+            (
+                Platform::LoadBalancer,
+                URL_MAP_SUBSTITUTION,
+                CANDIDATE_BACKEND_SUBSTITUTION,
+            ),
+        ] {
+            let Some(name) = substitution(key) else {
+                continue;
+            };
+            let name =
+                ServiceName::parse(name).map_err(|e| invalid_substitution(&build_id, key, e))?;
+            let candidate = substitution(candidate_key)
+                .map(|c| candidate_id(&build_id, candidate_key, c))
+                .transpose()?;
+            global.push(GlobalTarget {
+                platform,
+                name,
+                candidate,
+            });
+        }
         let deploys = match service {
             Some(_) => Vec::new(),
             None => deploy_steps::deploy_commands(lenient::field(&build, "steps")),
@@ -207,7 +262,8 @@ impl BuildNotification {
         // The region and project matter when a target leaves them to the build.
         let named = service.is_some();
         let region_needed = named || step_targets().any(|t| t.region.is_none());
-        let project_needed = named || step_targets().any(|t| t.project.is_none());
+        let project_needed =
+            named || !global.is_empty() || step_targets().any(|t| t.project.is_none());
         let region_key = [DEPLOY_REGION_SUBSTITUTION, REGION_SUBSTITUTION]
             .into_iter()
             .find(|k| substitution(k).is_some());
@@ -231,6 +287,7 @@ impl BuildNotification {
             service,
             region,
             deploys,
+            global,
             log_url,
         })
     }
@@ -239,22 +296,33 @@ impl BuildNotification {
     /// [`Scope::resolve`](super::Scope::resolve): the `_SERVICE_NAME` one, else one per deploy
     /// command with `--no-traffic` (its own `--region` and `--project` first, then the build's).
     /// Empty when it names none ([`BuildNotification::why_no_target`] says why).
+    /// The App Engine service and URL map of `_APPENGINE_SERVICE` / `_URL_MAP` come after them.
     pub fn targets(&self) -> Vec<Named<'_>> {
+        let global = self.global.iter().map(|g| Named {
+            platform: g.platform,
+            project: self.project_id.as_ref(),
+            region: None,
+            service: &g.name,
+        });
         if let Some(service) = &self.service {
-            return vec![Named {
+            let run = Named {
+                platform: Platform::CloudRun,
                 project: self.project_id.as_ref(),
                 region: self.region.as_ref(),
                 service,
-            }];
+            };
+            return std::iter::once(run).chain(global).collect();
         }
         self.deploys
             .iter()
             .filter_map(|d| d.outcome.as_ref().ok())
             .map(|t| Named {
+                platform: Platform::CloudRun,
                 project: t.project.as_ref().or(self.project_id.as_ref()),
                 region: t.region.as_ref().or(self.region.as_ref()),
                 service: &t.service,
             })
+            .chain(global)
             .collect()
     }
 
@@ -281,9 +349,27 @@ impl BuildNotification {
             format!("no deploy step starts a rollout: {}", skipped.join("; "))
         };
         format!(
-            "build {} has no {SERVICE_SUBSTITUTION} substitution and {steps}",
+            "build {} has no {SERVICE_SUBSTITUTION} substitution (nor {APPENGINE_SERVICE_SUBSTITUTION}, {URL_MAP_SUBSTITUTION}) and {steps}",
             self.build_id
         )
+    }
+}
+
+/// A version or backend service id: lowercase letters, digits and hyphens, at most 63
+/// (App Engine version ids and Compute resource names both fit; timestamps such as
+/// `20261205t030000` that gcloud gives versions too).
+fn candidate_id(build: &BuildId, key: &str, id: &str) -> Result<String, DecodeError> {
+    let ok = id.len() <= 63
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(id.to_string())
+    } else {
+        Err(DecodeError::new(format!(
+            "build {build}: substitution {key}: {:?} is not a version or backend service id (lowercase letters, digits, hyphens, at most 63)",
+            excerpt(id, 80)
+        )))
     }
 }
 
@@ -387,6 +473,50 @@ mod tests {
         assert_eq!(b.service.unwrap(), "api");
         assert_eq!(b.project_id.unwrap(), "acme-prod");
         assert_eq!(b.region, None);
+    }
+
+    #[test]
+    fn app_engine_and_url_map_substitutions_name_global_targets() {
+        let with = |subs: Value| {
+            let data = json!({"id": "b1", "projectId": "acme", "status": "SUCCESS", "substitutions": subs});
+            decode(&serde_json::to_vec(&data).expect("serialize"))
+        };
+        let b = with(json!({
+            "_APPENGINE_SERVICE": "default", "_APPENGINE_VERSION": "20261205t030000",
+            "_URL_MAP": "web-map", "_CANDIDATE_BACKEND": "web-green",
+        }))
+        .expect("decodes");
+        let targets: Vec<String> = b
+            .targets()
+            .iter()
+            .map(|n| format!("{}:{}:{:?}", n.platform, n.service, n.region))
+            .collect();
+        assert_eq!(
+            targets,
+            ["app-engine:default:None", "load-balancer:web-map:None"]
+        );
+        assert_eq!(b.global[0].candidate.as_deref(), Some("20261205t030000"));
+        assert_eq!(b.global[1].candidate.as_deref(), Some("web-green"));
+
+        // Beside a Cloud Run service: both are targets.
+        let b = with(json!({"_SERVICE_NAME": "api", "_REGION": "us-east4", "_URL_MAP": "web-map"}))
+            .expect("decodes");
+        assert_eq!(b.targets().len(), 2);
+        assert_eq!(b.targets()[0].platform, Platform::CloudRun);
+
+        for bad in [
+            json!({"_APPENGINE_SERVICE": "Bad_Service"}),
+            json!({"_URL_MAP": "web-map", "_CANDIDATE_BACKEND": "web green"}),
+            json!({"_APPENGINE_SERVICE": "default", "_APPENGINE_VERSION": "V1"}),
+        ] {
+            let e = with(bad.clone()).expect_err("a typo'd substitution is refused");
+            assert!(e.to_string().contains("substitution _"), "{bad}: {e}");
+        }
+        let data = json!({"id": "b1", "projectId": "Evil/Project", "status": "SUCCESS", "substitutions": {"_URL_MAP": "m"}});
+        assert!(
+            decode(&serde_json::to_vec(&data).unwrap()).is_err(),
+            "its project is checked"
+        );
     }
 
     #[test]

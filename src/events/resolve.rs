@@ -9,9 +9,13 @@
 //! written, the message is acknowledged, and the server records the [`Refusal`] as an
 //! error-level decision naming the setting to change. Both push handlers resolve through
 //! [`Scope::resolve`], so the defaults, the checks and the refusal are the same for both.
+//!
+//! Targets of the global platforms (App Engine services, URL maps) have no region: only their
+//! project is checked, and their platform must be one of `CUTOVER_PLATFORMS` (otherwise no
+//! router would read them and no tick list them).
 
 use crate::ids::{IdError, ProjectId, Region, ServiceName};
-use crate::target::ServiceRef;
+use crate::target::{Platform, ServiceRef};
 
 /// The setting naming the one project cutover evaluates.
 pub const PROJECT_SETTING: &str = "GOOGLE_CLOUD_PROJECT";
@@ -19,6 +23,8 @@ pub const PROJECT_SETTING: &str = "GOOGLE_CLOUD_PROJECT";
 pub const REGIONS_SETTING: &str = "CUTOVER_REGIONS";
 /// The setting giving the region of events that name none.
 pub const DEFAULT_REGION_SETTING: &str = "CUTOVER_REGION";
+/// The setting listing the platforms cutover rolls out.
+pub const PLATFORMS_SETTING: &str = "CUTOVER_PLATFORMS";
 
 /// What cutover evaluates, as configured: the project and regions ticks list, and the region
 /// an event that names none is about. Made once, at start-up, from checked settings.
@@ -30,11 +36,16 @@ pub struct Scope {
     pub default_region: Region,
     /// `CUTOVER_REGIONS`.
     pub regions: Vec<Region>,
+    /// `CUTOVER_PLATFORMS` (Cloud Run alone unless [`Scope::with_platforms`] says otherwise).
+    pub platforms: Vec<Platform>,
 }
 
 /// The service an event names, and where, as far as the event says.
 #[derive(Clone, Copy, Debug)]
 pub struct Named<'a> {
+    /// The platform the event is about (Cloud Run unless it named an App Engine service or a
+    /// URL map); its region is ignored unless the platform is regional.
+    pub platform: Platform,
     pub project: Option<&'a ProjectId>,
     pub region: Option<&'a Region>,
     pub service: &'a ServiceName,
@@ -68,7 +79,14 @@ impl Scope {
                 .iter()
                 .map(|r| region(REGIONS_SETTING, r))
                 .collect::<Result<_, _>>()?,
+            platforms: vec![Platform::CloudRun],
         })
+    }
+
+    /// The same scope serving `platforms` (`CUTOVER_PLATFORMS`).
+    pub fn with_platforms(mut self, platforms: &[Platform]) -> Scope {
+        self.platforms = platforms.to_vec();
+        self
     }
 
     /// The service `named` is about (its project, else cutover's; its region, else the default
@@ -76,11 +94,25 @@ impl Scope {
     pub fn resolve(&self, named: Named<'_>) -> Result<ServiceRef, Refusal> {
         let project = named.project.unwrap_or(&self.project);
         let region = named.region.unwrap_or(&self.default_region);
+        let platform = named.platform;
         let refuse = |setting: &'static str, why: String| Refusal {
-            service: format!("{project}/{region}/{}", named.service),
+            service: match platform {
+                Platform::CloudRun => format!("{project}/{region}/{}", named.service),
+                p => format!("{p}:{project}/{}", named.service),
+            },
             setting,
             why,
         };
+        if !self.platforms.contains(&platform) {
+            let platforms: Vec<&str> = self.platforms.iter().map(|p| p.as_str()).collect();
+            return Err(refuse(
+                PLATFORMS_SETTING,
+                format!(
+                    "platform {platform} is not one cutover rolls out ({PLATFORMS_SETTING}={}); add {platform} to {PLATFORMS_SETTING}",
+                    platforms.join(",")
+                ),
+            ));
+        }
         if *project != self.project {
             return Err(refuse(
                 PROJECT_SETTING,
@@ -88,6 +120,13 @@ impl Scope {
                     "project {project} is not the project cutover evaluates ({PROJECT_SETTING}={}): no tick would ever judge a rollout there; run a cutover with {PROJECT_SETTING}={project} for it",
                     self.project
                 ),
+            ));
+        }
+        if !platform.is_regional() {
+            return Ok(ServiceRef::global(
+                platform,
+                project.clone(),
+                named.service.clone(),
             ));
         }
         if !self.regions.contains(region) {
@@ -133,6 +172,7 @@ mod tests {
         let regions = regions();
         let (_, _, api) = ids("x", "x");
         let named = Named {
+            platform: Platform::CloudRun,
             project: None,
             region: None,
             service: &api,
@@ -143,6 +183,7 @@ mod tests {
         );
         let (p, r, api) = ids("acme-prod", "us-central1");
         let named = Named {
+            platform: Platform::CloudRun,
             project: Some(&p),
             region: Some(&r),
             service: &api,
@@ -159,6 +200,7 @@ mod tests {
         let (p, r, api) = ids("acme-prod", "asia-east1");
         let refusal = scope(&regions)
             .resolve(Named {
+                platform: Platform::CloudRun,
                 project: Some(&p),
                 region: Some(&r),
                 service: &api,
@@ -171,6 +213,7 @@ mod tests {
         let (p, _, api) = ids("other-proj", "x");
         let refusal = scope(&regions)
             .resolve(Named {
+                platform: Platform::CloudRun,
                 project: Some(&p),
                 region: None,
                 service: &api,
@@ -183,11 +226,53 @@ mod tests {
         let only_us = vec!["us-central1".to_owned()];
         let refusal = scope(&only_us)
             .resolve(Named {
+                platform: Platform::CloudRun,
                 project: None,
                 region: None,
                 service: &api,
             })
             .expect_err("default region not evaluated");
         assert_eq!(refusal.setting, REGIONS_SETTING);
+    }
+
+    #[test]
+    fn a_global_target_needs_its_platform_enabled_and_no_region() {
+        let regions = regions();
+        let (p, r, web) = ids("acme-prod", "asia-east1");
+        let named = |platform| Named {
+            platform,
+            project: Some(&p),
+            region: Some(&r),
+            service: &web,
+        };
+        let refusal = scope(&regions)
+            .resolve(named(Platform::AppEngine))
+            .expect_err("app-engine is not enabled");
+        assert_eq!(refusal.setting, PLATFORMS_SETTING);
+        assert_eq!(refusal.service, "app-engine:acme-prod/api");
+
+        let both = scope(&regions).with_platforms(&[Platform::AppEngine, Platform::LoadBalancer]);
+        let ae = both.resolve(named(Platform::AppEngine)).expect("in scope");
+        assert_eq!(ae.to_string(), "app-engine:acme-prod/api");
+        assert_eq!(
+            ae.region.as_str(),
+            crate::target::GLOBAL,
+            "its region is not the event's"
+        );
+        let refusal = both
+            .resolve(named(Platform::CloudRun))
+            .expect_err("cloud-run is not enabled");
+        assert_eq!(refusal.setting, PLATFORMS_SETTING);
+
+        let (other, _, _) = ids("other-proj", "x");
+        let refusal = both
+            .resolve(Named {
+                platform: Platform::LoadBalancer,
+                project: Some(&other),
+                region: None,
+                service: &web,
+            })
+            .expect_err("project out of scope");
+        assert_eq!(refusal.setting, PROJECT_SETTING);
     }
 }

@@ -9,9 +9,12 @@
 //!
 //! - [`actor`]: who is acting (the credentials' account when known, else `--actor`).
 //! - [`show`]: what `status`, `history` and `plan` print (table or JSON).
+//! - [`wiring`]: every platform's router from the settings (the server builds its own the same
+//!   way); `--platform` names the platform of the service a verb is about.
 
 pub mod actor;
 pub mod show;
+pub mod wiring;
 
 use std::time::Duration;
 
@@ -22,13 +25,13 @@ use crate::clock::Clock;
 use crate::config::{ClientArgs, Command};
 use crate::decision::{Kind, OperatorAction, Policy, Trigger};
 use crate::gcp::monitoring::MonitoringClient;
-use crate::gcp::run::RunClient;
 use crate::gcp::{Google, TokenSource};
+use crate::ids::{ProjectId, ServiceName};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
+use crate::operate::wiring::{LiveRouter, listed_regions, live_router};
 use crate::reconcile::{DecisionRecord, Reconciler, SmokeCheck};
-use crate::router::cloud_run::CloudRunRouter;
 use crate::router::{RouterError, TrafficRouter};
-use crate::target::ServiceRef;
+use crate::target::{Platform, ServiceRef};
 
 /// Exit code of a verb that was refused (the rollout's state does not allow it).
 pub const REFUSED: u8 = 2;
@@ -38,7 +41,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// What a verb needs: the reconciler over Cloud Run and Cloud Monitoring, and where to look.
 struct Client {
-    reconciler: Reconciler<CloudRunRouter, CloudMonitoring>,
+    reconciler: Reconciler<LiveRouter, CloudMonitoring>,
     project: String,
     regions: Vec<String>,
     policy: Policy,
@@ -60,9 +63,6 @@ impl Client {
             .map(|r| r.trim().to_string())
             .filter(|r| !r.is_empty())
             .collect();
-        if regions.is_empty() {
-            bail!("no region: pass --region or set CUTOVER_REGIONS");
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
@@ -71,7 +71,7 @@ impl Client {
         let tokens = TokenSource::new(args.google.auth, args.google.metadata_host.trim())
             .map_err(|e| anyhow::anyhow!("CUTOVER_AUTH: {e}"))?;
         let google = Google::new(http.clone(), tokens);
-        let router = CloudRunRouter::new(RunClient::new(google.clone(), &args.google.run_endpoint));
+        let router = live_router(&google, &args.google, &args.platforms, &project, &clock)?;
         let metrics = CloudMonitoring::new(MonitoringClient::new(
             google,
             &args.google.monitoring_endpoint,
@@ -88,8 +88,23 @@ impl Client {
         })
     }
 
-    /// The one service a verb names, in the one region given.
+    /// The one service a verb names: of `--platform` (Cloud Run by default), in the one region
+    /// given when its platform has regions.
     fn target(&self, service: &str) -> anyhow::Result<ServiceRef> {
+        let platform = self.args.platform.unwrap_or(Platform::CloudRun);
+        if !platform.is_regional() {
+            let checked = ProjectId::parse(&self.project).and_then(|p| {
+                Ok(ServiceRef::global(
+                    platform,
+                    p,
+                    ServiceName::parse(service)?,
+                ))
+            });
+            return checked.map_err(|e| anyhow::anyhow!("{service}: {e}"));
+        }
+        if self.regions.is_empty() {
+            bail!("no region: pass --region or set CUTOVER_REGIONS");
+        }
         let [region] = self.regions.as_slice() else {
             bail!(
                 "{service}: name exactly one region (--region), not {}",
@@ -102,6 +117,20 @@ impl Client {
 }
 
 impl Client {
+    /// The regions `status` lists: those of `--platform`, else every enabled platform's
+    /// (Cloud Run's regions, and `global` for App Engine and load balancers).
+    fn listed_regions(&self) -> anyhow::Result<Vec<String>> {
+        let all = match self.args.platform {
+            Some(p) if !p.is_regional() => vec![crate::target::GLOBAL.to_string()],
+            Some(_) => self.regions.clone(),
+            None => listed_regions(&self.regions, &self.args.platforms),
+        };
+        if all.is_empty() {
+            bail!("no region: pass --region or set CUTOVER_REGIONS");
+        }
+        Ok(all)
+    }
+
     /// Reads one service; one that does not exist is an error saying so.
     async fn observe(&self, service: &str) -> anyhow::Result<crate::decision::Observed> {
         let target = self.target(service)?;
@@ -147,7 +176,7 @@ pub async fn run(command: Command, clock: Clock, told: Told<'_>) -> anyhow::Resu
                 Some(name) => vec![show::Row::of(&c.observe(name).await?, &c.policy, now)],
                 None => {
                     let mut rows = Vec::new();
-                    for region in &c.regions {
+                    for region in &c.listed_regions()? {
                         let all = c
                             .reconciler
                             .router
@@ -156,6 +185,11 @@ pub async fn run(command: Command, clock: Clock, told: Told<'_>) -> anyhow::Resu
                             .with_context(|| format!("listing services in {region}"))?;
                         rows.extend(
                             all.iter()
+                                .filter(|read| {
+                                    c.args
+                                        .platform
+                                        .is_none_or(|p| p == read.observed.service.platform)
+                                })
                                 .map(|read| show::Row::of(&read.observed, &c.policy, now))
                                 .filter(show::Row::is_active),
                         );

@@ -11,12 +11,16 @@ use crate::config::Output;
 use crate::decision::record::Entry;
 use crate::decision::{Decision, Observed, Phase, Policy, Record, describe};
 use crate::reconcile::DecisionRecord;
-use crate::target::ServiceRef;
+use crate::target::{Platform, ServiceRef};
 
 /// One service's rollout, as `status` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
+    /// The service's name; a target of another platform than Cloud Run is prefixed with its
+    /// platform (`app-engine:web`, `load-balancer:web-map`).
     pub service: String,
+    /// `cloud-run`, `app-engine` or `load-balancer`.
+    pub platform: String,
     pub project: String,
     pub region: String,
     /// `progressing`, `paused (max-hold)`, …, `none`, or why the record is unreadable.
@@ -37,12 +41,21 @@ pub struct Row {
     active: bool,
 }
 
+/// How tables name a target: a Cloud Run service by its name, others by platform and name.
+pub fn target_name(target: &ServiceRef) -> String {
+    match target.platform {
+        Platform::CloudRun => target.name.to_string(),
+        p => format!("{p}:{}", target.name),
+    }
+}
+
 impl Row {
     /// The row of one observed service; `defaults` with the service's overrides give when the
     /// step is due.
     pub fn of(obs: &Observed, defaults: &Policy, now: Timestamp) -> Row {
         let mut row = Row {
-            service: obs.service.name.to_string(),
+            service: target_name(&obs.service),
+            platform: obs.service.platform.to_string(),
             project: obs.service.project.to_string(),
             region: obs.service.region.to_string(),
             phase: "none".into(),
@@ -288,4 +301,39 @@ pub fn outcome(r: &DecisionRecord) -> String {
         "{}: {} ({}){state}: {}",
         r.service, r.decision, r.write, r.reason
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ProjectId, ServiceName};
+
+    #[test]
+    fn a_row_names_the_platform_of_a_target_that_is_not_cloud_run() {
+        let observed = |service: ServiceRef| Observed {
+            service,
+            latest_ready: None,
+            allocation: BTreeMap::from([("v1".to_string(), 100)]),
+            ready: Default::default(),
+            tag_urls: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        };
+        let now = "2026-12-05T03:00:00Z".parse().unwrap();
+        let ae = ServiceRef::global(
+            Platform::AppEngine,
+            ProjectId::parse("acme").unwrap(),
+            ServiceName::parse("web").unwrap(),
+        );
+        let row = Row::of(&observed(ae), &Policy::default(), now);
+        assert_eq!(row.service, "app-engine:web");
+        assert_eq!(row.platform, "app-engine");
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["platform"], "app-engine");
+        let run = ServiceRef::checked("acme", "us-central1", "api").unwrap();
+        let row = Row::of(&observed(run), &Policy::default(), now);
+        assert_eq!(
+            (row.service.as_str(), row.platform.as_str()),
+            ("api", "cloud-run")
+        );
+    }
 }

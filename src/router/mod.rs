@@ -5,11 +5,16 @@
 //! and the record in one guarded call is what makes duplicate deliveries, reordering and several
 //! cutover instances harmless: whoever writes second with a stale version is refused and decides
 //! again on fresh state. Cloud Run is the router that carries its own record ([`cloud_run`]); App
-//! Engine ([`app_engine`]) and URL maps ([`load_balancer`]) only split ([`split`]).
+//! Engine ([`app_engine`]) and URL maps ([`load_balancer`]) only split ([`split`]); their record
+//! lives in Firestore ([`firestore`]), joined to the split by [`recorded`]; [`any`] dispatches on
+//! the target's platform.
 
+pub mod any;
 pub mod app_engine;
 pub mod cloud_run;
+pub mod firestore;
 pub mod load_balancer;
+pub mod recorded;
 pub mod shares;
 pub mod split;
 pub mod store;

@@ -208,7 +208,9 @@ pub async fn gather(app: &App) -> StatusPage {
                         Ok(None) => {}
                         Err(error) => problems.push(Problem {
                             region: region.clone(),
-                            service: Some(read.observed.service.name.to_string()),
+                            service: Some(crate::operate::show::target_name(
+                                &read.observed.service,
+                            )),
                             error,
                         }),
                     }

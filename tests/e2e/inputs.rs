@@ -304,3 +304,36 @@ async fn a_huge_incident_summary_is_cut_and_made_printable_everywhere() {
     assert!(!reason.chars().any(char::is_control), "{reason:?}");
     assert!(reason.chars().count() <= 1000);
 }
+
+#[tokio::test]
+async fn a_build_naming_a_platform_cutover_does_not_roll_out_is_refused_naming_the_setting() {
+    let t = spawn_app(&[]).await;
+    let data = serde_json::json!({
+        "id": "b0000ae1-demo",
+        "projectId": PROJECT,
+        "status": "SUCCESS",
+        "substitutions": {"_APPENGINE_SERVICE": "default", "_APPENGINE_VERSION": "20261205t030000"},
+    });
+    let p = t
+        .push
+        .push(
+            "/pubsub/builds",
+            "cutover-builds",
+            &serde_json::to_vec(&data).unwrap(),
+            &BTreeMap::new(),
+            t.clock.now(),
+        )
+        .await
+        .unwrap();
+    let d = refused(&p);
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("app-engine") && reason.contains("CUTOVER_PLATFORMS"),
+        "{reason}"
+    );
+    assert_eq!(d["service"], format!("app-engine:{PROJECT}/default"), "{d}");
+    assert!(
+        t.fake.requests().is_empty(),
+        "nothing read, nothing written"
+    );
+}

@@ -312,3 +312,28 @@ async fn the_actor_is_the_credentials_account_when_known_and_a_name_is_required_
     assert!(actor.ends_with(".iam.gserviceaccount.com"), "{actor}");
     assert!(r.stdout.contains(&format!("paused by {actor}")), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_verb_on_a_platform_cutover_does_not_serve_says_which_setting_enables_it() {
+    let t = app().await;
+    t.service("alpha", 20.0);
+    t.release("alpha", RevisionProfile::healthy()).await;
+
+    let r = t.verb("status", &["web", "--platform", "app-engine"]).await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("app-engine") && r.stderr.contains("CUTOVER_PLATFORMS"),
+        "{r:?}"
+    );
+    let bad = t.verb("status", &["--platform", "gke"]).await;
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stderr.contains("not a platform"), "{bad:?}");
+
+    let r = t
+        .verb("status", &["--platform", "cloud-run", "--output", "json"])
+        .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).expect("valid JSON");
+    assert_eq!(rows.len(), 1, "{}", r.stdout);
+    assert_eq!(rows[0]["platform"], "cloud-run");
+}

@@ -1,0 +1,391 @@
+//! A router for platforms whose split and record live apart: a [`SplitPlatform`] joined to a
+//! [`RecordStore`], and the protocol that keeps the two from telling different stories.
+//!
+//! Cloud Run writes traffic and record in one guarded call. Here they are two writes to two
+//! systems, so one of them goes first and a process can die between them. The protocol:
+//!
+//! 1. **Intent.** The record is written first, conditional on the store version the decision
+//!    was made on, *keeping the old record* and adding an intent: the split about to be written
+//!    ([`INTENT_SPLIT`]), the record that goes with it ([`INTENT_RECORD`]) and when the intent
+//!    lapses ([`INTENT_EXPIRES`]: the write's deadline plus [`LEASE_MARGIN`]). This is the
+//!    write that decides between racing cutover instances: the second one is refused by the
+//!    store's precondition ([`RouterError::Conflict`]) and decides again.
+//! 2. **Split.** The split is read again; if it moved since the decision's read (someone
+//!    changed it by hand), the intent is withdrawn and the write is a conflict. Otherwise the
+//!    split is written, guarded by the platform's own token where it has one (a URL map's
+//!    `fingerprint`; App Engine has none: a change made between this read and the patch,
+//!    milliseconds, is overwritten, the one unguarded gap on that platform).
+//! 3. **Settle.** The intent's record replaces the old one and the intent is cleared,
+//!    conditional on the version step 1 wrote.
+//!
+//! Between 1 and 3 the split and the record disagree: that is the window. Whoever observes a
+//! target with an intent settles it before deciding anything:
+//! - the split is the intent's: the write happened, **finish** it (step 3);
+//! - the split is not the intent's and the intent has lapsed: the writer died or gave up before
+//!   its split write took effect, **undo** it (drop the intent, the old record stands); if the
+//!   split is neither the old record's nor the intent's, the decision core then sees a manual
+//!   change against the old record and pauses, which is also what a person's edit inside the
+//!   window deserves;
+//! - the intent is still live: another writer is inside its window, the observation fails as
+//!   transient ("in flight") and is retried later (Pub/Sub redelivers, the next tick comes).
+//!
+//! A process killed inside the window therefore leaves a target that the next observer (any
+//! instance, or the restarted one) brings back to "record and split agree", at once if the
+//! split was written, after the lease otherwise; nothing is lost and nothing is applied twice.
+//! One case cannot be told apart: a split write whose outcome is unknown (a timeout) that takes
+//! effect only after its intent was undone. The split then differs from the record and the
+//! rollout pauses as a manual change: visible, never silent. `tests` kill the process (drop the
+//! `apply` future) at each point of the window and show what the next observer does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::time::Instant;
+
+use super::split::{SplitPlatform, SplitRead};
+use super::store::{RecordStore, Stored};
+use super::{Observation, RouterError, TrafficRouter};
+use crate::clock::Clock;
+use crate::decision::record::RECORD_KEYS;
+use crate::decision::{CANDIDATE_TAG, Observed, Record, STABLE_TAG, Target, Write};
+use crate::failure::ErrorKind;
+use crate::target::{GLOBAL, ServiceRef};
+
+/// The split an unfinished write is setting (`rev=percent,rev=percent`, shares above 0).
+pub const INTENT_SPLIT: &str = "cutover.intent/split";
+/// The record that goes with [`INTENT_SPLIT`], as a JSON object of its annotations.
+pub const INTENT_RECORD: &str = "cutover.intent/record";
+/// When the intent lapses (RFC 3339): after it, an observer that finds the split not written
+/// undoes the intent.
+pub const INTENT_EXPIRES: &str = "cutover.intent/expires";
+const INTENT_KEYS: [&str; 3] = [INTENT_SPLIT, INTENT_RECORD, INTENT_EXPIRES];
+
+/// How long an intent outlives the deadline of the write that made it: room for clock skew
+/// between instances and for a platform operation that finishes just after its caller gave up.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// What a guarded write needs of a read: the split as read (with the platform's token) and
+/// the record as stored (with the store's version).
+#[derive(Clone, Debug)]
+pub struct Version<V> {
+    pub split: SplitRead<V>,
+    pub stored: Stored,
+}
+
+/// A [`TrafficRouter`] over a split platform and a record store (see the module's protocol).
+pub struct Recorded<P, S> {
+    split: P,
+    store: S,
+    clock: Clock,
+}
+
+impl<P: SplitPlatform, S: RecordStore> Recorded<P, S> {
+    /// The router of `split`'s platform, its records in `store`; `clock` dates intents.
+    pub fn new(split: P, store: S, clock: Clock) -> Self {
+        Recorded {
+            split,
+            store,
+            clock,
+        }
+    }
+
+    /// Reads the split beside `stored` and settles any intent found (finish, undo, or
+    /// "in flight"), re-reading a few times if another writer moves the record meanwhile.
+    async fn settle(
+        &self,
+        target: &ServiceRef,
+        mut stored: Stored,
+        deadline: Instant,
+    ) -> Result<Observation<Version<P::Version>>, RouterError> {
+        for _ in 0..3 {
+            let split = self.split.read(target, deadline).await?;
+            let Some(intent) = Intent::of(&stored.annotations) else {
+                return Ok(observation(target, split, stored));
+            };
+            let intent = intent.map_err(|why| {
+                RouterError::new(
+                    ErrorKind::Permanent,
+                    format!("{target}: unreadable write intent in its record: {why}"),
+                )
+            })?;
+            let settled = if intent.split == split.allocation {
+                intent.record.clone()
+            } else if self.clock.now() < intent.expires {
+                return Err(RouterError::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "{target}: another write is in flight (its intent lapses at {})",
+                        intent.expires
+                    ),
+                ));
+            } else {
+                without_intent(&stored.annotations)
+            };
+            match self
+                .store
+                .write(target, &settled, stored.version.as_deref(), deadline)
+                .await
+            {
+                Ok(now) => return Ok(observation(target, split, now)),
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    stored = self.store.read(target, deadline).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(RouterError::new(
+            ErrorKind::Conflict,
+            format!("{target}: its record kept changing while settling a write intent"),
+        ))
+    }
+
+    /// Drops the intent `pending` carries (best effort: if it fails, the lease ends it).
+    async fn withdraw(&self, target: &ServiceRef, pending: &Stored, deadline: Instant) {
+        let old = without_intent(&pending.annotations);
+        if let Err(e) = self
+            .store
+            .write(target, &old, pending.version.as_deref(), deadline)
+            .await
+        {
+            tracing::warn!(%target, error = %crate::failure::chain(&e), "could not withdraw a write intent; it lapses on its own");
+        }
+    }
+}
+
+impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
+    type Version = Version<P::Version>;
+
+    async fn observe(
+        &self,
+        target: &ServiceRef,
+        deadline: Instant,
+    ) -> Result<Observation<Self::Version>, RouterError> {
+        let stored = self.store.read(target, deadline).await?;
+        self.settle(target, stored, deadline).await
+    }
+
+    /// The targets of this platform that have a record (a target cutover never touched has
+    /// nothing to tick), each with one read of its split. Only the region [`GLOBAL`] has any.
+    async fn list(
+        &self,
+        project: &str,
+        region: &str,
+        deadline: Instant,
+    ) -> Result<Vec<Observation<Self::Version>>, RouterError> {
+        if region != GLOBAL {
+            return Ok(Vec::new());
+        }
+        let mut all = Vec::new();
+        for (target, stored) in self.store.list(project, P::PLATFORM, deadline).await? {
+            match self.settle(&target, stored, deadline).await {
+                Ok(o) => all.push(o),
+                // A target deleted since its rollout: nothing to evaluate.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+
+    async fn apply(
+        &self,
+        read: &Observation<Self::Version>,
+        write: &Write,
+        deadline: Instant,
+    ) -> Result<Observation<Self::Version>, RouterError> {
+        let target = &read.observed.service;
+        let v = &read.version;
+        let record = with_record(&v.stored.annotations, write);
+        let expected = v.stored.version.as_deref();
+        let wanted = write.traffic.as_deref().map(allocation);
+        let Some(wanted) = wanted.filter(|w| *w != v.split.allocation) else {
+            // The split stays as it is: one guarded write of the record.
+            let stored = self
+                .store
+                .write(target, &record, expected, deadline)
+                .await?;
+            return Ok(observation(target, v.split.clone(), stored));
+        };
+        let traffic = write.traffic.as_deref().unwrap_or_default();
+
+        // 1. Intent, under the store's precondition.
+        let left = deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN;
+        let expires = self
+            .clock
+            .now()
+            .saturating_add(SignedDuration::try_from(left).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(Timestamp::MAX);
+        let intent = Intent {
+            split: wanted,
+            record: record.clone(),
+            expires,
+        };
+        let mut pending = v.stored.annotations.clone();
+        pending.extend(intent.to_annotations());
+        let pending = self
+            .store
+            .write(target, &pending, expected, deadline)
+            .await?;
+
+        // 2. The split, if nobody moved it since the decision's read.
+        let fresh = match self.split.read(target, deadline).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.withdraw(target, &pending, deadline).await;
+                return Err(e);
+            }
+        };
+        if fresh.allocation != v.split.allocation {
+            self.withdraw(target, &pending, deadline).await;
+            return Err(RouterError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{target}: its split changed since it was read (now {})",
+                    encode_split(&fresh.allocation)
+                ),
+            ));
+        }
+        let after = match self.split.write(target, &fresh, traffic, deadline).await {
+            Ok(after) => after,
+            // Refused: nothing was written, the intent goes.
+            Err(e) if e.kind() != ErrorKind::Transient => {
+                self.withdraw(target, &pending, deadline).await;
+                return Err(e);
+            }
+            // Unknown outcome: the intent stays, the next observer settles it.
+            Err(e) => return Err(e),
+        };
+
+        // 3. Settle: the new record, no intent, conditional on the intent's version.
+        let stored = self
+            .store
+            .write(target, &record, pending.version.as_deref(), deadline)
+            .await?;
+        Ok(observation(target, after, stored))
+    }
+}
+
+/// A pending write found in a record.
+#[derive(Clone, Debug, PartialEq)]
+struct Intent {
+    split: BTreeMap<String, u8>,
+    record: BTreeMap<String, String>,
+    expires: Timestamp,
+}
+
+impl Intent {
+    /// The intent in `a`, if there is one (`Some(Err)` when it cannot be read).
+    fn of(a: &BTreeMap<String, String>) -> Option<Result<Intent, String>> {
+        if !INTENT_KEYS.iter().any(|k| a.contains_key(*k)) {
+            return None;
+        }
+        let get = |k: &str| a.get(k).ok_or_else(|| format!("{k} missing"));
+        Some((|| {
+            Ok(Intent {
+                split: decode_split(get(INTENT_SPLIT)?)?,
+                record: serde_json::from_str(get(INTENT_RECORD)?)
+                    .map_err(|e| format!("{INTENT_RECORD}: {e}"))?,
+                expires: get(INTENT_EXPIRES)?
+                    .parse()
+                    .map_err(|e| format!("{INTENT_EXPIRES}: {e}"))?,
+            })
+        })())
+    }
+
+    fn to_annotations(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (INTENT_SPLIT.to_string(), encode_split(&self.split)),
+            (
+                INTENT_RECORD.to_string(),
+                serde_json::to_string(&self.record).expect("a string map serializes"),
+            ),
+            (INTENT_EXPIRES.to_string(), self.expires.to_string()),
+        ])
+    }
+}
+
+/// The shares above 0 of a write's traffic.
+fn allocation(traffic: &[Target]) -> BTreeMap<String, u8> {
+    traffic
+        .iter()
+        .filter(|t| t.percent > 0)
+        .map(|t| (t.revision.clone(), t.percent))
+        .collect()
+}
+
+fn encode_split(split: &BTreeMap<String, u8>) -> String {
+    split
+        .iter()
+        .map(|(rev, pct)| format!("{rev}={pct}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decode_split(s: &str) -> Result<BTreeMap<String, u8>, String> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|part| {
+            let (rev, pct) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{INTENT_SPLIT}: {part:?} is not rev=percent"))?;
+            let pct = pct
+                .parse()
+                .map_err(|e| format!("{INTENT_SPLIT}: {part:?}: {e}"))?;
+            Ok((rev.to_string(), pct))
+        })
+        .collect()
+}
+
+/// The stored map without the intent (what an undo leaves: the old record).
+fn without_intent(a: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut a = a.clone();
+    a.retain(|k, _| !INTENT_KEYS.contains(&k.as_str()));
+    a
+}
+
+/// The stored map with `write`'s record in place of the old one; other keys (a person's
+/// `cutover.dev/*` policy overrides) are kept, any intent dropped.
+fn with_record(a: &BTreeMap<String, String>, write: &Write) -> BTreeMap<String, String> {
+    let mut a = without_intent(a);
+    a.retain(|k, _| !RECORD_KEYS.contains(&k.as_str()));
+    a.extend(write.record.to_annotations());
+    a
+}
+
+/// The target as the decision core sees it: the split, and the record without any intent.
+/// The candidate's and the stable's own URLs (where the platform has them) become the tags'.
+fn observation<V>(
+    target: &ServiceRef,
+    split: SplitRead<V>,
+    stored: Stored,
+) -> Observation<Version<V>> {
+    let annotations = without_intent(&stored.annotations);
+    let record = Record::from_annotations(&annotations).ok().flatten();
+    let candidate = record
+        .as_ref()
+        .map(|r| r.candidate.clone())
+        .or_else(|| split.latest_ready.clone());
+    let stable = record.as_ref().map(|r| r.stable.clone());
+    let mut tag_urls = BTreeMap::new();
+    for (tag, rev) in [(CANDIDATE_TAG, candidate), (STABLE_TAG, stable)] {
+        if let Some(url) = rev.and_then(|r| split.urls.get(&r)) {
+            tag_urls.insert(tag.to_string(), url.clone());
+        }
+    }
+    let observed = Observed {
+        service: target.clone(),
+        latest_ready: split.latest_ready.clone(),
+        allocation: split.allocation.clone(),
+        ready: split.ready.clone(),
+        tag_urls,
+        annotations,
+    };
+    Observation {
+        observed,
+        version: Version { split, stored },
+    }
+}
+
+#[cfg(test)]
+mod tests;
