@@ -279,9 +279,39 @@ pub struct PlatformArgs {
         default_value = "cutover-rollouts"
     )]
     pub firestore_collection: String,
+
+    /// How App Engine splits a service whose own split names no shardBy: cookie, ip or random (a service's own mode is always kept).
+    #[arg(
+        long,
+        env = "CUTOVER_APPENGINE_SHARD_BY",
+        value_name = "CUTOVER_APPENGINE_SHARD_BY",
+        default_value = "cookie"
+    )]
+    pub appengine_shard_by: String,
+
+    /// Which route of a URL map holds its weighted backends, comma separated MAP=ROUTE with ROUTE default, MATCHER or MATCHER/PRIORITY; needed only for a map with several such routes.
+    #[arg(
+        long,
+        env = "CUTOVER_URL_MAP_ROUTES",
+        value_name = "CUTOVER_URL_MAP_ROUTES",
+        value_delimiter = ','
+    )]
+    pub url_map_routes: Vec<String>,
 }
 
 impl PlatformArgs {
+    /// `CUTOVER_URL_MAP_ROUTES` as (map, route text) pairs; the route is parsed by the
+    /// load-balancer router when it is built.
+    pub fn url_map_routes(&self) -> Vec<(&str, &str)> {
+        self.url_map_routes
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+            .filter_map(|r| r.split_once('='))
+            .map(|(m, r)| (m.trim(), r.trim()))
+            .collect()
+    }
+
     /// The platforms set, each once, in [`Platform::ALL`]'s order.
     pub fn enabled(&self) -> Vec<Platform> {
         Platform::ALL
@@ -310,6 +340,28 @@ impl PlatformArgs {
                 var: "CUTOVER_PLATFORMS",
                 reason: "names no platform (cloud-run, app-engine, load-balancer)".into(),
             });
+        }
+        if crate::gcp::appengine::ShardBy::parse(self.appengine_shard_by.trim()).is_none() {
+            return Err(ConfigError {
+                var: "CUTOVER_APPENGINE_SHARD_BY",
+                reason: format!(
+                    "{:?} is not a shard mode (cookie, ip, random)",
+                    self.appengine_shard_by
+                ),
+            });
+        }
+        for r in self.url_map_routes.iter().map(|r| r.trim()) {
+            let named = r.split_once('=').map(|(m, route)| (m.trim(), route.trim()));
+            if !r.is_empty()
+                && !matches!(named, Some((m, route)) if !m.is_empty() && !route.is_empty())
+            {
+                return Err(ConfigError {
+                    var: "CUTOVER_URL_MAP_ROUTES",
+                    reason: format!(
+                        "{r:?} is not MAP=ROUTE (ROUTE: default, MATCHER or MATCHER/PRIORITY)"
+                    ),
+                });
+            }
         }
         for (var, v) in [
             ("CUTOVER_FIRESTORE_DATABASE", &self.firestore_database),

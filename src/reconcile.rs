@@ -535,10 +535,11 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         deadline: Instant,
     ) -> (Decision, Timestamp) {
         let mut evidence = Evidence::None;
+        let policy = self.policy_for(&obs.service);
         // Each kind of evidence is asked for at most once per decision.
         for _ in 0..3 {
             let now = self.clock.now();
-            let d = decide(obs, trigger, &evidence, &self.policy, now);
+            let d = decide(obs, trigger, &evidence, &policy, now);
             evidence = match &d.action {
                 Action::Gather(Need::Metrics(w)) if matches!(evidence, Evidence::None) => {
                     Evidence::Metrics(
@@ -555,7 +556,19 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             };
         }
         let now = self.clock.now();
-        (decide(obs, trigger, &evidence, &self.policy, now), now)
+        (decide(obs, trigger, &evidence, &policy, now), now)
+    }
+
+    /// The policy for `target`: the configured one, without a smoke path on a platform whose
+    /// revisions have no address of their own (their readiness is the platform's health
+    /// check; see `Platform::has_revision_urls`).
+    fn policy_for(&self, target: &ServiceRef) -> std::borrow::Cow<'_, Policy> {
+        if self.policy.smoke_path.is_some() && !target.platform.has_revision_urls() {
+            let mut p = self.policy.clone();
+            p.smoke_path = None;
+            return std::borrow::Cow::Owned(p);
+        }
+        std::borrow::Cow::Borrowed(&self.policy)
     }
 
     /// The read as a shadow rollout of its service would have left it; a service in live mode

@@ -48,6 +48,14 @@ impl Platform {
         Platform::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
+    /// Whether each revision has an address of its own that a smoke check can call (Cloud
+    /// Run's tag URLs, App Engine's version URLs). A URL map's backend services have none:
+    /// their health check, which every instance must pass before any weight moves, is the
+    /// only check, and `CUTOVER_SMOKE_PATH` does not apply to them.
+    pub fn has_revision_urls(self) -> bool {
+        self != Platform::LoadBalancer
+    }
+
     /// Whether its targets live in a region (else their region is [`GLOBAL`]).
     pub fn is_regional(self) -> bool {
         self == Platform::CloudRun

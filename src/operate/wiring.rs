@@ -7,21 +7,26 @@
 //! are [`AppEngineRouter`] and [`LoadBalancerRouter`], and [`platform_routers`] is the one
 //! function that builds them.
 
-use anyhow::bail;
+use anyhow::Context;
 
 use crate::clock::Clock;
 use crate::config::{GoogleArgs, PlatformArgs};
 use crate::gcp::Google;
+use crate::gcp::appengine::{AppEngineClient, ShardBy};
+use crate::gcp::compute::ComputeClient;
 use crate::gcp::run::RunClient;
-use crate::router::any::{AnyRouter, Disabled};
+use crate::router::any::AnyRouter;
+use crate::router::app_engine::AppEngineSplit;
 use crate::router::cloud_run::CloudRunRouter;
 use crate::router::firestore::Firestore;
+use crate::router::load_balancer::{Route, UrlMapSplit};
+use crate::router::recorded::Recorded;
 use crate::target::Platform;
 
-/// The App Engine router this binary serves.
-pub type AppEngineRouter = Disabled;
-/// The load-balancer (URL map) router this binary serves.
-pub type LoadBalancerRouter = Disabled;
+/// The App Engine router this binary serves: versions' split, records in Firestore.
+pub type AppEngineRouter = Recorded<AppEngineSplit, Firestore>;
+/// The load-balancer router this binary serves: a URL map's weights, records in Firestore.
+pub type LoadBalancerRouter = Recorded<UrlMapSplit, Firestore>;
 /// Every platform's router behind one [`crate::router::TrafficRouter`].
 pub type LiveRouter = AnyRouter<CloudRunRouter, AppEngineRouter, LoadBalancerRouter>;
 
@@ -43,18 +48,35 @@ pub fn firestore(
 
 /// The routers of the enabled global platforms, their records in `store`.
 pub fn platform_routers(
-    _google: &Google,
-    _endpoints: &GoogleArgs,
+    google: &Google,
+    endpoints: &GoogleArgs,
     p: &PlatformArgs,
-    _store: Firestore,
-    _clock: &Clock,
+    store: Firestore,
+    clock: &Clock,
 ) -> anyhow::Result<(Option<AppEngineRouter>, Option<LoadBalancerRouter>)> {
-    for platform in [Platform::AppEngine, Platform::LoadBalancer] {
-        if p.platforms.contains(&platform) {
-            bail!("CUTOVER_PLATFORMS: {platform} is not built into this cutover yet");
+    let app_engine = if p.platforms.contains(&Platform::AppEngine) {
+        let shard_by = ShardBy::parse(p.appengine_shard_by.trim())
+            .context("CUTOVER_APPENGINE_SHARD_BY: not cookie, ip or random")?;
+        let client = AppEngineClient::new(google.clone(), &endpoints.appengine_endpoint);
+        let split = AppEngineSplit::new(client).with_default_shard_by(shard_by);
+        Some(Recorded::new(split, store.clone(), clock.clone()))
+    } else {
+        None
+    };
+    let load_balancer = if p.platforms.contains(&Platform::LoadBalancer) {
+        let client = ComputeClient::new(google.clone(), &endpoints.compute_endpoint);
+        let mut split = UrlMapSplit::new(client);
+        for (map, route) in p.url_map_routes() {
+            let route = Route::parse(route)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("CUTOVER_URL_MAP_ROUTES: {map}"))?;
+            split = split.with_route(map, route);
         }
-    }
-    Ok((None, None))
+        Some(Recorded::new(split, store, clock.clone()))
+    } else {
+        None
+    };
+    Ok((app_engine, load_balancer))
 }
 
 /// Every enabled platform's router.

@@ -69,9 +69,6 @@ pub enum RefusedSplit {
 }
 
 impl AppEngineSplit {
-    /// Whether revisions have their own URL for the smoke check (versions do).
-    pub const HAS_REVISION_URLS: bool = true;
-
     /// A router whose default shard mode (for services without one) is `COOKIE`.
     pub fn new(client: AppEngineClient) -> Self {
         AppEngineSplit {

@@ -35,8 +35,8 @@
 //!   redeployed.
 //! - **No smoke URL.** A backend service has no address of its own: `urls` is empty. The
 //!   backend's health check, which must pass on every instance before any weight moves, is
-//!   this platform's smoke check ([`UrlMapSplit::HAS_REVISION_URLS`] is false, for the wiring
-//!   to refuse or drop a configured smoke path for these targets).
+//!   this platform's smoke check: `Platform::has_revision_urls` is false, and the reconciler
+//!   judges these targets with no smoke path whatever `CUTOVER_SMOKE_PATH` says.
 //! - **Concurrency.** The write is the map as read with only the route's weights changed,
 //!   carrying the read's `fingerprint`; a stale one is a 412, a [`RouterError::Conflict`].
 
@@ -148,9 +148,6 @@ pub struct UrlMapSplit {
 }
 
 impl UrlMapSplit {
-    /// Whether revisions have their own URL for the smoke check (backend services do not).
-    pub const HAS_REVISION_URLS: bool = false;
-
     /// A router that finds each map's one weighted route.
     pub fn new(client: ComputeClient) -> Self {
         UrlMapSplit {
