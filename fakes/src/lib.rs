@@ -24,7 +24,7 @@
 //! `split_of`, `split_history` ([`SplitChange`]s: shares, what was written, by hand or not, guard
 //! matched, members routed while not ready), `target_json`, `concurrent_writes_of`. The
 //! platform's own set-up: `add_app_engine_service`, `deploy_version`, `set_version_serving`;
-//! `add_url_map`, `add_backend`, `set_backend_healthy`, `redeploy_backend`. The Cloud Run methods
+//! `add_url_map`, `add_backend`, `detach_backend`, `set_backend_healthy`, `redeploy_backend`. The Cloud Run methods
 //! by `(project, region, service)` are unchanged.
 //!
 //! # Layout
@@ -534,6 +534,15 @@ impl FakeGcp {
     /// at weight 0 (new fingerprint), like a second MIG behind a new backend service.
     pub fn add_backend(&self, project: &str, map: &str, backend: &str) {
         lock(&self.shared).add_backend(&Self::url_map(project, map), backend);
+    }
+
+    /// A pipeline taking idle backend service `backend` (weight 0) out of the default route of
+    /// `map` (new fingerprint), as one does with a backend it no longer releases to.
+    ///
+    /// # Panics
+    /// If `backend` still has weight in that route.
+    pub fn detach_backend(&self, project: &str, map: &str, backend: &str) {
+        lock(&self.shared).detach_backend(&Self::url_map(project, map), backend);
     }
 
     /// The MIG behind `backend` rolled to a new instance template (a new deploy of a backend

@@ -680,6 +680,37 @@ impl super::world::World {
         }
     }
 
+    pub(crate) fn detach_backend(&mut self, key: &TargetKey, backend: &str) {
+        let i = self.expect_target(key);
+        let fresh = fingerprint(&mut self.rng);
+        let PlatformState::UrlMap(m) = &mut self.split_targets[i].state else {
+            panic!("FakeGcp: {key} is not a URL map");
+        };
+        let Some(Value::Array(list)) = m
+            .config
+            .get_mut("defaultRouteAction")
+            .and_then(|a| a.get_mut("weightedBackendServices"))
+        else {
+            panic!("FakeGcp: {key} has no weighted default route");
+        };
+        let is_it = |e: &Value| {
+            e["backendService"]
+                .as_str()
+                .is_some_and(|u| u.rsplit('/').next() == Some(backend))
+        };
+        if let Some(e) = list.iter().find(|e| is_it(e))
+            && e["weight"].as_u64().unwrap_or(0) > 0
+        {
+            panic!("FakeGcp: {backend} still has weight in {key}: detach only an idle backend");
+        }
+        let before = list.len();
+        list.retain(|e| !is_it(e));
+        if list.len() != before {
+            m.fingerprint = fresh;
+            self.record_split(i, true, false);
+        }
+    }
+
     pub(crate) fn set_backend_healthy(&mut self, project: &str, backend: &str, healthy: bool) {
         let b = self
             .find_backend(project, backend)

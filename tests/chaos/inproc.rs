@@ -16,15 +16,16 @@ use std::time::{Duration, Instant};
 use cutover::clock::Clock;
 use cutover::decision::Trigger;
 use cutover::server::{self, App};
-use cutover::target::ServiceRef;
+use cutover::target::Platform;
 use cutover_fakes::pusher::Pusher;
 use cutover_fakes::{ConcurrentChange, FakeGcp, RevisionProfile};
 use jiff::SignedDuration;
 
 use crate::judge::{self, Facts};
+use crate::platform::World;
 use crate::plan::{Health, Plan};
 use crate::pubsub::{Message, Publisher, Subscription};
-use crate::{PROJECT, REGION, SeedReport, serve_args};
+use crate::{PROJECT, SeedReport, serve_args};
 
 /// How long after the last scheduled event every rollout must have ended (scenario minutes):
 /// three steps of 2 + 1 minutes, plus holds, conflicts, redeliveries, up to a 30-minute hold.
@@ -56,13 +57,15 @@ impl Drop for Instance {
 }
 
 impl Instance {
-    pub async fn start(fake: &FakeGcp, clock: &Clock) -> Instance {
+    pub async fn start(world: &World, clock: &Clock) -> Instance {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("an instance runtime");
-        let args = serve_args(fake, &flags());
+        let mut extra = flags();
+        extra.extend(world.flags());
+        let args = serve_args(&world.fake, &extra);
         let clock = clock.clone();
         let (app, addr) = rt
             .spawn(async move {
@@ -106,24 +109,31 @@ enum Kill {
     },
 }
 
-pub async fn run_seed(seed: u64) -> SeedReport {
+/// Runs in-process seed `seed` on `platform`; records of a split platform go to a collection of
+/// their own in the Firestore emulator at `firestore`.
+pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) -> SeedReport {
     let started = Instant::now();
     let plan = Plan::draw(seed, 2..=4, 10);
+    let label = crate::platform::label(platform, &seed.to_string());
     let mut report = SeedReport {
-        label: seed.to_string(),
+        label: label.clone(),
+        platform,
         ..SeedReport::default()
     };
-    let mut rng = fastrand::Rng::with_seed(seed ^ 0x00de_11ce);
+    // The same plan on every platform; kills and deliveries drawn apart per platform.
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x00de_11ce ^ ((platform as u64) << 40));
     let clock = Clock::manual(t0());
     let fake = FakeGcp::start(crate::support::fake_clock(&clock)).await;
-    plan.add_services(&fake, 1.0);
+    let collection = format!("chaos-{label}-{}", std::process::id());
+    let world = World::new(platform, fake.clone(), firestore.as_deref(), &collection);
+    world.add_services(&plan.services, 1.0);
     fake.faults()
         .ingest_lag(SignedDuration::from_mins(1))
         .concurrent_change(ConcurrentChange::Either)
         .chaos(Some(crate::chaos_mix(seed)));
     let mut instances = vec![
-        Instance::start(&fake, &clock).await,
-        Instance::start(&fake, &clock).await,
+        Instance::start(&world, &clock).await,
+        Instance::start(&world, &clock).await,
     ];
     let mut publisher = Publisher::default();
     let mut sub = Subscription::new(3 * 60_000, 60_000);
@@ -140,13 +150,13 @@ pub async fn run_seed(seed: u64) -> SeedReport {
         for s in &plan.services {
             let f = facts.entry(s.name.clone()).or_default();
             for r in s.revisions.iter().filter(|r| r.at == minute) {
-                if r.health == Health::Unready {
-                    fake.deploy_unready(PROJECT, REGION, &s.name, &r.name);
-                } else {
-                    fake.deploy(PROJECT, REGION, &s.name, &r.name, r.health.profile());
-                }
+                world.deploy(&s.name, r);
                 f.deployed_at.insert(r.name.clone(), now);
-                let m = sub.publish(publisher.build(&s.name, now), now_ms, &mut rng);
+                let m = sub.publish(
+                    publisher.build(&world, &s.name, &r.name, now),
+                    now_ms,
+                    &mut rng,
+                );
                 published.push(m);
             }
             for r in &s.revisions {
@@ -154,7 +164,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
                     && r.at + after == minute
                 {
                     let bad = RevisionProfile::healthy().with_error_ratio(error_ratio);
-                    fake.set_profile(PROJECT, REGION, &s.name, &r.name, bad);
+                    world.set_profile(&s.name, &r.name, bad);
                     f.turned_bad_at.insert(r.name.clone(), now);
                 }
             }
@@ -163,7 +173,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
                     f.open_incidents.push(now);
                 }
                 let m = sub.publish(
-                    publisher.alert(&s.name, &a.revision, a.open, now),
+                    publisher.alert(&world, &s.name, &a.revision, a.open, now),
                     now_ms,
                     &mut rng,
                 );
@@ -213,12 +223,11 @@ pub async fn run_seed(seed: u64) -> SeedReport {
             }) => {
                 report.aborted_reconciles += 1;
                 let app = instances[slot].app.clone();
+                let target = service.map(|name| world.target(&name));
                 let work = async move {
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
-                    match service {
-                        Some(name) => {
-                            let target =
-                                ServiceRef::checked(PROJECT, REGION, &name).expect("valid ids");
+                    match target {
+                        Some(target) => {
                             let trigger = Trigger::Build {
                                 build_id: "chaos-direct".into(),
                             };
@@ -245,19 +254,18 @@ pub async fn run_seed(seed: u64) -> SeedReport {
         let answers = futures::future::join_all(sends).await;
         if let Some(k) = killer {
             let _ = k.await;
+            // A kill inside the intent window leaves a record with an unsettled intent.
+            report.intent_kills += world.open_intents(&plan.services).await;
         }
         for (msg, status) in answers {
             sub.answered(&msg, status, now_ms);
         }
         if let Some(slot) = restart {
-            instances[slot] = Instance::start(&fake, &clock).await;
+            instances[slot] = Instance::start(&world, &clock).await;
         }
 
         if minute >= plan.horizon {
-            let ended = plan
-                .services
-                .iter()
-                .all(|s| judge::outcome(&fake, s).is_ok());
+            let ended = judge::all_ended(&world, &plan).await;
             if ended || minute >= plan.horizon + BOUND_MINUTES {
                 break;
             }
@@ -267,7 +275,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     drop(instances);
     report.scenario_minutes = minute;
     report.delivery = sub.stats.clone();
-    judge::conclude(&fake, &plan, &facts, &sub, &published, &mut report);
+    judge::conclude(&world, &plan, &facts, &sub, &published, &mut report).await;
     report.elapsed = started.elapsed();
     report
 }

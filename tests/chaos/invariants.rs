@@ -107,8 +107,14 @@ fn sole(c: &TrafficChange) -> Option<&str> {
 }
 
 /// `(back_to, from)` when `c` is a rollback: all traffic to `back_to`, tagged `stable`, from the
-/// `candidate`-tagged revision `from`, which served in `prev` and has nothing now.
-fn rollback(prev: &TrafficChange, c: &TrafficChange) -> Option<(String, String)> {
+/// `candidate`-tagged revision `from`, which served in `prev` and has nothing now. A split
+/// platform's write has no tags (App Engine versions, URL-map backends): there `from` is
+/// `newest_before`, the newest revision serving in `prev`.
+fn rollback(
+    prev: &TrafficChange,
+    c: &TrafficChange,
+    newest_before: Option<&str>,
+) -> Option<(String, String)> {
     let back_to = sole(c)?;
     let tagged = |tag: &str| {
         c.tags
@@ -116,8 +122,11 @@ fn rollback(prev: &TrafficChange, c: &TrafficChange) -> Option<(String, String)>
             .find(|(t, _)| t == tag)
             .map(|(_, r)| r.as_str())
     };
-    let from = tagged("candidate")?;
-    (tagged("stable") == Some(back_to) && from != back_to && share(prev, from) > 0)
+    let (from, stable) = match c.tags.is_empty() {
+        true => (newest_before?, back_to),
+        false => (tagged("candidate")?, tagged("stable")?),
+    };
+    (stable == back_to && from != back_to && share(prev, from) > 0)
         .then(|| (back_to.to_string(), from.to_string()))
 }
 
@@ -173,7 +182,7 @@ impl Subject<'_> {
                 );
             }
             if let Some(prev) = i.checked_sub(1).map(|j| &self.history[j]) {
-                let undone = rollback(prev, c);
+                let undone = rollback(prev, c, self.newest(&[prev]));
                 for (revision, p) in &c.allocation {
                     let Some(took) = lost.remove(revision) else {
                         continue;
@@ -409,6 +418,15 @@ mod checker {
             violations(&failed_at_100, &[("a", 9)], &[]),
             Vec::<&str>::new()
         );
+        // The same on a split platform, whose writes carry no tags.
+        let untagged: Vec<TrafficChange> = failed_at_100
+            .iter()
+            .map(|c| TrafficChange {
+                tags: Vec::new(),
+                ..c.clone()
+            })
+            .collect();
+        assert_eq!(violations(&untagged, &[("a", 9)], &[]), Vec::<&str>::new());
         // Superseded during the 100% soak: the newer one starts beside the revision serving
         // 100%, and goes back to it when it fails.
         let superseded_at_100 = [
@@ -474,6 +492,18 @@ mod checker {
         assert_eq!(
             violations(&wrong_rollback, &[("b", 2)], &[]),
             vec![NO_RETURN]
+        );
+        let untagged: Vec<TrafficChange> = wrong_rollback
+            .iter()
+            .map(|c| TrafficChange {
+                tags: Vec::new(),
+                ..c.clone()
+            })
+            .collect();
+        assert_eq!(
+            violations(&untagged, &[("b", 2)], &[]),
+            vec![NO_RETURN],
+            "without tags too"
         );
         let regressed = [
             creation(),

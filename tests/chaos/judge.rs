@@ -6,14 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use cutover_fakes::FakeGcp;
 use jiff::{SignedDuration, Timestamp};
-use serde_json::Value;
 
 use crate::invariants::{self, Subject, Violation};
 use crate::plan::{Health, Plan, ServicePlan};
 use crate::pubsub::{Message, Subscription};
-use crate::{PROJECT, REGION, STEPS, SeedReport};
+use crate::platform::World;
+use crate::{STEPS, SeedReport};
 
 /// What happened to a service during the run, beyond what the fake recorded.
 #[derive(Debug, Default)]
@@ -26,15 +25,13 @@ pub struct Facts {
     pub open_incidents: Vec<Timestamp>,
 }
 
-/// The rollout's end as the record on the service says, or why it has not ended.
-pub fn outcome(fake: &FakeGcp, s: &ServicePlan) -> Result<String, String> {
-    let service = fake.service_json(PROJECT, REGION, &s.name);
-    let a = &service["annotations"];
+/// The rollout's end as the service's record says, or why it has not ended.
+pub async fn outcome(world: &World, s: &ServicePlan) -> Result<String, String> {
+    let a = world.record(&s.name).await;
     let get = |k: &str| {
-        a[format!("cutover.dev/{k}")]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        a.get(&format!("cutover.dev/{k}"))
+            .cloned()
+            .unwrap_or_default()
     };
     let Some(expected) = s.final_candidate() else {
         return Ok("nothing to roll out".into());
@@ -58,28 +55,35 @@ pub fn outcome(fake: &FakeGcp, s: &ServicePlan) -> Result<String, String> {
     }
 }
 
-fn record_text(fake: &FakeGcp, service: &str) -> String {
-    let json = fake.service_json(PROJECT, REGION, service);
-    let mut out = String::new();
-    if let Some(Value::Object(a)) = json.get("annotations") {
-        for (k, v) in a {
-            let _ = writeln!(out, "    {k} = {}", v.as_str().unwrap_or_default());
+/// Whether every service of `plan` has ended.
+pub async fn all_ended(world: &World, plan: &Plan) -> bool {
+    for s in &plan.services {
+        if outcome(world, s).await.is_err() {
+            return false;
         }
+    }
+    true
+}
+
+async fn record_text(world: &World, service: &str) -> String {
+    let mut out = String::new();
+    for (k, v) in world.record(service).await {
+        let _ = writeln!(out, "    {k} = {v}");
     }
     out
 }
 
 /// Judges every service of `plan` on `fake` into `report`.
 /// Judges a finished seed, and notes any published message that was never acknowledged.
-pub fn conclude(
-    fake: &FakeGcp,
+pub async fn conclude(
+    world: &World,
     plan: &Plan,
     facts: &BTreeMap<String, Facts>,
     sub: &Subscription,
     published: &[Arc<Message>],
     report: &mut SeedReport,
 ) {
-    judge(fake, plan, facts, report);
+    judge(world, plan, facts, report).await;
     let lost: Vec<String> = sub
         .unacked(published)
         .iter()
@@ -92,8 +96,8 @@ pub fn conclude(
     }
 }
 
-pub fn judge(
-    fake: &FakeGcp,
+pub async fn judge(
+    world: &World,
     plan: &Plan,
     facts: &BTreeMap<String, Facts>,
     report: &mut SeedReport,
@@ -101,7 +105,7 @@ pub fn judge(
     let empty = Facts::default();
     for s in &plan.services {
         let f = facts.get(&s.name).unwrap_or(&empty);
-        let history = fake.history(PROJECT, REGION, &s.name);
+        let history = world.history(&s.name);
         let order = s.creation_order();
         let mut judged_bad_from = BTreeMap::new();
         let mut healthy = BTreeSet::new();
@@ -134,26 +138,21 @@ pub fn judge(
         let mut v: Vec<Violation> = Vec::new();
         subject.check(&mut v);
 
-        let service = fake.service_json(PROJECT, REGION, &s.name);
-        let (labels, annotations) = fake.concurrent_writes(PROJECT, REGION, &s.name);
-        let label = service["labels"]["concurrent-writes"]
-            .as_str()
-            .and_then(|x| x.parse::<u64>().ok())
-            .unwrap_or(0);
-        let annotation = service["annotations"]["concurrent.example.com/writes"]
-            .as_str()
-            .and_then(|x| x.parse::<u64>().ok())
-            .unwrap_or(0);
-        if (label, annotation) != (labels, annotations) {
+        for detail in world.split_sums(&s.name) {
+            v.push(Violation {
+                service: s.name.clone(),
+                invariant: invariants::SUMS_TO_100,
+                detail,
+            });
+        }
+        if let Some(detail) = world.concurrent_lost(&s.name) {
             v.push(Violation {
                 service: s.name.clone(),
                 invariant: invariants::CONCURRENT_KEPT,
-                detail: format!(
-                    "{labels} label and {annotations} annotation writes by others, the service shows {label} and {annotation}"
-                ),
+                detail,
             });
         }
-        match outcome(fake, s) {
+        match outcome(world, s).await {
             Ok(o) => *report.outcomes.entry(o).or_insert(0) += 1,
             Err(why) => v.push(Violation {
                 service: s.name.clone(),
@@ -172,15 +171,17 @@ pub fn judge(
                 "  {}: history (every accepted write):\n{}\n  final record:\n{}",
                 s.name,
                 invariants::dump(&history),
-                record_text(fake, &s.name)
+                record_text(world, &s.name).await
             );
         }
         report.violations.extend(v);
     }
+    let fake = &world.fake;
+    let writes = |m: &str| m == "PATCH" || m == "PUT";
     let invalid: Vec<String> = fake
         .requests()
         .iter()
-        .filter(|r| r.method == "PATCH" && r.status == 400)
+        .filter(|r| writes(&r.method) && r.status == 400)
         .map(|r| format!("{} at {}", r.path, r.at))
         .collect();
     if !invalid.is_empty() {
@@ -195,10 +196,11 @@ pub fn judge(
         });
     }
     for r in fake.requests() {
-        if r.method == "PATCH" {
+        if writes(&r.method) {
             match r.status {
                 200 => report.writes += 1,
-                409 => report.conflicts_answered += 1,
+                // A URL map's stale fingerprint is 412 conditionNotMet.
+                409 | 412 => report.conflicts_answered += 1,
                 _ => {}
             }
         }

@@ -34,6 +34,7 @@ mod inproc;
 mod invariants;
 mod judge;
 mod plan;
+mod platform;
 mod process;
 mod pubsub;
 
@@ -42,6 +43,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use cutover::config::ServeArgs;
+use cutover::target::Platform;
+use cutover_fakes::firestore_emulator::FirestoreEmulator;
 use cutover_fakes::{Chaos, FakeGcp, FaultCounts};
 use futures::StreamExt;
 
@@ -89,6 +92,9 @@ pub fn chaos_mix(seed: u64) -> Chaos {
 #[derive(Debug, Default)]
 pub struct SeedReport {
     pub label: String,
+    pub platform: Platform,
+    /// A process seed (the real binary, kill -9).
+    pub process: bool,
     pub services: usize,
     pub rollouts: usize,
     pub delivery: DeliveryStats,
@@ -98,6 +104,9 @@ pub struct SeedReport {
     pub aborted_reconciles: u64,
     pub runtime_kills: u64,
     pub sigkills: u64,
+    /// Kills after which a record held an unsettled intent (split platforms, in-process seeds:
+    /// nothing else is in flight when it is looked at).
+    pub intent_kills: u64,
     pub outcomes: BTreeMap<String, u64>,
     pub violations: Vec<Violation>,
     /// Plan, histories and records of the services with a violation.
@@ -123,14 +132,15 @@ fn target_dir() -> std::path::PathBuf {
 }
 
 /// The table of figures over all seeds.
-fn figures(reports: &[SeedReport], wall: Duration) -> String {
+fn figures<R: std::borrow::Borrow<SeedReport>>(reports: &[R], wall: Duration) -> String {
     let mut d = DeliveryStats::default();
     let mut f = FaultCounts::default();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let (mut writes, mut conflicts, mut aborts, mut rt_kills, mut sigkills) = (0, 0, 0, 0, 0);
+    let mut intent_kills = 0;
     let (mut services, mut rollouts, mut minutes) = (0, 0, 0u64);
     let mut violations = 0;
-    for r in reports {
+    for r in reports.iter().map(|r| r.borrow()) {
         d.add(&r.delivery);
         f.add(&r.faults);
         writes += r.writes;
@@ -138,6 +148,7 @@ fn figures(reports: &[SeedReport], wall: Duration) -> String {
         aborts += r.aborted_reconciles;
         rt_kills += r.runtime_kills;
         sigkills += r.sigkills;
+        intent_kills += r.intent_kills;
         services += r.services;
         rollouts += r.rollouts;
         minutes += u64::from(r.scenario_minutes);
@@ -146,10 +157,7 @@ fn figures(reports: &[SeedReport], wall: Duration) -> String {
             *outcomes.entry(k.clone()).or_insert(0) += n;
         }
     }
-    let process = reports
-        .iter()
-        .filter(|r| r.sigkills > 0 || r.label.starts_with('p'))
-        .count();
+    let process = reports.iter().filter(|r| r.borrow().process).count();
     let statuses: Vec<String> = f
         .statuses
         .iter()
@@ -208,6 +216,10 @@ fn figures(reports: &[SeedReport], wall: Duration) -> String {
             rt_kills + aborts + sigkills
         ),
     );
+    line(
+        "kills inside the intent window",
+        format!("{intent_kills} (an unsettled intent left in a record)"),
+    );
     line("outcomes", outcomes.join(", "));
     line("invariant violations", violations.to_string());
     line("wall time", format!("{:.1} s", wall.as_secs_f64()));
@@ -232,6 +244,7 @@ fn chaos() {
         None => (seeds, process_seeds),
     };
     let parallel = env_u64("CHAOS_PARALLEL").unwrap_or(6).max(1) as usize;
+    let mut platforms = platform::selected();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -239,18 +252,36 @@ fn chaos() {
         .expect("a runtime");
     let started = Instant::now();
     let reports: Vec<SeedReport> = runtime.block_on(async {
+        // One Firestore emulator for the whole run (a collection per seed), for the platforms
+        // whose records live there; without one they are left out (or fail, in CI).
+        let emulator = match platforms.iter().any(|p| !p.is_regional()) {
+            true => FirestoreEmulator::for_test().await,
+            false => None,
+        };
+        if emulator.is_none() {
+            platforms.retain(|p| p.is_regional());
+        }
+        let host = emulator.as_ref().map(|e| e.host.clone());
+        let runs = |seeds: &[u64]| {
+            let mut out = Vec::new();
+            for p in &platforms {
+                out.extend(seeds.iter().map(|s| (*p, *s, host.clone())));
+            }
+            out
+        };
         // Process seeds run beside the in-process ones: they spend most of their time waiting
         // for the wall clock to cross minute boundaries.
-        let process = futures::stream::iter(process_seeds)
-            .map(process::run_seed)
+        let process = futures::stream::iter(runs(&process_seeds))
+            .map(|(p, s, h)| process::run_seed(p, s, h))
             .buffer_unordered(2)
             .collect::<Vec<_>>();
-        let inproc = futures::stream::iter(seeds)
-            .map(inproc::run_seed)
+        let inproc = futures::stream::iter(runs(&seeds))
+            .map(|(p, s, h)| inproc::run_seed(p, s, h))
             .buffer_unordered(parallel)
             .collect::<Vec<_>>();
         let (mut a, b) = tokio::join!(inproc, process);
         a.extend(b);
+        drop(emulator);
         a
     });
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -258,6 +289,12 @@ fn chaos() {
 
     let mut text = String::from("chaos figures\n");
     text.push_str(&figures(&reports, wall));
+    for p in &platforms {
+        let of: Vec<&SeedReport> = reports.iter().filter(|r| r.platform == *p).collect();
+        let busy: Duration = of.iter().map(|r| r.elapsed).sum();
+        let _ = writeln!(text, "{p} (seed time summed {:.1} s):", busy.as_secs_f64());
+        text.push_str(&figures(&of, wall));
+    }
     let mut failures = String::new();
     for r in &reports {
         if !r.violations.is_empty() {

@@ -132,21 +132,6 @@ fn draw_health(rng: &mut fastrand::Rng, allow_unready: bool) -> Health {
 }
 
 impl Plan {
-    /// Puts the plan's services on `fake`, each serving 100% on its stable revision at its
-    /// planned rate times `rps_factor`.
-    pub fn add_services(&self, fake: &cutover_fakes::FakeGcp, rps_factor: f64) {
-        for s in &self.services {
-            fake.add_service(
-                crate::PROJECT,
-                crate::REGION,
-                &s.name,
-                &s.stable,
-                RevisionProfile::healthy(),
-                s.rps * rps_factor,
-            );
-        }
-    }
-
     /// The scenario of `seed`: `services` services (a range), candidates arriving within the
     /// first `spread` minutes, a second candidate for some, incidents for some bad ones.
     pub fn draw(seed: u64, services: std::ops::RangeInclusive<usize>, spread: u32) -> Plan {

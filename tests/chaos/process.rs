@@ -14,15 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cutover_fakes::pusher::Pusher;
+use cutover::target::Platform;
 use cutover_fakes::{ConcurrentChange, FakeGcp, RevisionProfile};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::inproc::deliver;
 use crate::judge::{self, Facts};
 use crate::plan::{Health, Plan};
+use crate::platform::World;
 use crate::pubsub::{Message, Publisher, Subscription};
 use crate::support::Process;
-use crate::{PROJECT, REGION, SeedReport, cli_flags, target_dir};
+use crate::{PROJECT, SeedReport, cli_flags, target_dir};
 
 /// One plan minute, in wall time.
 const UNIT: Duration = Duration::from_secs(5);
@@ -37,13 +39,14 @@ struct Proc {
     push: Arc<Pusher>,
 }
 
-async fn spawn(fake: &FakeGcp, label: &str) -> Proc {
+async fn spawn(world: &World, label: &str) -> Proc {
     let port = crate::support::free_port();
     let dir = target_dir().join("chaos-logs");
     let _ = std::fs::create_dir_all(&dir);
     let log = File::create(dir.join(format!("{label}.log"))).expect("a log file");
     let mut args = vec!["serve".to_string(), "--port".into(), port.to_string()];
-    args.extend(cli_flags(fake));
+    args.extend(cli_flags(&world.fake));
+    args.extend(world.flags());
     args.extend(crate::support::REAL_CLOCK_TIMING.map(String::from));
     args.extend(
         [
@@ -78,17 +81,24 @@ async fn spawn(fake: &FakeGcp, label: &str) -> Proc {
     }
 }
 
-pub async fn run_seed(seed: u64) -> SeedReport {
+/// Runs process seed `seed` on `platform` (records of a split platform in a collection of their
+/// own in the Firestore emulator at `firestore`).
+pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) -> SeedReport {
     let started = Instant::now();
     let plan = Plan::draw(seed.wrapping_add(50_000), 2..=3, 2);
+    let label = crate::platform::label(platform, &format!("p{seed}"));
     let mut report = SeedReport {
-        label: format!("p{seed}"),
+        label: label.clone(),
+        platform,
+        process: true,
         ..SeedReport::default()
     };
-    let mut rng = fastrand::Rng::with_seed(seed ^ 0x0b1a_5e9d);
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x0b1a_5e9d ^ ((platform as u64) << 40));
     let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
+    let collection = format!("chaos-{label}-{}", std::process::id());
+    let world = World::new(platform, fake.clone(), firestore.as_deref(), &collection);
     // Enough requests that a few seconds at 10 % already make a judgeable minute.
-    plan.add_services(&fake, 8.0);
+    world.add_services(&plan.services, 8.0);
     let mut chaos = crate::chaos_mix(seed);
     chaos.latency = (Duration::from_millis(1), Duration::from_millis(20));
     fake.faults()
@@ -98,7 +108,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     let mut generation = 0;
     let mut procs = Vec::new();
     for slot in 0..2 {
-        procs.push(spawn(&fake, &format!("p{seed}-{slot}-{generation}")).await);
+        procs.push(spawn(&world, &format!("{label}-{slot}-{generation}")).await);
     }
     let mut dead_until: [Option<Instant>; 2] = [None, None];
     let mut publisher = Publisher::default();
@@ -121,20 +131,17 @@ pub async fn run_seed(seed: u64) -> SeedReport {
             let f = facts.entry(s.name.clone()).or_default();
             for r in &s.revisions {
                 if at(r.at) <= now_i && done_events.insert(format!("deploy {}", r.name)) {
-                    if r.health == Health::Unready {
-                        fake.deploy_unready(PROJECT, REGION, &s.name, &r.name);
-                    } else {
-                        fake.deploy(PROJECT, REGION, &s.name, &r.name, r.health.profile());
-                    }
+                    world.deploy(&s.name, r);
                     f.deployed_at.insert(r.name.clone(), now);
-                    published.push(sub.publish(publisher.build(&s.name, now), now_ms, &mut rng));
+                    let m = publisher.build(&world, &s.name, &r.name, now);
+                    published.push(sub.publish(m, now_ms, &mut rng));
                 }
                 if let Health::TurnsBad { after, error_ratio } = r.health
                     && begin + UNIT * r.at + UNIT * 2 * after <= now_i
                     && done_events.insert(format!("bad {}", r.name))
                 {
                     let bad = RevisionProfile::healthy().with_error_ratio(error_ratio);
-                    fake.set_profile(PROJECT, REGION, &s.name, &r.name, bad);
+                    world.set_profile(&s.name, &r.name, bad);
                     f.turned_bad_at.insert(r.name.clone(), now);
                 }
             }
@@ -143,7 +150,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
                     if a.open {
                         f.open_incidents.push(now);
                     }
-                    let m = publisher.alert(&s.name, &a.revision, a.open, now);
+                    let m = publisher.alert(&world, &s.name, &a.revision, a.open, now);
                     published.push(sub.publish(m, now_ms, &mut rng));
                 }
             }
@@ -179,7 +186,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
         for slot in 0..2 {
             if dead_until[slot].is_some_and(|t| t <= Instant::now()) {
                 generation += 1;
-                procs[slot] = spawn(&fake, &format!("p{seed}-{slot}-{generation}")).await;
+                procs[slot] = spawn(&world, &format!("{label}-{slot}-{generation}")).await;
                 dead_until[slot] = None;
             }
         }
@@ -188,10 +195,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
             sub.answered(&msg, status, Timestamp::now().as_millisecond());
         }
         if Instant::now() >= horizon {
-            let ended = plan
-                .services
-                .iter()
-                .all(|s| judge::outcome(&fake, s).is_ok());
+            let ended = judge::all_ended(&world, &plan).await;
             if ended || Instant::now() >= horizon + BOUND {
                 break;
             }
@@ -211,7 +215,7 @@ pub async fn run_seed(seed: u64) -> SeedReport {
     drop(procs);
     report.scenario_minutes = (begin.elapsed().as_secs() / 60) as u32;
     report.delivery = sub.stats.clone();
-    judge::conclude(&fake, &plan, &facts, &sub, &published, &mut report);
+    judge::conclude(&world, &plan, &facts, &sub, &published, &mut report).await;
     report.elapsed = started.elapsed();
     report
 }

@@ -7,10 +7,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use cutover_fakes::encode::{build_attributes, encode_build, encode_push};
+use cutover_fakes::encode::encode_push;
 use jiff::Timestamp;
 
-use crate::{PROJECT, REGION};
+use crate::PROJECT;
+use crate::platform::World;
 
 /// One published message.
 #[derive(Debug)]
@@ -45,12 +46,13 @@ impl Publisher {
         format!("{}", 7_000_000 + self.next)
     }
 
-    /// The Cloud Build notification of a successful `gcloud run deploy` of `service`.
-    pub fn build(&mut self, service: &str, at: Timestamp) -> Message {
+    /// The Cloud Build notification of a successful deploy of `revision` of `service` on
+    /// `world`'s platform (`gcloud run deploy`, `gcloud app deploy --no-promote`, a MIG rolled
+    /// behind a new backend service).
+    pub fn build(&mut self, world: &World, service: &str, revision: &str, at: Timestamp) -> Message {
         let id = self.id();
         let build_id = format!("b{id}-chaos");
-        let data = encode_build(&build_id, "SUCCESS", PROJECT, service, REGION, at);
-        let attrs = build_attributes(&build_id, "SUCCESS");
+        let (data, attrs) = world.build(&build_id, service, revision, at);
         Message {
             body: envelope(&data, &attrs, &id, at, "cutover-builds"),
             id,
@@ -71,12 +73,18 @@ impl Publisher {
         }
     }
 
-    /// A Monitoring incident about `revision` of `service`.
-    pub fn alert(&mut self, service: &str, revision: &str, open: bool, at: Timestamp) -> Message {
+    /// A Monitoring incident about `revision` of `service` on `world`'s platform.
+    pub fn alert(
+        &mut self,
+        world: &World,
+        service: &str,
+        revision: &str,
+        open: bool,
+        at: Timestamp,
+    ) -> Message {
         let id = self.id();
         let state = if open { "open" } else { "closed" };
-        let incident =
-            cutover_fakes::pusher::incident(PROJECT, service, revision, REGION, state, at);
+        let incident = world.incident(service, revision, state, at);
         let data = serde_json::to_vec(&incident).expect("an incident");
         Message {
             body: envelope(&data, &BTreeMap::new(), &id, at, "cutover-alerts"),
