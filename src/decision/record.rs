@@ -50,7 +50,7 @@ pub const ROLLED_BACK_MEMORY: usize = 10;
 /// Annotation values are limited in size by Cloud Run (Run v2 follows Kubernetes' rules: 256 KiB
 /// for all of a service's annotations together); reasons are human text and are cut well below
 /// that. The largest record cutover can write is measured by
-/// `worst_case_record_fits_cloud_runs_annotation_limit` below (28,457 bytes).
+/// `worst_case_record_fits_cloud_runs_annotation_limit` below (28,538 bytes).
 const MAX_REASON_CHARS: usize = 1000;
 
 /// Build ids are at most 64 characters where they enter (`ids::BuildId`); a hand-edited
@@ -512,7 +512,7 @@ mod tests {
             reason: wide(5000),
             rolled_back: Vec::new(),
             history: History::default(),
-            build: None,
+            build: Some("b".repeat(MAX_BUILD_CHARS)),
         };
         for i in 0..ROLLED_BACK_MEMORY + 3 {
             r.remember_rolled_back(&revision(100 + i));
