@@ -619,6 +619,35 @@ mod tests {
         })
     }
 
+    /// A pipeline detaching the idle backend: the route no longer names it and the map has a
+    /// new fingerprint, so a write built on the old read is refused; a serving backend cannot
+    /// be detached.
+    #[tokio::test]
+    async fn detaching_the_idle_backend_changes_the_route_and_the_fingerprint() {
+        let (fake, _clock) = fake_with_url_map().await;
+        let (_, before) = send(&fake, "GET", MAP, None).await;
+        fake.detach_backend("acme-prod", "web", "green");
+        let (_, after) = send(&fake, "GET", MAP, None).await;
+        let weighted = after["defaultRouteAction"]["weightedBackendServices"]
+            .as_array()
+            .unwrap();
+        assert_eq!(weighted.len(), 1, "{after}");
+        assert!(
+            weighted[0]["backendService"]
+                .as_str()
+                .unwrap()
+                .ends_with("/blue")
+        );
+        assert_ne!(after["fingerprint"], before["fingerprint"]);
+        let stale = route(before["fingerprint"].as_str().unwrap(), 900, 100);
+        let (status, _) = send(&fake, "PATCH", MAP, Some(&stale)).await;
+        assert_eq!(status, 412, "the old read's fingerprint");
+        let serving = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fake.detach_backend("acme-prod", "web", "blue")
+        }));
+        assert!(serving.is_err(), "blue serves 100%");
+    }
+
     /// GET answers a `compute#urlMap` with a fingerprint and full backend URLs; the backend that
     /// joined is there at weight 0 (no `defaultService`).
     #[tokio::test]

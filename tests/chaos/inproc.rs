@@ -22,8 +22,8 @@ use cutover_fakes::{ConcurrentChange, FakeGcp, RevisionProfile};
 use jiff::SignedDuration;
 
 use crate::judge::{self, Facts};
-use crate::platform::World;
 use crate::plan::{Health, Plan};
+use crate::platform::World;
 use crate::pubsub::{Message, Publisher, Subscription};
 use crate::{PROJECT, SeedReport, serve_args};
 
@@ -113,7 +113,7 @@ enum Kill {
 /// their own in the Firestore emulator at `firestore`.
 pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) -> SeedReport {
     let started = Instant::now();
-    let plan = Plan::draw(seed, 2..=4, 10);
+    let mut plan = Plan::draw(seed, 2..=4, 10);
     let label = crate::platform::label(platform, &seed.to_string());
     let mut report = SeedReport {
         label: label.clone(),
@@ -147,10 +147,14 @@ pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) 
         }
         let now = clock.now();
         let now_ms = now.as_millisecond();
+        let mut refused = Vec::new();
         for s in &plan.services {
             let f = facts.entry(s.name.clone()).or_default();
             for r in s.revisions.iter().filter(|r| r.at == minute) {
-                world.deploy(&s.name, r);
+                if !world.deploy(&s.name, r) {
+                    refused.push((s.name.clone(), r.name.clone()));
+                    continue;
+                }
                 f.deployed_at.insert(r.name.clone(), now);
                 let m = sub.publish(
                     publisher.build(&world, &s.name, &r.name, now),
@@ -179,6 +183,13 @@ pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) 
                 );
                 published.push(m);
             }
+        }
+        for (service, revision) in refused {
+            plan.withdraw(&service, &revision);
+            *report
+                .outcomes
+                .entry("release refused (no idle backend)".into())
+                .or_insert(0) += 1;
         }
         sub.publish(publisher.tick(now), now_ms, &mut rng);
 

@@ -10,8 +10,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::invariants::{self, Subject, Violation};
 use crate::plan::{Health, Plan, ServicePlan};
-use crate::pubsub::{Message, Subscription};
 use crate::platform::World;
+use crate::pubsub::{Message, Subscription};
 use crate::{STEPS, SeedReport};
 
 /// What happened to a service during the run, beyond what the fake recorded.

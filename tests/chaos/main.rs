@@ -15,14 +15,22 @@
 //! * process (`process.rs`): the real `cutover serve` binary on the system clock, killed with
 //!   SIGKILL mid-run.
 //!
-//! Then `invariants.rs` judges each service's history. The figures (seeds, deliveries,
-//! duplicates, faults, kills, violations) are printed to stderr and written to
-//! `target/chaos-figures.txt`.
+//! Every seed runs on each platform (issue 15, `platform.rs`): its services as Cloud Run
+//! services, as App Engine services (revisions are versions) and as URL maps (revisions are
+//! backend services), the latter two with their records in one Firestore emulator for the whole
+//! run (a collection per seed; `CUTOVER_REQUIRE_FIRESTORE_EMULATOR=1` makes a missing emulator a
+//! failure, otherwise those platforms are left out with a note).
 //!
-//! Knobs (environment): `CHAOS_SEEDS=N` in-process seeds (default 4), `CHAOS_SEED=k` runs seed
-//! `k` alone, `CHAOS_FIRST_SEED` (default 1), `CHAOS_PROCESS_SEEDS=M` process seeds (default 0;
-//! CI runs 2), `CHAOS_PROCESS_SEED=k` runs process seed `k` alone, `CHAOS_PARALLEL` seeds at once
-//! (default 6), `CHAOS_GARBLED` the ratio of garbled answers (default 0.02).
+//! Then `invariants.rs` judges each service's history. The figures (seeds, deliveries,
+//! duplicates, faults, kills, violations), over all seeds and per platform, are printed to
+//! stderr and written to `target/chaos-figures.txt`.
+//!
+//! Knobs (environment): `CHAOS_SEEDS=N` in-process seeds per platform (default 4),
+//! `CHAOS_SEED=k` runs seed `k` alone, `CHAOS_FIRST_SEED` (default 1), `CHAOS_PROCESS_SEEDS=M`
+//! process seeds per platform (default 0), `CHAOS_PROCESS_SEED=k` runs process seed `k` alone,
+//! `CHAOS_PLATFORMS` (comma separated: `cloud-run`, `app-engine`, `load-balancer`; default all),
+//! `CHAOS_PARALLEL` seeds at once (default 6), `CHAOS_GARBLED` the ratio of garbled answers
+//! (default 0.02).
 //!
 //! `faults.rs` holds deterministic tests of single faults against one cutover instance.
 
@@ -273,7 +281,7 @@ fn chaos() {
         // for the wall clock to cross minute boundaries.
         let process = futures::stream::iter(runs(&process_seeds))
             .map(|(p, s, h)| process::run_seed(p, s, h))
-            .buffer_unordered(2)
+            .buffer_unordered(3)
             .collect::<Vec<_>>();
         let inproc = futures::stream::iter(runs(&seeds))
             .map(|(p, s, h)| inproc::run_seed(p, s, h))

@@ -206,6 +206,15 @@ impl Plan {
         }
     }
 
+    /// Takes release `revision` of `service` out of the plan, with its incidents: its pipeline
+    /// refused it (a URL map with no idle backend).
+    pub fn withdraw(&mut self, service: &str, revision: &str) {
+        for s in self.services.iter_mut().filter(|s| s.name == service) {
+            s.revisions.retain(|r| r.name != revision);
+            s.alerts.retain(|a| a.revision != revision);
+        }
+    }
+
     pub fn describe(&self) -> String {
         let mut lines = vec![format!("seed {}:", self.seed)];
         for s in &self.services {

@@ -137,7 +137,9 @@ impl World {
                     RevisionProfile::healthy(),
                     rps,
                 ),
-                Platform::AppEngine => self.fake.add_app_engine_service(PROJECT, &s.name, &s.stable),
+                Platform::AppEngine => self
+                    .fake
+                    .add_app_engine_service(PROJECT, &s.name, &s.stable),
                 Platform::LoadBalancer => self.fake.add_url_map(PROJECT, &s.name, &s.stable),
             }
             self.fake.set_rps_of(&self.key(&s.name), rps);
@@ -146,9 +148,13 @@ impl World {
 
     /// Deploys `r` as the plan says: a revision, a version (`--no-promote`; one that never
     /// becomes ready is `STOPPED`), or a backend service joining the map at weight 0 (one that
-    /// never becomes ready is unhealthy).
-    pub fn deploy(&self, service: &str, r: &RevisionPlan) {
+    /// never becomes ready is unhealthy). Whether it was deployed: a URL map's pipeline refuses
+    /// a release while two backends serve (a rollout is under way: no backend is idle).
+    pub fn deploy(&self, service: &str, r: &RevisionPlan) -> bool {
         let unready = r.health == Health::Unready;
+        if self.platform == Platform::LoadBalancer && self.serving_backends(service) > 1 {
+            return false;
+        }
         match self.platform {
             Platform::CloudRun if unready => {
                 self.fake.deploy_unready(PROJECT, REGION, service, &r.name)
@@ -165,10 +171,10 @@ impl World {
                 }
             }
             Platform::LoadBalancer => {
-                // The route holds the serving backends and one idle one, which receives the
-                // next release (docs/platforms.md): the pipeline takes the previous idle
-                // backend (a rolled-back candidate, the stable a rollout replaced) out of the
-                // route and brings the release up on a new backend service beside them.
+                // The route holds the serving backend and an idle one, which receives the next
+                // release (docs/platforms.md): the pipeline takes the idle backend (a
+                // rolled-back candidate, the stable a rollout replaced) out of the route and
+                // brings the release up on a new backend service in its place.
                 for idle in self.idle_backends(service) {
                     self.fake.detach_backend(PROJECT, service, &idle);
                 }
@@ -181,24 +187,35 @@ impl World {
         if self.platform != Platform::CloudRun {
             self.set_profile(service, &r.name, r.health.profile());
         }
+        true
     }
 
-    /// The backend services at weight 0 in the default route of URL map `map`.
-    fn idle_backends(&self, map: &str) -> Vec<String> {
+    /// The backend services in the default route of URL map `map`, with their weights.
+    fn backends(&self, map: &str) -> Vec<(String, u64)> {
         let json = self.fake.target_json(&self.key(map));
         json["defaultRouteAction"]["weightedBackendServices"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|e| e["weight"].as_u64() == Some(0))
-            .filter_map(|e| e["backendService"].as_str())
-            .filter_map(|url| url.rsplit('/').next())
-            .map(String::from)
+            .filter_map(|e| {
+                let name = e["backendService"].as_str()?.rsplit('/').next()?;
+                Some((name.to_string(), e["weight"].as_u64().unwrap_or(0)))
+            })
             .collect()
     }
 
+    fn idle_backends(&self, map: &str) -> Vec<String> {
+        let all = self.backends(map).into_iter();
+        all.filter(|(_, w)| *w == 0).map(|(b, _)| b).collect()
+    }
+
+    fn serving_backends(&self, map: &str) -> usize {
+        self.backends(map).iter().filter(|(_, w)| *w > 0).count()
+    }
+
     pub fn set_profile(&self, service: &str, member: &str, profile: RevisionProfile) {
-        self.fake.set_profile_of(&self.key(service), member, profile);
+        self.fake
+            .set_profile_of(&self.key(service), member, profile);
     }
 
     /// The Cloud Build notification (data, attributes) of the deploy of `revision`.
@@ -276,7 +293,13 @@ impl World {
             .iter()
             .enumerate()
             .filter(|(_, c)| !c.by_hand && (c.share_sum() - 1.0).abs() > 1e-9)
-            .map(|(i, c)| format!("write {i} shares sum to {}: written {:?}", c.share_sum(), c.written))
+            .map(|(i, c)| {
+                format!(
+                    "write {i} shares sum to {}: written {:?}",
+                    c.share_sum(),
+                    c.written
+                )
+            })
             .collect()
     }
 
@@ -287,9 +310,7 @@ impl World {
             Platform::CloudRun => {
                 let (labels, annotations) = self.fake.concurrent_writes(PROJECT, REGION, service);
                 let count = |v: &serde_json::Value| {
-                    v.as_str()
-                        .and_then(|x| x.parse::<u64>().ok())
-                        .unwrap_or(0)
+                    v.as_str().and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
                 };
                 let shown = (
                     count(&json["labels"]["concurrent-writes"]),

@@ -13,8 +13,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cutover_fakes::pusher::Pusher;
 use cutover::target::Platform;
+use cutover_fakes::pusher::Pusher;
 use cutover_fakes::{ConcurrentChange, FakeGcp, RevisionProfile};
 use jiff::{SignedDuration, Timestamp};
 
@@ -85,7 +85,7 @@ async fn spawn(world: &World, label: &str) -> Proc {
 /// own in the Firestore emulator at `firestore`).
 pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) -> SeedReport {
     let started = Instant::now();
-    let plan = Plan::draw(seed.wrapping_add(50_000), 2..=3, 2);
+    let mut plan = Plan::draw(seed.wrapping_add(50_000), 2..=3, 2);
     let label = crate::platform::label(platform, &format!("p{seed}"));
     let mut report = SeedReport {
         label: label.clone(),
@@ -127,11 +127,15 @@ pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) 
         let now_i = Instant::now();
         let now: Timestamp = Timestamp::now();
         let now_ms = now.as_millisecond();
+        let mut refused = Vec::new();
         for s in &plan.services {
             let f = facts.entry(s.name.clone()).or_default();
             for r in &s.revisions {
                 if at(r.at) <= now_i && done_events.insert(format!("deploy {}", r.name)) {
-                    world.deploy(&s.name, r);
+                    if !world.deploy(&s.name, r) {
+                        refused.push((s.name.clone(), r.name.clone()));
+                        continue;
+                    }
                     f.deployed_at.insert(r.name.clone(), now);
                     let m = publisher.build(&world, &s.name, &r.name, now);
                     published.push(sub.publish(m, now_ms, &mut rng));
@@ -154,6 +158,13 @@ pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) 
                     published.push(sub.publish(m, now_ms, &mut rng));
                 }
             }
+        }
+        for (service, revision) in refused {
+            plan.withdraw(&service, &revision);
+            *report
+                .outcomes
+                .entry("release refused (no idle backend)".into())
+                .or_insert(0) += 1;
         }
         if now_i >= next_tick {
             sub.publish(publisher.tick(now), now_ms, &mut rng);

@@ -49,7 +49,13 @@ impl Publisher {
     /// The Cloud Build notification of a successful deploy of `revision` of `service` on
     /// `world`'s platform (`gcloud run deploy`, `gcloud app deploy --no-promote`, a MIG rolled
     /// behind a new backend service).
-    pub fn build(&mut self, world: &World, service: &str, revision: &str, at: Timestamp) -> Message {
+    pub fn build(
+        &mut self,
+        world: &World,
+        service: &str,
+        revision: &str,
+        at: Timestamp,
+    ) -> Message {
         let id = self.id();
         let build_id = format!("b{id}-chaos");
         let (data, attrs) = world.build(&build_id, service, revision, at);
