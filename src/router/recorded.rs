@@ -248,6 +248,18 @@ impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
         }
         let after = match self.split.write(target, &fresh, traffic, deadline).await {
             Ok(after) => after,
+            // A conflict may be this write's own: the call landed, its answer was lost, and
+            // the client's retry found the guard the write itself had changed (a URL map's
+            // fingerprint). If the split now is the intent's, the write happened: settle it.
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                match self.split.read(target, deadline).await {
+                    Ok(now) if now.allocation == intent.split => now,
+                    _ => {
+                        self.withdraw(target, &pending, deadline).await;
+                        return Err(e);
+                    }
+                }
+            }
             // Refused: nothing was written, the intent goes.
             Err(e) if e.kind() != ErrorKind::Transient => {
                 self.withdraw(target, &pending, deadline).await;

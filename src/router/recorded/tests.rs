@@ -28,6 +28,9 @@ struct SplitState {
     writes: u32,
     /// The next write fails with this kind, nothing applied.
     refuse: Option<ErrorKind>,
+    /// The next write is applied, then answered with a conflict (its answer was lost and the
+    /// retry found the guard the write had changed).
+    lost_answer: bool,
 }
 
 /// An App Engine-like split: no token, applies what it is given.
@@ -97,6 +100,9 @@ impl SplitPlatform for MemSplit {
             }
             s.allocation = allocation(traffic);
             s.writes += 1;
+            if std::mem::take(&mut s.lost_answer) {
+                return Err(RouterError::new(ErrorKind::Conflict, "stale fingerprint"));
+            }
         }
         if die == Die::AfterSplit {
             self.reached.notify_one();
@@ -421,6 +427,26 @@ async fn a_refused_split_write_withdraws_its_intent_and_an_unknown_one_keeps_it(
         has_intent(&store),
         "a write that may still land keeps its intent for the next observer to settle"
     );
+}
+
+/// Found by the chaos suite on URL maps: a PATCH that landed but whose answer was cut is
+/// retried with the same fingerprint and refused (412). Withdrawing the intent then left the
+/// split moved and the record not, a rollout that nobody would ever continue.
+#[tokio::test]
+async fn a_conflict_from_its_own_landed_write_settles_instead_of_withdrawing() {
+    let (split, store, clock) = world();
+    let r = router(&split, &store, &clock);
+    split.state.lock().unwrap().lost_answer = true;
+    let read = r.observe(&web(), deadline()).await.unwrap();
+    let after = r.apply(&read, &step(10), deadline()).await.unwrap();
+    assert_eq!(split.allocation(), alloc(&[("v1", 90), ("v2", 10)]));
+    assert_eq!(
+        percent_recorded(&store),
+        Some(10),
+        "the record follows the split"
+    );
+    assert!(!has_intent(&store));
+    assert_eq!(after.observed.allocation, split.allocation());
 }
 
 #[tokio::test]
