@@ -27,7 +27,7 @@ pub struct Facts {
 
 /// The rollout's end as the service's record says, or why it has not ended.
 pub async fn outcome(world: &World, s: &ServicePlan) -> Result<String, String> {
-    let a = world.record(&s.name).await;
+    let a = world.record(&s.name).await?;
     let get = |k: &str| {
         a.get(&format!("cutover.dev/{k}"))
             .cloned()
@@ -67,8 +67,15 @@ pub async fn all_ended(world: &World, plan: &Plan) -> bool {
 
 async fn record_text(world: &World, service: &str) -> String {
     let mut out = String::new();
-    for (k, v) in world.record(service).await {
-        let _ = writeln!(out, "    {k} = {v}");
+    match world.record(service).await {
+        Ok(record) => {
+            for (k, v) in record {
+                let _ = writeln!(out, "    {k} = {v}");
+            }
+        }
+        Err(why) => {
+            let _ = writeln!(out, "    ({why})");
+        }
     }
     out
 }

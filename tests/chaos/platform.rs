@@ -348,20 +348,19 @@ impl World {
         }
     }
 
-    /// The rollout record of `service` (`cutover.dev/*` and, mid-write, `cutover.intent/*`);
-    /// empty when it cannot be read.
-    pub async fn record(&self, service: &str) -> BTreeMap<String, String> {
+    /// The rollout record of `service` (`cutover.dev/*` and, mid-write, `cutover.intent/*`).
+    pub async fn record(&self, service: &str) -> Result<BTreeMap<String, String>, String> {
         match &self.store {
             None => {
                 let json = self.fake.service_json(PROJECT, REGION, service);
-                json["annotations"]
+                Ok(json["annotations"]
                     .as_object()
                     .map(|a| {
                         a.iter()
                             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                             .collect()
                     })
-                    .unwrap_or_default()
+                    .unwrap_or_default())
             }
             Some((store, _, _)) => {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -369,7 +368,7 @@ impl World {
                     .read(&self.target(service), deadline)
                     .await
                     .map(|s| s.annotations)
-                    .unwrap_or_default()
+                    .map_err(|e| format!("its record could not be read from Firestore: {e}"))
             }
         }
     }
@@ -382,7 +381,11 @@ impl World {
         }
         let mut n = 0;
         for s in services {
-            if self.record(&s.name).await.contains_key(INTENT_SPLIT) {
+            if self
+                .record(&s.name)
+                .await
+                .is_ok_and(|r| r.contains_key(INTENT_SPLIT))
+            {
                 n += 1;
             }
         }
