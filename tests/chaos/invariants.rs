@@ -341,6 +341,15 @@ mod checker {
         }
     }
 
+    /// The same writes as a split platform makes them: no tags.
+    fn untagged(history: &[TrafficChange]) -> Vec<TrafficChange> {
+        let strip = |c: &TrafficChange| TrafficChange {
+            tags: Vec::new(),
+            ..c.clone()
+        };
+        history.iter().map(strip).collect()
+    }
+
     fn creation() -> TrafficChange {
         TrafficChange {
             by_hand: true,
@@ -419,14 +428,10 @@ mod checker {
             Vec::<&str>::new()
         );
         // The same on a split platform, whose writes carry no tags.
-        let untagged: Vec<TrafficChange> = failed_at_100
-            .iter()
-            .map(|c| TrafficChange {
-                tags: Vec::new(),
-                ..c.clone()
-            })
-            .collect();
-        assert_eq!(violations(&untagged, &[("a", 9)], &[]), Vec::<&str>::new());
+        assert_eq!(
+            violations(&untagged(&failed_at_100), &[("a", 9)], &[]),
+            Vec::<&str>::new()
+        );
         // Superseded during the 100% soak: the newer one starts beside the revision serving
         // 100%, and goes back to it when it fails.
         let superseded_at_100 = [
@@ -493,15 +498,8 @@ mod checker {
             violations(&wrong_rollback, &[("b", 2)], &[]),
             vec![NO_RETURN]
         );
-        let untagged: Vec<TrafficChange> = wrong_rollback
-            .iter()
-            .map(|c| TrafficChange {
-                tags: Vec::new(),
-                ..c.clone()
-            })
-            .collect();
         assert_eq!(
-            violations(&untagged, &[("b", 2)], &[]),
+            violations(&untagged(&wrong_rollback), &[("b", 2)], &[]),
             vec![NO_RETURN],
             "without tags too"
         );
