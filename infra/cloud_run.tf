@@ -32,10 +32,19 @@ locals {
     # The platforms (platforms.tf) and where the records of App Engine and
     # load-balancer targets live: the database firestore.tf creates, in this
     # project; unset while only Cloud Run is enabled.
-    CUTOVER_PLATFORMS             = join(",", local.platforms)
-    CUTOVER_FIRESTORE_PROJECT     = local.firestore_enabled ? var.project_id : null
-    CUTOVER_FIRESTORE_DATABASE    = local.firestore_enabled ? google_firestore_database.cutover[0].name : null
-    CUTOVER_FIRESTORE_COLLECTION  = var.firestore_collection
+    CUTOVER_PLATFORMS            = join(",", local.platforms)
+    CUTOVER_FIRESTORE_PROJECT    = local.firestore_enabled ? var.project_id : null
+    CUTOVER_FIRESTORE_DATABASE   = local.firestore_enabled ? google_firestore_database.cutover[0].name : null
+    CUTOVER_FIRESTORE_COLLECTION = var.firestore_collection
+    CUTOVER_APPENGINE_SHARD_BY   = var.appengine_shard_by
+    # The route each enrolled URL map splits: its path matcher's default route
+    # when it has one (modules/url-map-target puts the weights there), else
+    # the map's default route action (cutover finds a map's one weighted route
+    # by itself; naming it keeps a later second weighted route from stopping
+    # the rollout).
+    CUTOVER_URL_MAP_ROUTES = join(",", [
+      for name, m in var.url_maps : "${name}=${m.path_matcher == null ? "default" : m.path_matcher.name}"
+    ])
     CUTOVER_AUTH                  = var.auth
     CUTOVER_SMOKE_PATH            = var.smoke_path
     CUTOVER_STEPS                 = join(",", [for s in var.steps : tostring(s)])

@@ -662,6 +662,17 @@ variable "firestore_collection" {
   }
 }
 
+variable "appengine_shard_by" {
+  description = "CUTOVER_APPENGINE_SHARD_BY: how App Engine splits a service whose split names no shardBy (a service's own mode is kept): random (per request, always diverts), cookie (sticky; the application must set the GOOGAPPUID cookie or no diversion occurs) or ip."
+  type        = string
+  default     = "random"
+
+  validation {
+    condition     = contains(["random", "cookie", "ip"], var.appengine_shard_by)
+    error_message = "appengine_shard_by must be random, cookie or ip."
+  }
+}
+
 variable "appengine_endpoint" {
   description = "CUTOVER_APPENGINE_ENDPOINT: base URL of the App Engine Admin API."
   type        = string

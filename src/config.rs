@@ -280,12 +280,12 @@ pub struct PlatformArgs {
     )]
     pub firestore_collection: String,
 
-    /// How App Engine splits a service whose own split names no shardBy: cookie, ip or random (a service's own mode is always kept).
+    /// How App Engine splits a service whose own split names no shardBy: random, cookie (the app must set GOOGAPPUID) or ip (a service's own mode is always kept).
     #[arg(
         long,
         env = "CUTOVER_APPENGINE_SHARD_BY",
         value_name = "CUTOVER_APPENGINE_SHARD_BY",
-        default_value = "cookie"
+        default_value = "random"
     )]
     pub appengine_shard_by: String,
 
