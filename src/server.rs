@@ -560,7 +560,7 @@ async fn alerts(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
     }
     let Some(named) = incident.named() else {
         let reason = format!(
-            "incident {} names no Cloud Run service (no cloud_run_revision service_name, no cutover-service label)",
+            "incident {} names no target (no cloud_run_revision service_name, gae_app module_id or https_lb_rule url_map_name, no cutover-service label)",
             incident.incident_id
         );
         return Ok(Acked::ignored(id, reason));
