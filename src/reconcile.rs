@@ -293,6 +293,10 @@ pub struct TickReport {
     pub coalesced: usize,
     /// The whole tick was skipped: another tick was running in this instance.
     pub skipped: bool,
+    /// Listing calls (pages) the tick made.
+    pub list_calls: usize,
+    /// Evaluations published on the evaluations topic instead of evaluated here (fan-out).
+    pub published: usize,
 }
 
 /// Observes, decides and applies, for any router and metrics source.
@@ -306,6 +310,7 @@ pub struct Reconciler<R, M> {
     gates: Arc<Gates>,
     ticks: crate::flight::Once,
     shadow: shadow::ShadowBook,
+    fanout: Option<fanout::Fanout>,
 }
 
 impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
@@ -321,7 +326,14 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             gates: Arc::new(Gates::default()),
             ticks: crate::flight::Once::default(),
             shadow: shadow::ShadowBook::default(),
+            fanout: None,
         }
+    }
+
+    /// The same reconciler, its ticks fanning out on `fanout` ([`fanout`]).
+    pub fn with_fanout(mut self, fanout: Option<fanout::Fanout>) -> Self {
+        self.fanout = fanout;
+        self
     }
 
     /// Every decision from now on (lagging receivers lose the oldest).
@@ -354,11 +366,20 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             }
             Trigger::Tick => Urgency::Routine,
         };
-        let Some(_pass) = self.gates.enter(target, urgency).await else {
-            return Ok(Vec::new());
+        let alert = matches!(trigger, Trigger::Alert { .. });
+        let work = async {
+            let Some(_pass) = self.gates.enter(target, urgency).await else {
+                return Ok(Vec::new());
+            };
+            let obs = self.router.observe(target, deadline).await?;
+            self.run(self.overlay(obs), trigger, deadline, origin).await
         };
-        let obs = self.router.observe(target, deadline).await?;
-        self.run(self.overlay(obs), trigger, deadline, origin).await
+        // An alert's calls take the next free slot of every quota bucket (`gcp::quota`).
+        if alert {
+            crate::gcp::quota::urgent(work).await
+        } else {
+            work.await
+        }
     }
 
     /// What `trigger` would decide for `target` now, with the evidence it needs, writing
@@ -376,21 +397,23 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         Ok((d, read.observed))
     }
 
-    /// Evaluates every service in `regions` whose rollout is running.
+    /// Evaluates every service in `project` × `regions` whose rollout is running.
     pub async fn tick(
         self: &Arc<Self>,
         project: &str,
         regions: &[String],
         deadline: Instant,
     ) -> Result<TickReport, ReconcileError> {
-        self.tick_from(project, regions, deadline, &Origin::default())
+        self.tick_from(&[project.to_string()], regions, deadline, &Origin::default())
             .await
     }
 
-    /// [`Reconciler::tick`] for a tick from `origin`, which its records name.
+    /// [`Reconciler::tick`] over every project of `projects`, for a tick from `origin`, which
+    /// its records name. With fan-out ([`Reconciler::with_fanout`]) and more running rollouts
+    /// than its threshold, each is published as an evaluation instead of evaluated here.
     pub async fn tick_from(
         self: &Arc<Self>,
-        project: &str,
+        projects: &[String],
         regions: &[String],
         deadline: Instant,
         origin: &Origin,
@@ -403,16 +426,28 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             return Ok(report);
         };
         let mut active = Vec::new();
-        for region in regions {
-            let all = self.router.list(project, region, deadline).await?;
-            report.services += all.len();
-            active.extend(
-                all.into_iter()
-                    .map(|read| self.overlay(read))
-                    .filter(|read| is_active(&read.observed)),
-            );
+        for project in projects {
+            for region in regions {
+                let all = self.router.list(project, region, deadline).await?;
+                report.services += all.len();
+                report.list_calls += all.len().div_ceil(crate::gcp::run::LIST_PAGE_SIZE as usize).max(1);
+                active.extend(
+                    all.into_iter()
+                        .map(|read| self.overlay(read))
+                        .filter(|read| is_active(&read.observed)),
+                );
+            }
         }
         report.active = active.len();
+        if let Some(fanout) = self.fanout.as_ref().filter(|f| active.len() > f.threshold) {
+            let services: Vec<ServiceRef> =
+                active.iter().map(|r| r.observed.service.clone()).collect();
+            let (published, failures) = fanout.publish(&services, deadline).await;
+            report.published = published;
+            report.transient = !failures.is_empty();
+            report.failures = failures;
+            return Ok(report);
+        }
         let results: Vec<_> = futures::stream::iter(active)
             .map(|read| {
                 let name = read.observed.service.to_string();
@@ -591,6 +626,7 @@ fn is_active(obs: &Observed) -> bool {
     }
 }
 
+pub mod fanout;
 mod shadow;
 
 #[cfg(test)]
