@@ -153,10 +153,15 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     if regions.is_empty() {
         regions.push(default_region.clone());
     }
+    // A region named twice would be listed, and its rollouts evaluated, twice per tick.
+    let mut seen = std::collections::HashSet::new();
+    regions.retain(|r| seen.insert(r.clone()));
     let scope = Scope::new(&project, &default_region, &regions)
         .and_then(|s| s.with_projects(&args.scale.projects))
         .map_err(|(var, e)| StartError::Setup(format!("{var}: {e}")))?;
-    let projects: Vec<String> = scope.projects.iter().map(|p| p.to_string()).collect();
+    let mut projects: Vec<String> = scope.projects.iter().map(|p| p.to_string()).collect();
+    let mut seen = std::collections::HashSet::new();
+    projects.retain(|p| seen.insert(p.clone()));
     let tokens = TokenSource::new(args.google.auth, metadata_host)
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     // Google's rate quotas count real minutes, whatever clock rollouts are judged on.

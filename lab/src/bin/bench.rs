@@ -749,6 +749,9 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
             json!({"topic": full_topic, "ackDeadlineSeconds": 120, "pushConfig": {"pushEndpoint": format!("{front}/pubsub/evaluations")}}),
         )
         .await?;
+        let alert_topic = format!("{topic}-alerts");
+        emu.push_topic(&alert_topic, &format!("{front}/pubsub/alerts"))
+            .await?;
         // Services everywhere; `due` of them mid-rollout at 10%, spread over every bucket.
         let mut rolling = Vec::new();
         let mut k = 0usize;
@@ -765,9 +768,14 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
                 }
             }
         }
+        // Rollouts are started through an instance of their own without limits: the setup is
+        // not what is measured, and its writes must not count against the measured instances.
+        let mut setup_flags = flags.to_vec();
+        setup_flags.extend(["--run-writes-per-minute", "1000000", "--run-reads-per-minute", "1000000"]);
+        let setup = instance(&fake, clock.clone(), &setup_flags).await?;
         let pushers: BTreeMap<&String, Pusher> = project_ids
             .iter()
-            .map(|p| (p, Pusher::new(&insts[0].base, p)))
+            .map(|p| (p, Pusher::new(&setup.base, p)))
             .collect();
         for chunk in rolling.chunks(50) {
             let answers = futures::future::join_all(
@@ -798,18 +806,61 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
             bail!("tick answered {}: {}", p.status, p.body);
         }
         let listing = p.body["list_calls"].as_u64().unwrap_or(0);
+        // Alerts for some of the rollouts, through the emulator, while the evaluations run.
+        let alerted: Vec<(String, &str, String)> = rolling
+            .iter()
+            .step_by((rolling.len() / if quick { 3 } else { 10 }).max(1))
+            .cloned()
+            .collect();
+        let alerts_sent: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let alerter = {
+            let (alerted, sent) = (alerted.clone(), Arc::clone(&alerts_sent));
+            let (host, alert_topic) = (process.host.clone(), alert_topic.clone());
+            tokio::spawn(async move {
+                let emu = Rest::new(&host);
+                for (p, r, s) in alerted {
+                    let incident = cutover_fakes::pusher::incident(
+                        &p,
+                        &s,
+                        &candidate(&s),
+                        r,
+                        "open",
+                        Timestamp::now(),
+                    );
+                    let data = serde_json::to_vec(&incident).unwrap_or_default();
+                    sent.lock()
+                        .unwrap()
+                        .insert(format!("{p}/{r}/{s}"), Instant::now());
+                    let _ = emu.publish(&alert_topic, &data, &BTreeMap::new()).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        };
         let mut judged = std::collections::HashSet::new();
-        while judged.len() < rolling.len() && t0.elapsed() < Duration::from_secs(300) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut rolled_back: BTreeMap<String, Instant> = BTreeMap::new();
+        while (judged.len() < rolling.len() || rolled_back.len() < alerted.len())
+            && t0.elapsed() < Duration::from_secs(300)
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
             for rx in &mut streams {
                 while let Ok(d) = rx.try_recv() {
-                    if d.trigger == "tick" && d.window_end.is_some() {
+                    if d.trigger == "alert" && d.write == "applied" {
+                        rolled_back.entry(d.service.clone()).or_insert_with(Instant::now);
+                    }
+                    if d.window_end.is_some() || d.trigger == "alert" {
                         judged.insert(d.service);
                     }
                 }
             }
         }
         let wall = t0.elapsed();
+        let _ = alerter.await;
+        let sent = alerts_sent.lock().unwrap().clone();
+        let mut alert_ms: Vec<f64> = rolled_back
+            .iter()
+            .filter_map(|(s, at)| Some(at.duration_since(*sent.get(s)?).as_secs_f64() * 1000.0))
+            .collect();
+        alert_ms.sort_by(f64::total_cmp);
         let cpu = cpu_seconds() - cpu0;
         let calls: Vec<_> = fake.requests().into_iter().skip(before).collect();
         let evaluation_calls = calls
@@ -834,20 +885,25 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
                 "6. fan-out: {projects} projects × 3 regions × {per_region} services, {due} due, {instances} instance(s), 50 ms per call"
             ),
             format!(
-                "all {}/{} judged in {:.1} s (tick answered in {:.2} s, {listing} listing calls for {services} services); {per_judged:.2} calls per judged rollout; busiest project × region over the whole run: {peak_reads} reads (quota 1000/min), {peak_writes} writes (quota 50/min); CPU {:.1} ms per evaluation",
+                "all {}/{} judged in {:.1} s (tick answered in {:.2} s, {listing} listing calls for {services} services); {per_judged:.2} calls per judged rollout; busiest project × region over the whole run: {peak_reads} reads (quota 1000/min), {peak_writes} writes (quota 50/min); CPU {:.1} ms per evaluation; alert → rollback through the emulator {} ({} of {} alerts)",
                 judged.len(),
                 rolling.len(),
                 wall.as_secs_f64(),
                 tick_wall.as_secs_f64(),
                 cpu * 1000.0 / judged.len().max(1) as f64,
+                p50_p99(&alert_ms),
+                alert_ms.len(),
+                alerted.len(),
             ),
-            "all judged ≤ 60 s; ≤ 3 calls each; ≤ quota",
+            "all judged ≤ 60 s; ≤ 3 calls each; ≤ quota; alert p99 ≤ 250 ms",
             Some(
                 judged.len() == rolling.len()
                     && wall.as_secs_f64() <= 60.0
                     && per_judged <= 3.0
                     && peak_writes <= 50
-                    && peak_reads <= 1000,
+                    && peak_reads <= 1000
+                    && alert_ms.len() == alerted.len()
+                    && percentile(&alert_ms, 0.99) <= 250.0,
             ),
         ));
         drop(insts);
