@@ -404,8 +404,13 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         regions: &[String],
         deadline: Instant,
     ) -> Result<TickReport, ReconcileError> {
-        self.tick_from(&[project.to_string()], regions, deadline, &Origin::default())
-            .await
+        self.tick_from(
+            &[project.to_string()],
+            regions,
+            deadline,
+            &Origin::default(),
+        )
+        .await
     }
 
     /// [`Reconciler::tick`] over every project of `projects`, for a tick from `origin`, which
@@ -430,7 +435,10 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             for region in regions {
                 let all = self.router.list(project, region, deadline).await?;
                 report.services += all.len();
-                report.list_calls += all.len().div_ceil(crate::gcp::run::LIST_PAGE_SIZE as usize).max(1);
+                report.list_calls += all
+                    .len()
+                    .div_ceil(crate::gcp::run::LIST_PAGE_SIZE as usize)
+                    .max(1);
                 active.extend(
                     all.into_iter()
                         .map(|read| self.overlay(read))

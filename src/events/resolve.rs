@@ -229,7 +229,15 @@ mod tests {
         let (other, _, _) = ids("acme-web", "x");
         let refusal = many.resolve(named(&other)).expect_err("not listed");
         assert_eq!(refusal.setting, PROJECTS_SETTING);
-        assert!(refusal.why.contains("acme-prod,acme-data"), "{}", refusal.why);
-        assert!(scope(&regions).with_projects(&["Bad_Project".into()]).is_err());
+        assert!(
+            refusal.why.contains("acme-prod,acme-data"),
+            "{}",
+            refusal.why
+        );
+        assert!(
+            scope(&regions)
+                .with_projects(&["Bad_Project".into()])
+                .is_err()
+        );
     }
 }

@@ -154,11 +154,14 @@ pub struct Quota {
     clock: Clock,
     buckets: Mutex<HashMap<Bucket, State>>,
     waits: AtomicU64,
+    granted: AtomicU64,
 }
 
 impl std::fmt::Debug for Quota {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Quota").field("limits", &self.limits).finish()
+        f.debug_struct("Quota")
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -177,6 +180,7 @@ impl Quota {
             clock,
             buckets: Mutex::new(HashMap::new()),
             waits: AtomicU64::new(0),
+            granted: AtomicU64::new(0),
         }
     }
 
@@ -188,6 +192,11 @@ impl Quota {
     /// The limits in force.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// How many limited calls were let through so far.
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
     }
 
     /// How many calls had to wait for a slot so far.
@@ -227,6 +236,7 @@ impl Quota {
                 let behind_urgent = !urgent && state.urgent_waiting > 0;
                 if blocked.is_none() && !full && !behind_urgent {
                     state.granted.push_back(now);
+                    self.granted.fetch_add(1, Ordering::Relaxed);
                     if registered {
                         state.urgent_waiting -= 1;
                     }
@@ -345,6 +355,71 @@ mod tests {
 
     fn bucket() -> Bucket {
         Bucket::of("PATCH", "/v2/projects/p/locations/r/services/s").unwrap()
+    }
+
+    /// Counted where Google would count them, at the (fake) API: no 60-second span holds more
+    /// calls of one bucket than its limit, and every call still gets through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_window_at_the_api_holds_more_calls_than_the_limit() {
+        use cutover_fakes::testkit::{PROJECT, REGION};
+        use cutover_fakes::{FakeClock, FakeGcp, RevisionProfile};
+        let fake_clock = FakeClock::manual("2026-08-20T10:00:00Z".parse().unwrap());
+        let fake = FakeGcp::start(fake_clock.clone()).await;
+        fake.add_service(
+            PROJECT,
+            REGION,
+            "api",
+            "api-00001-abc",
+            RevisionProfile::healthy(),
+            1.0,
+        );
+        let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
+        let limit = 5;
+        let quota = std::sync::Arc::new(Quota::new(
+            Limits {
+                run_reads: limit,
+                ..Limits::UNLIMITED
+            },
+            clock.clone(),
+        ));
+        let google =
+            super::super::Google::new(reqwest::Client::new(), super::super::TokenSource::None)
+                .with_quota(quota.clone());
+        let run = super::super::run::RunClient::new(google, &fake.base_url());
+        let target = crate::target::ServiceRef::checked(PROJECT, REGION, "api").unwrap();
+        let calls = 12;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let all = tokio::spawn(async move {
+            let reads = (0..calls).map(|_| run.get_service(&target, deadline));
+            futures::future::join_all(reads).await
+        });
+        while !all.is_finished() {
+            // Time moves only once every call let through has reached the API.
+            while fake.requests().len() as u64 != quota.granted() {
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if fake.requests().len() as u64 == quota.granted() {
+                clock.advance(SignedDuration::from_secs(20));
+            }
+        }
+        for r in all.await.unwrap() {
+            r.expect("every call got through in the end");
+        }
+        let at: Vec<Timestamp> = fake.requests().iter().map(|r| r.at).collect();
+        assert_eq!(at.len(), calls);
+        for start in &at {
+            let end = *start + SignedDuration::from_secs(60);
+            let inside = at.iter().filter(|t| *t >= start && **t < end).count();
+            assert!(
+                inside <= limit as usize,
+                "{inside} calls in the minute from {start}: {at:?}"
+            );
+        }
+        assert!(
+            at.last() > at.first(),
+            "the calls were spread over time: {at:?}"
+        );
     }
 
     #[tokio::test]

@@ -108,13 +108,11 @@ impl Fanout {
         let sent: Vec<_> = services
             .iter()
             .map(|s| {
-                let msg = Message::new()
-                    .set_data(encode(s))
-                    .set_attributes([
-                        ("project", s.project.to_string()),
-                        ("region", s.region.to_string()),
-                        ("service", s.name.to_string()),
-                    ]);
+                let msg = Message::new().set_data(encode(s)).set_attributes([
+                    ("project", s.project.to_string()),
+                    ("region", s.region.to_string()),
+                    ("service", s.name.to_string()),
+                ]);
                 self.publisher.publish(msg)
             })
             .collect();

@@ -100,7 +100,10 @@ async fn a_tick_fans_out_over_every_project_and_two_instances_move_each_rollout_
     for i in 0..3 {
         let name = format!("own-{i}");
         a.service(&name, 200.0);
-        assert_eq!(a.release(&name, RevisionProfile::healthy()).await.status, 200);
+        assert_eq!(
+            a.release(&name, RevisionProfile::healthy()).await.status,
+            200
+        );
         services.push((PROJECT, name));
         let name = format!("other-{i}");
         a.deployed_in(OTHER, REGION, &name);
@@ -156,7 +159,10 @@ async fn a_tick_fans_out_over_every_project_and_two_instances_move_each_rollout_
         tokio::time::sleep(Duration::from_millis(50)).await;
         for (who, t) in [("a", &mut a), ("b", &mut b)] {
             for d in t.drain() {
-                reasons.push(format!("{who} {}: {:?} {} ({})", d.service, d.decision, d.reason, d.write));
+                reasons.push(format!(
+                    "{who} {}: {:?} {} ({})",
+                    d.service, d.decision, d.reason, d.write
+                ));
                 if d.write == "applied" {
                     *applied.entry(d.service.clone()).or_default() += 1;
                 }

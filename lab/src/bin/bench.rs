@@ -689,8 +689,7 @@ async fn round_robin(backends: Vec<String>) -> Result<String> {
                 Ok(r) => r.status().as_u16(),
                 Err(_) => 502,
             };
-            axum::http::StatusCode::from_u16(status)
-                .unwrap_or(axum::http::StatusCode::BAD_GATEWAY)
+            axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY)
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -771,7 +770,12 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
         // Rollouts are started through an instance of their own without limits: the setup is
         // not what is measured, and its writes must not count against the measured instances.
         let mut setup_flags = flags.to_vec();
-        setup_flags.extend(["--run-writes-per-minute", "1000000", "--run-reads-per-minute", "1000000"]);
+        setup_flags.extend([
+            "--run-writes-per-minute",
+            "1000000",
+            "--run-reads-per-minute",
+            "1000000",
+        ]);
         let setup = instance(&fake, clock.clone(), &setup_flags).await?;
         let pushers: BTreeMap<&String, Pusher> = project_ids
             .iter()
@@ -845,7 +849,9 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
             for rx in &mut streams {
                 while let Ok(d) = rx.try_recv() {
                     if d.trigger == "alert" && d.write == "applied" {
-                        rolled_back.entry(d.service.clone()).or_insert_with(Instant::now);
+                        rolled_back
+                            .entry(d.service.clone())
+                            .or_insert_with(Instant::now);
                     }
                     if d.window_end.is_some() || d.trigger == "alert" {
                         judged.insert(d.service);
@@ -876,8 +882,18 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
                     .or_default() += 1;
             }
         }
-        let peak_reads = per_bucket.iter().filter(|(k, _)| k.2).map(|(_, v)| *v).max().unwrap_or(0);
-        let peak_writes = per_bucket.iter().filter(|(k, _)| !k.2).map(|(_, v)| *v).max().unwrap_or(0);
+        let peak_reads = per_bucket
+            .iter()
+            .filter(|(k, _)| k.2)
+            .map(|(_, v)| *v)
+            .max()
+            .unwrap_or(0);
+        let peak_writes = per_bucket
+            .iter()
+            .filter(|(k, _)| !k.2)
+            .map(|(_, v)| *v)
+            .max()
+            .unwrap_or(0);
         let per_judged = evaluation_calls as f64 / judged.len().max(1) as f64;
         let services = projects * regions.len() * per_region;
         rows.push(row(
