@@ -34,6 +34,9 @@ const MAX_CONFLICTS: u32 = 5;
 /// How many services one tick evaluates at once.
 const TICK_CONCURRENCY: usize = 16;
 
+/// How many project × region listings one tick runs at once.
+const LIST_CONCURRENCY: usize = 8;
+
 /// Why an event could not be handled: the router's error, as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -431,20 +434,28 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             return Ok(report);
         };
         let mut active = Vec::new();
-        for project in projects {
-            for region in regions {
-                let all = self.router.list(project, region, deadline).await?;
-                report.services += all.len();
-                report.list_calls += all
-                    .len()
-                    .div_ceil(crate::gcp::run::LIST_PAGE_SIZE as usize)
-                    .max(1);
-                active.extend(
-                    all.into_iter()
-                        .map(|read| self.overlay(read))
-                        .filter(|read| is_active(&read.observed)),
-                );
-            }
+        // Every project × region is listed, a few at once (each one's pages in turn).
+        let places: Vec<(String, String)> = projects
+            .iter()
+            .flat_map(|p| regions.iter().map(move |r| (p.clone(), r.clone())))
+            .collect();
+        let mut listings = futures::stream::iter(places)
+            .map(|(project, region)| async move {
+                self.router.list(&project, &region, deadline).await
+            })
+            .buffer_unordered(LIST_CONCURRENCY);
+        while let Some(all) = listings.next().await {
+            let all = all?;
+            report.services += all.len();
+            report.list_calls += all
+                .len()
+                .div_ceil(crate::gcp::run::LIST_PAGE_SIZE as usize)
+                .max(1);
+            active.extend(
+                all.into_iter()
+                    .map(|read| self.overlay(read))
+                    .filter(|read| is_active(&read.observed)),
+            );
         }
         report.active = active.len();
         if let Some(fanout) = self.fanout.as_ref().filter(|f| active.len() > f.threshold) {
