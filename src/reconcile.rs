@@ -439,11 +439,12 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             .iter()
             .flat_map(|p| regions.iter().map(move |r| (p.clone(), r.clone())))
             .collect();
-        let mut listings = futures::stream::iter(places)
-            .map(|(project, region)| async move {
-                self.router.list(&project, &region, deadline).await
-            })
-            .buffer_unordered(LIST_CONCURRENCY);
+        let mut listings =
+            futures::stream::iter(places)
+                .map(|(project, region)| async move {
+                    self.router.list(&project, &region, deadline).await
+                })
+                .buffer_unordered(LIST_CONCURRENCY);
         while let Some(all) = listings.next().await {
             let all = all?;
             report.services += all.len();
