@@ -417,10 +417,7 @@ impl ScaleArgs {
 
     /// `CUTOVER_EVALUATIONS_TOPIC`, trimmed; `None` when unset or empty (no fan-out).
     pub fn evaluations_topic(&self) -> Option<&str> {
-        self.evaluations_topic
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        set(&self.evaluations_topic)
     }
 
     /// Checks the topic's form and that every limit lets something through.
@@ -448,6 +445,11 @@ impl ScaleArgs {
         }
         Ok(())
     }
+}
+
+/// A text setting, trimmed; `None` when unset or empty.
+fn set(setting: &Option<String>) -> Option<&str> {
+    setting.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Where rollout lifecycle events and chat messages go: settings of `cutover serve`, and of the
@@ -494,18 +496,12 @@ pub struct NotifyArgs {
 impl NotifyArgs {
     /// `CUTOVER_EVENTS_TOPIC`, trimmed; `None` when unset or empty (no events).
     pub fn events_topic(&self) -> Option<&str> {
-        self.events_topic
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        set(&self.events_topic)
     }
 
     /// `CUTOVER_NOTIFY_URL`, trimmed; `None` when unset or empty (no chat notifications).
     pub fn notify_url(&self) -> Option<&str> {
-        self.notify_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        set(&self.notify_url)
     }
 
     /// Checks the topic's and the URL's form (the format is checked with the URL's host when

@@ -8,6 +8,7 @@
 
 pub mod metadata;
 pub mod monitoring;
+pub mod pubsub;
 pub mod quota;
 pub mod run;
 pub mod token;

@@ -361,18 +361,9 @@ mod tests {
     /// calls of one bucket than its limit, and every call still gets through.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_window_at_the_api_holds_more_calls_than_the_limit() {
-        use cutover_fakes::testkit::{PROJECT, REGION};
-        use cutover_fakes::{FakeClock, FakeGcp, RevisionProfile};
-        let fake_clock = FakeClock::manual("2026-08-20T10:00:00Z".parse().unwrap());
-        let fake = FakeGcp::start(fake_clock.clone()).await;
-        fake.add_service(
-            PROJECT,
-            REGION,
-            "api",
-            "api-00001-abc",
-            RevisionProfile::healthy(),
-            1.0,
-        );
+        use cutover_fakes::testkit::{PROJECT, REGION, fake_with_candidate};
+        let (fake, fake_clock) = fake_with_candidate().await;
+        let before = fake.requests().len();
         let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
         let limit = 5;
         let quota = std::sync::Arc::new(Quota::new(
@@ -395,18 +386,19 @@ mod tests {
         });
         while !all.is_finished() {
             // Time moves only once every call let through has reached the API.
-            while (fake.requests().len() as u64) < quota.granted() {
+            let arrived = || (fake.requests().len() - before) as u64;
+            while arrived() < quota.granted() {
                 tokio::task::yield_now().await;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if fake.requests().len() as u64 >= quota.granted() {
+            if arrived() >= quota.granted() {
                 clock.advance(SignedDuration::from_secs(20));
             }
         }
         for r in all.await.unwrap() {
             r.expect("every call got through in the end");
         }
-        let at: Vec<Timestamp> = fake.requests().iter().map(|r| r.at).collect();
+        let at: Vec<Timestamp> = fake.requests()[before..].iter().map(|r| r.at).collect();
         assert_eq!(at.len(), calls);
         for start in &at {
             let end = *start + SignedDuration::from_secs(60);

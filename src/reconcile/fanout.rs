@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::Message;
 use tokio::time::Instant;
@@ -73,19 +72,13 @@ impl Fanout {
         emulator_host: Option<&str>,
         threshold: usize,
     ) -> Result<Fanout, String> {
-        let retry =
-            google_cloud_pubsub::retry_policy::RetryableErrors.with_time_limit(CLIENT_RETRY_LIMIT);
-        let mut builder = Publisher::builder(topic.to_string())
-            .with_retry_policy(retry)
-            .set_message_count_threshold(BATCH_MESSAGES)
-            .set_delay_threshold(Duration::from_millis(10));
-        if let Some(host) = emulator_host {
-            builder = builder
-                .with_endpoint(format!("http://{host}"))
-                .with_credentials(
-                    google_cloud_auth::credentials::anonymous::Builder::new().build(),
-                );
-        }
+        let builder = crate::gcp::pubsub::publisher(
+            topic,
+            emulator_host,
+            CLIENT_RETRY_LIMIT,
+            Duration::from_millis(10),
+        )
+        .set_message_count_threshold(BATCH_MESSAGES);
         let publisher = builder
             .build()
             .await

@@ -9,32 +9,15 @@ use std::time::{Duration, Instant};
 use cutover_fakes::RevisionProfile;
 use cutover_fakes::emulator::Emulator;
 use cutover_fakes::pusher::Pusher;
-use google_cloud_pubsub::client::{SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::PushConfig;
 
 use crate::helpers::*;
 
 const OTHER: &str = "second-project";
 
-fn anonymous() -> google_cloud_auth::credentials::Credentials {
-    google_cloud_auth::credentials::anonymous::Builder::new().build()
-}
-
 /// Steps the candidate of `service` in `project` has had, in order (0 first).
 fn steps_in(t: &TestApp, project: &str, service: &str) -> Vec<u8> {
-    let candidate = candidate_of(service);
-    let mut out: Vec<u8> = Vec::new();
-    for change in t.fake.history(project, REGION, service) {
-        let p = change
-            .allocation
-            .iter()
-            .find(|(r, _)| *r == candidate)
-            .map_or(0, |(_, p)| *p);
-        if out.last() != Some(&p) {
-            out.push(p);
-        }
-    }
-    out
+    crate::support::candidate_steps_of(&t.fake, project, REGION, service)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,12 +28,7 @@ async fn a_tick_fans_out_over_every_project_and_two_instances_move_each_rollout_
     let endpoint = format!("http://{}", emu.host);
     let suffix = std::process::id();
     let topic = format!("projects/{PROJECT}/topics/evaluations-{suffix}");
-    let topics = TopicAdmin::builder()
-        .with_endpoint(&endpoint)
-        .with_credentials(anonymous())
-        .build()
-        .await
-        .unwrap();
+    let (topics, subs) = emulator_admins(&endpoint).await;
     topics
         .create_topic()
         .set_name(&topic)
@@ -73,12 +51,6 @@ async fn a_tick_fans_out_over_every_project_and_two_instances_move_each_rollout_
 
     // Each instance has its own subscription: every evaluation reaches both, at about the same
     // time, as when Pub/Sub redelivers one to a second instance while the first still works.
-    let subs = SubscriptionAdmin::builder()
-        .with_endpoint(&endpoint)
-        .with_credentials(anonymous())
-        .build()
-        .await
-        .unwrap();
     for (name, t) in [("a", &a), ("b", &b)] {
         subs.create_subscription()
             .set_name(format!(
