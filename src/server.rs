@@ -645,7 +645,7 @@ async fn ticks(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked,
 /// the message.
 async fn evaluations(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
     let id = push.message_id();
-    let service = match push.decode("evaluation", |m| {
+    let service = match push.decode("fanned-out evaluation", |m| {
         fanout::decode(&m.data).map_err(crate::events::DecodeError::new)
     }) {
         Ok(s) => s,

@@ -160,3 +160,51 @@ async fn a_tick_fans_out_over_every_project_and_two_instances_move_each_rollout_
     }
     assert!(advanced > 0, "some step advanced: {reasons:#?}");
 }
+
+/// `/pubsub/evaluations` answers like the other endpoints: a message that names no service is
+/// acknowledged with its reason (redelivering would not help); an evaluation that could not run
+/// is answered 503, so Pub/Sub redelivers it rather than losing it.
+#[tokio::test]
+async fn an_evaluation_that_cannot_run_is_redelivered_and_a_malformed_one_is_acknowledged() {
+    let t = spawn_app(&["--event-deadline", "2s"]).await;
+    t.service("api", 200.0);
+    assert_eq!(
+        t.release("api", RevisionProfile::healthy()).await.status,
+        200
+    );
+    let push = |data: Vec<u8>| {
+        let push = &t.push;
+        let now = t.clock.now();
+        async move {
+            push.push(
+                "/pubsub/evaluations",
+                "cutover-evaluations",
+                &data,
+                &BTreeMap::new(),
+                now,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let malformed = push(br#"{"service":"api"}"#.to_vec()).await;
+    assert_eq!(malformed.status, 200, "{:?}", malformed.body);
+    assert_eq!(malformed.body["outcome"], "ignored");
+    assert!(
+        malformed.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a fanned-out evaluation: \"api\" is not projects/PROJECT/locations/REGION/services/SERVICE"),
+        "{:?}",
+        malformed.body
+    );
+
+    let service = format!("projects/{PROJECT}/locations/{REGION}/services/api");
+    let data = serde_json::to_vec(&serde_json::json!({ "service": service })).unwrap();
+    t.fake.faults().run_errors(1000, 503);
+    let failed = push(data.clone()).await;
+    assert_eq!(failed.status, 503, "{:?}", failed.body);
+    t.fake.faults().clear();
+    let ok = push(data).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+}
