@@ -104,7 +104,7 @@ impl Scope {
             return Err(refuse(
                 PROJECTS_SETTING,
                 format!(
-                    "project {project} is not one cutover evaluates ({PROJECTS_SETTING}={}): no tick would ever judge a rollout there; add {project} to {PROJECTS_SETTING}",
+                    "project {project} is not one cutover evaluates ({PROJECTS_SETTING}={}; unset, it is {PROJECT_SETTING} alone): no tick would ever judge a rollout there; add {project} to {PROJECTS_SETTING}",
                     projects.join(",")
                 ),
             ));
