@@ -76,6 +76,13 @@ locals {
     CUTOVER_LOG_FORMAT            = var.log_format
     CUTOVER_EVENTS_TOPIC          = local.events_topic
     CUTOVER_NOTIFY_FORMAT         = var.notify_format
+    CUTOVER_PROJECTS              = join(",", local.evaluated_projects)
+    CUTOVER_EVALUATIONS_TOPIC     = google_pubsub_topic.evaluations.id
+    CUTOVER_FANOUT_THRESHOLD      = tostring(var.fanout_threshold)
+    # The budgets are for all instances together: each instance gets its share.
+    CUTOVER_RUN_READS_PER_MINUTE          = tostring(max(1, floor(var.run_reads_per_minute / var.max_instances)))
+    CUTOVER_RUN_WRITES_PER_MINUTE         = tostring(max(1, floor(var.run_writes_per_minute / var.max_instances)))
+    CUTOVER_MONITORING_QUERIES_PER_MINUTE = tostring(max(1, floor(var.monitoring_queries_per_minute / var.max_instances)))
   }
 
   # Settings read from Secret Manager (the latest version of each secret), left

@@ -690,3 +690,33 @@ variable "firestore_endpoint" {
   type        = string
   default     = "https://firestore.googleapis.com"
 }
+
+variable "projects" {
+  description = "CUTOVER_PROJECTS besides project_id: other projects whose Cloud Run services cutover rolls out. It is granted its rollout role and roles/monitoring.viewer in each (iam.tf); builds and alerts from projects not listed are refused."
+  type        = list(string)
+  default     = []
+}
+
+variable "fanout_threshold" {
+  description = "CUTOVER_FANOUT_THRESHOLD: a tick with at most this many running rollouts evaluates them itself; above it, it publishes one message per rollout on the evaluations topic."
+  type        = number
+  default     = 16
+}
+
+variable "run_reads_per_minute" {
+  description = "Cloud Run Admin API reads per minute per project and region for all cutover instances together (Google's quota is 1,200; keep room for people). Each instance gets run_reads_per_minute / max_instances (CUTOVER_RUN_READS_PER_MINUTE)."
+  type        = number
+  default     = 1000
+}
+
+variable "run_writes_per_minute" {
+  description = "Cloud Run Admin API writes per minute per project and region for all cutover instances together (Google's quota is 60). Each instance gets run_writes_per_minute / max_instances (CUTOVER_RUN_WRITES_PER_MINUTE)."
+  type        = number
+  default     = 50
+}
+
+variable "monitoring_queries_per_minute" {
+  description = "Cloud Monitoring time series queries per minute per project for all cutover instances together (Google's quota is 6,000). Each instance gets monitoring_queries_per_minute / max_instances (CUTOVER_MONITORING_QUERIES_PER_MINUTE)."
+  type        = number
+  default     = 5000
+}

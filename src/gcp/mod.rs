@@ -10,15 +10,19 @@ pub mod appengine;
 pub mod compute;
 pub mod metadata;
 pub mod monitoring;
+pub mod pubsub;
+pub mod quota;
 pub mod run;
 pub mod token;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::time::Instant;
 
+pub use quota::Quota;
 pub use token::TokenSource;
 
 use crate::failure::{ErrorKind, chain};
@@ -187,21 +191,54 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(fastrand::u64(cap / 2..=cap))
 }
 
+/// The longest pause a `429` without `Retry-After` imposes on its bucket: Google's rate quotas
+/// refill by the minute, so a bucket that was refused is given a few seconds before the next try.
+const THROTTLED_PAUSE: Duration = Duration::from_secs(5);
+
 /// An authenticated JSON client for Google REST APIs.
 #[derive(Clone)]
 pub struct Google {
     pub http: reqwest::Client,
     pub tokens: TokenSource,
+    /// The client-side rate limits every call waits for ([`quota`]).
+    pub quota: Arc<Quota>,
+}
+
+/// One failed attempt, and how long the API asked to be left alone (`Retry-After` of a 429).
+struct Failed {
+    error: ApiError,
+    retry_after: Option<Duration>,
+}
+
+impl From<ApiError> for Failed {
+    fn from(error: ApiError) -> Self {
+        Failed {
+            error,
+            retry_after: None,
+        }
+    }
 }
 
 impl Google {
+    /// A client with no rate limit (see [`Google::with_quota`]).
     pub fn new(http: reqwest::Client, tokens: TokenSource) -> Self {
-        Google { http, tokens }
+        Google {
+            http,
+            tokens,
+            quota: Arc::new(Quota::unlimited()),
+        }
+    }
+
+    /// The same client, its calls waiting for `quota`.
+    pub fn with_quota(self, quota: Arc<Quota>) -> Self {
+        Google { quota, ..self }
     }
 
     /// Sends a request built by `build` and decodes the JSON answer, retrying transient
     /// failures with backoff until `deadline`. Conflicts and other client errors are returned at
-    /// once: retrying a stale write would be wrong.
+    /// once: retrying a stale write would be wrong. Every attempt first waits for its quota
+    /// bucket ([`quota`]); a `429` (`RESOURCE_EXHAUSTED`) holds the whole bucket back for its
+    /// `Retry-After` (else a few seconds), and this call retries after it if the deadline allows.
     pub async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: &'static str,
@@ -210,8 +247,13 @@ impl Google {
         deadline: Instant,
     ) -> Result<T, ApiError> {
         let path = redact_query(url);
+        let bucket = quota::Bucket::of(method, url);
         let mut attempt = 0u32;
         loop {
+            if let Some(bucket) = &bucket {
+                self.quota.acquire(bucket, deadline).await?;
+            }
+            let mut told_to_wait = None;
             let err = match self.attempt(method, &path, &build, deadline).await {
                 // A garbled answer (truncated JSON) is retried like any transient failure.
                 Ok(bytes) => match serde_json::from_slice(&bytes) {
@@ -223,11 +265,17 @@ impl Google {
                         source,
                     },
                 },
-                Err(e) if e.kind() != ErrorKind::Transient => return Err(e),
-                Err(e) => e,
+                Err(f) if f.error.kind() != ErrorKind::Transient => return Err(f.error),
+                Err(f) => {
+                    if let (Some(bucket), Some(wait)) = (&bucket, f.retry_after) {
+                        self.quota.back_off(bucket, wait);
+                        told_to_wait = Some(wait);
+                    }
+                    f.error
+                }
             };
             attempt += 1;
-            let pause = backoff(attempt);
+            let pause = told_to_wait.map_or_else(|| backoff(attempt), |w| w.max(backoff(attempt)));
             if Instant::now() + pause >= deadline {
                 return Err(ApiError::Deadline {
                     attempts: attempt,
@@ -287,15 +335,16 @@ impl Google {
         path: &str,
         build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         deadline: Instant,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<Vec<u8>, Failed> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ApiError::OutOfTime {
                 waiting_for: "no time left".into(),
-            });
+            }
+            .into());
         }
         let mut req = build(&self.http).timeout(left.min(ATTEMPT_TIMEOUT));
-        if let Some(token) = self.tokens.token().await? {
+        if let Some(token) = self.tokens.token().await.map_err(Failed::from)? {
             req = req.bearer_auth(token);
         }
         let transport = |e: reqwest::Error| ApiError::Transport {
@@ -305,11 +354,21 @@ impl Google {
         };
         let resp = req.send().await.map_err(transport)?;
         let http = resp.status().as_u16();
+        let retry_after = (http == 429).then(|| {
+            resp.headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| quota::retry_after(v, jiff::Timestamp::now()))
+                .unwrap_or(THROTTLED_PAUSE)
+        });
         let body = resp.bytes().await.map_err(transport)?;
         if (200..300).contains(&http) {
             Ok(body.to_vec())
         } else {
-            Err(status_error(method, path, http, &body))
+            Err(Failed {
+                error: status_error(method, path, http, &body),
+                retry_after,
+            })
         }
     }
 }
@@ -448,6 +507,7 @@ mod tests {
                 deadline_in(5_000),
             )
             .await
+            .map_err(|f| f.error)
             .expect_err("nothing listens");
         assert_eq!(e.kind(), ErrorKind::Transient);
         let source = std::error::Error::source(&e)

@@ -14,6 +14,7 @@ mod buildsteps;
 mod config;
 mod emulator;
 mod events;
+mod fanout;
 mod faults;
 mod hardening;
 mod inputs;
