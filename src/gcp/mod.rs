@@ -191,9 +191,13 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(fastrand::u64(cap / 2..=cap))
 }
 
-/// The longest pause a `429` without `Retry-After` imposes on its bucket: Google's rate quotas
-/// refill by the minute, so a bucket that was refused is given a few seconds before the next try.
-const THROTTLED_PAUSE: Duration = Duration::from_secs(5);
+/// How long a `429` without `Retry-After` holds its bucket back, by how many times this call
+/// was refused: Google asks for truncated exponential backoff on `RESOURCE_EXHAUSTED`, so the
+/// pause grows with each refusal (0.4–0.8 s, then 0.8–1.6 s, … up to 3.2 s) instead of a fixed
+/// wait that would outlast an event's deadline after a short burst.
+fn throttled_pause(attempt: u32) -> Duration {
+    backoff(attempt + 2)
+}
 
 /// An authenticated JSON client for Google REST APIs.
 #[derive(Clone)]
@@ -204,9 +208,11 @@ pub struct Google {
     pub quota: Arc<Quota>,
 }
 
-/// One failed attempt, and how long the API asked to be left alone (`Retry-After` of a 429).
+/// One failed attempt: a `429` (`throttled`), and how long it asked to be left alone
+/// (`Retry-After`, when it said).
 struct Failed {
     error: ApiError,
+    throttled: bool,
     retry_after: Option<Duration>,
 }
 
@@ -214,6 +220,7 @@ impl From<ApiError> for Failed {
     fn from(error: ApiError) -> Self {
         Failed {
             error,
+            throttled: false,
             retry_after: None,
         }
     }
@@ -238,7 +245,8 @@ impl Google {
     /// failures with backoff until `deadline`. Conflicts and other client errors are returned at
     /// once: retrying a stale write would be wrong. Every attempt first waits for its quota
     /// bucket ([`quota`]); a `429` (`RESOURCE_EXHAUSTED`) holds the whole bucket back for its
-    /// `Retry-After` (else a few seconds), and this call retries after it if the deadline allows.
+    /// `Retry-After` (else a growing backoff), and this call retries after it if the deadline
+    /// allows.
     pub async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: &'static str,
@@ -267,8 +275,11 @@ impl Google {
                 },
                 Err(f) if f.error.kind() != ErrorKind::Transient => return Err(f.error),
                 Err(f) => {
-                    if let (Some(bucket), Some(wait)) = (&bucket, f.retry_after) {
-                        self.quota.back_off(bucket, wait);
+                    if f.throttled {
+                        let wait = f.retry_after.unwrap_or_else(|| throttled_pause(attempt));
+                        if let Some(bucket) = &bucket {
+                            self.quota.back_off(bucket, wait);
+                        }
                         told_to_wait = Some(wait);
                     }
                     f.error
@@ -354,19 +365,20 @@ impl Google {
         };
         let resp = req.send().await.map_err(transport)?;
         let http = resp.status().as_u16();
-        let retry_after = (http == 429).then(|| {
-            resp.headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| quota::retry_after(v, jiff::Timestamp::now()))
-                .unwrap_or(THROTTLED_PAUSE)
-        });
+        let throttled = http == 429;
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .filter(|_| throttled)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| quota::retry_after(v, jiff::Timestamp::now()));
         let body = resp.bytes().await.map_err(transport)?;
         if (200..300).contains(&http) {
             Ok(body.to_vec())
         } else {
             Err(Failed {
                 error: status_error(method, path, http, &body),
+                throttled,
                 retry_after,
             })
         }
