@@ -394,7 +394,7 @@ pub fn decide(
             incident_id,
             summary,
         } => on_alert(obs, record.as_ref(), incident_id, summary, now),
-        Trigger::Build { .. } => on_build(obs, record.as_ref(), &policy, now),
+        Trigger::Build { build_id } => on_build(obs, record.as_ref(), &policy, build_id, now),
         Trigger::Tick => match &record {
             Some(r) if r.phase.is_running() => progress(obs, r, &policy, evidence, now),
             Some(r) => Decision::stay(
@@ -544,12 +544,27 @@ pub(crate) fn on_build(
     obs: &Observed,
     record: Option<&Record>,
     policy: &Result<Policy, PolicyError>,
+    build_id: &str,
     now: Timestamp,
 ) -> Decision {
+    if let Some(r) = record.filter(|r| r.build.as_deref() == Some(build_id)) {
+        return Decision::stay(
+            Stay::Nothing,
+            format!(
+                "build {build_id} already started the rollout of {} (now {})",
+                r.candidate, r.phase
+            ),
+        );
+    }
     let Some(candidate) = obs.latest_ready.clone() else {
         return Decision::stay(Stay::Nothing, "the service has no ready revision");
     };
-    begin(obs, record, policy, candidate, false, now)
+    let mut d = begin(obs, record, policy, candidate, false, now);
+    // Every write `begin` decides starts a rollout: this build is the one that started it.
+    if let Action::Write(_, w) = &mut d.action {
+        w.record.build = Some(build_id.to_string());
+    }
+    d
 }
 
 /// Starts a rollout of `candidate` (a build's latest ready revision, or the one a person
@@ -706,6 +721,7 @@ pub(crate) fn start(
         reason: String::new(),
         rolled_back,
         history: record::History::default(),
+        build: None,
     };
     if policy.smoke_path.is_some() {
         let traffic = split(&r, 0);

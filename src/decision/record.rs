@@ -24,6 +24,7 @@ const REASON: &str = "cutover.dev/reason";
 const ROLLED_BACK: &str = "cutover.dev/rolled-back";
 const ACTOR: &str = "cutover.dev/actor";
 const HISTORY: &str = "cutover.dev/history";
+const BUILD: &str = "cutover.dev/build";
 
 /// The annotations that make up the record (written and removed by cutover alone). Other
 /// `cutover.dev/*` keys are a person's policy overrides and are never touched.
@@ -39,6 +40,7 @@ pub const RECORD_KEYS: &[&str] = &[
     ROLLED_BACK,
     ACTOR,
     HISTORY,
+    BUILD,
 ];
 
 /// How many rolled-back revisions are remembered (oldest forgotten first). Revisions only get
@@ -48,8 +50,12 @@ pub const ROLLED_BACK_MEMORY: usize = 10;
 /// Annotation values are limited in size by Cloud Run (Run v2 follows Kubernetes' rules: 256 KiB
 /// for all of a service's annotations together); reasons are human text and are cut well below
 /// that. The largest record cutover can write is measured by
-/// `worst_case_record_fits_cloud_runs_annotation_limit` below (28,457 bytes).
+/// `worst_case_record_fits_cloud_runs_annotation_limit` below (28,538 bytes).
 const MAX_REASON_CHARS: usize = 1000;
+
+/// Build ids are at most 64 characters where they enter (`ids::BuildId`); a hand-edited
+/// annotation is cut to the same.
+const MAX_BUILD_CHARS: usize = 64;
 
 /// Where a rollout stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +168,12 @@ pub struct Record {
     pub rolled_back: Vec<String>,
     /// Who made the last change, and the rollout's recent decisions.
     pub history: History,
+    /// The build that started this rollout, when a build did. The same build delivered again
+    /// (to another instance, after a restart, or redelivered days later) starts nothing: on a
+    /// platform whose revision names recur (a URL map's blue and green backends), the idle
+    /// backend after a completed rollout is the previous stable, and only this tells a
+    /// duplicate of the finished build from a new one.
+    pub build: Option<String>,
 }
 
 /// The record on a service cannot be read.
@@ -254,6 +266,10 @@ impl Record {
                     .and_then(|v| serde_json::from_str(v).ok())
                     .unwrap_or_default(),
             },
+            build: a
+                .get(BUILD)
+                .map(|v| crate::ids::text::printable(v, MAX_BUILD_CHARS))
+                .filter(|v| !v.is_empty()),
         }))
     }
 
@@ -283,6 +299,9 @@ impl Record {
         }
         if !self.history.entries.is_empty() {
             put(HISTORY, self.history.to_json());
+        }
+        if let Some(build) = &self.build {
+            put(BUILD, crate::ids::text::printable(build, MAX_BUILD_CHARS));
         }
         a
     }
@@ -389,6 +408,7 @@ mod tests {
             reason: "step 10% passed".into(),
             rolled_back: vec!["api-00000-old".into()],
             history: History::default(),
+            build: None,
         }
     }
 
@@ -462,6 +482,7 @@ mod tests {
             reason: format!("alert opened: 5xx\r\nforged\u{1b}[31m {}", "x".repeat(5000)),
             rolled_back: Vec::new(),
             history: History::default(),
+            build: None,
         };
         let a = record.to_annotations();
         let reason = &a["cutover.dev/reason"];
@@ -491,6 +512,7 @@ mod tests {
             reason: wide(5000),
             rolled_back: Vec::new(),
             history: History::default(),
+            build: Some("b".repeat(MAX_BUILD_CHARS)),
         };
         for i in 0..ROLLED_BACK_MEMORY + 3 {
             r.remember_rolled_back(&revision(100 + i));

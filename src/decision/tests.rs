@@ -64,6 +64,7 @@ fn running(percent: u8, step_started: Timestamp) -> Record {
         reason: String::new(),
         rolled_back: vec![],
         history: Default::default(),
+        build: None,
     }
 }
 
@@ -151,6 +152,70 @@ fn a_build_starts_at_the_first_step_with_both_revisions_tagged() {
     assert_eq!(tags, vec![STABLE_TAG, CANDIDATE_TAG]);
     assert_eq!(w.record.phase, Phase::Progressing);
     assert_eq!(w.record.step_started, t0());
+}
+
+#[test]
+fn the_build_that_started_a_rollout_never_starts_another() {
+    // Blue/green names recur: after green completed, blue is idle, ready and the "latest"
+    // a router can offer. The finished build delivered again must not roll traffic back to
+    // blue; a new build (new code deployed to blue) must start it.
+    let d = decide(
+        &observed(&[(STABLE, 100)], CANDIDATE, None),
+        &build(),
+        &Evidence::None,
+        &Policy::default(),
+        t0(),
+    );
+    let started = d
+        .write()
+        .cloned()
+        .expect("the build starts a rollout")
+        .record;
+    assert_eq!(started.build.as_deref(), Some("b-1"));
+    let completed = Record {
+        phase: Phase::Completed,
+        percent: 100,
+        ..started
+    };
+    let (done_stable, idle) = (CANDIDATE, STABLE);
+    let obs = observed(&[(done_stable, 100), (idle, 0)], idle, Some(&completed));
+    let again = decide(
+        &obs,
+        &build(),
+        &Evidence::None,
+        &Policy::default(),
+        t0() + mins(90),
+    );
+    assert_eq!(again.kind(), Kind::Nothing, "{}", again.reason);
+    assert!(
+        again.reason.contains("b-1 already started"),
+        "{}",
+        again.reason
+    );
+
+    let next = Trigger::Build {
+        build_id: "b-2".into(),
+    };
+    let d = decide(
+        &obs,
+        &next,
+        &Evidence::None,
+        &Policy::default(),
+        t0() + mins(90),
+    );
+    assert_eq!(d.kind(), Kind::Start, "{}", d.reason);
+    let w = d.write().unwrap();
+    assert_eq!(w.record.candidate, idle);
+    assert_eq!(w.record.build.as_deref(), Some("b-2"));
+    assert_eq!(
+        Record::from_annotations(&w.record.to_annotations())
+            .unwrap()
+            .unwrap()
+            .build
+            .as_deref(),
+        Some("b-2"),
+        "the build id travels in the record's annotations"
+    );
 }
 
 #[test]
@@ -801,6 +866,7 @@ fn case() -> impl Strategy<Value = Case> {
                             vec![]
                         },
                         history: Default::default(),
+                        build: None,
                     }
                 });
                 let alloc: Vec<(&str, u8)> = match (&record, drifted) {

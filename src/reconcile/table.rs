@@ -195,6 +195,7 @@ fn service(start: Start) -> Observed {
             reason: "started".into(),
             rolled_back: Vec::new(),
             history: Default::default(),
+            build: None,
         };
         o.annotations = record.to_annotations();
     }

@@ -289,6 +289,7 @@ mod tests {
             reason: "r".into(),
             rolled_back: vec![],
             history: Default::default(),
+            build: None,
         };
         let write = Write {
             traffic: Some(vec![

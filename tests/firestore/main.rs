@@ -236,6 +236,7 @@ fn step(percent: u8) -> Write {
         reason: format!("step to {percent}%"),
         rolled_back: Vec::new(),
         history: History::default(),
+        build: None,
     };
     let traffic = [("blue", 100 - percent), ("green", percent)]
         .into_iter()

@@ -206,6 +206,7 @@ fn record(percent: u8) -> Record {
         reason: format!("step to {percent}%"),
         rolled_back: Vec::new(),
         history: History::default(),
+        build: None,
     }
 }
 

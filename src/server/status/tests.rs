@@ -30,6 +30,7 @@ fn record(phase: Phase, percent: u8, reached: &[u8]) -> Record {
                 })
                 .collect(),
         },
+        build: None,
     }
 }
 
