@@ -194,15 +194,8 @@ impl World {
             .args(cutover_fakes::flags::flags(&self.fake, PROJECT, REGION))
             .args(self.platform_flags())
             .args(REAL_CLOCK_TIMING)
-            // The bake on the same real-time scale; no pause for lack of traffic in this run.
-            .args([
-                "--bake",
-                "20s",
-                "--max-hold",
-                "1h",
-                "--event-deadline",
-                "10s",
-            ])
+            .args(POLICY)
+            .args(["--event-deadline", "10s"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("a log file")))
@@ -326,23 +319,18 @@ impl World {
     async fn verb(&self, verb: &str, args: &[&str]) -> VerbRun {
         let mut argv: Vec<String> = vec![verb.to_string()];
         argv.extend(args.iter().map(|s| s.to_string()));
-        argv.extend(
-            [
-                "--project",
-                PROJECT,
-                "--monitoring-endpoint",
-                &self.fake.base_url(),
-                "--run-endpoint",
-                &self.fake.base_url(),
-                "--metadata-host",
-                &self.fake.metadata_host(),
-                "--auth",
-                "none",
-                "--actor",
-                "alice",
-            ]
-            .map(String::from),
-        );
+        let (base, metadata) = (self.fake.base_url(), self.fake.metadata_host());
+        let client = [
+            ("--project", PROJECT),
+            ("--run-endpoint", &base),
+            ("--monitoring-endpoint", &base),
+            ("--metadata-host", &metadata),
+            ("--auth", "none"),
+            ("--actor", "alice"),
+        ];
+        for (flag, value) in client {
+            argv.extend([flag.to_string(), value.to_string()]);
+        }
         argv.extend(self.platform_flags());
         argv.extend(
             REAL_CLOCK_TIMING
