@@ -50,6 +50,7 @@
 //! * `oidc.rs`: the test-only signing key, its JWKS and Google-shaped push tokens.
 //! * `pusher.rs`: sends Pub/Sub push requests to a cutover server (tests, demo).
 //! * `emulator.rs`: starts the real Pub/Sub emulator on a free port.
+//! * `firestore_emulator.rs`: starts the real Firestore emulator on a free port (rollout records).
 //! * `flags.rs`: the `cutover serve` flags that point cutover at a fake.
 //! * `fixtures.rs`: [`fixture!`](crate::fixture), access to the repository's `tests/fixtures/`.
 //!
@@ -75,6 +76,7 @@ mod fake_metadata;
 mod fake_monitoring;
 mod fake_run;
 mod faults;
+pub mod firestore_emulator;
 mod fixtures;
 pub mod flags;
 mod model;

@@ -4,8 +4,6 @@
 //! `router::recorded::Recorded` over it, its writer killed inside the window between the
 //! record's intent and the split.
 
-mod emulator;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -24,7 +22,7 @@ use cutover::router::split::{SplitPlatform, SplitRead};
 use cutover::router::store::RecordStore;
 use cutover::router::{RouterError, TrafficRouter};
 use cutover::target::{Platform, ServiceRef};
-use emulator::FirestoreEmulator;
+use cutover_fakes::firestore_emulator::FirestoreEmulator;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 

@@ -1,8 +1,9 @@
-//! The real Firestore emulator for the tests that need it: the one named by
+//! The real Firestore emulator, for every test suite that keeps rollout records in Firestore (the
+//! store's own tests, the end-to-end platform tests, chaos): the one named by
 //! `FIRESTORE_EMULATOR_HOST` when set, else `gcloud emulators firestore start` on a free loopback
-//! port, its process group stopped when dropped. Without one, a test prints why it did not run
-//! and passes, unless `CUTOVER_REQUIRE_FIRESTORE_EMULATOR=1` (CI sets it), which makes that a
-//! failure.
+//! port, its process group stopped when dropped. One emulator can serve many tests: give each its
+//! own collection. Without one, a test prints why it did not run and passes, unless
+//! `CUTOVER_REQUIRE_FIRESTORE_EMULATOR=1` (CI sets it), which makes that a failure.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
