@@ -32,10 +32,19 @@ locals {
     # The platforms (platforms.tf) and where the records of App Engine and
     # load-balancer targets live: the database firestore.tf creates, in this
     # project; unset while only Cloud Run is enabled.
-    CUTOVER_PLATFORMS             = join(",", local.platforms)
-    CUTOVER_FIRESTORE_PROJECT     = local.firestore_enabled ? var.project_id : null
-    CUTOVER_FIRESTORE_DATABASE    = local.firestore_enabled ? google_firestore_database.cutover[0].name : null
-    CUTOVER_FIRESTORE_COLLECTION  = var.firestore_collection
+    CUTOVER_PLATFORMS            = join(",", local.platforms)
+    CUTOVER_FIRESTORE_PROJECT    = local.firestore_enabled ? var.project_id : null
+    CUTOVER_FIRESTORE_DATABASE   = local.firestore_enabled ? google_firestore_database.cutover[0].name : null
+    CUTOVER_FIRESTORE_COLLECTION = var.firestore_collection
+    CUTOVER_APPENGINE_SHARD_BY   = var.appengine_shard_by
+    # The route each enrolled URL map splits: its path matcher's default route
+    # when it has one (modules/url-map-target puts the weights there), else
+    # the map's default route action (cutover finds a map's one weighted route
+    # by itself; naming it keeps a later second weighted route from stopping
+    # the rollout).
+    CUTOVER_URL_MAP_ROUTES = join(",", [
+      for name, m in var.url_maps : "${name}=${m.path_matcher == null ? "default" : m.path_matcher.name}"
+    ])
     CUTOVER_AUTH                  = var.auth
     CUTOVER_SMOKE_PATH            = var.smoke_path
     CUTOVER_STEPS                 = join(",", [for s in var.steps : tostring(s)])
@@ -67,6 +76,13 @@ locals {
     CUTOVER_LOG_FORMAT            = var.log_format
     CUTOVER_EVENTS_TOPIC          = local.events_topic
     CUTOVER_NOTIFY_FORMAT         = var.notify_format
+    CUTOVER_PROJECTS              = join(",", local.evaluated_projects)
+    CUTOVER_EVALUATIONS_TOPIC     = google_pubsub_topic.evaluations.id
+    CUTOVER_FANOUT_THRESHOLD      = tostring(var.fanout_threshold)
+    # The budgets are for all instances together: each instance gets its share.
+    CUTOVER_RUN_READS_PER_MINUTE          = tostring(max(1, floor(var.run_reads_per_minute / var.max_instances)))
+    CUTOVER_RUN_WRITES_PER_MINUTE         = tostring(max(1, floor(var.run_writes_per_minute / var.max_instances)))
+    CUTOVER_MONITORING_QUERIES_PER_MINUTE = tostring(max(1, floor(var.monitoring_queries_per_minute / var.max_instances)))
   }
 
   # Settings read from Secret Manager (the latest version of each secret), left

@@ -331,3 +331,49 @@ resource "google_project_iam_member" "runtime_firestore_records" {
     expression  = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.cutover[0].name}\""
   }
 }
+
+
+# ---------------------------------------------------------------------------
+# Fan-out and the other projects of CUTOVER_PROJECTS
+# ---------------------------------------------------------------------------
+
+# Grant: runtime -> roles/pubsub.publisher, on the evaluations topic only. Why:
+# a tick publishes one message per running rollout there (fan-out).
+resource "google_pubsub_topic_iam_member" "runtime_publishes_evaluations" {
+  project = var.project_id
+  topic   = google_pubsub_topic.evaluations.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+# The same rollout role in each other evaluated project (custom roles are per
+# project).
+resource "google_project_iam_custom_role" "rollout_elsewhere" {
+  for_each = local.other_projects
+
+  project     = each.value
+  role_id     = local.rollout_role_id
+  title       = "cutover rollout operator"
+  description = "Read Cloud Run services and change their traffic split (used by ${var.service_name} in ${var.project_id})."
+  permissions = google_project_iam_custom_role.rollout.permissions
+}
+
+# Grant: runtime -> the rollout role, on each other evaluated project. Why:
+# ticks list and evaluate the services there as in cutover's own project.
+resource "google_project_iam_member" "runtime_rollout_elsewhere" {
+  for_each = local.other_projects
+
+  project = each.value
+  role    = google_project_iam_custom_role.rollout_elsewhere[each.value].id
+  member  = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+# Grant: runtime -> roles/monitoring.viewer, on each other evaluated project.
+# Why: a step is judged on that project's request_count and request_latencies.
+resource "google_project_iam_member" "runtime_monitoring_viewer_elsewhere" {
+  for_each = local.other_projects
+
+  project = each.value
+  role    = "roles/monitoring.viewer"
+  member  = "serviceAccount:${google_service_account.runtime.email}"
+}

@@ -51,10 +51,15 @@ locals {
   # any other Cloud Run service.
   push_audience = coalesce(var.push_audience, "cutover-push/${var.project_id}/${var.region}/${var.service_name}")
   push_audiences = {
-    for endpoint in ["builds", "alerts", "ticks"] : endpoint => "${local.push_audience}/${endpoint}"
+    for endpoint in ["builds", "alerts", "ticks", "evaluations"] : endpoint => "${local.push_audience}/${endpoint}"
   }
 
   labels = merge({ app = "cutover" }, var.labels)
+
+  # CUTOVER_PROJECTS: cutover's own project first, then the others, once each.
+  evaluated_projects = distinct(concat([var.project_id], var.projects))
+  # The projects cutover is granted its roles in besides its own (iam.tf).
+  other_projects = toset([for p in local.evaluated_projects : p if p != var.project_id])
 
   # CUTOVER_EVENTS_TOPIC: the created topic by default, none when "", else as
   # given. null leaves the variable unset (events off).

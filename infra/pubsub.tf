@@ -38,6 +38,17 @@ resource "google_pubsub_topic" "ticks" {
   depends_on = [google_project_service.apis]
 }
 
+# Ticks publish one message per running rollout here (fan-out); the push
+# subscription below hands each to any cutover instance (/pubsub/evaluations).
+resource "google_pubsub_topic" "evaluations" {
+  #checkov:skip=CKV_GCP_83:Evaluation messages name a service and nothing else; Google-managed encryption is enough.
+  project = var.project_id
+  name    = "${var.service_name}-evaluations"
+  labels  = local.labels
+
+  depends_on = [google_project_service.apis]
+}
+
 # Where Pub/Sub moves a message that cutover did not acknowledge after
 # var.max_delivery_attempts deliveries.
 resource "google_pubsub_topic" "dead_letter" {
@@ -87,6 +98,8 @@ locals {
     builds = { topic = local.cloud_builds_topic, path = "/pubsub/builds", retention = "604800s", filter = "attributes.status = \"SUCCESS\"" }
     alerts = { topic = google_pubsub_topic.alerts.id, path = "/pubsub/alerts", retention = "86400s", filter = null }
     ticks  = { topic = google_pubsub_topic.ticks.id, path = "/pubsub/ticks", retention = "600s", filter = null }
+    # An evaluation is stale once the next tick has published its own.
+    evaluations = { topic = google_pubsub_topic.evaluations.id, path = "/pubsub/evaluations", retention = "600s", filter = null }
   }
 }
 

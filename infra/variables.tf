@@ -662,6 +662,17 @@ variable "firestore_collection" {
   }
 }
 
+variable "appengine_shard_by" {
+  description = "CUTOVER_APPENGINE_SHARD_BY: how App Engine splits a service whose split names no shardBy (a service's own mode is kept): random (per request, always diverts), cookie (sticky; the application must set the GOOGAPPUID cookie or no diversion occurs) or ip."
+  type        = string
+  default     = "random"
+
+  validation {
+    condition     = contains(["random", "cookie", "ip"], var.appengine_shard_by)
+    error_message = "appengine_shard_by must be random, cookie or ip."
+  }
+}
+
 variable "appengine_endpoint" {
   description = "CUTOVER_APPENGINE_ENDPOINT: base URL of the App Engine Admin API."
   type        = string
@@ -678,4 +689,34 @@ variable "firestore_endpoint" {
   description = "CUTOVER_FIRESTORE_ENDPOINT: base URL of the Firestore API."
   type        = string
   default     = "https://firestore.googleapis.com"
+}
+
+variable "projects" {
+  description = "CUTOVER_PROJECTS besides project_id: other projects whose Cloud Run services cutover rolls out. It is granted its rollout role and roles/monitoring.viewer in each (iam.tf); builds and alerts from projects not listed are refused."
+  type        = list(string)
+  default     = []
+}
+
+variable "fanout_threshold" {
+  description = "CUTOVER_FANOUT_THRESHOLD: a tick with at most this many running rollouts evaluates them itself; above it, it publishes one message per rollout on the evaluations topic."
+  type        = number
+  default     = 16
+}
+
+variable "run_reads_per_minute" {
+  description = "Cloud Run Admin API reads per minute per project and region for all cutover instances together (Google's quota is 1,200; keep room for people). Each instance gets run_reads_per_minute / max_instances (CUTOVER_RUN_READS_PER_MINUTE)."
+  type        = number
+  default     = 1000
+}
+
+variable "run_writes_per_minute" {
+  description = "Cloud Run Admin API writes per minute per project and region for all cutover instances together (Google's quota is 60). Each instance gets run_writes_per_minute / max_instances (CUTOVER_RUN_WRITES_PER_MINUTE)."
+  type        = number
+  default     = 50
+}
+
+variable "monitoring_queries_per_minute" {
+  description = "Cloud Monitoring time series queries per minute per project for all cutover instances together (Google's quota is 6,000). Each instance gets monitoring_queries_per_minute / max_instances (CUTOVER_MONITORING_QUERIES_PER_MINUTE)."
+  type        = number
+  default     = 5000
 }

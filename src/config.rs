@@ -280,12 +280,12 @@ pub struct PlatformArgs {
     )]
     pub firestore_collection: String,
 
-    /// How App Engine splits a service whose own split names no shardBy: cookie, ip or random (a service's own mode is always kept).
+    /// How App Engine splits a service whose own split names no shardBy: random, cookie (the app must set GOOGAPPUID) or ip (a service's own mode is always kept).
     #[arg(
         long,
         env = "CUTOVER_APPENGINE_SHARD_BY",
         value_name = "CUTOVER_APPENGINE_SHARD_BY",
-        default_value = "cookie"
+        default_value = "random"
     )]
     pub appengine_shard_by: String,
 
@@ -520,6 +520,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub notify: NotifyArgs,
 
+    /// Projects, fan-out and the API rate limits.
+    #[command(flatten)]
+    pub scale: ScaleArgs,
+
     /// Log format.
     #[arg(
         long,
@@ -529,6 +533,112 @@ pub struct ServeArgs {
         default_value = "json"
     )]
     pub log_format: LogFormat,
+}
+
+/// How far one cutover reaches and how it spreads its work: the projects it evaluates, the
+/// evaluations topic ticks fan out on, and the client-side rate limits in front of Google's
+/// quotas (`crate::gcp::quota`, where the quotas are cited).
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Projects whose services ticks evaluate and whose builds and alerts are accepted, comma separated [default: GOOGLE_CLOUD_PROJECT].
+    #[arg(
+        long,
+        env = "CUTOVER_PROJECTS",
+        value_name = "CUTOVER_PROJECTS",
+        value_delimiter = ','
+    )]
+    pub projects: Vec<String>,
+
+    /// Pub/Sub topic (projects/P/topics/T, or an id in GOOGLE_CLOUD_PROJECT) ticks publish one message per due rollout to, pushed to /pubsub/evaluations [default: ticks evaluate in-process].
+    #[arg(
+        long,
+        env = "CUTOVER_EVALUATIONS_TOPIC",
+        value_name = "CUTOVER_EVALUATIONS_TOPIC"
+    )]
+    pub evaluations_topic: Option<String>,
+
+    /// With an evaluations topic: a tick with at most this many due rollouts evaluates them itself (one round of 16 concurrent evaluations costs less than the publish and push hop).
+    #[arg(
+        long,
+        env = "CUTOVER_FANOUT_THRESHOLD",
+        value_name = "CUTOVER_FANOUT_THRESHOLD",
+        default_value_t = 16
+    )]
+    pub fanout_threshold: usize,
+
+    /// Cloud Run Admin API reads per minute per project and region, for this instance (Google's quota: 1,200 per project and region, shared by every caller).
+    #[arg(
+        long,
+        env = "CUTOVER_RUN_READS_PER_MINUTE",
+        value_name = "CUTOVER_RUN_READS_PER_MINUTE",
+        default_value_t = 1000
+    )]
+    pub run_reads_per_minute: u32,
+
+    /// Cloud Run Admin API writes per minute per project and region, for this instance (Google's quota: 60 per project and region).
+    #[arg(
+        long,
+        env = "CUTOVER_RUN_WRITES_PER_MINUTE",
+        value_name = "CUTOVER_RUN_WRITES_PER_MINUTE",
+        default_value_t = 50
+    )]
+    pub run_writes_per_minute: u32,
+
+    /// Cloud Monitoring time series queries per minute per project, for this instance (Google's quota: 6,000 per project).
+    #[arg(
+        long,
+        env = "CUTOVER_MONITORING_QUERIES_PER_MINUTE",
+        value_name = "CUTOVER_MONITORING_QUERIES_PER_MINUTE",
+        default_value_t = 5000
+    )]
+    pub monitoring_queries_per_minute: u32,
+}
+
+impl ScaleArgs {
+    /// The rate limits these settings give.
+    pub fn limits(&self) -> crate::gcp::quota::Limits {
+        crate::gcp::quota::Limits {
+            run_reads: self.run_reads_per_minute,
+            run_writes: self.run_writes_per_minute,
+            monitoring_queries: self.monitoring_queries_per_minute,
+        }
+    }
+
+    /// `CUTOVER_EVALUATIONS_TOPIC`, trimmed; `None` when unset or empty (no fan-out).
+    pub fn evaluations_topic(&self) -> Option<&str> {
+        set(&self.evaluations_topic)
+    }
+
+    /// Checks the topic's form and that every limit lets something through.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(topic) = self.evaluations_topic() {
+            check_topic(topic).map_err(|reason| ConfigError {
+                var: "CUTOVER_EVALUATIONS_TOPIC",
+                reason,
+            })?;
+        }
+        for (var, v) in [
+            ("CUTOVER_RUN_READS_PER_MINUTE", self.run_reads_per_minute),
+            ("CUTOVER_RUN_WRITES_PER_MINUTE", self.run_writes_per_minute),
+            (
+                "CUTOVER_MONITORING_QUERIES_PER_MINUTE",
+                self.monitoring_queries_per_minute,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError {
+                    var,
+                    reason: "must be at least 1 (0 would stop every call)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A text setting, trimmed; `None` when unset or empty.
+fn set(setting: &Option<String>) -> Option<&str> {
+    setting.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Where rollout lifecycle events and chat messages go: settings of `cutover serve`, and of the
@@ -575,18 +685,12 @@ pub struct NotifyArgs {
 impl NotifyArgs {
     /// `CUTOVER_EVENTS_TOPIC`, trimmed; `None` when unset or empty (no events).
     pub fn events_topic(&self) -> Option<&str> {
-        self.events_topic
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        set(&self.events_topic)
     }
 
     /// `CUTOVER_NOTIFY_URL`, trimmed; `None` when unset or empty (no chat notifications).
     pub fn notify_url(&self) -> Option<&str> {
-        self.notify_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        set(&self.notify_url)
     }
 
     /// Checks the topic's and the URL's form (the format is checked with the URL's host when
@@ -757,6 +861,7 @@ impl ServeArgs {
     /// Checks settings that depend on each other.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.policy()?;
+        self.scale.validate()?;
         if self.push_auth == PushAuthMode::Google {
             if self
                 .push_audience

@@ -34,6 +34,9 @@ const MAX_CONFLICTS: u32 = 5;
 /// How many services one tick evaluates at once.
 const TICK_CONCURRENCY: usize = 16;
 
+/// How many project × region listings one tick runs at once.
+const LIST_CONCURRENCY: usize = 8;
+
 /// Why an event could not be handled: the router's error, as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -293,6 +296,10 @@ pub struct TickReport {
     pub coalesced: usize,
     /// The whole tick was skipped: another tick was running in this instance.
     pub skipped: bool,
+    /// Listing calls (pages) the tick made.
+    pub list_calls: usize,
+    /// Evaluations published on the evaluations topic instead of evaluated here (fan-out).
+    pub published: usize,
 }
 
 /// Observes, decides and applies, for any router and metrics source.
@@ -306,6 +313,7 @@ pub struct Reconciler<R, M> {
     gates: Arc<Gates>,
     ticks: crate::flight::Once,
     shadow: shadow::ShadowBook,
+    fanout: Option<fanout::Fanout>,
 }
 
 impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
@@ -321,7 +329,14 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             gates: Arc::new(Gates::default()),
             ticks: crate::flight::Once::default(),
             shadow: shadow::ShadowBook::default(),
+            fanout: None,
         }
+    }
+
+    /// The same reconciler, its ticks fanning out on `fanout` ([`fanout`]).
+    pub fn with_fanout(mut self, fanout: Option<fanout::Fanout>) -> Self {
+        self.fanout = fanout;
+        self
     }
 
     /// Every decision from now on (lagging receivers lose the oldest).
@@ -354,11 +369,20 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             }
             Trigger::Tick => Urgency::Routine,
         };
-        let Some(_pass) = self.gates.enter(target, urgency).await else {
-            return Ok(Vec::new());
+        let alert = matches!(trigger, Trigger::Alert { .. });
+        let work = async {
+            let Some(_pass) = self.gates.enter(target, urgency).await else {
+                return Ok(Vec::new());
+            };
+            let obs = self.router.observe(target, deadline).await?;
+            self.run(self.overlay(obs), trigger, deadline, origin).await
         };
-        let obs = self.router.observe(target, deadline).await?;
-        self.run(self.overlay(obs), trigger, deadline, origin).await
+        // An alert's calls take the next free slot of every quota bucket (`gcp::quota`).
+        if alert {
+            crate::gcp::quota::urgent(work).await
+        } else {
+            work.await
+        }
     }
 
     /// What `trigger` would decide for `target` now, with the evidence it needs, writing
@@ -376,21 +400,28 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         Ok((d, read.observed))
     }
 
-    /// Evaluates every service in `regions` whose rollout is running.
+    /// Evaluates every service in `project` × `regions` whose rollout is running.
     pub async fn tick(
         self: &Arc<Self>,
         project: &str,
         regions: &[String],
         deadline: Instant,
     ) -> Result<TickReport, ReconcileError> {
-        self.tick_from(project, regions, deadline, &Origin::default())
-            .await
+        self.tick_from(
+            &[project.to_string()],
+            regions,
+            deadline,
+            &Origin::default(),
+        )
+        .await
     }
 
-    /// [`Reconciler::tick`] for a tick from `origin`, which its records name.
+    /// [`Reconciler::tick`] over every project of `projects`, for a tick from `origin`, which
+    /// its records name. With fan-out ([`Reconciler::with_fanout`]) and more running rollouts
+    /// than its threshold, each is published as an evaluation instead of evaluated here.
     pub async fn tick_from(
         self: &Arc<Self>,
-        project: &str,
+        projects: &[String],
         regions: &[String],
         deadline: Instant,
         origin: &Origin,
@@ -403,9 +434,24 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             return Ok(report);
         };
         let mut active = Vec::new();
-        for region in regions {
-            let all = self.router.list(project, region, deadline).await?;
+        // Every project × region is listed, a few at once (each one's pages in turn).
+        let places: Vec<(String, String)> = projects
+            .iter()
+            .flat_map(|p| regions.iter().map(move |r| (p.clone(), r.clone())))
+            .collect();
+        let mut listings =
+            futures::stream::iter(places)
+                .map(|(project, region)| async move {
+                    self.router.list(&project, &region, deadline).await
+                })
+                .buffer_unordered(LIST_CONCURRENCY);
+        while let Some(all) = listings.next().await {
+            let all = all?;
             report.services += all.len();
+            report.list_calls += all
+                .len()
+                .div_ceil(crate::gcp::run::LIST_PAGE_SIZE as usize)
+                .max(1);
             active.extend(
                 all.into_iter()
                     .map(|read| self.overlay(read))
@@ -413,6 +459,15 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             );
         }
         report.active = active.len();
+        if let Some(fanout) = self.fanout.as_ref().filter(|f| active.len() > f.threshold) {
+            let services: Vec<ServiceRef> =
+                active.iter().map(|r| r.observed.service.clone()).collect();
+            let (published, failures) = fanout.publish(&services, deadline).await;
+            report.published = published;
+            report.transient = !failures.is_empty();
+            report.failures = failures;
+            return Ok(report);
+        }
         let results: Vec<_> = futures::stream::iter(active)
             .map(|read| {
                 let name = read.observed.service.to_string();
@@ -604,6 +659,7 @@ fn is_active(obs: &Observed) -> bool {
     }
 }
 
+pub mod fanout;
 mod shadow;
 
 #[cfg(test)]

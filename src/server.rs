@@ -6,7 +6,10 @@
 //! - `POST /pubsub/alerts`: Monitoring incidents; an open one for a service under rollout rolls
 //!   it back at once. Each push is its own request, so an alert never waits behind tick work for
 //!   other services.
-//! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_REGIONS`.
+//! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_PROJECTS` ×
+//!   `CUTOVER_REGIONS`; with `CUTOVER_EVALUATIONS_TOPIC`, publish one evaluation per rollout
+//!   instead (above `CUTOVER_FANOUT_THRESHOLD`).
+//! - `POST /pubsub/evaluations`: one service per message (from a tick's fan-out): evaluate it.
 //! - `GET /healthz`: 200.
 //! - `GET /status`, `GET /status.json`: every rollout, its traffic, steps, last judgement and a
 //!   chart ([`status`]); reads only.
@@ -53,10 +56,12 @@ use crate::events::{
     Named, PushAuth, Refusal, Scope,
 };
 use crate::gcp::monitoring::MonitoringClient;
-use crate::gcp::{Google, TokenSource, metadata};
+use crate::gcp::{Google, Quota, TokenSource, metadata};
 use crate::metrics::cloud_monitoring::CloudMonitoring;
 use crate::notify::Notifier;
+use crate::notify::events::topic_name;
 use crate::operate::wiring::{LiveRouter, listed_regions, live_router};
+use crate::reconcile::fanout::{self, Fanout};
 use crate::reconcile::{DecisionRecord, Origin, Reconciler, SmokeCheck};
 use crate::target::ServiceRef;
 
@@ -91,6 +96,8 @@ pub struct App {
     pub scope: Scope,
     /// The same settings as text, for ticks and logs.
     pub project: String,
+    /// `CUTOVER_PROJECTS` (by default `project` alone): what ticks list.
+    pub projects: Vec<String>,
     pub default_region: String,
     pub regions: Vec<String>,
     pub event_deadline: Duration,
@@ -146,12 +153,21 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     if regions.is_empty() {
         regions.push(default_region.clone());
     }
+    // A region named twice would be listed, and its rollouts evaluated, twice per tick.
+    let mut seen = std::collections::HashSet::new();
+    regions.retain(|r| seen.insert(r.clone()));
     let scope = Scope::new(&project, &default_region, &regions)
+        .and_then(|s| s.with_projects(&args.scale.projects))
         .map_err(|(var, e)| StartError::Setup(format!("{var}: {e}")))?
         .with_platforms(&args.platforms.enabled());
+    let mut projects: Vec<String> = scope.projects.iter().map(|p| p.to_string()).collect();
+    let mut seen = std::collections::HashSet::new();
+    projects.retain(|p| seen.insert(p.clone()));
     let tokens = TokenSource::new(args.google.auth, metadata_host)
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
-    let google = Google::new(http.clone(), tokens);
+    // Google's rate quotas count real minutes, whatever clock rollouts are judged on.
+    let quota = Arc::new(Quota::new(args.scale.limits(), Clock::System));
+    let google = Google::new(http.clone(), tokens).with_quota(quota);
     let router = live_router(&google, &args.google, &args.platforms, &project, &clock)
         .map_err(|e| StartError::Setup(format!("{e:#}")))?;
     let metrics = CloudMonitoring::new(MonitoringClient::new(
@@ -160,7 +176,20 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     ));
     // The smoke check and the key fetch have clients of their own that follow no redirect.
     let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(StartError::Setup)?;
-    let reconciler = Reconciler::new(router, metrics, smoke, policy, clock.clone());
+    let fanout = match args.scale.evaluations_topic() {
+        Some(topic) => Some(
+            Fanout::start(
+                &topic_name(topic, &project),
+                args.notify.pubsub_emulator_host.as_deref(),
+                args.scale.fanout_threshold,
+            )
+            .await
+            .map_err(StartError::Setup)?,
+        ),
+        None => None,
+    };
+    let reconciler =
+        Reconciler::new(router, metrics, smoke, policy, clock.clone()).with_fanout(fanout);
     let own_service = std::env::var("K_SERVICE").ok();
     let notify_settings = crate::notify::Settings::from_args(
         &args.notify,
@@ -194,6 +223,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         auth,
         scope,
         project,
+        projects,
         default_region,
         regions: listed_regions(&regions, &args.platforms),
         event_deadline: args.event_deadline(),
@@ -232,6 +262,7 @@ pub fn app(state: Arc<App>) -> Router {
         .route(PushEndpoint::Builds.path(), post(builds))
         .route(PushEndpoint::Alerts.path(), post(alerts))
         .route(PushEndpoint::Ticks.path(), post(ticks))
+        .route(PushEndpoint::Evaluations.path(), post(evaluations))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             backstop,
@@ -560,7 +591,7 @@ async fn alerts(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked
     }
     let Some(named) = incident.named() else {
         let reason = format!(
-            "incident {} names no Cloud Run service (no cloud_run_revision service_name, no cutover-service label)",
+            "incident {} names no target (no cloud_run_revision service_name, gae_app module_id or https_lb_rule url_map_name, no cutover-service label)",
             incident.incident_id
         );
         return Ok(Acked::ignored(id, reason));
@@ -593,7 +624,7 @@ async fn ticks(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked,
     };
     let tick = app
         .reconciler
-        .tick_from(&app.project, &app.regions, deadline(&app), &origin)
+        .tick_from(&app.projects, &app.regions, deadline(&app), &origin)
         .await;
     match tick {
         Ok(report) if report.transient => Err(PushError::Transient {
@@ -606,6 +637,34 @@ async fn ticks(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked,
         }),
         Err(e) => answer(id, Err(e)),
     }
+}
+
+/// `POST /pubsub/evaluations`: one service a tick fanned out ([`fanout`]), evaluated as a tick
+/// would. The service is resolved like any event (a project or region no longer evaluated is
+/// refused); the answer follows the same rules: a transient failure is a 503 and Pub/Sub
+/// redelivers, so an evaluation that could not run (no quota left before the deadline, say)
+/// is never lost. If this instance is already evaluating the service, that evaluation covers
+/// the message.
+async fn evaluations(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
+    let id = push.message_id();
+    let service = match push.decode("fanned-out evaluation", |m| {
+        fanout::decode(&m.data).map_err(crate::events::DecodeError::new)
+    }) {
+        Ok(s) => s,
+        Err(ignored) => return Ok(ignored),
+    };
+    let named = Named {
+        platform: service.platform,
+        project: Some(&service.project),
+        region: Some(&service.region),
+        service: &service.name,
+    };
+    let event = format!("evaluation of {service}");
+    let target = match target(&app, &id, named, &Trigger::Tick, &event) {
+        Ok(t) => t,
+        Err(refusal) => return Ok(refusal),
+    };
+    reconcile(&app, id, &target, Trigger::Tick).await
 }
 
 #[cfg(test)]

@@ -128,11 +128,22 @@ impl ServiceRef {
         }
     }
 
-    /// Parses `projects/{p}/locations/{l}/services/{s}`; `None` unless each part is a valid id.
+    /// Parses a [`ServiceRef::resource_name`] of any platform (the three shapes differ):
+    /// `projects/{p}/locations/{l}/services/{s}`, `apps/{p}/services/{s}` or
+    /// `projects/{p}/global/urlMaps/{m}`; `None` unless each part is a valid id.
     pub fn from_resource_name(name: &str) -> Option<ServiceRef> {
         let parts: Vec<&str> = name.split('/').collect();
+        let global = |platform, p: &str, s: &str| {
+            Some(ServiceRef::global(
+                platform,
+                ProjectId::parse(p).ok()?,
+                ServiceName::parse(s).ok()?,
+            ))
+        };
         match parts.as_slice() {
             ["projects", p, "locations", l, "services", s] => ServiceRef::checked(p, l, s).ok(),
+            ["apps", p, "services", s] => global(Platform::AppEngine, p, s),
+            ["projects", p, "global", "urlMaps", m] => global(Platform::LoadBalancer, p, m),
             _ => None,
         }
     }
@@ -186,6 +197,12 @@ mod tests {
         assert_eq!(lb.resource_name(), "projects/acme-prod/global/urlMaps/web");
         assert_eq!(lb.region.as_str(), GLOBAL);
         assert_ne!(ae, lb, "the same name on two platforms is two targets");
+        for t in [&ae, &lb] {
+            assert_eq!(
+                ServiceRef::from_resource_name(&t.resource_name()).as_ref(),
+                Some(t)
+            );
+        }
         for p in Platform::ALL {
             assert_eq!(Platform::parse(p.as_str()), Some(p));
         }

@@ -392,10 +392,12 @@ pub fn run_once(
                             .collect()
                     })
                     .unwrap_or_else(|| vec!["absolute limit".to_string()]);
-                result.rolled_back_at = d.record.as_ref().map(|_| {
-                    // The share just before the rollback wrote 0%.
-                    obs.allocation.get(CANDIDATE).copied().unwrap_or(0)
-                });
+                // The share just before the rollback wrote 0%.
+                let at = obs.allocation.get(CANDIDATE).copied().unwrap_or(0);
+                result.rolled_back_at = d.record.as_ref().map(|_| at);
+                for c in &mut result.failed_checks {
+                    *c = format!("{c} at {at}%");
+                }
                 true
             }
             Phase::Completed => {

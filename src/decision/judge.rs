@@ -183,7 +183,23 @@ struct Bounds {
     /// Evidence for a regression (ln(1/β_canary), 4:1 by default) at which a comparison too
     /// thin to settle anything still holds the step.
     lean: f64,
+    /// ln(1/α_sequence): the absolute limits' confidence sequences get `1 − LAST_LOOK_SHARE` of
+    /// their check's α, the test at the last look the rest.
+    limits_fail: f64,
+    /// The level of the fixed-sample test of an absolute limit at the last look.
+    last_look_alpha: f64,
+    /// Whether this is the step's last look: the maximum hold runs out at this tick, and an
+    /// inconclusive step pauses.
+    last_look: bool,
 }
+
+/// The share of an absolute limit's α spent on the one fixed-sample test at the step's last
+/// look (the tick at which the maximum hold runs out and an inconclusive step would pause); the
+/// confidence sequence, which may be read at every tick, gets the rest. Half: the sequence's
+/// boundary moves by ln 2 = 0.69 nats, while the last look, one test on the whole hold's data,
+/// needs about z = 3.7 instead of the z ≈ 5.7 at which the sequence settles a rate 1.3× the
+/// limit (docs/judgement.md, "The last look").
+const LAST_LOOK_SHARE: f64 = 0.5;
 
 impl Bounds {
     fn of(policy: &Policy, role: StepRole) -> Bounds {
@@ -201,6 +217,9 @@ impl Bounds {
             limits_pass: (1.0 / limits_beta).ln(),
             comparisons_pass: (1.0 / policy.miss_rate).ln(),
             lean: (1.0 / policy.canary_miss_rate).ln(),
+            limits_fail: (1.0 / (alpha * (1.0 - LAST_LOOK_SHARE))).ln(),
+            last_look_alpha: alpha * LAST_LOOK_SHARE,
+            last_look: false,
         }
     }
 }
@@ -281,6 +300,8 @@ pub struct Input {
     pub coverage: Option<Coverage>,
     /// Why the candidate has nothing to be compared with, if so.
     pub no_reference: Option<String>,
+    /// The step's last look: the maximum hold runs out at this tick (see [`window::Step`]).
+    pub last_look: bool,
 }
 
 /// Judges a step from totals alone: the candidate's stats against the limits and against the
@@ -314,6 +335,7 @@ pub fn judge(
             reference: stable.map(|s| Reference::Concurrent(Minutes::single(window.end, s))),
             coverage: None,
             no_reference: stable.is_none().then(|| no_reference.to_string()),
+            last_look: false,
         },
         policy,
     )
@@ -341,6 +363,7 @@ pub fn judge_step(stats: &ServiceStats, step: &window::Step<'_>, policy: &Policy
                     reference: None,
                     coverage: None,
                     no_reference: None,
+                    last_look: step.last_look,
                 },
                 policy,
             );
@@ -354,7 +377,10 @@ pub fn judge_step(stats: &ServiceStats, step: &window::Step<'_>, policy: &Policy
 pub fn judge_input(input: Input, policy: &Policy) -> Judgement {
     let c = &input.candidate.total;
     let role = StepRole::of(policy, input.percent);
-    let bounds = Bounds::of(policy, role);
+    let bounds = Bounds {
+        last_look: input.last_look,
+        ..Bounds::of(policy, role)
+    };
     let reference = input
         .reference
         .as_ref()
@@ -497,7 +523,14 @@ fn limit_note(
     };
     let alpha = b.alpha;
     let beta = (-b.limits_pass).exp();
+    let alpha = alpha * (1.0 - LAST_LOOK_SHARE);
     match outcome {
+        Outcome::Fail if lt.failed_at_last_look() => format!(
+            "{what} is above the limit {limit} at the step's last look before the maximum hold pauses it ({}one-sided binomial test p = {:.1e} ≤ {:.1e}{scaled})",
+            detail.0,
+            lt.ln_p_last_look.unwrap_or(0.0).exp(),
+            b.last_look_alpha
+        ),
         Outcome::Fail => format!(
             "{what} is above the limit {limit} ({}lower bound {} at α = {alpha:.1e}{scaled})",
             detail.0,
@@ -587,9 +620,13 @@ fn shown(reading: Reading, llr_fail: f64, llr: f64) -> f64 {
 
 /// How many of the candidate's `minutes` bursts may spoil without rolling it back:
 /// [`BURST_MINUTES`] (one burst), and one more per ten minutes of window (a long hold sees
-/// more of them), but never more than half of them: a regression must show in most minutes.
+/// more of them), but never more than half of them (a regression must show in most minutes),
+/// except that one whole burst may always go as long as two minutes stay: a step's first look
+/// has five minutes, and a three-minute burst in it left one burst minute behind, enough to
+/// roll a healthy candidate back against its baseline at 100%.
 fn burst_minutes(minutes: usize) -> usize {
-    (BURST_MINUTES + minutes.div_ceil(10)).min(minutes / 2)
+    let cap = (minutes / 2).max(BURST_MINUTES.min(minutes.saturating_sub(2)));
+    (BURST_MINUTES + minutes.div_ceil(10)).min(cap)
 }
 
 /// A burst (one bad instance, a dependency blip) lasts one to three minutes.
@@ -630,6 +667,15 @@ fn without_worst(
         kept.remove(&t);
     }
     Minutes::of(kept).unwrap_or_default()
+}
+
+/// The dispersion the evidence without the worst minutes is divided by: the larger of the
+/// whole window's and the trimmed window's. The minutes left out were chosen for being extreme,
+/// so the X² of what is left underestimates how much the minutes of this window vary (dropping
+/// the largest residuals biases it low): the whole window's estimate is the honest one, and the
+/// trimmed one can only be larger when leaving minutes out changed the fitted rate.
+fn trimmed_dispersion(whole: stats::Dispersion, trimmed: stats::Dispersion) -> stats::Dispersion {
+    whole.max(trimmed)
 }
 
 /// [`without_worst`] for a comparison with stable: a minute's expected rate is stable's in the
@@ -939,12 +985,32 @@ const PASS_WEIGHT: f64 = 0.75;
 ///   with mean 1 at the limit, so their weighted average is too; the first settles a candidate
 ///   like stable almost as fast as the old test did, the second passes any rate clearly below
 ///   the limit (0.6× included) given enough data, where the first alone had a dead zone.
+///
+/// * **At the last look** ([`Bounds::last_look`]), a limit still open also fails when the
+///   one-sided exact binomial test of "the rate is at most the limit" rejects at
+///   [`Bounds::last_look_alpha`] (the counts rounded towards the limit). It is read once, at a
+///   time the clock fixes, so no correction for repeated looks is needed.
 struct LimitTest {
     e_fail: f64,
     e_pass: f64,
     lower: f64,
     upper: f64,
     outcome: Outcome,
+    /// ln of the last look's p-value, when this was the last look and the limit was still open.
+    ln_p_last_look: Option<f64>,
+}
+
+impl LimitTest {
+    /// Whether the rollback came from the last look's test rather than the sequence.
+    fn failed_at_last_look(&self) -> bool {
+        self.outcome == Outcome::Fail && self.ln_p_last_look.is_some()
+    }
+}
+
+/// The last look's test: ln P(Binomial(⌈n⌉, limit) ≥ ⌊x⌋), the effective counts rounded so
+/// the p-value can only grow.
+fn last_look_ln_p(x: f64, n: f64, limit: f64) -> f64 {
+    stats::ln_binomial_upper_tail(x.max(0.0).floor() as u64, n.max(0.0).ceil() as u64, limit)
 }
 
 fn limit_test(x_fail: f64, x_pass: f64, n: f64, limit: f64, good: f64, b: &Bounds) -> LimitTest {
@@ -958,12 +1024,21 @@ fn limit_test(x_fail: f64, x_pass: f64, n: f64, limit: f64, good: f64, b: &Bound
         let top = sprt.max(mixture);
         top + (PASS_WEIGHT * (sprt - top).exp() + (1.0 - PASS_WEIGHT) * (mixture - top).exp()).ln()
     };
-    let (lower, _) = stats::cs_bounds(x_fail, n, above, b.fail);
+    let (lower, _) = stats::cs_bounds(x_fail, n, above, b.limits_fail);
     let (_, upper) = stats::cs_bounds(x_pass, n, within, b.limits_pass);
+    let mut ln_p_last_look = None;
     let outcome = if lower > limit {
         Outcome::Fail
     } else if x_pass < limit * n && e_pass >= b.limits_pass {
         Outcome::Pass
+    } else if b.last_look {
+        let ln_p = last_look_ln_p(x_fail, n, limit);
+        ln_p_last_look = Some(ln_p);
+        if ln_p <= b.last_look_alpha.ln() {
+            Outcome::Fail
+        } else {
+            Outcome::Inconclusive
+        }
     } else {
         Outcome::Inconclusive
     };
@@ -973,7 +1048,18 @@ fn limit_test(x_fail: f64, x_pass: f64, n: f64, limit: f64, good: f64, b: &Bound
         lower,
         upper,
         outcome,
+        ln_p_last_look,
     }
+}
+
+/// The rate an absolute limit's minutes are scored against when the worst are left out of a
+/// rollback: the limit itself; at the last look, the candidate's own rate over the whole hold
+/// when that is higher. A burst stands out against either; a candidate steadily over the
+/// limit (1.3×) has minutes that stand out only against the limit, and leaving those out cost
+/// the last look its power on exactly the candidates it is for. Any rule is valid here: the
+/// rollback needs the whole window to fail too.
+fn outlier_rate(own: f64, limit: f64, b: &Bounds) -> f64 {
+    if b.last_look { own.max(limit) } else { limit }
 }
 
 /// The "comfortably within" rate of an absolute limit's pass side: the reference's own rate
@@ -1024,8 +1110,9 @@ fn errors_absolute(
         let mut lt = limit_test(xe, xe, ne, limit, good, b);
         // A rollback needs the limit broken without the candidate's worst minutes too.
         if lt.outcome == Outcome::Fail {
-            let trimmed = without_worst(c, count, &|_| Some(limit));
-            let dt = stats::dispersion(own_dispersion(&trimmed, count), 1);
+            let expected = outlier_rate(x / n, limit, b);
+            let trimmed = without_worst(c, count, &|_| Some(expected));
+            let dt = trimmed_dispersion(d, stats::dispersion(own_dispersion(&trimmed, count), 1));
             let t = &trimmed.total;
             let (xt, nt) = (t.errors_5xx as f64 / dt.phi, t.requests as f64 / dt.phi);
             let kept = limit_test(xt, xt, nt, limit, good, b);
@@ -1040,6 +1127,9 @@ fn errors_absolute(
             ("evidence_fail", lt.e_fail),
             ("evidence_pass", lt.e_pass),
         ]);
+        if let Some(ln_p) = lt.ln_p_last_look {
+            values.insert("last_look_p_value", ln_p.exp());
+        }
         let note = limit_note(lt.outcome, &what, &pct(limit), ("", ""), &lt, d, b);
         (lt.outcome, note)
     };
@@ -1073,7 +1163,7 @@ fn errors_relative(c: &Minutes, r: &Reference, policy: &Policy, b: &Bounds) -> C
     let test = attributed(&strata(c, r, count), ratio, pooled, d.phi);
     let (pi0, pi1, llr, info) = (test.pi0, test.pi1, test.llr, test.info);
     let trimmed = trimmed_for(c, r, count);
-    let d_fail = comparison_dispersion(&trimmed, r, count);
+    let d_fail = trimmed_dispersion(d, comparison_dispersion(&trimmed, r, count));
     let llr_fail = attributed(&strata(&trimmed, r, count), ratio, pooled, d_fail.phi).llr;
     let observed = if rs > 0.0 { rc / rs } else { f64::NAN };
     let reading = relative_reading(llr_fail, llr, info, rc - rs >= policy.error_rate_floor, b);
@@ -1179,8 +1269,9 @@ fn latency_absolute(
     let mut lt = lt;
     let mut kept_low = None;
     if lt.outcome == Outcome::Fail {
-        let trimmed = without_worst(c, surely, &|_| Some(tail));
-        let dt = stats::dispersion(own_dispersion(&trimmed, surely), 1);
+        let expected = outlier_rate(tc.surely as f64 / n, tail, b);
+        let trimmed = without_worst(c, surely, &|_| Some(expected));
+        let dt = trimmed_dispersion(d, stats::dispersion(own_dispersion(&trimmed, surely), 1));
         let (xt, nt) = surely(&trimmed.total);
         let kept = limit_test(xt / dt.phi, xt / dt.phi, nt / dt.phi, tail, good, b);
         if kept.outcome != Outcome::Fail {
@@ -1225,6 +1316,9 @@ fn latency_absolute(
     ]);
     if let Some(low) = kept_low {
         values.insert("share_slower_low_without_worst_minutes", low);
+    }
+    if let Some(ln_p) = lt.ln_p_last_look {
+        values.insert("last_look_p_value", ln_p.exp());
     }
     if let Some((lo, hi, k)) = tc.straddling {
         values.extend([
@@ -1284,7 +1378,7 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
     let test = attributed(&strata(c, r, &count), rho, pooled_tail, d.phi);
     let (llr, info) = (test.llr, test.info);
     let trimmed = trimmed_for(c, r, &count);
-    let d_fail = comparison_dispersion(&trimmed, r, &count);
+    let d_fail = trimmed_dispersion(d, comparison_dispersion(&trimmed, r, &count));
     let llr_fail = attributed(&strata(&trimmed, r, &count), rho, pooled_tail, d_fail.phi).llr;
     let reading = relative_reading(llr_fail, llr, info, qc - qs >= policy.latency_floor_ms, b);
     let p = policy::fmt_percentile(q);

@@ -863,6 +863,8 @@ fn baking(
                 percent: 100,
                 since,
                 now,
+                // No maximum hold during the bake: it ends by itself.
+                last_look: false,
             };
             (Some(judge::judge_step(stats, &step, policy)), None)
         }
@@ -1010,6 +1012,7 @@ fn progress(
         percent: r.percent,
         since: r.step_started,
         now,
+        last_look: held_too_long,
     };
     let j = judge::judge_step(stats, &step, policy);
     let mut d = match &j.verdict {

@@ -786,6 +786,26 @@ fn a_step_that_stays_unsure_holds_from_its_start_and_pauses_after_the_max_hold()
     assert_eq!(d.kind(), Kind::Pause);
 }
 
+#[test]
+fn a_candidate_over_the_limit_is_rolled_back_at_its_last_look_instead_of_paused() {
+    // 1.22% 5xx against the 1% limit on 36,000 requests (z ≈ 4.2): too little for the
+    // confidence sequence, enough for one exact test at the end of the maximum hold. Stable is
+    // at the limit too, so the comparison cannot catch it.
+    let r = running(10, t0());
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let policy = Policy::default();
+    let ev = both(
+        judged_window(),
+        expected(36_000, 0.0122, 50.0, 200.0),
+        expected(324_000, 0.01, 50.0, 200.0),
+    );
+    let d = decide(&obs, &tick(), &ev, &policy, due());
+    assert_eq!(d.kind(), Kind::Hold, "{}", d.reason);
+    let d = decide(&obs, &tick(), &ev, &policy, due() + policy.max_hold);
+    assert_eq!(d.kind(), Kind::Rollback, "{}", d.reason);
+    assert!(d.reason.contains("last look"), "{}", d.reason);
+}
+
 // ---- properties over generated states ----
 
 #[derive(Debug, Clone)]

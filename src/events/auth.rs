@@ -63,14 +63,17 @@ pub enum PushEndpoint {
     Alerts,
     /// `POST /pubsub/ticks`.
     Ticks,
+    /// `POST /pubsub/evaluations`: one service per message, fanned out by a tick.
+    Evaluations,
 }
 
 impl PushEndpoint {
     /// Every endpoint.
-    pub const ALL: [PushEndpoint; 3] = [
+    pub const ALL: [PushEndpoint; 4] = [
         PushEndpoint::Builds,
         PushEndpoint::Alerts,
         PushEndpoint::Ticks,
+        PushEndpoint::Evaluations,
     ];
 
     /// The last segment of the endpoint's path and of its audience (`builds`, `alerts`,
@@ -80,6 +83,7 @@ impl PushEndpoint {
             PushEndpoint::Builds => "builds",
             PushEndpoint::Alerts => "alerts",
             PushEndpoint::Ticks => "ticks",
+            PushEndpoint::Evaluations => "evaluations",
         }
     }
 
@@ -89,6 +93,7 @@ impl PushEndpoint {
             PushEndpoint::Builds => "/pubsub/builds",
             PushEndpoint::Alerts => "/pubsub/alerts",
             PushEndpoint::Ticks => "/pubsub/ticks",
+            PushEndpoint::Evaluations => "/pubsub/evaluations",
         }
     }
 

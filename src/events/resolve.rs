@@ -2,8 +2,8 @@
 //!
 //! Builds and alerts name a service and, perhaps, its project and region; cutover fills in
 //! the rest from its settings and then asks one question before touching anything: would a
-//! tick ever look at this service again? Ticks list only `GOOGLE_CLOUD_PROJECT` ×
-//! `CUTOVER_REGIONS` (`Reconciler::tick` in src/reconcile.rs). A rollout started anywhere else
+//! tick ever look at this service again? Ticks list only `CUTOVER_PROJECTS` (by default
+//! `GOOGLE_CLOUD_PROJECT`) × `CUTOVER_REGIONS` (`Reconciler::tick` in src/reconcile.rs). A rollout started anywhere else
 //! would take its first step and then never be judged: its candidate would keep that share of
 //! the traffic for ever. So an event outside that scope is refused: nothing is read or
 //! written, the message is acknowledged, and the server records the [`Refusal`] as an
@@ -17,8 +17,10 @@
 use crate::ids::{IdError, ProjectId, Region, ServiceName};
 use crate::target::{Platform, ServiceRef};
 
-/// The setting naming the one project cutover evaluates.
+/// The setting naming cutover's own project (the default of events that name none).
 pub const PROJECT_SETTING: &str = "GOOGLE_CLOUD_PROJECT";
+/// The setting listing the projects cutover evaluates.
+pub const PROJECTS_SETTING: &str = "CUTOVER_PROJECTS";
 /// The setting listing the regions cutover evaluates.
 pub const REGIONS_SETTING: &str = "CUTOVER_REGIONS";
 /// The setting giving the region of events that name none.
@@ -32,6 +34,8 @@ pub const PLATFORMS_SETTING: &str = "CUTOVER_PLATFORMS";
 pub struct Scope {
     /// `GOOGLE_CLOUD_PROJECT`.
     pub project: ProjectId,
+    /// `CUTOVER_PROJECTS` (by default `GOOGLE_CLOUD_PROJECT` alone).
+    pub projects: Vec<ProjectId>,
     /// `CUTOVER_REGION`.
     pub default_region: Region,
     /// `CUTOVER_REGIONS`.
@@ -72,8 +76,10 @@ impl Scope {
         regions: &[String],
     ) -> Result<Scope, (&'static str, IdError)> {
         let region = |setting, r: &str| Region::parse(r).map_err(|e| (setting, e));
+        let project = ProjectId::parse(project).map_err(|e| (PROJECT_SETTING, e))?;
         Ok(Scope {
-            project: ProjectId::parse(project).map_err(|e| (PROJECT_SETTING, e))?,
+            projects: vec![project.clone()],
+            project,
             default_region: region(DEFAULT_REGION_SETTING, default_region)?,
             regions: regions
                 .iter()
@@ -87,6 +93,18 @@ impl Scope {
     pub fn with_platforms(mut self, platforms: &[Platform]) -> Scope {
         self.platforms = platforms.to_vec();
         self
+    }
+
+    /// The same scope over `projects` (`CUTOVER_PROJECTS`; empty keeps `GOOGLE_CLOUD_PROJECT`
+    /// alone), each checked.
+    pub fn with_projects(mut self, projects: &[String]) -> Result<Scope, (&'static str, IdError)> {
+        if !projects.is_empty() {
+            self.projects = projects
+                .iter()
+                .map(|p| ProjectId::parse(p).map_err(|e| (PROJECTS_SETTING, e)))
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(self)
     }
 
     /// The service `named` is about (its project, else cutover's; its region, else the default
@@ -113,12 +131,13 @@ impl Scope {
                 ),
             ));
         }
-        if *project != self.project {
+        if !self.projects.contains(project) {
+            let projects: Vec<&str> = self.projects.iter().map(|p| p.as_str()).collect();
             return Err(refuse(
-                PROJECT_SETTING,
+                PROJECTS_SETTING,
                 format!(
-                    "project {project} is not the project cutover evaluates ({PROJECT_SETTING}={}): no tick would ever judge a rollout there; run a cutover with {PROJECT_SETTING}={project} for it",
-                    self.project
+                    "project {project} is not one cutover evaluates ({PROJECTS_SETTING}={}; unset, it is {PROJECT_SETTING} alone): no tick would ever judge a rollout there; add {project} to {PROJECTS_SETTING}",
+                    projects.join(",")
                 ),
             ));
         }
@@ -219,7 +238,7 @@ mod tests {
                 service: &api,
             })
             .expect_err("project out of scope");
-        assert_eq!(refusal.setting, PROJECT_SETTING);
+        assert_eq!(refusal.setting, PROJECTS_SETTING);
         assert!(refusal.why.contains("other-proj"), "{}", refusal.why);
 
         // The default region itself may be outside CUTOVER_REGIONS.
@@ -273,6 +292,38 @@ mod tests {
                 service: &web,
             })
             .expect_err("project out of scope");
-        assert_eq!(refusal.setting, PROJECT_SETTING);
+        assert_eq!(refusal.setting, PROJECTS_SETTING);
+    }
+
+    #[test]
+    fn every_project_of_cutover_projects_is_evaluated_and_no_other() {
+        let regions = regions();
+        let many = scope(&regions)
+            .with_projects(&["acme-prod".into(), "acme-data".into()])
+            .expect("valid projects");
+        let (data, _, api) = ids("acme-data", "x");
+        let named = |p| Named {
+            platform: Platform::CloudRun,
+            project: Some(p),
+            region: None,
+            service: &api,
+        };
+        assert_eq!(
+            many.resolve(named(&data)),
+            Ok(ServiceRef::checked("acme-data", "europe-west1", "api").expect("valid ids"))
+        );
+        let (other, _, _) = ids("acme-web", "x");
+        let refusal = many.resolve(named(&other)).expect_err("not listed");
+        assert_eq!(refusal.setting, PROJECTS_SETTING);
+        assert!(
+            refusal.why.contains("acme-prod,acme-data"),
+            "{}",
+            refusal.why
+        );
+        assert!(
+            scope(&regions)
+                .with_projects(&["Bad_Project".into()])
+                .is_err()
+        );
     }
 }

@@ -10,15 +10,19 @@ pub mod appengine;
 pub mod compute;
 pub mod metadata;
 pub mod monitoring;
+pub mod pubsub;
+pub mod quota;
 pub mod run;
 pub mod token;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::time::Instant;
 
+pub use quota::Quota;
 pub use token::TokenSource;
 
 use crate::failure::{ErrorKind, chain};
@@ -187,21 +191,62 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(fastrand::u64(cap / 2..=cap))
 }
 
+/// How long a `429` without `Retry-After` holds its bucket back, by how many times this call
+/// was refused: Google asks for truncated exponential backoff on `RESOURCE_EXHAUSTED`, so the
+/// pause grows with each refusal (0.4–0.8 s, then 0.8–1.6 s, … up to 3.2 s) instead of a fixed
+/// wait that would outlast an event's deadline after a short burst.
+fn throttled_pause(attempt: u32) -> Duration {
+    backoff(attempt + 2)
+}
+
 /// An authenticated JSON client for Google REST APIs.
 #[derive(Clone)]
 pub struct Google {
     pub http: reqwest::Client,
     pub tokens: TokenSource,
+    /// The client-side rate limits every call waits for ([`quota`]).
+    pub quota: Arc<Quota>,
+}
+
+/// One failed attempt: a `429` (`throttled`), and how long it asked to be left alone
+/// (`Retry-After`, when it said).
+struct Failed {
+    error: ApiError,
+    throttled: bool,
+    retry_after: Option<Duration>,
+}
+
+impl From<ApiError> for Failed {
+    fn from(error: ApiError) -> Self {
+        Failed {
+            error,
+            throttled: false,
+            retry_after: None,
+        }
+    }
 }
 
 impl Google {
+    /// A client with no rate limit (see [`Google::with_quota`]).
     pub fn new(http: reqwest::Client, tokens: TokenSource) -> Self {
-        Google { http, tokens }
+        Google {
+            http,
+            tokens,
+            quota: Arc::new(Quota::unlimited()),
+        }
+    }
+
+    /// The same client, its calls waiting for `quota`.
+    pub fn with_quota(self, quota: Arc<Quota>) -> Self {
+        Google { quota, ..self }
     }
 
     /// Sends a request built by `build` and decodes the JSON answer, retrying transient
     /// failures with backoff until `deadline`. Conflicts and other client errors are returned at
-    /// once: retrying a stale write would be wrong.
+    /// once: retrying a stale write would be wrong. Every attempt first waits for its quota
+    /// bucket ([`quota`]); a `429` (`RESOURCE_EXHAUSTED`) holds the whole bucket back for its
+    /// `Retry-After` (else a growing backoff), and this call retries after it if the deadline
+    /// allows.
     pub async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: &'static str,
@@ -210,8 +255,13 @@ impl Google {
         deadline: Instant,
     ) -> Result<T, ApiError> {
         let path = redact_query(url);
+        let bucket = quota::Bucket::of(method, url);
         let mut attempt = 0u32;
         loop {
+            if let Some(bucket) = &bucket {
+                self.quota.acquire(bucket, deadline).await?;
+            }
+            let mut told_to_wait = None;
             let err = match self.attempt(method, &path, &build, deadline).await {
                 // A garbled answer (truncated JSON) is retried like any transient failure.
                 Ok(bytes) => match serde_json::from_slice(&bytes) {
@@ -223,11 +273,20 @@ impl Google {
                         source,
                     },
                 },
-                Err(e) if e.kind() != ErrorKind::Transient => return Err(e),
-                Err(e) => e,
+                Err(f) if f.error.kind() != ErrorKind::Transient => return Err(f.error),
+                Err(f) => {
+                    if f.throttled {
+                        let wait = f.retry_after.unwrap_or_else(|| throttled_pause(attempt));
+                        if let Some(bucket) = &bucket {
+                            self.quota.back_off(bucket, wait);
+                        }
+                        told_to_wait = Some(wait);
+                    }
+                    f.error
+                }
             };
             attempt += 1;
-            let pause = backoff(attempt);
+            let pause = told_to_wait.map_or_else(|| backoff(attempt), |w| w.max(backoff(attempt)));
             if Instant::now() + pause >= deadline {
                 return Err(ApiError::Deadline {
                     attempts: attempt,
@@ -287,15 +346,16 @@ impl Google {
         path: &str,
         build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         deadline: Instant,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<Vec<u8>, Failed> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ApiError::OutOfTime {
                 waiting_for: "no time left".into(),
-            });
+            }
+            .into());
         }
         let mut req = build(&self.http).timeout(left.min(ATTEMPT_TIMEOUT));
-        if let Some(token) = self.tokens.token().await? {
+        if let Some(token) = self.tokens.token().await.map_err(Failed::from)? {
             req = req.bearer_auth(token);
         }
         let transport = |e: reqwest::Error| ApiError::Transport {
@@ -305,11 +365,22 @@ impl Google {
         };
         let resp = req.send().await.map_err(transport)?;
         let http = resp.status().as_u16();
+        let throttled = http == 429;
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .filter(|_| throttled)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| quota::retry_after(v, jiff::Timestamp::now()));
         let body = resp.bytes().await.map_err(transport)?;
         if (200..300).contains(&http) {
             Ok(body.to_vec())
         } else {
-            Err(status_error(method, path, http, &body))
+            Err(Failed {
+                error: status_error(method, path, http, &body),
+                throttled,
+                retry_after,
+            })
         }
     }
 }
@@ -448,6 +519,7 @@ mod tests {
                 deadline_in(5_000),
             )
             .await
+            .map_err(|f| f.error)
             .expect_err("nothing listens");
         assert_eq!(e.kind(), ErrorKind::Transient);
         let source = std::error::Error::source(&e)

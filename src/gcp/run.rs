@@ -159,7 +159,7 @@ pub struct RunClient {
 }
 
 /// Page size for listing services: large pages keep a tick over many services to few calls.
-const LIST_PAGE_SIZE: u32 = 500;
+pub const LIST_PAGE_SIZE: u32 = 500;
 
 impl RunClient {
     /// `base` is `https://run.googleapis.com` or a fake's URL.

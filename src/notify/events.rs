@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::Message;
 use tokio::sync::mpsc;
@@ -122,18 +121,12 @@ impl EventSink {
         stats: Arc<Stats>,
         worker: &Worker,
     ) -> Result<EventSink, String> {
-        let retry =
-            google_cloud_pubsub::retry_policy::RetryableErrors.with_time_limit(CLIENT_RETRY_LIMIT);
-        let mut builder = Publisher::builder(settings.topic.clone())
-            .with_retry_policy(retry)
-            .set_delay_threshold(Duration::from_millis(5));
-        if let Some(host) = &settings.emulator_host {
-            builder = builder
-                .with_endpoint(format!("http://{host}"))
-                .with_credentials(
-                    google_cloud_auth::credentials::anonymous::Builder::new().build(),
-                );
-        }
+        let builder = crate::gcp::pubsub::publisher(
+            &settings.topic,
+            settings.emulator_host.as_deref(),
+            CLIENT_RETRY_LIMIT,
+            Duration::from_millis(5),
+        );
         let publisher = builder
             .build()
             .await

@@ -10,11 +10,14 @@
 //! - **`shardBy`.** The service's own mode is kept: it is the per-service choice, set with
 //!   `gcloud app services set-traffic --split-by`, and changing how users are assigned in the
 //!   middle of a rollout would move users that no step moved. A service without one
-//!   (`UNSPECIFIED`) gets the router's default, [`ShardBy::Cookie`] unless configured: a user
-//!   keeps one version for the whole step (no request-by-request flapping between old and new
-//!   code, as `RANDOM` would do; no whole offices behind one NAT address moved at once, as
-//!   `IP` would do), and the two sides' request counts stay proportional to the split.
-//!   Clients that drop cookies are assigned per request, which only spreads them evenly.
+//!   (`UNSPECIFIED`) gets the router's default, [`ShardBy::Random`] unless configured
+//!   (`CUTOVER_APPENGINE_SHARD_BY`): the only mode that always diverts, request by request,
+//!   in proportion to the split, which is also what the judge's statistics assume. `COOKIE`
+//!   keeps a user on one version, but the API's own enum says the `GOOGAPPUID` cookie "must be
+//!   set by the application itself or no diversion will occur": for an application that does
+//!   not set it the candidate would get no requests and every step would hold for lack of
+//!   data. `IP` moves whole offices behind one NAT address at once. A team that wants
+//!   stickiness sets `cookie` or `ip` on the service (kept, see above) or as the default.
 //! - **Ready and latest ready.** Ready versions are those `SERVING`; the latest ready one (the
 //!   candidate a build rolls out) is the newest `SERVING` version by `createTime` (ties by id).
 //!   A `STOPPED` version is never given traffic: a write that would is refused here, before
@@ -69,11 +72,11 @@ pub enum RefusedSplit {
 }
 
 impl AppEngineSplit {
-    /// A router whose default shard mode (for services without one) is `COOKIE`.
+    /// A router whose default shard mode (for services without one) is `RANDOM`.
     pub fn new(client: AppEngineClient) -> Self {
         AppEngineSplit {
             client,
-            default_shard_by: ShardBy::Cookie,
+            default_shard_by: ShardBy::Random,
         }
     }
 
@@ -290,15 +293,15 @@ mod tests {
         let s = router.split_for(&unset, &[target("v1", 100), target("v2", 0)]);
         assert_eq!(
             s.shard_by,
-            ShardBy::Cookie,
+            ShardBy::Random,
             "the default when the service has none"
         );
         assert_eq!(s.allocations, BTreeMap::from([("v1".into(), 1.0)]));
         let s = router
             .clone()
-            .with_default_shard_by(ShardBy::Random)
+            .with_default_shard_by(ShardBy::Cookie)
             .split_for(&unset, &[target("v1", 100)]);
-        assert_eq!(s.shard_by, ShardBy::Random);
+        assert_eq!(s.shard_by, ShardBy::Cookie);
         // Every whole percent reads back as itself.
         for p in 0..=100u8 {
             let s = router.split_for(&ip, &[target("v1", 100 - p), target("v2", p)]);

@@ -13,14 +13,10 @@ use std::time::{Duration, Instant};
 use cutover_fakes::RevisionProfile;
 use cutover_fakes::emulator::Emulator;
 use cutover_fakes::encode::{build_attributes, encode_build};
-use google_cloud_pubsub::client::{Publisher, SubscriptionAdmin, TopicAdmin};
+use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::{Message, PushConfig};
 
 use crate::helpers::*;
-
-fn anonymous() -> google_cloud_auth::credentials::Credentials {
-    google_cloud_auth::credentials::anonymous::Builder::new().build()
-}
 
 async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -43,18 +39,7 @@ async fn a_build_published_through_the_emulator_rolls_out_to_completion() {
     let cutover_url = t.push.base().to_string();
     let suffix = std::process::id();
 
-    let topics = TopicAdmin::builder()
-        .with_endpoint(&endpoint)
-        .with_credentials(anonymous())
-        .build()
-        .await
-        .unwrap();
-    let subs = SubscriptionAdmin::builder()
-        .with_endpoint(&endpoint)
-        .with_credentials(anonymous())
-        .build()
-        .await
-        .unwrap();
+    let (topics, subs) = emulator_admins(&endpoint).await;
     let mut publishers = HashMap::new();
     for (topic, path) in [
         ("cloud-builds", "/pubsub/builds"),

@@ -178,7 +178,7 @@ async fn captured_alert_payloads_are_handled_as_google_sends_them() {
         (
             "monitoring-alert-1.json",
             cutover_fakes::fixture!("payloads/monitoring-alert-1.json"),
-            "names no Cloud Run service",
+            "names no target",
         ),
         (
             "monitoring-alert-2.json",

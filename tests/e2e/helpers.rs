@@ -25,3 +25,30 @@ pub async fn spawn_app(extra: &[&str]) -> TestApp {
 pub async fn spawn_on(fake: FakeGcp, clock: Clock, extra: &[&str]) -> TestApp {
     TestApp::start_on(PROJECT, REGION, fake, clock, extra).await
 }
+
+/// No credentials, as the Pub/Sub emulator wants.
+pub fn anonymous() -> google_cloud_auth::credentials::Credentials {
+    google_cloud_auth::credentials::anonymous::Builder::new().build()
+}
+
+/// Topic and subscription admin clients of the emulator at `endpoint` (`http://host:port`).
+pub async fn emulator_admins(
+    endpoint: &str,
+) -> (
+    google_cloud_pubsub::client::TopicAdmin,
+    google_cloud_pubsub::client::SubscriptionAdmin,
+) {
+    let topics = google_cloud_pubsub::client::TopicAdmin::builder()
+        .with_endpoint(endpoint)
+        .with_credentials(anonymous())
+        .build()
+        .await
+        .expect("topic admin");
+    let subs = google_cloud_pubsub::client::SubscriptionAdmin::builder()
+        .with_endpoint(endpoint)
+        .with_credentials(anonymous())
+        .build()
+        .await
+        .expect("subscription admin");
+    (topics, subs)
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real cutover server, over real HTTP, against the in-process fakes of
-//! Cloud Run and Cloud Monitoring (and, in `emulator`, the real Pub/Sub emulator).
+//! Cloud Run, App Engine, Compute URL maps and Cloud Monitoring (and, in `emulator`, the real
+//! Pub/Sub emulator; in `platforms`, the real Firestore emulator).
 //!
 //! All in one test binary so the fakes and helpers compile once.
 
@@ -14,12 +15,14 @@ mod buildsteps;
 mod config;
 mod emulator;
 mod events;
+mod fanout;
 mod faults;
 mod hardening;
 mod inputs;
 mod logging;
 mod notify;
 mod operate;
+mod platforms;
 mod rollouts;
 mod shadow;
 mod status_page;

@@ -34,6 +34,24 @@ pub fn fake_clock(clock: &Clock) -> FakeClock {
     }
 }
 
+/// The candidate's share of `service` in `project`/`region` after each write that changed it,
+/// oldest first (0 before the rollout).
+pub fn candidate_steps_of(fake: &FakeGcp, project: &str, region: &str, service: &str) -> Vec<u8> {
+    let candidate = candidate_of(service);
+    let mut out: Vec<u8> = Vec::new();
+    for change in fake.history(project, region, service) {
+        let p = change
+            .allocation
+            .iter()
+            .find(|(r, _)| *r == candidate)
+            .map_or(0, |(_, p)| *p);
+        if out.last() != Some(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// cutover settings pointing at `fake` for `project`/`region`, with `extra` flags appended
 /// (later flags win), or clap's refusal.
 pub fn try_serve_args<S: AsRef<str>>(
@@ -228,19 +246,7 @@ impl TestApp {
 
     /// [`TestApp::candidate_steps`] of a service in `region`.
     pub fn candidate_steps_in(&self, region: &str, service: &str) -> Vec<u8> {
-        let candidate = candidate_of(service);
-        let mut out: Vec<u8> = Vec::new();
-        for change in self.fake.history(&self.project, region, service) {
-            let p = change
-                .allocation
-                .iter()
-                .find(|(r, _)| *r == candidate)
-                .map_or(0, |(_, p)| *p);
-            if out.last() != Some(&p) {
-                out.push(p);
-            }
-        }
-        out
+        candidate_steps_of(&self.fake, &self.project, region, service)
     }
 
     /// Current spec traffic as (revision, percent) with percent > 0.

@@ -150,7 +150,7 @@ proptest! {
         };
         // Now: the window's end plus the metrics delay, plus some more minutes.
         let now = t(minutes) + policy.metrics_delay + SignedDuration::from_mins(extra_wait);
-        let step = Step { candidate: "cand", stable: "stab", percent: 10, since: t(0), now };
+        let step = Step { candidate: "cand", stable: "stab", percent: 10, since: t(0), now, last_look: false };
         let input = window::gather(&stats, &step, &policy).unwrap();
         let newest_late = t(c_upto.min(s_upto));
         let waited = now - policy.data_wait;
@@ -234,6 +234,76 @@ fn dispersion_is_about_one_on_independent_requests_and_above_one_on_bursts() {
         assert!(
             bursty_own > 2.0,
             "{rps} rps: own minutes with bursts, X²/df averages {bursty_own}"
+        );
+    }
+}
+
+/// Bounds of an absolute limit at level `alpha` per check, as [`Bounds::of`] splits it between
+/// the confidence sequence and the last look.
+fn limit_bounds(alpha: f64, last_look: bool) -> Bounds {
+    Bounds {
+        alpha,
+        fail: (1.0 / alpha).ln(),
+        limits_pass: (1.0_f64 / 0.01).ln(),
+        comparisons_pass: (1.0_f64 / 0.01).ln(),
+        lean: 4.0_f64.ln(),
+        limits_fail: (1.0 / (alpha * (1.0 - LAST_LOOK_SHARE))).ln(),
+        last_look_alpha: alpha * LAST_LOOK_SHARE,
+        last_look,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4))]
+
+    /// A step at exactly the limit, looked at every 5 minutes for an hour (as a step held to its
+    /// maximum hold is) and then once more at its last look: the confidence sequence at every
+    /// look and the last look's fixed-sample test together roll it back in at most α of runs.
+    /// And a rate 1.3× the limit over the same hour is rolled back far more often at the last
+    /// look than by the sequence alone (the point of the last look).
+    #[test]
+    fn the_last_look_adds_power_and_keeps_the_false_alarm_rate(
+        limit in prop::sample::select(vec![0.005, 0.01]),
+        per_minute in prop::sample::select(vec![100u64, 200]),
+        seed in 0u64..1_000_000,
+    ) {
+        let alpha = 0.05;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let runs = 200;
+        // Rolled back: at the limit (any look), and 1.3× over it (sequence only, with the last look).
+        let (mut at_limit, mut over_seq, mut over_last) = (0u32, 0u32, 0u32);
+        for _ in 0..runs {
+            for (rate, over) in [(limit, false), (1.3 * limit, true)] {
+                let (mut x, mut n) = (0u64, 0u64);
+                let mut failed = (false, false);
+                for look in 1..=12 {
+                    x += binomial(&mut rng, 5 * per_minute, rate);
+                    n += 5 * per_minute;
+                    let last = look == 12;
+                    let t = limit_test(x as f64, x as f64, n as f64, limit, limit / 4.0, &limit_bounds(alpha, last));
+                    match t.outcome {
+                        Outcome::Fail => {
+                            failed = (failed.0 || !t.failed_at_last_look(), true);
+                            break;
+                        }
+                        Outcome::Pass => break,
+                        _ => {}
+                    }
+                }
+                match over {
+                    false => at_limit += u32::from(failed.1),
+                    true => {
+                        over_seq += u32::from(failed.0);
+                        over_last += u32::from(failed.1);
+                    }
+                }
+            }
+        }
+        // α of 200 runs is 10; three binomial standard deviations above it is 19.
+        prop_assert!(at_limit <= 19, "at the limit: rolled back in {at_limit} of {runs}");
+        prop_assert!(
+            over_last >= over_seq + runs / 20,
+            "1.3× the limit: {over_seq} by the sequence, {over_last} with the last look"
         );
     }
 }

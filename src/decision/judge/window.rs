@@ -29,6 +29,9 @@ pub struct Step<'a> {
     /// last step's judged window ended).
     pub since: Timestamp,
     pub now: Timestamp,
+    /// The step's last look: its maximum hold runs out at this tick, so an inconclusive verdict
+    /// pauses the rollout. The absolute limits then also run their fixed-sample test.
+    pub last_look: bool,
 }
 
 /// The last minute (end) every needed revision has proved complete, or has waited long enough
@@ -157,5 +160,6 @@ pub fn gather(stats: &ServiceStats, step: &Step<'_>, policy: &Policy) -> Result<
         reference,
         coverage: Some(coverage),
         no_reference,
+        last_look: step.last_look,
     })
 }

@@ -1,0 +1,470 @@
+//! Client-side rate limits in front of Google's own quotas, so that a burst of evaluations never
+//! spends the budget operators need for their own `gcloud` calls.
+//!
+//! Google counts requests per minute per consumer project, and Cloud Run per project and
+//! region too:
+//! - Cloud Run Admin API: "Read requests per minute per region" (1,200 per project and region
+//!   in the consoles we checked) and "Write requests per minute per region" (60 per project and
+//!   region, `run.googleapis.com` write requests; PATCH of a service counts here);
+//! - Cloud Monitoring API: "Time series queries per minute" (`monitoring.googleapis.com/query_requests`,
+//!   limit `QueryRequestsPerMinutePerProject`, 6,000 per project).
+//!
+//! Every call through [`super::Google::call`] is classified from its URL ([`Bucket::of`]):
+//! `GET /v2/projects/P/locations/R/…` is a Run read of (P, R), any other method there a Run
+//! write, `/v3/projects/P/…` a Monitoring query of P; anything else (metadata, tokens) is not
+//! limited. A call waits until its bucket has had fewer than its limit of calls in the last
+//! [`WINDOW`] (a sliding window: no 60-second span, however aligned, holds more), and until any
+//! `Retry-After` the API asked for has passed. Calls made in [`urgent`] (alerts) take the next
+//! free slot ahead of routine ones waiting on the same bucket. A call that cannot get a slot
+//! before its deadline fails as [`super::ApiError::OutOfTime`], a transient failure: the push
+//! is answered non-2xx and Pub/Sub redelivers it, so waiting for quota never drops work.
+//!
+//! The limits are per cutover instance; Terraform divides the project's budget by the maximum
+//! number of instances (`infra/`), so all instances together stay below it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::time::Instant;
+
+use super::ApiError;
+use crate::clock::Clock;
+
+/// The span Google's rate quotas count over.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// How many calls per [`WINDOW`] each bucket allows (per instance).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Cloud Run Admin API reads, per project × region.
+    pub run_reads: u32,
+    /// Cloud Run Admin API writes, per project × region.
+    pub run_writes: u32,
+    /// Cloud Monitoring time series queries, per project.
+    pub monitoring_queries: u32,
+}
+
+impl Limits {
+    /// No limit at all (tests and tools that talk to the fakes only).
+    pub const UNLIMITED: Limits = Limits {
+        run_reads: u32::MAX,
+        run_writes: u32::MAX,
+        monitoring_queries: u32::MAX,
+    };
+}
+
+/// Which of Google's quotas a call counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    RunRead,
+    RunWrite,
+    MonitoringQuery,
+}
+
+impl Class {
+    fn name(self) -> &'static str {
+        match self {
+            Class::RunRead => "Cloud Run reads",
+            Class::RunWrite => "Cloud Run writes",
+            Class::MonitoringQuery => "Monitoring queries",
+        }
+    }
+}
+
+/// One quota bucket: a class of calls in a project (and, for Cloud Run, a region).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Bucket {
+    pub class: Class,
+    pub project: String,
+    /// `None` for Monitoring (its quota is per project).
+    pub region: Option<String>,
+}
+
+impl Bucket {
+    /// The bucket a call to `url` with `method` counts against, if any.
+    pub fn of(method: &str, url: &str) -> Option<Bucket> {
+        let path = url.split('?').next().unwrap_or(url);
+        if let Some((_, rest)) = path.split_once("/v2/projects/") {
+            let mut parts = rest.split('/');
+            let (project, locations, region) = (parts.next()?, parts.next()?, parts.next()?);
+            if locations != "locations" || project.is_empty() || region.is_empty() {
+                return None;
+            }
+            let class = if method == "GET" {
+                Class::RunRead
+            } else {
+                Class::RunWrite
+            };
+            return Some(Bucket {
+                class,
+                project: project.to_string(),
+                region: Some(region.to_string()),
+            });
+        }
+        if let Some((_, rest)) = path.split_once("/v3/projects/") {
+            let project = rest.split('/').next().filter(|p| !p.is_empty())?;
+            return Some(Bucket {
+                class: Class::MonitoringQuery,
+                project: project.to_string(),
+                region: None,
+            });
+        }
+        None
+    }
+}
+
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.region {
+            Some(r) => write!(f, "{} in {}/{r}", self.class.name(), self.project),
+            None => write!(f, "{} in {}", self.class.name(), self.project),
+        }
+    }
+}
+
+tokio::task_local! {
+    static URGENT: bool;
+}
+
+/// Runs `work` with its Google calls ahead of routine ones in every quota bucket (alerts).
+pub async fn urgent<F: std::future::Future>(work: F) -> F::Output {
+    URGENT.scope(true, work).await
+}
+
+fn is_urgent() -> bool {
+    URGENT.try_with(|u| *u).unwrap_or(false)
+}
+
+#[derive(Default)]
+struct State {
+    /// When each call of the last window was let through, oldest first.
+    granted: VecDeque<Timestamp>,
+    /// No call before this (the API's `Retry-After`).
+    blocked_until: Option<Timestamp>,
+    /// Urgent calls waiting: routine ones wait behind them.
+    urgent_waiting: usize,
+}
+
+/// The rate limiter shared by every call of one cutover instance.
+pub struct Quota {
+    limits: Limits,
+    clock: Clock,
+    buckets: Mutex<HashMap<Bucket, State>>,
+    waits: AtomicU64,
+    granted: AtomicU64,
+}
+
+impl std::fmt::Debug for Quota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quota")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// What a waiting call does next.
+enum Next {
+    Go,
+    Wait(Duration),
+}
+
+impl Quota {
+    /// A limiter with `limits`, counting windows on `clock` (the system clock in production:
+    /// Google's minutes are real ones, whatever time rollouts are simulated in).
+    pub fn new(limits: Limits, clock: Clock) -> Self {
+        Quota {
+            limits,
+            clock,
+            buckets: Mutex::new(HashMap::new()),
+            waits: AtomicU64::new(0),
+            granted: AtomicU64::new(0),
+        }
+    }
+
+    /// No limits.
+    pub fn unlimited() -> Self {
+        Quota::new(Limits::UNLIMITED, Clock::System)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// How many limited calls were let through so far.
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
+    }
+
+    /// How many calls had to wait for a slot so far.
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+
+    fn limit(&self, class: Class) -> usize {
+        let l = match class {
+            Class::RunRead => self.limits.run_reads,
+            Class::RunWrite => self.limits.run_writes,
+            Class::MonitoringQuery => self.limits.monitoring_queries,
+        };
+        usize::try_from(l).unwrap_or(usize::MAX)
+    }
+
+    /// Waits for a slot in `bucket`, or fails (transient) if none comes before `deadline`.
+    pub async fn acquire(&self, bucket: &Bucket, deadline: Instant) -> Result<(), ApiError> {
+        let limit = self.limit(bucket.class);
+        if limit == usize::MAX {
+            return Ok(());
+        }
+        let urgent = is_urgent();
+        let mut registered = false;
+        let mut waited = false;
+        loop {
+            let next = {
+                let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+                let state = map.entry(bucket.clone()).or_default();
+                let now = self.clock.now();
+                let start = now - SignedDuration::try_from(WINDOW).unwrap_or_default();
+                while state.granted.front().is_some_and(|t| *t <= start) {
+                    state.granted.pop_front();
+                }
+                let blocked = state.blocked_until.filter(|b| *b > now);
+                let full = state.granted.len() >= limit;
+                let behind_urgent = !urgent && state.urgent_waiting > 0;
+                if blocked.is_none() && !full && !behind_urgent {
+                    state.granted.push_back(now);
+                    self.granted.fetch_add(1, Ordering::Relaxed);
+                    if registered {
+                        state.urgent_waiting -= 1;
+                    }
+                    Next::Go
+                } else {
+                    if urgent && !registered {
+                        state.urgent_waiting += 1;
+                        registered = true;
+                    }
+                    let until = match (blocked, full) {
+                        (Some(b), _) => b,
+                        (None, true) => state.granted[state.granted.len() - limit] + WINDOW,
+                        // Behind an urgent call that is itself about to go.
+                        (None, false) => now + Duration::from_millis(5),
+                    };
+                    Next::Wait(until.duration_since(now).unsigned_abs())
+                }
+            };
+            let wait = match next {
+                Next::Go => {
+                    if waited {
+                        self.waits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+                Next::Wait(w) => w,
+            };
+            waited = true;
+            // A manual clock moves when its test says so: look again soon.
+            let pause = match self.clock {
+                Clock::System => wait.max(Duration::from_millis(1)),
+                Clock::Manual(_) => Duration::from_millis(2),
+            };
+            let too_late = match self.clock {
+                Clock::System => Instant::now() + wait > deadline,
+                Clock::Manual(_) => Instant::now() + pause > deadline,
+            };
+            if too_late {
+                if registered {
+                    let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(state) = map.get_mut(bucket) {
+                        state.urgent_waiting -= 1;
+                    }
+                }
+                return Err(ApiError::OutOfTime {
+                    waiting_for: format!(
+                        "client-side quota: {bucket} is at its limit of {limit} per minute"
+                    ),
+                });
+            }
+            tokio::time::sleep(pause.min(Duration::from_secs(1))).await;
+        }
+    }
+
+    /// The API answered 429 for `bucket`: no call to it before `after` from now.
+    pub fn back_off(&self, bucket: &Bucket, after: Duration) {
+        let until = self.clock.now() + after;
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let state = map.entry(bucket.clone()).or_default();
+        if state.blocked_until.is_none_or(|b| b < until) {
+            state.blocked_until = Some(until);
+        }
+    }
+}
+
+/// How long a `Retry-After` header asks to wait: seconds, or an HTTP date.
+pub fn retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    Some(at.duration_since(now).unsigned_abs()).filter(|_| at > now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_counted_where_google_counts_them() {
+        let run = "https://run.googleapis.com/v2/projects/p1/locations/europe-west1/services/api";
+        let b = Bucket::of("GET", run).unwrap();
+        assert_eq!(
+            (b.class, b.project.as_str(), b.region.as_deref()),
+            (Class::RunRead, "p1", Some("europe-west1"))
+        );
+        assert_eq!(Bucket::of("PATCH", run).unwrap().class, Class::RunWrite);
+        let op = "http://127.0.0.1:9/v2/projects/p1/locations/r1/operations/o-1";
+        assert_eq!(Bucket::of("GET", op).unwrap().class, Class::RunRead);
+        let m = Bucket::of("GET", "http://x/v3/projects/p2/timeSeries?filter=a").unwrap();
+        assert_eq!(
+            (m.class, m.project.as_str(), m.region),
+            (Class::MonitoringQuery, "p2", None)
+        );
+        assert_eq!(
+            Bucket::of("GET", "http://169.254.169.254/computeMetadata/v1/project"),
+            None
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now: Timestamp = "2026-08-20T10:00:00Z".parse().unwrap();
+        assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after("Thu, 20 Aug 2026 10:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(retry_after("soon", now), None);
+    }
+
+    fn manual() -> Clock {
+        Clock::manual("2026-08-20T10:00:00Z".parse().unwrap())
+    }
+
+    fn bucket() -> Bucket {
+        Bucket::of("PATCH", "/v2/projects/p/locations/r/services/s").unwrap()
+    }
+
+    /// Counted where Google would count them, at the (fake) API: no 60-second span holds more
+    /// calls of one bucket than its limit, and every call still gets through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_window_at_the_api_holds_more_calls_than_the_limit() {
+        use cutover_fakes::testkit::{PROJECT, REGION, fake_with_candidate};
+        let (fake, fake_clock) = fake_with_candidate().await;
+        let before = fake.requests().len();
+        let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
+        let limit = 5;
+        let quota = std::sync::Arc::new(Quota::new(
+            Limits {
+                run_reads: limit,
+                ..Limits::UNLIMITED
+            },
+            clock.clone(),
+        ));
+        let google =
+            super::super::Google::new(reqwest::Client::new(), super::super::TokenSource::None)
+                .with_quota(quota.clone());
+        let run = super::super::run::RunClient::new(google, &fake.base_url());
+        let target = crate::target::ServiceRef::checked(PROJECT, REGION, "api").unwrap();
+        let calls = 12;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let all = tokio::spawn(async move {
+            let reads = (0..calls).map(|_| run.get_service(&target, deadline));
+            futures::future::join_all(reads).await
+        });
+        while !all.is_finished() {
+            // Time moves only once every call let through has reached the API.
+            let arrived = || (fake.requests().len() - before) as u64;
+            while arrived() < quota.granted() {
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if arrived() >= quota.granted() {
+                clock.advance(SignedDuration::from_secs(20));
+            }
+        }
+        for r in all.await.unwrap() {
+            r.expect("every call got through in the end");
+        }
+        let at: Vec<Timestamp> = fake.requests()[before..].iter().map(|r| r.at).collect();
+        assert_eq!(at.len(), calls);
+        for start in &at {
+            let end = *start + SignedDuration::from_secs(60);
+            let inside = at.iter().filter(|t| *t >= start && **t < end).count();
+            assert!(
+                inside <= limit as usize,
+                "{inside} calls in the minute from {start}: {at:?}"
+            );
+        }
+        assert!(
+            at.last() > at.first(),
+            "the calls were spread over time: {at:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_bucket_fails_transiently_at_the_deadline_instead_of_dropping_the_call() {
+        let quota = Quota::new(
+            Limits {
+                run_writes: 2,
+                ..Limits::UNLIMITED
+            },
+            manual(),
+        );
+        let soon = || Instant::now() + Duration::from_millis(50);
+        quota.acquire(&bucket(), soon()).await.unwrap();
+        quota.acquire(&bucket(), soon()).await.unwrap();
+        let e = quota.acquire(&bucket(), soon()).await.unwrap_err();
+        assert_eq!(e.kind(), crate::failure::ErrorKind::Transient, "{e}");
+        assert!(e.to_string().contains("Cloud Run writes in p/r"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn urgent_calls_go_before_routine_ones_waiting_on_the_same_bucket() {
+        let clock = manual();
+        let quota = std::sync::Arc::new(Quota::new(
+            Limits {
+                run_writes: 1,
+                ..Limits::UNLIMITED
+            },
+            clock.clone(),
+        ));
+        let later = || Instant::now() + Duration::from_secs(20);
+        quota.acquire(&bucket(), later()).await.unwrap();
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let spawn = |name: &'static str, is_urgent: bool| {
+            let (quota, order) = (quota.clone(), order.clone());
+            tokio::spawn(async move {
+                let b = bucket();
+                let go = quota.acquire(&b, later());
+                if is_urgent {
+                    urgent(go).await.unwrap();
+                } else {
+                    go.await.unwrap();
+                }
+                order.lock().unwrap().push(name);
+            })
+        };
+        let routine = spawn("routine", false);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let alert = spawn("alert", true);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        clock.advance(SignedDuration::from_secs(61));
+        alert.await.unwrap();
+        clock.advance(SignedDuration::from_secs(61));
+        routine.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["alert", "routine"]);
+    }
+}
