@@ -7,6 +7,10 @@ each `crate::<module>` path (in `use` lines, grouped imports and inline paths al
 when the graph has a cycle or an edge the map forbids. It reads text, not the compiler's view,
 so a path in a comment or a string counts too: keep those honest, or spell them without
 `crate::`.
+
+It also checks that the decision core names no platform but the one it was written for: App
+Engine, load balancers and their records are the routers' business (issue 15), so no word of
+theirs may appear anywhere under src/decision/, comments included.
 """
 
 import pathlib
@@ -20,6 +24,12 @@ SRC = ROOT / "src"
 # toward the decision core and the leaves. A module missing here fails the check: a new module
 # takes its place on the map on purpose.
 LEAVES = {"clock", "failure", "ids", "target", "logs"}
+
+# Words of the platforms added beside Cloud Run, which the decision core must not know.
+PLATFORM_WORDS = re.compile(
+    r"app.?engine|url.?map|load.?balanc|firestore|backend.?service|gae_app|https_lb|appspot",
+    re.IGNORECASE,
+)
 ALLOWED = {
     "clock": set(),
     "logs": set(),
@@ -82,6 +92,12 @@ def main() -> int:
             where.setdefault((module, target), str(path.relative_to(ROOT)))
 
     problems = []
+    for path in sorted((SRC / "decision").rglob("*.rs")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if PLATFORM_WORDS.search(line):
+                problems.append(
+                    f"{path.relative_to(ROOT)}:{n} names a platform in the decision core: {line.strip()}"
+                )
     for module, targets in sorted(graph.items()):
         if module not in ALLOWED:
             problems.append(f"{module} is not on the map: give it its place in ALLOWED")

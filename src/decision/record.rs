@@ -169,10 +169,9 @@ pub struct Record {
     /// Who made the last change, and the rollout's recent decisions.
     pub history: History,
     /// The build that started this rollout, when a build did. The same build delivered again
-    /// (to another instance, after a restart, or redelivered days later) starts nothing: on a
-    /// platform whose revision names recur (a URL map's blue and green backends), the idle
-    /// backend after a completed rollout is the previous stable, and only this tells a
-    /// duplicate of the finished build from a new one.
+    /// (to another instance, after a restart, or redelivered days later) starts nothing: where
+    /// revision names recur (blue/green), the idle revision after a completed rollout is the
+    /// previous stable, and only this tells a duplicate of the finished build from a new one.
     pub build: Option<String>,
 }
 
