@@ -380,29 +380,14 @@ pub(crate) const POLL_PAUSE: Duration = Duration::from_millis(100);
 /// The longest pause between two reads of a running operation.
 const POLL_PAUSE_MAX: Duration = Duration::from_secs(2);
 
-/// Polls a long-running operation until it is finished (see [`poll_from`]), the first read
-/// [`POLL_PAUSE`] after the write.
-pub(crate) async fn poll<Op, T, Fut>(
-    op: Op,
-    finished: impl Fn(&mut Op) -> Option<Result<T, ApiError>>,
-    name: impl Fn(&Op) -> &str,
-    fetch: impl Fn(String) -> Fut,
-    deadline: Instant,
-) -> Result<T, ApiError>
-where
-    Fut: std::future::Future<Output = Result<Op, ApiError>>,
-{
-    poll_from(POLL_PAUSE, op, finished, name, fetch, deadline).await
-}
-
 /// Polls a long-running operation until it is finished: `finished` gives the outcome of a
 /// finished one (`None` while it runs), `name` the name to read it again by, `fetch` reads it
-/// again. The first read comes `first_pause` after the write: zero when `fetch` itself waits
-/// for the operation server-side (Run's `operations:wait`), so the answer comes as soon as the
-/// operation is done rather than at the next tick of a timer. Later pauses grow from
+/// again. The first read comes `first_pause` after the write: [`POLL_PAUSE`] for a plain `GET`,
+/// zero when `fetch` itself waits for the operation server-side (Run's `operations:wait`), so
+/// the answer comes as soon as the operation is done, not at a timer's next tick. Pauses grow from
 /// [`POLL_PAUSE`] to 2 s (a `:wait` may answer early, still running); a deadline that would pass
 /// during the next pause ends the wait ([`ApiError::OutOfTime`]).
-pub(crate) async fn poll_from<Op, T, Fut>(
+pub(crate) async fn poll<Op, T, Fut>(
     first_pause: Duration,
     mut op: Op,
     finished: impl Fn(&mut Op) -> Option<Result<T, ApiError>>,

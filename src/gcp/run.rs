@@ -276,7 +276,7 @@ fn wait_timeout(left: Duration) -> String {
 }
 
 /// Polls a `google.longrunning.Operation` (Run v2, App Engine v1) with `fetch` until it is
-/// done, the first read `first_pause` after the write (see [`super::poll_from`]); its
+/// done, the first read `first_pause` after the write (see [`super::poll`]); its
 /// `response`, if it has one, or its error.
 pub(crate) async fn wait_done<Fut>(
     op: Operation,
@@ -287,7 +287,7 @@ pub(crate) async fn wait_done<Fut>(
 where
     Fut: std::future::Future<Output = Result<Operation, ApiError>>,
 {
-    super::poll_from(
+    super::poll(
         first_pause,
         op,
         |op| {
