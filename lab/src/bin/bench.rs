@@ -806,6 +806,11 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
     });
     let (projects, per_region, due) =
         size.unwrap_or(if quick { (2, 20, 20) } else { (50, 100, 5000) });
+    // Pushes in flight at once (`BENCH_FANOUT_IN_FLIGHT`, default 256), all instances together.
+    let in_flight = std::env::var("BENCH_FANOUT_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256usize);
     let regions = ["europe-west1", "us-central1", "asia-east1"];
     let process = cutover_fakes::emulator::Emulator::start(PROJECT)
         .await
@@ -864,7 +869,7 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
             &process.host,
             &pulled,
             format!("{front}/pubsub/evaluations"),
-            256,
+            in_flight,
         );
         let alert_topic = format!("{topic}-alerts");
         emu.push_topic(&alert_topic, &format!("{front}/pubsub/alerts"))
@@ -1036,7 +1041,7 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
                 "6. fan-out: {projects} projects × 3 regions × {per_region} services, {due} due, {instances} instance(s), 50 ms per call"
             ),
             format!(
-                "all {}/{} judged in {:.1} s (tick answered in {:.2} s, {listing} listing calls for {services} services; {deliveries} deliveries forwarded from the emulator's pull); {per_judged:.2} calls per judged rollout; busiest project × region over the whole run: {peak_reads} reads (quota 1000/min), {peak_writes} writes (quota 50/min); CPU {:.1} ms per evaluation; alert → rollback through the emulator {} ({} of {} alerts; of which publish → push at the front {})",
+                "all {}/{} judged in {:.1} s (tick answered in {:.2} s, {listing} listing calls for {services} services; {deliveries} deliveries forwarded from the emulator's pull, {in_flight} at once); {per_judged:.2} calls per judged rollout; busiest project × region over the whole run: {peak_reads} reads (quota 1000/min), {peak_writes} writes (quota 50/min); CPU {:.1} ms per evaluation; alert → rollback through the emulator {} ({} of {} alerts; of which publish → push at the front {})",
                 judged.len(),
                 rolling.len(),
                 wall.as_secs_f64(),
