@@ -207,6 +207,7 @@ impl AppEngineClient {
     ) -> Result<Option<Service>, ApiError> {
         let response = wait_done(
             op,
+            super::POLL_PAUSE,
             |name| async move { self.get_operation(&name, deadline).await },
             deadline,
         )

@@ -236,6 +236,7 @@ impl ComputeClient {
         deadline: Instant,
     ) -> Result<(), ApiError> {
         super::poll(
+            super::POLL_PAUSE,
             op,
             |op| (op.status == "DONE").then(|| op.failure().map_or(Ok(()), Err)),
             |op| &op.name,

@@ -385,11 +385,22 @@ impl Google {
     }
 }
 
+/// The pause before reading a running operation again with a plain `GET`; pauses double from
+/// it up to [`POLL_PAUSE_MAX`].
+pub(crate) const POLL_PAUSE: Duration = Duration::from_millis(100);
+
+/// The longest pause between two reads of a running operation.
+const POLL_PAUSE_MAX: Duration = Duration::from_secs(2);
+
 /// Polls a long-running operation until it is finished: `finished` gives the outcome of a
 /// finished one (`None` while it runs), `name` the name to read it again by, `fetch` reads it
-/// again. Pauses grow from 100 ms to 2 s; a deadline that would pass during the next pause
-/// ends the wait ([`ApiError::OutOfTime`]).
+/// again. The first read comes `first_pause` after the write: [`POLL_PAUSE`] for a plain `GET`,
+/// zero when `fetch` itself waits for the operation server-side (Run's `operations:wait`), so
+/// the answer comes as soon as the operation is done, not at a timer's next tick. Pauses grow from
+/// [`POLL_PAUSE`] to 2 s (a `:wait` may answer early, still running); a deadline that would pass
+/// during the next pause ends the wait ([`ApiError::OutOfTime`]).
 pub(crate) async fn poll<Op, T, Fut>(
+    first_pause: Duration,
     mut op: Op,
     finished: impl Fn(&mut Op) -> Option<Result<T, ApiError>>,
     name: impl Fn(&Op) -> &str,
@@ -399,7 +410,7 @@ pub(crate) async fn poll<Op, T, Fut>(
 where
     Fut: std::future::Future<Output = Result<Op, ApiError>>,
 {
-    let mut pause = Duration::from_millis(100);
+    let mut pause = first_pause;
     loop {
         if let Some(outcome) = finished(&mut op) {
             return outcome;
@@ -418,8 +429,10 @@ where
                 waiting_for: format!("operation {name} still running"),
             });
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        pause = (pause * 2).clamp(POLL_PAUSE, POLL_PAUSE_MAX);
         op = fetch(name).await?;
     }
 }

@@ -10,9 +10,9 @@
 //!   limit `QueryRequestsPerMinutePerProject`, 6,000 per project).
 //!
 //! Every call through [`super::Google::call`] is classified from its URL ([`Bucket::of`]):
-//! `GET /v2/projects/P/locations/R/…` is a Run read of (P, R), any other method there a Run
-//! write, `/v3/projects/P/…` a Monitoring query of P; anything else (metadata, tokens) is not
-//! limited. A call waits until its bucket has had fewer than its limit of calls in the last
+//! `GET /v2/projects/P/locations/R/…` (and an operation's `:wait`) is a Run read of (P, R), any
+//! other method there a Run write, `/v3/projects/P/…` a Monitoring query of P; anything else
+//! (metadata, tokens) is not limited. A call waits until its bucket has had fewer than its limit of calls in the last
 //! [`WINDOW`] (a sliding window: no 60-second span, however aligned, holds more), and until any
 //! `Retry-After` the API asked for has passed. Calls made in [`urgent`] (alerts) take the next
 //! free slot ahead of routine ones waiting on the same bucket. A call that cannot get a slot
@@ -93,11 +93,13 @@ impl Bucket {
             if locations != "locations" || project.is_empty() || region.is_empty() {
                 return None;
             }
-            let class = if method == "GET" {
-                Class::RunRead
-            } else {
-                Class::RunWrite
-            };
+            // `operations:wait` reads: it changes nothing, however long it waits.
+            let class =
+                if method == "GET" || (path.contains("/operations/") && path.ends_with(":wait")) {
+                    Class::RunRead
+                } else {
+                    Class::RunWrite
+                };
             return Some(Bucket {
                 class,
                 project: project.to_string(),
@@ -327,6 +329,8 @@ mod tests {
         assert_eq!(Bucket::of("PATCH", run).unwrap().class, Class::RunWrite);
         let op = "http://127.0.0.1:9/v2/projects/p1/locations/r1/operations/o-1";
         assert_eq!(Bucket::of("GET", op).unwrap().class, Class::RunRead);
+        let wait = format!("{op}:wait");
+        assert_eq!(Bucket::of("POST", &wait).unwrap().class, Class::RunRead);
         let m = Bucket::of("GET", "http://x/v3/projects/p2/timeSeries?filter=a").unwrap();
         assert_eq!(
             (m.class, m.project.as_str(), m.region),

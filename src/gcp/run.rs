@@ -7,6 +7,7 @@
 //! revision).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -234,12 +235,30 @@ impl RunClient {
         self.google.get(&url, deadline).await
     }
 
-    /// Polls `op` until it is done and returns the service it produced.
+    /// `POST /v2/{operation name}:wait`: the API answers when the operation is done or its
+    /// `timeout` has passed (best effort: it may answer earlier, still running). The timeout
+    /// leaves the attempt's own HTTP timeout and the deadline room to read the answer.
+    pub async fn wait_operation(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Operation, ApiError> {
+        let url = format!("{}/v2/{}:wait", self.base, name);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let body = serde_json::json!({ "timeout": wait_timeout(left) });
+        self.google
+            .call("POST", &url, |c| c.post(&url).json(&body), deadline)
+            .await
+    }
+
+    /// Waits for `op` until it is done (`operations:wait`, asked at once: it answers as soon as
+    /// the operation is done, with no polling timer between) and returns the service it produced.
     pub async fn wait(&self, op: Operation, deadline: Instant) -> Result<Fetched, ApiError> {
         let name = op.name.clone();
         let response = wait_done(
             op,
-            |name| async move { self.get_operation(&name, deadline).await },
+            Duration::ZERO,
+            |name| async move { self.wait_operation(&name, deadline).await },
             deadline,
         )
         .await?;
@@ -247,10 +266,21 @@ impl RunClient {
     }
 }
 
+/// The `timeout` asked of `operations:wait` with `left` until the deadline: a second short of
+/// it, at most 10 s (under [`super::ATTEMPT_TIMEOUT`]), as a proto3 JSON `Duration`.
+fn wait_timeout(left: Duration) -> String {
+    let t = left
+        .saturating_sub(Duration::from_secs(1))
+        .min(Duration::from_secs(10));
+    format!("{}.{:03}s", t.as_secs(), t.subsec_millis())
+}
+
 /// Polls a `google.longrunning.Operation` (Run v2, App Engine v1) with `fetch` until it is
-/// done; its `response`, if it has one, or its error.
+/// done, the first read `first_pause` after the write (see [`super::poll`]); its
+/// `response`, if it has one, or its error.
 pub(crate) async fn wait_done<Fut>(
     op: Operation,
+    first_pause: Duration,
     fetch: impl Fn(String) -> Fut,
     deadline: Instant,
 ) -> Result<Option<Value>, ApiError>
@@ -258,6 +288,7 @@ where
     Fut: std::future::Future<Output = Result<Operation, ApiError>>,
 {
     super::poll(
+        first_pause,
         op,
         |op| {
             op.done.then(|| match &op.error {
@@ -275,6 +306,45 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write is confirmed by asking the API to wait for its operation, at once and as often as
+    /// the API answers early: no `GET` on a timer, so the confirmation comes as soon as the
+    /// operation is done (an alert's rollback was a 100 ms pause slower).
+    #[tokio::test]
+    async fn a_write_is_confirmed_by_waiting_for_its_operation_at_once() {
+        use cutover_fakes::testkit::{PROJECT, REGION, fake_with_candidate};
+        let (fake, _clock) = fake_with_candidate().await;
+        fake.faults().op_polls_before_done(2).op_settle_after(None);
+        let google = Google::new(reqwest::Client::new(), super::super::TokenSource::None);
+        let run = RunClient::new(google, &fake.base_url());
+        let target = ServiceRef::checked(PROJECT, REGION, "api").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let read = run.get_service(&target, deadline).await.unwrap();
+        let op = run
+            .patch_service(&target, &read.raw, deadline)
+            .await
+            .unwrap();
+        let before = fake.requests().len();
+        let done = run.wait(op, deadline).await.unwrap();
+        assert_eq!(done.service.generation, read.service.generation + 1);
+        let after: Vec<_> = fake.requests()[before..]
+            .iter()
+            .map(|r| (r.method.clone(), r.path.ends_with(":wait"), r.body.clone()))
+            .collect();
+        assert_eq!(after.len(), 3, "two early answers, then done: {after:?}");
+        for (method, is_wait, body) in after {
+            assert_eq!((method.as_str(), is_wait), ("POST", true));
+            let timeout = body.unwrap()["timeout"].as_str().unwrap().to_string();
+            assert!(timeout.ends_with('s') && timeout != "0.000s", "{timeout}");
+        }
+    }
+
+    #[test]
+    fn the_wait_asks_a_second_short_of_the_deadline_and_at_most_10_s() {
+        assert_eq!(wait_timeout(Duration::from_millis(4_250)), "3.250s");
+        assert_eq!(wait_timeout(Duration::from_secs(120)), "10.000s");
+        assert_eq!(wait_timeout(Duration::from_millis(300)), "0.000s");
+    }
 
     #[test]
     fn decodes_a_captured_service() {

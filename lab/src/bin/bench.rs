@@ -667,15 +667,20 @@ async fn scale(quick: bool) -> Result<Vec<Row>> {
 // ---- 6. fan-out through the emulator ----
 
 /// A front that hands each request to the next of `backends` in turn, as Cloud Run's load
-/// balancer spreads pushes over instances; answers with the backend's status.
-async fn round_robin(backends: Vec<String>) -> Result<String> {
+/// balancer spreads pushes over instances; answers with the backend's status. The arrival time
+/// of every alert push is appended to `alerts_in`.
+async fn round_robin(backends: Vec<String>, alerts_in: Arc<Mutex<Vec<Instant>>>) -> Result<String> {
     let http = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let router = axum::Router::new().fallback(move |req: Request| {
         let (http, next, backends) = (http.clone(), Arc::clone(&next), backends.clone());
+        let alerts_in = Arc::clone(&alerts_in);
         async move {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % backends.len();
             let path = req.uri().path().to_string();
+            if path.ends_with("/alerts") {
+                alerts_in.lock().unwrap().push(Instant::now());
+            }
             let body = axum::body::to_bytes(req.into_body(), 1 << 20)
                 .await
                 .unwrap_or_default();
@@ -698,8 +703,114 @@ async fn round_robin(backends: Vec<String>) -> Result<String> {
     Ok(base)
 }
 
+/// Stands in for Pub/Sub's push delivery of the evaluations subscription, whose throughput
+/// the emulator does not scale (round one measured ~14 pushes/s; Google's push grows with the
+/// subscription's backlog and the endpoint's answers). The messages stay in the real emulator:
+/// pullers take them from a pull subscription over its REST surface (`:pull`), each is POSTed to
+/// `endpoint` in the push envelope Pub/Sub sends (`{"message": …, "subscription": …}`), up to
+/// `concurrency` at once, and acknowledged (`:acknowledge`) only after a 2xx answer; any other
+/// answer, or none, is nacked (`:modifyAckDeadline` to 0), so the emulator redelivers it, as
+/// push would. Returns the task (abort it when done) and the count of forwarded deliveries.
+fn forward_pulls(
+    host: &str,
+    subscription: &str,
+    endpoint: String,
+    concurrency: usize,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicU64>,
+) {
+    let http = reqwest::Client::new();
+    let sub_url = format!("http://{host}/v1/{subscription}");
+    let subscription = subscription.to_string();
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = Arc::clone(&delivered);
+    let task = tokio::spawn(async move {
+        let pullers = (0..4).map(|_| {
+            let (http, sub_url, subscription, endpoint, gate, count) = (
+                http.clone(),
+                sub_url.clone(),
+                subscription.clone(),
+                endpoint.clone(),
+                Arc::clone(&gate),
+                Arc::clone(&count),
+            );
+            async move {
+                loop {
+                    let room = gate.available_permits().clamp(1, 500);
+                    let Ok(r) = http
+                        .post(format!("{sub_url}:pull"))
+                        .json(&json!({"maxMessages": room}))
+                        .send()
+                        .await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let body: serde_json::Value = r.json().await.unwrap_or_default();
+                    let received = body["receivedMessages"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    for m in received {
+                        let permit = Arc::clone(&gate).acquire_owned().await;
+                        let (http, sub_url, subscription, endpoint, count) = (
+                            http.clone(),
+                            sub_url.clone(),
+                            subscription.clone(),
+                            endpoint.clone(),
+                            Arc::clone(&count),
+                        );
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            let envelope =
+                                json!({"message": m["message"], "subscription": subscription});
+                            let ok = http
+                                .post(&endpoint)
+                                .json(&envelope)
+                                .send()
+                                .await
+                                .is_ok_and(|r| r.status().is_success());
+                            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let ack_ids = json!([m["ackId"]]);
+                            let _ = if ok {
+                                http.post(format!("{sub_url}:acknowledge"))
+                                    .json(&json!({"ackIds": ack_ids}))
+                                    .send()
+                                    .await
+                            } else {
+                                http.post(format!("{sub_url}:modifyAckDeadline"))
+                                    .json(&json!({"ackIds": ack_ids, "ackDeadlineSeconds": 0}))
+                                    .send()
+                                    .await
+                            };
+                        });
+                    }
+                }
+            }
+        });
+        futures::future::join_all(pullers).await;
+    });
+    (task, delivered)
+}
+
 async fn fanout(quick: bool) -> Result<Vec<Row>> {
-    let (projects, per_region, due) = if quick { (2, 20, 20) } else { (5, 100, 500) };
+    // The size is 50 projects × 3 regions × 1,000 services; the fake finds a service
+    // by a linear scan, so 150,000 of them make every fake call (not cutover) the bottleneck:
+    // `BENCH_FANOUT_SIZE=projects,services_per_region,due` sets it, 100 a region by default
+    // (one listing page per project × region instead of two).
+    let size = std::env::var("BENCH_FANOUT_SIZE").ok().and_then(|v| {
+        let n: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        (n.len() == 3).then(|| (n[0], n[1], n[2]))
+    });
+    let (projects, per_region, due) =
+        size.unwrap_or(if quick { (2, 20, 20) } else { (50, 100, 5000) });
+    // Pushes in flight at once (`BENCH_FANOUT_IN_FLIGHT`, default 256), all instances together.
+    let in_flight = std::env::var("BENCH_FANOUT_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256usize);
     let regions = ["europe-west1", "us-central1", "asia-east1"];
     let process = cutover_fakes::emulator::Emulator::start(PROJECT)
         .await
@@ -742,12 +853,24 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
         for _ in 0..instances {
             insts.push(instance(&fake, clock.clone(), &flags).await?);
         }
-        let front = round_robin(insts.iter().map(|i| i.base.clone()).collect()).await?;
-        emu.put(
-            &format!("projects/{PROJECT}/subscriptions/{topic}-push"),
-            json!({"topic": full_topic, "ackDeadlineSeconds": 120, "pushConfig": {"pushEndpoint": format!("{front}/pubsub/evaluations")}}),
+        let alerts_in: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let front = round_robin(
+            insts.iter().map(|i| i.base.clone()).collect(),
+            Arc::clone(&alerts_in),
         )
         .await?;
+        let pulled = format!("projects/{PROJECT}/subscriptions/{topic}-pull");
+        emu.put(
+            &pulled,
+            json!({"topic": full_topic, "ackDeadlineSeconds": 120}),
+        )
+        .await?;
+        let (forwarder, delivered) = forward_pulls(
+            &process.host,
+            &pulled,
+            format!("{front}/pubsub/evaluations"),
+            in_flight,
+        );
         let alert_topic = format!("{topic}-alerts");
         emu.push_topic(&alert_topic, &format!("{front}/pubsub/alerts"))
             .await?;
@@ -860,6 +983,8 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
             }
         }
         let wall = t0.elapsed();
+        forwarder.abort();
+        let deliveries = delivered.load(std::sync::atomic::Ordering::Relaxed);
         let _ = alerter.await;
         let sent = alerts_sent.lock().unwrap().clone();
         let mut alert_ms: Vec<f64> = rolled_back
@@ -867,6 +992,17 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
             .filter_map(|(s, at)| Some(at.duration_since(*sent.get(s)?).as_secs_f64() * 1000.0))
             .collect();
         alert_ms.sort_by(f64::total_cmp);
+        // Alerts are published one at a time, 200 ms apart: the k-th push to arrive is the k-th
+        // alert's (a redelivery would only add arrivals after the first).
+        let mut published: Vec<Instant> = sent.values().copied().collect();
+        published.sort();
+        let arrivals = alerts_in.lock().unwrap().clone();
+        let mut emulator_ms: Vec<f64> = published
+            .iter()
+            .zip(&arrivals)
+            .map(|(p, a)| a.duration_since(*p).as_secs_f64() * 1000.0)
+            .collect();
+        emulator_ms.sort_by(f64::total_cmp);
         let cpu = cpu_seconds() - cpu0;
         let calls: Vec<_> = fake.requests().into_iter().skip(before).collect();
         let evaluation_calls = calls
@@ -878,7 +1014,11 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
             let parts: Vec<&str> = r.path.split('/').collect();
             if let ["", "v2", "projects", p, "locations", l, ..] = parts.as_slice() {
                 *per_bucket
-                    .entry((p.to_string(), l.to_string(), r.method == "GET"))
+                    .entry((
+                        p.to_string(),
+                        l.to_string(),
+                        r.method == "GET" || r.path.ends_with(":wait"),
+                    ))
                     .or_default() += 1;
             }
         }
@@ -901,7 +1041,7 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
                 "6. fan-out: {projects} projects × 3 regions × {per_region} services, {due} due, {instances} instance(s), 50 ms per call"
             ),
             format!(
-                "all {}/{} judged in {:.1} s (tick answered in {:.2} s, {listing} listing calls for {services} services); {per_judged:.2} calls per judged rollout; busiest project × region over the whole run: {peak_reads} reads (quota 1000/min), {peak_writes} writes (quota 50/min); CPU {:.1} ms per evaluation; alert → rollback through the emulator {} ({} of {} alerts)",
+                "all {}/{} judged in {:.1} s (tick answered in {:.2} s, {listing} listing calls for {services} services; {deliveries} deliveries forwarded from the emulator's pull, {in_flight} at once); {per_judged:.2} calls per judged rollout; busiest project × region over the whole run: {peak_reads} reads (quota 1000/min), {peak_writes} writes (quota 50/min); CPU {:.1} ms per evaluation; alert → rollback through the emulator {} ({} of {} alerts; of which publish → push at the front {})",
                 judged.len(),
                 rolling.len(),
                 wall.as_secs_f64(),
@@ -910,6 +1050,7 @@ async fn fanout(quick: bool) -> Result<Vec<Row>> {
                 p50_p99(&alert_ms),
                 alert_ms.len(),
                 alerted.len(),
+                p50_p99(&emulator_ms),
             ),
             "all judged ≤ 60 s; ≤ 3 calls each; ≤ quota; alert p99 ≤ 250 ms",
             Some(
