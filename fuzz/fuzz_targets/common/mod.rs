@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use cutover::events::{Named, Scope};
-use cutover::target::ServiceRef;
+use cutover::target::{GLOBAL, Platform, ServiceRef};
 
 /// cutover's settings in these targets: `GOOGLE_CLOUD_PROJECT`, `CUTOVER_REGION`,
 /// `CUTOVER_REGIONS`.
@@ -43,18 +43,25 @@ pub fn assert_loggable(what: &str, s: &str, max: usize) {
 /// the evaluated scope and path-safe; a refusal is bounded, printable and names a setting.
 pub fn check_resolution(named: Named<'_>) {
     let regions = regions();
-    let scope = Scope::new(PROJECT, DEFAULT_REGION, &regions).expect("valid settings");
+    let scope = Scope::new(PROJECT, DEFAULT_REGION, &regions)
+        .expect("valid settings")
+        .with_platforms(&Platform::ALL);
     match scope.resolve(named) {
         Ok(ServiceRef {
             project,
             region,
             name,
+            platform,
         }) => {
             assert_eq!(project, PROJECT, "acted on another project");
-            assert!(
-                regions.iter().any(|r| region == r.as_str()),
-                "acted on region {region:?}"
-            );
+            if platform.is_regional() {
+                assert!(
+                    regions.iter().any(|r| region == r.as_str()),
+                    "acted on region {region:?}"
+                );
+            } else {
+                assert_eq!(region.as_str(), GLOBAL, "a {platform} target has no region");
+            }
             for part in [project.as_str(), region.as_str(), name.as_str()] {
                 assert!(path_safe(part), "{part:?} reaches a URL path");
                 assert_loggable("service part", part, 63);
