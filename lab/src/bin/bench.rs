@@ -109,8 +109,24 @@ fn since_ms(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64() * 1000.0
 }
 
+/// The client-side rate limits (`src/gcp/quota.rs`) stand for Google's quotas, which the fakes
+/// do not have: every figure but the fan-out one measures cutover's own cost, so it lifts them
+/// (dozens of rollouts started at once in one project and region would otherwise wait for
+/// Cloud Run's write budget, as they should in production). Figure 6 sets its own.
+const UNLIMITED: &[(&str, &str)] = &[
+    ("--run-reads-per-minute", "1000000"),
+    ("--run-writes-per-minute", "1000000"),
+    ("--monitoring-queries-per-minute", "1000000"),
+];
+
 fn serve_args(fake: &FakeGcp, extra: &[&str]) -> Result<ServeArgs> {
-    cutover_lab::local::serve_args(fake, PROJECT, REGION, extra).map_err(|e| anyhow!(e))
+    let mut args: Vec<&str> = extra.to_vec();
+    for (flag, value) in UNLIMITED {
+        if !extra.contains(flag) {
+            args.extend([*flag, *value]);
+        }
+    }
+    cutover_lab::local::serve_args(fake, PROJECT, REGION, &args).map_err(|e| anyhow!(e))
 }
 
 /// An in-process cutover whose push arrivals on `/pubsub/alerts` are timestamped.
