@@ -522,6 +522,9 @@ fn spawn_cutover(
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // As in-process (UNLIMITED): the fakes have no quota, and a flood of ticks (one listing
+    // each) would otherwise measure the Run read budget, answered 503 once spent.
+    cmd.args(UNLIMITED.iter().flat_map(|(flag, value)| [*flag, *value]));
     Ok(cmd.spawn()?)
 }
 
