@@ -10,11 +10,12 @@
 //!    lapses ([`INTENT_EXPIRES`]: the write's deadline plus [`LEASE_MARGIN`]). This is the
 //!    write that decides between racing cutover instances: the second one is refused by the
 //!    store's precondition ([`RouterError::Conflict`]) and decides again.
-//! 2. **Split.** The split is read again; if it moved since the decision's read (someone
-//!    changed it by hand), the intent is withdrawn and the write is a conflict. Otherwise the
-//!    split is written, guarded by the platform's own token where it has one (a URL map's
-//!    `fingerprint`; App Engine has none: a change made between this read and the patch,
-//!    milliseconds, is overwritten, the one unguarded gap on that platform).
+//! 2. **Split.** The split is written conditional on the decision's read, by the platform's
+//!    own guard ([`SplitPlatform::write`]: a URL map's `fingerprint`; App Engine has none, so
+//!    its router re-reads the split just before the patch, and a change made between that read
+//!    and the patch, milliseconds, is overwritten, the one unguarded gap on that platform). A
+//!    split that moved since the decision's read (someone changed it by hand) is a conflict:
+//!    the intent is withdrawn.
 //! 3. **Settle.** The intent's record replaces the old one and the intent is cleared,
 //!    conditional on the version step 1 wrote.
 //!
@@ -228,29 +229,13 @@ impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
             .write(target, &pending, expected, deadline)
             .await?;
 
-        // 2. The split, if nobody moved it since the decision's read.
-        let fresh = match self.split.read(target, deadline).await {
-            Ok(f) => f,
-            Err(e) => {
-                self.withdraw(target, &pending, deadline).await;
-                return Err(e);
-            }
-        };
-        if fresh.allocation != v.split.allocation {
-            self.withdraw(target, &pending, deadline).await;
-            return Err(RouterError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "{target}: its split changed since it was read (now {})",
-                    encode_split(&fresh.allocation)
-                ),
-            ));
-        }
-        let after = match self.split.write(target, &fresh, traffic, deadline).await {
+        // 2. The split, conditional on the decision's read (the platform's guard).
+        let after = match self.split.write(target, &v.split, traffic, deadline).await {
             Ok(after) => after,
-            // A conflict may be this write's own: the call landed, its answer was lost, and
-            // the client's retry found the guard the write itself had changed (a URL map's
-            // fingerprint). If the split now is the intent's, the write happened: settle it.
+            // Someone moved the split since the decision's read, or the conflict is this
+            // write's own: the call landed, its answer was lost, and the client's retry found
+            // the guard the write itself had changed (a URL map's fingerprint). If the split now
+            // is the intent's, the write happened: settle it; otherwise withdraw.
             Err(e) if e.kind() == ErrorKind::Conflict => {
                 match self.split.read(target, deadline).await {
                     Ok(now) if now.allocation == intent.split => now,

@@ -207,13 +207,17 @@ impl SplitPlatform for HangingSplit {
     async fn write(
         &self,
         target: &ServiceRef,
-        _: &SplitRead<()>,
+        read: &SplitRead<()>,
         traffic: &[Target],
         deadline: Instant,
     ) -> Result<SplitRead<()>, RouterError> {
         if *self.hang.lock().unwrap() {
             self.reached.notify_one();
             std::future::pending::<()>().await;
+        }
+        // The trait's guard: a split moved since `read` is not overwritten.
+        if *self.allocation.lock().unwrap() != read.allocation {
+            return Err(RouterError::new(ErrorKind::Conflict, "split changed"));
         }
         *self.allocation.lock().unwrap() = traffic
             .iter()

@@ -84,7 +84,7 @@ impl SplitPlatform for MemSplit {
     async fn write(
         &self,
         target: &ServiceRef,
-        _: &SplitRead<()>,
+        read: &SplitRead<()>,
         traffic: &[Target],
         deadline: Instant,
     ) -> Result<SplitRead<()>, RouterError> {
@@ -97,6 +97,10 @@ impl SplitPlatform for MemSplit {
             let mut s = self.state.lock().unwrap();
             if let Some(kind) = s.refuse.take() {
                 return Err(RouterError::new(kind, "refused by the platform"));
+            }
+            // The trait's guard: a split moved since `read` is not overwritten.
+            if s.allocation != read.allocation {
+                return Err(RouterError::new(ErrorKind::Conflict, "split changed"));
             }
             s.allocation = allocation(traffic);
             s.writes += 1;
