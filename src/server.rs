@@ -160,9 +160,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         .and_then(|s| s.with_projects(&args.scale.projects))
         .map_err(|(var, e)| StartError::Setup(format!("{var}: {e}")))?
         .with_platforms(&args.platforms.enabled());
-    let mut projects: Vec<String> = scope.projects.iter().map(|p| p.to_string()).collect();
-    let mut seen = std::collections::HashSet::new();
-    projects.retain(|p| seen.insert(p.clone()));
+    let projects: Vec<String> = scope.projects.iter().map(|p| p.to_string()).collect();
     let tokens = TokenSource::new(args.google.auth, metadata_host)
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     // Google's rate quotas count real minutes, whatever clock rollouts are judged on.

@@ -99,10 +99,15 @@ impl Scope {
     /// alone), each checked.
     pub fn with_projects(mut self, projects: &[String]) -> Result<Scope, (&'static str, IdError)> {
         if !projects.is_empty() {
-            self.projects = projects
-                .iter()
-                .map(|p| ProjectId::parse(p).map_err(|e| (PROJECTS_SETTING, e)))
-                .collect::<Result<_, _>>()?;
+            let mut checked: Vec<ProjectId> = Vec::new();
+            for p in projects {
+                let p = ProjectId::parse(p).map_err(|e| (PROJECTS_SETTING, e))?;
+                // Named twice, a project would be listed twice per tick.
+                if !checked.contains(&p) {
+                    checked.push(p);
+                }
+            }
+            self.projects = checked;
         }
         Ok(self)
     }
