@@ -1353,11 +1353,13 @@ fn slower_than(t: f64) -> impl Fn(&RevisionStats) -> (f64, f64) {
     move |s: &RevisionStats| (stats::count_above(&s.latency, t), s.latency.total() as f64)
 }
 
-/// Percentile `q`: the share of each revision's requests slower than the pooled `q` quantile,
-/// moved to a neighbouring bucket edge ([`tail_edge`]) so the counts are exact. Under "no difference" those slow
-/// requests split like the traffic; under "the candidate is `ratio` times slower" the
-/// candidate's share is what the stable histogram, slowed down by `ratio`, would put above the
-/// same threshold.
+/// Percentile `q`: the share of each revision's requests slower than the regression size times
+/// the pooled `q` quantile, at a bucket edge ([`tail_edge`]) so the counts are exact. Under "no
+/// difference" those slow requests split like the traffic; under "the candidate is `ratio` times
+/// slower" the candidate's share is what the stable histogram, slowed down by `ratio`, would put
+/// above the same threshold. Counting above the slowed-down percentile rather than at it is what
+/// lets a tail-only regression show: its slow requests are all far out, where a uniform
+/// slow-down multiplies the share less than they do (docs/judgement.md, "Tail percentiles").
 fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds) -> Check {
     let name = format!("p{} vs stable", policy::fmt_percentile(q));
     let (ch, sh) = (&c.total.latency, &r.minutes().total.latency);
@@ -1365,7 +1367,8 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
         return skipped(&name, "no latency samples to compare");
     };
     let (nc, ns) = (ch.total() as f64, sh.total() as f64);
-    let t = tail_edge(ch, sh, pooled_q, policy, nc / ns);
+    let target = sized_for(latency_ratio(policy, pooled_q), r) * pooled_q;
+    let t = tail_edge(&ch.bounds, pooled_q, target);
     let (xc, xs) = (stats::count_above(ch, t), stats::count_above(sh, t));
     let (qc, qs) = (ch.quantile(q).unwrap_or(0.0), sh.quantile(q).unwrap_or(0.0));
     let ratio = sized_for(latency_ratio(policy, t), r);
@@ -1375,8 +1378,10 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
     let pooled_tail = (xc + xs) / (nc + ns);
     let count = slower_than(t);
     let d = comparison_dispersion(c, r, &count);
-    let test = attributed(&strata(c, r, &count), rho, pooled_tail, d.phi);
-    let (llr, info) = (test.llr, test.info);
+    let cells = strata(c, r, &count);
+    let test = attributed(&cells, rho, pooled_tail, d.phi);
+    let if_equal = information_if_equal(&cells, rho, pooled_tail, d.phi);
+    let (llr, info) = (test.llr, test.info.min(if_equal));
     let trimmed = trimmed_for(c, r, &count);
     let d_fail = trimmed_dispersion(d, comparison_dispersion(&trimmed, r, &count));
     let llr_fail = attributed(&strata(&trimmed, r, &count), rho, pooled_tail, d_fail.phi).llr;
@@ -1387,9 +1392,10 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
         Reference::Baseline(_) => "stable's baseline",
     };
     let what = format!(
-        "p{p} latency {qc:.0} ms vs {whose} {qs:.0} ms ({} vs {} of requests slower than {t:.0} ms{})",
+        "p{p} latency {qc:.0} ms vs {whose} {qs:.0} ms ({} vs {} of requests slower than {t:.0} ms, the bucket edge nearest ×{:.2} the pooled p{p} {pooled_q:.0} ms{})",
         pct(xc / nc),
         pct(xs / ns),
+        target / pooled_q,
         dispersed(d)
     );
     let floor = format!("{:.0}", policy.latency_floor_ms);
@@ -1406,6 +1412,7 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
         ("candidate_ms", qc),
         ("stable_ms", qs),
         ("pooled_quantile_ms", pooled_q),
+        ("threshold_target_ms", target),
         ("threshold_ms", t),
         ("candidate_slower", xc),
         ("stable_slower", xs),
@@ -1416,41 +1423,46 @@ fn tail_relative(c: &Minutes, r: &Reference, q: f64, policy: &Policy, b: &Bounds
         ("llr", llr),
         ("llr_without_worst_minutes", llr_fail),
         ("information", info),
+        ("information_if_regressed", test.info),
+        ("information_if_equal", if_equal),
     ]);
     dispersion_values(&mut values, d);
     compared(name, reading, note, values)
 }
 
-/// The threshold of a tail comparison: of the two bucket edges around the pooled quantile `q_ms`,
-/// the one where a slow-down of the regression size would show most (the larger expected
-/// evidence, read off the pooled histogram alone, so the choice is the same whichever revision
-/// the slow requests came from, as Mood's argument needs). Counts above an edge are exact.
-fn tail_edge(c: &Histogram, s: &Histogram, q_ms: f64, policy: &Policy, w: f64) -> f64 {
-    let Some(pooled) = stats::pooled(c, s) else {
-        return q_ms;
-    };
-    let below = c.bounds.iter().copied().rfind(|e| *e <= q_ms);
-    let above = c.bounds.iter().copied().find(|e| *e >= q_ms);
-    let info = |t: f64| {
-        let ratio = latency_ratio(policy, t);
-        let f0 = stats::fraction_above(&pooled, t);
-        let f1 = stats::fraction_above(&pooled, t / ratio);
-        let rho = if f0 > 0.0 { f1 / f0 } else { 1.0 }.clamp(1.0, 50.0);
-        f0 * (w * rho + 1.0)
-            * stats::kl_bernoulli(stats::attribution(rho, w), stats::attribution(1.0, w))
-    };
-    match (below, above) {
-        (Some(a), Some(b)) => {
-            if info(a) >= info(b) {
-                a
-            } else {
-                b
-            }
-        }
-        (Some(a), None) => a,
-        (None, Some(b)) => b,
-        (None, None) => q_ms,
-    }
+/// The evidence for "no difference" a candidate no different from stable would bring on
+/// average (scaled by 1/φ̂): `rate·(n_c + n_s)` events per stratum, each worth KL(π₀‖π₁). A tail
+/// comparison is informative only when this too reaches ln(1/β): far in the tail against a
+/// fixed baseline (at 100%), a handful of the baseline's slow requests bound what the
+/// candidate can ever show, however many requests it serves, and a comparison that could
+/// only fail or stay open would hold a healthy candidate until the maximum hold pauses it.
+fn information_if_equal(cells: &[Stratum], rho: f64, rate: f64, phi: f64) -> f64 {
+    let info: f64 = cells
+        .iter()
+        .map(|s| {
+            let w = s.nc / s.ns;
+            let (pi0, pi1) = (stats::attribution(1.0, w), stats::attribution(rho, w));
+            rate * (s.nc + s.ns) * stats::kl_bernoulli(pi0, pi1)
+        })
+        .sum();
+    info / phi
+}
+
+/// The threshold of a tail comparison: the bucket edge (of `bounds`) nearest to `target_ms` (the
+/// pooled quantile `q_ms` slowed down by the regression size) on a log scale, among the edges
+/// above `q_ms`; the highest edge when none is above it. It is a function of the pooled
+/// quantile and the bucket layout alone, so it is the same whichever revision the slow requests
+/// came from (Mood's argument), and being an edge, no request is counted on a guess of where
+/// inside its bucket it lies.
+fn tail_edge(bounds: &[f64], q_ms: f64, target_ms: f64) -> f64 {
+    let distance = |e: f64| (e / target_ms).ln().abs();
+    bounds
+        .iter()
+        .copied()
+        .filter(|e| *e > q_ms)
+        .min_by(|a, b| distance(*a).total_cmp(&distance(*b)))
+        .or_else(|| bounds.last().copied())
+        .unwrap_or(q_ms)
 }
 
 /// The whole distribution: Mann-Whitney's P(candidate slower than stable), tested sequentially

@@ -275,6 +275,169 @@ fn percentages_read_well() {
     assert_eq!(pct(0.0), "0%");
 }
 
+/// Stable's law (p50 50 ms, p99 200 ms) and the `tail-x3` candidate of `lab simulate`: 0.1% of
+/// requests replaced by very slow ones (about 1.4 s), so p99.9 is three times stable's while
+/// p99 moves by 2% and the body not at all.
+fn tail_only(n_candidate: u64, n_stable: u64) -> (RevisionStats, RevisionStats) {
+    use cutover_fakes::traffic::LogNormal;
+    let body = LogNormal::new(50.0, 200.0);
+    let slow = LogNormal::with_sigma(1.5 * 3.0 * body.quantile(0.999), 0.1);
+    let c = Behaviour::mixture(0.005, &[(0.999, body), (0.001, slow)]).expected(n_candidate);
+    (c.into(), expected(n_stable, 0.005, 50.0, 200.0))
+}
+
+fn with_percentiles(qs: &[f64]) -> Policy {
+    Policy {
+        latency_percentiles: qs.to_vec(),
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn a_regression_only_in_p99_9_is_rolled_back_by_the_p99_9_comparison() {
+    // The 10% step at 1,000 req/s after 5 minutes: 30,000 candidate requests, 270,000 stable.
+    let (c, s) = tail_only(30_000, 270_000);
+    let policy = with_percentiles(&[0.95, 0.999]);
+    let j = judge(Some(&c), Some(&s), window(), 10, &policy);
+    let tail = check(&j, "p99.9 vs stable");
+    assert_eq!(tail.reading, Some("regressed"), "{tail:#?}");
+    assert!(matches!(j.verdict, Verdict::Fail(_)), "{:?}", j.verdict);
+    // Counted above ×1.25 the pooled p99.9 (about 315 ms), at a bucket edge: 427 ms.
+    let v = &tail.values;
+    assert!(v["threshold_ms"] > 1.25 * v["pooled_quantile_ms"] / 1.4_f64.sqrt());
+    assert!(v["threshold_ms"] >= v["threshold_target_ms"] / 1.4_f64.sqrt());
+    // p95 and the rank test see nothing: only the tail percentile can catch it.
+    for name in ["p95 vs stable", "rank vs stable"] {
+        assert_ne!(check(&j, name).outcome, Outcome::Fail, "{name}");
+    }
+}
+
+/// The p99.9 comparison of a candidate identical to stable, with `n_c` and `n_s` requests, on a
+/// canary step (10%) or against the baseline of earlier steps (at 100%).
+fn identical_p99_9(n_c: u64, n_s: u64, baseline: bool) -> Check {
+    let (c, s) = (
+        expected(n_c, 0.005, 50.0, 200.0),
+        expected(n_s, 0.005, 50.0, 200.0),
+    );
+    let s = Minutes::single(window().end, &s);
+    let input = Input {
+        window: window(),
+        percent: if baseline { 100 } else { 10 },
+        candidate: Minutes::single(window().end, &c),
+        reference: Some(if baseline {
+            Reference::Baseline(s)
+        } else {
+            Reference::Concurrent(s)
+        }),
+        coverage: None,
+        no_reference: None,
+        last_look: false,
+    };
+    let j = judge_input(input, &with_percentiles(&[0.999]));
+    check(&j, "p99.9 vs stable").clone()
+}
+
+#[test]
+fn an_identical_candidate_is_confirmed_by_the_p99_9_comparison_with_enough_traffic() {
+    assert_eq!(
+        identical_p99_9(30_000, 270_000, false).reading,
+        Some("confirmed")
+    );
+    // With a hundredth of the traffic the same comparison cannot tell, and says so.
+    let tail = identical_p99_9(300, 2_700, false);
+    assert_eq!(tail.reading, Some("not-informative"), "{tail:#?}");
+    assert!(tail.note.contains("too few slow requests"), "{}", tail.note);
+}
+
+/// At 100%, an hour of a healthy candidate (360,000 requests) against a baseline of 10,000
+/// holding one request above the far edge: no amount of candidate data could show it equal, so
+/// the comparison must not stay open (it would hold the rollout until the maximum hold pauses
+/// it) but say it cannot decide, and leave the decision to the rest.
+#[test]
+fn a_far_percentile_against_a_thin_baseline_is_not_informative_rather_than_open() {
+    let tail = identical_p99_9(360_000, 10_000, true);
+    assert_eq!(tail.reading, Some("not-informative"), "{tail:#?}");
+    assert_eq!(tail.outcome, Outcome::Pass);
+    assert!(tail.values["information_if_regressed"] >= 4.6, "{tail:#?}");
+    assert!(tail.values["information_if_equal"] < 4.6, "{tail:#?}");
+}
+
+/// Exhaustive over Cloud Run's bucket layout and pooled quantiles between two edges: the
+/// threshold is a bucket edge above the pooled quantile, within half a bucket (on a log scale)
+/// of the quantile slowed down by the regression size, and the requests counted above it are
+/// whole buckets, never a guessed part of one.
+#[test]
+fn the_tail_threshold_is_the_bucket_edge_nearest_the_slowed_down_percentile() {
+    let bounds = cutover_fakes::traffic::bounds();
+    let half_bucket = cutover_fakes::traffic::GROWTH_FACTOR.ln() / 2.0 + 1e-12;
+    let counts: Vec<u64> = (0..=bounds.len() as u64).map(|i| 1 + i % 7).collect();
+    let h = Histogram {
+        bounds: bounds.clone(),
+        counts: counts.clone(),
+    };
+    for ratio in [1.25, 1.5625, 2.0] {
+        for k in 0..bounds.len() - 3 {
+            for j in 0..20 {
+                let q = bounds[k] * cutover_fakes::traffic::GROWTH_FACTOR.powf(f64::from(j) / 20.0);
+                let t = tail_edge(&bounds, q, ratio * q);
+                let i = bounds.iter().position(|e| *e == t).expect("an edge");
+                assert!(t > q, "ratio {ratio}, q {q}: edge {t}");
+                assert!(
+                    (t / (ratio * q)).ln().abs() <= half_bucket,
+                    "ratio {ratio}, q {q}: {t}"
+                );
+                let whole: u64 = counts[i + 1..].iter().sum();
+                assert_eq!(stats::count_above(&h, t), whole as f64);
+            }
+        }
+    }
+}
+
+/// Mood's argument: the threshold depends on the pooled histogram only, so every way of
+/// splitting the same requests between the two revisions is counted above the same edge.
+/// Exhaustive over the splits of a small pooled histogram.
+#[test]
+fn the_tail_threshold_depends_on_the_pooled_requests_only() {
+    let bounds = vec![100.0, 140.0, 196.0, 274.4, 384.2];
+    let pooled = [3u64, 2, 2, 1, 1, 1];
+    let policy = with_percentiles(&[0.9]);
+    let mut thresholds = std::collections::BTreeSet::new();
+    let splits: u64 = pooled.iter().map(|c| c + 1).product();
+    for code in 0..splits {
+        let (mut rest, mut cand) = (code, Vec::new());
+        for c in pooled {
+            cand.push(rest % (c + 1));
+            rest /= c + 1;
+        }
+        let stable: Vec<u64> = pooled.iter().zip(&cand).map(|(p, c)| p - c).collect();
+        let (nc, ns) = (cand.iter().sum::<u64>(), stable.iter().sum::<u64>());
+        if nc == 0 || ns == 0 {
+            continue;
+        }
+        let rev = |counts: Vec<u64>, n| RevisionStats {
+            requests: n,
+            errors_5xx: 0,
+            latency: Histogram {
+                bounds: bounds.clone(),
+                counts,
+            },
+        };
+        let policy = Policy {
+            min_requests: 1,
+            ..policy.clone()
+        };
+        let j = judge(
+            Some(&rev(cand, nc)),
+            Some(&rev(stable, ns)),
+            window(),
+            10,
+            &policy,
+        );
+        thresholds.insert(check(&j, "p90 vs stable").values["threshold_ms"].to_bits());
+    }
+    assert_eq!(thresholds.len(), 1, "{thresholds:?}");
+}
+
 // ---- properties ----
 
 /// A regression of one kind, as noise-free stats of the candidate and of stable.
