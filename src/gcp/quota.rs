@@ -397,7 +397,7 @@ pub fn retry_after(value: &str, now: Timestamp) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod platforms;
+pub(crate) mod platforms;
 
 #[cfg(test)]
 mod tests {
