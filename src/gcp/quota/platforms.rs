@@ -73,6 +73,22 @@ pub(crate) fn limited(limits: Limits, clock: &Clock) -> (Arc<Quota>, Google) {
     (quota, google)
 }
 
+/// Runs `calls` ([`spread`]) against `fake`; every call must get through. Returns when each
+/// reached the fake (its clock).
+async fn at_the_fake<T: Send + 'static, E: std::fmt::Debug + Send + 'static>(
+    fake: &cutover_fakes::FakeGcp,
+    clock: &Clock,
+    quota: &Quota,
+    calls: impl Future<Output = Vec<Result<T, E>>> + Send + 'static,
+) -> Vec<Timestamp> {
+    let before = fake.requests().len();
+    let arrived = || (fake.requests().len() - before) as u64;
+    for r in spread(clock, quota, calls, arrived).await {
+        r.expect("every call got through in the end");
+    }
+    fake.requests()[before..].iter().map(|r| r.at).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_engine_admin_calls_stay_within_their_budget_per_window() {
     let (fake, fake_clock) = fake_with_app_engine().await;
@@ -86,17 +102,12 @@ async fn app_engine_admin_calls_stay_within_their_budget_per_window() {
         &clock,
     );
     let client = AppEngineClient::new(google, &fake.base_url());
-    let before = fake.requests().len();
-    let calls = async move {
+    let at = at_the_fake(&fake, &clock, &quota, async move {
         let web = global(Platform::AppEngine, "web");
         let reads = (0..10).map(|_| client.get_service(&web, far()));
         futures::future::join_all(reads).await
-    };
-    let arrived = || (fake.requests().len() - before) as u64;
-    for r in spread(&clock, &quota, calls, arrived).await {
-        r.expect("every call got through in the end");
-    }
-    let at: Vec<Timestamp> = fake.requests()[before..].iter().map(|r| r.at).collect();
+    })
+    .await;
     assert_eq!(at.len(), 10);
     at_most_per_window(&at, limit as usize);
 }
@@ -115,17 +126,12 @@ async fn compute_reads_stay_within_their_budget_per_window_and_writes_have_their
         &clock,
     );
     let client = ComputeClient::new(google, &fake.base_url());
-    let before = fake.requests().len();
-    let calls = async move {
+    let at = at_the_fake(&fake, &clock, &quota, async move {
         let web = global(Platform::LoadBalancer, "web");
         let reads = (0..8).map(|_| client.get_url_map(&web, far()));
         futures::future::join_all(reads).await
-    };
-    let arrived = || (fake.requests().len() - before) as u64;
-    for r in spread(&clock, &quota, calls, arrived).await {
-        r.expect("every call got through in the end");
-    }
-    let at: Vec<Timestamp> = fake.requests()[before..].iter().map(|r| r.at).collect();
+    })
+    .await;
     assert_eq!(at.len(), 8);
     at_most_per_window(&at, limit as usize);
     // The reads spent nothing of the write budget: a write still goes at once.
