@@ -83,6 +83,10 @@ locals {
     CUTOVER_RUN_READS_PER_MINUTE          = tostring(max(1, floor(var.run_reads_per_minute / var.max_instances)))
     CUTOVER_RUN_WRITES_PER_MINUTE         = tostring(max(1, floor(var.run_writes_per_minute / var.max_instances)))
     CUTOVER_MONITORING_QUERIES_PER_MINUTE = tostring(max(1, floor(var.monitoring_queries_per_minute / var.max_instances)))
+    CUTOVER_APPENGINE_CALLS_PER_MINUTE    = tostring(max(1, floor(var.appengine_calls_per_minute / var.max_instances)))
+    CUTOVER_COMPUTE_READS_PER_MINUTE      = tostring(max(1, floor(var.compute_reads_per_minute / var.max_instances)))
+    CUTOVER_COMPUTE_WRITES_PER_MINUTE     = tostring(max(1, floor(var.compute_writes_per_minute / var.max_instances)))
+    CUTOVER_FIRESTORE_CALLS_PER_MINUTE    = tostring(max(1, floor(var.firestore_calls_per_minute / var.max_instances)))
   }
 
   # Settings read from Secret Manager (the latest version of each secret), left

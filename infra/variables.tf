@@ -720,3 +720,27 @@ variable "monitoring_queries_per_minute" {
   type        = number
   default     = 5000
 }
+
+variable "appengine_calls_per_minute" {
+  description = "App Engine Admin API calls per minute per project for all cutover instances together (Google publishes no rate quota for this API; a budget of cutover's own). Each instance gets appengine_calls_per_minute / max_instances (CUTOVER_APPENGINE_CALLS_PER_MINUTE)."
+  type        = number
+  default     = 600
+}
+
+variable "compute_reads_per_minute" {
+  description = "Compute Engine API reads (GET of URL maps, backend services, operations) per minute per project for all cutover instances together (Google's quota is 1,500). Each instance gets compute_reads_per_minute / max_instances (CUTOVER_COMPUTE_READS_PER_MINUTE)."
+  type        = number
+  default     = 1200
+}
+
+variable "compute_writes_per_minute" {
+  description = "Compute Engine API writes and getHealth calls per minute per project for all cutover instances together (Google's quota is 1,500). Each instance gets compute_writes_per_minute / max_instances (CUTOVER_COMPUTE_WRITES_PER_MINUTE)."
+  type        = number
+  default     = 1200
+}
+
+variable "firestore_calls_per_minute" {
+  description = "Firestore API calls per minute per project of the records' database for all cutover instances together (Firestore has no per-minute request quota; a budget of cutover's own). Each instance gets firestore_calls_per_minute / max_instances (CUTOVER_FIRESTORE_CALLS_PER_MINUTE)."
+  type        = number
+  default     = 1200
+}

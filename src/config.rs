@@ -592,6 +592,42 @@ pub struct ScaleArgs {
         default_value_t = 5000
     )]
     pub monitoring_queries_per_minute: u32,
+
+    /// App Engine Admin API calls per minute per project, for this instance (Google publishes no rate quota for this API; a budget of cutover's own).
+    #[arg(
+        long,
+        env = "CUTOVER_APPENGINE_CALLS_PER_MINUTE",
+        value_name = "CUTOVER_APPENGINE_CALLS_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub appengine_calls_per_minute: u32,
+
+    /// Compute Engine API reads (GET) per minute per project, for this instance (Google's quota: 1,500 read requests per project).
+    #[arg(
+        long,
+        env = "CUTOVER_COMPUTE_READS_PER_MINUTE",
+        value_name = "CUTOVER_COMPUTE_READS_PER_MINUTE",
+        default_value_t = 1200
+    )]
+    pub compute_reads_per_minute: u32,
+
+    /// Compute Engine API writes and getHealth calls per minute per project, for this instance (Google's quota: 1,500 mutation requests per project).
+    #[arg(
+        long,
+        env = "CUTOVER_COMPUTE_WRITES_PER_MINUTE",
+        value_name = "CUTOVER_COMPUTE_WRITES_PER_MINUTE",
+        default_value_t = 1200
+    )]
+    pub compute_writes_per_minute: u32,
+
+    /// Firestore API calls per minute per project of the records' database, for this instance (Firestore has no per-minute request quota; a budget of cutover's own).
+    #[arg(
+        long,
+        env = "CUTOVER_FIRESTORE_CALLS_PER_MINUTE",
+        value_name = "CUTOVER_FIRESTORE_CALLS_PER_MINUTE",
+        default_value_t = 1200
+    )]
+    pub firestore_calls_per_minute: u32,
 }
 
 impl ScaleArgs {
@@ -601,6 +637,10 @@ impl ScaleArgs {
             run_reads: self.run_reads_per_minute,
             run_writes: self.run_writes_per_minute,
             monitoring_queries: self.monitoring_queries_per_minute,
+            appengine_calls: self.appengine_calls_per_minute,
+            compute_reads: self.compute_reads_per_minute,
+            compute_writes: self.compute_writes_per_minute,
+            firestore_calls: self.firestore_calls_per_minute,
         }
     }
 
@@ -623,6 +663,22 @@ impl ScaleArgs {
             (
                 "CUTOVER_MONITORING_QUERIES_PER_MINUTE",
                 self.monitoring_queries_per_minute,
+            ),
+            (
+                "CUTOVER_APPENGINE_CALLS_PER_MINUTE",
+                self.appengine_calls_per_minute,
+            ),
+            (
+                "CUTOVER_COMPUTE_READS_PER_MINUTE",
+                self.compute_reads_per_minute,
+            ),
+            (
+                "CUTOVER_COMPUTE_WRITES_PER_MINUTE",
+                self.compute_writes_per_minute,
+            ),
+            (
+                "CUTOVER_FIRESTORE_CALLS_PER_MINUTE",
+                self.firestore_calls_per_minute,
             ),
         ] {
             if v == 0 {

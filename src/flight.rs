@@ -1,30 +1,58 @@
-//! One evaluation per service at a time inside an instance, with alerts ahead of routine work.
+//! One evaluation per service at a time inside an instance, with alerts overtaking it.
 //!
 //! Across instances the etag guard keeps writes safe; inside one instance this gate keeps a burst
 //! of deliveries for the same service from doing the same reads, metric queries and losing
-//! writes many times over. Ticks are routine: if the service is being evaluated already, the tick
-//! skips it (the running evaluation does the same work, and the next tick comes a minute later).
-//! Builds and alerts wait. Since ticks never wait, they never queue in front of an alert: an alert
-//! waits only for the evaluation in flight (and a build already waiting).
+//! writes many times over. Each service has two lanes:
+//! - the **evaluation** lane: ticks, builds and operators' verbs. Ticks are routine: if the
+//!   service is being evaluated already (or an alert is being handled), the tick skips it (the
+//!   work in flight covers it, and the next tick comes a minute later). Builds and verbs wait for
+//!   the evaluation in flight.
+//! - the **alert** lane: an alert does not wait for the evaluation in flight. It reads, decides
+//!   and writes at once, beside it. Alerts coalesce with each other: an alert waits only for the
+//!   alert in flight, and one that finds another alert already waiting is covered by it (the
+//!   waiting one reads the service after the one in flight has finished) and returns at once.
+//!
+//! Overtaking is safe because both writes are guarded by the version of the read they were
+//! decided on, on every platform: whichever lands second is refused as a conflict, re-reads and
+//! decides again on what the first one left (`reconcile`'s loop). Cloud Run: the service's
+//! `etag` on the PATCH that carries traffic and record together (`router::cloud_run`). App
+//! Engine and URL maps (`router::recorded`): the write intent is committed to Firestore
+//! conditional on the record's `updateTime`, and that commit decides between racing writers
+//! before either split is touched; a URL map's split write is further guarded by its
+//! `fingerprint`. So an evaluation that was inside its Monitoring query when the alert rolled
+//! back loses its write and, reading the rolled-back service, changes nothing. One case makes
+//! the alert wait after all: on the recorded platforms a write in flight leaves an intent that
+//! an observer cannot settle until it lapses, and observing fails ("another write is in
+//! flight"); then the alert waits for this instance's evaluation to finish ([`Gates::settled`])
+//! and tries once more, instead of failing and waiting for Pub/Sub's redelivery.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::target::ServiceRef;
 
-type Gate = Arc<tokio::sync::Mutex<()>>;
+type Lane = Arc<tokio::sync::Mutex<()>>;
+
+/// One service's two lanes, and whether an alert waits for the alert lane.
+#[derive(Default)]
+struct Gate {
+    evaluation: Lane,
+    alert: Lane,
+    alert_waiting: AtomicBool,
+}
 
 /// Per-service gates, created on demand and dropped when nobody holds or waits for them.
 #[derive(Default)]
 pub struct Gates {
-    gates: Mutex<HashMap<ServiceRef, Gate>>,
+    gates: Mutex<HashMap<ServiceRef, Arc<Gate>>>,
 }
 
-/// Held while a service is evaluated.
+/// Held while a service is evaluated (or, for an alert, while the alert is handled).
 pub struct Pass {
-    guard: tokio::sync::OwnedMutexGuard<()>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    gate: Arc<Gate>,
     service: ServiceRef,
     gates: Arc<Gates>,
 }
@@ -32,40 +60,93 @@ pub struct Pass {
 impl Drop for Pass {
     fn drop(&mut self) {
         let mut map = self.gates.gates.lock().unwrap_or_else(|p| p.into_inner());
-        // Two references: the map's and this pass's. Nobody else waits: forget the gate.
-        if Arc::strong_count(tokio::sync::OwnedMutexGuard::mutex(&self.guard)) <= 2 {
+        // Two references: the map's and this pass's. Nobody else holds or waits: forget the gate.
+        if Arc::strong_count(&self.gate) <= 2 {
             map.remove(&self.service);
         }
     }
 }
 
-/// How an evaluation takes the service.
+/// How an event takes the service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Urgency {
-    /// A tick: skip if the service is busy.
+    /// A tick: skip if the service is busy (an evaluation or an alert in flight).
     Routine,
-    /// A build or an alert: wait for the evaluation in flight.
+    /// A build or a verb: wait for the evaluation in flight.
     Waits,
+    /// An alert: go at once, beside any evaluation in flight; wait only for the alert in
+    /// flight, and skip if another alert already waits (that one covers this one).
+    Overtakes,
+}
+
+/// Marks an alert as waiting for its service's alert lane until dropped (taken, or given up
+/// because its request went away).
+struct Waiting<'a>(&'a AtomicBool);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl Gates {
-    fn gate(&self, service: &ServiceRef) -> Gate {
+    fn gate(&self, service: &ServiceRef) -> Arc<Gate> {
         let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(service.clone()).or_default())
     }
 
-    /// Takes the service's gate, or `None` for routine work when the service is busy.
+    /// Takes the service's lane for `urgency`, or `None` when the work is covered by work in
+    /// flight: routine work when the service is busy, an alert when another alert waits.
     pub async fn enter(self: &Arc<Self>, service: &ServiceRef, urgency: Urgency) -> Option<Pass> {
         let gate = self.gate(service);
         let guard = match urgency {
-            Urgency::Routine => gate.try_lock_owned().ok()?,
-            Urgency::Waits => gate.lock_owned().await,
+            Urgency::Routine => {
+                let guard = Arc::clone(&gate.evaluation).try_lock_owned().ok()?;
+                // An alert in flight is rolling the service back: nothing routine to add.
+                if gate.alert.try_lock().is_err() {
+                    return None;
+                }
+                guard
+            }
+            Urgency::Waits => Arc::clone(&gate.evaluation).lock_owned().await,
+            Urgency::Overtakes => match Arc::clone(&gate.alert).try_lock_owned() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    // One alert waits at most: it reads after the one in flight, so it sees
+                    // whatever any later alert would.
+                    gate.alert_waiting
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                        .ok()?;
+                    let _waiting = Waiting(&gate.alert_waiting);
+                    Arc::clone(&gate.alert).lock_owned().await
+                }
+            },
         };
         Some(Pass {
-            guard,
+            _guard: guard,
+            gate,
             service: service.clone(),
             gates: Arc::clone(self),
         })
+    }
+
+    /// Whether the service is being evaluated in this instance right now.
+    pub fn evaluating(&self, service: &ServiceRef) -> bool {
+        let map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(service)
+            .is_some_and(|g| g.evaluation.try_lock().is_err())
+    }
+
+    /// Returns once no evaluation of the service is in flight in this instance (at once if
+    /// none is), without holding the lane afterwards.
+    pub async fn settled(&self, service: &ServiceRef) {
+        let lane = {
+            let map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(service).map(|g| Arc::clone(&g.evaluation))
+        };
+        if let Some(lane) = lane {
+            drop(lane.lock().await);
+        }
     }
 
     /// Services with a gate right now (for tests: gates do not leak).
@@ -162,6 +243,8 @@ impl Recent {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
     fn svc() -> ServiceRef {
@@ -187,19 +270,113 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_alert_waits_only_for_the_evaluation_in_flight() {
+    async fn a_build_waits_only_for_the_evaluation_in_flight() {
         let gates = Arc::new(Gates::default());
         let held = gates.enter(&svc(), Urgency::Routine).await.unwrap();
         let g = Arc::clone(&gates);
-        let alert = tokio::spawn(async move { g.enter(&svc(), Urgency::Waits).await.is_some() });
-        tokio::task::yield_now().await;
-        // While the alert waits, routine work does not queue in front of it.
+        let build = tokio::spawn(async move { g.enter(&svc(), Urgency::Waits).await.is_some() });
+        // While the build waits, routine work does not queue in front of it.
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
+        assert!(!build.is_finished());
         assert!(gates.enter(&svc(), Urgency::Routine).await.is_none());
         drop(held);
-        assert!(alert.await.unwrap());
+        assert!(build.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_alert_goes_at_once_beside_the_evaluation_in_flight() {
+        let gates = Arc::new(Gates::default());
+        for urgency in [Urgency::Routine, Urgency::Waits] {
+            let evaluation = gates.enter(&svc(), urgency).await.unwrap();
+            assert!(gates.evaluating(&svc()));
+            let alert = gates.enter(&svc(), Urgency::Overtakes).now_or_never();
+            assert!(
+                matches!(alert, Some(Some(_))),
+                "the alert did not wait for the {urgency:?} evaluation in flight"
+            );
+            drop(evaluation);
+        }
+        assert!(gates.is_empty());
+    }
+
+    #[tokio::test]
+    async fn routine_work_skips_a_service_an_alert_is_handling() {
+        let gates = Arc::new(Gates::default());
+        let alert = gates.enter(&svc(), Urgency::Overtakes).await.unwrap();
+        assert!(gates.enter(&svc(), Urgency::Routine).await.is_none());
+        // A build is not routine: it still runs (its write is guarded like the alert's).
+        assert!(gates.enter(&svc(), Urgency::Waits).now_or_never().is_some());
+        drop(alert);
+        assert!(gates.enter(&svc(), Urgency::Routine).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn alerts_coalesce_one_waits_behind_the_one_in_flight_and_later_ones_are_covered() {
+        let gates = Arc::new(Gates::default());
+        let first = gates.enter(&svc(), Urgency::Overtakes).await.unwrap();
+        let g = Arc::clone(&gates);
+        let second =
+            tokio::spawn(async move { g.enter(&svc(), Urgency::Overtakes).await.is_some() });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !second.is_finished(),
+            "the second alert waits for the first"
+        );
+        // A third finds the second waiting: the second reads after the first, it covers this.
+        assert!(gates.enter(&svc(), Urgency::Overtakes).await.is_none());
+        drop(first);
+        assert!(
+            second.await.unwrap(),
+            "the waiting alert runs once the first is done"
+        );
+        assert!(gates.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_alert_given_up_while_waiting_leaves_the_next_one_its_turn() {
+        let gates = Arc::new(Gates::default());
+        let first = gates.enter(&svc(), Urgency::Overtakes).await.unwrap();
+        let g = Arc::clone(&gates);
+        let gone = tokio::spawn(async move { g.enter(&svc(), Urgency::Overtakes).await.is_some() });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // Its push request went away (the connection closed): its future is dropped.
+        gone.abort();
+        assert!(gone.await.is_err());
+        let g = Arc::clone(&gates);
+        let next = tokio::spawn(async move { g.enter(&svc(), Urgency::Overtakes).await.is_some() });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        drop(first);
+        assert!(
+            next.await.unwrap(),
+            "the next alert waited and ran, it was not skipped"
+        );
+    }
+
+    #[tokio::test]
+    async fn settled_returns_once_the_evaluation_in_flight_is_done() {
+        let gates = Arc::new(Gates::default());
+        assert!(
+            gates.settled(&svc()).now_or_never().is_some(),
+            "nothing in flight"
+        );
+        let evaluation = gates.enter(&svc(), Urgency::Waits).await.unwrap();
+        let g = Arc::clone(&gates);
+        let waiting = tokio::spawn(async move { g.settled(&svc()).await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        drop(evaluation);
+        waiting.await.unwrap();
+        assert!(!gates.evaluating(&svc()));
     }
 
     #[test]
@@ -243,7 +420,11 @@ mod tests {
             let _p = gates
                 .enter(
                     &ServiceRef::checked("p", "r", &format!("s{i}")).expect("valid ids"),
-                    Urgency::Waits,
+                    if i % 2 == 0 {
+                        Urgency::Waits
+                    } else {
+                        Urgency::Overtakes
+                    },
                 )
                 .await;
         }

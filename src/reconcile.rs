@@ -364,20 +364,38 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         origin: &Origin,
     ) -> Result<Vec<DecisionRecord>, ReconcileError> {
         let urgency = match trigger {
-            Trigger::Alert { .. } | Trigger::Build { .. } | Trigger::Operator { .. } => {
-                Urgency::Waits
-            }
+            Trigger::Alert { .. } => Urgency::Overtakes,
+            Trigger::Build { .. } | Trigger::Operator { .. } => Urgency::Waits,
             Trigger::Tick => Urgency::Routine,
         };
-        let alert = matches!(trigger, Trigger::Alert { .. });
+        let alert = urgency == Urgency::Overtakes;
         let work = async {
             let Some(_pass) = self.gates.enter(target, urgency).await else {
                 return Ok(Vec::new());
             };
-            let obs = self.router.observe(target, deadline).await?;
-            self.run(self.overlay(obs), trigger, deadline, origin).await
+            let once = || async {
+                let obs = self.router.observe(target, deadline).await?;
+                self.run(self.overlay(obs), trigger.clone(), deadline, origin)
+                    .await
+            };
+            match once().await {
+                // An alert that found this instance's evaluation inside its write (a recorded
+                // platform's intent, which nobody else can settle yet): that write is done in
+                // moments, so wait for it and try again rather than answer 503 and wait for
+                // Pub/Sub's redelivery (`flight`).
+                Err(e)
+                    if alert
+                        && e.kind() == ErrorKind::Transient
+                        && self.gates.evaluating(target) =>
+                {
+                    self.gates.settled(target).await;
+                    once().await
+                }
+                done => done,
+            }
         };
-        // An alert's calls take the next free slot of every quota bucket (`gcp::quota`).
+        // An alert's calls take the next free slot of every quota bucket, and the slots kept
+        // for alerts (`gcp::quota`).
         if alert {
             crate::gcp::quota::urgent(work).await
         } else {
@@ -661,6 +679,9 @@ fn is_active(obs: &Observed) -> bool {
 
 pub mod fanout;
 mod shadow;
+
+#[cfg(test)]
+mod overtake;
 
 #[cfg(test)]
 mod table;

@@ -5,7 +5,7 @@
 //!   steps starts one.
 //! - `POST /pubsub/alerts`: Monitoring incidents; an open one for a service under rollout rolls
 //!   it back at once. Each push is its own request, so an alert never waits behind tick work for
-//!   other services.
+//!   other services, nor for the evaluation in flight of its own (`flight`: it overtakes it).
 //! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_PROJECTS` ×
 //!   `CUTOVER_REGIONS`; with `CUTOVER_EVALUATIONS_TOPIC`, publish one evaluation per rollout
 //!   instead (above `CUTOVER_FANOUT_THRESHOLD`).

@@ -7,6 +7,8 @@
 //! splits; `services.patch` takes `updateMask` and answers a `google.longrunning.Operation`
 //! named `apps/{app}/operations/{id}`; versions carry `servingStatus` (`SERVING`, `STOPPED`),
 //! `createTime` and `versionUrl`. A service has no etag and the patch no precondition.
+//! Every call waits for the app's App Engine bucket (`CUTOVER_APPENGINE_CALLS_PER_MINUTE`,
+//! [`super::quota`]).
 
 use std::collections::BTreeMap;
 

@@ -9,7 +9,10 @@
 //! strings; `Operation.status` is `PENDING`, `RUNNING` or `DONE`, a failed one carrying
 //! `error.errors[]` and `httpErrorStatusCode`; `backendServices.getHealth` takes `{group}` and
 //! answers `healthStatus[].healthState` (`HEALTHY`, `UNHEALTHY`). Maps are kept typed (for
-//! reading) and raw (a write sends back every field as read, only weights changed).
+//! reading) and raw (a write sends back every field as read, only weights changed). Every call
+//! waits for the project's Compute bucket, reads (`GET`) or writes (the rest, `getHealth`
+//! included) ([`super::quota`]); Compute's `403 rateLimitExceeded` is read as
+//! `RESOURCE_EXHAUSTED` and holds the bucket like a `429`.
 
 use serde::Deserialize;
 use serde_json::Value;

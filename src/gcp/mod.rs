@@ -91,7 +91,9 @@ impl ApiError {
             ApiError::Status { http, status, .. } => match (*http, status.as_str()) {
                 (409, "ABORTED") | (412, _) => ErrorKind::Conflict,
                 (404, "NOT_FOUND") => ErrorKind::NotFound,
-                (429 | 500 | 502 | 503 | 504, _) | (_, NOT_FROM_THE_API) => ErrorKind::Transient,
+                (429 | 500 | 502 | 503 | 504, _) | (_, NOT_FROM_THE_API | "RESOURCE_EXHAUSTED") => {
+                    ErrorKind::Transient
+                }
                 _ => ErrorKind::Permanent,
             },
             ApiError::Transport { .. }
@@ -139,11 +141,31 @@ impl TransportFailure {
 /// `status` of an error whose body was not a `google.rpc.Status` (an HTML page, say).
 pub const NOT_FROM_THE_API: &str = "NOT_FROM_THE_API";
 
-/// The standard error envelope `{"error": {"code", "message", "status", "details"}}`.
+/// The standard error envelope `{"error": {"code", "message", "status", "details"}}`, and
+/// Compute's `errors[].reason` beside them.
 #[derive(Deserialize)]
 struct ErrorEnvelope {
-    error: RpcStatus,
+    error: RpcStatusWithReasons,
 }
+
+/// A `google.rpc.Status` in an error body, with the legacy `errors[]` list Compute sends.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct RpcStatusWithReasons {
+    message: String,
+    status: String,
+    errors: Vec<ErrorReason>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ErrorReason {
+    reason: String,
+}
+
+/// `errors[].reason` values that mean a rate quota was exceeded (Compute answers them with
+/// HTTP 403 or 429).
+const RATE_LIMITED: [&str; 2] = ["rateLimitExceeded", "userRateLimitExceeded"];
 
 /// `google.rpc.Status` as it appears in HTTP error bodies and in `Operation.error`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -160,10 +182,19 @@ pub struct RpcStatus {
 pub(crate) fn status_error(method: &'static str, path: &str, http: u16, body: &[u8]) -> ApiError {
     let (status, message) = match serde_json::from_slice::<ErrorEnvelope>(body) {
         Ok(e) => (
-            if e.error.status.is_empty() {
-                "UNKNOWN".to_string()
-            } else {
+            if !e.error.status.is_empty() {
                 e.error.status
+            } else if e
+                .error
+                .errors
+                .iter()
+                .any(|r| RATE_LIMITED.contains(&r.reason.as_str()))
+            {
+                // Compute's envelope has no `status`; its rate quotas answer 403 (or 429) with
+                // this reason (`gcp::quota`).
+                "RESOURCE_EXHAUSTED".to_string()
+            } else {
+                "UNKNOWN".to_string()
             },
             e.error.message,
         ),
@@ -365,23 +396,24 @@ impl Google {
         };
         let resp = req.send().await.map_err(transport)?;
         let http = resp.status().as_u16();
-        let throttled = http == 429;
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
-            .filter(|_| throttled)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| quota::retry_after(v, jiff::Timestamp::now()));
         let body = resp.bytes().await.map_err(transport)?;
         if (200..300).contains(&http) {
-            Ok(body.to_vec())
-        } else {
-            Err(Failed {
-                error: status_error(method, path, http, &body),
-                throttled,
-                retry_after,
-            })
+            return Ok(body.to_vec());
         }
+        let error = status_error(method, path, http, &body);
+        // A 429, or Compute's 403 `rateLimitExceeded`: a rate quota said no.
+        let throttled = http == 429
+            || matches!(&error, ApiError::Status { status, .. } if status == "RESOURCE_EXHAUSTED");
+        Err(Failed {
+            retry_after: retry_after.filter(|_| throttled),
+            error,
+            throttled,
+        })
     }
 }
 

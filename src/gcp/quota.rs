@@ -1,23 +1,47 @@
 //! Client-side rate limits in front of Google's own quotas, so that a burst of evaluations never
 //! spends the budget operators need for their own `gcloud` calls.
 //!
-//! Google counts requests per minute per consumer project, and Cloud Run per project and
-//! region too:
+//! Google counts requests per minute per consumer project (and Cloud Run per region too). The
+//! quotas, as published (looked up for issue 16; the console's Quotas page of each API shows a
+//! project's own figures, which may have been raised):
 //! - Cloud Run Admin API: "Read requests per minute per region" (1,200 per project and region
 //!   in the consoles we checked) and "Write requests per minute per region" (60 per project and
 //!   region, `run.googleapis.com` write requests; PATCH of a service counts here);
 //! - Cloud Monitoring API: "Time series queries per minute" (`monitoring.googleapis.com/query_requests`,
-//!   limit `QueryRequestsPerMinutePerProject`, 6,000 per project).
+//!   limit `QueryRequestsPerMinutePerProject`, 6,000 per project);
+//! - Compute Engine API (<https://cloud.google.com/compute/api-quota>, global methods, per
+//!   project): "Read requests" (`compute.googleapis.com/read_requests`, `*.get`,
+//!   `ReadRequestsPerMinutePerProject` 1,500), "Queries" (`compute.googleapis.com/default`,
+//!   mutations such as `urlMaps.patch`, `defaultPerMinutePerProject` 1,500) and "Operation read
+//!   requests" (`globalOperations.get`, 1,500). Compute refuses an excess with **403**
+//!   `rateLimitExceeded` (or 429), which [`super::status_error`] reads as `RESOURCE_EXHAUSTED`;
+//! - App Engine Admin API: no per-method rate quota is published (its reference and quota
+//!   pages list none; the daily "safety limits" of `appengine/quotas` concern the apps, not the
+//!   Admin API). One bucket per project for every call, 600 a minute by default, a budget of
+//!   cutover's own: ten calls a second is far more than the few a rollout step needs, and an
+//!   operator who finds a lower figure on the console's Quotas page sets it;
+//! - Firestore (<https://cloud.google.com/firestore/quotas>): no per-minute request quota; its
+//!   limits are daily free-tier amounts (50,000 reads, 20,000 writes a day without billing) and
+//!   write-rate guidance (about one sustained write a second per document, formerly 10,000
+//!   writes a second per database). One bucket per project of the database, 1,200 calls a
+//!   minute by default: a recorded rollout step costs a read and up to three commits, so the
+//!   budget bounds cutover's share of a shared database, never a rollout.
 //!
 //! Every call through [`super::Google::call`] is classified from its URL ([`Bucket::of`]):
 //! `GET /v2/projects/P/locations/R/…` (and an operation's `:wait`) is a Run read of (P, R), any
-//! other method there a Run write, `/v3/projects/P/…` a Monitoring query of P; anything else
-//! (metadata, tokens) is not limited. A call waits until its bucket has had fewer than its limit of calls in the last
-//! [`WINDOW`] (a sliding window: no 60-second span, however aligned, holds more), and until any
-//! `Retry-After` the API asked for has passed. Calls made in [`urgent`] (alerts) take the next
-//! free slot ahead of routine ones waiting on the same bucket. A call that cannot get a slot
-//! before its deadline fails as [`super::ApiError::OutOfTime`], a transient failure: the push
-//! is answered non-2xx and Pub/Sub redelivers it, so waiting for quota never drops work.
+//! other method there a Run write, `/v3/projects/P/…` a Monitoring query of P,
+//! `/compute/v1/projects/P/…` a Compute read (`GET`) or write (any other method; `getHealth` is
+//! a `POST` and counts with the writes, the smaller share of the two), `/v1/apps/P/…` an App
+//! Engine call and `/v1/projects/P/databases/…` a Firestore call of P; anything else (metadata,
+//! tokens) is not limited. A call waits until its bucket has had fewer than its limit of calls
+//! in the last [`WINDOW`] (a sliding window: no 60-second span, however aligned, holds more),
+//! and until any `Retry-After` the API asked for has passed. Calls made in [`urgent`] (alerts)
+//! take the next free slot ahead of routine ones waiting on the same bucket, and a tenth of
+//! every bucket ([`reserved`]) is theirs alone: routine calls stop at the other nine tenths, so
+//! an alert finds a slot even when routine work has spent its share of the window. A call that
+//! cannot get a slot before its deadline fails as [`super::ApiError::OutOfTime`], a transient
+//! failure: the push is answered non-2xx and Pub/Sub redelivers it, so waiting for quota never
+//! drops work.
 //!
 //! The limits are per cutover instance; Terraform divides the project's budget by the maximum
 //! number of instances (`infra/`), so all instances together stay below it.
@@ -45,6 +69,14 @@ pub struct Limits {
     pub run_writes: u32,
     /// Cloud Monitoring time series queries, per project.
     pub monitoring_queries: u32,
+    /// App Engine Admin API calls, per project (app).
+    pub appengine_calls: u32,
+    /// Compute Engine API reads (`GET`), per project.
+    pub compute_reads: u32,
+    /// Compute Engine API writes and other calls (`PATCH`, `getHealth`), per project.
+    pub compute_writes: u32,
+    /// Firestore API calls, per project of the database.
+    pub firestore_calls: u32,
 }
 
 impl Limits {
@@ -53,7 +85,17 @@ impl Limits {
         run_reads: u32::MAX,
         run_writes: u32::MAX,
         monitoring_queries: u32::MAX,
+        appengine_calls: u32::MAX,
+        compute_reads: u32::MAX,
+        compute_writes: u32::MAX,
+        firestore_calls: u32::MAX,
     };
+}
+
+/// How many of a bucket's `limit` calls per window are kept for alerts: a tenth (none for a
+/// limit under 10, where a tenth is not a whole call).
+pub fn reserved(limit: usize) -> usize {
+    limit / 10
 }
 
 /// Which of Google's quotas a call counts against.
@@ -62,6 +104,10 @@ pub enum Class {
     RunRead,
     RunWrite,
     MonitoringQuery,
+    AppEngine,
+    ComputeRead,
+    ComputeWrite,
+    Firestore,
 }
 
 impl Class {
@@ -70,6 +116,10 @@ impl Class {
             Class::RunRead => "Cloud Run reads",
             Class::RunWrite => "Cloud Run writes",
             Class::MonitoringQuery => "Monitoring queries",
+            Class::AppEngine => "App Engine Admin calls",
+            Class::ComputeRead => "Compute reads",
+            Class::ComputeWrite => "Compute writes",
+            Class::Firestore => "Firestore calls",
         }
     }
 }
@@ -79,7 +129,7 @@ impl Class {
 pub struct Bucket {
     pub class: Class,
     pub project: String,
-    /// `None` for Monitoring (its quota is per project).
+    /// `None` for every API but Cloud Run (their quotas are per project).
     pub region: Option<String>,
 }
 
@@ -106,13 +156,35 @@ impl Bucket {
                 region: Some(region.to_string()),
             });
         }
-        if let Some((_, rest)) = path.split_once("/v3/projects/") {
+        let per_project = |class, rest: &str| {
             let project = rest.split('/').next().filter(|p| !p.is_empty())?;
-            return Some(Bucket {
-                class: Class::MonitoringQuery,
+            Some(Bucket {
+                class,
                 project: project.to_string(),
                 region: None,
-            });
+            })
+        };
+        if let Some((_, rest)) = path.split_once("/v3/projects/") {
+            return per_project(Class::MonitoringQuery, rest);
+        }
+        // Before Firestore's `/v1/projects/`, which this path contains too.
+        if let Some((_, rest)) = path.split_once("/compute/v1/projects/") {
+            let class = if method == "GET" {
+                Class::ComputeRead
+            } else {
+                Class::ComputeWrite
+            };
+            return per_project(class, rest);
+        }
+        if let Some((_, rest)) = path.split_once("/v1/apps/") {
+            return per_project(Class::AppEngine, rest);
+        }
+        if let Some((_, rest)) = path.split_once("/v1/projects/") {
+            let mut parts = rest.splitn(3, '/');
+            let (project, databases) = (parts.next()?, parts.next()?);
+            if databases == "databases" {
+                return per_project(Class::Firestore, project);
+            }
         }
         None
     }
@@ -211,6 +283,10 @@ impl Quota {
             Class::RunRead => self.limits.run_reads,
             Class::RunWrite => self.limits.run_writes,
             Class::MonitoringQuery => self.limits.monitoring_queries,
+            Class::AppEngine => self.limits.appengine_calls,
+            Class::ComputeRead => self.limits.compute_reads,
+            Class::ComputeWrite => self.limits.compute_writes,
+            Class::Firestore => self.limits.firestore_calls,
         };
         usize::try_from(l).unwrap_or(usize::MAX)
     }
@@ -222,6 +298,12 @@ impl Quota {
             return Ok(());
         }
         let urgent = is_urgent();
+        // Routine calls leave the reserved slots to alerts.
+        let allowed = if urgent {
+            limit
+        } else {
+            limit - reserved(limit)
+        };
         let mut registered = false;
         let mut waited = false;
         loop {
@@ -234,7 +316,7 @@ impl Quota {
                     state.granted.pop_front();
                 }
                 let blocked = state.blocked_until.filter(|b| *b > now);
-                let full = state.granted.len() >= limit;
+                let full = state.granted.len() >= allowed;
                 let behind_urgent = !urgent && state.urgent_waiting > 0;
                 if blocked.is_none() && !full && !behind_urgent {
                     state.granted.push_back(now);
@@ -250,7 +332,7 @@ impl Quota {
                     }
                     let until = match (blocked, full) {
                         (Some(b), _) => b,
-                        (None, true) => state.granted[state.granted.len() - limit] + WINDOW,
+                        (None, true) => state.granted[state.granted.len() - allowed] + WINDOW,
                         // Behind an urgent call that is itself about to go.
                         (None, false) => now + Duration::from_millis(5),
                     };
@@ -315,6 +397,9 @@ pub fn retry_after(value: &str, now: Timestamp) -> Option<Duration> {
 }
 
 #[cfg(test)]
+pub(crate) mod platforms;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -340,6 +425,24 @@ mod tests {
             Bucket::of("GET", "http://169.254.169.254/computeMetadata/v1/project"),
             None
         );
+        let class = |method, url: &str| {
+            let b = Bucket::of(method, url).unwrap();
+            (b.class, b.project, b.region)
+        };
+        let ae = "https://appengine.googleapis.com/v1/apps/p3/services/web";
+        assert_eq!(class("PATCH", ae), (Class::AppEngine, "p3".into(), None));
+        let op = "https://appengine.googleapis.com/v1/apps/p3/operations/o";
+        assert_eq!(class("GET", op).0, Class::AppEngine);
+        let map = "https://compute.googleapis.com/compute/v1/projects/p4/global/urlMaps/m";
+        assert_eq!(class("GET", map), (Class::ComputeRead, "p4".into(), None));
+        assert_eq!(class("PATCH", map).0, Class::ComputeWrite);
+        let health = "http://x/compute/v1/projects/p4/global/backendServices/b/getHealth";
+        assert_eq!(class("POST", health).0, Class::ComputeWrite);
+        let doc =
+            "https://firestore.googleapis.com/v1/projects/p5/databases/(default)/documents/c/d";
+        assert_eq!(class("GET", doc), (Class::Firestore, "p5".into(), None));
+        let commit = "http://x/v1/projects/p5/databases/db/documents:commit";
+        assert_eq!(class("POST", commit).0, Class::Firestore);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! document's `updateTime` is the record's version. A stale `updateTime` is refused with 400
 //! `FAILED_PRECONDITION` and a create of an existing document with 409 `ALREADY_EXISTS`: both
 //! are [`RouterError::Conflict`] here (someone else wrote since we read). The emulator
-//! (`gcloud emulators firestore start`) answers the same, over plain HTTP.
+//! (`gcloud emulators firestore start`) answers the same, over plain HTTP. Every call goes
+//! through `Google::call`, so it waits for the database project's Firestore bucket
+//! (`CUTOVER_FIRESTORE_CALLS_PER_MINUTE`, `gcp::quota`).
 
 use std::collections::BTreeMap;
 
@@ -328,5 +330,56 @@ mod tests {
             store_error(status(503, "UNAVAILABLE")).kind(),
             ErrorKind::Transient
         );
+    }
+
+    /// Counted at the API, per 60-second window: no minute holds more of the store's calls than
+    /// the Firestore budget (`CUTOVER_FIRESTORE_CALLS_PER_MINUTE`), and every call gets through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_stay_within_the_firestore_budget_per_window() {
+        use std::sync::{Arc, Mutex};
+
+        use jiff::Timestamp;
+
+        use crate::clock::Clock;
+        use crate::gcp::quota::Limits;
+        use crate::gcp::quota::platforms::{at_most_per_window, limited, spread};
+        use crate::router::stub::Stub;
+
+        let clock = Clock::manual("2026-08-20T10:00:00Z".parse().unwrap());
+        let seen_at: Arc<Mutex<Vec<Timestamp>>> = Arc::default();
+        let (c, log) = (clock.clone(), seen_at.clone());
+        let missing =
+            json!({"error": {"code": 404, "message": "no such document", "status": "NOT_FOUND"}});
+        let stub = Stub::serve(move |_, _| {
+            log.lock().unwrap().push(c.now());
+            (404, missing.clone())
+        })
+        .await;
+        let limit = 2;
+        let (quota, google) = limited(
+            Limits {
+                firestore_calls: limit,
+                ..Limits::UNLIMITED
+            },
+            &clock,
+        );
+        let store = Firestore::new(google, &stub.base, "acme-prod", "(default)", "rollouts");
+        let calls = async move {
+            let web = ServiceRef::global(
+                Platform::AppEngine,
+                ProjectId::parse("acme-prod").unwrap(),
+                ServiceName::parse("web").unwrap(),
+            );
+            let far = Instant::now() + std::time::Duration::from_secs(60);
+            let reads = (0..6).map(|_| store.read(&web, far));
+            futures::future::join_all(reads).await
+        };
+        let arrived = || seen_at.lock().unwrap().len() as u64;
+        for r in spread(&clock, &quota, calls, arrived).await {
+            r.expect("a missing record reads as none");
+        }
+        let at = seen_at.lock().unwrap().clone();
+        assert_eq!(at.len(), 6);
+        at_most_per_window(&at, limit as usize);
     }
 }
