@@ -32,11 +32,15 @@
 //! `CHAOS_PARALLEL` seeds at once (default 6), `CHAOS_GARBLED` the ratio of garbled answers
 //! (default 0.02).
 //!
+//! `fanout.rs` (issue 16) runs seeds with fan-out on and several processes of the binary behind
+//! the real Pub/Sub emulator (`CHAOS_FANOUT_SEEDS=N`, test `fanout::chaos_fanout`).
+//!
 //! `faults.rs` holds deterministic tests of single faults against one cutover instance.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod fanout;
 mod faults;
 mod inproc;
 mod invariants;

@@ -34,12 +34,14 @@ const BOUND: Duration = Duration::from_secs(7 * 60);
 const ROUND: Duration = Duration::from_millis(250);
 
 /// One `cutover serve` process and the pusher that reaches it.
-struct Proc {
-    process: Process,
-    push: Arc<Pusher>,
+pub struct Proc {
+    pub process: Process,
+    pub push: Arc<Pusher>,
 }
 
-async fn spawn(world: &World, label: &str) -> Proc {
+/// Starts `cutover serve` on `world` with the real-clock policy, `extra` flags last (they win),
+/// logging to `target/chaos-logs/LABEL.log`; returns once it answers `/healthz`.
+pub async fn spawn(world: &World, label: &str, extra: &[String]) -> Proc {
     let port = crate::support::free_port();
     let dir = target_dir().join("chaos-logs");
     let _ = std::fs::create_dir_all(&dir);
@@ -61,6 +63,7 @@ async fn spawn(world: &World, label: &str) -> Proc {
         .iter()
         .map(|s| s.to_string()),
     );
+    args.extend(extra.iter().cloned());
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(&args)
         .env("RUST_LOG", "info")
@@ -108,7 +111,7 @@ pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) 
     let mut generation = 0;
     let mut procs = Vec::new();
     for slot in 0..2 {
-        procs.push(spawn(&world, &format!("{label}-{slot}-{generation}")).await);
+        procs.push(spawn(&world, &format!("{label}-{slot}-{generation}"), &[]).await);
     }
     let mut dead_until: [Option<Instant>; 2] = [None, None];
     let mut publisher = Publisher::default();
@@ -197,7 +200,7 @@ pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) 
         for slot in 0..2 {
             if dead_until[slot].is_some_and(|t| t <= Instant::now()) {
                 generation += 1;
-                procs[slot] = spawn(&world, &format!("{label}-{slot}-{generation}")).await;
+                procs[slot] = spawn(&world, &format!("{label}-{slot}-{generation}"), &[]).await;
                 dead_until[slot] = None;
             }
         }
