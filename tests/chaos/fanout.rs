@@ -33,17 +33,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cutover::target::Platform;
+use cutover_fakes::RevisionProfile;
 use cutover_fakes::emulator::Emulator;
-use cutover_fakes::{ConcurrentChange, FakeGcp, RevisionProfile};
 use futures::StreamExt;
 use google_cloud_pubsub::client::{Publisher, SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::{Message, PushConfig};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use crate::judge::{self, Facts};
 use crate::plan::{Health, Plan, ServicePlan};
-use crate::platform::World;
-use crate::process::{Proc, spawn};
+use crate::process::{Proc, real_clock_world, spawn};
 use crate::{PROJECT, SeedReport, env_u64, target_dir};
 
 /// One plan minute, in wall time (as for process seeds).
@@ -477,15 +476,7 @@ pub async fn run_seed(
         ..SeedReport::default()
     };
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x00fa_20a7);
-    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
-    let world = World::new(Platform::CloudRun, fake.clone(), None, "");
-    world.add_services(&plan.services, 8.0);
-    let mut chaos = crate::chaos_mix(seed);
-    chaos.latency = (Duration::from_millis(1), Duration::from_millis(20));
-    fake.faults()
-        .ingest_lag(SignedDuration::ZERO)
-        .concurrent_change(ConcurrentChange::Either)
-        .chaos(Some(chaos));
+    let world = real_clock_world(Platform::CloudRun, &plan, seed, None, "").await;
 
     let front = Front::new(seed, processes);
     let front_url = serve_front(front.clone()).await;
@@ -698,11 +689,7 @@ fn chaos_fanout() {
     let processes = env_u64("CHAOS_FANOUT_PROCESSES").unwrap_or(3).max(2) as usize;
     let services = env_u64("CHAOS_FANOUT_SERVICES").unwrap_or(30).max(1) as usize;
     let parallel = env_u64("CHAOS_FANOUT_PARALLEL").unwrap_or(2).max(1) as usize;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = crate::runtime();
     let started = Instant::now();
     let runs = runtime.block_on(async {
         let emulator = Emulator::for_test(PROJECT).await?;
@@ -762,22 +749,12 @@ fn chaos_fanout() {
             failures.push_str(&r.evidence);
         }
     }
-    let full = format!("{text}\nper seed:\n{}\n{failures}", per_seed.join("\n"));
-    let dir = target_dir();
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join("chaos-fanout-figures.txt");
-    if let Err(e) = std::fs::write(&path, &full) {
-        eprintln!("could not write {}: {e}", path.display());
-    }
-    eprintln!("{text}(per seed and any failure: {})", path.display());
-    if !failures.is_empty() {
-        eprintln!("{failures}");
-    }
     let violations: usize = reports.iter().map(|r| r.violations.len()).sum();
-    assert_eq!(
+    crate::conclude_run(
+        "chaos-fanout-figures.txt",
+        &text,
+        &per_seed,
+        &failures,
         violations,
-        0,
-        "invariant violations; see {}",
-        path.display()
     );
 }

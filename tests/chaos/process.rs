@@ -84,6 +84,29 @@ pub async fn spawn(world: &World, label: &str, extra: &[String]) -> Proc {
     }
 }
 
+/// A fake on the system clock holding `plan`'s services, with `seed`'s faults (1–20 ms of latency
+/// per call) and metrics that land at once; records of a split platform in `collection` of the
+/// Firestore emulator at `firestore`.
+pub async fn real_clock_world(
+    platform: Platform,
+    plan: &Plan,
+    seed: u64,
+    firestore: Option<&str>,
+    collection: &str,
+) -> World {
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
+    let world = World::new(platform, fake.clone(), firestore, collection);
+    // Enough requests that a few seconds at 10 % already make a judgeable minute.
+    world.add_services(&plan.services, 8.0);
+    let mut chaos = crate::chaos_mix(seed);
+    chaos.latency = (Duration::from_millis(1), Duration::from_millis(20));
+    fake.faults()
+        .ingest_lag(SignedDuration::ZERO)
+        .concurrent_change(ConcurrentChange::Either)
+        .chaos(Some(chaos));
+    world
+}
+
 /// Runs process seed `seed` on `platform` (records of a split platform in a collection of their
 /// own in the Firestore emulator at `firestore`).
 pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) -> SeedReport {
@@ -97,17 +120,8 @@ pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) 
         ..SeedReport::default()
     };
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x0b1a_5e9d ^ ((platform as u64) << 40));
-    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     let collection = format!("chaos-{label}-{}", std::process::id());
-    let world = World::new(platform, fake.clone(), firestore.as_deref(), &collection);
-    // Enough requests that a few seconds at 10 % already make a judgeable minute.
-    world.add_services(&plan.services, 8.0);
-    let mut chaos = crate::chaos_mix(seed);
-    chaos.latency = (Duration::from_millis(1), Duration::from_millis(20));
-    fake.faults()
-        .ingest_lag(SignedDuration::ZERO)
-        .concurrent_change(ConcurrentChange::Either)
-        .chaos(Some(chaos));
+    let world = real_clock_world(platform, &plan, seed, firestore.as_deref(), &collection).await;
     let mut generation = 0;
     let mut procs = Vec::new();
     for slot in 0..2 {
