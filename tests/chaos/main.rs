@@ -32,11 +32,15 @@
 //! `CHAOS_PARALLEL` seeds at once (default 6), `CHAOS_GARBLED` the ratio of garbled answers
 //! (default 0.02).
 //!
+//! `fanout.rs` (issue 16) runs seeds with fan-out on and several processes of the binary behind
+//! the real Pub/Sub emulator (`CHAOS_FANOUT_SEEDS=N`, test `fanout::chaos_fanout`).
+//!
 //! `faults.rs` holds deterministic tests of single faults against one cutover instance.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod fanout;
 mod faults;
 mod inproc;
 mod invariants;
@@ -234,6 +238,15 @@ fn figures<R: std::borrow::Borrow<SeedReport>>(reports: &[R], wall: Duration) ->
     out
 }
 
+/// The runtime a run of seeds drives its fakes, emulators and deliveries on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
 /// Runs the seeds the environment asks for and fails on any violation.
 #[test]
 fn chaos() {
@@ -253,11 +266,7 @@ fn chaos() {
     };
     let parallel = env_u64("CHAOS_PARALLEL").unwrap_or(6).max(1) as usize;
     let mut platforms = platform::selected();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = runtime();
     let started = Instant::now();
     let reports: Vec<SeedReport> = runtime.block_on(async {
         // One Firestore emulator for the whole run (a collection per seed), for the platforms
@@ -328,10 +337,23 @@ fn chaos() {
             )
         })
         .collect();
+    let violations: usize = reports.iter().map(|r| r.violations.len()).sum();
+    conclude_run("chaos-figures.txt", &text, &per_seed, &failures, violations);
+}
+
+/// Writes the figures, a line per seed and the failures to `target/FILE`, prints the figures
+/// (and any failure) to stderr, and fails the test on any violation.
+pub fn conclude_run(
+    file: &str,
+    text: &str,
+    per_seed: &[String],
+    failures: &str,
+    violations: usize,
+) {
     let full = format!("{text}\nper seed:\n{}\n{failures}", per_seed.join("\n"));
     let dir = target_dir();
     let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join("chaos-figures.txt");
+    let path = dir.join(file);
     if let Err(e) = std::fs::write(&path, &full) {
         eprintln!("could not write {}: {e}", path.display());
     }
@@ -339,7 +361,6 @@ fn chaos() {
     if !failures.is_empty() {
         eprintln!("{failures}");
     }
-    let violations: usize = reports.iter().map(|r| r.violations.len()).sum();
     assert_eq!(
         violations,
         0,

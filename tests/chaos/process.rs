@@ -34,12 +34,14 @@ const BOUND: Duration = Duration::from_secs(7 * 60);
 const ROUND: Duration = Duration::from_millis(250);
 
 /// One `cutover serve` process and the pusher that reaches it.
-struct Proc {
-    process: Process,
-    push: Arc<Pusher>,
+pub struct Proc {
+    pub process: Process,
+    pub push: Arc<Pusher>,
 }
 
-async fn spawn(world: &World, label: &str) -> Proc {
+/// Starts `cutover serve` on `world` with the real-clock policy, `extra` flags last (they win),
+/// logging to `target/chaos-logs/LABEL.log`; returns once it answers `/healthz`.
+pub async fn spawn(world: &World, label: &str, extra: &[String]) -> Proc {
     let port = crate::support::free_port();
     let dir = target_dir().join("chaos-logs");
     let _ = std::fs::create_dir_all(&dir);
@@ -61,6 +63,7 @@ async fn spawn(world: &World, label: &str) -> Proc {
         .iter()
         .map(|s| s.to_string()),
     );
+    args.extend(extra.iter().cloned());
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(&args)
         .env("RUST_LOG", "info")
@@ -81,6 +84,29 @@ async fn spawn(world: &World, label: &str) -> Proc {
     }
 }
 
+/// A fake on the system clock holding `plan`'s services, with `seed`'s faults (1–20 ms of latency
+/// per call) and metrics that land at once; records of a split platform in `collection` of the
+/// Firestore emulator at `firestore`.
+pub async fn real_clock_world(
+    platform: Platform,
+    plan: &Plan,
+    seed: u64,
+    firestore: Option<&str>,
+    collection: &str,
+) -> World {
+    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
+    let world = World::new(platform, fake.clone(), firestore, collection);
+    // Enough requests that a few seconds at 10 % already make a judgeable minute.
+    world.add_services(&plan.services, 8.0);
+    let mut chaos = crate::chaos_mix(seed);
+    chaos.latency = (Duration::from_millis(1), Duration::from_millis(20));
+    fake.faults()
+        .ingest_lag(SignedDuration::ZERO)
+        .concurrent_change(ConcurrentChange::Either)
+        .chaos(Some(chaos));
+    world
+}
+
 /// Runs process seed `seed` on `platform` (records of a split platform in a collection of their
 /// own in the Firestore emulator at `firestore`).
 pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) -> SeedReport {
@@ -94,21 +120,12 @@ pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) 
         ..SeedReport::default()
     };
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x0b1a_5e9d ^ ((platform as u64) << 40));
-    let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     let collection = format!("chaos-{label}-{}", std::process::id());
-    let world = World::new(platform, fake.clone(), firestore.as_deref(), &collection);
-    // Enough requests that a few seconds at 10 % already make a judgeable minute.
-    world.add_services(&plan.services, 8.0);
-    let mut chaos = crate::chaos_mix(seed);
-    chaos.latency = (Duration::from_millis(1), Duration::from_millis(20));
-    fake.faults()
-        .ingest_lag(SignedDuration::ZERO)
-        .concurrent_change(ConcurrentChange::Either)
-        .chaos(Some(chaos));
+    let world = real_clock_world(platform, &plan, seed, firestore.as_deref(), &collection).await;
     let mut generation = 0;
     let mut procs = Vec::new();
     for slot in 0..2 {
-        procs.push(spawn(&world, &format!("{label}-{slot}-{generation}")).await);
+        procs.push(spawn(&world, &format!("{label}-{slot}-{generation}"), &[]).await);
     }
     let mut dead_until: [Option<Instant>; 2] = [None, None];
     let mut publisher = Publisher::default();
@@ -197,7 +214,7 @@ pub async fn run_seed(platform: Platform, seed: u64, firestore: Option<String>) 
         for slot in 0..2 {
             if dead_until[slot].is_some_and(|t| t <= Instant::now()) {
                 generation += 1;
-                procs[slot] = spawn(&world, &format!("{label}-{slot}-{generation}")).await;
+                procs[slot] = spawn(&world, &format!("{label}-{slot}-{generation}"), &[]).await;
                 dead_until[slot] = None;
             }
         }
