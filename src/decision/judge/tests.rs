@@ -467,8 +467,8 @@ fn at_low_traffic_the_minutes_left_out_are_the_burst_not_single_errors() {
 
 /// At 100% nothing cancels a burst: a window in which bursts spoiled 6 of the candidate's 14
 /// minutes (a step held open at 100% is held because of them) leaves all of them out of the
-/// evidence to roll back against stable's baseline, while a regression present in every minute
-/// is still rolled back.
+/// evidence to roll back against stable's baseline and is scaled by its own minutes'
+/// dispersion, while a regression present in every minute is still rolled back.
 #[test]
 fn against_the_baseline_every_burst_minute_may_go_but_a_steady_regression_fails() {
     let baseline: Vec<(u64, u64)> = (0..76)
@@ -496,6 +496,15 @@ fn against_the_baseline_every_burst_minute_may_go_but_a_steady_regression_fails(
         "without its burst minutes the candidate is its baseline's equal, evidence {trimmed}: {bursty:#?}"
     );
     assert_ne!(bursty.outcome, Outcome::Fail, "{}", bursty.note);
+    // Pooled with 76 calm baseline minutes the candidate's 14 would read far calmer than they
+    // are: the comparison's dispersion is never below what the candidate's own minutes show
+    // (the same estimate as its absolute limit's).
+    let own = check(&j, "5xx").values["dispersion"];
+    assert!(
+        bursty.values["dispersion"] >= own && own > 100.0,
+        "dispersion {} against the candidate's own {own}",
+        bursty.values["dispersion"]
+    );
     let j = judge(&steady);
     assert_eq!(
         check(&j, "5xx vs stable").outcome,
