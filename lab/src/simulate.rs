@@ -173,29 +173,22 @@ impl Laws {
     }
 }
 
-/// The traffic of one run: the scenario's random schedules (bursts, late points), each from
-/// its own stream so the requests themselves are drawn exactly as without them.
-struct Traffic<'a> {
-    cell: &'a Cell,
-    pair: &'a Pair,
+/// The random schedules of one stretch of a run: the requests, the scenario's bursts (per
+/// revision and common) and its late points, each from its own stream.
+struct Streams {
     rng: fastrand::Rng,
     /// Per revision: 5xx bursts, slow bursts.
     bursts: [Option<BurstClock>; 2],
     slow: [Option<BurstClock>; 2],
     common: Option<BurstClock>,
     late: fastrand::Rng,
-    served: [Served; 2],
 }
 
-impl<'a> Traffic<'a> {
-    fn new(cell: &'a Cell, pair: &'a Pair, seed: u64) -> Traffic<'a> {
-        let mut seeder = fastrand::Rng::with_seed(seed ^ 0x5eed_b0a5_7c1a_93e1);
-        let s = &cell.scenario;
+impl Streams {
+    fn new(s: &Scenario, rng: fastrand::Rng, seeder: &mut fastrand::Rng) -> Streams {
         let mut clock = |on: bool| on.then(|| BurstClock::new(seeder.u64(..)));
-        Traffic {
-            cell,
-            pair,
-            rng: fastrand::Rng::with_seed(seed),
+        Streams {
+            rng,
             bursts: [clock(s.bursts.is_some()), clock(s.bursts.is_some())],
             slow: [
                 clock(s.slow_bursts.is_some()),
@@ -203,14 +196,59 @@ impl<'a> Traffic<'a> {
             ],
             common: clock(s.common_bursts.is_some()),
             late: fastrand::Rng::with_seed(seeder.u64(..)),
+        }
+    }
+}
+
+/// The traffic of one run: the stable revision's hour before the rollout starts
+/// ([`BEFORE_MINUTES`], which the judge reads as its baseline at 100%), then the rollout. Each
+/// stretch draws from its own streams, so the rollout's requests and schedules are drawn
+/// exactly as when the simulator had no hour before.
+struct Traffic<'a> {
+    cell: &'a Cell,
+    pair: &'a Pair,
+    rollout: Streams,
+    before: Streams,
+    /// Per revision, every minute served: `minutes[k]` ends at `t0 − BEFORE_MINUTES + k + 1`
+    /// once the hour before has been served ([`Traffic::serve_before`]).
+    served: [Served; 2],
+}
+
+/// Minutes of the stable revision's own traffic simulated before the rollout starts: as far
+/// back as the judge's baseline reaches.
+const BEFORE_MINUTES: i64 = cutover::decision::judge::window::BASELINE_LOOKBACK.as_mins();
+
+impl<'a> Traffic<'a> {
+    fn new(cell: &'a Cell, pair: &'a Pair, seed: u64) -> Traffic<'a> {
+        let mut seeder = fastrand::Rng::with_seed(seed ^ 0x5eed_b0a5_7c1a_93e1);
+        let rollout = Streams::new(&cell.scenario, fastrand::Rng::with_seed(seed), &mut seeder);
+        let before_rng = fastrand::Rng::with_seed(seeder.u64(..));
+        let before = Streams::new(&cell.scenario, before_rng, &mut seeder);
+        Traffic {
+            cell,
+            pair,
+            rollout,
+            before,
             served: [Served::default(), Served::default()],
         }
     }
 
-    /// Serves minute `i` (ending at `t0 + i + 1`) with the revisions' shares (stable,
-    /// candidate; 0..=1).
-    fn minute(&mut self, i: usize, shares: [f64; 2], laws: &mut Laws) {
+    /// Serves the hour before the rollout: stable alone, at full traffic.
+    fn serve_before(&mut self, laws: &mut Laws) {
+        for i in -BEFORE_MINUTES..0 {
+            self.minute(i, [1.0, 0.0], laws);
+        }
+    }
+
+    /// Serves minute `i` (ending at `t0 + i + 1`; negative before the rollout) with the
+    /// revisions' shares (stable, candidate; 0..=1).
+    fn minute(&mut self, i: i64, shares: [f64; 2], laws: &mut Laws) {
         let s = &self.cell.scenario;
+        let streams = if i < 0 {
+            &mut self.before
+        } else {
+            &mut self.rollout
+        };
         let t = i as f64 + 0.5;
         let volume = s.drift.map_or(1.0, |d| d.volume(t));
         let (e_load, l_load) = if s.drift.is_some() {
@@ -218,7 +256,7 @@ impl<'a> Traffic<'a> {
         } else {
             (1.0, 1.0)
         };
-        let common = self.common.as_mut().map(BurstClock::next_minute);
+        let common = streams.common.as_mut().map(BurstClock::next_minute);
         for (rev, share) in shares.into_iter().enumerate() {
             let law = if rev == 0 {
                 &self.pair.stable
@@ -242,13 +280,13 @@ impl<'a> Traffic<'a> {
                 lf *= k(l);
             }
             let mut rate = law.error_rate * ef;
-            if let (Some(b), Some(c)) = (s.bursts, self.bursts[rev].as_mut()) {
+            if let (Some(b), Some(c)) = (s.bursts, streams.bursts[rev].as_mut()) {
                 rate = b.rate(rate, c.next_minute());
             }
             if let (Some(b), Some(a)) = (s.common_bursts, common) {
                 rate = b.rate(rate, a);
             }
-            let slow = match (s.slow_bursts, self.slow[rev].as_mut()) {
+            let slow = match (s.slow_bursts, streams.slow[rev].as_mut()) {
                 (Some(b), Some(c)) => b.rate(scenario::SLOW_SHARE, c.next_minute()).min(1.0),
                 _ => 0.0,
             };
@@ -256,12 +294,12 @@ impl<'a> Traffic<'a> {
             let behaviour = laws.get(rev, law, lf, slow);
             let mut m = Minute::empty();
             let [ok, err] = &mut m.counts;
-            let (n_ok, n_err) = behaviour.sample_split(&mut self.rng, lam, rate, ok, err);
+            let (n_ok, n_err) = behaviour.sample_split(&mut streams.rng, lam, rate, ok, err);
             m.requests = [n_ok, n_err];
             if let Some(late) = s.late {
                 let mut lag = || {
-                    if self.late.f64() < late.probability {
-                        1 + self.late.u8(0..2)
+                    if streams.late.f64() < late.probability {
+                        1 + streams.late.u8(0..2)
                     } else {
                         0
                     }
@@ -284,8 +322,10 @@ pub fn run_once(
     laws: &mut Laws,
 ) -> RunResult {
     let mut traffic = Traffic::new(cell, pair, seed);
+    traffic.serve_before(laws);
     let bounds = traffic::bounds();
     let t0 = start_time();
+    let origin = t0 - SignedDuration::from_mins(BEFORE_MINUTES);
     let mut allocation = BTreeMap::from([(STABLE.to_string(), 100u8)]);
     let mut annotations = overrides.clone();
     let mut result = RunResult::default();
@@ -322,7 +362,11 @@ pub fn run_once(
     for minute in 1..=MAX_MINUTES {
         // The minute that just ended was served with the allocation in force during it.
         let share = |r: &str| f64::from(allocation.get(r).copied().unwrap_or(0)) / 100.0;
-        traffic.minute(minute as usize - 1, [share(STABLE), share(CANDIDATE)], laws);
+        traffic.minute(
+            i64::from(minute) - 1,
+            [share(STABLE), share(CANDIDATE)],
+            laws,
+        );
 
         let now = t0 + SignedDuration::from_mins(i64::from(minute));
         let obs = observed(&allocation, &annotations);
@@ -332,7 +376,7 @@ pub fn run_once(
             let stats = window_stats(
                 *w,
                 now,
-                t0,
+                origin,
                 policy.metrics_delay,
                 &[(STABLE, stable), (CANDIDATE, candidate)],
                 &bounds,
@@ -994,11 +1038,15 @@ mod tests {
     /// Serves `minutes` minutes of `cell` at the candidate's `share` and returns both
     /// revisions' minutes.
     fn serve(c: &Cell, share: f64, minutes: usize, seed: u64) -> [Served; 2] {
+        serve_shares(c, [1.0 - share, share], minutes, seed)
+    }
+
+    fn serve_shares(c: &Cell, shares: [f64; 2], minutes: usize, seed: u64) -> [Served; 2] {
         let pair = c.candidate.pair(BASE, LIMITS);
         let mut t = Traffic::new(c, &pair, seed);
         let mut laws = Laws::default();
         for i in 0..minutes {
-            t.minute(i, [1.0 - share, share], &mut laws);
+            t.minute(i as i64, shares, &mut laws);
         }
         t.served
     }
@@ -1054,6 +1102,43 @@ mod tests {
                 assert!(common < 0.3, "{s}: {common}");
             }
         }
+    }
+
+    /// The hour before the rollout is stable alone at full traffic, drawn from the same
+    /// traffic model (its mean 5xx ratio, its bursts) but from streams of its own: the rollout's
+    /// minutes are drawn exactly as without it.
+    #[test]
+    fn the_hour_before_is_stable_alone_and_leaves_the_rollout_unchanged() {
+        let c = cell(100.0, "healthy", "bursts-50");
+        let pair = c.candidate.pair(BASE, LIMITS);
+        let (mut errors, mut requests, mut burst_minutes) = (0u64, 0u64, 0usize);
+        for seed in 0..40 {
+            let mut with = Traffic::new(&c, &pair, seed);
+            let mut laws = Laws::default();
+            with.serve_before(&mut laws);
+            let before = BEFORE_MINUTES as usize;
+            let [stable, candidate] = &with.served;
+            assert_eq!(stable.minutes.len(), before);
+            assert!(candidate.minutes.iter().all(|m| m.requests == [0, 0]));
+            for m in &stable.minutes {
+                requests += m.requests[0] + m.requests[1];
+                errors += m.requests[1];
+                burst_minutes += usize::from(m.requests[1] > 60);
+            }
+            for i in 0..20 {
+                with.minute(i, [0.9, 0.1], &mut laws);
+            }
+            let without = serve_shares(&c, [0.9, 0.1], 20, seed);
+            for (w, wo) in with.served.iter().zip(&without) {
+                assert_eq!(w.minutes[before..], wo.minutes[..]);
+            }
+        }
+        let rate = errors as f64 / requests as f64;
+        assert!((rate / 0.005 - 1.0).abs() < 0.1, "rate {rate}");
+        assert!(
+            burst_minutes > 40,
+            "{burst_minutes} burst minutes in 40 hours"
+        );
     }
 
     #[test]

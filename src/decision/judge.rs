@@ -629,6 +629,19 @@ fn burst_minutes(minutes: usize) -> usize {
     (BURST_MINUTES + minutes.div_ceil(10)).min(cap)
 }
 
+/// How many of the candidate's `minutes` may be left out of a rollback against stable's
+/// baseline (at 100%, in the bake): every outlier, up to half of them ([`burst_minutes`] when
+/// that is more). Nothing cancels there: a burst of a shared dependency while the candidate
+/// serves everything lands on it alone, and how many of a window's minutes bursts spoil is not
+/// bounded by a share of the window (a step held open at 100% is held *because* bursts keep
+/// its limit open). A regression that appears at full load is in every minute: at high traffic
+/// every minute is an outlier and half of them still show it; at moderate traffic few are
+/// outliers and it loses little. Either way the comparison needs the regression in most
+/// minutes, which is what tells it from bursts.
+fn baseline_outliers(minutes: usize) -> usize {
+    (minutes / 2).max(burst_minutes(minutes))
+}
+
 /// A burst (one bad instance, a dependency blip) lasts one to three minutes.
 const BURST_MINUTES: usize = 3;
 
@@ -650,7 +663,16 @@ fn without_worst(
     count: Count<'_>,
     expected_rate: &dyn Fn(Timestamp) -> Option<f64>,
 ) -> Minutes {
-    let k = burst_minutes(c.by_minute.len());
+    without_worst_up_to(c, count, expected_rate, burst_minutes(c.by_minute.len()))
+}
+
+/// [`without_worst`], leaving out at most `k` minutes.
+fn without_worst_up_to(
+    c: &Minutes,
+    count: Count<'_>,
+    expected_rate: &dyn Fn(Timestamp) -> Option<f64>,
+    k: usize,
+) -> Minutes {
     let mut scored: Vec<(f64, Timestamp)> = c
         .by_minute
         .iter()
@@ -678,8 +700,14 @@ fn trimmed_dispersion(whole: stats::Dispersion, trimmed: stats::Dispersion) -> s
     whole.max(trimmed)
 }
 
-/// [`without_worst`] for a comparison with stable: a minute's expected rate is stable's in the
-/// same minute (canary step) or stable's baseline rate.
+/// [`without_worst`] for a comparison with stable: a minute's expected rate is the larger of
+/// stable's in the same minute and stable's over the window (canary step), or stable's
+/// baseline rate. Stable's own minute alone predicted nothing at low traffic: at 10 req/s a
+/// revision sees a 5xx every minute or two, so stable's minute often had none, any candidate
+/// 5xx in it scored as an outlier thousands of deviations out, and the minutes left out were
+/// single errors instead of the burst (which then rolled healthy candidates back after long
+/// holds). Stable's own minute still raises the prediction when both burst together (a shared
+/// dependency), so a common-mode burst is not mistaken for the candidate's.
 fn trimmed_for(c: &Minutes, r: &Reference, count: Count<'_>) -> Minutes {
     let rate = |m: &RevisionStats| {
         let (x, n) = count(m);
@@ -687,11 +715,17 @@ fn trimmed_for(c: &Minutes, r: &Reference, count: Count<'_>) -> Minutes {
     };
     match r {
         Reference::Concurrent(s) => {
-            without_worst(c, count, &|t| s.by_minute.get(&t).and_then(rate))
+            let overall = rate(&s.total).unwrap_or(0.0);
+            without_worst(c, count, &|t| {
+                s.by_minute
+                    .get(&t)
+                    .and_then(rate)
+                    .map(|minute| minute.max(overall))
+            })
         }
         Reference::Baseline(s) => {
             let p = rate(&s.total);
-            without_worst(c, count, &|_| p)
+            without_worst_up_to(c, count, &|_| p, baseline_outliers(c.by_minute.len()))
         }
     }
 }
@@ -876,7 +910,14 @@ fn own_dispersion(m: &Minutes, count: Count<'_>) -> Vec<(f64, f64, f64)> {
 /// difference", so a real regression does not inflate it): on a canary step, each minute's
 /// candidate events against its share of that minute's events under one common fitted ratio;
 /// against a baseline, each revision's minutes around its own rate (so drift inside the
-/// baseline counts as noise).
+/// baseline counts as noise), and never less than the candidate's own minutes show.
+///
+/// Why the candidate's own: against an hour's baseline the candidate's few minutes carry most
+/// of the comparison's variance, and pooled with the baseline's many minutes their X² was
+/// diluted: a 7-minute window at 100% with bursts in 4 of its minutes showed φ̂ ≈ 100 on its
+/// own and 8 pooled with a calm baseline, and was rolled back. A regression that appears at
+/// full load raises every minute alike, so its own minutes vary no more than independent
+/// requests would (φ̂ = 1 in about 90% of windows): it loses nothing.
 fn comparison_dispersion(c: &Minutes, r: &Reference, count: Count<'_>) -> stats::Dispersion {
     match r {
         Reference::Concurrent(_) => {
@@ -890,9 +931,11 @@ fn comparison_dispersion(c: &Minutes, r: &Reference, count: Count<'_>) -> stats:
             )
         }
         Reference::Baseline(s) => {
-            let mut cells = own_dispersion(c, count);
+            let own = own_dispersion(c, count);
+            let candidate = stats::dispersion(own.iter().copied(), 1);
+            let mut cells = own;
             cells.extend(own_dispersion(s, count));
-            stats::dispersion(cells, 2)
+            stats::dispersion(cells, 2).max(candidate)
         }
     }
 }

@@ -850,9 +850,10 @@ fn baking(
         .step_started
         .saturating_sub(policy.metrics_delay)
         .unwrap_or(r.step_started);
-    // From the rollout's start: stable's data from the earlier steps is the baseline.
+    // From before the rollout's start: stable's data from then and from the earlier steps is
+    // the baseline.
     let window = Window {
-        start: r.started.min(since),
+        start: judge::window::baseline_start(r.started).min(since),
         end: now.saturating_sub(policy.metrics_delay).unwrap_or(now),
     };
     let (judgement, unjudged) = match evidence {
@@ -971,11 +972,11 @@ fn progress(
             format!("soaking at {}%: judged from {due}", r.percent),
         );
     }
-    // At 100% the window reaches back to the rollout's start: stable's data from the earlier
-    // steps is the baseline the candidate is compared with.
+    // At 100% the window reaches back to before the rollout's start: stable's data from then
+    // and from the earlier steps is the baseline the candidate is compared with.
     let window = Window {
         start: if r.percent >= 100 {
-            r.started.min(r.step_started)
+            judge::window::baseline_start(r.started).min(r.step_started)
         } else {
             r.step_started
         },

@@ -455,6 +455,33 @@ fn a_step_soaks_before_it_is_judged() {
     assert_eq!(d.action, Action::Gather(Need::Metrics(judged_window())));
 }
 
+/// At 100% the query reaches an hour before the rollout started, so stable's baseline holds
+/// its own hour at full traffic besides its minutes during the earlier steps; canary steps
+/// still start at their own start.
+#[test]
+fn at_100_percent_the_window_reaches_an_hour_before_the_rollout() {
+    let r = Record {
+        started: t0() - mins(20),
+        ..running(100, t0())
+    };
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
+    assert_eq!(
+        d.action,
+        Action::Gather(Need::Metrics(Window {
+            start: t0() - mins(80),
+            end: judged_window().end,
+        }))
+    );
+    let r = Record {
+        started: t0() - mins(20),
+        ..running(50, t0())
+    };
+    let obs = observed(&split_of(&r), CANDIDATE, Some(&r));
+    let d = decide(&obs, &tick(), &Evidence::None, &Policy::default(), due());
+    assert_eq!(d.action, Action::Gather(Need::Metrics(judged_window())));
+}
+
 #[test]
 fn a_healthy_step_advances_and_the_last_one_completes() {
     // Without a bake, the rollout completes as soon as its last step is healthy.

@@ -35,8 +35,9 @@ impl Minute {
     }
 }
 
-/// Everything one revision served, minute by minute from the rollout's start: `minutes[i]` is
-/// the minute ending at `t0 + i + 1` minutes.
+/// Everything one revision served, minute by minute from the simulation's origin (an hour
+/// before the rollout's start, see `Traffic::serve_before`): `minutes[i]` is the minute ending
+/// at `origin + i + 1` minutes.
 #[derive(Clone, Debug, Default)]
 pub struct Served {
     pub minutes: Vec<Minute>,
@@ -46,7 +47,7 @@ pub struct Served {
 pub fn window_stats(
     w: Window,
     now: Timestamp,
-    t0: Timestamp,
+    origin: Timestamp,
     metrics_delay: SignedDuration,
     revisions: &[(&str, &Served)],
     bounds: &[f64],
@@ -56,7 +57,7 @@ pub fn window_stats(
         for (class, label) in CLASSES.iter().enumerate() {
             let mut points = std::collections::BTreeMap::new();
             for (i, m) in served.minutes.iter().enumerate() {
-                let end = t0 + SignedDuration::from_mins(i as i64 + 1);
+                let end = origin + SignedDuration::from_mins(i as i64 + 1);
                 if end <= w.start || end > w.end || m.requests[class] == 0 {
                     continue;
                 }

@@ -569,3 +569,164 @@ fn an_identical_candidate_fails_no_more_often_than_the_stated_false_alarm_rate()
         }
     }
 }
+
+/// Per-minute data of one revision: `(requests, 5xx)` for each minute, ending one minute apart
+/// from the end of `window()`'s first minute.
+fn minutes_of(counts: &[(u64, u64)], first: i64) -> Minutes {
+    let start = window().start;
+    Minutes::of(
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, x))| {
+                let end = start + jiff::SignedDuration::from_mins(first + i as i64 + 1);
+                (end, stats(n, x, 0))
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn minutes_input(candidate: Minutes, reference: Reference, percent: u8) -> Input {
+    Input {
+        window: window(),
+        percent,
+        candidate,
+        reference: Some(reference),
+        coverage: None,
+        no_reference: None,
+        last_look: false,
+    }
+}
+
+/// At 10 req/s a revision sees a 5xx every minute or two, so stable's own minute often has
+/// none. A healthy candidate whose single 5xx fall in such minutes, plus one 3-minute burst:
+/// the minutes left out of a rollback are the burst's, not the single errors (scored against
+/// stable's empty minute, each of them looked thousands of deviations out, and the burst stayed
+/// in the evidence to roll back).
+#[test]
+fn at_low_traffic_the_minutes_left_out_are_the_burst_not_single_errors() {
+    let (mut c, mut s) = (Vec::new(), Vec::new());
+    for m in 0..40 {
+        let burst = (10..13).contains(&m);
+        let odd = m % 2 == 1;
+        c.push((300, if burst { 12 } else { u64::from(odd) }));
+        s.push((300, u64::from(!odd)));
+    }
+    let c = minutes_of(&c, 0);
+    let s = minutes_of(&s, 0);
+    let j = judge_input(
+        minutes_input(c, Reference::Concurrent(s), 50),
+        &Policy::default(),
+    );
+    let check = check(&j, "5xx vs stable");
+    let trimmed = check.values["llr_without_worst_minutes"];
+    assert!(
+        trimmed < 0.0,
+        "without the burst the candidate is stable's equal, the evidence to roll back is {trimmed}: {check:#?}"
+    );
+    assert_ne!(verdict_kind(&j), "fail", "{:?}", j.verdict);
+}
+
+/// At 100% nothing cancels a burst: a window in which bursts spoiled 6 of the candidate's 14
+/// minutes (a step held open at 100% is held because of them) leaves all of them out of the
+/// evidence to roll back against stable's baseline and is scaled by its own minutes'
+/// dispersion, while a regression present in every minute is still rolled back.
+#[test]
+fn against_the_baseline_every_burst_minute_may_go_but_a_steady_regression_fails() {
+    let baseline: Vec<(u64, u64)> = (0..76)
+        .map(|m| (60_000, if m == 30 { 400 } else { 150 }))
+        .collect();
+    let bursts: Vec<(u64, u64)> = (0..14)
+        .map(|m| (60_000, if m % 7 < 3 { 2_400 } else { 150 }))
+        .collect();
+    let steady: Vec<(u64, u64)> = (0..14).map(|_| (60_000, 600)).collect();
+    let judge = |c: &[(u64, u64)]| {
+        judge_input(
+            minutes_input(
+                minutes_of(c, 76),
+                Reference::Baseline(minutes_of(&baseline, 0)),
+                100,
+            ),
+            &Policy::default(),
+        )
+    };
+    let j = judge(&bursts);
+    let bursty = check(&j, "5xx vs stable");
+    let trimmed = bursty.values["llr_without_worst_minutes"];
+    assert!(
+        trimmed <= 0.0,
+        "without its burst minutes the candidate is its baseline's equal, evidence {trimmed}: {bursty:#?}"
+    );
+    assert_ne!(bursty.outcome, Outcome::Fail, "{}", bursty.note);
+    // Pooled with 76 calm baseline minutes the candidate's 14 would read far calmer than they
+    // are: the comparison's dispersion is never below what the candidate's own minutes show
+    // (the same estimate as its absolute limit's).
+    let own = check(&j, "5xx").values["dispersion"];
+    assert!(
+        bursty.values["dispersion"] >= own && own > 100.0,
+        "dispersion {} against the candidate's own {own}",
+        bursty.values["dispersion"]
+    );
+    let j = judge(&steady);
+    assert_eq!(
+        check(&j, "5xx vs stable").outcome,
+        Outcome::Fail,
+        "{:?}",
+        j.verdict
+    );
+}
+
+/// At 100% stable's baseline is every minute of its in the window, which starts an hour before
+/// the rollout did: its own hour at full traffic and its minutes during the earlier steps, and
+/// the record says which.
+#[test]
+fn the_baseline_holds_stables_hour_before_the_rollout() {
+    use crate::decision::evidence::{Point, Series};
+    let started: Timestamp = "2026-08-20T10:00:00Z".parse().unwrap();
+    let t = |m: i64| started + jiff::SignedDuration::from_mins(m);
+    let point = |n| Point {
+        count: n,
+        latency: Histogram {
+            bounds: vec![100.0],
+            counts: vec![n, 0],
+        },
+    };
+    let series = |rev: &str, from: i64, to: i64| Series {
+        revision: rev.into(),
+        class: "2xx".into(),
+        points: (from..=to).map(|m| (t(m), point(100))).collect(),
+    };
+    let now = t(33);
+    let stats = ServiceStats {
+        window: Window {
+            start: window::baseline_start(started),
+            end: t(30),
+        },
+        // Stable served alone until the rollout, then beside the candidate until minute 20.
+        series: vec![series("stab", -59, 20), series("cand", 1, 30)],
+    };
+    let step = window::Step {
+        candidate: "cand",
+        stable: "stab",
+        percent: 100,
+        since: t(20),
+        now,
+        last_look: false,
+    };
+    let input = window::gather(&stats, &step, &Policy::default()).unwrap();
+    let Some(Reference::Baseline(baseline)) = &input.reference else {
+        panic!("compared with the baseline: {:?}", input.reference);
+    };
+    assert_eq!(
+        baseline.by_minute.len(),
+        80,
+        "an hour before and 20 minutes during"
+    );
+    assert_eq!(
+        input.candidate.by_minute.len(),
+        10,
+        "the candidate from its step's start"
+    );
+    assert_eq!(input.coverage.unwrap().baseline, Some((t(-59), t(20), 80)));
+}

@@ -18,6 +18,28 @@ use super::{Coverage, Input, Minutes, Reference};
 use crate::decision::evidence::{RevisionStats, Series, ServiceStats};
 use crate::decision::policy::{self, Policy};
 
+/// How far before the rollout's start stable's baseline reaches: at 100% (and during the bake)
+/// the window starts this long before the rollout did, so the baseline holds stable's own hour
+/// at full traffic as well as its minutes during the earlier steps.
+///
+/// Why: the earlier steps alone last 10 to 20 minutes, and a baseline that short misses what
+/// happens a couple of times an hour (a bad instance, a dependency blip): its mean is then
+/// below stable's true one and its minutes look calmer than they are, so the candidate's first
+/// burst at 100% reads as a regression. An hour holds a couple of such bursts, which raise the
+/// baseline's mean to the true one and its per-minute dispersion (which scales the evidence,
+/// `comparison_dispersion`) to what the service really does. Read again from Monitoring on every
+/// tick at 100% (its points stay for six weeks): nothing is stored in the record, at the price
+/// of a query 60 minutes longer at 100%. An hour and not a day: a longer baseline spans more of
+/// the daily curve, which the comparison across time cannot cancel (the squared regression
+/// size leaves room for an hour's drift, measured with `diurnal-*` and `ramp-x3`).
+pub const BASELINE_LOOKBACK: SignedDuration = SignedDuration::from_mins(60);
+
+/// Where the window of a step judged against stable's baseline starts, for a rollout that
+/// started at `started`.
+pub fn baseline_start(started: Timestamp) -> Timestamp {
+    started.saturating_sub(BASELINE_LOOKBACK).unwrap_or(started)
+}
+
 /// The step being judged.
 #[derive(Clone, Copy, Debug)]
 pub struct Step<'a> {

@@ -21,13 +21,14 @@ fn bake_ends() -> Timestamp {
     due() + Policy::default().bake
 }
 
-/// The window the bake asks for: from the rollout's start (stable's data from the earlier
-/// steps is the baseline the candidate is compared with) to now less the metrics delay; the
-/// candidate's own data is judged from where the last step's window ended.
+/// The window the bake asks for: from an hour before the rollout's start (stable's data from
+/// then and from the earlier steps is the baseline the candidate is compared with) to now less
+/// the metrics delay; the candidate's own data is judged from where the last step's window
+/// ended.
 fn bake_window(now: Timestamp) -> Window {
     let delay = Policy::default().metrics_delay;
     Window {
-        start: t0(),
+        start: t0() - mins(60),
         end: now - delay,
     }
 }
