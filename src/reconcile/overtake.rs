@@ -120,7 +120,7 @@ async fn an_alert_rolls_back_while_the_evaluation_is_inside_its_query_and_the_la
 
     // The alert arrives meanwhile: it does not wait for the evaluation in flight.
     let rolled_back = tokio::time::timeout(
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         reconciler.reconcile(&target(), alert(), deadline()),
     )
     .await
@@ -281,7 +281,7 @@ async fn an_alert_that_finds_the_write_in_flight_waits_for_it_instead_of_failing
         tokio::spawn(async move { reconciler.reconcile(&target(), alert(), deadline()).await })
     };
     // The alert reads and finds the intent; it waits for this instance's write to finish.
-    tokio::time::timeout(Duration::from_secs(10), refused.notified())
+    tokio::time::timeout(Duration::from_secs(60), refused.notified())
         .await
         .expect("the alert read the service while the write was in flight");
     release.notify_one();
