@@ -532,6 +532,13 @@ fn spawn_cutover(
     Ok(cmd.spawn()?)
 }
 
+/// A port free on loopback now, for a process to listen on.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// One raw HTTP/1.1 GET; true on a 200.
 fn healthz(port: u16) -> bool {
     use std::io::{Read, Write};
@@ -555,9 +562,7 @@ async fn footprint(quick: bool) -> Result<Vec<Row>> {
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..starts {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let t0 = Instant::now();
         let mut child = spawn_cutover(&bin, port, "http://127.0.0.1:9")?;
         let up = loop {
@@ -757,9 +762,7 @@ async fn throughput(quick: bool) -> Result<Vec<Row>> {
     let bin = process::cutover_binary()?;
     let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     // The server under load is the real binary, a separate process.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port()?;
     let mut child = spawn_cutover(&bin, port, &fake.base_url())?;
     let base = format!("http://127.0.0.1:{port}");
     let t0 = Instant::now();

@@ -34,7 +34,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use super::{
-    PROJECT, REGION, Rest, Row, candidate, healthz, instance, p50_p99, percentile, row, stable,
+    PROJECT, REGION, Rest, Row, candidate, free_port, healthz, instance, p50_p99, percentile, row,
+    stable,
 };
 
 /// Cloud Run Admin API budgets a minute per project × region, and Monitoring queries a minute
@@ -507,9 +508,7 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
         let mut children = Vec::new();
         let mut bases = Vec::new();
         for n in 0..processes {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
+            let port = free_port()?;
             let log = logs.join(format!("serve-{processes}-{n}.log"));
             children.push(spawn_serve(&bin, port, &flags, &log)?);
             bases.push(format!("http://127.0.0.1:{port}"));
