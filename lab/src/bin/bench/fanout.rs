@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -294,8 +294,8 @@ fn forward_pulls(
     (task, delivered)
 }
 
-/// `cutover serve` (the release binary) on `port` with `flags`, its log (warnings and errors)
-/// going to `log`; nothing from the caller's environment changes what it runs with.
+/// `cutover serve` (the release binary) on `port` with `flags`, its log (warnings and errors,
+/// stdout and stderr) going to `log`; nothing from the caller's environment changes what it runs with.
 fn spawn_serve(bin: &Path, port: u16, flags: &[String], log: &Path) -> Result<Child> {
     let mut cmd = Command::new(bin);
     cmd.arg("serve")
@@ -306,9 +306,10 @@ fn spawn_serve(bin: &Path, port: u16, flags: &[String], log: &Path) -> Result<Ch
             cmd.env_remove(k);
         }
     }
+    let log = std::fs::File::create(log)?;
     cmd.env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?);
+        .stdout(log.try_clone()?)
+        .stderr(log);
     Ok(cmd.spawn()?)
 }
 
