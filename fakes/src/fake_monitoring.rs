@@ -660,14 +660,25 @@ enum ShareOf<'a> {
 }
 
 /// Every member of every target of `project` that `metric` describes.
-fn candidates<'a>(w: &'a World, project: &str, metric: Metric) -> Vec<Candidate<'a>> {
+fn candidates<'a>(
+    w: &'a World,
+    project: &str,
+    metric: Metric,
+    named: Option<&String>,
+) -> Vec<Candidate<'a>> {
     let mut out = Vec::new();
     let classes = |f: &dyn Fn(Class) -> BTreeMap<LabelRef, String>| {
         [(Class::Ok, f(Class::Ok)), (Class::Errors, f(Class::Errors))]
     };
     match metric.source() {
         Source::Run => {
-            for service in w.services.iter().filter(|s| s.key.project == project) {
+            // A query naming its service (cutover's always do) only looks at that name: the
+            // filter below would drop every other service's series anyway.
+            let named = named.map(|n| n.as_str());
+            for service in w
+                .in_project(project)
+                .filter(|s| named.is_none_or(|n| s.key.service == n))
+            {
                 for revision in &service.revisions {
                     let key = &service.key;
                     out.push(Candidate {
@@ -736,7 +747,13 @@ fn answer(w: &World, project: &str, q: &Query) -> Value {
         .is_none_or(|t| t == q.metric.resource_type());
     let mut sources = Vec::new();
     let all = if resource_matches {
-        candidates(w, project, q.metric)
+        let named = q
+            .filter
+            .labels
+            .iter()
+            .find(|(label, _)| *label == resource("service_name"))
+            .map(|(_, name)| name);
+        candidates(w, project, q.metric, named)
     } else {
         Vec::new()
     };

@@ -430,14 +430,17 @@ pub(crate) async fn list_services(
 ) -> Result<Json<Value>, RpcError> {
     let pairs = wire::query_pairs(&uri)?;
     let w = settled(&shared);
-    let services: Vec<Value> = w
-        .services
-        .iter()
+    let services: Vec<&Service> = w
+        .in_project(&project)
         .rev()
-        .filter(|s| s.key.project == project && (region == "-" || s.key.region == region))
+        .filter(|s| region == "-" || s.key.region == region)
+        .collect();
+    // Only the page is rendered: a region can hold 1,000 services, a page 500 or fewer.
+    let (items, next) = page(services, &pairs)?;
+    let items = items
+        .into_iter()
         .map(|s| render_service(s, &w.base_url))
         .collect();
-    let (items, next) = page(services, &pairs)?;
     Ok(list_response("services", items, next))
 }
 

@@ -397,8 +397,15 @@ pub(crate) struct World {
     pub(crate) clock: FakeClock,
     /// `http://127.0.0.1:PORT`, for URLs the fake hands out.
     pub(crate) base_url: String,
-    /// In creation order.
+    /// In creation order; never removed from, so an index stays valid. Look one up with
+    /// [`World::find`], a project's with [`World::in_project`] (both indexed below).
     pub(crate) services: Vec<Service>,
+    /// Where each service is in `services`: a bench world holds 150,000 of them, and every Run
+    /// call names one.
+    index: HashMap<ServiceKey, usize>,
+    /// Each project's services (`services` indices, creation order), for listings and
+    /// Monitoring queries, which look at one project.
+    by_project: HashMap<String, Vec<usize>>,
     /// By full operation name.
     pub(crate) operations: HashMap<String, Operation>,
     pub(crate) requests: Vec<RecordedRequest>,
@@ -423,6 +430,8 @@ impl World {
             clock,
             base_url,
             services: Vec::new(),
+            index: HashMap::new(),
+            by_project: HashMap::new(),
             operations: HashMap::new(),
             requests: Vec::new(),
             faults: Faults::default(),
@@ -441,7 +450,19 @@ impl World {
     }
 
     pub(crate) fn find(&self, key: &ServiceKey) -> Option<usize> {
-        self.services.iter().position(|s| &s.key == key)
+        self.index.get(key).copied()
+    }
+
+    /// `project`'s services, in creation order.
+    pub(crate) fn in_project<'a>(
+        &'a self,
+        project: &str,
+    ) -> impl DoubleEndedIterator<Item = &'a Service> {
+        self.by_project
+            .get(project)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.services[i])
     }
 
     /// The index of a service named in the scenario API.
@@ -544,8 +565,13 @@ impl World {
         let mut before = service.before_write();
         before.traffic.clear();
         let creation = service.change_since(now, &before, Writer::Outside);
+        let i = self.services.len();
+        self.index.insert(service.key.clone(), i);
+        self.by_project
+            .entry(service.key.project.clone())
+            .or_default()
+            .push(i);
         self.services.push(service);
-        let i = self.services.len() - 1;
         self.services[i].history.push(creation);
         self.bump_and_settle(i);
     }

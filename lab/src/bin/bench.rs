@@ -9,11 +9,11 @@
 //! 4. scale: one tick over 1,000 services with 100/200/400 mid-rollout and 50 ms on every API
 //!    call: wall time and API calls per active rollout;
 //! 5. push throughput with `wrk`: duplicate builds and no-op ticks acknowledged per second;
-//! 6. fan-out (`--only fanout`, not in the default run): projects × 3 regions of services with
-//!    some due, one tick fanned out through the emulator to 1, 2 and 4 cutover instances behind
-//!    a round-robin front (as Cloud Run's), 50 ms per API call, each instance with its share
-//!    of the default rate budgets: time until every due rollout is judged, API calls per
-//!    judged rollout, listing calls, and the most Run calls one project × region received.
+//! 6. fan-out (`--only fanout`, not in the default run; [`fanout`]): 150,000 services, 5,000
+//!    due, one tick fanned out through the emulator to 1, 2 and 4 `cutover serve` processes
+//!    behind a round-robin front (as Cloud Run's), 50 ms per API call: time until every due
+//!    rollout is judged, calls per judged rollout, the busiest minute against the quotas, CPU
+//!    per evaluation, and alert → rollback for evaluations in flight.
 //!
 //! `--quick` runs every figure with small counts (CI uses it to check the bench works; its
 //! numbers are not the ones to quote). `--only NAME` runs one figure.
@@ -35,6 +35,10 @@ use cutover_fakes::pusher::Pusher;
 use cutover_fakes::{FakeGcp, RevisionProfile};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
+
+// Figure 6, issue 16 at its size with the real binary.
+#[path = "bench/fanout.rs"]
+mod fanout;
 
 // The probes' helpers for running the real server; the bench uses the binary and memory ones.
 #[path = "probe/process.rs"]
@@ -528,6 +532,13 @@ fn spawn_cutover(
     Ok(cmd.spawn()?)
 }
 
+/// A port free on loopback now, for a process to listen on.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// One raw HTTP/1.1 GET; true on a 200.
 fn healthz(port: u16) -> bool {
     use std::io::{Read, Write};
@@ -551,9 +562,7 @@ async fn footprint(quick: bool) -> Result<Vec<Row>> {
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..starts {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let t0 = Instant::now();
         let mut child = spawn_cutover(&bin, port, "http://127.0.0.1:9")?;
         let up = loop {
@@ -683,419 +692,6 @@ async fn scale(quick: bool) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-// ---- 6. fan-out through the emulator ----
-
-/// A front that hands each request to the next of `backends` in turn, as Cloud Run's load
-/// balancer spreads pushes over instances; answers with the backend's status. The arrival time
-/// of every alert push is appended to `alerts_in`.
-async fn round_robin(backends: Vec<String>, alerts_in: Arc<Mutex<Vec<Instant>>>) -> Result<String> {
-    let http = reqwest::Client::new();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let router = axum::Router::new().fallback(move |req: Request| {
-        let (http, next, backends) = (http.clone(), Arc::clone(&next), backends.clone());
-        let alerts_in = Arc::clone(&alerts_in);
-        async move {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % backends.len();
-            let path = req.uri().path().to_string();
-            if path.ends_with("/alerts") {
-                alerts_in.lock().unwrap().push(Instant::now());
-            }
-            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-                .await
-                .unwrap_or_default();
-            let status = match http
-                .post(format!("{}{path}", backends[i]))
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-            {
-                Ok(r) => r.status().as_u16(),
-                Err(_) => 502,
-            };
-            axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY)
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok(base)
-}
-
-/// Stands in for Pub/Sub's push delivery of the evaluations subscription, whose throughput
-/// the emulator does not scale (round one measured ~14 pushes/s; Google's push grows with the
-/// subscription's backlog and the endpoint's answers). The messages stay in the real emulator:
-/// pullers take them from a pull subscription over its REST surface (`:pull`), each is POSTed to
-/// `endpoint` in the push envelope Pub/Sub sends (`{"message": …, "subscription": …}`), up to
-/// `concurrency` at once, and acknowledged (`:acknowledge`) only after a 2xx answer; any other
-/// answer, or none, is nacked (`:modifyAckDeadline` to 0), so the emulator redelivers it, as
-/// push would. Returns the task (abort it when done) and the count of forwarded deliveries.
-fn forward_pulls(
-    host: &str,
-    subscription: &str,
-    endpoint: String,
-    concurrency: usize,
-) -> (
-    tokio::task::JoinHandle<()>,
-    Arc<std::sync::atomic::AtomicU64>,
-) {
-    let http = reqwest::Client::new();
-    let sub_url = format!("http://{host}/v1/{subscription}");
-    let subscription = subscription.to_string();
-    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let count = Arc::clone(&delivered);
-    let task = tokio::spawn(async move {
-        let pullers = (0..4).map(|_| {
-            let (http, sub_url, subscription, endpoint, gate, count) = (
-                http.clone(),
-                sub_url.clone(),
-                subscription.clone(),
-                endpoint.clone(),
-                Arc::clone(&gate),
-                Arc::clone(&count),
-            );
-            async move {
-                loop {
-                    let room = gate.available_permits().clamp(1, 500);
-                    let Ok(r) = http
-                        .post(format!("{sub_url}:pull"))
-                        .json(&json!({"maxMessages": room}))
-                        .send()
-                        .await
-                    else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
-                    let body: serde_json::Value = r.json().await.unwrap_or_default();
-                    let received = body["receivedMessages"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    for m in received {
-                        let permit = Arc::clone(&gate).acquire_owned().await;
-                        let (http, sub_url, subscription, endpoint, count) = (
-                            http.clone(),
-                            sub_url.clone(),
-                            subscription.clone(),
-                            endpoint.clone(),
-                            Arc::clone(&count),
-                        );
-                        tokio::spawn(async move {
-                            let _permit = permit;
-                            let envelope =
-                                json!({"message": m["message"], "subscription": subscription});
-                            let ok = http
-                                .post(&endpoint)
-                                .json(&envelope)
-                                .send()
-                                .await
-                                .is_ok_and(|r| r.status().is_success());
-                            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let ack_ids = json!([m["ackId"]]);
-                            let _ = if ok {
-                                http.post(format!("{sub_url}:acknowledge"))
-                                    .json(&json!({"ackIds": ack_ids}))
-                                    .send()
-                                    .await
-                            } else {
-                                http.post(format!("{sub_url}:modifyAckDeadline"))
-                                    .json(&json!({"ackIds": ack_ids, "ackDeadlineSeconds": 0}))
-                                    .send()
-                                    .await
-                            };
-                        });
-                    }
-                }
-            }
-        });
-        futures::future::join_all(pullers).await;
-    });
-    (task, delivered)
-}
-
-async fn fanout(quick: bool) -> Result<Vec<Row>> {
-    // The issue's size is 50 projects × 3 regions × 1,000 services; the fake finds a service
-    // by a linear scan, so 150,000 of them make every fake call (not cutover) the bottleneck:
-    // `BENCH_FANOUT_SIZE=projects,services_per_region,due` sets it, 100 a region by default
-    // (one listing page per project × region instead of two).
-    let size = std::env::var("BENCH_FANOUT_SIZE").ok().and_then(|v| {
-        let n: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-        (n.len() == 3).then(|| (n[0], n[1], n[2]))
-    });
-    let (projects, per_region, due) =
-        size.unwrap_or(if quick { (2, 20, 20) } else { (50, 100, 5000) });
-    // Pushes in flight at once (`BENCH_FANOUT_IN_FLIGHT`, default 256), all instances together.
-    let in_flight = std::env::var("BENCH_FANOUT_IN_FLIGHT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256usize);
-    let regions = ["europe-west1", "us-central1", "asia-east1"];
-    let process = cutover_fakes::emulator::Emulator::start(PROJECT)
-        .await
-        .map_err(|e| anyhow!(e))?;
-    let emu = Rest::new(&process.host);
-    let mut rows = Vec::new();
-    for instances in [1usize, 2, 4] {
-        let fake_clock = cutover_fakes::FakeClock::manual("2026-12-01T09:00:00Z".parse()?);
-        let clock = cutover_lab::local::clock(&fake_clock);
-        let fake = FakeGcp::start(fake_clock).await;
-        let project_ids: Vec<String> = (0..projects).map(|p| format!("fan-{p:02}")).collect();
-        let topic = format!("evaluations-{instances}-{}", std::process::id());
-        emu.put(&format!("projects/{PROJECT}/topics/{topic}"), json!({}))
-            .await?;
-        let joined_projects = project_ids.join(",");
-        let joined_regions = regions.join(",");
-        let full_topic = format!("projects/{PROJECT}/topics/{topic}");
-        let reads = (1000 / instances).to_string();
-        let writes = (50 / instances).to_string();
-        let queries = (5000 / instances).to_string();
-        let flags = [
-            "--event-deadline",
-            "60s",
-            "--projects",
-            &joined_projects,
-            "--regions",
-            &joined_regions,
-            "--evaluations-topic",
-            &full_topic,
-            "--pubsub-emulator-host",
-            &process.host,
-            "--run-reads-per-minute",
-            &reads,
-            "--run-writes-per-minute",
-            &writes,
-            "--monitoring-queries-per-minute",
-            &queries,
-        ];
-        let mut insts = Vec::new();
-        for _ in 0..instances {
-            insts.push(instance(&fake, clock.clone(), &flags).await?);
-        }
-        let alerts_in: Arc<Mutex<Vec<Instant>>> = Arc::default();
-        let front = round_robin(
-            insts.iter().map(|i| i.base.clone()).collect(),
-            Arc::clone(&alerts_in),
-        )
-        .await?;
-        let pulled = format!("projects/{PROJECT}/subscriptions/{topic}-pull");
-        emu.put(
-            &pulled,
-            json!({"topic": full_topic, "ackDeadlineSeconds": 120}),
-        )
-        .await?;
-        let (forwarder, delivered) = forward_pulls(
-            &process.host,
-            &pulled,
-            format!("{front}/pubsub/evaluations"),
-            in_flight,
-        );
-        let alert_topic = format!("{topic}-alerts");
-        emu.push_topic(&alert_topic, &format!("{front}/pubsub/alerts"))
-            .await?;
-        // Services everywhere; `due` of them mid-rollout at 10%, spread over every bucket.
-        let mut rolling = Vec::new();
-        let mut k = 0usize;
-        for p in &project_ids {
-            for r in regions {
-                for i in 0..per_region {
-                    let s = format!("svc{i:04}");
-                    fake.add_service(p, r, &s, &stable(&s), RevisionProfile::healthy(), 200.0);
-                    k += 1;
-                    if k * due / (projects * regions.len() * per_region) > rolling.len() {
-                        fake.deploy(p, r, &s, &candidate(&s), RevisionProfile::healthy());
-                        rolling.push((p.clone(), r, s));
-                    }
-                }
-            }
-        }
-        // Rollouts are started through an instance of their own without limits: the setup is
-        // not what is measured, and its writes must not count against the measured instances.
-        let mut setup_flags = flags.to_vec();
-        setup_flags.extend([
-            "--run-writes-per-minute",
-            "1000000",
-            "--run-reads-per-minute",
-            "1000000",
-        ]);
-        let setup = instance(&fake, clock.clone(), &setup_flags).await?;
-        let pushers: BTreeMap<&String, Pusher> = project_ids
-            .iter()
-            .map(|p| (p, Pusher::new(&setup.base, p)))
-            .collect();
-        for chunk in rolling.chunks(50) {
-            let answers = futures::future::join_all(
-                chunk
-                    .iter()
-                    .map(|(p, r, s)| pushers[p].build(s, r, "SUCCESS", clock.now())),
-            )
-            .await;
-            for a in answers {
-                let a = a.map_err(|e| anyhow!(e))?;
-                if a.status != 200 {
-                    bail!("build push answered {}: {}", a.status, a.body);
-                }
-            }
-        }
-        fake.faults().latency(Duration::from_millis(50));
-        let mut streams: Vec<_> = insts.iter().map(|i| i.app.reconciler.subscribe()).collect();
-        clock.advance(SignedDuration::from_mins(9));
-        let before = fake.requests().len();
-        let cpu0 = cpu_seconds();
-        let t0 = Instant::now();
-        let p = Pusher::new(&insts[0].base, PROJECT)
-            .tick(clock.now())
-            .await
-            .map_err(|e| anyhow!(e))?;
-        let tick_wall = t0.elapsed();
-        if p.status != 200 {
-            bail!("tick answered {}: {}", p.status, p.body);
-        }
-        let listing = p.body["list_calls"].as_u64().unwrap_or(0);
-        // Alerts for some of the rollouts, through the emulator, while the evaluations run.
-        let alerted: Vec<(String, &str, String)> = rolling
-            .iter()
-            .step_by((rolling.len() / if quick { 3 } else { 10 }).max(1))
-            .cloned()
-            .collect();
-        let alerts_sent: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
-        let alerter = {
-            let (alerted, sent) = (alerted.clone(), Arc::clone(&alerts_sent));
-            let (host, alert_topic) = (process.host.clone(), alert_topic.clone());
-            tokio::spawn(async move {
-                let emu = Rest::new(&host);
-                for (p, r, s) in alerted {
-                    let incident = cutover_fakes::pusher::incident(
-                        &p,
-                        &s,
-                        &candidate(&s),
-                        r,
-                        "open",
-                        Timestamp::now(),
-                    );
-                    let data = serde_json::to_vec(&incident).unwrap_or_default();
-                    sent.lock()
-                        .unwrap()
-                        .insert(format!("{p}/{r}/{s}"), Instant::now());
-                    let _ = emu.publish(&alert_topic, &data, &BTreeMap::new()).await;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            })
-        };
-        let mut judged = std::collections::HashSet::new();
-        let mut rolled_back: BTreeMap<String, Instant> = BTreeMap::new();
-        while (judged.len() < rolling.len() || rolled_back.len() < alerted.len())
-            && t0.elapsed() < Duration::from_secs(300)
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            for rx in &mut streams {
-                while let Ok(d) = rx.try_recv() {
-                    if d.trigger == "alert" && d.write == "applied" {
-                        rolled_back
-                            .entry(d.service.clone())
-                            .or_insert_with(Instant::now);
-                    }
-                    if d.window_end.is_some() || d.trigger == "alert" {
-                        judged.insert(d.service);
-                    }
-                }
-            }
-        }
-        let wall = t0.elapsed();
-        forwarder.abort();
-        let deliveries = delivered.load(std::sync::atomic::Ordering::Relaxed);
-        let _ = alerter.await;
-        let sent = alerts_sent.lock().unwrap().clone();
-        let mut alert_ms: Vec<f64> = rolled_back
-            .iter()
-            .filter_map(|(s, at)| Some(at.duration_since(*sent.get(s)?).as_secs_f64() * 1000.0))
-            .collect();
-        alert_ms.sort_by(f64::total_cmp);
-        // Alerts are published one at a time, 200 ms apart: the k-th push to arrive is the k-th
-        // alert's (a redelivery would only add arrivals after the first).
-        let mut published: Vec<Instant> = sent.values().copied().collect();
-        published.sort();
-        let arrivals = alerts_in.lock().unwrap().clone();
-        let mut emulator_ms: Vec<f64> = published
-            .iter()
-            .zip(&arrivals)
-            .map(|(p, a)| a.duration_since(*p).as_secs_f64() * 1000.0)
-            .collect();
-        emulator_ms.sort_by(f64::total_cmp);
-        let cpu = cpu_seconds() - cpu0;
-        let calls: Vec<_> = fake.requests().into_iter().skip(before).collect();
-        let evaluation_calls = calls
-            .iter()
-            .filter(|r| !(r.method == "GET" && r.path.ends_with("/services")))
-            .count();
-        let mut per_bucket: BTreeMap<(String, String, bool), usize> = BTreeMap::new();
-        for r in &calls {
-            let parts: Vec<&str> = r.path.split('/').collect();
-            if let ["", "v2", "projects", p, "locations", l, ..] = parts.as_slice() {
-                *per_bucket
-                    .entry((
-                        p.to_string(),
-                        l.to_string(),
-                        r.method == "GET" || r.path.ends_with(":wait"),
-                    ))
-                    .or_default() += 1;
-            }
-        }
-        let peak_reads = per_bucket
-            .iter()
-            .filter(|(k, _)| k.2)
-            .map(|(_, v)| *v)
-            .max()
-            .unwrap_or(0);
-        let peak_writes = per_bucket
-            .iter()
-            .filter(|(k, _)| !k.2)
-            .map(|(_, v)| *v)
-            .max()
-            .unwrap_or(0);
-        let per_judged = evaluation_calls as f64 / judged.len().max(1) as f64;
-        let services = projects * regions.len() * per_region;
-        rows.push(row(
-            format!(
-                "6. fan-out: {projects} projects × 3 regions × {per_region} services, {due} due, {instances} instance(s), 50 ms per call"
-            ),
-            format!(
-                "all {}/{} judged in {:.1} s (tick answered in {:.2} s, {listing} listing calls for {services} services; {deliveries} deliveries forwarded from the emulator's pull, {in_flight} at once); {per_judged:.2} calls per judged rollout; busiest project × region over the whole run: {peak_reads} reads (quota 1000/min), {peak_writes} writes (quota 50/min); CPU {:.1} ms per evaluation; alert → rollback through the emulator {} ({} of {} alerts; of which publish → push at the front {})",
-                judged.len(),
-                rolling.len(),
-                wall.as_secs_f64(),
-                tick_wall.as_secs_f64(),
-                cpu * 1000.0 / judged.len().max(1) as f64,
-                p50_p99(&alert_ms),
-                alert_ms.len(),
-                alerted.len(),
-                p50_p99(&emulator_ms),
-            ),
-            "all judged ≤ 60 s; ≤ 3 calls each; ≤ quota; alert p99 ≤ 250 ms",
-            Some(
-                judged.len() == rolling.len()
-                    && wall.as_secs_f64() <= 60.0
-                    && per_judged <= 3.0
-                    && peak_writes <= 50
-                    && peak_reads <= 1000
-                    && alert_ms.len() == alerted.len()
-                    && percentile(&alert_ms, 0.99) <= 250.0,
-            ),
-        ));
-        drop(insts);
-    }
-    Ok(rows)
-}
-
-/// CPU time (user + system) this process has used, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 // ---- 5. push throughput ----
 
 fn wrk_available() -> bool {
@@ -1166,9 +762,7 @@ async fn throughput(quick: bool) -> Result<Vec<Row>> {
     let bin = process::cutover_binary()?;
     let fake = FakeGcp::start(cutover_fakes::FakeClock::System).await;
     // The server under load is the real binary, a separate process.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port()?;
     let mut child = spawn_cutover(&bin, port, &fake.base_url())?;
     let base = format!("http://127.0.0.1:{port}");
     let t0 = Instant::now();
@@ -1279,7 +873,11 @@ async fn main() -> Result<()> {
         rows.extend(scale(args.quick).await.context("figure 4 (scale)")?);
     }
     if args.only.as_deref() == Some("fanout") {
-        rows.extend(fanout(args.quick).await.context("figure 6 (fan-out)")?);
+        rows.extend(
+            fanout::fanout(args.quick)
+                .await
+                .context("figure 6 (fan-out)")?,
+        );
     }
     if want("throughput") {
         rows.extend(
