@@ -121,6 +121,10 @@ const UNLIMITED: &[(&str, &str)] = &[
     ("--run-reads-per-minute", "1000000"),
     ("--run-writes-per-minute", "1000000"),
     ("--monitoring-queries-per-minute", "1000000"),
+    ("--appengine-calls-per-minute", "1000000"),
+    ("--compute-reads-per-minute", "1000000"),
+    ("--compute-writes-per-minute", "1000000"),
+    ("--firestore-calls-per-minute", "1000000"),
 ];
 
 fn serve_args(fake: &FakeGcp, extra: &[&str]) -> Result<ServeArgs> {
