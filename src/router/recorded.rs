@@ -30,6 +30,17 @@
 //! - the intent is still live: another writer is inside its window, the observation fails as
 //!   transient ("in flight") and is retried later (Pub/Sub redelivers, the next tick comes).
 //!
+//! The record and the split are two reads, record first: a whole write (intent, split, settle)
+//! of another writer can fall between them, and the pair then shows the old record beside the
+//! new split, with no intent to tell. An observation ([`Recorded::observe`]) therefore reads
+//! the record again after the split and is taken only if the record did not change (a split
+//! write always follows its intent, so an unchanged record means no cutover write moved the
+//! split between the reads); otherwise it reads again. Decisions that write are guarded by the
+//! record's version anyway; this protects those that write nothing, such as a build or an
+//! alert answered "nothing to do", which would otherwise be acknowledged and lost. A tick's
+//! listing skips the second read: a tick that decided on such a pair writes nothing or loses
+//! its guarded write, and the next tick reads again.
+//!
 //! A process killed inside the window therefore leaves a target that the next observer (any
 //! instance, or the restarted one) brings back to "record and split agree", at once if the
 //! split was written, after the lease otherwise; nothing is lost and nothing is applied twice.
@@ -162,8 +173,25 @@ impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
         target: &ServiceRef,
         deadline: Instant,
     ) -> Result<Observation<Self::Version>, RouterError> {
-        let stored = self.store.read(target, deadline).await?;
-        self.settle(target, stored, deadline).await
+        let mut stored = self.store.read(target, deadline).await?;
+        for _ in 0..3 {
+            let read = self.settle(target, stored, deadline).await?;
+            // The split was read after the record: a writer whose intent came after that read
+            // may have moved the split since, and the pair would show a record one step behind
+            // its split (a "manual change", or with no record a split "not on one revision"),
+            // on which a build or an alert decides to do nothing and is acknowledged: lost.
+            // Every split write follows its intent, so a record unchanged after the split was
+            // read vouches that no cutover write moved the split in between.
+            let again = self.store.read(target, deadline).await?;
+            if again.version == read.version.stored.version {
+                return Ok(read);
+            }
+            stored = again;
+        }
+        Err(RouterError::new(
+            ErrorKind::Conflict,
+            format!("{target}: its record kept changing while it was read"),
+        ))
     }
 
     /// The targets of this platform that have a record (a target cutover never touched has

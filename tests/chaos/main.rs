@@ -30,7 +30,8 @@
 //! process seeds per platform (default 0), `CHAOS_PROCESS_SEED=k` runs process seed `k` alone,
 //! `CHAOS_PLATFORMS` (comma separated: `cloud-run`, `app-engine`, `load-balancer`; default all),
 //! `CHAOS_PARALLEL` seeds at once (default 6), `CHAOS_GARBLED` the ratio of garbled answers
-//! (default 0.02).
+//! (default 0.02), `CHAOS_TRACE` a tracing filter (`info`: every decision) for cutover's log,
+//! written to `target/trace.log`.
 //!
 //! `fanout.rs` (issue 16) runs seeds with fan-out on and several processes of the binary behind
 //! the real Pub/Sub emulator (`CHAOS_FANOUT_SEEDS=N`, test `fanout::chaos_fanout`).
@@ -247,9 +248,26 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
+/// With `CHAOS_TRACE` set (a tracing filter), cutover's log, every decision with its reason at
+/// `info`, goes to `target/trace.log`: how a failed seed's path is read.
+fn trace_to_file() {
+    let Ok(filter) = std::env::var("CHAOS_TRACE") else {
+        return;
+    };
+    let dir = target_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let file = std::fs::File::create(dir.join("trace.log")).expect("target/trace.log");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .try_init();
+}
+
 /// Runs the seeds the environment asks for and fails on any violation.
 #[test]
 fn chaos() {
+    trace_to_file();
     let first = env_u64("CHAOS_FIRST_SEED").unwrap_or(1);
     let (seeds, process_seeds): (Vec<u64>, Vec<u64>) = match env_u64("CHAOS_SEED") {
         Some(k) => (vec![k], Vec::new()),

@@ -33,12 +33,17 @@ struct SplitState {
     lost_answer: bool,
 }
 
+/// Something another writer does, run by the next split read.
+type Hook = Box<dyn FnOnce() + Send>;
+
 /// An App Engine-like split: no token, applies what it is given.
 #[derive(Clone)]
 struct MemSplit {
     state: Arc<Mutex<SplitState>>,
     die: Arc<Mutex<Die>>,
     reached: Arc<Notify>,
+    /// Runs once at the start of the next read (another writer acting meanwhile).
+    before_read: Arc<Mutex<Option<Hook>>>,
 }
 
 impl MemSplit {
@@ -51,6 +56,7 @@ impl MemSplit {
             state: Arc::new(Mutex::new(state)),
             die: Arc::new(Mutex::new(Die::Never)),
             reached: Arc::new(Notify::new()),
+            before_read: Arc::default(),
         }
     }
 
@@ -68,6 +74,10 @@ impl SplitPlatform for MemSplit {
     const PLATFORM: Platform = Platform::AppEngine;
 
     async fn read(&self, _: &ServiceRef, _: Instant) -> Result<SplitRead<()>, RouterError> {
+        let hook = self.before_read.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
         let allocation = self.allocation();
         Ok(SplitRead {
             latest_ready: Some("v2".into()),
@@ -130,6 +140,14 @@ impl MemStore {
     fn annotations(&self, target: &ServiceRef) -> BTreeMap<String, String> {
         let records = self.records.lock().unwrap();
         records.get(target).map(|r| r.0.clone()).unwrap_or_default()
+    }
+
+    /// Replaces `target`'s record under a new version, as another writer would.
+    fn put(&self, target: &ServiceRef, annotations: BTreeMap<String, String>) {
+        let mut next = self.next.lock().unwrap();
+        *next += 1;
+        let mut records = self.records.lock().unwrap();
+        records.insert(target.clone(), (annotations, *next));
     }
 }
 
@@ -309,6 +327,48 @@ async fn a_step_moves_the_split_and_its_record_and_leaves_no_intent() {
             .all(|k| !k.starts_with("cutover.intent/")),
         "the decision core never sees an intent"
     );
+}
+
+/// Another instance takes a whole step (intent, split, settle) between this observer's read of
+/// the record and its read of the split, as when a build arrives while a tick advances the
+/// rollout. The observation must not pair the old record with the new split: on that pair the
+/// build of a newer version decides nothing ("traffic is split", the record one step behind
+/// looks like a manual change), is acknowledged, and its rollout never starts.
+#[tokio::test]
+async fn a_step_landing_between_the_record_and_split_reads_is_seen_whole() {
+    let (split, store, clock) = world();
+    let r = router(&split, &store, &clock);
+    let read = r.observe(&web(), deadline()).await.unwrap();
+    r.apply(&read, &step(10), deadline()).await.unwrap();
+    let (other_split, other_store) = (split.clone(), store.clone());
+    *split.before_read.lock().unwrap() = Some(Box::new(move || {
+        other_split.set_by_hand(&[("v1", 50), ("v2", 50)]);
+        other_store.put(&web(), step(50).record.to_annotations());
+    }));
+
+    let seen = r.observe(&web(), deadline()).await.unwrap();
+    assert_eq!(seen.observed.allocation, alloc(&[("v1", 50), ("v2", 50)]));
+    let recorded = Record::from_annotations(&seen.observed.annotations)
+        .unwrap()
+        .map(|r| r.percent);
+    assert_eq!(
+        recorded,
+        Some(50),
+        "the record read with the split it goes with"
+    );
+
+    // A build of v3 arriving now supersedes v2.
+    let mut obs = seen.observed.clone();
+    obs.latest_ready = Some("v3".into());
+    obs.ready.insert("v3".into());
+    let build = crate::decision::Trigger::Build {
+        build_id: "b-3".into(),
+    };
+    let policy = crate::decision::Policy::default();
+    let evidence = crate::decision::Evidence::None;
+    let d = crate::decision::decide(&obs, &build, &evidence, &policy, clock.now());
+    let started = d.write().map(|w| w.record.candidate.clone());
+    assert_eq!(started.as_deref(), Some("v3"), "{}", d.reason);
 }
 
 #[tokio::test]
