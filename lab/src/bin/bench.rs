@@ -513,13 +513,7 @@ fn spawn_cutover(
     port: u16,
     run_endpoint: &str,
 ) -> Result<std::process::Child> {
-    let mut cmd = Command::new(bin);
-    cmd.arg("serve");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CUTOVER_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = serve_command(bin);
     cmd.env("PORT", port.to_string())
         .env("GOOGLE_CLOUD_PROJECT", PROJECT)
         .env("CUTOVER_REGION", REGION)
@@ -534,6 +528,19 @@ fn spawn_cutover(
     // each) would otherwise measure the Run read budget, answered 503 once spent.
     cmd.args(UNLIMITED.iter().flat_map(|(flag, value)| [*flag, *value]));
     Ok(cmd.spawn()?)
+}
+
+/// `cutover serve` of `bin`, with nothing from the caller's environment that would change what
+/// it runs with (`CUTOVER_*`, `RUST_LOG`, `PUBSUB_EMULATOR_HOST`): every figure sets its own.
+fn serve_command(bin: &std::path::Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CUTOVER_") || k == "RUST_LOG" || k == "PUBSUB_EMULATOR_HOST" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
 }
 
 /// A port free on loopback now, for a process to listen on.

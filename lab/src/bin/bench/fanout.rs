@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -297,15 +297,8 @@ fn forward_pulls(
 /// `cutover serve` (the release binary) on `port` with `flags`, its log (warnings and errors,
 /// stdout and stderr) going to `log`; nothing from the caller's environment changes what it runs with.
 fn spawn_serve(bin: &Path, port: u16, flags: &[String], log: &Path) -> Result<Child> {
-    let mut cmd = Command::new(bin);
-    cmd.arg("serve")
-        .args(flags)
-        .args(["--port", &port.to_string()]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CUTOVER_") || k == "RUST_LOG" || k == "PUBSUB_EMULATOR_HOST" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = super::serve_command(bin);
+    cmd.args(flags).args(["--port", &port.to_string()]);
     let log = std::fs::File::create(log)?;
     cmd.env("RUST_LOG", "warn")
         .stdout(log.try_clone()?)
@@ -775,7 +768,7 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
         ));
         rows.push(row(
             format!(
-                "   of which push at the front → traffic back on stable (cutover, waiting for the evaluation in flight included), {}",
+                "   of which push at the front → traffic back on stable (cutover; it goes beside the evaluation in flight), {}",
                 ours.len()
             ),
             p50_p99(&ours),
