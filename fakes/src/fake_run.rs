@@ -1764,6 +1764,34 @@ mod tests {
         assert_eq!(fake.faults().counts().failed_operations, 1);
     }
 
+    /// A late write is answered 504 at once and lands afterwards; its retries meanwhile find
+    /// the backend busy (503): the write cutover gave up on that the platform applies anyway.
+    #[tokio::test]
+    async fn a_late_write_is_answered_504_and_lands_afterwards() {
+        let (fake, _clock) = fake_with_candidate().await;
+        fake.faults().late_writes(1);
+        let mut body = fake.service_json(PROJECT, REGION, "api");
+        body["traffic"] = canary_traffic();
+        let (status, answer) = patch_json(&fake, "", &body).await;
+        assert_eq!(status, 504, "{answer}");
+        assert_eq!(fake.faults().counts().late_writes, 1);
+        assert_ne!(
+            fake.service_json(PROJECT, REGION, "api")["traffic"],
+            canary_traffic(),
+            "not applied yet"
+        );
+        let (status, _) = patch_json(&fake, "", &body).await;
+        assert_eq!(status, 503, "its retry times out too");
+        let landed = async {
+            while fake.service_json(PROJECT, REGION, "api")["traffic"] != canary_traffic() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(15), landed)
+            .await
+            .expect("the write landed after its 504");
+    }
+
     /// A stuck operation is never done, by polls or by time; the next write's operation is.
     #[tokio::test]
     async fn operations_can_get_stuck() {

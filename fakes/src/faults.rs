@@ -6,7 +6,9 @@
 //!   next `n` PATCHes lose the etag race against a concurrent writer (who changes labels or an
 //!   annotation that is not cutover's); the next operations end with an `error` or never finish;
 //!   the next Monitoring answers carry `executionErrors`, are empty pages, or lack their newest
-//!   points; every call waits a (jittered) latency; metrics land late.
+//!   points; every call waits a (jittered) latency; metrics land late; the next writes are
+//!   answered `504` at once and applied later, after their caller gave up (a Run or Compute
+//!   PATCH whose outcome the client cannot know).
 //! * **Chaos**: with [`Chaos`] set, every call rolls a seeded die against configured ratios and
 //!   misbehaves in any of the ways above. The chaos suite (`tests/chaos.rs`) runs cutover against
 //!   it and checks invariants on the fake's traffic history.
@@ -105,7 +107,16 @@ pub struct Chaos {
     pub garbled_ratio: f64,
     /// Every call waits a latency drawn uniformly from this range (real time).
     pub latency: (Duration, Duration),
+    /// Run and Compute PATCHes answered `504` at once and applied [`LATE_WRITE_DELAY`] later
+    /// (other PATCHes of the resource answered `503` meanwhile): writes whose outcome cutover
+    /// cannot know, that land after it gave up on them (on a manual clock, minutes later). Only the guarded APIs (etag, fingerprint): an App Engine
+    /// patch that lands late overwrites whatever came meanwhile, cutover's acknowledged gap.
+    pub late_write_ratio: f64,
 }
+
+/// How much later (real time, uniformly) a late write is applied.
+pub const LATE_WRITE_DELAY: (Duration, Duration) =
+    (Duration::from_millis(1000), Duration::from_millis(6000));
 
 impl Chaos {
     /// The mix of issue 4: 20 % of calls fail transiently, 10 % of writes conflict, a few
@@ -120,6 +131,7 @@ impl Chaos {
             monitoring_oddity_ratio: 0.05,
             garbled_ratio: 0.0,
             latency: (Duration::ZERO, Duration::from_millis(3)),
+            late_write_ratio: 0.0,
         }
     }
 }
@@ -141,6 +153,8 @@ pub struct FaultCounts {
     pub partial_series: u64,
     /// Calls that waited an injected latency.
     pub delayed_calls: u64,
+    /// Writes answered `504` and applied later.
+    pub late_writes: u64,
 }
 
 impl FaultCounts {
@@ -156,6 +170,7 @@ impl FaultCounts {
             + self.execution_errors
             + self.empty_pages
             + self.partial_series
+            + self.late_writes
     }
 
     /// Adds `other`'s counts to these (summing over several fakes).
@@ -173,6 +188,7 @@ impl FaultCounts {
         self.empty_pages += other.empty_pages;
         self.partial_series += other.partial_series;
         self.delayed_calls += other.delayed_calls;
+        self.late_writes += other.late_writes;
     }
 }
 
@@ -202,6 +218,8 @@ pub(crate) enum Oddity {
 enum Verdict {
     /// Pass the call on.
     Pass,
+    /// Answer `504` at once, and handle the call this much later (real time).
+    Late(Duration),
     /// Answer this instead, without handling the call.
     Status(u16),
     Html404,
@@ -233,6 +251,11 @@ pub(crate) struct Faults {
     pub(crate) failing_operations: (usize, i32, String),
     /// How many of the next operations never finish.
     pub(crate) stuck_operations: usize,
+    /// How many of the next Run or Compute PATCHes are answered `504` and applied later.
+    pub(crate) late_writes: usize,
+    /// Resources with a late write on its way, and when it lands (real time): until then the
+    /// backend is busy with it, and further PATCHes of the resource are answered `503`.
+    pub(crate) landing: BTreeMap<String, std::time::Instant>,
     /// How many of the next `timeSeries.list` answers carry `executionErrors`.
     pub(crate) execution_errors: usize,
     /// How many of the next `timeSeries.list` answers are empty pages.
@@ -269,6 +292,8 @@ impl Default for Faults {
             op_settle_after: Some(SignedDuration::from_secs(10)),
             failing_operations: (0, 13, String::new()),
             stuck_operations: 0,
+            late_writes: 0,
+            landing: BTreeMap::new(),
             execution_errors: 0,
             empty_pages: 0,
             partial_series: 0,
@@ -325,8 +350,25 @@ impl Faults {
         lo + Duration::from_micros(extra)
     }
 
-    /// What happens to one call: scheduled faults first, then chaos.
-    fn verdict(&mut self, api: Api) -> Verdict {
+    /// What happens to one call (`write`: the path of a PATCH): scheduled faults first, then
+    /// chaos.
+    fn verdict(&mut self, api: Api, write: Option<&str>) -> Verdict {
+        if let Some(path) = write.filter(|_| matches!(api, Api::Run | Api::Compute)) {
+            let now = std::time::Instant::now();
+            self.landing.retain(|_, at| *at > now);
+            // The retries of a write that is on its way time out too.
+            if self.landing.contains_key(path) {
+                return Verdict::Status(503);
+            }
+            let ratio = self.chaos.as_ref().map_or(0.0, |c| c.late_write_ratio);
+            if take_one(&mut self.late_writes) || self.roll(ratio) {
+                let (lo, hi) = LATE_WRITE_DELAY;
+                let span = (hi - lo).as_millis() as u64;
+                let after = lo + Duration::from_millis(self.rng.u64(0..=span));
+                self.landing.insert(path.to_string(), now + after);
+                return Verdict::Late(after);
+            }
+        }
         let (errors, garbled) = match api {
             Api::Run | Api::AppEngine | Api::Compute => {
                 (&mut self.run_errors, &mut self.run_garbled)
@@ -367,6 +409,7 @@ impl Faults {
     fn count_verdict(&mut self, v: &Verdict) {
         match v {
             Verdict::Pass => {}
+            Verdict::Late(_) => self.counts.late_writes += 1,
             Verdict::Status(s) => *self.counts.statuses.entry(*s).or_insert(0) += 1,
             Verdict::Html404 => self.counts.html_404 += 1,
             Verdict::After(Garble::Html404) => self.counts.html_404 += 1,
@@ -477,7 +520,8 @@ pub(crate) async fn gate(shared: &Shared, api: Api, request: Request, next: Next
         if !delay.is_zero() {
             w.faults.counts.delayed_calls += 1;
         }
-        let verdict = w.faults.verdict(api);
+        let write = (request.method() == axum::http::Method::PATCH).then(|| request.uri().path());
+        let verdict = w.faults.verdict(api, write);
         w.faults.count_verdict(&verdict);
         (delay, verdict)
     };
@@ -486,6 +530,18 @@ pub(crate) async fn gate(shared: &Shared, api: Api, request: Request, next: Next
     }
     match verdict {
         Verdict::Pass => next.run(request).await,
+        Verdict::Late(after) => {
+            // The caller hears "504" now; the write itself is handled later, whatever the
+            // caller does meanwhile (a real front end may time out while the backend goes on).
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = next.run(request).await;
+            });
+            match api {
+                Api::Compute => wire::compute_injected(504),
+                _ => RpcError::injected(504, api.service()).into_response(),
+            }
+        }
         Verdict::Status(status) if api == Api::Compute => wire::compute_injected(status),
         Verdict::Status(status) => RpcError::injected(status, api.service()).into_response(),
         Verdict::Html404 | Verdict::After(Garble::Html404) => {
@@ -597,6 +653,13 @@ impl FaultHandle {
     /// reconciling until a later write's operation completes).
     pub fn stuck_operations(&self, n: usize) -> &Self {
         self.with(|f| f.stuck_operations = n)
+    }
+
+    /// The next `n` Run or Compute PATCHes are answered `504` at once and applied 1–6 s
+    /// later (real time), after their caller gave up on them; until it lands, further PATCHes
+    /// of the same resource are answered `503` (its retries time out too).
+    pub fn late_writes(&self, n: usize) -> &Self {
+        self.with(|f| f.late_writes = n)
     }
 
     /// The next `n` `timeSeries.list` answers return part of the data plus `executionErrors`.

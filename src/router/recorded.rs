@@ -44,10 +44,21 @@
 //! A process killed inside the window therefore leaves a target that the next observer (any
 //! instance, or the restarted one) brings back to "record and split agree", at once if the
 //! split was written, after the lease otherwise; nothing is lost and nothing is applied twice.
-//! One case cannot be told apart: a split write whose outcome is unknown (a timeout) that takes
-//! effect only after its intent was undone. The split then differs from the record and the
-//! rollout pauses as a manual change: visible, never silent. `tests` kill the process (drop the
-//! `apply` future) at each point of the window and show what the next observer does.
+//!
+//! A write can also land *after* its intent was undone: a split write whose outcome was unknown
+//! (its process died with the request sent, or its answer timed out) that the platform applies
+//! later than the lease. An undo therefore keeps what the intent was setting ([`LAPSED_SPLIT`],
+//! [`LAPSED_RECORD`]) beside the old record, and an observer that later finds exactly that split
+//! finishes the late write as it would a live one. The memory goes with cutover's next write of
+//! the record: a late write is finished only on the record it was decided on (after a rollback
+//! recorded meanwhile, a late step is a change against the record and pauses the rollout, as
+//! before; after a split write, a URL map's fingerprint no longer lets it land). Without
+//! it the split would differ from the record and the rollout would pause as a manual change, a
+//! rollout stopped for nothing (found by the chaos suite on URL maps, where a killed process's
+//! PATCH reached the fake after the lease, under CI's load). Only a person setting exactly the
+//! lapsed split by hand is taken for the late write, and then cutover records what is there.
+//! `tests` kill the process (drop the `apply` future) at each point of the window and show what
+//! the next observer does.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,6 +83,12 @@ pub const INTENT_RECORD: &str = "cutover.intent/record";
 /// undoes the intent.
 pub const INTENT_EXPIRES: &str = "cutover.intent/expires";
 const INTENT_KEYS: [&str; 3] = [INTENT_SPLIT, INTENT_RECORD, INTENT_EXPIRES];
+/// The split of an intent that was undone when its lease lapsed, kept in case its write lands
+/// late (see the module's protocol).
+pub const LAPSED_SPLIT: &str = "cutover.lapsed/split";
+/// The record that goes with [`LAPSED_SPLIT`], as a JSON object of its annotations.
+pub const LAPSED_RECORD: &str = "cutover.lapsed/record";
+const LAPSED_KEYS: [&str; 2] = [LAPSED_SPLIT, LAPSED_RECORD];
 
 /// How long an intent outlives the deadline of the write that made it: room for clock skew
 /// between instances and for a platform operation that finishes just after its caller gave up.
@@ -113,7 +130,23 @@ impl<P: SplitPlatform, S: RecordStore> Recorded<P, S> {
         for _ in 0..3 {
             let split = self.split.read(target, deadline).await?;
             let Some(intent) = Intent::of(&stored.annotations) else {
-                return Ok(observation(target, split, stored));
+                // A write whose intent lapsed before it landed: finish it now.
+                let late = lapsed(&stored.annotations).filter(|(s, _)| *s == split.allocation);
+                let Some((_, record)) = late else {
+                    return Ok(observation(target, split, stored));
+                };
+                match self
+                    .store
+                    .write(target, &record, stored.version.as_deref(), deadline)
+                    .await
+                {
+                    Ok(now) => return Ok(observation(target, split, now)),
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        stored = self.store.read(target, deadline).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             };
             let intent = intent.map_err(|why| {
                 RouterError::new(
@@ -122,7 +155,7 @@ impl<P: SplitPlatform, S: RecordStore> Recorded<P, S> {
                 )
             })?;
             let settled = if intent.split == split.allocation {
-                intent.record.clone()
+                without_lapsed(&intent.record)
             } else if self.clock.now() < intent.expires {
                 return Err(RouterError::new(
                     ErrorKind::Transient,
@@ -132,7 +165,10 @@ impl<P: SplitPlatform, S: RecordStore> Recorded<P, S> {
                     ),
                 ));
             } else {
-                without_intent(&stored.annotations)
+                // Undo, remembering what the intent was setting in case its write lands late.
+                let mut undone = without_intent(&stored.annotations);
+                undone.extend(intent.lapsed());
+                undone
             };
             match self
                 .store
@@ -236,6 +272,7 @@ impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
                 .await?;
             return Ok(observation(target, v.split.clone(), stored));
         };
+
         let traffic = write.traffic.as_deref().unwrap_or_default();
 
         // 1. Intent, under the store's precondition.
@@ -328,6 +365,18 @@ impl Intent {
             (INTENT_EXPIRES.to_string(), self.expires.to_string()),
         ])
     }
+
+    /// What an undo keeps of this intent, in case its write lands late.
+    fn lapsed(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LAPSED_SPLIT.to_string(), encode_split(&self.split)),
+            (
+                LAPSED_RECORD.to_string(),
+                serde_json::to_string(&without_lapsed(&self.record))
+                    .expect("a string map serializes"),
+            ),
+        ])
+    }
 }
 
 /// The shares above 0 of a write's traffic.
@@ -369,23 +418,42 @@ fn without_intent(a: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     a
 }
 
+/// The stored map without the memory of a lapsed intent.
+fn without_lapsed(a: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut a = a.clone();
+    a.retain(|k, _| !LAPSED_KEYS.contains(&k.as_str()));
+    a
+}
+
+/// The split and the record of an intent that lapsed unwritten, if `a` remembers one that can
+/// be read (one that cannot is ignored: it only ever helps to finish a late write).
+fn lapsed(
+    a: &BTreeMap<String, String>,
+) -> Option<(BTreeMap<String, u8>, BTreeMap<String, String>)> {
+    let split = decode_split(a.get(LAPSED_SPLIT)?).ok()?;
+    let record = serde_json::from_str(a.get(LAPSED_RECORD)?).ok()?;
+    Some((split, record))
+}
+
 /// The stored map with `write`'s record in place of the old one; other keys (a person's
-/// `cutover.dev/*` policy overrides) are kept, any intent dropped.
+/// `cutover.dev/*` policy overrides) are kept, any intent dropped, live or lapsed: a lapsed
+/// write is finished only on the record it was decided on.
 fn with_record(a: &BTreeMap<String, String>, write: &Write) -> BTreeMap<String, String> {
-    let mut a = without_intent(a);
+    let mut a = without_lapsed(&without_intent(a));
     a.retain(|k, _| !RECORD_KEYS.contains(&k.as_str()));
     a.extend(write.record.to_annotations());
     a
 }
 
-/// The target as the decision core sees it: the split, and the record without any intent.
+/// The target as the decision core sees it: the split, and the record without any intent
+/// (live or lapsed).
 /// The candidate's and the stable's own URLs (where the platform has them) become the tags'.
 fn observation<V>(
     target: &ServiceRef,
     split: SplitRead<V>,
     stored: Stored,
 ) -> Observation<Version<V>> {
-    let annotations = without_intent(&stored.annotations);
+    let annotations = without_lapsed(&without_intent(&stored.annotations));
     let record = Record::from_annotations(&annotations).ok().flatten();
     let candidate = record
         .as_ref()

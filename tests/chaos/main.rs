@@ -6,8 +6,10 @@
 //! [`FakeGcp`]; every push is delivered 1–5 times and out of order
 //! (`pubsub.rs`); 20 % of API calls fail transiently and 10 % of writes conflict with a
 //! concurrent writer that changes labels or annotations (`cutover_fakes::Chaos`); 2 % of answers
-//! are garbled (truncated JSON, an HTML 404); operations fail or hang, Monitoring answers are
-//! partial or empty; instances are killed at random points
+//! are garbled (truncated JSON, an HTML 404); 3 % of Run and URL-map writes are answered 504
+//! and land 1–6 s later (minutes of the manual clock: after cutover gave up on them);
+//! operations fail or hang, Monitoring answers are partial or empty; instances are killed at
+//! random points
 //! and restarted; candidates are healthy or regressed at random. Two kinds of seeds:
 //! * in-process (`inproc.rs`): instances run in their own tokio runtimes on a manual clock;
 //!   a kill shuts an instance's runtime down mid-request (every task dropped at its next await,
@@ -94,6 +96,9 @@ pub fn cli_flags(fake: &FakeGcp) -> Vec<String> {
 /// `0` turns them off).
 pub fn chaos_mix(seed: u64) -> Chaos {
     let mut chaos = Chaos::new(seed);
+    // Writes that land after cutover gave up on them (Run and URL maps, whose writes are
+    // guarded): on the manual clock, minutes later, past a recorded platform's intent lease.
+    chaos.late_write_ratio = 0.03;
     chaos.garbled_ratio = match std::env::var("CHAOS_GARBLED") {
         Ok(v) => v.trim().parse().expect("CHAOS_GARBLED is a ratio"),
         Err(_) => 0.02,
@@ -205,7 +210,7 @@ fn figures<R: std::borrow::Borrow<SeedReport>>(reports: &[R], wall: Duration) ->
     line(
         "faults injected",
         format!(
-            "{} (statuses {}; cut connections {}; truncated JSON {}; HTML 404 {}; conflicts {}; failed operations {}; stuck operations {}; executionErrors {}; empty pages {}; partial series {})",
+            "{} (statuses {}; cut connections {}; truncated JSON {}; HTML 404 {}; conflicts {}; failed operations {}; stuck operations {}; late writes {}; executionErrors {}; empty pages {}; partial series {})",
             f.total(),
             statuses.join(", "),
             f.cut_connections,
@@ -214,6 +219,7 @@ fn figures<R: std::borrow::Borrow<SeedReport>>(reports: &[R], wall: Duration) ->
             f.conflicts,
             f.failed_operations,
             f.stuck_operations,
+            f.late_writes,
             f.execution_errors,
             f.empty_pages,
             f.partial_series

@@ -403,6 +403,87 @@ async fn killed_after_the_intent_before_the_split_is_undone_once_the_lease_lapse
     );
 }
 
+/// Found by the chaos suite on URL maps: a process died with its split write sent; the
+/// platform applied it only after the intent's lease, when another observer had already undone
+/// the intent. The split then moved with nobody's record to match, and the rollout paused as a
+/// "manual change", with the build that started it acknowledged long before: a rollout stopped
+/// for nothing. The undo remembers the lapsed write, and the late split is finished instead.
+#[tokio::test]
+async fn a_write_landing_after_its_intent_lapsed_is_finished_not_read_as_a_manual_change() {
+    let (split, store, clock) = crashed(Die::BeforeSplit).await;
+    clock.advance(SignedDuration::try_from(Duration::from_secs(11) + LEASE_MARGIN).unwrap());
+    let next = router(&split, &store, &clock);
+    let undone = next.observe(&web(), deadline()).await.unwrap();
+    assert_eq!(
+        percent_recorded(&store),
+        Some(0),
+        "undone: the old record stands"
+    );
+    assert!(!has_intent(&store));
+    assert!(
+        undone
+            .observed
+            .annotations
+            .keys()
+            .all(|k| !k.starts_with("cutover.lapsed/")),
+        "the decision core never sees the memory of a lapsed write"
+    );
+
+    // The dead process's request reaches the platform now.
+    split.set_by_hand(&[("v1", 90), ("v2", 10)]);
+    let read = next.observe(&web(), deadline()).await.unwrap();
+    assert_eq!(
+        percent_recorded(&store),
+        Some(10),
+        "the late write is finished"
+    );
+    assert!(
+        crate::decision::drift(&read.observed, &record(10)).is_none(),
+        "split and record agree: no manual change to pause on"
+    );
+    assert!(
+        store
+            .annotations(&web())
+            .keys()
+            .all(|k| !k.starts_with("cutover.lapsed/")),
+        "finished, the memory goes"
+    );
+    assert_eq!(
+        store.annotations(&web()).get("cutover.dev/max-p99-ms"),
+        Some(&"500".to_string()),
+        "a person's override survives"
+    );
+}
+
+/// A lapsed write is remembered only until cutover writes the record again (here the same step
+/// taken afresh), and a person's different split after a lapse is still a manual change.
+#[tokio::test]
+async fn the_memory_of_a_lapsed_write_goes_with_the_next_record_write_and_never_hides_a_persons_edit()
+ {
+    let (split, store, clock) = crashed(Die::BeforeSplit).await;
+    clock.advance(SignedDuration::try_from(Duration::from_secs(11) + LEASE_MARGIN).unwrap());
+    let next = router(&split, &store, &clock);
+    let read = next.observe(&web(), deadline()).await.unwrap();
+    assert!(store.annotations(&web()).contains_key(LAPSED_SPLIT));
+
+    split.set_by_hand(&[("v1", 50), ("v3", 50)]);
+    let edited = next.observe(&web(), deadline()).await.unwrap();
+    assert_eq!(percent_recorded(&store), Some(0));
+    assert!(
+        crate::decision::drift(&edited.observed, &record(0)).is_some(),
+        "a split other than the lapsed one is a manual change, as before"
+    );
+
+    split.set_by_hand(&[("v1", 100)]);
+    let read = next.observe(&web(), deadline()).await.unwrap_or(read);
+    next.apply(&read, &step(10), deadline()).await.unwrap();
+    assert_eq!(percent_recorded(&store), Some(10));
+    assert!(
+        !store.annotations(&web()).contains_key(LAPSED_SPLIT),
+        "cutover's next write ends the memory"
+    );
+}
+
 #[tokio::test]
 async fn killed_after_the_split_before_the_record_is_finished_by_the_next_observer() {
     let (split, store, clock) = crashed(Die::AfterSplit).await;
