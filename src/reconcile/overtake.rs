@@ -71,11 +71,23 @@ fn annotation(fake: &FakeGcp, key: &str) -> String {
 async fn due_at_ten_percent<M: MetricsSource>(
     metrics: impl FnOnce(Google, String) -> M,
 ) -> (FakeGcp, Clock, Arc<Reconciler<CloudRunRouter, M>>) {
+    due_at_ten_percent_through(
+        |google, fake| CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
+        metrics,
+    )
+    .await
+}
+
+/// [`due_at_ten_percent`] with the router `router` makes.
+async fn due_at_ten_percent_through<R: TrafficRouter, M: MetricsSource>(
+    router: impl FnOnce(&Google, &FakeGcp) -> R,
+    metrics: impl FnOnce(Google, String) -> M,
+) -> (FakeGcp, Clock, Arc<Reconciler<R, M>>) {
     let (fake, fake_clock) = fake_with_candidate().await;
     let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
     let google = Google::new(reqwest::Client::new(), TokenSource::None);
     let reconciler = Arc::new(Reconciler::new(
-        CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
+        router(&google, &fake),
         metrics(google, fake.base_url()),
         SmokeCheck::new(None).expect("an HTTP client"),
         Policy::default(),
@@ -175,11 +187,29 @@ async fn an_alert_rolls_back_while_the_evaluation_is_inside_its_query_which_then
 struct IntentRouter {
     inner: CloudRunRouter,
     hold_next_write: AtomicBool,
+    /// Hold the next write once the platform has accepted it instead (as while its operation
+    /// is waited for), leaving observations alone.
+    hold_after_next_write: AtomicBool,
     in_flight: AtomicBool,
     writing: Arc<Notify>,
     release: Arc<Notify>,
     /// Told when an observation was refused because of the write in flight.
     refused: Arc<Notify>,
+}
+
+impl IntentRouter {
+    /// Around Cloud Run's router on `fake`, holding nothing until told.
+    fn around(google: &Google, fake: &FakeGcp) -> Self {
+        IntentRouter {
+            inner: CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
+            hold_next_write: AtomicBool::new(false),
+            hold_after_next_write: AtomicBool::new(false),
+            in_flight: AtomicBool::new(false),
+            writing: Arc::new(Notify::new()),
+            release: Arc::new(Notify::new()),
+            refused: Arc::new(Notify::new()),
+        }
+    }
 }
 
 impl TrafficRouter for IntentRouter {
@@ -215,6 +245,12 @@ impl TrafficRouter for IntentRouter {
         write: &Write,
         deadline: Instant,
     ) -> Result<Observation<Self::Version>, RouterError> {
+        if self.hold_after_next_write.swap(false, Ordering::SeqCst) {
+            let done = self.inner.apply(read, write, deadline).await;
+            self.writing.notify_one();
+            self.release.notified().await;
+            return done;
+        }
         if self.hold_next_write.swap(false, Ordering::SeqCst) {
             self.in_flight.store(true, Ordering::SeqCst);
             self.writing.notify_one();
@@ -232,18 +268,15 @@ async fn an_alert_that_finds_the_write_in_flight_waits_for_it_instead_of_failing
     let (fake, fake_clock) = fake_with_candidate().await;
     let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
     let google = Google::new(reqwest::Client::new(), TokenSource::None);
-    let writing = Arc::new(Notify::new());
-    let release = Arc::new(Notify::new());
-    let refused = Arc::new(Notify::new());
+    let router = IntentRouter::around(&google, &fake);
+    router.hold_next_write.store(true, Ordering::SeqCst);
+    let (writing, release, refused) = (
+        router.writing.clone(),
+        router.release.clone(),
+        router.refused.clone(),
+    );
     let reconciler = Arc::new(Reconciler::new(
-        IntentRouter {
-            inner: CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
-            hold_next_write: AtomicBool::new(true),
-            in_flight: AtomicBool::new(false),
-            writing: writing.clone(),
-            release: release.clone(),
-            refused: refused.clone(),
-        },
+        router,
         CloudMonitoring::new(MonitoringClient::new(google, &fake.base_url())),
         SmokeCheck::new(None).expect("an HTTP client"),
         Policy::default(),
@@ -282,83 +315,22 @@ async fn an_alert_that_finds_the_write_in_flight_waits_for_it_instead_of_failing
     );
 }
 
-/// Cloud Run's router whose next write, once the platform has accepted it, is held before it
-/// returns (as while its operation is waited for).
-struct HeldAfterWrite {
-    inner: CloudRunRouter,
-    hold_next_write: AtomicBool,
-    written: Arc<Notify>,
-    release: Arc<Notify>,
-}
-
-impl TrafficRouter for HeldAfterWrite {
-    type Version = <CloudRunRouter as TrafficRouter>::Version;
-
-    async fn observe(
-        &self,
-        target: &ServiceRef,
-        deadline: Instant,
-    ) -> Result<Observation<Self::Version>, RouterError> {
-        self.inner.observe(target, deadline).await
-    }
-
-    async fn list(
-        &self,
-        project: &str,
-        region: &str,
-        deadline: Instant,
-    ) -> Result<Vec<Observation<Self::Version>>, RouterError> {
-        self.inner.list(project, region, deadline).await
-    }
-
-    async fn apply(
-        &self,
-        read: &Observation<Self::Version>,
-        write: &Write,
-        deadline: Instant,
-    ) -> Result<Observation<Self::Version>, RouterError> {
-        let done = self.inner.apply(read, write, deadline).await;
-        if self.hold_next_write.swap(false, Ordering::SeqCst) {
-            self.written.notify_one();
-            self.release.notified().await;
-        }
-        done
-    }
-}
-
 /// An evaluation that has asked to write when the alert comes is not stopped: its write may
 /// have landed, so it runs to its end and its decision is recorded; the alert rolls back after
 /// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evaluation_that_has_written_runs_to_its_end_when_an_alert_comes() {
-    let (fake, fake_clock) = fake_with_candidate().await;
-    let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
-    let google = Google::new(reqwest::Client::new(), TokenSource::None);
-    let written = Arc::new(Notify::new());
-    let release = Arc::new(Notify::new());
-    let reconciler = Arc::new(Reconciler::new(
-        HeldAfterWrite {
-            inner: CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
-            hold_next_write: AtomicBool::new(false),
-            written: written.clone(),
-            release: release.clone(),
-        },
-        CloudMonitoring::new(MonitoringClient::new(google, &fake.base_url())),
-        SmokeCheck::new(None).expect("an HTTP client"),
-        Policy::default(),
-        clock.clone(),
-    ));
-    let build = Trigger::Build {
-        build_id: "b-1".into(),
-    };
-    reconciler
-        .reconcile(&target(), build, deadline())
-        .await
-        .expect("the build starts the rollout");
-    clock.set(clock.now() + SignedDuration::from_mins(8));
+    let (fake, _clock, reconciler) = due_at_ten_percent_through(IntentRouter::around, |g, base| {
+        CloudMonitoring::new(MonitoringClient::new(g, &base))
+    })
+    .await;
+    let (written, release) = (
+        reconciler.router.writing.clone(),
+        reconciler.router.release.clone(),
+    );
     reconciler
         .router
-        .hold_next_write
+        .hold_after_next_write
         .store(true, Ordering::SeqCst);
 
     let evaluation = {
