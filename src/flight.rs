@@ -25,9 +25,18 @@
 //! an observer cannot settle until it lapses, and observing fails ("another write is in
 //! flight"); then the alert waits for this instance's evaluation to finish ([`Gates::settled`])
 //! and tries once more, instead of failing and waiting for Pub/Sub's redelivery.
+//!
+//! Alerts overtake on the CPU too: an alert is handled on a thread of its own
+//! ([`on_alert_thread`]: its own runtime, its calls on a connection pool of their own), and
+//! evaluations on a runtime whose workers run at a lower OS priority ([`on_routine_runtime`]),
+//! below the threads that answer pushes. Under a burst of evaluations an alert's tasks then
+//! never wait in a run queue behind hundreds of evaluations in flight, nor its calls for a
+//! pooled connection they hold, and its push is read while evaluations wait for the CPU.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -41,6 +50,8 @@ struct Gate {
     evaluation: Lane,
     alert: Lane,
     alert_waiting: AtomicBool,
+    /// Told whenever an alert for the service arrives ([`Pass::alert_arrives`]).
+    alert_arrived: tokio::sync::Notify,
 }
 
 /// Per-service gates, created on demand and dropped when nobody holds or waits for them.
@@ -55,6 +66,14 @@ pub struct Pass {
     gate: Arc<Gate>,
     service: ServiceRef,
     gates: Arc<Gates>,
+}
+
+impl Pass {
+    /// Resolves when an alert for the service arrives in this instance after this call (an
+    /// evaluation in flight can then leave the service to it: `reconcile`).
+    pub fn alert_arrives(&self) -> tokio::sync::futures::Notified<'_> {
+        self.gate.alert_arrived.notified()
+    }
 }
 
 impl Drop for Pass {
@@ -99,6 +118,10 @@ impl Gates {
     /// flight: routine work when the service is busy, an alert when another alert waits.
     pub async fn enter(self: &Arc<Self>, service: &ServiceRef, urgency: Urgency) -> Option<Pass> {
         let gate = self.gate(service);
+        if urgency == Urgency::Overtakes {
+            // An evaluation in flight may leave the service to this alert (`reconcile`).
+            gate.alert_arrived.notify_waiters();
+        }
         let guard = match urgency {
             Urgency::Routine => {
                 let guard = Arc::clone(&gate.evaluation).try_lock_owned().ok()?;
@@ -157,6 +180,97 @@ impl Gates {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// How much lower than the server's other threads the evaluations' workers run (`nice`,
+/// 0–19): at 10 a busy worker gets about a tenth of the CPU share of a busy thread at 0 (Linux's
+/// CFS weights 110 against 1024), so the threads that answer pushes and handle alerts are
+/// scheduled ahead of evaluations, and evaluations still run at full speed whenever nothing
+/// else does. Only relative: in a container where cutover runs alone, it orders cutover's own
+/// threads.
+pub const ROUTINE_NICENESS: i32 = 10;
+
+static ALERTS: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
+static ROUTINE: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
+
+/// A runtime kept on its own threads for the life of the process (started on first use), or
+/// `None` if it could not be started.
+fn kept(
+    cell: &'static OnceLock<Option<tokio::runtime::Handle>>,
+    name: &str,
+    build: impl FnOnce() -> std::io::Result<tokio::runtime::Runtime>,
+) -> Option<&'static tokio::runtime::Handle> {
+    cell.get_or_init(|| {
+        let runtime = build().ok()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .ok()?;
+        Some(handle)
+    })
+    .as_ref()
+}
+
+/// Lowers the calling thread's OS priority by [`ROUTINE_NICENESS`] (Linux: a thread's own
+/// `nice`). Best effort: where it cannot, every thread keeps the same priority.
+fn routine_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; with `who` 0 Linux applies it to the
+    // calling thread alone.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, ROUTINE_NICENESS);
+    }
+}
+
+/// Runs `work` on `runtime` (here if there is none) and returns its output; a panic inside it
+/// is carried on to the caller, as if it had run here.
+async fn run_on<F>(runtime: Option<&tokio::runtime::Handle>, work: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let Some(runtime) = runtime else {
+        return work.await;
+    };
+    match runtime.spawn(work).await {
+        Ok(output) => output,
+        // The runtime lives as long as the process: the task can only have panicked.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Runs an alert's handling on the alerts' own thread (its own runtime, at the server's
+/// priority; its calls use a connection pool of their own, `gcp::Google::with_urgent_client`):
+/// it never waits in a run queue behind the evaluations in flight.
+pub async fn on_alert_thread<F>(work: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = kept(&ALERTS, "cutover-alerts", || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    });
+    run_on(runtime, work).await
+}
+
+/// Runs an evaluation on the evaluations' runtime: as many workers as cores, each at
+/// [`ROUTINE_NICENESS`] below the threads that answer pushes and handle alerts.
+pub async fn on_routine_runtime<F>(work: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = kept(&ROUTINE, "cutover-routine", || {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("cutover-evaluations")
+            .on_thread_start(routine_priority)
+            .enable_all()
+            .build()
+    });
+    run_on(runtime, work).await
 }
 
 /// At most one of something at a time; others skip rather than wait.
@@ -411,6 +525,56 @@ mod tests {
         // Only digests are kept: nothing of the megabyte key.
         assert_eq!((g.0.len(), g.1.len()), (1, 1));
         assert_eq!(size_of_val(&g.0[0]), 8);
+    }
+
+    /// The nice value of the calling thread (Linux).
+    fn own_niceness() -> Option<i32> {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+        stat.rsplit(')')
+            .next()?
+            .split_whitespace()
+            .nth(16)?
+            .parse()
+            .ok()
+    }
+
+    /// Every evaluation worker busy (blocked here) does not delay an alert: it runs on its own
+    /// thread, and the evaluations' workers run at a lower OS priority than it.
+    #[tokio::test]
+    async fn an_alert_runs_while_every_evaluation_worker_is_busy_and_above_them() {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        let (started, mut busy) = tokio::sync::mpsc::unbounded_channel();
+        let mut blockers = Vec::new();
+        for _ in 0..workers {
+            let (released, started) = (Arc::clone(&released), started.clone());
+            blockers.push(tokio::spawn(on_routine_runtime(async move {
+                let _ = started.send(own_niceness());
+                // Holds its worker thread until the test lets go.
+                let _ = released.lock().unwrap().recv();
+            })));
+        }
+        let routine = busy.recv().await.flatten();
+        let alert = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            on_alert_thread(async { own_niceness() }),
+        )
+        .await;
+        for _ in 0..workers {
+            let _ = release.send(());
+        }
+        for b in blockers {
+            b.await.unwrap();
+        }
+        let alert = alert.expect("the alert ran while the evaluations' workers were busy");
+        if let (Some(alert), Some(routine)) = (alert, routine) {
+            assert_eq!(
+                routine - alert,
+                ROUTINE_NICENESS,
+                "evaluations run below alerts"
+            );
+        }
     }
 
     #[tokio::test]

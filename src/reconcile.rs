@@ -25,7 +25,7 @@ use crate::failure::{ErrorKind, chain};
 use crate::flight::{Gates, Urgency};
 use crate::metrics::MetricsSource;
 use crate::router::{Observation, RouterError, TrafficRouter};
-use crate::target::ServiceRef;
+use crate::target::{Platform, ServiceRef};
 
 /// How many times one event re-observes after losing a write race before giving up (and
 /// letting Pub/Sub redeliver). Each conflict means someone else made progress.
@@ -370,7 +370,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         };
         let alert = urgency == Urgency::Overtakes;
         let work = async {
-            let Some(_pass) = self.gates.enter(target, urgency).await else {
+            let Some(pass) = self.gates.enter(target, urgency).await else {
                 return Ok(Vec::new());
             };
             let once = || async {
@@ -378,6 +378,33 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                 self.run(self.overlay(obs), trigger.clone(), deadline, origin)
                     .await
             };
+            // A routine evaluation of a Cloud Run service that has not asked to write yet leaves
+            // the service to an alert that arrives meanwhile: it stops where it is (most often
+            // inside its Monitoring query), so its write cannot land between the alert's read
+            // and write and send the rollback round again (a conflict: one more read and
+            // write). Before its write it has changed nothing and published no decision; the
+            // alert's decision covers the service, and the next tick evaluates it again. One
+            // that has asked to write runs to its end, so a write that lands is always
+            // recorded. (The recorded platforms' writes are several steps: they run to their
+            // end too.)
+            if urgency == Urgency::Routine && target.platform == Platform::CloudRun {
+                let wrote = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let evaluation = crate::gcp::quota::noting_writes(Arc::clone(&wrote), once());
+                let mut evaluation = std::pin::pin!(evaluation);
+                let arrived = pass.alert_arrives();
+                let mut arrived = std::pin::pin!(arrived);
+                arrived.as_mut().enable();
+                return tokio::select! {
+                    done = evaluation.as_mut() => done,
+                    () = arrived => {
+                        if wrote.load(std::sync::atomic::Ordering::Acquire) {
+                            evaluation.await
+                        } else {
+                            Ok(Vec::new())
+                        }
+                    }
+                };
+            }
             match once().await {
                 // An alert that found this instance's evaluation inside its write (a recorded
                 // platform's intent, which nobody else can settle yet): that write is done in

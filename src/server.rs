@@ -5,7 +5,8 @@
 //!   steps starts one.
 //! - `POST /pubsub/alerts`: Monitoring incidents; an open one for a service under rollout rolls
 //!   it back at once. Each push is its own request, so an alert never waits behind tick work for
-//!   other services, nor for the evaluation in flight of its own (`flight`: it overtakes it).
+//!   other services, nor for the evaluation in flight of its own (`flight`: it overtakes it), and
+//!   it runs on a thread of its own, evaluations below it (`flight::on_alert_thread`).
 //! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_PROJECTS` ×
 //!   `CUTOVER_REGIONS`; with `CUTOVER_EVALUATIONS_TOPIC`, publish one evaluation per rollout
 //!   instead (above `CUTOVER_FANOUT_THRESHOLD`).
@@ -125,12 +126,15 @@ pub enum StartError {
 pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartError> {
     args.validate()?;
     let policy = args.policy()?;
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))?;
+    let client = || {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))
+    };
+    let http = client()?;
     let metadata_host = args.google.metadata_host.trim();
     let project = set_or_read(
         "GOOGLE_CLOUD_PROJECT",
@@ -165,7 +169,10 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         .map_err(|e| StartError::Setup(format!("CUTOVER_AUTH: {e}")))?;
     // Google's rate quotas count real minutes, whatever clock rollouts are judged on.
     let quota = Arc::new(Quota::new(args.scale.limits(), Clock::System));
-    let google = Google::new(http.clone(), tokens).with_quota(quota);
+    // Alerts' calls have a connection pool of their own (`flight::on_alert_thread`).
+    let google = Google::new(http.clone(), tokens)
+        .with_quota(quota)
+        .with_urgent_client(client()?);
     let router = live_router(&google, &args.google, &args.platforms, &project, &clock)
         .map_err(|e| StartError::Setup(format!("{e:#}")))?;
     let metrics = CloudMonitoring::new(MonitoringClient::new(
@@ -373,9 +380,11 @@ fn deadline(app: &App) -> Instant {
     Instant::now() + app.event_deadline
 }
 
-/// Hands one service's event to the reconciler and answers for the outcome.
+/// Hands one service's event to the reconciler and answers for the outcome: an alert on the
+/// alerts' own thread, an evaluation on the evaluations' runtime, below the threads that answer
+/// pushes (`flight`): a rollback never waits for the CPU behind the evaluations in flight.
 async fn reconcile(
-    app: &App,
+    app: &Arc<App>,
     message_id: String,
     target: &ServiceRef,
     trigger: Trigger,
@@ -384,12 +393,19 @@ async fn reconcile(
         message_id: Some(message_id.clone()),
         log_url: None,
     };
-    answer(
-        message_id,
+    let alert = matches!(trigger, Trigger::Alert { .. });
+    let (app, target, until) = (Arc::clone(app), target.clone(), deadline(app));
+    let work = async move {
         app.reconciler
-            .reconcile_from(target, trigger, deadline(app), &origin)
-            .await,
-    )
+            .reconcile_from(&target, trigger, until, &origin)
+            .await
+    };
+    let outcome = if alert {
+        crate::flight::on_alert_thread(work).await
+    } else {
+        crate::flight::on_routine_runtime(work).await
+    };
+    answer(message_id, outcome)
 }
 
 /// The service an event names, inside what cutover evaluates; or the acknowledgement that

@@ -76,6 +76,10 @@ pub enum ApiError {
     /// The per-event deadline passed before there was anything to retry.
     #[error("deadline exceeded after 0 attempt(s); last error: {waiting_for}")]
     OutOfTime { waiting_for: String },
+    /// A routine call's quota slot is further away than it waits (`quota::ROUTINE_PATIENCE`):
+    /// its event is given back for redelivery rather than held.
+    #[error("given back for redelivery: {waiting_for}")]
+    NoSlotSoon { waiting_for: String },
 }
 
 impl ApiError {
@@ -100,6 +104,7 @@ impl ApiError {
             | ApiError::Token(_)
             | ApiError::Deadline { .. }
             | ApiError::OutOfTime { .. }
+            | ApiError::NoSlotSoon { .. }
             | ApiError::Decode { .. } => ErrorKind::Transient,
         }
     }
@@ -237,6 +242,10 @@ pub struct Google {
     pub tokens: TokenSource,
     /// The client-side rate limits every call waits for ([`quota`]).
     pub quota: Arc<Quota>,
+    /// The client of alerts' calls ([`quota::urgent`]): a connection pool of their own, so an
+    /// alert never queues for a connection the evaluations hold, and its connections are
+    /// driven by the runtime it runs on (`flight::on_alert_thread`). `None`: `http`.
+    urgent_http: Option<reqwest::Client>,
 }
 
 /// One failed attempt: a `429` (`throttled`), and how long it asked to be left alone
@@ -264,6 +273,15 @@ impl Google {
             http,
             tokens,
             quota: Arc::new(Quota::unlimited()),
+            urgent_http: None,
+        }
+    }
+
+    /// The same client, alerts' calls going through `http` instead (its own pool).
+    pub fn with_urgent_client(self, http: reqwest::Client) -> Self {
+        Google {
+            urgent_http: Some(http),
+            ..self
         }
     }
 
@@ -385,7 +403,11 @@ impl Google {
             }
             .into());
         }
-        let mut req = build(&self.http).timeout(left.min(ATTEMPT_TIMEOUT));
+        let http = match &self.urgent_http {
+            Some(urgent) if quota::is_urgent() => urgent,
+            _ => &self.http,
+        };
+        let mut req = build(http).timeout(left.min(ATTEMPT_TIMEOUT));
         if let Some(token) = self.tokens.token().await.map_err(Failed::from)? {
             req = req.bearer_auth(token);
         }

@@ -39,9 +39,11 @@
 //! take the next free slot ahead of routine ones waiting on the same bucket, and a tenth of
 //! every bucket ([`reserved`]) is theirs alone: routine calls stop at the other nine tenths, so
 //! an alert finds a slot even when routine work has spent its share of the window. A call that
-//! cannot get a slot before its deadline fails as [`super::ApiError::OutOfTime`], a transient
-//! failure: the push is answered non-2xx and Pub/Sub redelivers it, so waiting for quota never
-//! drops work.
+//! cannot get a slot before its deadline fails as [`super::ApiError::OutOfTime`], and a routine
+//! one whose slot is more than [`ROUTINE_PATIENCE`] away fails at once
+//! ([`super::ApiError::NoSlotSoon`]) rather than holding its event: both are transient
+//! failures, the push is answered non-2xx and Pub/Sub redelivers it (to any instance, one with
+//! budget left perhaps), so waiting for quota never drops work.
 //!
 //! The limits are per cutover instance; Terraform divides the project's budget by the maximum
 //! number of instances (`infra/`), so all instances together stay below it.
@@ -91,6 +93,22 @@ impl Limits {
         firestore_calls: u32::MAX,
     };
 }
+
+/// The longest a routine call waits for a slot; one whose slot is further away gives its event
+/// back at once ([`super::ApiError::NoSlotSoon`], transient: the push is answered 503 and
+/// Pub/Sub redelivers it, likely to an instance with budget left).
+///
+/// The bound is Pub/Sub's shortest redelivery backoff (`push_minimum_backoff` in `infra/`, 10 s
+/// by default): a slot that comes sooner than that comes sooner than any redelivery could, so
+/// waiting for it is the quicker way to a judgement; one that comes later is better looked for
+/// on another instance, which the redelivery gives the message a chance of, instead of the
+/// message holding this instance's push slot (and its budget's place in the queue) up to its
+/// event deadline while the other instances' budgets go unused. A given-back evaluation costs
+/// its reads again on redelivery (a Run read and a Monitoring query, from budgets 20 and 100
+/// times the writes'); and if no instance has a slot, Pub/Sub's growing backoff spaces the
+/// retries, and the next tick publishes the evaluation again anyway. Alerts never give back:
+/// they wait up to their deadline, with the reserved tenth ([`reserved`]) theirs alone.
+pub const ROUTINE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// How many of a bucket's `limit` calls per window are kept for alerts: a tenth (none for a
 /// limit under 10, where a tenth is not a whole call).
@@ -201,6 +219,16 @@ impl std::fmt::Display for Bucket {
 
 tokio::task_local! {
     static URGENT: bool;
+    static WRITES: std::sync::Arc<std::sync::atomic::AtomicBool>;
+}
+
+/// Runs `work`, noting in `wrote` when any of its calls first asks to write (a Cloud Run or
+/// Compute write, limited or not): from then on it may have changed something.
+pub async fn noting_writes<F: std::future::Future>(
+    wrote: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    work: F,
+) -> F::Output {
+    WRITES.scope(wrote, work).await
 }
 
 /// Runs `work` with its Google calls ahead of routine ones in every quota bucket (alerts).
@@ -208,7 +236,8 @@ pub async fn urgent<F: std::future::Future>(work: F) -> F::Output {
     URGENT.scope(true, work).await
 }
 
-fn is_urgent() -> bool {
+/// Whether the calling task runs in [`urgent`].
+pub(crate) fn is_urgent() -> bool {
     URGENT.try_with(|u| *u).unwrap_or(false)
 }
 
@@ -220,6 +249,23 @@ struct State {
     blocked_until: Option<Timestamp>,
     /// Urgent calls waiting: routine ones wait behind them.
     urgent_waiting: usize,
+    /// Routine calls waiting: a new one's slot comes after theirs.
+    routine_waiting: usize,
+}
+
+impl State {
+    /// When the `ahead`-th call waiting for one of `allowed` slots (0: the first) gets one,
+    /// going by the calls granted in the window; `None` if not within this window's calls
+    /// (more than a window away).
+    fn slot_for(&self, allowed: usize, ahead: usize, now: Timestamp) -> Option<Timestamp> {
+        let open = allowed.saturating_sub(self.granted.len());
+        if ahead < open {
+            return Some(now);
+        }
+        // The (ahead - open)-th oldest call of the window leaves it first for this one.
+        let frees = self.granted.get(self.granted.len() + ahead - allowed)?;
+        Some(*frees + WINDOW)
+    }
 }
 
 /// The rate limiter shared by every call of one cutover instance.
@@ -239,10 +285,56 @@ impl std::fmt::Debug for Quota {
     }
 }
 
+/// A call among its bucket's waiters (urgent or routine), for as long as it waits.
+struct Queue<'a> {
+    quota: &'a Quota,
+    bucket: &'a Bucket,
+    urgent: bool,
+    waiting: bool,
+}
+
+impl Queue<'_> {
+    fn count<'s>(&self, state: &'s mut State) -> &'s mut usize {
+        if self.urgent {
+            &mut state.urgent_waiting
+        } else {
+            &mut state.routine_waiting
+        }
+    }
+
+    fn join(&mut self, state: &mut State) {
+        if !self.waiting {
+            *self.count(state) += 1;
+            self.waiting = true;
+            self.quota.waits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn leave(&mut self, state: &mut State) {
+        if self.waiting {
+            *self.count(state) -= 1;
+            self.waiting = false;
+        }
+    }
+}
+
+impl Drop for Queue<'_> {
+    fn drop(&mut self) {
+        if self.waiting {
+            let mut map = self.quota.buckets.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(state) = map.get_mut(self.bucket) {
+                self.leave(state);
+            }
+        }
+    }
+}
+
 /// What a waiting call does next.
 enum Next {
     Go,
     Wait(Duration),
+    /// A routine call whose slot is further than [`ROUTINE_PATIENCE`] away.
+    GiveBack,
 }
 
 impl Quota {
@@ -291,8 +383,12 @@ impl Quota {
         usize::try_from(l).unwrap_or(usize::MAX)
     }
 
-    /// Waits for a slot in `bucket`, or fails (transient) if none comes before `deadline`.
+    /// Waits for a slot in `bucket`, or fails (transient) if none comes before `deadline`; a
+    /// routine call also if none comes within [`ROUTINE_PATIENCE`].
     pub async fn acquire(&self, bucket: &Bucket, deadline: Instant) -> Result<(), ApiError> {
+        if matches!(bucket.class, Class::RunWrite | Class::ComputeWrite) {
+            let _ = WRITES.try_with(|w| w.store(true, Ordering::Release));
+        }
         let limit = self.limit(bucket.class);
         if limit == usize::MAX {
             return Ok(());
@@ -304,8 +400,14 @@ impl Quota {
         } else {
             limit - reserved(limit)
         };
-        let mut registered = false;
-        let mut waited = false;
+        // Counted among the bucket's waiters from its first wait until it goes or gives up
+        // (its future dropped included: a push whose request went away).
+        let mut queue = Queue {
+            quota: self,
+            bucket,
+            urgent,
+            waiting: false,
+        };
         loop {
             let next = {
                 let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -321,15 +423,22 @@ impl Quota {
                 if blocked.is_none() && !full && !behind_urgent {
                     state.granted.push_back(now);
                     self.granted.fetch_add(1, Ordering::Relaxed);
-                    if registered {
-                        state.urgent_waiting -= 1;
-                    }
+                    queue.leave(state);
                     Next::Go
+                } else if !urgent && !queue.waiting && {
+                    // A routine call decides once, on arrival: wait for a slot that comes
+                    // within `ROUTINE_PATIENCE` (after the routine calls already waiting), or
+                    // give its event back now.
+                    let slot = state.slot_for(allowed, state.routine_waiting, now);
+                    let ready = match (slot, blocked) {
+                        (Some(s), Some(b)) => Some(s.max(b)),
+                        (slot, _) => slot,
+                    };
+                    ready.is_none_or(|r| r.duration_since(now).unsigned_abs() > ROUTINE_PATIENCE)
+                } {
+                    Next::GiveBack
                 } else {
-                    if urgent && !registered {
-                        state.urgent_waiting += 1;
-                        registered = true;
-                    }
+                    queue.join(state);
                     let until = match (blocked, full) {
                         (Some(b), _) => b,
                         (None, true) => state.granted[state.granted.len() - allowed] + WINDOW,
@@ -340,15 +449,17 @@ impl Quota {
                 }
             };
             let wait = match next {
-                Next::Go => {
-                    if waited {
-                        self.waits.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return Ok(());
+                Next::Go => return Ok(()),
+                Next::GiveBack => {
+                    return Err(ApiError::NoSlotSoon {
+                        waiting_for: format!(
+                            "client-side quota: {bucket} (limit {limit} per minute) has no slot within {}s",
+                            ROUTINE_PATIENCE.as_secs()
+                        ),
+                    });
                 }
                 Next::Wait(w) => w,
             };
-            waited = true;
             // A manual clock moves when its test says so: look again soon.
             let pause = match self.clock {
                 Clock::System => wait.max(Duration::from_millis(1)),
@@ -359,12 +470,6 @@ impl Quota {
                 Clock::Manual(_) => Instant::now() + pause > deadline,
             };
             if too_late {
-                if registered {
-                    let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(state) = map.get_mut(bucket) {
-                        state.urgent_waiting -= 1;
-                    }
-                }
                 return Err(ApiError::OutOfTime {
                     waiting_for: format!(
                         "client-side quota: {bucket} is at its limit of {limit} per minute"
@@ -487,10 +592,11 @@ mod tests {
         let target = crate::target::ServiceRef::checked(PROJECT, REGION, "api").unwrap();
         let calls = 12;
         let deadline = Instant::now() + Duration::from_secs(60);
-        let all = tokio::spawn(async move {
+        // As an alert's: they wait for the window however long it takes.
+        let all = tokio::spawn(urgent(async move {
             let reads = (0..calls).map(|_| run.get_service(&target, deadline));
             futures::future::join_all(reads).await
-        });
+        }));
         while !all.is_finished() {
             // Time moves only once every call let through has reached the API.
             let arrived = || (fake.requests().len() - before) as u64;
@@ -538,6 +644,80 @@ mod tests {
         assert!(e.to_string().contains("Cloud Run writes in p/r"), "{e}");
     }
 
+    /// A routine call whose slot is a window away gives its event back at once (transient: its
+    /// push is answered 503 and redelivered) instead of holding it until its deadline; an
+    /// alert's call in the same bucket still takes the reserved slot, and then waits.
+    #[tokio::test]
+    async fn a_routine_call_with_no_slot_soon_gives_its_event_back_and_an_alert_waits() {
+        use futures::FutureExt;
+        let quota = Quota::new(
+            Limits {
+                run_writes: 10,
+                ..Limits::UNLIMITED
+            },
+            manual(),
+        );
+        let far = || Instant::now() + Duration::from_secs(600);
+        for _ in 0..9 {
+            quota.acquire(&bucket(), far()).await.unwrap();
+        }
+        let given_back = quota.acquire(&bucket(), far()).now_or_never();
+        let Some(Err(e)) = given_back else {
+            panic!("the routine call held on for a slot a minute away");
+        };
+        assert_eq!(e.kind(), crate::failure::ErrorKind::Transient, "{e}");
+        assert!(
+            e.to_string()
+                .contains("given back for redelivery: client-side quota: Cloud Run writes in p/r"),
+            "{e}"
+        );
+        urgent(quota.acquire(&bucket(), far())).await.unwrap();
+        assert!(
+            urgent(quota.acquire(&bucket(), far()))
+                .now_or_never()
+                .is_none(),
+            "an alert waits for its slot, however far"
+        );
+    }
+
+    /// A routine call waits for a slot that frees within `ROUTINE_PATIENCE`, and the calls
+    /// already waiting come first: the next one's slot is the one after theirs.
+    #[tokio::test]
+    async fn a_routine_call_waits_for_a_slot_soon_counting_the_calls_waiting_before_it() {
+        let clock = manual();
+        let quota = std::sync::Arc::new(Quota::new(
+            Limits {
+                run_writes: 10,
+                ..Limits::UNLIMITED
+            },
+            clock.clone(),
+        ));
+        let far = || Instant::now() + Duration::from_secs(600);
+        // One call at 10:00:00, eight at 10:00:30: slots free at 10:01:00, then 10:01:30.
+        quota.acquire(&bucket(), far()).await.unwrap();
+        clock.advance(SignedDuration::from_secs(30));
+        for _ in 0..8 {
+            quota.acquire(&bucket(), far()).await.unwrap();
+        }
+        clock.advance(SignedDuration::from_secs(25));
+        let first = {
+            let quota = quota.clone();
+            tokio::spawn(async move { quota.acquire(&bucket(), far()).await })
+        };
+        while quota.waits() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Its slot is 5 s away: it waits. The next call's is 35 s away: it gives back.
+        let second = quota.acquire(&bucket(), far()).await.unwrap_err();
+        assert!(second.to_string().contains("given back"), "{second}");
+        assert!(!first.is_finished());
+        clock.advance(SignedDuration::from_secs(6));
+        first
+            .await
+            .unwrap()
+            .expect("the first got the slot it waited for");
+    }
+
     #[tokio::test]
     async fn urgent_calls_go_before_routine_ones_waiting_on_the_same_bucket() {
         let clock = manual();
@@ -550,6 +730,8 @@ mod tests {
         ));
         let later = || Instant::now() + Duration::from_secs(20);
         quota.acquire(&bucket(), later()).await.unwrap();
+        // The slot frees in 5 s: the routine call waits for it (`ROUTINE_PATIENCE`).
+        clock.advance(SignedDuration::from_secs(55));
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
         let spawn = |name: &'static str, is_urgent: bool| {
             let (quota, order) = (quota.clone(), order.clone());
@@ -568,7 +750,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let alert = spawn("alert", true);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        clock.advance(SignedDuration::from_secs(61));
+        clock.advance(SignedDuration::from_secs(6));
         alert.await.unwrap();
         clock.advance(SignedDuration::from_secs(61));
         routine.await.unwrap();

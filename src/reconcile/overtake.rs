@@ -1,6 +1,6 @@
 //! An alert overtakes the evaluation in flight (`flight`), against the Cloud Run fake: the
 //! rollback lands while the evaluation is still inside its Monitoring query, and the
-//! evaluation's late write loses the etag race and changes nothing.
+//! evaluation, which had not asked to write, stops there and writes nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,11 +71,23 @@ fn annotation(fake: &FakeGcp, key: &str) -> String {
 async fn due_at_ten_percent<M: MetricsSource>(
     metrics: impl FnOnce(Google, String) -> M,
 ) -> (FakeGcp, Clock, Arc<Reconciler<CloudRunRouter, M>>) {
+    due_at_ten_percent_through(
+        |google, fake| CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
+        metrics,
+    )
+    .await
+}
+
+/// [`due_at_ten_percent`] with the router `router` makes.
+async fn due_at_ten_percent_through<R: TrafficRouter, M: MetricsSource>(
+    router: impl FnOnce(&Google, &FakeGcp) -> R,
+    metrics: impl FnOnce(Google, String) -> M,
+) -> (FakeGcp, Clock, Arc<Reconciler<R, M>>) {
     let (fake, fake_clock) = fake_with_candidate().await;
     let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
     let google = Google::new(reqwest::Client::new(), TokenSource::None);
     let reconciler = Arc::new(Reconciler::new(
-        CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
+        router(&google, &fake),
         metrics(google, fake.base_url()),
         SmokeCheck::new(None).expect("an HTTP client"),
         Policy::default(),
@@ -94,7 +106,7 @@ async fn due_at_ten_percent<M: MetricsSource>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_rolls_back_while_the_evaluation_is_inside_its_query_and_the_late_write_loses() {
+async fn an_alert_rolls_back_while_the_evaluation_is_inside_its_query_which_then_stops_unwritten() {
     let answered = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let (a, r) = (answered.clone(), release.clone());
@@ -128,15 +140,20 @@ async fn an_alert_rolls_back_while_the_evaluation_is_inside_its_query_and_the_la
     .expect("the alert is handled");
     assert_eq!(rolled_back.last().unwrap().decision, "rollback");
     assert_eq!(rolled_back.last().unwrap().write, "applied");
-    assert!(!evaluation.is_finished(), "the evaluation is still held");
     assert_eq!(annotation(&fake, "cutover.dev/phase"), "rolled-back");
 
-    // Now the query returns: the evaluation decides on what it read before the rollback.
-    release.notify_one();
-    let late = evaluation.await.unwrap().expect("the evaluation ends");
+    // The evaluation, which had not asked to write, left the service to the alert: it
+    // stopped inside its query, decided nothing and wrote nothing, though its query's answer
+    // never came.
+    let stopped = tokio::time::timeout(Duration::from_secs(60), evaluation)
+        .await
+        .expect("the evaluation stopped instead of waiting for its query")
+        .unwrap()
+        .expect("the evaluation ends");
+    assert!(stopped.is_empty(), "{stopped:?}");
 
-    // At the fake, in order: the query, then the rollback, then the evaluation's write,
-    // refused on its stale etag.
+    // At the fake: the query, then the rollback, the one write, on the etag it read: the
+    // alert did not lose a race to the evaluation's write and read again.
     let requests = fake.requests()[before..].to_vec();
     let query = requests
         .iter()
@@ -145,45 +162,23 @@ async fn an_alert_rolls_back_while_the_evaluation_is_inside_its_query_and_the_la
     let patches: Vec<usize> = (0..requests.len())
         .filter(|i| requests[*i].method == "PATCH")
         .collect();
-    assert_eq!(
-        patches.len(),
-        2,
-        "the rollback and the late write: {requests:#?}"
-    );
-    let (rollback, stale) = (patches[0], patches[1]);
-    assert!(query < rollback, "the query was sent before the rollback");
-    assert_eq!(requests[rollback].status, 200);
-    assert_eq!(
-        requests[stale].status, 409,
-        "the late write lost the etag race"
-    );
-
-    // The late write changed nothing: the last traffic change is the rollback, 100 % stable.
+    assert_eq!(patches.len(), 1, "the rollback alone: {requests:#?}");
+    assert!(query < patches[0], "the query was sent before the rollback");
+    assert_eq!(requests[patches[0]].status, 200);
     let history = fake.history(PROJECT, REGION, "api");
     let last = history.last().unwrap();
     assert!(last.etag_matched);
     assert_eq!(last.allocation, vec![("api-00001-abc".to_string(), 100)]);
-    assert_eq!(annotation(&fake, "cutover.dev/phase"), "rolled-back");
-
-    // The evaluation saw why: its write lost, and on the rolled-back service it wrote nothing.
-    let decisions: Vec<(String, String)> = late
-        .iter()
-        .map(|r| (r.trigger.to_string(), r.write.clone()))
-        .collect();
-    assert!(
-        decisions[0].1.starts_with("conflict"),
-        "the evaluation's first write lost: {decisions:?}"
-    );
-    assert_eq!(late.last().unwrap().write, "none", "{decisions:?}");
     let mut seen = Vec::new();
     while let Ok(r) = records.try_recv() {
         seen.push((r.trigger, r.decision.to_string()));
     }
     assert_eq!(
-        seen.first(),
-        Some(&("alert", "rollback".to_string())),
-        "the rollback was decided first: {seen:?}"
+        seen,
+        [("alert", "rollback".to_string())],
+        "the rollback is the one decision: {seen:?}"
     );
+    release.notify_one();
 }
 
 /// A router around Cloud Run's that behaves as the recorded platforms do while a write is in
@@ -192,11 +187,29 @@ async fn an_alert_rolls_back_while_the_evaluation_is_inside_its_query_and_the_la
 struct IntentRouter {
     inner: CloudRunRouter,
     hold_next_write: AtomicBool,
+    /// Hold the next write once the platform has accepted it instead (as while its operation
+    /// is waited for), leaving observations alone.
+    hold_after_next_write: AtomicBool,
     in_flight: AtomicBool,
     writing: Arc<Notify>,
     release: Arc<Notify>,
     /// Told when an observation was refused because of the write in flight.
     refused: Arc<Notify>,
+}
+
+impl IntentRouter {
+    /// Around Cloud Run's router on `fake`, holding nothing until told.
+    fn around(google: &Google, fake: &FakeGcp) -> Self {
+        IntentRouter {
+            inner: CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
+            hold_next_write: AtomicBool::new(false),
+            hold_after_next_write: AtomicBool::new(false),
+            in_flight: AtomicBool::new(false),
+            writing: Arc::new(Notify::new()),
+            release: Arc::new(Notify::new()),
+            refused: Arc::new(Notify::new()),
+        }
+    }
 }
 
 impl TrafficRouter for IntentRouter {
@@ -232,6 +245,12 @@ impl TrafficRouter for IntentRouter {
         write: &Write,
         deadline: Instant,
     ) -> Result<Observation<Self::Version>, RouterError> {
+        if self.hold_after_next_write.swap(false, Ordering::SeqCst) {
+            let done = self.inner.apply(read, write, deadline).await;
+            self.writing.notify_one();
+            self.release.notified().await;
+            return done;
+        }
         if self.hold_next_write.swap(false, Ordering::SeqCst) {
             self.in_flight.store(true, Ordering::SeqCst);
             self.writing.notify_one();
@@ -249,18 +268,15 @@ async fn an_alert_that_finds_the_write_in_flight_waits_for_it_instead_of_failing
     let (fake, fake_clock) = fake_with_candidate().await;
     let clock = Clock::Manual(fake_clock.shared().expect("a manual clock"));
     let google = Google::new(reqwest::Client::new(), TokenSource::None);
-    let writing = Arc::new(Notify::new());
-    let release = Arc::new(Notify::new());
-    let refused = Arc::new(Notify::new());
+    let router = IntentRouter::around(&google, &fake);
+    router.hold_next_write.store(true, Ordering::SeqCst);
+    let (writing, release, refused) = (
+        router.writing.clone(),
+        router.release.clone(),
+        router.refused.clone(),
+    );
     let reconciler = Arc::new(Reconciler::new(
-        IntentRouter {
-            inner: CloudRunRouter::new(RunClient::new(google.clone(), &fake.base_url())),
-            hold_next_write: AtomicBool::new(true),
-            in_flight: AtomicBool::new(false),
-            writing: writing.clone(),
-            release: release.clone(),
-            refused: refused.clone(),
-        },
+        router,
         CloudMonitoring::new(MonitoringClient::new(google, &fake.base_url())),
         SmokeCheck::new(None).expect("an HTTP client"),
         Policy::default(),
@@ -297,4 +313,50 @@ async fn an_alert_that_finds_the_write_in_flight_waits_for_it_instead_of_failing
         history.last().unwrap().allocation,
         vec![("api-00001-abc".to_string(), 100)]
     );
+}
+
+/// An evaluation that has asked to write when the alert comes is not stopped: its write may
+/// have landed, so it runs to its end and its decision is recorded; the alert rolls back after
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_that_has_written_runs_to_its_end_when_an_alert_comes() {
+    let (fake, _clock, reconciler) = due_at_ten_percent_through(IntentRouter::around, |g, base| {
+        CloudMonitoring::new(MonitoringClient::new(g, &base))
+    })
+    .await;
+    let (written, release) = (
+        reconciler.router.writing.clone(),
+        reconciler.router.release.clone(),
+    );
+    reconciler
+        .router
+        .hold_after_next_write
+        .store(true, Ordering::SeqCst);
+
+    let evaluation = {
+        let reconciler = Arc::clone(&reconciler);
+        tokio::spawn(async move {
+            reconciler
+                .reconcile(&target(), Trigger::Tick, deadline())
+                .await
+        })
+    };
+    written.notified().await;
+    assert_eq!(annotation(&fake, "cutover.dev/percent"), "50");
+    let rolled_back = reconciler
+        .reconcile(&target(), alert(), deadline())
+        .await
+        .expect("the alert is handled");
+    assert_eq!(rolled_back.last().unwrap().decision, "rollback");
+    release.notify_one();
+    let advanced = evaluation.await.unwrap().expect("the evaluation ends");
+    assert_eq!(
+        advanced
+            .iter()
+            .map(|r| (r.decision.to_string(), r.write.as_str()))
+            .collect::<Vec<_>>(),
+        [("advance".to_string(), "applied")],
+        "the write that landed is recorded"
+    );
+    assert_eq!(annotation(&fake, "cutover.dev/phase"), "rolled-back");
 }

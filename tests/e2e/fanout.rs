@@ -208,3 +208,59 @@ async fn an_evaluation_that_cannot_run_is_redelivered_and_a_malformed_one_is_ack
     let ok = push(data).await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
 }
+
+/// An instance whose Run write budget is spent does not hold an evaluation that needs a write
+/// until a slot frees (a minute here, inside its 120 s deadline): it answers 503 at once, having
+/// written nothing, so Pub/Sub redelivers the message, and an instance with budget left
+/// completes it. Nothing is lost, and the spent instance stays within its budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_with_no_write_budget_left_is_given_back_and_completes_elsewhere() {
+    let spent = spawn_app(&["--event-deadline", "120s", "--run-writes-per-minute", "1"]).await;
+    let with_budget = spawn_on(
+        spent.fake.clone(),
+        spent.clock.clone(),
+        &["--event-deadline", "120s"],
+    )
+    .await;
+    spent.service("payments", 20.0);
+    // Starting the rollout is the spent instance's one write of this minute.
+    let started = spent
+        .release(
+            "payments",
+            RevisionProfile::healthy().with_error_ratio(0.20),
+        )
+        .await;
+    assert_eq!(started.status, 200, "{:?}", started.body);
+    assert_eq!(steps_in(&spent, PROJECT, "payments"), [0, 10]);
+    // Its step is judged now: the candidate's 20% 5xx asks for a rollback, a write.
+    spent.clock.advance(jiff::SignedDuration::from_mins(8));
+    let service = format!("projects/{PROJECT}/locations/{REGION}/services/payments");
+    let data = serde_json::to_vec(&serde_json::json!({ "service": service })).unwrap();
+    let evaluate = async |t: &TestApp| {
+        t.push
+            .push(
+                "/pubsub/evaluations",
+                "cutover-evaluations",
+                &data,
+                &BTreeMap::new(),
+                t.clock.now(),
+            )
+            .await
+            .unwrap()
+    };
+    let given_back = evaluate(&spent).await;
+    assert_eq!(given_back.status, 503, "{:?}", given_back.body);
+    assert_eq!(
+        steps_in(&spent, PROJECT, "payments"),
+        [0, 10],
+        "nothing written by the instance without budget"
+    );
+    // Pub/Sub redelivers it, here to the other instance: the rollback is written.
+    let redelivered = evaluate(&with_budget).await;
+    assert_eq!(redelivered.status, 200, "{:?}", redelivered.body);
+    assert_eq!(steps_in(&spent, PROJECT, "payments"), [0, 10, 0]);
+    assert_eq!(
+        spent.split("payments"),
+        vec![(crate::support::stable_of("payments"), 100)]
+    );
+}

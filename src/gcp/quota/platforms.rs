@@ -33,14 +33,15 @@ fn far() -> Instant {
 
 /// Runs `calls` to completion, moving `clock` on 20 s whenever every call `quota` let through
 /// has reached the API (`arrived` counts them there): the limiter is the only thing that
-/// spreads the calls over time.
+/// spreads the calls over time. They run as an alert's ([`urgent`]), which waits for a slot
+/// however far away it is (a routine call would give its event back instead).
 pub(crate) async fn spread<T: Send + 'static>(
     clock: &Clock,
     quota: &Quota,
     calls: impl Future<Output = T> + Send + 'static,
     arrived: impl Fn() -> u64,
 ) -> T {
-    let all = tokio::spawn(calls);
+    let all = tokio::spawn(urgent(calls));
     while !all.is_finished() {
         while arrived() < quota.granted() {
             tokio::task::yield_now().await;

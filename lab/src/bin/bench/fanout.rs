@@ -316,6 +316,116 @@ fn process_cpu(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The fakes, started on a runtime of their own (two workers), which serves them until it is
+/// shut down.
+fn fakes_apart(clock: cutover_fakes::FakeClock) -> Result<(FakeGcp, tokio::runtime::Runtime)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-fakes")
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let fake = std::thread::spawn(move || handle.block_on(FakeGcp::start(clock)))
+        .join()
+        .map_err(|_| anyhow!("the fakes did not start"))?;
+    Ok((fake, runtime))
+}
+
+/// What a cutover process logged about the alerts (its log at `warn`): when each alert's
+/// handler started (`alert opened`, keyed `project/region/service`) and the alerts' decisions
+/// (the time each was made at, and whether its write was applied or lost the etag race).
+#[derive(Default)]
+struct AlertLog {
+    opened: HashMap<String, Vec<Timestamp>>,
+    /// (service, decided at, write).
+    decided: Vec<(String, Timestamp, String)>,
+}
+
+fn read_alert_log(path: &Path, into: &mut AlertLog) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in text.lines() {
+        // The text format: ANSI colours, then `TIMESTAMP LEVEL message fields`.
+        let mut plain = String::with_capacity(line.len());
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        let Some((at, rest)) = plain.split_once(' ') else {
+            continue;
+        };
+        if rest.contains("alert opened") {
+            let (Ok(at), Some(service)) = (
+                at.parse::<Timestamp>(),
+                rest.split("service=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next()),
+            ) else {
+                continue;
+            };
+            into.opened.entry(service.to_string()).or_default().push(at);
+        } else if let Some(json) = rest.split_once("fields_json=").map(|(_, j)| j) {
+            let Ok(text) = serde_json::from_str::<String>(json.trim()) else {
+                continue;
+            };
+            let Ok(d) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            if d["trigger"] != "alert" {
+                continue;
+            }
+            let (Some(service), Some(Ok(at))) = (
+                d["service"].as_str(),
+                d["at"].as_str().map(str::parse::<Timestamp>),
+            ) else {
+                continue;
+            };
+            let write = d["write"].as_str().unwrap_or("none");
+            let write = write.split(':').next().unwrap_or(write).to_string();
+            into.decided.push((service.to_string(), at, write));
+        }
+    }
+}
+
+/// A project no cutover process evaluates, whose one service the fake's probe reads.
+const PROBE_PROJECT: &str = "bench-probe";
+
+/// Reads a service of the Run fake every 100 ms from a thread of its own (its own runtime and
+/// connection) until `stop`, and returns each round trip in ms: how long the fakes, in the
+/// bench process beside the front and the forwarder, take to answer a call that should take
+/// 50 ms.
+fn probe_fake(base: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<f64>> {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return Vec::new();
+        };
+        rt.block_on(async move {
+            let http = reqwest::Client::new();
+            let url =
+                format!("{base}/v2/projects/{PROBE_PROJECT}/locations/{REGION}/services/probe");
+            let mut took = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if http.get(&url).send().await.is_ok() {
+                    took.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            took
+        })
+    })
+}
+
 /// The machine's 1-minute load average.
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -370,6 +480,132 @@ fn busiest(calls: &[cutover_fakes::RecordedRequest]) -> (usize, usize, usize) {
     (peak("read"), peak("write"), peak("query"))
 }
 
+/// Where each alert's time went, push at the front → PATCH accepted, from the front's arrival
+/// time, the process's log (`alert opened`, its decisions) and the fake's request log.
+#[derive(Default)]
+struct Stages {
+    /// Front → the handler's `alert opened`.
+    to_handler: Vec<f64>,
+    /// Handler → its first GET of the service reaches the fake.
+    to_get: Vec<f64>,
+    /// That GET's arrival → the decision whose write was applied (the fake's 50 ms, its answer
+    /// back, decoding, deciding; and a whole second round for an alert that lost the etag race).
+    get_to_decision: Vec<f64>,
+    /// The same for alerts that decided once.
+    get_to_decision_first: Vec<f64>,
+    /// The decision → its PATCH reaches the fake.
+    to_patch: Vec<f64>,
+    /// The PATCH's arrival → accepted (the fake's 50 ms and its work).
+    patch_accepted: Vec<f64>,
+    /// Alerts whose first write lost the etag race (to the evaluation in flight).
+    raced: usize,
+}
+
+impl Stages {
+    fn note(
+        &mut self,
+        key: &str,
+        arrived: Timestamp,
+        patched: Timestamp,
+        log: &AlertLog,
+        calls: &[cutover_fakes::RecordedRequest],
+    ) {
+        let ms = |from: Timestamp, to: Timestamp| to.duration_since(from).as_secs_f64() * 1000.0;
+        let Some(opened) = log
+            .opened
+            .get(key)
+            .and_then(|o| o.iter().filter(|t| **t >= arrived).min())
+        else {
+            return;
+        };
+        let parts: Vec<&str> = key.split('/').collect();
+        let [p, r, s] = parts.as_slice() else {
+            return;
+        };
+        let path = format!("/v2/projects/{p}/locations/{r}/services/{s}");
+        let on = |method: &str| -> Vec<(Timestamp, u16)> {
+            calls
+                .iter()
+                .filter(|c| c.method == method && c.path == path)
+                .map(|c| (c.at, c.status))
+                .collect()
+        };
+        let Some(get) = on("GET")
+            .into_iter()
+            .map(|c| c.0)
+            .filter(|t| t >= opened)
+            .min()
+        else {
+            return;
+        };
+        let decisions: Vec<&(String, Timestamp, String)> = log
+            .decided
+            .iter()
+            .filter(|d| d.0 == key && d.1 >= *opened)
+            .collect();
+        let Some(applied) = decisions
+            .iter()
+            .filter(|d| d.2 == "applied")
+            .map(|d| d.1)
+            .min()
+        else {
+            return;
+        };
+        let raced = decisions.iter().any(|d| d.2 == "conflict" && d.1 < applied);
+        let Some(patch) = on("PATCH")
+            .into_iter()
+            .filter(|c| c.1 == 200 && c.0 >= applied && c.0 <= patched)
+            .map(|c| c.0)
+            .max()
+        else {
+            return;
+        };
+        self.to_handler.push(ms(arrived, *opened));
+        self.to_get.push(ms(*opened, get));
+        self.get_to_decision.push(ms(get, applied));
+        if raced {
+            self.raced += 1;
+        } else {
+            self.get_to_decision_first.push(ms(get, applied));
+        }
+        self.to_patch.push(ms(applied, patch));
+        self.patch_accepted.push(ms(patch, patched));
+    }
+
+    fn rows(self) -> Vec<(String, Vec<f64>)> {
+        let n = self.to_handler.len();
+        vec![
+            (
+                format!("front → handler starts (`alert opened`), {n}"),
+                sorted(self.to_handler),
+            ),
+            (
+                "handler → its GET reaches the fake".into(),
+                sorted(self.to_get),
+            ),
+            (
+                format!(
+                    "GET reaches the fake → decision written (all; {} of {n} lost the etag race first and read again)",
+                    self.raced
+                ),
+                sorted(self.get_to_decision),
+            ),
+            (
+                "GET reaches the fake → decision, alerts that decided once".into(),
+                sorted(self.get_to_decision_first),
+            ),
+            (
+                "decision → its PATCH reaches the fake".into(),
+                sorted(self.to_patch),
+            ),
+            (
+                "PATCH reaches the fake → accepted".into(),
+                sorted(self.patch_accepted),
+            ),
+        ]
+    }
+}
+
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(f64::total_cmp);
     v
@@ -409,7 +645,9 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
         let fake_clock =
             cutover_fakes::FakeClock::manual(Timestamp::now() - SignedDuration::from_mins(9));
         let clock = cutover_lab::local::clock(&fake_clock);
-        let fake = FakeGcp::start(fake_clock.clone()).await;
+        // The fakes stand in for Google's servers: they get a runtime (and threads) of their
+        // own, so they do not answer in turn with the front's and the forwarder's tasks.
+        let (fake, fakes_runtime) = fakes_apart(fake_clock.clone())?;
         let project_ids: Vec<String> = (0..projects).map(|p| format!("fan-{p:02}")).collect();
         let joined_projects = project_ids.join(",");
         let joined_regions = regions.join(",");
@@ -542,6 +780,16 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
             emu.push_topic(t, &format!("{front}/pubsub/alerts")).await?;
         }
         fake.faults().latency(Duration::from_millis(50));
+        fake.add_service(
+            PROBE_PROJECT,
+            REGION,
+            "probe",
+            &stable("probe"),
+            RevisionProfile::healthy(),
+            1.0,
+        );
+        let probing = Arc::new(AtomicBool::new(false));
+        let probe = probe_fake(fake.base_url(), Arc::clone(&probing));
         let set_up = set_up.elapsed();
         eprintln!(
             "bench: fan-out, {processes} process(es): set up in {:.0} s, ticking",
@@ -628,6 +876,8 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
             }
         }
         let cpu = pids.iter().map(|p| process_cpu(*p)).sum::<f64>() - cpu0;
+        probing.store(true, Ordering::Relaxed);
+        let probed = sorted(probe.join().unwrap_or_default());
         forwarder.abort();
         let deliveries = delivered.load(Ordering::Relaxed);
         let (tick_answer, tick_wall) = tick.await?;
@@ -642,6 +892,7 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
         }
         following.store(false, Ordering::Relaxed);
         let _ = follower.join();
+        fakes_runtime.shutdown_background();
         let load_after = load();
 
         // Figures.
@@ -653,7 +904,20 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
             .values()
             .max()
             .map_or(f64::NAN, |at| at.duration_since(t0).as_secs_f64());
-        let calls: Vec<_> = fake.requests().into_iter().skip(before).collect();
+        let probe_path = format!("/v2/projects/{PROBE_PROJECT}/");
+        let calls: Vec<_> = fake
+            .requests()
+            .into_iter()
+            .skip(before)
+            .filter(|r| !r.path.starts_with(&probe_path))
+            .collect();
+        let mut alert_log = AlertLog::default();
+        for n in 0..processes {
+            read_alert_log(
+                &logs.join(format!("serve-{processes}-{n}.log")),
+                &mut alert_log,
+            );
+        }
         let listing = calls
             .iter()
             .filter(|r| r.method == "GET" && r.path.ends_with("/services"))
@@ -674,6 +938,7 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
         let mut applied = Vec::new();
         let mut pushed = Vec::new();
         let mut ours = Vec::new();
+        let mut stages = Stages::default();
         for (key, (at, stamp)) in &sent {
             let parts: Vec<&str> = key.split('/').collect();
             let [p, r, s] = parts.as_slice() else {
@@ -686,6 +951,10 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
                 .rev()
                 .find(|c| !c.by_hand && c.allocation == vec![(stable.clone(), 100)])
                 .map(|c| c.at);
+            if let (Some(patched), Some(arrived)) = (patched, seen.alert_in.get(key)) {
+                let arrived = stamp.checked_add(arrived.duration_since(*at))?;
+                stages.note(key, arrived, patched, &alert_log, &calls);
+            }
             if let Some(patched) = patched {
                 moved.push(patched.duration_since(*stamp).as_secs_f64() * 1000.0);
                 // The push's arrival on the fakes' clock: the publish's timestamp moved by the
@@ -772,6 +1041,18 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
                 ours.len()
             ),
             p50_p99(&ours),
+            "",
+            None,
+        ));
+        for (what, ms) in stages.rows() {
+            rows.push(row(format!("      {what}"), p50_p99(&ms), "", None));
+        }
+        rows.push(row(
+            format!(
+                "      the Run fake's own answer to a GET (50 ms injected), from a thread of its own, {} probes",
+                probed.len()
+            ),
+            p50_p99(&probed),
             "",
             None,
         ));
