@@ -193,7 +193,28 @@ pub const ROUTINE_NICENESS: i32 = 10;
 static ALERTS: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
 static ROUTINE: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
 
-/// A runtime kept on its own threads for the life of the process (started on first use), or
+/// Starts the alerts' and the evaluations' runtimes, each on threads of its own for the life of
+/// the process. `cutover serve` calls it once at start-up; until then (a library user, the
+/// in-process instances of the tests and the chaos suite, whose "crash" shuts one instance's
+/// runtime down and must drop that instance's work with it) [`on_alert_thread`] and
+/// [`on_routine_runtime`] run their work where they are called. Best effort: a runtime that
+/// cannot be started leaves its work where it is called.
+pub fn start_lanes() {
+    kept(&ALERTS, "cutover-alerts", || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    });
+    kept(&ROUTINE, "cutover-routine", || {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("cutover-evaluations")
+            .on_thread_start(routine_priority)
+            .enable_all()
+            .build()
+    });
+}
+
+/// A runtime kept on its own threads for the life of the process (started on first call), or
 /// `None` if it could not be started.
 fn kept(
     cell: &'static OnceLock<Option<tokio::runtime::Handle>>,
@@ -210,6 +231,13 @@ fn kept(
         Some(handle)
     })
     .as_ref()
+}
+
+/// The runtime `cell` holds, if [`start_lanes`] started it.
+fn started(
+    cell: &'static OnceLock<Option<tokio::runtime::Handle>>,
+) -> Option<&'static tokio::runtime::Handle> {
+    cell.get().and_then(Option::as_ref)
 }
 
 /// Lowers the calling thread's OS priority by [`ROUTINE_NICENESS`] (Linux: a thread's own
@@ -231,7 +259,8 @@ where
     F::Output: Send + 'static,
 {
     let Some(runtime) = runtime else {
-        return work.await;
+        // On the heap, as a spawned task would be: the handling of an event is a deep future.
+        return Box::pin(work).await;
     };
     match runtime.spawn(work).await {
         Ok(output) => output,
@@ -242,35 +271,25 @@ where
 
 /// Runs an alert's handling on the alerts' own thread (its own runtime, at the server's
 /// priority; its calls use a connection pool of their own, `gcp::Google::with_urgent_client`):
-/// it never waits in a run queue behind the evaluations in flight.
+/// it never waits in a run queue behind the evaluations in flight. Here, if [`start_lanes`] has
+/// not run.
 pub async fn on_alert_thread<F>(work: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let runtime = kept(&ALERTS, "cutover-alerts", || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    });
-    run_on(runtime, work).await
+    run_on(started(&ALERTS), work).await
 }
 
 /// Runs an evaluation on the evaluations' runtime: as many workers as cores, each at
-/// [`ROUTINE_NICENESS`] below the threads that answer pushes and handle alerts.
+/// [`ROUTINE_NICENESS`] below the threads that answer pushes and handle alerts. Here, if
+/// [`start_lanes`] has not run.
 pub async fn on_routine_runtime<F>(work: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let runtime = kept(&ROUTINE, "cutover-routine", || {
-        tokio::runtime::Builder::new_multi_thread()
-            .thread_name("cutover-evaluations")
-            .on_thread_start(routine_priority)
-            .enable_all()
-            .build()
-    });
-    run_on(runtime, work).await
+    run_on(started(&ROUTINE), work).await
 }
 
 /// At most one of something at a time; others skip rather than wait.
@@ -542,6 +561,7 @@ mod tests {
     /// thread, and the evaluations' workers run at a lower OS priority than it.
     #[tokio::test]
     async fn an_alert_runs_while_every_evaluation_worker_is_busy_and_above_them() {
+        start_lanes();
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (release, released) = std::sync::mpsc::channel::<()>();
         let released = Arc::new(Mutex::new(released));

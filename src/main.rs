@@ -59,6 +59,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             init_logging(args.log_format);
             let fd_limit = cutover::server::transport::raise_fd_limit();
+            // Alerts on a thread of their own, evaluations below them (`flight`).
+            cutover::flight::start_lanes();
             let app = cutover::server::build(&args, Clock::System).await?;
             if args.push_auth == PushAuthMode::None {
                 tracing::warn!(
