@@ -638,19 +638,21 @@ async fn ticks(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked,
 }
 
 /// `POST /pubsub/evaluations`: one service a tick fanned out ([`fanout`]), evaluated as a tick
-/// would. The service is resolved like any event (a project or region no longer evaluated is
+/// would, on the tick's read of it when the message carries a usable one (else on a fresh
+/// read). The service is resolved like any event (a project or region no longer evaluated is
 /// refused); the answer follows the same rules: a transient failure is a 503 and Pub/Sub
 /// redelivers, so an evaluation that could not run (no quota left before the deadline, say)
 /// is never lost. If this instance is already evaluating the service, that evaluation covers
 /// the message.
 async fn evaluations(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
     let id = push.message_id();
-    let service = match push.decode("fanned-out evaluation", |m| {
+    let evaluation = match push.decode("fanned-out evaluation", |m| {
         fanout::decode(&m.data).map_err(crate::events::DecodeError::new)
     }) {
-        Ok(s) => s,
+        Ok(e) => e,
         Err(ignored) => return Ok(ignored),
     };
+    let service = &evaluation.service;
     let named = Named {
         platform: service.platform,
         project: Some(&service.project),
@@ -662,7 +664,15 @@ async fn evaluations(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<
         Ok(t) => t,
         Err(refusal) => return Ok(refusal),
     };
-    reconcile(&app, id, &target, Trigger::Tick).await
+    let origin = Origin {
+        message_id: Some(id.clone()),
+        log_url: None,
+    };
+    let result = app
+        .reconciler
+        .evaluate(&target, evaluation.carried, deadline(&app), &origin)
+        .await;
+    answer(id, result)
 }
 
 #[cfg(test)]
