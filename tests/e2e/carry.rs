@@ -6,14 +6,13 @@
 //! evaluated on a fresh read, as before.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use base64::Engine;
 use cutover_fakes::RevisionProfile;
 use cutover_fakes::emulator::Emulator;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use crate::notify::Topic;
 
 /// The 10% step is due (5-minute soak + 3-minute delay) a minute after this.
 const DUE_AFTER: i64 = 9;
@@ -75,82 +74,45 @@ async fn push_evaluation(t: &TestApp, data: &[u8]) -> cutover_fakes::pusher::Pus
     p
 }
 
-/// An instance that fans out every tick on a fresh topic of `emu`, and a pull subscription to
+/// An instance that fans out every tick on a fresh topic of `emu`, with a pull subscription to
 /// it (the test delivers what the tick published).
-async fn fanning_out(emu: &Emulator, name: &str) -> (TestApp, String) {
-    let endpoint = format!("http://{}", emu.host);
-    let suffix = std::process::id();
-    let topic = format!("projects/{PROJECT}/topics/carry-{name}-{suffix}");
-    let subscription = format!("projects/{PROJECT}/subscriptions/carry-{name}-{suffix}");
-    let (topics, subs) = emulator_admins(&endpoint).await;
-    topics
-        .create_topic()
-        .set_name(&topic)
-        .send()
-        .await
-        .expect("create topic");
-    subs.create_subscription()
-        .set_name(&subscription)
-        .set_topic(&topic)
-        .send()
-        .await
-        .expect("create subscription");
+async fn fanning_out(emu: &Emulator, name: &str) -> (TestApp, Topic) {
+    let topic = Topic::create(emu, &format!("carry-{name}-{}", std::process::id())).await;
     let flags = [
         "--evaluations-topic",
-        &topic,
+        &topic.topic,
         "--fanout-threshold",
         "0",
         "--pubsub-emulator-host",
         &emu.host,
     ];
-    (spawn_app(&flags).await, subscription)
+    (spawn_app(&flags).await, topic)
 }
 
-/// The data of the `n` messages published on `subscription`'s topic, by service name, pulled
-/// (through the emulator's REST API) and acknowledged.
-async fn pull(host: &str, subscription: &str, n: usize) -> BTreeMap<String, Vec<u8>> {
-    let http = reqwest::Client::new();
-    let base = format!("http://{host}/v1/{subscription}");
-    let started = Instant::now();
-    let mut out = BTreeMap::new();
-    while out.len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{} of {n} evaluations arrived",
-            out.len()
-        );
-        let answer: Value = http
-            .post(format!("{base}:pull"))
-            .json(&json!({ "maxMessages": 100, "returnImmediately": true }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut acks = Vec::new();
-        for m in answer["receivedMessages"].as_array().into_iter().flatten() {
-            acks.push(m["ackId"].clone());
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(m["message"]["data"].as_str().unwrap_or(""))
-                .unwrap();
-            let service = m["message"]["attributes"]["service"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            out.insert(service, data);
-        }
-        if acks.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        } else {
-            http.post(format!("{base}:acknowledge"))
-                .json(&json!({ "ackIds": acks }))
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    out
+/// The data of the `n` evaluations published on `topic`, by service name.
+async fn published(topic: &Topic, n: usize) -> BTreeMap<String, Vec<u8>> {
+    let pulled = topic.pull_n(n).await;
+    assert_eq!(pulled.len(), n, "{pulled:?}");
+    pulled
+        .iter()
+        .map(|m| {
+            let data = serde_json::to_vec(&m.data).unwrap();
+            (m.attr("service").to_string(), data)
+        })
+        .collect()
+}
+
+/// Pushes `data` to `/pubsub/evaluations`; the calls its evaluation made, once its first
+/// decision was checked to be `decision`.
+async fn evaluation_calls(t: &TestApp, data: &[u8], decision: &str, case: &str) -> Calls {
+    let before = t.fake.requests().len();
+    let answer = push_evaluation(t, data).await;
+    assert_eq!(
+        answer.body["decisions"][0]["decision"], decision,
+        "{case}: {:?}",
+        answer.body
+    );
+    calls_since(t, before)
 }
 
 /// Ticks once the 10% steps are due; every running rollout is published, none evaluated.
@@ -166,7 +128,7 @@ async fn a_fanned_out_step_that_holds_costs_its_query_and_one_that_advances_thre
     let Some(emu) = Emulator::for_test(PROJECT).await else {
         return;
     };
-    let (t, subscription) = fanning_out(&emu, "cost").await;
+    let (t, topic) = fanning_out(&emu, "cost").await;
     // Too few requests to judge at 10% holds; 20 requests a second advances.
     t.service("quiet", 0.2);
     t.service("busy", 20.0);
@@ -174,32 +136,16 @@ async fn a_fanned_out_step_that_holds_costs_its_query_and_one_that_advances_thre
         assert_eq!(t.release(s, RevisionProfile::healthy()).await.status, 200);
     }
     tick_publishes(&t, 2).await;
-    let published = pull(&emu.host, &subscription, 2).await;
+    let published = published(&topic, 2).await;
 
-    let before = t.fake.requests().len();
-    let held = push_evaluation(&t, &published["quiet"]).await;
     assert_eq!(
-        held.body["decisions"][0]["decision"], "hold",
-        "{:?}",
-        held.body
-    );
-    assert_eq!(
-        calls_since(&t, before),
+        evaluation_calls(&t, &published["quiet"], "hold", "quiet").await,
         calls(0, 1, 0, 0),
         "a step that holds: its query, no GET"
     );
     assert_eq!(t.candidate_steps("quiet"), [0, 10]);
-
-    let before = t.fake.requests().len();
-    let moved = push_evaluation(&t, &published["busy"]).await;
     assert_eq!(
-        moved.body["decisions"][0]["decision"], "advance",
-        "{:?}",
-        moved.body
-    );
-    assert_eq!(moved.body["decisions"][0]["write"], "applied");
-    assert_eq!(
-        calls_since(&t, before),
+        evaluation_calls(&t, &published["busy"], "advance", "busy").await,
         calls(0, 1, 1, 1),
         "a step that advances: query, PATCH, wait; no GET"
     );
@@ -211,7 +157,7 @@ async fn a_carried_read_made_stale_by_a_rollback_loses_the_etag_race_and_nothing
     let Some(emu) = Emulator::for_test(PROJECT).await else {
         return;
     };
-    let (mut t, subscription) = fanning_out(&emu, "stale").await;
+    let (mut t, topic) = fanning_out(&emu, "stale").await;
     // The fakes' traffic is seeded by service: this one's 10% step is judged healthy.
     t.service("busy", 20.0);
     assert_eq!(
@@ -219,7 +165,7 @@ async fn a_carried_read_made_stale_by_a_rollback_loses_the_etag_race_and_nothing
         200
     );
     tick_publishes(&t, 1).await;
-    let published = pull(&emu.host, &subscription, 1).await;
+    let published = published(&topic, 1).await;
 
     // An alert rolls the rollout back after the listing and before the evaluation arrives.
     let alert = t
@@ -308,15 +254,8 @@ async fn an_evaluation_without_a_usable_carried_read_reads_the_service_afresh() 
         ),
     ];
     for (case, data, gets) in cases {
-        let before = t.fake.requests().len();
-        let answer = push_evaluation(&t, &data).await;
         assert_eq!(
-            answer.body["decisions"][0]["decision"], "hold",
-            "{case}: {:?}",
-            answer.body
-        );
-        assert_eq!(
-            calls_since(&t, before),
+            evaluation_calls(&t, &data, "hold", case).await,
             calls(gets, 1, 0, 0),
             "{case}: {gets} GET"
         );
