@@ -66,8 +66,8 @@ const BATCH_MESSAGES: u32 = 1000;
 /// default, so that a change of default cannot take it past the limit.
 const BATCH_BYTES: u32 = 1_000_000;
 
-/// Largest carried read, in bytes of JSON; a larger one is not carried (the message names the
-/// service only, and the evaluation reads it). A Cloud Run service resource is a few KB (the
+/// Largest message data that carries a read, in bytes of JSON; a read that would make it larger
+/// is not carried (the message names the service only, and the evaluation reads it). A Cloud Run service resource is a few KB (the
 /// captured one, 5 KB) and grows with env vars, secrets, volumes and tags to tens of KB; 64
 /// KiB carries all of those. The push endpoint takes 512 KiB (`server::MAX_BODY_BYTES`), the
 /// data base64-encoded (4/3), so this is far inside it; and Pub/Sub bills every byte published
