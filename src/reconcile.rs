@@ -480,7 +480,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         }
         report.active = active.len();
         if let Some(fanout) = self.fanout.as_ref().filter(|f| active.len() > f.threshold) {
-            let evaluations = self.evaluations(&active, listed_at);
+            let evaluations = self.evaluations(fanout, &active, listed_at);
             let (published, failures) = fanout.publish(&evaluations, deadline).await;
             report.published = published;
             report.transient = !failures.is_empty();

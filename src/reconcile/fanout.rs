@@ -25,23 +25,35 @@
 //! (from an instance before this change, during a rolling deploy; a read above
 //! [`MAX_CARRIED_BYTES`]; a router that cannot carry) is evaluated on a fresh read as before.
 //!
-//! A carried read is trusted as cutover's own listing: whoever can publish on the evaluations
-//! topic can now have cutover decide on, and write back, a service body of their making (a
-//! write needs the service's current etag, which anyone who can read the service has).
-//! Publishing there must stay cutover's alone (`infra/iam.tf` grants it to the runtime account
-//! on that topic only; a project-wide `roles/pubsub.publisher` would also reach it).
+//! **A carried read is sealed.** The write is built from the carried resource, so a read taken
+//! on trust would let whoever can publish on the evaluations topic (a project-wide
+//! `roles/pubsub.publisher` reaches it) and read the service's etag have cutover write a
+//! service body of their making. The tick therefore seals what it carries with an HMAC under
+//! a key every instance shares (`CUTOVER_EVALUATION_KEY`, [`seal`]), and a read is decided on
+//! only if its seal verifies; a read with a missing or wrong seal is ignored (a wrong one is
+//! logged as a warning: a forged or foreign message) and the service read afresh, so a message
+//! of anyone else's can only ask for an evaluation. Without a key, ticks carry nothing and
+//! every fanned-out evaluation reads its service (one call more).
 //!
 //! A small tick (at most [`Fanout::threshold`] due rollouts, `CUTOVER_FANOUT_THRESHOLD`) still
 //! evaluates in-process: one round of concurrent evaluations is then as fast as the publish and
 //! push hop, and costs no extra instance or message.
 
+pub mod seal;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::Message;
 use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::time::Instant;
+
+use self::seal::{SealKeys, Sealed};
 
 use super::{DecisionRecord, Origin, ReconcileError, Reconciler};
 use crate::decision::Trigger;
@@ -93,6 +105,8 @@ pub struct Fanout {
     /// Ticks with at most this many due rollouts evaluate them in-process.
     pub threshold: usize,
     topic: String,
+    /// Seals the reads the messages carry; `None`: the messages carry none.
+    keys: Option<Arc<SealKeys>>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -100,6 +114,7 @@ impl std::fmt::Debug for Fanout {
         f.debug_struct("Fanout")
             .field("topic", &self.topic)
             .field("threshold", &self.threshold)
+            .field("carries_reads", &self.keys.is_some())
             .finish()
     }
 }
@@ -120,19 +135,40 @@ pub struct Carried {
     pub read: Value,
 }
 
-/// The message data of one evaluation: `{"service": NAME}`, and with a carried read
-/// `"listedAt"` and `"read"`, unless the read is larger than [`MAX_CARRIED_BYTES`].
-pub fn encode(evaluation: &Evaluation) -> Vec<u8> {
+/// The message data of an evaluation that carries a read, as [`encode`] writes it.
+#[derive(Serialize)]
+struct Carrying<'a> {
+    service: &'a str,
+    #[serde(rename = "listedAt")]
+    listed_at: &'a str,
+    read: &'a RawValue,
+    /// The HMAC of the three fields above ([`seal`]), base64.
+    seal: String,
+}
+
+/// The message data of one evaluation: `{"service": NAME}`, and with a carried read and `keys`
+/// to seal it, `"listedAt"`, `"read"` and its `"seal"`, unless that is larger than
+/// [`MAX_CARRIED_BYTES`]. Without keys the read is not carried.
+pub fn encode(evaluation: &Evaluation, keys: Option<&SealKeys>) -> Vec<u8> {
     let service = evaluation.service.resource_name();
-    if let Some(c) = &evaluation.carried {
-        let data = serde_json::json!({
-            "service": service,
-            "listedAt": c.listed_at,
-            "read": c.read,
-        })
-        .to_string()
-        .into_bytes();
-        if data.len() <= MAX_CARRIED_BYTES {
+    if let (Some(c), Some(keys)) = (&evaluation.carried, keys)
+        && let Ok(read) = serde_json::value::to_raw_value(&c.read)
+    {
+        let listed_at = c.listed_at.to_string();
+        let sealed = Sealed {
+            service: &service,
+            listed_at: &listed_at,
+            read: read.get(),
+        };
+        let data = serde_json::to_vec(&Carrying {
+            service: &service,
+            listed_at: &listed_at,
+            read: &read,
+            seal: base64::engine::general_purpose::STANDARD.encode(keys.seal(sealed)),
+        });
+        if let Ok(data) = data
+            && data.len() <= MAX_CARRIED_BYTES
+        {
             return data;
         }
     }
@@ -141,37 +177,81 @@ pub fn encode(evaluation: &Evaluation) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The evaluation a message asks for, or why it names no service. A carried read without a
-/// listing time is dropped here (the service is then read afresh); whether the read itself is
-/// usable is for the router to say ([`TrafficRouter::resume`]).
-pub fn decode(data: &[u8]) -> Result<Evaluation, String> {
-    let value: Value =
+/// A message's data as it arrives: the read is kept as written, which is what its seal covers.
+#[derive(Deserialize)]
+struct Received<'a> {
+    #[serde(default)]
+    service: Value,
+    #[serde(rename = "listedAt", default)]
+    listed_at: Value,
+    #[serde(borrow, default)]
+    read: Option<&'a RawValue>,
+    #[serde(default)]
+    seal: Value,
+}
+
+/// The evaluation a message asks for, or why it names no service. A carried read is kept only
+/// if its seal verifies under `keys` (and it has a listing time); otherwise it is dropped here,
+/// and the service read afresh. Whether a kept read is usable is for the router to say
+/// ([`TrafficRouter::resume`]).
+pub fn decode(data: &[u8], keys: Option<&SealKeys>) -> Result<Evaluation, String> {
+    let received: Received<'_> =
         serde_json::from_slice(data).map_err(|e| format!("message data is not JSON: {e}"))?;
-    let name = value
-        .get("service")
-        .and_then(|s| s.as_str())
+    let name = received
+        .service
+        .as_str()
         .ok_or("message data has no \"service\"")?;
     let service = ServiceRef::from_resource_name(name).ok_or_else(|| {
         format!(
             "{name:?} is not projects/PROJECT/locations/REGION/services/SERVICE, apps/PROJECT/services/SERVICE or projects/PROJECT/global/urlMaps/MAP"
         )
     })?;
-    let listed_at = value
-        .get("listedAt")
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse::<Timestamp>().ok());
-    let carried = match (value.get("read"), listed_at) {
-        (None | Some(Value::Null), _) => None,
-        (Some(read), Some(listed_at)) => Some(Carried {
-            listed_at,
-            read: read.clone(),
-        }),
-        (Some(_), None) => {
-            tracing::info!(service = %service, "carried read without a valid listedAt: reading the service afresh");
-            None
-        }
-    };
+    let carried = received
+        .read
+        .and_then(|read| unsealed(&service, name, &received, read, keys));
     Ok(Evaluation { service, carried })
+}
+
+/// The carried `read` of `service` (named `name` in the message), if its seal verifies.
+fn unsealed(
+    service: &ServiceRef,
+    name: &str,
+    received: &Received<'_>,
+    read: &RawValue,
+    keys: Option<&SealKeys>,
+) -> Option<Carried> {
+    let afresh = "reading the service afresh";
+    let Some(keys) = keys else {
+        tracing::info!(service = %service, "carried read, but no CUTOVER_EVALUATION_KEY to check its seal: {afresh}");
+        return None;
+    };
+    let listed = received.listed_at.as_str();
+    let Some((listed_at, at)) = listed.and_then(|t| Some((t, t.parse::<Timestamp>().ok()?))) else {
+        tracing::info!(service = %service, "carried read without a valid listedAt: {afresh}");
+        return None;
+    };
+    let Some(tag) = received
+        .seal
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+    else {
+        tracing::info!(service = %service, "carried read without a seal: {afresh}");
+        return None;
+    };
+    let sealed = Sealed {
+        service: name,
+        listed_at,
+        read: read.get(),
+    };
+    if !keys.verify(sealed, &tag) {
+        tracing::warn!(service = %service, "carried read whose seal does not verify (a forged message, or one sealed with another key): {afresh}");
+        return None;
+    }
+    let read = serde_json::from_str(read.get()).ok()?;
+    Some(Carried {
+        listed_at: at,
+        read,
+    })
 }
 
 impl Fanout {
@@ -181,6 +261,7 @@ impl Fanout {
         topic: &str,
         emulator_host: Option<&str>,
         threshold: usize,
+        keys: Option<Arc<SealKeys>>,
     ) -> Result<Fanout, String> {
         let builder = crate::gcp::pubsub::publisher(
             topic,
@@ -198,6 +279,7 @@ impl Fanout {
             publisher,
             threshold,
             topic: topic.to_string(),
+            keys,
         })
     }
 
@@ -213,7 +295,9 @@ impl Fanout {
             .iter()
             .map(|e| {
                 let s = &e.service;
-                let msg = Message::new().set_data(encode(e)).set_attributes([
+                let msg = Message::new()
+                    .set_data(encode(e, self.keys.as_deref()))
+                    .set_attributes([
                     ("project", s.project.to_string()),
                     ("region", s.region.to_string()),
                     ("service", s.name.to_string()),
@@ -250,20 +334,23 @@ impl Fanout {
 }
 
 impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
-    /// The evaluations a tick publishes for `active`, the reads of its listing that started at
-    /// `listed_at`: each carries its read when the router can carry it.
+    /// The evaluations a tick publishes on `fanout` for `active`, the reads of its listing that
+    /// started at `listed_at`: each carries its read when the router can carry it and `fanout`
+    /// has a key to seal it with.
     pub(super) fn evaluations(
         &self,
+        fanout: &Fanout,
         active: &[Observation<R::Version>],
         listed_at: Timestamp,
     ) -> Vec<Evaluation> {
+        let carrying = fanout.keys.is_some();
         active
             .iter()
             .map(|read| Evaluation {
                 service: read.observed.service.clone(),
-                carried: self
-                    .router
-                    .carry(read)
+                carried: carrying
+                    .then(|| self.router.carry(read))
+                    .flatten()
                     .map(|read| Carried { listed_at, read }),
             })
             .collect()
@@ -332,6 +419,20 @@ mod tests {
         "2026-12-05T10:00:00Z".parse().unwrap()
     }
 
+    fn keys() -> SealKeys {
+        SealKeys::new(b"0123456789abcdef0123456789abcdef", None)
+    }
+
+    fn carrying(s: &ServiceRef) -> Evaluation {
+        Evaluation {
+            service: s.clone(),
+            carried: Some(Carried {
+                listed_at: listed(),
+                read: serde_json::json!({"name": s.resource_name(), "etag": "\"e1\"", "template": {"containers": [{"image": "app:1"}]}}),
+            }),
+        }
+    }
+
     #[test]
     fn an_evaluation_names_one_service_and_nothing_else_decodes() {
         let s = ServiceRef::checked("p-1", "europe-west1", "api").unwrap();
@@ -339,29 +440,69 @@ mod tests {
             service: s.clone(),
             carried: None,
         };
-        assert_eq!(decode(&encode(&bare)), Ok(bare));
-        assert!(decode(b"{}").is_err());
-        assert!(decode(b"not json").is_err());
-        assert!(decode(br#"{"service":"projects/P_/locations/r/services/s"}"#).is_err());
+        assert_eq!(decode(&encode(&bare, Some(&keys())), Some(&keys())), Ok(bare));
+        assert!(decode(b"{}", None).is_err());
+        assert!(decode(b"not json", None).is_err());
+        assert!(decode(br#"{"service":"projects/P_/locations/r/services/s"}"#, None).is_err());
     }
 
     #[test]
-    fn a_carried_read_travels_with_its_listing_time() {
+    fn a_sealed_read_travels_with_its_listing_time() {
         let s = ServiceRef::checked("p-1", "europe-west1", "api").unwrap();
-        let e = Evaluation {
-            service: s.clone(),
-            carried: Some(Carried {
-                listed_at: listed(),
-                read: serde_json::json!({"name": s.resource_name(), "etag": "\"e1\""}),
-            }),
-        };
-        assert_eq!(decode(&encode(&e)), Ok(e));
+        let e = carrying(&s);
+        assert_eq!(decode(&encode(&e, Some(&keys())), Some(&keys())), Ok(e));
+    }
+
+    #[test]
+    fn without_a_key_no_read_is_carried_nor_taken() {
+        let s = ServiceRef::checked("p-1", "europe-west1", "api").unwrap();
+        let e = carrying(&s);
+        let bare = encode(&e, None);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&bare).unwrap(),
+            serde_json::json!({"service": s.resource_name()}),
+            "names the service only"
+        );
+        let sealed = encode(&e, Some(&keys()));
+        assert_eq!(decode(&sealed, None).unwrap().carried, None);
+    }
+
+    #[test]
+    fn a_read_with_a_changed_body_or_a_missing_or_foreign_seal_is_dropped() {
+        let s = ServiceRef::checked("p-1", "europe-west1", "api").unwrap();
+        let e = carrying(&s);
+        let sealed = String::from_utf8(encode(&e, Some(&keys()))).unwrap();
+        assert!(sealed.contains("app:1"), "{sealed}");
+        let mut unsealed: Value = serde_json::from_str(&sealed).unwrap();
+        unsealed.as_object_mut().unwrap().remove("seal");
+        let foreign = SealKeys::new(b"another key of thirty-two bytes!", None);
+        for (case, data) in [
+            ("a changed image", sealed.replace("app:1", "evil:1")),
+            ("a changed listing time", sealed.replace("10:00:00Z", "10:00:30Z")),
+            (
+                "another service's name",
+                sealed.replace("services/api\",", "services/web\","),
+            ),
+            ("no seal", unsealed.to_string()),
+            (
+                "a seal that is not base64",
+                sealed.replace("\"seal\":\"", "\"seal\":\"!"),
+            ),
+            (
+                "another key's seal",
+                String::from_utf8(encode(&e, Some(&foreign))).unwrap(),
+            ),
+        ] {
+            assert_ne!(data, sealed, "{case}: the case changes the message");
+            let d = decode(data.as_bytes(), Some(&keys())).unwrap();
+            assert_eq!(d.carried, None, "{case}: {data}");
+        }
     }
 
     #[test]
     fn an_older_message_naming_only_the_service_decodes_without_a_read() {
         let old = br#"{"service":"projects/p-1/locations/europe-west1/services/api"}"#;
-        let e = decode(old).unwrap();
+        let e = decode(old, Some(&keys())).unwrap();
         assert_eq!(e.service.name.to_string(), "api");
         assert_eq!(e.carried, None);
     }
@@ -373,7 +514,7 @@ mod tests {
             br#"{"service":"projects/p-1/locations/europe-west1/services/api","listedAt":"yesterday","read":{}}"#.to_vec(),
             br#"{"service":"projects/p-1/locations/europe-west1/services/api","listedAt":"2026-12-05T10:00:00Z","read":null}"#.to_vec(),
         ] {
-            let e = decode(&data).unwrap();
+            let e = decode(&data, Some(&keys())).unwrap();
             assert_eq!(e.service.name.to_string(), "api");
             assert_eq!(e.carried, None, "{}", String::from_utf8_lossy(&data));
         }
@@ -389,11 +530,12 @@ mod tests {
                 read: serde_json::json!({"annotations": {"x": "a".repeat(bytes)}}),
             }),
         };
-        let fits = encode(&big(MAX_CARRIED_BYTES - 200));
+        let k = Some(&keys());
+        let fits = encode(&big(MAX_CARRIED_BYTES - 300), k);
         assert!(fits.len() <= MAX_CARRIED_BYTES);
-        assert!(decode(&fits).unwrap().carried.is_some());
-        let over = encode(&big(MAX_CARRIED_BYTES));
+        assert!(decode(&fits, k).unwrap().carried.is_some());
+        let over = encode(&big(MAX_CARRIED_BYTES), k);
         assert!(over.len() < 200, "names the service only");
-        assert_eq!(decode(&over).unwrap().carried, None);
+        assert_eq!(decode(&over, k).unwrap().carried, None);
     }
 }
