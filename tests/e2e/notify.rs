@@ -122,6 +122,7 @@ impl Topic {
                 attributes: serde_json::from_value(msg["attributes"].clone()).unwrap_or_default(),
                 ordering_key: msg["orderingKey"].as_str().unwrap_or("").to_string(),
                 data: serde_json::from_slice(&data).expect("JSON data"),
+                bytes: data,
             });
         }
         if !acks.is_empty() {
@@ -154,6 +155,8 @@ pub(crate) struct Pulled {
     attributes: BTreeMap<String, String>,
     ordering_key: String,
     pub(crate) data: Value,
+    /// The data exactly as published.
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Pulled {
