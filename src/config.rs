@@ -1132,7 +1132,9 @@ mod tests {
         let raw = "a passphrase of more than thirty-two bytes";
         let (k, _) = keys(&["--evaluation-key", raw]).unwrap().unwrap();
         assert_eq!(k, raw.as_bytes(), "taken as it is");
-        let (k, _) = keys(&["--evaluation-key", &format!("{b64}\n")]).unwrap().unwrap();
+        let (k, _) = keys(&["--evaluation-key", &format!("{b64}\n")])
+            .unwrap()
+            .unwrap();
         assert_eq!(k.len(), 32, "the newline `openssl` ends with is trimmed");
         assert_eq!(keys(&[]).unwrap(), None, "no key: nothing is carried");
         assert_eq!(keys(&["--evaluation-key", ""]).unwrap(), None);
@@ -1144,10 +1146,19 @@ mod tests {
             assert_eq!(e.var, "CUTOVER_EVALUATION_KEY");
             assert!(!e.to_string().contains(short), "never quoted: {e}");
         }
-        let e = keys(&["--evaluation-key", b64, "--evaluation-key-previous", "short"]).unwrap_err();
+        let e = keys(&[
+            "--evaluation-key",
+            b64,
+            "--evaluation-key-previous",
+            "short",
+        ])
+        .unwrap_err();
         assert_eq!(e.var, "CUTOVER_EVALUATION_KEY_PREVIOUS");
         let e = keys(&["--evaluation-key-previous", b64]).unwrap_err();
-        assert_eq!(e.var, "CUTOVER_EVALUATION_KEY_PREVIOUS", "a previous key alone");
+        assert_eq!(
+            e.var, "CUTOVER_EVALUATION_KEY_PREVIOUS",
+            "a previous key alone"
+        );
         let (_, prev) = keys(&["--evaluation-key", raw, "--evaluation-key-previous", b64])
             .unwrap()
             .unwrap();

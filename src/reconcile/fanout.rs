@@ -298,10 +298,10 @@ impl Fanout {
                 let msg = Message::new()
                     .set_data(encode(e, self.keys.as_deref()))
                     .set_attributes([
-                    ("project", s.project.to_string()),
-                    ("region", s.region.to_string()),
-                    ("service", s.name.to_string()),
-                ]);
+                        ("project", s.project.to_string()),
+                        ("region", s.region.to_string()),
+                        ("service", s.name.to_string()),
+                    ]);
                 self.publisher.publish(msg)
             })
             .collect();
@@ -440,7 +440,10 @@ mod tests {
             service: s.clone(),
             carried: None,
         };
-        assert_eq!(decode(&encode(&bare, Some(&keys())), Some(&keys())), Ok(bare));
+        assert_eq!(
+            decode(&encode(&bare, Some(&keys())), Some(&keys())),
+            Ok(bare)
+        );
         assert!(decode(b"{}", None).is_err());
         assert!(decode(b"not json", None).is_err());
         assert!(decode(br#"{"service":"projects/P_/locations/r/services/s"}"#, None).is_err());
@@ -478,7 +481,10 @@ mod tests {
         let foreign = SealKeys::new(b"another key of thirty-two bytes!", None);
         for (case, data) in [
             ("a changed image", sealed.replace("app:1", "evil:1")),
-            ("a changed listing time", sealed.replace("10:00:00Z", "10:00:30Z")),
+            (
+                "a changed listing time",
+                sealed.replace("10:00:00Z", "10:00:30Z"),
+            ),
             (
                 "another service's name",
                 sealed.replace("services/api\",", "services/web\","),

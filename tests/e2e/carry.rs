@@ -338,7 +338,10 @@ async fn a_forged_read_is_never_decided_on_and_its_body_never_reaches_the_servic
 
     // The tick's own message, its read changed after sealing.
     let mut tampered: Value = serde_json::from_slice(&published["tampered"]).unwrap();
-    assert!(tampered["seal"].is_string(), "the tick sealed it: {tampered}");
+    assert!(
+        tampered["seal"].is_string(),
+        "the tick sealed it: {tampered}"
+    );
     assert_eq!(tampered["read"]["etag"], before["tampered"]["etag"]);
     forge(&mut tampered["read"]);
     // A read sealed by a cutover that is not this one (another key).

@@ -158,7 +158,10 @@ mod tests {
     #[test]
     fn the_keys_never_show_in_debug() {
         let shown = format!("{:?}", SealKeys::new(KEY, Some(OTHER)));
-        assert!(!shown.contains("0123") && !shown.contains("fedc"), "{shown}");
+        assert!(
+            !shown.contains("0123") && !shown.contains("fedc"),
+            "{shown}"
+        );
         assert!(shown.contains("redacted"), "{shown}");
     }
 }
