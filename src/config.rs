@@ -669,7 +669,7 @@ impl ScaleArgs {
 
     /// `CUTOVER_EVALUATION_KEY` and `CUTOVER_EVALUATION_KEY_PREVIOUS` as key bytes; `None` when
     /// no key is set (reads are then not carried). Checked by [`ScaleArgs::validate`].
-    pub fn evaluation_keys(&self) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, ConfigError> {
+    pub fn evaluation_keys(&self) -> Result<Option<EvaluationKeys>, ConfigError> {
         let key = |var: &'static str, s: &Option<Secret>| {
             s.as_ref()
                 .map(|s| s.0.trim())
@@ -683,7 +683,7 @@ impl ScaleArgs {
             &self.evaluation_key_previous,
         )?;
         match (current, previous) {
-            (Some(current), previous) => Ok(Some((current, previous))),
+            (Some(current), previous) => Ok(Some(EvaluationKeys { current, previous })),
             (None, None) => Ok(None),
             (None, Some(_)) => Err(ConfigError {
                 var: "CUTOVER_EVALUATION_KEY_PREVIOUS",
@@ -751,6 +751,20 @@ impl std::str::FromStr for Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `CUTOVER_EVALUATION_KEY` and `CUTOVER_EVALUATION_KEY_PREVIOUS`, as key bytes.
+#[derive(Clone, PartialEq)]
+pub struct EvaluationKeys {
+    pub current: Vec<u8>,
+    pub previous: Option<Vec<u8>>,
+}
+
+/// Never shows the keys.
+impl std::fmt::Debug for EvaluationKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EvaluationKeys(<redacted>)")
     }
 }
 
@@ -1115,7 +1129,7 @@ mod tests {
         scale: ScaleArgs,
     }
 
-    fn keys(args: &[&str]) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, ConfigError> {
+    fn keys(args: &[&str]) -> Result<Option<EvaluationKeys>, ConfigError> {
         let mut all = vec!["cutover"];
         all.extend_from_slice(args);
         let parsed = OnlyScale::try_parse_from(all).expect("parses");
@@ -1126,16 +1140,20 @@ mod tests {
     #[test]
     fn an_evaluation_key_is_base64_or_raw_and_at_least_32_bytes() {
         let b64 = "q0vXgWrJ1ByzuNBm0xOlHUKYDTt6/KxQ7UUvL9ar7XA="; // 32 bytes
-        let (k, prev) = keys(&["--evaluation-key", b64]).unwrap().unwrap();
-        assert_eq!(k.len(), 32, "decoded");
-        assert_eq!(prev, None);
+        let k = keys(&["--evaluation-key", b64]).unwrap().unwrap();
+        assert_eq!(k.current.len(), 32, "decoded");
+        assert_eq!(k.previous, None);
         let raw = "a passphrase of more than thirty-two bytes";
-        let (k, _) = keys(&["--evaluation-key", raw]).unwrap().unwrap();
-        assert_eq!(k, raw.as_bytes(), "taken as it is");
-        let (k, _) = keys(&["--evaluation-key", &format!("{b64}\n")])
+        let k = keys(&["--evaluation-key", raw]).unwrap().unwrap();
+        assert_eq!(k.current, raw.as_bytes(), "taken as it is");
+        let k = keys(&["--evaluation-key", &format!("{b64}\n")])
             .unwrap()
             .unwrap();
-        assert_eq!(k.len(), 32, "the newline `openssl` ends with is trimmed");
+        assert_eq!(
+            k.current.len(),
+            32,
+            "the newline `openssl` ends with is trimmed"
+        );
         assert_eq!(keys(&[]).unwrap(), None, "no key: nothing is carried");
         assert_eq!(keys(&["--evaluation-key", ""]).unwrap(), None);
         for short in [
@@ -1159,10 +1177,10 @@ mod tests {
             e.var, "CUTOVER_EVALUATION_KEY_PREVIOUS",
             "a previous key alone"
         );
-        let (_, prev) = keys(&["--evaluation-key", raw, "--evaluation-key-previous", b64])
+        let k = keys(&["--evaluation-key", raw, "--evaluation-key-previous", b64])
             .unwrap()
             .unwrap();
-        assert_eq!(prev.map(|p| p.len()), Some(32));
+        assert_eq!(k.previous.map(|p| p.len()), Some(32));
     }
 
     #[test]

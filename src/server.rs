@@ -181,7 +181,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     let seal_keys = args
         .scale
         .evaluation_keys()?
-        .map(|(current, previous)| Arc::new(SealKeys::new(&current, previous.as_deref())));
+        .map(|k| Arc::new(SealKeys::new(&k.current, k.previous.as_deref())));
     let fanout = match args.scale.evaluations_topic() {
         Some(topic) => Some(
             Fanout::start(
