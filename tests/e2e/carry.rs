@@ -140,6 +140,16 @@ async fn evaluation_calls(t: &TestApp, data: &[u8], decision: &str, case: &str) 
     calls_since(t, before)
 }
 
+/// Starts a rollout of each service, given its requests a second (the fakes' traffic is seeded
+/// by service name: at 0.2 the 10% step holds, too few requests to judge; at 20 or more it
+/// is judged healthy and advances).
+async fn rolling_out(t: &TestApp, services: &[(&str, f64)]) {
+    for (s, rate) in services {
+        t.service(s, *rate);
+        assert_eq!(t.release(s, RevisionProfile::healthy()).await.status, 200);
+    }
+}
+
 /// Ticks once the 10% steps are due; every running rollout is published, none evaluated.
 async fn tick_publishes(t: &TestApp, n: usize) {
     t.clock.advance(jiff::SignedDuration::from_mins(DUE_AFTER));
@@ -154,12 +164,7 @@ async fn a_fanned_out_step_that_holds_costs_its_query_and_one_that_advances_thre
         return;
     };
     let (t, topic) = fanning_out(&emu, "cost", &KEYED).await;
-    // Too few requests to judge at 10% holds; 20 requests a second advances.
-    t.service("quiet", 0.2);
-    t.service("busy", 20.0);
-    for s in ["quiet", "busy"] {
-        assert_eq!(t.release(s, RevisionProfile::healthy()).await.status, 200);
-    }
+    rolling_out(&t, &[("quiet", 0.2), ("busy", 20.0)]).await;
     tick_publishes(&t, 2).await;
     let published = published(&topic, 2).await;
 
@@ -183,12 +188,8 @@ async fn a_carried_read_made_stale_by_a_rollback_loses_the_etag_race_and_nothing
         return;
     };
     let (mut t, topic) = fanning_out(&emu, "stale", &KEYED).await;
-    // The fakes' traffic is seeded by service: this one's 10% step is judged healthy.
-    t.service("busy", 20.0);
-    assert_eq!(
-        t.release("busy", RevisionProfile::healthy()).await.status,
-        200
-    );
+    // This one's 10% step is judged healthy.
+    rolling_out(&t, &[("busy", 20.0)]).await;
     tick_publishes(&t, 1).await;
     let published = published(&topic, 1).await;
 
@@ -241,11 +242,7 @@ async fn an_evaluation_without_a_usable_carried_read_reads_the_service_afresh() 
     ])
     .await;
     // Too few requests to judge: every evaluation holds and leaves the step as it is.
-    t.service("api", 0.2);
-    t.service("web", 0.2);
-    for s in ["api", "web"] {
-        assert_eq!(t.release(s, RevisionProfile::healthy()).await.status, 200);
-    }
+    rolling_out(&t, &[("api", 0.2), ("web", 0.2)]).await;
     t.clock.advance(jiff::SignedDuration::from_mins(DUE_AFTER));
     let name = format!("projects/{PROJECT}/locations/{REGION}/services/api");
     let read = t.fake.service_json(PROJECT, REGION, "api");
@@ -317,11 +314,7 @@ async fn a_forged_read_is_never_decided_on_and_its_body_never_reaches_the_servic
     };
     let (t, topic) = fanning_out(&emu, "forged", &KEYED).await;
     // Both 10% steps are judged healthy: each evaluation advances and PATCHes.
-    t.service("tampered", 60.0);
-    t.service("foreign", 60.0);
-    for s in ["tampered", "foreign"] {
-        assert_eq!(t.release(s, RevisionProfile::healthy()).await.status, 200);
-    }
+    rolling_out(&t, &[("tampered", 60.0), ("foreign", 60.0)]).await;
     tick_publishes(&t, 2).await;
     let published = published(&topic, 2).await;
     let before: BTreeMap<&str, Value> = ["tampered", "foreign"]
@@ -376,11 +369,7 @@ async fn without_a_key_a_tick_carries_no_read_and_an_evaluation_takes_none() {
         return;
     };
     let (t, topic) = fanning_out(&emu, "keyless", &[]).await;
-    t.service("quiet", 0.2);
-    assert_eq!(
-        t.release("quiet", RevisionProfile::healthy()).await.status,
-        200
-    );
+    rolling_out(&t, &[("quiet", 0.2)]).await;
     tick_publishes(&t, 1).await;
     let published = published(&topic, 1).await;
     let data: Value = serde_json::from_slice(&published["quiet"]).unwrap();
