@@ -90,10 +90,13 @@ locals {
   }
 
   # Settings read from Secret Manager (the latest version of each secret), left
-  # out when null. The webhook URL is a credential: as a plain env var, anyone
-  # allowed to read the service's configuration would see it.
+  # out when null. The webhook URL and the evaluation keys are credentials: as
+  # plain env vars, anyone allowed to read the service's configuration would
+  # see them.
   cutover_secret_env = {
-    CUTOVER_NOTIFY_URL = var.notify_url_secret
+    CUTOVER_NOTIFY_URL              = var.notify_url_secret
+    CUTOVER_EVALUATION_KEY          = var.evaluation_key_secret
+    CUTOVER_EVALUATION_KEY_PREVIOUS = var.evaluation_key_previous_secret
   }
 }
 

@@ -222,6 +222,27 @@ resource "google_secret_manager_secret_iam_member" "runtime_reads_notify_url" {
   depends_on = [google_project_service.apis]
 }
 
+# Grant: cutover -> roles/secretmanager.secretAccessor, on the evaluation key
+# secrets only (var.evaluation_key_secret, and var.evaluation_key_previous_secret
+# during a key rotation), each when set. Why: Cloud Run reads them as cutover's
+# runtime account to set CUTOVER_EVALUATION_KEY (the key that seals the service
+# reads evaluation messages carry) and CUTOVER_EVALUATION_KEY_PREVIOUS.
+resource "google_secret_manager_secret_iam_member" "runtime_reads_evaluation_keys" {
+  for_each = {
+    for name, secret in {
+      current  = var.evaluation_key_secret
+      previous = var.evaluation_key_previous_secret
+    } : name => secret if secret != null
+  }
+
+  project   = var.project_id
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.runtime.email}"
+
+  depends_on = [google_project_service.apis]
+}
+
 
 # ---------------------------------------------------------------------------
 # Platforms other than Cloud Run (platforms.tf): App Engine, URL maps, and

@@ -543,6 +543,28 @@ variable "notify_url_secret" {
   }
 }
 
+variable "evaluation_key_secret" {
+  description = "CUTOVER_EVALUATION_KEY, from Secret Manager: the id of a secret in this project whose latest version is the key (base64, at least 32 bytes) with which ticks seal the service read each evaluation message carries and evaluations check it (infra/README.md: Evaluation key). A credential, so neither a Terraform value nor a plain env var. null: messages carry no read, and each fanned-out evaluation reads its service (one API call more)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.evaluation_key_secret == null || can(regex("^[A-Za-z0-9_-]{1,255}$", var.evaluation_key_secret))
+    error_message = "evaluation_key_secret must be a Secret Manager secret id (letters, digits, - and _)."
+  }
+}
+
+variable "evaluation_key_previous_secret" {
+  description = "CUTOVER_EVALUATION_KEY_PREVIOUS, from Secret Manager: during a key rotation, the id of the secret holding the key evaluation_key_secret held before; it verifies reads sealed by instances still on it, never seals. null: no previous key."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.evaluation_key_previous_secret == null || can(regex("^[A-Za-z0-9_-]{1,255}$", var.evaluation_key_previous_secret))
+    error_message = "evaluation_key_previous_secret must be a Secret Manager secret id (letters, digits, - and _)."
+  }
+}
+
 variable "notify_format" {
   description = "CUTOVER_NOTIFY_FORMAT: message format of the webhook: auto (chat.googleapis.com is Google Chat, hooks.slack.com is Slack), google-chat or slack."
   type        = string

@@ -566,6 +566,24 @@ pub struct ScaleArgs {
     )]
     pub fanout_threshold: usize,
 
+    /// Key every instance shares (base64, or the raw string; at least 32 bytes) with which a tick seals the service read each evaluation message carries, and an evaluation checks it; a secret, never logged [default: unset: messages carry no read, and each evaluation reads its service].
+    #[arg(
+        long,
+        env = "CUTOVER_EVALUATION_KEY",
+        value_name = "CUTOVER_EVALUATION_KEY",
+        hide_env_values = true
+    )]
+    pub evaluation_key: Option<Secret>,
+
+    /// The key CUTOVER_EVALUATION_KEY had before, while a new one rolls out: it verifies carried reads, never seals them [default: unset].
+    #[arg(
+        long,
+        env = "CUTOVER_EVALUATION_KEY_PREVIOUS",
+        value_name = "CUTOVER_EVALUATION_KEY_PREVIOUS",
+        hide_env_values = true
+    )]
+    pub evaluation_key_previous: Option<Secret>,
+
     /// Cloud Run Admin API reads per minute per project and region, for this instance (Google's quota: 1,200 per project and region, shared by every caller).
     #[arg(
         long,
@@ -649,8 +667,34 @@ impl ScaleArgs {
         set(&self.evaluations_topic)
     }
 
-    /// Checks the topic's form and that every limit lets something through.
+    /// `CUTOVER_EVALUATION_KEY` and `CUTOVER_EVALUATION_KEY_PREVIOUS` as key bytes; `None` when
+    /// no key is set (reads are then not carried). Checked by [`ScaleArgs::validate`].
+    pub fn evaluation_keys(&self) -> Result<Option<EvaluationKeys>, ConfigError> {
+        let key = |var: &'static str, s: &Option<Secret>| {
+            s.as_ref()
+                .map(|s| s.0.trim())
+                .filter(|s| !s.is_empty())
+                .map(|s| evaluation_key(s).map_err(|reason| ConfigError { var, reason }))
+                .transpose()
+        };
+        let current = key("CUTOVER_EVALUATION_KEY", &self.evaluation_key)?;
+        let previous = key(
+            "CUTOVER_EVALUATION_KEY_PREVIOUS",
+            &self.evaluation_key_previous,
+        )?;
+        match (current, previous) {
+            (Some(current), previous) => Ok(Some(EvaluationKeys { current, previous })),
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(ConfigError {
+                var: "CUTOVER_EVALUATION_KEY_PREVIOUS",
+                reason: "is set without CUTOVER_EVALUATION_KEY (the previous key only verifies what instances still on it sealed; set the new key too)".into(),
+            }),
+        }
+    }
+
+    /// Checks the topic's form, the evaluation keys and that every limit lets something through.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.evaluation_keys()?;
         if let Some(topic) = self.evaluations_topic() {
             check_topic(topic).map_err(|reason| ConfigError {
                 var: "CUTOVER_EVALUATIONS_TOPIC",
@@ -690,6 +734,60 @@ impl ScaleArgs {
         }
         Ok(())
     }
+}
+
+/// A setting that is a secret: its value never shows in `Debug` (nor in `--help`, whose env
+/// values are hidden for it).
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `CUTOVER_EVALUATION_KEY` and `CUTOVER_EVALUATION_KEY_PREVIOUS`, as key bytes.
+#[derive(Clone, PartialEq)]
+pub struct EvaluationKeys {
+    pub current: Vec<u8>,
+    pub previous: Option<Vec<u8>>,
+}
+
+/// Never shows the keys.
+impl std::fmt::Debug for EvaluationKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EvaluationKeys(<redacted>)")
+    }
+}
+
+/// Fewest bytes of an evaluation key: HMAC-SHA256's own output length, below which a key is
+/// weaker than the tag it makes.
+pub const MIN_EVALUATION_KEY_BYTES: usize = 32;
+
+/// An evaluation key's bytes: `s` decoded when it is standard base64 (what
+/// `openssl rand -base64 32` prints), else `s` itself; at least [`MIN_EVALUATION_KEY_BYTES`]
+/// either way. The error never quotes the key.
+pub fn evaluation_key(s: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let (bytes, form) = match base64::engine::general_purpose::STANDARD.decode(s) {
+        Ok(b) => (b, "decoded from base64"),
+        Err(_) => (s.as_bytes().to_vec(), "taken as a raw string"),
+    };
+    if bytes.len() < MIN_EVALUATION_KEY_BYTES {
+        return Err(format!(
+            "is {} bytes ({form}); at least {MIN_EVALUATION_KEY_BYTES} are needed (e.g. `openssl rand -base64 32`)",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
 }
 
 /// A text setting, trimmed; `None` when unset or empty.
@@ -1022,6 +1120,82 @@ mod tests {
     struct OnlyPolicy {
         #[command(flatten)]
         policy: PolicyArgs,
+    }
+
+    /// The scale settings alone, parsed as `cutover serve` parses them.
+    #[derive(Debug, Parser)]
+    struct OnlyScale {
+        #[command(flatten)]
+        scale: ScaleArgs,
+    }
+
+    fn keys(args: &[&str]) -> Result<Option<EvaluationKeys>, ConfigError> {
+        let mut all = vec!["cutover"];
+        all.extend_from_slice(args);
+        let parsed = OnlyScale::try_parse_from(all).expect("parses");
+        parsed.scale.validate()?;
+        parsed.scale.evaluation_keys()
+    }
+
+    #[test]
+    fn an_evaluation_key_is_base64_or_raw_and_at_least_32_bytes() {
+        let b64 = "q0vXgWrJ1ByzuNBm0xOlHUKYDTt6/KxQ7UUvL9ar7XA="; // 32 bytes
+        let k = keys(&["--evaluation-key", b64]).unwrap().unwrap();
+        assert_eq!(k.current.len(), 32, "decoded");
+        assert_eq!(k.previous, None);
+        let raw = "a passphrase of more than thirty-two bytes";
+        let k = keys(&["--evaluation-key", raw]).unwrap().unwrap();
+        assert_eq!(k.current, raw.as_bytes(), "taken as it is");
+        let k = keys(&["--evaluation-key", &format!("{b64}\n")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            k.current.len(),
+            32,
+            "the newline `openssl` ends with is trimmed"
+        );
+        assert_eq!(keys(&[]).unwrap(), None, "no key: nothing is carried");
+        assert_eq!(keys(&["--evaluation-key", ""]).unwrap(), None);
+        for short in [
+            "short raw key",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNk", // 30 bytes of base64
+        ] {
+            let e = keys(&["--evaluation-key", short]).unwrap_err();
+            assert_eq!(e.var, "CUTOVER_EVALUATION_KEY");
+            assert!(!e.to_string().contains(short), "never quoted: {e}");
+        }
+        let e = keys(&[
+            "--evaluation-key",
+            b64,
+            "--evaluation-key-previous",
+            "short",
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "CUTOVER_EVALUATION_KEY_PREVIOUS");
+        let e = keys(&["--evaluation-key-previous", b64]).unwrap_err();
+        assert_eq!(
+            e.var, "CUTOVER_EVALUATION_KEY_PREVIOUS",
+            "a previous key alone"
+        );
+        let k = keys(&["--evaluation-key", raw, "--evaluation-key-previous", b64])
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.previous.map(|p| p.len()), Some(32));
+    }
+
+    #[test]
+    fn an_evaluation_key_never_shows_in_debug() {
+        let raw = "a passphrase of more than thirty-two bytes";
+        let parsed = OnlyScale::try_parse_from([
+            "cutover",
+            "--evaluation-key",
+            raw,
+            "--evaluation-key-previous",
+            raw,
+        ])
+        .unwrap();
+        let shown = format!("{parsed:?}");
+        assert!(!shown.contains("passphrase"), "{shown}");
     }
 
     #[test]

@@ -479,6 +479,8 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             return Ok(report);
         };
         let mut active = Vec::new();
+        // No read of the listings is older than this (what a fanned-out evaluation checks).
+        let listed_at = self.clock.now();
         // Every project × region is listed, a few at once (each one's pages in turn).
         let places: Vec<(String, String)> = projects
             .iter()
@@ -505,9 +507,8 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         }
         report.active = active.len();
         if let Some(fanout) = self.fanout.as_ref().filter(|f| active.len() > f.threshold) {
-            let services: Vec<ServiceRef> =
-                active.iter().map(|r| r.observed.service.clone()).collect();
-            let (published, failures) = fanout.publish(&services, deadline).await;
+            let evaluations = self.evaluations(fanout, &active, listed_at);
+            let (published, failures) = fanout.publish(&evaluations, deadline).await;
             report.published = published;
             report.transient = !failures.is_empty();
             report.failures = failures;

@@ -62,6 +62,7 @@ use crate::metrics::cloud_monitoring::CloudMonitoring;
 use crate::notify::Notifier;
 use crate::notify::events::topic_name;
 use crate::operate::wiring::{LiveRouter, listed_regions, live_router};
+use crate::reconcile::fanout::seal::SealKeys;
 use crate::reconcile::fanout::{self, Fanout};
 use crate::reconcile::{DecisionRecord, Origin, Reconciler, SmokeCheck};
 use crate::target::ServiceRef;
@@ -111,6 +112,9 @@ pub struct App {
     pub notify: Arc<Notifier>,
     /// The status page's charts, a minute per service.
     pub status_charts: status::ChartCache,
+    /// `CUTOVER_EVALUATION_KEY` (and the previous one): what a carried read's seal is checked
+    /// against; `None`: carried reads are ignored.
+    pub seal_keys: Option<Arc<SealKeys>>,
 }
 
 /// Why cutover could not start.
@@ -181,12 +185,17 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
     ));
     // The smoke check and the key fetch have clients of their own that follow no redirect.
     let smoke = SmokeCheck::new(policy.smoke_path.clone()).map_err(StartError::Setup)?;
+    let seal_keys = args
+        .scale
+        .evaluation_keys()?
+        .map(|k| Arc::new(SealKeys::new(&k.current, k.previous.as_deref())));
     let fanout = match args.scale.evaluations_topic() {
         Some(topic) => Some(
             Fanout::start(
                 &topic_name(topic, &project),
                 args.notify.pubsub_emulator_host.as_deref(),
                 args.scale.fanout_threshold,
+                seal_keys.clone(),
             )
             .await
             .map_err(StartError::Setup)?,
@@ -237,6 +246,7 @@ pub async fn build(args: &ServeArgs, clock: Clock) -> Result<Arc<App>, StartErro
         transport: transport::Limits::from_args(args),
         notify,
         status_charts: status::ChartCache::default(),
+        seal_keys,
     }))
 }
 
@@ -654,19 +664,21 @@ async fn ticks(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked,
 }
 
 /// `POST /pubsub/evaluations`: one service a tick fanned out ([`fanout`]), evaluated as a tick
-/// would. The service is resolved like any event (a project or region no longer evaluated is
+/// would, on the tick's read of it when the message carries a usable one sealed with the
+/// evaluation key (else on a fresh read). The service is resolved like any event (a project or region no longer evaluated is
 /// refused); the answer follows the same rules: a transient failure is a 503 and Pub/Sub
 /// redelivers, so an evaluation that could not run (no quota left before the deadline, say)
 /// is never lost. If this instance is already evaluating the service, that evaluation covers
 /// the message.
 async fn evaluations(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<Acked, PushError> {
     let id = push.message_id();
-    let service = match push.decode("fanned-out evaluation", |m| {
-        fanout::decode(&m.data).map_err(crate::events::DecodeError::new)
+    let evaluation = match push.decode("fanned-out evaluation", |m| {
+        fanout::decode(&m.data, app.seal_keys.as_deref()).map_err(crate::events::DecodeError::new)
     }) {
-        Ok(s) => s,
+        Ok(e) => e,
         Err(ignored) => return Ok(ignored),
     };
+    let service = &evaluation.service;
     let named = Named {
         platform: service.platform,
         project: Some(&service.project),
@@ -678,7 +690,15 @@ async fn evaluations(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<
         Ok(t) => t,
         Err(refusal) => return Ok(refusal),
     };
-    reconcile(&app, id, &target, Trigger::Tick).await
+    let origin = Origin {
+        message_id: Some(id.clone()),
+        log_url: None,
+    };
+    let result = app
+        .reconciler
+        .evaluate(&target, evaluation.carried, deadline(&app), &origin)
+        .await;
+    answer(id, result)
 }
 
 #[cfg(test)]

@@ -179,6 +179,47 @@ where
         Ok(all)
     }
 
+    /// The read carried by the router of its platform, if that router carries reads.
+    fn carry(&self, read: &Observation<Self::Version>) -> Option<serde_json::Value> {
+        let observed = read.observed.clone();
+        match &read.version {
+            AnyVersion::CloudRun(v) => self.cloud_run.as_ref()?.carry(&Observation {
+                observed,
+                version: v.clone(),
+            }),
+            AnyVersion::AppEngine(v) => self.app_engine.as_ref()?.carry(&Observation {
+                observed,
+                version: v.clone(),
+            }),
+            AnyVersion::LoadBalancer(v) => self.load_balancer.as_ref()?.carry(&Observation {
+                observed,
+                version: v.clone(),
+            }),
+        }
+    }
+
+    /// Resumed by the router of the target's platform (none for a platform not enabled).
+    fn resume(
+        &self,
+        target: &ServiceRef,
+        carried: serde_json::Value,
+    ) -> Option<Observation<Self::Version>> {
+        Some(match target.platform {
+            Platform::CloudRun => tagged(
+                self.cloud_run.as_ref()?.resume(target, carried)?,
+                AnyVersion::CloudRun,
+            ),
+            Platform::AppEngine => tagged(
+                self.app_engine.as_ref()?.resume(target, carried)?,
+                AnyVersion::AppEngine,
+            ),
+            Platform::LoadBalancer => tagged(
+                self.load_balancer.as_ref()?.resume(target, carried)?,
+                AnyVersion::LoadBalancer,
+            ),
+        })
+    }
+
     async fn apply(
         &self,
         read: &Observation<Self::Version>,

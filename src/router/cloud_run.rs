@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -16,7 +17,7 @@ use super::{Observation, RouterError, TrafficRouter};
 use crate::decision::record::RECORD_KEYS;
 use crate::decision::{CANDIDATE_TAG, Observed, STABLE_TAG, Write};
 use crate::gcp::ApiError;
-use crate::gcp::run::{AllocationType, Fetched, RunClient, short_name};
+use crate::gcp::run::{AllocationType, Fetched, RunClient, Service, short_name};
 use crate::target::ServiceRef;
 
 /// What a guarded write needs of a read: the etag and the service exactly as read.
@@ -193,6 +194,29 @@ impl TrafficRouter for CloudRunRouter {
             .collect())
     }
 
+    /// The service resource exactly as listed or read: the write after it is built from it
+    /// ([`patch_body`]), so it is all a write needs, and the etag inside it guards that write.
+    fn carry(&self, read: &Observation<Version>) -> Option<Value> {
+        Some((*read.version.body).clone())
+    }
+
+    /// A carried resource is taken only if it is a `Service` named `target` with an etag: a
+    /// write without an etag would not be guarded at all.
+    fn resume(&self, target: &ServiceRef, carried: Value) -> Option<Observation<Version>> {
+        let service = Service::deserialize(&carried).ok()?;
+        let named = ServiceRef::from_resource_name(&service.name)?;
+        if named != *target || service.etag.is_empty() {
+            return None;
+        }
+        Some(observed(
+            named,
+            Fetched {
+                service,
+                raw: carried,
+            },
+        ))
+    }
+
     async fn apply(
         &self,
         read: &Observation<Version>,
@@ -271,6 +295,48 @@ mod tests {
             o.allocation,
             BTreeMap::from([("api-00002-def".to_string(), 100)])
         );
+    }
+
+    fn router() -> CloudRunRouter {
+        let google = crate::gcp::Google::new(reqwest::Client::new(), crate::gcp::TokenSource::None);
+        CloudRunRouter::new(RunClient::new(google, "http://127.0.0.1:9"))
+    }
+
+    #[test]
+    fn a_carried_read_resumes_as_the_read_it_was() {
+        let target = ServiceRef::checked("p", "l", "api").expect("valid ids");
+        let listed = observed(target.clone(), fetched(service()));
+        let r = router();
+        let carried = r.carry(&listed).expect("Cloud Run carries its reads");
+        assert_eq!(carried, service(), "the resource exactly as listed");
+        let resumed = r.resume(&target, carried).expect("a read of api");
+        assert_eq!(
+            format!("{:?}", resumed.observed),
+            format!("{:?}", listed.observed)
+        );
+        assert_eq!(resumed.version.etag, "\"abc\"");
+        assert_eq!(*resumed.version.body, service());
+    }
+
+    #[test]
+    fn a_carried_read_of_another_service_or_without_an_etag_is_not_resumed() {
+        let target = ServiceRef::checked("p", "l", "api").expect("valid ids");
+        let r = router();
+        let other = ServiceRef::checked("p", "l", "web").expect("valid ids");
+        assert!(r.resume(&other, service()).is_none(), "another service's");
+        let elsewhere = ServiceRef::checked("p", "m", "api").expect("valid ids");
+        assert!(
+            r.resume(&elsewhere, service()).is_none(),
+            "another region's"
+        );
+        let mut unguarded = service();
+        unguarded.as_object_mut().unwrap().remove("etag");
+        assert!(
+            r.resume(&target, unguarded).is_none(),
+            "no etag to guard a write"
+        );
+        assert!(r.resume(&target, json!("a string")).is_none());
+        assert!(r.resume(&target, json!({"name": 7})).is_none());
     }
 
     #[test]

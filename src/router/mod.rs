@@ -105,6 +105,28 @@ pub trait TrafficRouter: Send + Sync + 'static {
         deadline: Instant,
     ) -> impl Future<Output = Result<Vec<Observation<Self::Version>>, RouterError>> + Send;
 
+    /// `read` as a message can carry it to another instance, which turns it back into the same
+    /// read with [`TrafficRouter::resume`] instead of reading the service again (a fanned-out
+    /// evaluation, `reconcile::fanout`); `None`, the default, when this router cannot carry its
+    /// reads, and the other instance then observes the service itself.
+    fn carry(&self, read: &Observation<Self::Version>) -> Option<serde_json::Value> {
+        let _ = read;
+        None
+    }
+
+    /// The read of `target` that [`TrafficRouter::carry`] made, back; `None` when `carried` is
+    /// not one (another service's, not a read of this router's, one that could not guard a
+    /// write), and the service must be observed afresh. A resumed read guards a write exactly
+    /// as the read it was carried from: a stale one loses the race like any other.
+    fn resume(
+        &self,
+        target: &ServiceRef,
+        carried: serde_json::Value,
+    ) -> Option<Observation<Self::Version>> {
+        let _ = (target, carried);
+        None
+    }
+
     /// Writes traffic and record, conditional on the version `read` was made at, and returns
     /// the service as it is once the platform has applied the change.
     fn apply(

@@ -201,6 +201,13 @@ impl<P: SplitPlatform, S: RecordStore> Recorded<P, S> {
     }
 }
 
+/// Reads are not carried to another instance ([`TrafficRouter::carry`]'s default "cannot"): a
+/// fanned-out evaluation of these targets observes them afresh. A read here is two reads from
+/// two systems (the record with its store version, the split with the platform's own guard),
+/// each of which would need a wire form of its own; App Engine's split write re-reads the split
+/// anyway (it has no guard), so a carried split would save it nothing; and these targets are
+/// global, a few per project against up to a thousand Cloud Run services per region, so their
+/// one read more weighs little in a tick's calls.
 impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
     type Version = Version<P::Version>;
 

@@ -449,6 +449,9 @@ fn fanout_flags(evaluations: &str, emulator: &str) -> Vec<String> {
         "0",
         "--pubsub-emulator-host",
         emulator,
+        // A key all processes share: evaluations decide on the sealed reads their ticks carry.
+        "--evaluation-key",
+        "chaos evaluation key, 32 bytes or more",
         // One JSON object a line: the decision records are read back from the logs.
         "--log-format",
         "json",

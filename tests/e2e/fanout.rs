@@ -45,6 +45,9 @@ async fn a_tick_fans_out_over_every_project_and_two_instances_move_each_rollout_
         "0",
         "--pubsub-emulator-host",
         &emu.host,
+        // Both instances share a key: each decides on the sealed read the tick carried.
+        "--evaluation-key",
+        "fan-out test evaluation key, 32 bytes",
     ];
     let mut a = spawn_app(&flags).await;
     let mut b = spawn_on(a.fake.clone(), a.clock.clone(), &flags).await;

@@ -12,6 +12,7 @@ mod helpers;
 mod auth;
 mod bake;
 mod buildsteps;
+mod carry;
 mod config;
 mod emulator;
 mod events;

@@ -38,15 +38,15 @@ async fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) 
 }
 
 /// A topic and a pull subscription with message ordering on the emulator.
-struct Topic {
+pub(crate) struct Topic {
     endpoint: String,
     host: String,
-    topic: String,
+    pub(crate) topic: String,
     subscription: String,
 }
 
 impl Topic {
-    async fn create(emu: &Emulator, id: &str) -> Topic {
+    pub(crate) async fn create(emu: &Emulator, id: &str) -> Topic {
         let endpoint = format!("http://{}", emu.host);
         let topic = format!("projects/{PROJECT}/topics/{id}");
         let subscription = format!("projects/{PROJECT}/subscriptions/{id}-pull");
@@ -122,6 +122,7 @@ impl Topic {
                 attributes: serde_json::from_value(msg["attributes"].clone()).unwrap_or_default(),
                 ordering_key: msg["orderingKey"].as_str().unwrap_or("").to_string(),
                 data: serde_json::from_slice(&data).expect("JSON data"),
+                bytes: data,
             });
         }
         if !acks.is_empty() {
@@ -135,7 +136,7 @@ impl Topic {
     }
 
     /// Pulls until `n` messages arrived (or 30 s passed).
-    async fn pull_n(&self, n: usize) -> Vec<Pulled> {
+    pub(crate) async fn pull_n(&self, n: usize) -> Vec<Pulled> {
         let started = Instant::now();
         let mut all = Vec::new();
         while all.len() < n && started.elapsed() < Duration::from_secs(30) {
@@ -150,14 +151,16 @@ impl Topic {
 
 /// One pulled message.
 #[derive(Debug)]
-struct Pulled {
+pub(crate) struct Pulled {
     attributes: BTreeMap<String, String>,
     ordering_key: String,
-    data: Value,
+    pub(crate) data: Value,
+    /// The data exactly as published.
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Pulled {
-    fn attr(&self, k: &str) -> &str {
+    pub(crate) fn attr(&self, k: &str) -> &str {
         self.attributes.get(k).map_or("", String::as_str)
     }
     fn kind(&self) -> &str {

@@ -531,7 +531,8 @@ fn spawn_cutover(
 }
 
 /// `cutover serve` of `bin`, with nothing from the caller's environment that would change what
-/// it runs with (`CUTOVER_*`, `RUST_LOG`, `PUBSUB_EMULATOR_HOST`): every figure sets its own.
+/// it runs with (`CUTOVER_*`, `RUST_LOG`, `PUBSUB_EMULATOR_HOST`): every figure sets its own,
+/// but for the evaluation key all of them share.
 fn serve_command(bin: &std::path::Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg("serve");
@@ -540,6 +541,12 @@ fn serve_command(bin: &std::path::Path) -> Command {
             cmd.env_remove(k);
         }
     }
+    // The evaluation key every process shares, so that fanned-out evaluations decide on the
+    // sealed read their message carries (the path production takes with a key configured).
+    cmd.env(
+        "CUTOVER_EVALUATION_KEY",
+        "bench evaluation key, 32 bytes or more",
+    );
     cmd
 }
 
