@@ -363,6 +363,20 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         deadline: Instant,
         origin: &Origin,
     ) -> Result<Vec<DecisionRecord>, ReconcileError> {
+        // On the heap: the handling of an event is a deep future.
+        Box::pin(self.reconcile_read(target, trigger, None, deadline, origin)).await
+    }
+
+    /// [`Reconciler::reconcile_from`], deciding first on `read` when there is one (a fanned-out
+    /// evaluation's carried read, `fanout`) instead of observing the service.
+    pub(crate) async fn reconcile_read(
+        &self,
+        target: &ServiceRef,
+        trigger: Trigger,
+        read: Option<Observation<R::Version>>,
+        deadline: Instant,
+        origin: &Origin,
+    ) -> Result<Vec<DecisionRecord>, ReconcileError> {
         let urgency = match trigger {
             Trigger::Alert { .. } => Urgency::Overtakes,
             Trigger::Build { .. } | Trigger::Operator { .. } => Urgency::Waits,
@@ -373,8 +387,13 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             let Some(pass) = self.gates.enter(target, urgency).await else {
                 return Ok(Vec::new());
             };
+            let first = std::sync::Mutex::new(read);
             let once = || async {
-                let obs = self.router.observe(target, deadline).await?;
+                let given = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let obs = match given {
+                    Some(read) => read,
+                    None => self.router.observe(target, deadline).await?,
+                };
                 self.run(self.overlay(obs), trigger.clone(), deadline, origin)
                     .await
             };

@@ -694,11 +694,14 @@ async fn evaluations(State(app): State<Arc<App>>, push: VerifiedPush) -> Result<
         message_id: Some(id.clone()),
         log_url: None,
     };
-    let result = app
-        .reconciler
-        .evaluate(&target, evaluation.carried, deadline(&app), &origin)
-        .await;
-    answer(id, result)
+    // On the evaluations' runtime, below alerts, like every routine event (`reconcile`).
+    let (until, carried) = (deadline(&app), evaluation.carried);
+    let work = async move {
+        app.reconciler
+            .evaluate(&target, carried, until, &origin)
+            .await
+    };
+    answer(id, crate::flight::on_routine_runtime(work).await)
 }
 
 #[cfg(test)]

@@ -57,7 +57,6 @@ use self::seal::{SealKeys, Sealed};
 
 use super::{DecisionRecord, Origin, ReconcileError, Reconciler};
 use crate::decision::Trigger;
-use crate::flight::Urgency;
 use crate::metrics::MetricsSource;
 use crate::router::{Observation, TrafficRouter};
 use crate::target::ServiceRef;
@@ -373,16 +372,9 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
                 None
             }
         });
-        let Some(read) = read else {
-            return self
-                .reconcile_from(target, Trigger::Tick, deadline, origin)
-                .await;
-        };
-        let Some(_pass) = self.gates.enter(target, Urgency::Routine).await else {
-            return Ok(Vec::new());
-        };
-        self.run(self.overlay(read), Trigger::Tick, deadline, origin)
-            .await
+        // The same path as any event's (single flight, and an alert arriving meanwhile takes
+        // the service over), on the carried read when there is one.
+        Box::pin(self.reconcile_read(target, Trigger::Tick, read, deadline, origin)).await
     }
 
     /// The carried read of `target` as the router's read, or why it cannot be decided on.
