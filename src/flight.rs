@@ -259,8 +259,7 @@ where
     F::Output: Send + 'static,
 {
     let Some(runtime) = runtime else {
-        // On the heap, as a spawned task would be: the handling of an event is a deep future.
-        return Box::pin(work).await;
+        return work.await;
     };
     match runtime.spawn(work).await {
         Ok(output) => output,

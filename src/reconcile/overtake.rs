@@ -59,6 +59,15 @@ fn alert() -> Trigger {
     }
 }
 
+/// `trigger` for the test's service, handled by `reconciler` in a task of its own.
+fn spawn_reconcile<R: TrafficRouter, M: MetricsSource>(
+    reconciler: &Arc<Reconciler<R, M>>,
+    trigger: Trigger,
+) -> tokio::task::JoinHandle<Result<Vec<DecisionRecord>, ReconcileError>> {
+    let reconciler = Arc::clone(reconciler);
+    tokio::spawn(async move { reconciler.reconcile(&target(), trigger, deadline()).await })
+}
+
 fn annotation(fake: &FakeGcp, key: &str) -> String {
     fake.service_json(PROJECT, REGION, "api")["annotations"][key]
         .as_str()
@@ -120,14 +129,7 @@ async fn an_alert_rolls_back_while_the_evaluation_is_inside_its_query_which_then
     let before = fake.requests().len();
 
     // The tick's evaluation reads the service and sends its query, whose answer is held.
-    let evaluation = {
-        let reconciler = Arc::clone(&reconciler);
-        tokio::spawn(async move {
-            reconciler
-                .reconcile(&target(), Trigger::Tick, deadline())
-                .await
-        })
-    };
+    let evaluation = spawn_reconcile(&reconciler, Trigger::Tick);
     answered.notified().await;
 
     // The alert arrives meanwhile: it does not wait for the evaluation in flight.
@@ -284,18 +286,14 @@ async fn an_alert_that_finds_the_write_in_flight_waits_for_it_instead_of_failing
     ));
 
     // A build's write (its first step to 10 %) is in flight when the alert comes.
-    let build = {
-        let reconciler = Arc::clone(&reconciler);
-        let trigger = Trigger::Build {
+    let build = spawn_reconcile(
+        &reconciler,
+        Trigger::Build {
             build_id: "b-1".into(),
-        };
-        tokio::spawn(async move { reconciler.reconcile(&target(), trigger, deadline()).await })
-    };
+        },
+    );
     writing.notified().await;
-    let alert = {
-        let reconciler = Arc::clone(&reconciler);
-        tokio::spawn(async move { reconciler.reconcile(&target(), alert(), deadline()).await })
-    };
+    let alert = spawn_reconcile(&reconciler, alert());
     // The alert reads and finds the intent; it waits for this instance's write to finish.
     tokio::time::timeout(Duration::from_secs(60), refused.notified())
         .await
@@ -333,14 +331,7 @@ async fn an_evaluation_that_has_written_runs_to_its_end_when_an_alert_comes() {
         .hold_after_next_write
         .store(true, Ordering::SeqCst);
 
-    let evaluation = {
-        let reconciler = Arc::clone(&reconciler);
-        tokio::spawn(async move {
-            reconciler
-                .reconcile(&target(), Trigger::Tick, deadline())
-                .await
-        })
-    };
+    let evaluation = spawn_reconcile(&reconciler, Trigger::Tick);
     written.notified().await;
     assert_eq!(annotation(&fake, "cutover.dev/percent"), "50");
     let rolled_back = reconciler

@@ -129,46 +129,8 @@ impl<P: SplitPlatform, S: RecordStore> Recorded<P, S> {
     ) -> Result<Observation<Version<P::Version>>, RouterError> {
         for _ in 0..3 {
             let split = self.split.read(target, deadline).await?;
-            let Some(intent) = Intent::of(&stored.annotations) else {
-                // A write whose intent lapsed before it landed: finish it now.
-                let late = lapsed(&stored.annotations).filter(|(s, _)| *s == split.allocation);
-                let Some((_, record)) = late else {
-                    return Ok(observation(target, split, stored));
-                };
-                match self
-                    .store
-                    .write(target, &record, stored.version.as_deref(), deadline)
-                    .await
-                {
-                    Ok(now) => return Ok(observation(target, split, now)),
-                    Err(e) if e.kind() == ErrorKind::Conflict => {
-                        stored = self.store.read(target, deadline).await?;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            let intent = intent.map_err(|why| {
-                RouterError::new(
-                    ErrorKind::Permanent,
-                    format!("{target}: unreadable write intent in its record: {why}"),
-                )
-            })?;
-            let settled = if intent.split == split.allocation {
-                without_lapsed(&intent.record)
-            } else if self.clock.now() < intent.expires {
-                return Err(RouterError::new(
-                    ErrorKind::Transient,
-                    format!(
-                        "{target}: another write is in flight (its intent lapses at {})",
-                        intent.expires
-                    ),
-                ));
-            } else {
-                // Undo, remembering what the intent was setting in case its write lands late.
-                let mut undone = without_intent(&stored.annotations);
-                undone.extend(intent.lapsed());
-                undone
+            let Some(settled) = self.settled(target, &stored, &split)? else {
+                return Ok(observation(target, split, stored));
             };
             match self
                 .store
@@ -186,6 +148,45 @@ impl<P: SplitPlatform, S: RecordStore> Recorded<P, S> {
             ErrorKind::Conflict,
             format!("{target}: its record kept changing while settling a write intent"),
         ))
+    }
+
+    /// What `stored` must become beside `split` before anything is decided on the pair: the
+    /// intent's record (its write landed), the old record remembering the lapsed intent (undo),
+    /// a lapsed write's record (it landed late), or `None` when the pair stands as it is. A live
+    /// intent whose split is not there yet is another write in flight (transient).
+    fn settled(
+        &self,
+        target: &ServiceRef,
+        stored: &Stored,
+        split: &SplitRead<P::Version>,
+    ) -> Result<Option<BTreeMap<String, String>>, RouterError> {
+        let Some(intent) = Intent::of(&stored.annotations) else {
+            return Ok(lapsed(&stored.annotations)
+                .filter(|(s, _)| *s == split.allocation)
+                .map(|(_, record)| record));
+        };
+        let intent = intent.map_err(|why| {
+            RouterError::new(
+                ErrorKind::Permanent,
+                format!("{target}: unreadable write intent in its record: {why}"),
+            )
+        })?;
+        if intent.split == split.allocation {
+            return Ok(Some(intent.record));
+        }
+        if self.clock.now() < intent.expires {
+            return Err(RouterError::new(
+                ErrorKind::Transient,
+                format!(
+                    "{target}: another write is in flight (its intent lapses at {})",
+                    intent.expires
+                ),
+            ));
+        }
+        // Undo, remembering what the intent was setting in case its write lands late.
+        let mut undone = without_intent(&stored.annotations);
+        undone.extend(intent.lapsed());
+        Ok(Some(undone))
     }
 
     /// Drops the intent `pending` carries (best effort: if it fails, the lease ends it).
@@ -379,8 +380,7 @@ impl Intent {
             (LAPSED_SPLIT.to_string(), encode_split(&self.split)),
             (
                 LAPSED_RECORD.to_string(),
-                serde_json::to_string(&without_lapsed(&self.record))
-                    .expect("a string map serializes"),
+                serde_json::to_string(&self.record).expect("a string map serializes"),
             ),
         ])
     }
