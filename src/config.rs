@@ -549,7 +549,7 @@ pub struct ScaleArgs {
     )]
     pub projects: Vec<String>,
 
-    /// Pub/Sub topic (projects/P/topics/T, or an id in GOOGLE_CLOUD_PROJECT) ticks publish one message per due rollout to, pushed to /pubsub/evaluations [default: ticks evaluate in-process].
+    /// Pub/Sub topic (projects/P/topics/T, or an id in GOOGLE_CLOUD_PROJECT) ticks publish one message per rollout that needs a call (evidence or a write; a step still soaking is decided by the tick) to, pushed to /pubsub/evaluations [default: ticks evaluate in-process].
     #[arg(
         long,
         env = "CUTOVER_EVALUATIONS_TOPIC",
@@ -557,7 +557,7 @@ pub struct ScaleArgs {
     )]
     pub evaluations_topic: Option<String>,
 
-    /// With an evaluations topic: a tick with at most this many due rollouts evaluates them itself (one round of 16 concurrent evaluations costs less than the publish and push hop).
+    /// With an evaluations topic: a tick with at most this many rollouts needing a call evaluates them itself (one round of 16 concurrent evaluations costs less than the publish and push hop).
     #[arg(
         long,
         env = "CUTOVER_FANOUT_THRESHOLD",

@@ -300,6 +300,10 @@ pub struct TickReport {
     pub list_calls: usize,
     /// Evaluations published on the evaluations topic instead of evaluated here (fan-out).
     pub published: usize,
+    /// Running rollouts a fanned-out tick decided itself, because their decision needed
+    /// neither evidence nor a write (a step still soaking, a rollout waiting for a person):
+    /// no message was published for them. Their records are logged and announced as usual.
+    pub settled: usize,
 }
 
 /// Observes, decides and applies, for any router and metrics source.
@@ -525,6 +529,18 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
             );
         }
         report.active = active.len();
+        if self.fanout.is_some() {
+            // A rollout whose decision needs no call is decided here: a message would cost a
+            // publish, a push and an instance's time to reach the same `hold`.
+            active.retain(|read| match self.decided_without_calls(read, origin) {
+                Some(rec) => {
+                    self.publish(rec);
+                    report.settled += 1;
+                    false
+                }
+                None => true,
+            });
+        }
         if let Some(fanout) = self.fanout.as_ref().filter(|f| active.len() > f.threshold) {
             let evaluations = self.evaluations(fanout, &active, listed_at);
             let (published, failures) = fanout.publish(&evaluations, deadline).await;
@@ -677,6 +693,31 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         }
         let now = self.clock.now();
         (decide(obs, trigger, &evidence, &policy, now), now)
+    }
+
+    /// The record of `read`'s decision on a tick, if it needs neither evidence nor a write
+    /// (the decision core stays): the same record an evaluation of that read would make.
+    fn decided_without_calls(
+        &self,
+        read: &Observation<R::Version>,
+        origin: &Origin,
+    ) -> Option<DecisionRecord> {
+        let obs = &read.observed;
+        let now = self.clock.now();
+        let d = decide(
+            obs,
+            &Trigger::Tick,
+            &Evidence::None,
+            &self.policy_for(&obs.service),
+            now,
+        );
+        if !matches!(d.action, Action::Stay(_)) {
+            return None;
+        }
+        let mut rec = DecisionRecord::new(&obs.service, &Trigger::Tick, &d, now);
+        rec.mode = self.policy.mode_for(&obs.annotations);
+        origin.stamp(&mut rec);
+        Some(rec)
     }
 
     /// The policy for `target`: the configured one, without a smoke path on a platform whose

@@ -122,6 +122,11 @@ pub struct RunResult {
     pub paused_at: Option<u8>,
     /// How each comparison with stable read on the step whose pass gave the candidate 100%.
     pub promoted_on: Vec<String>,
+    /// Ticks (one a minute) the rollout saw, and those whose decision needed a call (evidence
+    /// or a write): with fan-out only those are published as evaluations, the others the tick
+    /// decides itself.
+    pub ticks: u32,
+    pub ticks_with_calls: u32,
 }
 
 fn start_time() -> Timestamp {
@@ -371,6 +376,10 @@ pub fn run_once(
         let now = t0 + SignedDuration::from_mins(i64::from(minute));
         let obs = observed(&allocation, &annotations);
         let mut d = decide(&obs, &Trigger::Tick, &Evidence::None, policy, now);
+        result.ticks += 1;
+        if !matches!(d.action, Action::Stay(_)) {
+            result.ticks_with_calls += 1;
+        }
         if let Action::Gather(Need::Metrics(w)) = &d.action {
             let [stable, candidate] = &traffic.served;
             let stats = window_stats(
@@ -481,6 +490,9 @@ pub struct Summary {
     pub paused_at: BTreeMap<u8, u32>,
     /// For runs that reached 100%: how each comparison read on the promoting step.
     pub promoted_on: BTreeMap<String, u32>,
+    /// Ticks over all runs, and those that needed a call ([`RunResult::ticks_with_calls`]).
+    pub ticks: u64,
+    pub ticks_with_calls: u64,
 }
 
 fn summarize(results: &[RunResult]) -> Summary {
@@ -519,6 +531,8 @@ fn summarize(results: &[RunResult]) -> Summary {
         failed_checks,
         paused_at,
         promoted_on,
+        ticks: results.iter().map(|r| u64::from(r.ticks)).sum(),
+        ticks_with_calls: results.iter().map(|r| u64::from(r.ticks_with_calls)).sum(),
     }
 }
 
@@ -978,6 +992,13 @@ pub fn run(args: &SimulateArgs) -> Result<(), SimulateError> {
             },
         );
     }
+    let (ticks, with_calls) = results.iter().fold((0u64, 0u64), |(t, c), r| {
+        (t + r.cutover.ticks, c + r.cutover.ticks_with_calls)
+    });
+    println!(
+        "cutover's ticks: {with_calls} of {ticks} ({:.1}%) needed a call (evidence or a write); with fan-out only those are published, the others are decided by the tick",
+        100.0 * with_calls as f64 / ticks.max(1) as f64
+    );
     println!(
         "{} rollouts simulated in {:.1} s on {threads} threads",
         2 * cells.len() as u64 * u64::from(setup.runs),

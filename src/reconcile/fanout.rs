@@ -35,9 +35,17 @@
 //! of anyone else's can only ask for an evaluation. Without a key, ticks carry nothing and
 //! every fanned-out evaluation reads its service (one call more).
 //!
-//! A small tick (at most [`Fanout::threshold`] due rollouts, `CUTOVER_FANOUT_THRESHOLD`) still
-//! evaluates in-process: one round of concurrent evaluations is then as fast as the publish and
-//! push hop, and costs no extra instance or message.
+//! **Only rollouts that need a call are published.** Before publishing, the tick runs the
+//! decision core on each listed read with no evidence: a rollout whose decision is then to stay
+//! (its step still soaking, the metrics delay not passed, waiting for a person) is decided by
+//! the tick itself, with the record an evaluation would have made, and costs no message
+//! (`TickReport::settled`). Only a rollout whose decision asks for evidence or a write is
+//! published. With the default 5-minute steps and 3-minute metrics delay most ticks of a
+//! rollout are of the first kind (`lab simulate` prints the share, docs/performance.md).
+//!
+//! A small tick (at most [`Fanout::threshold`] rollouts left to evaluate,
+//! `CUTOVER_FANOUT_THRESHOLD`) still evaluates in-process: one round of concurrent evaluations
+//! is then as fast as the publish and push hop, and costs no extra instance or message.
 
 pub mod seal;
 

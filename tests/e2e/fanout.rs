@@ -113,8 +113,26 @@ async fn a_tick_fans_out_over_every_project_and_two_instances_move_each_rollout_
     a.drain();
     b.drain();
 
+    // Two minutes in, every 10% step still soaks: the tick decides those holds itself, as an
+    // evaluation would, and publishes nothing (a message would only come back to that hold).
+    a.clock.advance(jiff::SignedDuration::from_mins(2));
+    let soaking = a.push.tick(a.clock.now()).await.unwrap();
+    assert_eq!(soaking.status, 200, "{:?}", soaking.body);
+    assert_eq!(soaking.body["active"], 6, "{:?}", soaking.body);
+    assert_eq!(soaking.body["settled"], 6, "{:?}", soaking.body);
+    assert_eq!(soaking.body["published"], 0, "{:?}", soaking.body);
+    let held = a.drain();
+    assert_eq!(held.len(), 6, "{held:?}");
+    assert!(
+        held.iter()
+            .all(|d| d.decision == cutover::decision::Kind::Hold),
+        "{held:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.drain().is_empty(), "nothing reached the other instance");
+
     // The 10% steps are due: the tick lists both projects and publishes, evaluating nothing.
-    a.clock.advance(jiff::SignedDuration::from_mins(9));
+    a.clock.advance(jiff::SignedDuration::from_mins(7));
     let tick = a.push.tick(a.clock.now()).await.unwrap();
     assert_eq!(tick.status, 200, "{:?}", tick.body);
     assert_eq!(tick.body["active"], 6, "{:?}", tick.body);
