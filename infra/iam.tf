@@ -359,7 +359,7 @@ resource "google_project_iam_member" "runtime_firestore_records" {
 # ---------------------------------------------------------------------------
 
 # Grant: runtime -> roles/pubsub.publisher, on the evaluations topic only. Why:
-# a tick publishes one message per running rollout there (fan-out).
+# a tick publishes one message per running rollout that needs a call there (fan-out).
 resource "google_pubsub_topic_iam_member" "runtime_publishes_evaluations" {
   project = var.project_id
   topic   = google_pubsub_topic.evaluations.name

@@ -38,7 +38,7 @@ resource "google_pubsub_topic" "ticks" {
   depends_on = [google_project_service.apis]
 }
 
-# Ticks publish one message per running rollout here (fan-out); the push
+# Ticks publish one message per running rollout that needs a call here (fan-out); the push
 # subscription below hands each to any cutover instance (/pubsub/evaluations).
 resource "google_pubsub_topic" "evaluations" {
   #checkov:skip=CKV_GCP_83:Evaluation messages name a service and nothing else; Google-managed encryption is enough.

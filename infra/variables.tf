@@ -720,7 +720,7 @@ variable "projects" {
 }
 
 variable "fanout_threshold" {
-  description = "CUTOVER_FANOUT_THRESHOLD: a tick with at most this many running rollouts evaluates them itself; above it, it publishes one message per rollout on the evaluations topic."
+  description = "CUTOVER_FANOUT_THRESHOLD: a tick with at most this many running rollouts needing a call (evidence or a write) evaluates them itself; above it, it publishes one message per such rollout on the evaluations topic (steps still soaking are decided by the tick)."
   type        = number
   default     = 16
 }

@@ -8,8 +8,8 @@
 //!   other services, nor for the evaluation in flight of its own (`flight`: it overtakes it), and
 //!   it runs on a thread of its own, evaluations below it (`flight::on_alert_thread`).
 //! - `POST /pubsub/ticks`: evaluate every running rollout in `CUTOVER_PROJECTS` ×
-//!   `CUTOVER_REGIONS`; with `CUTOVER_EVALUATIONS_TOPIC`, publish one evaluation per rollout
-//!   instead (above `CUTOVER_FANOUT_THRESHOLD`).
+//!   `CUTOVER_REGIONS`; with `CUTOVER_EVALUATIONS_TOPIC`, decide those that need no call and
+//!   publish one evaluation per remaining rollout instead (above `CUTOVER_FANOUT_THRESHOLD`).
 //! - `POST /pubsub/evaluations`: one service per message (from a tick's fan-out): evaluate it.
 //! - `GET /healthz`: 200.
 //! - `GET /status`, `GET /status.json`: every rollout, its traffic, steps, last judgement and a
