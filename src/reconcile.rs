@@ -594,9 +594,7 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         loop {
             let obs = &read.observed;
             let (d, now) = self.decide_with_evidence(obs, &trigger, deadline).await;
-            let mut rec = DecisionRecord::new(&obs.service, &trigger, &d, now);
-            rec.mode = self.policy.mode_for(&obs.annotations);
-            origin.stamp(&mut rec);
+            let mut rec = self.record(obs, &trigger, &d, now, origin);
             let Some(write) = d.write() else {
                 self.publish(rec.clone());
                 out.push(rec);
@@ -714,10 +712,22 @@ impl<R: TrafficRouter, M: MetricsSource> Reconciler<R, M> {
         if !matches!(d.action, Action::Stay(_)) {
             return None;
         }
-        let mut rec = DecisionRecord::new(&obs.service, &Trigger::Tick, &d, now);
+        Some(self.record(obs, &Trigger::Tick, &d, now, origin))
+    }
+
+    /// The record of decision `d` on `obs`: its mode and where the event came from.
+    fn record(
+        &self,
+        obs: &Observed,
+        trigger: &Trigger,
+        d: &Decision,
+        now: Timestamp,
+        origin: &Origin,
+    ) -> DecisionRecord {
+        let mut rec = DecisionRecord::new(&obs.service, trigger, d, now);
         rec.mode = self.policy.mode_for(&obs.annotations);
         origin.stamp(&mut rec);
-        Some(rec)
+        rec
     }
 
     /// The policy for `target`: the configured one, without a smoke path on a platform whose

@@ -652,11 +652,7 @@ impl Stages {
 /// Whether `request` is about one of `services` (`project/region/service`): a Run call on its
 /// path, or a Monitoring query whose filter names it in its region.
 fn names_any(request: &cutover_fakes::RecordedRequest, services: &[&str]) -> bool {
-    let query = request
-        .query
-        .as_deref()
-        .map(percent_decoded)
-        .unwrap_or_default();
+    let filter = filter_of(request);
     services.iter().any(|key| {
         let [p, r, s] = key.split('/').collect::<Vec<_>>()[..] else {
             return false;
@@ -665,34 +661,25 @@ fn names_any(request: &cutover_fakes::RecordedRequest, services: &[&str]) -> boo
             return request.path == format!("/v2/projects/{p}/locations/{r}/services/{s}");
         }
         request.path.starts_with(&format!("/v3/projects/{p}/"))
-            && query.contains(&format!("service_name = \"{s}\""))
-            && query.contains(&format!("location = \"{r}\""))
+            && filter.contains(&format!("service_name = \"{s}\""))
+            && filter.contains(&format!("location = \"{r}\""))
     })
 }
 
-/// A query string with `+` and `%XX` decoded.
-fn percent_decoded(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The `filter` parameter of a recorded request's query string, decoded (empty if none).
+fn filter_of(request: &cutover_fakes::RecordedRequest) -> String {
+    let Some(uri) = request
+        .query
+        .as_deref()
+        .and_then(|q| format!("/?{q}").parse::<axum::http::Uri>().ok())
+    else {
+        return String::new();
+    };
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .ok()
+        .and_then(|q| q.0.into_iter().find(|(k, _)| k == "filter"))
+        .map(|(_, v)| v)
+        .unwrap_or_default()
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -1026,11 +1013,11 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
         // The same without the alerted services (their alerts' calls and their evaluations'):
         // what judging a rollout costs, which the goal is about.
         let alerted: Vec<&str> = sent.keys().map(String::as_str).collect();
-        let on_alerted = calls.iter().filter(|r| names_any(r, &alerted)).count();
-        let alerted_writes = calls
-            .iter()
-            .filter(|r| r.method == "PATCH" && r.status == 200 && names_any(r, &alerted))
-            .count();
+        let (mut on_alerted, mut alerted_writes) = (0, 0);
+        for r in calls.iter().filter(|r| names_any(r, &alerted)) {
+            on_alerted += 1;
+            alerted_writes += usize::from(r.method == "PATCH" && r.status == 200);
+        }
         let judged_unalerted = seen
             .judged
             .keys()
