@@ -15,7 +15,9 @@
 //!    its router re-reads the split just before the patch, and a change made between that read
 //!    and the patch, milliseconds, is overwritten, the one unguarded gap on that platform). A
 //!    split that moved since the decision's read (someone changed it by hand) is a conflict:
-//!    the intent is withdrawn.
+//!    the intent is withdrawn, and remembered as lapsed (below) in case the refusal was not the
+//!    last word: a URL map's 412 can answer the retry of this write's own PATCH. A conflict
+//!    whose split cannot then be read is an unknown outcome: the intent stays.
 //! 3. **Settle.** The intent's record replaces the old one and the intent is cleared,
 //!    conditional on the version step 1 wrote.
 //!
@@ -189,9 +191,25 @@ impl<P: SplitPlatform, S: RecordStore> Recorded<P, S> {
         Ok(Some(undone))
     }
 
-    /// Drops the intent `pending` carries (best effort: if it fails, the lease ends it).
-    async fn withdraw(&self, target: &ServiceRef, pending: &Stored, deadline: Instant) {
-        let old = without_intent(&pending.annotations);
+    /// Drops the intent `pending` carries (best effort: if it fails, the lease ends it), and
+    /// remembers it as lapsed, as an undo does: a refusal is not always the last word on a
+    /// split write. A URL map's 412 can answer the client's retry of its own PATCH whose
+    /// operation is still running, so the split read just after shows the old weights and the
+    /// write lands a moment later; an error after the PATCH was accepted (its operation's
+    /// poll, the read of the result) says nothing of the operation. Without the memory such a
+    /// write moves the split under an old record, or under none on a first step: a rollout
+    /// nobody continues (found by the chaos suite on URL maps, under CI's load). With it, the
+    /// next observer that finds exactly that split finishes the write; a write truly refused
+    /// costs nothing, the memory goes with cutover's next record write.
+    async fn withdraw(
+        &self,
+        target: &ServiceRef,
+        pending: &Stored,
+        intent: &Intent,
+        deadline: Instant,
+    ) {
+        let mut old = without_intent(&pending.annotations);
+        old.extend(intent.lapsed());
         if let Err(e) = self
             .store
             .write(target, &old, pending.version.as_deref(), deadline)
@@ -309,18 +327,29 @@ impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
             // write's own: the call landed, its answer was lost, and the client's retry found
             // the guard the write itself had changed (a URL map's fingerprint). If the split now
             // is the intent's, the write happened: settle it; otherwise withdraw.
+            // A split that cannot be read now leaves the outcome unknown: the intent stays for
+            // the next observer, as for a transient failure of the write itself.
             Err(e) if e.kind() == ErrorKind::Conflict => {
                 match self.split.read(target, deadline).await {
                     Ok(now) if now.allocation == intent.split => now,
-                    _ => {
-                        self.withdraw(target, &pending, deadline).await;
+                    Ok(_) => {
+                        self.withdraw(target, &pending, &intent, deadline).await;
                         return Err(e);
+                    }
+                    Err(read) => {
+                        return Err(RouterError::new(
+                            ErrorKind::Transient,
+                            format!(
+                                "{target}: the split write met a conflict ({e}) and the split \
+                                 could not be read to tell whether it was its own: {read}"
+                            ),
+                        ));
                     }
                 }
             }
             // Refused: nothing was written, the intent goes.
             Err(e) if e.kind() != ErrorKind::Transient => {
-                self.withdraw(target, &pending, deadline).await;
+                self.withdraw(target, &pending, &intent, deadline).await;
                 return Err(e);
             }
             // Unknown outcome: the intent stays, the next observer settles it.

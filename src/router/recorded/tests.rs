@@ -31,6 +31,8 @@ struct SplitState {
     /// The next write is applied, then answered with a conflict (its answer was lost and the
     /// retry found the guard the write had changed).
     lost_answer: bool,
+    /// The next read fails, transiently.
+    read_fails: bool,
 }
 
 /// Something another writer does, run by the next split read.
@@ -77,6 +79,12 @@ impl SplitPlatform for MemSplit {
         let hook = self.before_read.lock().unwrap().take();
         if let Some(hook) = hook {
             hook();
+        }
+        if std::mem::take(&mut self.state.lock().unwrap().read_fails) {
+            return Err(RouterError::new(
+                ErrorKind::Transient,
+                "503 from the platform",
+            ));
         }
         let allocation = self.allocation();
         Ok(SplitRead {
@@ -592,6 +600,64 @@ async fn a_conflict_from_its_own_landed_write_settles_instead_of_withdrawing() {
     );
     assert!(!has_intent(&store));
     assert_eq!(after.observed.allocation, split.allocation());
+}
+
+/// Found by the chaos suite on URL maps under CI's load: the retry of a landed PATCH was refused
+/// (412) and the read that would have told whose write it was failed. The intent was withdrawn
+/// and the first step of a rollout stood in the split with no record at all. The outcome is
+/// unknown, so the intent stays and the next observer after the lease finishes the write.
+#[tokio::test]
+async fn a_conflict_that_cannot_be_told_apart_keeps_its_intent_for_the_next_observer() {
+    let (split, store, clock) = world();
+    let r = router(&split, &store, &clock);
+    let read = r.observe(&web(), deadline()).await.unwrap();
+    {
+        let mut s = split.state.lock().unwrap();
+        s.lost_answer = true;
+        s.read_fails = true;
+    }
+    let err = r.apply(&read, &step(10), deadline()).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Transient,
+        "retried, never acknowledged"
+    );
+    assert!(
+        has_intent(&store),
+        "the write may have landed: its intent stays"
+    );
+
+    clock.advance(SignedDuration::try_from(Duration::from_secs(11) + LEASE_MARGIN).unwrap());
+    let next = router(&split, &store, &clock)
+        .observe(&web(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(percent_recorded(&store), Some(10), "the write is finished");
+    assert!(crate::decision::drift(&next.observed, &record(10)).is_none());
+}
+
+/// A URL map's 412 can answer the retry of the write's own PATCH while its operation still
+/// runs: the split read just after shows the old weights, and the write lands a moment later.
+/// The withdrawn intent is remembered as lapsed, so the late split is finished, not paused on
+/// as a person's change; a write that was truly refused leaves only that memory, which
+/// cutover's next record write clears.
+#[tokio::test]
+async fn a_withdrawn_write_that_lands_anyway_is_finished_by_the_next_observer() {
+    let (split, store, clock) = world();
+    let r = router(&split, &store, &clock);
+    split.state.lock().unwrap().refuse = Some(ErrorKind::Conflict);
+    let read = r.observe(&web(), deadline()).await.unwrap();
+    let err = r.apply(&read, &step(10), deadline()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(!has_intent(&store));
+    assert_eq!(percent_recorded(&store), Some(0));
+
+    // Its operation completes now.
+    split.set_by_hand(&[("v1", 90), ("v2", 10)]);
+    let next = r.observe(&web(), deadline()).await.unwrap();
+    assert_eq!(percent_recorded(&store), Some(10));
+    assert!(crate::decision::drift(&next.observed, &record(10)).is_none());
+    assert!(!store.annotations(&web()).contains_key(LAPSED_SPLIT));
 }
 
 #[tokio::test]

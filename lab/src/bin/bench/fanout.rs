@@ -359,11 +359,16 @@ fn process_cpu(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// The fakes, started on a runtime of their own (two workers), which serves them until it is
-/// shut down.
+/// The fakes, started on a runtime of their own (`BENCH_FAKES_WORKERS` workers, default 2),
+/// which serves them until it is shut down.
 fn fakes_apart(clock: cutover_fakes::FakeClock) -> Result<(FakeGcp, tokio::runtime::Runtime)> {
+    let workers = std::env::var("BENCH_FAKES_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .thread_name("bench-fakes")
         .enable_all()
         .build()?;
