@@ -37,8 +37,8 @@
 //! in the last [`WINDOW`] (a sliding window: no 60-second span, however aligned, holds more),
 //! and until any `Retry-After` the API asked for has passed. Calls made in [`urgent`] (alerts)
 //! take the next free slot ahead of routine ones waiting on the same bucket, and a tenth of
-//! every bucket ([`reserved`]) is theirs alone: routine calls stop at the other nine tenths, so
-//! an alert finds a slot even when routine work has spent its share of the window. A call that
+//! every bucket, at least two calls ([`reserved`]), is theirs alone: routine calls stop short of
+//! it, so an alert finds a slot even when routine work has spent its share of the window. A call that
 //! cannot get a slot before its deadline fails as [`super::ApiError::OutOfTime`], and a routine
 //! one whose slot is more than [`ROUTINE_PATIENCE`] away fails at once
 //! ([`super::ApiError::NoSlotSoon`]) rather than holding its event: both are transient
@@ -107,13 +107,28 @@ impl Limits {
 /// its reads again on redelivery (a Run read and a Monitoring query, from budgets 20 and 100
 /// times the writes'); and if no instance has a slot, Pub/Sub's growing backoff spaces the
 /// retries, and the next tick publishes the evaluation again anyway. Alerts never give back:
-/// they wait up to their deadline, with the reserved tenth ([`reserved`]) theirs alone.
+/// they wait up to their deadline, with the reserved slots ([`reserved`]) theirs alone.
 pub const ROUTINE_PATIENCE: Duration = Duration::from_secs(10);
 
-/// How many of a bucket's `limit` calls per window are kept for alerts: a tenth (none for a
-/// limit under 10, where a tenth is not a whole call).
+/// How many alerts' calls a bucket keeps for them whatever routine work has spent
+/// ([`reserved`]), where the bucket is big enough to spare them.
+pub const ALERT_BURST: usize = 2;
+
+/// How many of a bucket's `limit` calls per window are kept for alerts: a tenth, and never
+/// fewer than [`ALERT_BURST`] where that leaves routine work at least half the bucket (a limit of
+/// 4 or more; 1 of 2 or 3; none of 1).
+///
+/// A tenth alone kept nothing in the buckets Terraform actually gives an instance: the Run write
+/// budget (50 a minute per project × region) divided among up to 10 instances is 5, and with 4
+/// processes 12, a tenth of which is one call. The fan-out bench then had two alerts of one
+/// project and region land on one process within a second, after the evaluations had spent
+/// that process's routine writes: the second rollback waited 58 s for the window to turn. Alerts
+/// come in small bursts, because candidates that share something (a database, a region's
+/// network) fail together, and each rollback is one write; two per instance and window cover a
+/// burst spread over the instances, at a cost of at most two routine writes a minute in the
+/// busiest pairs (a routine call that finds no slot gives its event back for redelivery).
 pub fn reserved(limit: usize) -> usize {
-    limit / 10
+    (limit / 10).max(ALERT_BURST.min(limit / 2))
 }
 
 /// Which of Google's quotas a call counts against.
@@ -631,12 +646,13 @@ mod tests {
     async fn a_full_bucket_fails_transiently_at_the_deadline_instead_of_dropping_the_call() {
         let quota = Quota::new(
             Limits {
-                run_writes: 2,
+                run_writes: 3,
                 ..Limits::UNLIMITED
             },
             manual(),
         );
         let soon = || Instant::now() + Duration::from_millis(50);
+        // Routine work has two of the three slots; the third is an alert's.
         quota.acquire(&bucket(), soon()).await.unwrap();
         quota.acquire(&bucket(), soon()).await.unwrap();
         let e = quota.acquire(&bucket(), soon()).await.unwrap_err();
@@ -658,7 +674,7 @@ mod tests {
             manual(),
         );
         let far = || Instant::now() + Duration::from_secs(600);
-        for _ in 0..9 {
+        for _ in 0..8 {
             quota.acquire(&bucket(), far()).await.unwrap();
         }
         let given_back = quota.acquire(&bucket(), far()).now_or_never();
@@ -671,12 +687,14 @@ mod tests {
                 .contains("given back for redelivery: client-side quota: Cloud Run writes in p/r"),
             "{e}"
         );
+        // Two alerts at once: both find a slot routine work could not take.
+        urgent(quota.acquire(&bucket(), far())).await.unwrap();
         urgent(quota.acquire(&bucket(), far())).await.unwrap();
         assert!(
             urgent(quota.acquire(&bucket(), far()))
                 .now_or_never()
                 .is_none(),
-            "an alert waits for its slot, however far"
+            "a third alert waits for its slot, however far"
         );
     }
 
@@ -687,12 +705,13 @@ mod tests {
         let clock = manual();
         let quota = std::sync::Arc::new(Quota::new(
             Limits {
-                run_writes: 10,
+                run_writes: 11,
                 ..Limits::UNLIMITED
             },
             clock.clone(),
         ));
         let far = || Instant::now() + Duration::from_secs(600);
+        // Routine work has 9 of the 11 slots (two are kept for alerts).
         // One call at 10:00:00, eight at 10:00:30: slots free at 10:01:00, then 10:01:30.
         quota.acquire(&bucket(), far()).await.unwrap();
         clock.advance(SignedDuration::from_secs(30));
@@ -716,6 +735,20 @@ mod tests {
             .await
             .unwrap()
             .expect("the first got the slot it waited for");
+    }
+
+    /// The buckets Terraform gives an instance are small (50 Run writes a minute shared by up
+    /// to 10 instances is 5 each): a tenth of them would keep no slot for a rollback.
+    #[test]
+    fn every_bucket_of_two_or_more_keeps_slots_for_alerts_and_routine_keeps_at_least_half() {
+        let kept: Vec<usize> = [1, 2, 3, 4, 5, 12, 25, 30, 50, 1000]
+            .into_iter()
+            .map(reserved)
+            .collect();
+        assert_eq!(kept, [0, 1, 1, 2, 2, 2, 2, 3, 5, 100]);
+        for limit in 1..=200 {
+            assert!(limit - reserved(limit) >= limit.div_ceil(2), "{limit}");
+        }
     }
 
     #[tokio::test]

@@ -151,7 +151,7 @@ async fn compute_reads_stay_within_their_budget_per_window_and_writes_have_their
 }
 
 #[tokio::test]
-async fn routine_calls_leave_a_tenth_of_each_bucket_to_alerts() {
+async fn routine_calls_leave_each_buckets_reserve_to_alerts() {
     let quota = Quota::new(
         Limits {
             compute_writes: 10,
@@ -161,12 +161,13 @@ async fn routine_calls_leave_a_tenth_of_each_bucket_to_alerts() {
     );
     let write = Bucket::of("PATCH", "http://x/compute/v1/projects/p/global/urlMaps/m").unwrap();
     let soon = || Instant::now() + Duration::from_millis(30);
-    for _ in 0..9 {
+    for _ in 0..8 {
         quota.acquire(&write, soon()).await.unwrap();
     }
     let e = quota.acquire(&write, soon()).await.unwrap_err();
     assert_eq!(e.kind(), crate::failure::ErrorKind::Transient, "{e}");
-    // The tenth slot of the window is an alert's.
+    // The last two slots of the window are alerts'.
+    urgent(quota.acquire(&write, soon())).await.unwrap();
     urgent(quota.acquire(&write, soon())).await.unwrap();
     assert!(
         urgent(quota.acquire(&write, soon())).await.is_err(),
