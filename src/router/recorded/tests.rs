@@ -561,16 +561,22 @@ async fn a_split_changed_by_hand_after_the_read_is_not_overwritten() {
     assert!(!has_intent(&store), "the intent is withdrawn at once");
 }
 
-#[tokio::test]
-async fn a_refused_split_write_withdraws_its_intent_and_an_unknown_one_keeps_it() {
-    let (split, store, clock) = world();
-    let r = router(&split, &store, &clock);
+/// Takes the step to 10% with its split write refused as a conflict: the intent is withdrawn
+/// and the old record stands.
+async fn refused_step(r: &Recorded<MemSplit, MemStore>, split: &MemSplit, store: &MemStore) {
     split.state.lock().unwrap().refuse = Some(ErrorKind::Conflict);
     let read = r.observe(&web(), deadline()).await.unwrap();
     let err = r.apply(&read, &step(10), deadline()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert!(!has_intent(&store));
-    assert_eq!(percent_recorded(&store), Some(0));
+    assert!(!has_intent(store));
+    assert_eq!(percent_recorded(store), Some(0));
+}
+
+#[tokio::test]
+async fn a_refused_split_write_withdraws_its_intent_and_an_unknown_one_keeps_it() {
+    let (split, store, clock) = world();
+    let r = router(&split, &store, &clock);
+    refused_step(&r, &split, &store).await;
 
     split.state.lock().unwrap().refuse = Some(ErrorKind::Transient);
     let read = r.observe(&web(), deadline()).await.unwrap();
@@ -645,12 +651,7 @@ async fn a_conflict_that_cannot_be_told_apart_keeps_its_intent_for_the_next_obse
 async fn a_withdrawn_write_that_lands_anyway_is_finished_by_the_next_observer() {
     let (split, store, clock) = world();
     let r = router(&split, &store, &clock);
-    split.state.lock().unwrap().refuse = Some(ErrorKind::Conflict);
-    let read = r.observe(&web(), deadline()).await.unwrap();
-    let err = r.apply(&read, &step(10), deadline()).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert!(!has_intent(&store));
-    assert_eq!(percent_recorded(&store), Some(0));
+    refused_step(&r, &split, &store).await;
 
     // Its operation completes now.
     split.set_by_hand(&[("v1", 90), ("v2", 10)]);
