@@ -124,18 +124,6 @@ impl Emulator {
         let err = out
             .try_clone()
             .map_err(|e| format!("{}: {e}", log.display()))?;
-        // The emulator logs every failed push at INFO with a stack trace and retries a dead
-        // endpoint forever (gigabytes over a long run): only warnings and errors are kept.
-        let logging = std::env::temp_dir().join(format!(
-            "cutover-pubsub-emulator-{}-{port}.logging.properties",
-            std::process::id()
-        ));
-        std::fs::write(
-            &logging,
-            "handlers=java.util.logging.ConsoleHandler\n.level=WARNING\n\
-             java.util.logging.ConsoleHandler.level=WARNING\n",
-        )
-        .map_err(|e| format!("{}: {e}", logging.display()))?;
         use std::os::unix::process::CommandExt;
         let child = Command::new("gcloud")
             .args([
@@ -148,9 +136,14 @@ impl Emulator {
             ])
             // A missing component must fail, not wait for an answer to "install it?".
             .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+            // Warnings and errors only: see the file for why.
             .env(
                 "JAVA_OPTS",
-                format!("-Djava.util.logging.config.file={}", logging.display()),
+                concat!(
+                    "-Djava.util.logging.config.file=",
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/emulator-logging.properties"
+                ),
             )
             .stdin(Stdio::null())
             .stdout(out)
@@ -167,8 +160,6 @@ impl Emulator {
         let started = Instant::now();
         while started.elapsed() < START_TIMEOUT {
             if answers(&http, &emulator.host, Duration::ZERO).await {
-                // Read by the JVM when it started.
-                let _ = std::fs::remove_file(&logging);
                 return Ok(emulator);
             }
             if let Some(child) = &mut emulator.child
@@ -181,7 +172,6 @@ impl Emulator {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let _ = std::fs::remove_file(&logging);
         Err(format!(
             "it did not answer on {} within {} s: {}",
             emulator.host,

@@ -326,9 +326,9 @@ impl<P: SplitPlatform, S: RecordStore> TrafficRouter for Recorded<P, S> {
             // Someone moved the split since the decision's read, or the conflict is this
             // write's own: the call landed, its answer was lost, and the client's retry found
             // the guard the write itself had changed (a URL map's fingerprint). If the split now
-            // is the intent's, the write happened: settle it; otherwise withdraw.
-            // A split that cannot be read now leaves the outcome unknown: the intent stays for
-            // the next observer, as for a transient failure of the write itself.
+            // is the intent's, the write happened: settle it; otherwise withdraw. A split that
+            // cannot be read now leaves the outcome unknown: the intent stays for the next
+            // observer, as for a transient failure of the write itself.
             Err(e) if e.kind() == ErrorKind::Conflict => {
                 match self.split.read(target, deadline).await {
                     Ok(now) if now.allocation == intent.split => now,

@@ -294,6 +294,14 @@ fn forward_pulls(
     (task, delivered)
 }
 
+/// The environment variable `name` parsed, or `default` when it is unset or unreadable.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The `nice` value of the stand-ins for Google (the fakes, the emulator, the front and the
 /// forwarder): in production none of them shares cutover's CPU, so in the bench they go first
 /// and cutover's load cannot slow what stands for Google's servers. `BENCH_STAND_INS_NICE=0`
@@ -305,10 +313,7 @@ const STAND_INS_NICE: i32 = -10;
 /// after this, included). Lowering a `nice` value needs root; where it is refused the bench
 /// says so and runs everything at one priority.
 fn stand_ins_first() -> i32 {
-    let wanted = std::env::var("BENCH_STAND_INS_NICE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(STAND_INS_NICE);
+    let wanted = env_or("BENCH_STAND_INS_NICE", STAND_INS_NICE);
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -365,11 +370,7 @@ fn process_cpu(pid: u32) -> f64 {
 /// etag race to the evaluation they were aimed at; with 8, p99 93 ms and 3 of 86 (one run, 4
 /// processes). Google's front ends are not two threads.
 fn fakes_apart(clock: cutover_fakes::FakeClock) -> Result<(FakeGcp, tokio::runtime::Runtime)> {
-    let workers = std::env::var("BENCH_FAKES_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8)
-        .max(1);
+    let workers = env_or("BENCH_FAKES_WORKERS", 8).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("bench-fakes")
@@ -705,10 +706,7 @@ pub(crate) async fn fanout(quick: bool) -> Result<Vec<Row>> {
         size.unwrap_or(if quick { (2, 30, 24) } else { (50, 1000, 5000) });
     let alerts = if quick { 4 } else { 120 };
     // Pushes in flight at once (`BENCH_FANOUT_IN_FLIGHT`, default 256), all processes together.
-    let in_flight = std::env::var("BENCH_FANOUT_IN_FLIGHT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256usize);
+    let in_flight = env_or("BENCH_FANOUT_IN_FLIGHT", 256usize);
     // `BENCH_FANOUT_PROCESSES=1,4` runs some of the three.
     let counts: Vec<usize> = std::env::var("BENCH_FANOUT_PROCESSES")
         .ok()
